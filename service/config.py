@@ -1,0 +1,88 @@
+"""One settings class for the whole service, read from `REVERIE_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_MODEL = "bundled:SmolLM2-135M-Instruct"
+DEFAULT_NAMESPACE = "default"
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "reverie"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REVERIE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Models, spool and adapters live here.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: a SQLite file in the data dir."
+    )
+    engine: Literal["local", "vllm"] = Field(default="local", description="Which engine generates tokens.")
+    model: str = Field(
+        default=BUNDLED_MODEL,
+        description="HF model folder or id; the default is the bundled SmolLM2-135M-Instruct, exported once.",
+    )
+    model_name: str = Field(default="reverie", description="The public model id clients ask for.")
+    api_keys: str = Field(
+        default="", description="`key:namespace,...`; empty accepts any bearer token as namespace `default`."
+    )
+    admin_key: str | None = Field(default=None, description="Bearer key of the admin API and dashboard.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    max_model_len: int | None = Field(default=None, description="Context window; default: the model's own.")
+    max_body_bytes: int = Field(default=1_048_576, description="Requests with a larger body get 413.")
+    max_queue: int = Field(default=64, description="Requests waiting for the engine beyond this get 429.")
+    default_max_tokens: int = Field(default=256, description="Completion length when the request names none.")
+    torch_threads: int | None = Field(default=None, description="torch intra-op threads of the local engine.")
+    spool_dir: Path | None = Field(default=None, description="Episodes wait here while the store is down.")
+    spool_drain_interval_s: float = Field(default=1.0, description="How often the spool relay retries.")
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("REVERIE_MODEL_NAME must not be empty")
+        return value
+
+    @cached_property
+    def key_namespaces(self) -> dict[str, str]:
+        """Parse `API_KEYS` into {key: namespace}."""
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in self.api_keys.split(","))):
+            key, sep, namespace = item.partition(":")
+            if not sep or not key.strip() or not namespace.strip():
+                raise ValueError(f"REVERIE_API_KEYS entry {item!r} is not of the form key:namespace")
+            pairs[key.strip()] = namespace.strip()
+        return pairs
+
+    @property
+    def open_access(self) -> bool:
+        """No keys configured: the embedded default, loopback only, namespace `default`."""
+        return not self.key_namespaces
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'reverie.db'}"
+
+    @property
+    def resolved_spool_dir(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"
