@@ -1,0 +1,83 @@
+"""Domain errors, mapped to HTTP status and OpenAI-shaped bodies in the app factory."""
+
+from __future__ import annotations
+
+
+class ReverieError(Exception):
+    """Base of errors that reach the client. Subclasses set the HTTP status and OpenAI error type."""
+
+    status_code = 500
+    error_type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequestError(ReverieError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(ReverieError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFoundError(ReverieError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class NotFoundError(ReverieError):
+    status_code = 404
+    error_type = "invalid_request_error"
+
+
+class ConflictError(ReverieError):
+    status_code = 409
+    error_type = "invalid_request_error"
+
+
+class PayloadTooLargeError(ReverieError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class QueueFullError(ReverieError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "queue_full"
+
+
+class EngineNotReadyError(ReverieError):
+    status_code = 503
+    error_type = "server_error"
+    code = "engine_not_ready"
+
+
+class StoreUnavailableError(ReverieError):
+    """Neither the store nor the spool could record the interaction: refuse rather than lose it."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "store_unavailable"
+
+
+class EngineError(ReverieError):
+    status_code = 500
+    error_type = "server_error"
+    code = "engine_error"
+
+
+class AdapterError(ReverieError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "invalid_adapter"
