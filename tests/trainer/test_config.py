@@ -1,0 +1,50 @@
+"""Every shipped config loads; range checks speak in sentences."""
+
+import dataclasses
+
+import pytest
+
+from trainer.config import VLLM_LORA_RANKS, SleepConfig
+
+
+@pytest.mark.parametrize("path", SleepConfig.shipped(), ids=lambda p: p.stem)
+def test_every_shipped_config_loads(path):
+    config = SleepConfig.from_yaml(path)
+    assert config.max_lora_rank in VLLM_LORA_RANKS
+    assert config.expert_rank <= config.max_lora_rank
+
+
+def test_cpu_and_gpu_defaults_are_shipped():
+    names = {p.stem for p in SleepConfig.shipped()}
+    assert {"cpu-default", "gpu-default"} <= names
+    assert SleepConfig.from_yaml("gpu-default").dtype == "bfloat16"
+    assert SleepConfig.from_yaml("cpu-default").resolved_device() == "cpu"
+
+
+def test_overrides_and_unknown_fields(tmp_path):
+    assert SleepConfig.from_yaml("cpu-default", steps=3).steps == 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stepz: 3\n")
+    with pytest.raises(ValueError, match="unknown SleepConfig fields: stepz"):
+        SleepConfig.from_yaml(bad)
+
+
+def test_every_field_has_help():
+    assert all(f.metadata.get("help") for f in dataclasses.fields(SleepConfig))
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"beta": 1.5}, "beta"),
+        ({"alpha": -0.1}, "alpha"),
+        ({"max_lora_rank": 48}, "max_lora_rank"),
+        ({"expert_rank": 0}, "expert_rank"),
+        ({"imitation_group": 1}, "group baseline"),
+        ({"replay_fraction": 0.6, "general_fraction": 0.5}, "sum to less than 1"),
+        ({"dtype": "int8"}, "dtype"),
+    ],
+)
+def test_range_checks_raise_a_sentence(change, words):
+    with pytest.raises(ValueError, match=words):
+        SleepConfig(**change)

