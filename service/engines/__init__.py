@@ -1,0 +1,21 @@
+"""Engines behind one interface (`base.Engine`): `local` (transformers + peft) and `vllm`."""
+
+from __future__ import annotations
+
+from service.config import Settings
+from service.engines.base import Engine
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The engine named by REVERIE_ENGINE (`reverie serve` has prepared the model already)."""
+    if settings.engine == "local":
+        from service.engines.local import LocalEngine
+        from service.modelprep import prepare_model
+
+        return LocalEngine(
+            prepare_model(settings),
+            max_model_len=settings.max_model_len,
+            max_queue=settings.max_queue,
+            torch_threads=settings.torch_threads,
+        )
+    raise NotImplementedError(f"engine {settings.engine!r} is not available yet")

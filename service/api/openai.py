@@ -1,0 +1,38 @@
+"""`/v1/chat/completions` and `/v1/models`: validate, call the chat service, shape the response."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+
+from service.deps import ChatDep, NamespaceDep, SettingsDep
+from service.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelCard, ModelList
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+_ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 429, 500, 503)}
+
+
+@router.post("/chat/completions", response_model=ChatCompletion, responses=_ERRORS)
+async def create_chat_completion(
+    body: ChatCompletionRequest,
+    chat: ChatDep,
+    namespace: NamespaceDep,
+    idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
+    x_conversation_id: Annotated[str | None, Header(max_length=256)] = None,
+):
+    reply = await chat.complete(
+        body, namespace=namespace, idempotency_key=idempotency_key, conversation_id=x_conversation_id
+    )
+    if reply.stream is not None:
+        return StreamingResponse(
+            reply.stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+    return reply.completion
+
+
+@router.get("/models", response_model=ModelList, responses=_ERRORS)
+async def list_models(request: Request, settings: SettingsDep, _namespace: NamespaceDep) -> ModelList:
+    return ModelList(data=[ModelCard(id=settings.model_name, created=request.app.state.started_at)])

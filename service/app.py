@@ -1,0 +1,145 @@
+"""The app factory: settings, store, recorder, engine, routers and the one error format."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import __version__
+from service.api import admin, health, openai
+from service.chat import ChatService
+from service.config import Settings
+from service.engines import build_engine
+from service.engines.base import Engine
+from service.errors import PayloadTooLargeError, ReverieError
+from service.protocol import ErrorDetail, ErrorResponse
+from service.recording import Recorder
+from service.store.db import make_engine, make_sessionmaker
+from service.store.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, message: str, error_type: str, *, param=None, code=None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorDetail(message=message, type=error_type, param=param, code=code))
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0] if exc.errors() else {}
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    if first.get("type") == "json_invalid":
+        return "The request body is not valid JSON.", None
+    param = ".".join(location) or None
+    message = first.get("msg", "Invalid request.")
+    return (f"Invalid value for '{param}': {message}" if param else message), param
+
+
+class BodySizeLimit:
+    """413 for bodies over the limit, by Content-Length or by counting a chunked body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = error_response(
+            413, f"The request body exceeds {self.max_bytes} bytes.", "invalid_request_error", code="request_too_large"
+        )
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await too_large(scope, receive, send)
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLargeError(f"The request body exceeds {self.max_bytes} bytes.")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _start_engine(engine: Engine) -> None:
+    try:
+        await engine.start()
+        log.info("engine ready")
+    except Exception:
+        log.exception("the engine failed to start; chat requests get 503")
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        db = make_engine(settings.resolved_database_url)
+        app.state.session_factory = make_sessionmaker(db)
+        app.state.recorder = recorder = Recorder(app.state.session_factory, Spool(settings.resolved_spool_dir))
+        recorder.start()
+        app.state.engine = model_engine = engine or build_engine(settings)
+        app.state.chat = ChatService(
+            engine=model_engine,
+            recorder=recorder,
+            model_name=settings.model_name,
+            default_max_tokens=settings.default_max_tokens,
+        )
+        if settings.open_access:
+            log.warning("no API keys configured: serving everyone as namespace 'default' (bind to loopback only)")
+        tasks = [
+            asyncio.create_task(_start_engine(model_engine), name="engine-start"),
+            asyncio.create_task(recorder.run_relay(settings.spool_drain_interval_s), name="spool-relay"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await model_engine.stop()
+            recorder.close()
+            db.dispose()
+
+    app = FastAPI(title="Reverie", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.started_at = int(time.time())
+    app.include_router(openai.router)
+    app.include_router(admin.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(ReverieError)
+    async def _reverie_error(_request: Request, exc: ReverieError) -> JSONResponse:
+        return error_response(exc.status_code, exc.message, exc.error_type, param=exc.param, code=exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return error_response(400, message, "invalid_request_error", param=param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return error_response(exc.status_code, str(exc.detail), error_type)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "Internal server error.", "server_error")
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,300 @@
+"""Serving one chat completion: validate, record `pending`, generate, record the final state, reply.
+
+The durable-record rule: the episode's final row (or spool line) is committed before the last byte
+of the reply (the JSON body, or the SSE finish chunk and `[DONE]`) is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from service.engines.base import Engine, GenerationChunk, GenerationRequest, Usage
+from service.errors import (
+    ConflictError,
+    EngineError,
+    EngineNotReadyError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ReverieError,
+)
+from service.protocol import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    DeltaMessage,
+    ErrorResponse,
+    UsageInfo,
+)
+from service.recording import Recorder
+from service.store.episodes import EpisodeRecord
+from service.store.models import EpisodeStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+_ADAPTER_VERSION = re.compile(r"-v(\d+)$")
+
+
+def adapter_version(adapter_name: str | None) -> int | None:
+    """`mem-<namespace>-v<N>` names version N; None is the base model."""
+    match = _ADAPTER_VERSION.search(adapter_name or "")
+    return int(match.group(1)) if match else None
+
+
+@dataclass
+class ChatReply:
+    """What the router sends: a finished completion, or a stream of SSE lines."""
+
+    completion: ChatCompletion | None = None
+    stream: AsyncIterator[str] | None = None
+
+
+def sse(payload: str) -> str:
+    return f"data: {payload}\n\n"
+
+
+class ChatService:
+    def __init__(self, *, engine: Engine, recorder: Recorder, model_name: str, default_max_tokens: int):
+        self.engine = engine
+        self.recorder = recorder
+        self.model_name = model_name
+        self.default_max_tokens = default_max_tokens
+
+    async def complete(
+        self,
+        request: ChatCompletionRequest,
+        *,
+        namespace: str,
+        idempotency_key: str | None = None,
+        conversation_id: str | None = None,
+    ) -> ChatReply:
+        if request.model != self.model_name:
+            raise ModelNotFoundError(
+                f"The model `{request.model}` does not exist; this server serves `{self.model_name}`.", param="model"
+            )
+        if not self.engine.ready:
+            raise EngineNotReadyError("The model is still loading; retry shortly.")
+        messages = request.plain_messages()
+        params = request.to_sampling_params(self.default_max_tokens)
+        self._check_length(messages, request)
+
+        record = EpisodeRecord(
+            id=uuid.uuid4(),
+            namespace=namespace,
+            model=self.model_name,
+            messages=messages,
+            conversation_id=conversation_id,
+            idempotency_key=idempotency_key,
+            params=request.recorded_params(),
+            adapter_version=adapter_version(self.engine.active_adapter(namespace)),
+        )
+        if idempotency_key:
+            replay = await self._claim_idempotency_key(record)
+            if replay is not None:
+                return self._replay(replay, request)
+        else:
+            await self.recorder.record(record)
+
+        generation = self.engine.generate(GenerationRequest(messages=messages, params=params, namespace=namespace))
+        started = time.perf_counter()
+        try:
+            # Admission (queue full, bad length) fails here, while an HTTP status can still be sent.
+            first = await generation.__anext__()
+        except StopAsyncIteration:
+            first = GenerationChunk(finish_reason="stop", usage=Usage())
+        except BaseException as exc:
+            await self._fail(record, exc)
+            raise self._client_error(exc) from exc
+
+        if request.stream:
+            return ChatReply(stream=self._stream(request, record, generation, first, started))
+        return ChatReply(completion=await self._collect(record, generation, first, started))
+
+    # -- checks ------------------------------------------------------------------------------------
+    def _check_length(self, messages: list[dict], request: ChatCompletionRequest) -> None:
+        prompt_tokens = self.engine.count_prompt_tokens(messages)
+        limit = self.engine.max_model_len
+        wanted = request.requested_max_tokens() or 0
+        if prompt_tokens + max(wanted, 1) > limit:
+            param = "max_tokens" if wanted else "messages"
+            raise InvalidRequestError(
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{prompt_tokens + wanted} tokens ({prompt_tokens} in the messages, {wanted} in the completion).",
+                param=param,
+                code="context_length_exceeded",
+            )
+
+    async def _claim_idempotency_key(self, record: EpisodeRecord) -> EpisodeRecord | None:
+        """Return the finished episode to replay, or None after claiming the key for this request."""
+        existing = await asyncio.to_thread(self.recorder.claim_idempotency_key, record)
+        if existing is None:
+            return None
+        if existing.status == EpisodeStatus.COMPLETE:
+            return existing
+        raise ConflictError(
+            "A request with this Idempotency-Key is still in progress.", param="Idempotency-Key", code="idempotency_conflict"
+        )
+
+    # -- replies -----------------------------------------------------------------------------------
+    async def _collect(self, record, generation, first: GenerationChunk, started: float) -> ChatCompletion:
+        parts: list[str] = []
+        last = first
+        try:
+            chunk = first
+            while True:
+                parts.append(chunk.text)
+                last = chunk
+                if chunk.finish_reason is not None:
+                    break
+                chunk = await generation.__anext__()
+        except StopAsyncIteration:
+            pass
+        except BaseException as exc:
+            record.response = "".join(parts)
+            await self._fail(record, exc)
+            raise self._client_error(exc) from exc
+        finally:
+            await generation.aclose()
+        await self._finish(record, "".join(parts), last, started)
+        return self._completion(record)
+
+    def _completion(self, record: EpisodeRecord) -> ChatCompletion:
+        return ChatCompletion(
+            id=self._response_id(record),
+            created=int(record.created_at.timestamp()),
+            model=self.model_name,
+            choices=[Choice(message=AssistantMessage(content=record.response), finish_reason=record.finish_reason)],
+            usage=self._usage(record),
+        )
+
+    async def _stream(self, request, record, generation, first: GenerationChunk, started: float):
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        response_id = self._response_id(record)
+        created = int(record.created_at.timestamp())
+        parts: list[str] = []
+
+        def chunk_json(delta: DeltaMessage, finish_reason=None, choices=True, usage=None) -> str:
+            body = ChatCompletionChunk(
+                id=response_id,
+                created=created,
+                model=self.model_name,
+                choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)] if choices else [],
+                usage=usage,
+            )
+            exclude = None if include_usage else {"usage"}
+            return sse(body.model_dump_json(exclude=exclude))
+
+        finished = False
+        try:
+            yield chunk_json(DeltaMessage(role="assistant", content=""))
+            chunk, last = first, first
+            while True:
+                if chunk.text:
+                    parts.append(chunk.text)
+                    yield chunk_json(DeltaMessage(content=chunk.text))
+                last = chunk
+                if chunk.finish_reason is not None:
+                    break
+                try:
+                    chunk = await generation.__anext__()
+                except StopAsyncIteration:
+                    break
+            await self._finish(record, "".join(parts), last, started)
+            finished = True
+            yield chunk_json(DeltaMessage(), finish_reason=record.finish_reason)
+            if include_usage:
+                yield chunk_json(DeltaMessage(), choices=False, usage=self._usage(record))
+            yield sse("[DONE]")
+        except (asyncio.CancelledError, GeneratorExit):
+            if not finished:
+                record.response = "".join(parts)
+                await self._abort(record, started)
+            raise
+        except BaseException as exc:
+            if not finished:
+                record.response = "".join(parts)
+                await self._fail(record, exc)
+            error = self._client_error(exc)
+            body = ErrorResponse(error={"message": error.message, "type": error.error_type, "code": error.code})
+            yield sse(body.model_dump_json())
+        finally:
+            await generation.aclose()
+
+    def _replay(self, record: EpisodeRecord, request: ChatCompletionRequest) -> ChatReply:
+        """The recorded answer of an earlier request with the same Idempotency-Key, not a new one."""
+        if request.stream:
+            return ChatReply(stream=self._replay_stream(record, request))
+        return ChatReply(completion=self._completion(record))
+
+    async def _replay_stream(self, record: EpisodeRecord, request: ChatCompletionRequest) -> AsyncIterator[str]:
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        exclude = None if include_usage else {"usage"}
+        common = dict(id=self._response_id(record), created=int(record.created_at.timestamp()), model=self.model_name)
+        deltas = [(DeltaMessage(role="assistant", content=""), None)]
+        if record.response:
+            deltas.append((DeltaMessage(content=record.response), None))
+        deltas.append((DeltaMessage(), record.finish_reason))
+        for delta, finish_reason in deltas:
+            chunk = ChatCompletionChunk(**common, choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)])
+            yield sse(chunk.model_dump_json(exclude=exclude))
+        if include_usage:
+            yield sse(ChatCompletionChunk(**common, choices=[], usage=self._usage(record)).model_dump_json())
+        yield sse("[DONE]")
+
+    # -- recording ---------------------------------------------------------------------------------
+    async def _finish(self, record: EpisodeRecord, text: str, last: GenerationChunk, started: float) -> None:
+        usage = last.usage or Usage()
+        record.status = EpisodeStatus.COMPLETE
+        record.response = text
+        record.finish_reason = last.finish_reason or "stop"
+        record.prompt_tokens = usage.prompt_tokens
+        record.completion_tokens = usage.completion_tokens
+        record.latency_ms = (time.perf_counter() - started) * 1000
+        record.completed_at = utcnow()
+        await self.recorder.record(record)
+
+    async def _abort(self, record: EpisodeRecord, started: float) -> None:
+        record.status = EpisodeStatus.ABORTED
+        record.latency_ms = (time.perf_counter() - started) * 1000
+        record.completed_at = utcnow()
+        try:
+            await self.recorder.record(record)
+        except ReverieError:
+            log.error("could not record aborted episode %s", record.id)
+
+    async def _fail(self, record: EpisodeRecord, exc: BaseException) -> None:
+        if isinstance(exc, ReverieError) and exc.status_code < 500:
+            # Refused before generating (queue full, too long): the attempt is recorded as an error too.
+            record.error = exc.message
+        else:
+            record.error = f"{type(exc).__name__}: {exc}"
+        record.status = EpisodeStatus.ERROR
+        record.completed_at = utcnow()
+        try:
+            await self.recorder.record(record)
+        except ReverieError:
+            log.error("could not record failed episode %s", record.id)
+
+    @staticmethod
+    def _client_error(exc: BaseException) -> ReverieError:
+        if isinstance(exc, ReverieError):
+            return exc
+        log.error("generation failed", exc_info=exc)
+        return EngineError("The engine failed while generating; the attempt was recorded.")
+
+    @staticmethod
+    def _usage(record: EpisodeRecord) -> UsageInfo:
+        prompt, completion = record.prompt_tokens or 0, record.completion_tokens or 0
+        return UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+    @staticmethod
+    def _response_id(record: EpisodeRecord) -> str:
+        return f"chatcmpl-{record.id.hex}"

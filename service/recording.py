@@ -1,0 +1,198 @@
+"""The recorder: every interaction becomes an episode, durably, before the client sees its end.
+
+Writes go through one writer thread that commits whatever is queued in a single transaction (group
+commit): each request still waits for its own commit, but concurrent requests share one fsync. When
+the database fails, records go to the fsync'd spool and a relay drains it once the store is back. When
+both fail the caller gets `StoreUnavailableError` (503): never an answer that was not recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import queue
+import threading
+import time
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.errors import StoreUnavailableError
+from service.store import episodes as store
+from service.store.episodes import EpisodeRecord
+from service.store.models import EpisodeStatus
+from service.store.spool import Spool
+
+log = logging.getLogger(__name__)
+
+# After a database failure, skip it for this long instead of making every request wait for a timeout.
+_STORE_BACKOFF_S = 2.0
+_MAX_BATCH = 1000
+
+
+class Recorder:
+    def __init__(self, session_factory: sessionmaker[Session], spool: Spool):
+        self.session_factory = session_factory
+        self.spool = spool
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._store_down_until = 0.0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._writer_loop, name="episode-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread and not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+            self._thread.join(timeout=10)
+
+    @property
+    def store_available(self) -> bool:
+        return time.monotonic() >= self._store_down_until
+
+    def spool_writable(self) -> bool:
+        directory = self.spool.directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        return os.access(directory, os.W_OK)
+
+    # -- writes ----------------------------------------------------------------------------------
+    async def record(self, record: EpisodeRecord) -> str:
+        """Persist this state of the episode; returns "store" or "spool". Safe to call when cancelled."""
+        return await asyncio.shield(asyncio.wrap_future(self._submit(record)))
+
+    def record_sync(self, record: EpisodeRecord) -> str:
+        return self._submit(record).result()
+
+    def _submit(self, record: EpisodeRecord) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        if self._closed:
+            future.set_exception(StoreUnavailableError("the recorder is shut down"))
+        else:
+            self._jobs.put((record, future))
+        return future
+
+    def _writer_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            while len(batch) < _MAX_BATCH:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._jobs.put(None)
+                    break
+                batch.append(more)
+            self._write_batch(batch)
+
+    def _write_batch(self, batch: list[tuple[EpisodeRecord, concurrent.futures.Future]]) -> None:
+        records = [record for record, _ in batch]
+        where = "store"
+        if self.store_available:
+            try:
+                self.write_to_store(records)
+            except SQLAlchemyError as exc:
+                self._mark_store_down(exc)
+                where = "spool"
+        else:
+            where = "spool"
+        if where == "spool":
+            failed_at = None
+            for index, record in enumerate(records):
+                try:
+                    self.spool.append(record)
+                except OSError as exc:
+                    log.error("spool write failed: %s", exc)
+                    failed_at = index
+                    break
+            if failed_at is not None:
+                error = StoreUnavailableError("the episode store and the local spool are both unavailable")
+                for index, (_, future) in enumerate(batch):
+                    if index >= failed_at:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(where)
+                return
+        for _, future in batch:
+            future.set_result(where)
+
+    def write_to_store(self, records: list[EpisodeRecord]) -> None:
+        """One transaction; the final state of each episode wins over an earlier one in the batch."""
+        latest = {record.id: record for record in records}
+        with self.session_factory() as session, session.begin():
+            # Two states of one episode in a batch: the pending insert first, then the final update.
+            pending = [r for r in records if r.status == "pending" and latest[r.id] is not r]
+            if pending:
+                store.upsert_episodes(session=session, records=pending)
+            store.upsert_episodes(session=session, records=list(latest.values()))
+
+    def _mark_store_down(self, exc: Exception) -> None:
+        log.warning("episode store unavailable, spooling: %s", str(exc).splitlines()[0])
+        self._store_down_until = time.monotonic() + _STORE_BACKOFF_S
+
+    def claim_idempotency_key(self, record: EpisodeRecord) -> EpisodeRecord | None:
+        """Record `record` as pending unless its Idempotency-Key is taken; returns the taker.
+
+        A taker that ended in `error` or `aborted` gives its row to this retry (same id). With the
+        store down the claim is spooled: duplicates cannot be detected until it is back.
+        """
+        try:
+            with self.session_factory() as session, session.begin():
+                existing = store.get_by_idempotency_key(
+                    session=session, namespace=record.namespace, key=record.idempotency_key
+                )
+                if existing is None:
+                    store.upsert_episodes(session=session, records=[record])
+                    return None
+                if existing.status in (EpisodeStatus.COMPLETE, EpisodeStatus.PENDING):
+                    return existing
+                record.id, record.created_at = existing.id, existing.created_at
+                store.reset_for_retry(session=session, record=record)
+                return None
+        except IntegrityError:
+            with self.session_factory() as session:
+                return store.get_by_idempotency_key(
+                    session=session, namespace=record.namespace, key=record.idempotency_key
+                )
+        except SQLAlchemyError as exc:
+            self._mark_store_down(exc)
+            self.record_sync(record)
+            return None
+
+    # -- spool relay -----------------------------------------------------------------------------
+    def drain_spool(self) -> int:
+        """Move spooled episodes into the store; returns how many. Raises nothing: retried later."""
+        try:
+            if not self.store_available:
+                with self.session_factory() as session:
+                    session.execute(text("SELECT 1"))
+            written = self.spool.drain(self.write_to_store)
+        except SQLAlchemyError as exc:
+            self._mark_store_down(exc)
+            return 0
+        self._store_down_until = 0.0
+        if written:
+            log.info("drained %d spooled episodes into the store", written)
+        return written
+
+    async def run_relay(self, interval_s: float) -> None:
+        """Drain the spool forever (cancel to stop)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.drain_spool)
+            except Exception:  # a relay that dies silently would lose nothing but stall; keep it alive
+                log.exception("spool relay failed; retrying")
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,106 @@
+"""ORM tables of the episodic store (design section 2). API schemas live in `service/protocol.py`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class EpisodeStatus:
+    PENDING = "pending"
+    COMPLETE = "complete"
+    ABORTED = "aborted"
+    ERROR = "error"
+    ALL = (PENDING, COMPLETE, ABORTED, ERROR)
+
+
+class Episode(Base):
+    """One interaction: the request's messages and the reply the client received."""
+
+    __tablename__ = "episodes"
+    __table_args__ = (
+        UniqueConstraint("namespace", "idempotency_key", name="uq_episodes_namespace_idempotency_key"),
+        Index("ix_episodes_namespace_created_at", "namespace", "created_at"),
+        Index("ix_episodes_backlog", "namespace", "status", "consolidated_by"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    namespace: Mapped[str] = mapped_column(String(128))
+    conversation_id: Mapped[str | None] = mapped_column(String(256))
+    idempotency_key: Mapped[str | None] = mapped_column(String(256))
+    messages: Mapped[list] = mapped_column(JSONType)
+    params: Mapped[dict | None] = mapped_column(JSONType)
+    response: Mapped[str | None] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(256))
+    adapter_version: Mapped[int | None] = mapped_column(Integer)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default=EpisodeStatus.PENDING)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consolidated_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("sleep_runs.id"))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SleepRun(Base):
+    __tablename__ = "sleep_runs"
+    __table_args__ = (Index("ix_sleep_runs_namespace_state", "namespace", "state"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    namespace: Mapped[str] = mapped_column(String(128))
+    trigger: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    phase: Mapped[str | None] = mapped_column(String(32))
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(256))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    metrics: Mapped[dict | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Adapter(Base):
+    __tablename__ = "adapters"
+    __table_args__ = (UniqueConstraint("namespace", "version", name="uq_adapters_namespace_version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    namespace: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    parent_version: Mapped[int | None] = mapped_column(Integer)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("sleep_runs.id"))
+    path: Mapped[str] = mapped_column(Text)
+    rank: Mapped[int] = mapped_column(Integer)
+    experts: Mapped[int] = mapped_column(Integer, default=1)
+    metrics: Mapped[dict | None] = mapped_column(JSONType)
+    state: Mapped[str] = mapped_column(String(16), default="candidate")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AdapterEpisode(Base):
+    """Lineage: which episodes went into which adapter (needed to forget a user)."""
+
+    __tablename__ = "adapter_episodes"
+
+    adapter_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("adapters.id", ondelete="CASCADE"), primary_key=True)
+    episode_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True)

@@ -1,0 +1,104 @@
+"""An fsync'd local spool: where episodes wait while the database is unreachable.
+
+Appends go to `active.jsonl`, one JSON record a line, fsync'd before `append` returns. Draining
+renames the active file to `draining-<n>.jsonl` (so appends continue in a new file), writes its
+records to the store idempotently, and only then deletes it: a crash at any point replays, never loses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from service.store.episodes import EpisodeRecord
+
+log = logging.getLogger(__name__)
+
+ACTIVE = "active.jsonl"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self._lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+
+    def append(self, record: EpisodeRecord) -> None:
+        """Durably append one record; raises OSError when the disk refuses."""
+        line = json.dumps(record.to_json(), separators=(",", ":")) + "\n"
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / ACTIVE
+            created = not path.exists()
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if created:
+                _fsync_dir(self.directory)
+
+    def _pending_files(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(self.directory.glob("draining-*.jsonl"))
+
+    def depth(self) -> int:
+        """Records waiting (a record's pending and final states count separately)."""
+        files = self._pending_files() + [self.directory / ACTIVE]
+        total = 0
+        for path in files:
+            try:
+                with open(path, "rb") as handle:
+                    total += sum(1 for _ in handle)
+            except FileNotFoundError:
+                continue
+        return total
+
+    @staticmethod
+    def _read(path: Path) -> list[EpisodeRecord]:
+        """Latest state of each episode in the file; a torn last line (crash mid-append) is skipped."""
+        latest: dict = {}
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    record = EpisodeRecord.from_json(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("spool %s line %d is unreadable; skipped", path.name, number)
+                    continue
+                latest[record.id] = record
+        return list(latest.values())
+
+    def drain(self, write: Callable[[list[EpisodeRecord]], None]) -> int:
+        """Hand spooled records to `write` (an idempotent store upsert); returns how many were written.
+
+        If `write` raises, the records stay spooled for the next attempt.
+        """
+        with self._drain_lock:
+            with self._lock:
+                active = self.directory / ACTIVE
+                if active.exists():
+                    target = self.directory / f"draining-{time.time_ns()}.jsonl"
+                    os.replace(active, target)
+                    _fsync_dir(self.directory)
+            written = 0
+            for path in self._pending_files():
+                records = self._read(path)
+                write(records)
+                path.unlink()
+                written += len(records)
+            if written:
+                _fsync_dir(self.directory)
+            return written
