@@ -63,3 +63,30 @@ def tiny_model_dir(smollm2_dir: Path) -> Path:
     tokenizer.save_pretrained(tmp)
     os.replace(tmp, target)
     return target
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.db)])
+def database_url(request, tmp_path):
+    """A migrated, empty store: SQLite file or a fresh Postgres database."""
+    from service.store.db import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        upgrade(url)
+        yield url
+        return
+    from tests.db import fresh_postgres_database
+
+    with fresh_postgres_database() as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def postgres_url():
+    from service.store.db import upgrade
+    from tests.db import fresh_postgres_database
+
+    with fresh_postgres_database() as url:
+        upgrade(url)
+        yield url
