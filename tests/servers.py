@@ -38,15 +38,20 @@ def wait_ready(base_url: str, timeout_s: float = 120, process: subprocess.Popen 
 
 
 @contextmanager
-def server_in_thread(app):
-    """Serve `app` with uvicorn on a free loopback port; yields (base_url, app)."""
+def server_in_thread(app, wait: bool = True):
+    """Serve `app` with uvicorn on a free loopback port; yields its base URL once ready (or started)."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base_url)
+        if wait:
+            wait_ready(base_url)
+        else:
+            deadline = time.monotonic() + 30
+            while not server.started and time.monotonic() < deadline:
+                time.sleep(0.05)
         yield base_url
     finally:
         server.should_exit = True
