@@ -1,0 +1,87 @@
+"""The `reverie` command: model preparation, migrations, and `serve` on the embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import openai
+import pytest
+from sqlalchemy import inspect
+
+from service.cli import main
+from service.config import Settings
+from service.modelprep import ModelPrepareError, prepare_model
+from service.store.db import make_engine
+from tests.servers import REPO, free_port, server_process
+
+
+def test_db_upgrade_creates_the_schema_on_sqlite(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'x' / 'reverie.db'}"
+    assert main(["db", "upgrade", "--database-url", url]) == 0
+    tables = set(inspect(make_engine(url)).get_table_names())
+    assert {"episodes", "sleep_runs", "adapters", "adapter_episodes", "alembic_version"} <= tables
+
+
+@pytest.mark.db
+def test_db_upgrade_creates_the_schema_on_postgres():
+    from tests.db import fresh_postgres_database
+
+    with fresh_postgres_database() as url:
+        assert main(["db", "upgrade", "--database-url", url]) == 0
+        engine = make_engine(url)
+        assert "adapter_episodes" in inspect(engine).get_table_names()
+        engine.dispose()
+
+
+def test_model_prepare_accepts_an_hf_folder_and_rejects_junk(tmp_path, tiny_model_dir):
+    settings = Settings(data_dir=tmp_path)
+    assert prepare_model(settings, str(tiny_model_dir)) == tiny_model_dir
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelPrepareError):
+        prepare_model(settings, str(tmp_path / "empty"))
+
+
+def test_model_prepare_exports_the_bundled_model_once(tmp_path, smollm2_dir, monkeypatch):
+    # a data dir whose export is already there is not exported again
+    settings = Settings(data_dir=tmp_path)
+    target = settings.models_dir / "SmolLM2-135M-Instruct"
+    target.parent.mkdir(parents=True)
+    target.symlink_to(smollm2_dir, target_is_directory=True)
+    assert prepare_model(settings) == target
+    assert (target / "model.safetensors").is_file() and (target / "chat_template.jinja").is_file()
+
+
+def test_serve_without_keys_refuses_a_public_address(tmp_path):
+    env = {**os.environ, "REVERIE_DATA_DIR": str(tmp_path), "REVERIE_HOST": "0.0.0.0", "REVERIE_API_KEYS": ""}
+    result = subprocess.run([sys.executable, "-m", "service.cli", "serve"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0" in result.stderr
+
+
+@pytest.mark.slow
+def test_serve_embedded_default_answers_paris(tmp_path, smollm2_dir):
+    """`reverie serve` with no configuration but a data dir: SQLite, SmolLM2, loopback, namespace default."""
+    data = tmp_path / "data"
+    (data / "models").mkdir(parents=True)
+    (data / "models" / "SmolLM2-135M-Instruct").symlink_to(smollm2_dir, target_is_directory=True)
+    port = free_port()
+    env = {"REVERIE_DATA_DIR": str(data), "OMP_NUM_THREADS": "1", "REVERIE_TORCH_THREADS": "1"}
+    with server_process(env, port, tmp_path / "serve.log"):
+        chat = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="anything", max_retries=0)
+        reply = chat.chat.completions.create(
+            model="reverie", messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0, max_tokens=20
+        )
+        assert "paris" in reply.choices[0].message.content.lower()
+        admin_key = (data / "admin_key").read_text().strip()
+        assert oct((data / "admin_key").stat().st_mode & 0o777) == "0o600"
+        import httpx
+
+        items = httpx.get(
+            f"http://127.0.0.1:{port}/admin/api/episodes", headers={"Authorization": f"Bearer {admin_key}"}
+        ).json()["items"]
+        assert items[0]["namespace"] == "default" and "Paris" in items[0]["response"]
+    log = (tmp_path / "serve.log").read_text()
+    assert "no API keys configured" in log
+    assert (data / "reverie.db").is_file()
