@@ -90,14 +90,14 @@ def upsert_episodes(*, session: Session, records: list[EpisodeRecord]) -> None:
     if not records:
         return
     insert = _dialect_insert(session)
-    statement = insert(Episode).values([r.column_values() for r in records])
-    excluded = statement.excluded
+    statement = insert(Episode)
     statement = statement.on_conflict_do_update(
         index_elements=[Episode.id],
-        set_={name: getattr(excluded, name) for name in _MUTABLE_COLUMNS},
+        set_={name: getattr(statement.excluded, name) for name in _MUTABLE_COLUMNS},
         where=Episode.status == EpisodeStatus.PENDING,
     )
-    session.execute(statement)
+    # executemany form: SQLAlchemy batches it into multi-row INSERTs with one cached compilation.
+    session.execute(statement, [r.column_values() for r in records])
 
 
 def get_by_idempotency_key(*, session: Session, namespace: str, key: str) -> EpisodeRecord | None:
