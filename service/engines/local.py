@@ -1,0 +1,506 @@
+"""The local engine: transformers + peft in this process, one worker thread that owns the model.
+
+Requests wait in a bounded queue and are decoded one at a time by the worker with the model's KV cache;
+tokens travel back to the event loop through `loop.call_soon_threadsafe`. Adapter loads, activations
+and unloads are queued to the same worker ahead of waiting requests, so each runs between two requests
+and no request ever sees half a swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import itertools
+import json
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from service.engines.base import (
+    AdapterInfo,
+    Engine,
+    FinishReason,
+    GenerationChunk,
+    GenerationRequest,
+    Usage,
+)
+from service.engines.sampling import IncrementalDetokenizer, sample_next_token, stop_cut
+from service.errors import (
+    AdapterError,
+    EngineError,
+    EngineNotReadyError,
+    InvalidRequestError,
+    QueueFullError,
+    ReverieError,
+)
+
+log = logging.getLogger(__name__)
+
+# Control work (adapter swaps, shutdown) jumps ahead of waiting requests; the counter keeps FIFO order
+# within a priority and spares the queue from comparing payloads.
+_STOP, _CONTROL, _REQUEST = 0, 1, 2
+
+
+@dataclass(eq=False)
+class _Job:
+    """One generation request as the worker sees it."""
+
+    request: GenerationRequest
+    prompt_ids: list[int]
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def send(self, item: GenerationChunk | BaseException) -> None:
+        """Hand a chunk or an error to the consumer; a closed loop means nobody is listening."""
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        except RuntimeError:
+            self.cancelled.set()
+
+
+class LocalEngine(Engine):
+    """Serve a Hugging Face causal LM (and PEFT LoRA adapters on it) from this process."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        max_model_len: int | None = None,
+        max_queue: int = 64,
+        torch_threads: int | None = None,
+        device: str = "cpu",
+        dtype: torch.dtype | str | None = None,
+    ):
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, got {max_queue}")
+        self._model_path = Path(model_path)
+        self._max_model_len_setting = max_model_len
+        self._max_queue = max_queue
+        self._torch_threads = torch_threads
+        self._device = torch.device(device)
+        # CPU kernels for half precision are slow or missing; elsewhere keep the checkpoint's dtype.
+        if dtype is None:
+            dtype = torch.float32 if self._device.type == "cpu" else "auto"
+        self._dtype = dtype
+
+        self._tokenizer: Any = None
+        self._base: Any = None  # the transformers model, LoRA layers injected in place once wrapped
+        self._peft: Any = None  # the PeftModel wrapping `_base` while at least one adapter is loaded
+        self._eos_ids: frozenset[int] = frozenset()
+        self._max_model_len = 0
+        self._keep_last_logits = False
+        self._cache_arg = "past_key_values"
+        self._ready = False
+
+        self._work: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._pending_lock = threading.Lock()
+        self._pending = 0
+        self._worker: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+        # Written only by the worker; the lock lets the event loop read a consistent snapshot.
+        self._registry_lock = threading.Lock()
+        self._adapters: dict[str, str] = {}  # name -> path
+        self._namespaces: dict[str, str] = {}  # namespace -> adapter name
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load tokenizer and model off the event loop, then start the worker thread."""
+        if self._ready:
+            return
+        if self._base is None:  # a restart after stop() keeps the model and its adapters
+            try:
+                await asyncio.to_thread(self._load)
+            except Exception as exc:
+                raise EngineError(f"could not load model from {self._model_path}: {exc}") from exc
+        self._stopping.clear()
+        self._worker = threading.Thread(target=self._serve, name="reverie-local-engine", daemon=True)
+        self._worker.start()
+        self._ready = True
+
+    async def stop(self) -> None:
+        """Cancel the running request, fail the waiting ones, and stop the worker."""
+        if self._worker is None:
+            return
+        self._ready = False
+        self._stopping.set()
+        self._work.put((_STOP, next(self._order), None))
+        await asyncio.to_thread(self._worker.join)
+        self._worker = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    def _load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self._torch_threads:
+            torch.set_num_threads(self._torch_threads)
+        tokenizer = AutoTokenizer.from_pretrained(self._model_path)
+        model = AutoModelForCausalLM.from_pretrained(self._model_path, dtype=self._dtype)
+        model.to(self._device).eval()
+
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        if not eos_ids:
+            raise ValueError("neither the tokenizer nor the generation config names an end-of-sequence token")
+
+        self._tokenizer, self._base, self._eos_ids = tokenizer, model, frozenset(eos_ids)
+        self._max_model_len = self._max_model_len_setting or model.config.max_position_embeddings
+        # Only the last position's logits are needed; computing all of them for a long prompt costs
+        # prompt_len x vocab floats.
+        forward_params = inspect.signature(model.forward).parameters
+        self._keep_last_logits = "logits_to_keep" in forward_params
+        # transformers 5.x renames `past_key_values` to `cache`; take whichever this model accepts.
+        self._cache_arg = "cache" if "cache" in forward_params else "past_key_values"
+
+    # --- prompts -------------------------------------------------------------------------------------
+
+    def _encode(self, messages: list[dict]) -> list[int]:
+        if self._tokenizer is None:
+            raise EngineNotReadyError("the engine is not running")
+        try:
+            text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        except Exception as exc:  # jinja raises its own types for messages the template cannot render
+            message = f"messages do not fit the chat template: {exc}"
+            raise InvalidRequestError(message, param="messages") from exc
+        # The template already wrote the special tokens; adding a BOS again would change the prompt.
+        return self._tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def count_prompt_tokens(self, messages: list[dict]) -> int:
+        return len(self._encode(messages))
+
+    # --- generation: event-loop side -----------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """Stream the completion; see `Engine.generate`.
+
+        Raises `QueueFullError`, `InvalidRequestError` or `EngineNotReadyError` before the first chunk,
+        and `EngineError` if the model fails mid-way. Closing the iterator (aclose, or cancelling the
+        task that awaits it) tells the worker to drop the request at its next token.
+        """
+        if not self._ready:
+            raise EngineNotReadyError("the engine is not running")
+        prompt_ids = self._encode(request.messages)
+        max_tokens = request.params.max_tokens
+        if max_tokens < 1:
+            raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
+        if len(prompt_ids) + max_tokens > self._max_model_len:
+            raise InvalidRequestError(
+                f"the prompt has {len(prompt_ids)} tokens and max_tokens is {max_tokens}, together more than "
+                f"this model's context of {self._max_model_len} tokens",
+                param="max_tokens",
+            )
+        job = _Job(request, prompt_ids, asyncio.get_running_loop())
+        with self._pending_lock:
+            if self._pending >= self._max_queue:
+                raise QueueFullError(f"{self._pending} requests are already waiting; retry later")
+            self._pending += 1
+        self._work.put((_REQUEST, next(self._order), job))
+        try:
+            while True:
+                item = await job.out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            job.cancelled.set()
+
+    # --- the worker ----------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        """Worker thread: take control work and requests off the queue until told to stop."""
+        if self._torch_threads:
+            torch.set_num_threads(self._torch_threads)
+        while True:
+            priority, _, item = self._work.get()
+            if priority == _STOP:
+                self._drain()
+                return
+            if priority == _CONTROL:
+                action, future = item
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(action())
+                    except BaseException as exc:
+                        future.set_exception(exc)
+                continue
+            with self._pending_lock:
+                self._pending -= 1
+            if item.cancelled.is_set():
+                continue
+            try:
+                self._run(item)
+            except ReverieError as exc:
+                item.send(exc)
+            except Exception as exc:
+                log.exception("generation failed")
+                item.send(EngineError(f"generation failed: {type(exc).__name__}: {exc}"))
+
+    def _drain(self) -> None:
+        """Fail whatever still waits, so no consumer hangs on a stopped engine."""
+        while True:
+            try:
+                priority, _, item = self._work.get_nowait()
+            except queue.Empty:
+                return
+            if priority == _CONTROL and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(EngineNotReadyError("the engine stopped"))
+            elif priority == _REQUEST:
+                with self._pending_lock:
+                    self._pending -= 1
+                item.send(EngineNotReadyError("the engine stopped"))
+
+    def _run(self, job: _Job) -> None:
+        """Decode one request token by token with the KV cache, streaming text deltas to its consumer."""
+        params = job.request.params
+        with self._registry_lock:
+            adapter = self._namespaces.get(job.request.namespace)
+        generator = torch.Generator(device=self._device)
+        if params.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(params.seed)
+        detok = IncrementalDetokenizer(self._decode, job.prompt_ids)
+        extra: dict[str, Any] = {"use_cache": True}
+        if self._keep_last_logits:
+            extra["logits_to_keep"] = 1
+
+        text, emitted, completion = "", 0, 0
+        finish: FinishReason = "length"
+        input_ids = torch.tensor([job.prompt_ids], device=self._device)
+        cache = None
+        with torch.inference_mode(), self._adapter_scope(adapter):
+            while completion < params.max_tokens:
+                if job.cancelled.is_set():
+                    return
+                if self._stopping.is_set():
+                    raise EngineNotReadyError("the engine stopped")
+                out = self._model(input_ids=input_ids, **{self._cache_arg: cache}, **extra)
+                cache = out[self._cache_arg]
+                token = sample_next_token(
+                    out.logits[0, -1], temperature=params.temperature, top_p=params.top_p, generator=generator
+                )
+                completion += 1
+                if token in self._eos_ids:
+                    finish = "stop"
+                    break
+                text += detok.push(token)
+                end, stopped = stop_cut(text[emitted:], params.stop)
+                if stopped:
+                    text, finish = text[: emitted + end], "stop"
+                    break
+                if end:
+                    job.send(GenerationChunk(text=text[emitted : emitted + end]))
+                    emitted += end
+                input_ids = torch.tensor([[token]], device=self._device)
+        # Held-back text that never became a stop string is ordinary output.
+        usage = Usage(prompt_tokens=len(job.prompt_ids), completion_tokens=completion)
+        job.send(GenerationChunk(text=text[emitted:], finish_reason=finish, usage=usage))
+
+    def _decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    @property
+    def _model(self) -> Any:
+        return self._peft if self._peft is not None else self._base
+
+    def _adapter_scope(self, adapter: str | None):
+        """Select this request's adapter for the duration of its decoding (worker thread only)."""
+        if self._peft is None:
+            return nullcontext()
+        if adapter is None:
+            return self._peft.disable_adapter()
+        if self._peft.active_adapter != adapter:
+            self._peft.set_adapter(adapter, inference_mode=True)
+        return nullcontext()
+
+    # --- adapters ------------------------------------------------------------------------------------
+
+    async def _between_requests(self, action: Callable[[], Any]) -> Any:
+        """Run `action` on the worker thread before any waiting request, and wait for it."""
+        if not self._ready:
+            raise EngineNotReadyError("the engine is not running")
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._work.put((_CONTROL, next(self._order), (action, future)))
+        return await asyncio.wrap_future(future)
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        """Load the PEFT LoRA folder `path` as `name`; it serves nobody until activated.
+
+        Raises `AdapterError` if the name is taken or the folder is not a LoRA for this base model; the
+        engine then serves exactly as before.
+        """
+        if not name:
+            raise AdapterError("adapter name must not be empty", param="name")
+        folder = Path(path)
+        # Reading the files needs no model access, so it stays off the worker.
+        weights = await asyncio.to_thread(self._read_adapter, folder)
+        await self._between_requests(lambda: self._attach(name, folder, weights))
+
+    def _read_adapter(self, folder: Path) -> dict[str, torch.Tensor]:
+        """Check an adapter folder before it touches the model; return its weights."""
+        from peft import LoraConfig
+
+        config_file = folder / "adapter_config.json"
+        if not config_file.is_file():
+            raise AdapterError(f"{folder} has no adapter_config.json; is it a PEFT adapter folder?")
+        try:
+            config = json.loads(config_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise AdapterError(f"{config_file} is not readable JSON: {exc}") from exc
+        if config.get("peft_type") != "LORA":
+            raise AdapterError(f"{folder} holds a {config.get('peft_type')!r} adapter; only LoRA is served")
+        if config.get("bias", "none") != "none":
+            # Disabling a LoRA with trained biases does not give the base model back, and namespaces
+            # without an adapter must get exactly the base model.
+            raise AdapterError(f"{folder} trains biases (bias={config['bias']!r}); serving needs bias='none'")
+        try:
+            LoraConfig.from_pretrained(str(folder))
+        except Exception as exc:
+            raise AdapterError(f"{config_file} is not a valid LoRA config: {exc}") from exc
+
+        weights_file = folder / "adapter_model.safetensors"
+        try:
+            if weights_file.is_file():
+                from safetensors.torch import load_file
+
+                weights = load_file(str(weights_file))
+            elif (folder / "adapter_model.bin").is_file():
+                weights = torch.load(folder / "adapter_model.bin", map_location="cpu", weights_only=True)
+            else:
+                raise AdapterError(f"{folder} has no adapter_model.safetensors")
+        except AdapterError:
+            raise
+        except Exception as exc:
+            raise AdapterError(f"the weights in {folder} cannot be read: {exc}") from exc
+        return weights
+
+    def _check_fits_base(self, folder: Path, weights: dict[str, torch.Tensor]) -> None:
+        """Every LoRA matrix must target an existing linear layer of the base model with matching sizes."""
+        layers = dict(self._base.named_modules())
+        seen = 0
+        for key, tensor in weights.items():
+            for part, dim in ((".lora_A.weight", 1), (".lora_B.weight", 0)):
+                if not key.endswith(part):
+                    continue
+                seen += 1
+                module_name = key.removeprefix("base_model.model.")[: -len(part)]
+                layer = layers.get(module_name)
+                # Once wrapped, the original linear layer lives on as `base_layer`.
+                layer = getattr(layer, "base_layer", layer)
+                if not isinstance(layer, torch.nn.Linear):
+                    raise AdapterError(f"{folder} adapts {module_name!r}, no linear layer of this base model")
+                expected = layer.in_features if dim == 1 else layer.out_features
+                if tensor.ndim != 2 or tensor.shape[dim] != expected:
+                    raise AdapterError(
+                        f"{folder} does not fit this base model: {key} has shape {tuple(tensor.shape)}, "
+                        f"the layer needs {expected} along dimension {dim}"
+                    )
+        if not seen:
+            raise AdapterError(f"{folder} holds no LoRA weights")
+
+    def _attach(self, name: str, folder: Path, weights: dict[str, torch.Tensor]) -> None:
+        """Worker thread: check `weights` against the model, inject the adapter; undo a failed load."""
+        from peft import PeftModel
+
+        if name in self._adapters:
+            raise AdapterError(f"adapter {name!r} is already loaded; published adapters get a new name")
+        self._check_fits_base(folder, weights)
+        try:
+            if self._peft is None:
+                self._peft = PeftModel.from_pretrained(
+                    self._base, str(folder), adapter_name=name, torch_device=str(self._device)
+                )
+                self._peft.eval()
+            else:
+                self._peft.load_adapter(str(folder), adapter_name=name, torch_device=str(self._device))
+        except Exception as exc:
+            self._detach_partial(name)
+            raise AdapterError(f"could not load adapter {name!r} from {folder}: {exc}") from exc
+        with self._registry_lock:
+            self._adapters[name] = str(folder)
+
+    def _detach_partial(self, name: str) -> None:
+        """Undo a load that failed after peft had started changing the model."""
+        if self._peft is not None:
+            if name in self._peft.peft_config:
+                self._peft.delete_adapter(name)
+            return
+        # The first load failed inside PeftModel.from_pretrained, which injects LoRA layers into the base
+        # model in place before reading weights: swap every injected layer back for the original.
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module_name, module in list(self._base.named_modules()):
+            if isinstance(module, BaseTunerLayer):
+                parent_name, _, child = module_name.rpartition(".")
+                setattr(self._base.get_submodule(parent_name), child, module.get_base_layer())
+        if hasattr(self._base, "peft_config"):
+            del self._base.peft_config
+
+    async def activate_adapter(self, namespace: str, name: str | None) -> None:
+        """Serve `namespace` with adapter `name` (None: the base model) from the next request on."""
+
+        def activate() -> None:
+            if name is not None and name not in self._adapters:
+                raise AdapterError(f"adapter {name!r} is not loaded", param="name")
+            with self._registry_lock:
+                if name is None:
+                    self._namespaces.pop(namespace, None)
+                else:
+                    self._namespaces[namespace] = name
+
+        await self._between_requests(activate)
+
+    async def unload_adapter(self, name: str) -> None:
+        """Free adapter `name`; refused while any namespace is served by it."""
+
+        def unload() -> None:
+            if name not in self._adapters:
+                raise AdapterError(f"adapter {name!r} is not loaded", param="name")
+            users = sorted(ns for ns, adapter in self._namespaces.items() if adapter == name)
+            if users:
+                raise AdapterError(f"adapter {name!r} still serves namespace(s) {', '.join(users)}")
+            if len(self._adapters) == 1:
+                # peft keeps no sensible state without adapters; go back to the plain base model.
+                self._base = self._peft.unload()
+                self._peft = None
+            else:
+                if self._peft.active_adapter == name:  # otherwise peft warns while picking another
+                    self._peft.set_adapter(next(a for a in self._adapters if a != name), inference_mode=True)
+                self._peft.delete_adapter(name)
+            with self._registry_lock:
+                del self._adapters[name]
+
+        await self._between_requests(unload)
+
+    def active_adapter(self, namespace: str) -> str | None:
+        with self._registry_lock:
+            return self._namespaces.get(namespace)
+
+    def loaded_adapters(self) -> list[AdapterInfo]:
+        with self._registry_lock:
+            return [
+                AdapterInfo(name, path, sorted(ns for ns, a in self._namespaces.items() if a == name))
+                for name, path in self._adapters.items()
+            ]
