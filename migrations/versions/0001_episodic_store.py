@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 19:26:22.639276
+Create Date: 2026-11-25 19:37:52.312850
 """
 from alembic import op
 import sqlalchemy as sa
@@ -35,6 +35,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('sleep_runs', schema=None) as batch_op:
         batch_op.create_index('ix_sleep_runs_namespace_state', ['namespace', 'state'], unique=False)
+        batch_op.create_index('uq_sleep_runs_live_namespace', ['namespace'], unique=True, postgresql_where=sa.text("state IN ('queued', 'running', 'evaluating')"), sqlite_where=sa.text("state IN ('queued', 'running', 'evaluating')"))
 
     op.create_table('adapters',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -52,6 +53,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('namespace', 'version', name='uq_adapters_namespace_version')
     )
+    with op.batch_alter_table('adapters', schema=None) as batch_op:
+        batch_op.create_index('uq_adapters_active_namespace', ['namespace'], unique=True, postgresql_where=sa.text("state = 'active'"), sqlite_where=sa.text("state = 'active'"))
+
     op.create_table('episodes',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('namespace', sa.String(length=128), nullable=False),
@@ -96,8 +100,12 @@ def downgrade() -> None:
         batch_op.drop_index('ix_episodes_backlog')
 
     op.drop_table('episodes')
+    with op.batch_alter_table('adapters', schema=None) as batch_op:
+        batch_op.drop_index('uq_adapters_active_namespace', postgresql_where=sa.text("state = 'active'"), sqlite_where=sa.text("state = 'active'"))
+
     op.drop_table('adapters')
     with op.batch_alter_table('sleep_runs', schema=None) as batch_op:
+        batch_op.drop_index('uq_sleep_runs_live_namespace', postgresql_where=sa.text("state IN ('queued', 'running', 'evaluating')"), sqlite_where=sa.text("state IN ('queued', 'running', 'evaluating')"))
         batch_op.drop_index('ix_sleep_runs_namespace_state')
 
     op.drop_table('sleep_runs')

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import JSON, DateTime, text, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -59,9 +59,36 @@ class Episode(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class RunState:
+    QUEUED = "queued"
+    RUNNING = "running"
+    EVALUATING = "evaluating"
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LIVE = (QUEUED, RUNNING, EVALUATING)
+    FINAL = (PUBLISHED, REJECTED, FAILED, CANCELLED)
+
+
+class AdapterState:
+    CANDIDATE = "candidate"  # published, not serving now (rollback target)
+    ACTIVE = "active"
+    RETIRED = "retired"  # learned from forgotten episodes: never served again
+    REJECTED = "rejected"  # failed the eval gate
+
+
+_LIVE_RUN = text("state IN ('queued', 'running', 'evaluating')")
+_ACTIVE_ADAPTER = text("state = 'active'")
+
+
 class SleepRun(Base):
     __tablename__ = "sleep_runs"
-    __table_args__ = (Index("ix_sleep_runs_namespace_state", "namespace", "state"),)
+    __table_args__ = (
+        Index("ix_sleep_runs_namespace_state", "namespace", "state"),
+        # At most one live run per namespace, even when two API replicas enqueue at once.
+        Index("uq_sleep_runs_live_namespace", "namespace", unique=True, postgresql_where=_LIVE_RUN, sqlite_where=_LIVE_RUN),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     namespace: Mapped[str] = mapped_column(String(128))
@@ -82,7 +109,13 @@ class SleepRun(Base):
 
 class Adapter(Base):
     __tablename__ = "adapters"
-    __table_args__ = (UniqueConstraint("namespace", "version", name="uq_adapters_namespace_version"),)
+    __table_args__ = (
+        UniqueConstraint("namespace", "version", name="uq_adapters_namespace_version"),
+        Index(
+            "uq_adapters_active_namespace", "namespace", unique=True,
+            postgresql_where=_ACTIVE_ADAPTER, sqlite_where=_ACTIVE_ADAPTER,
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     namespace: Mapped[str] = mapped_column(String(128))
