@@ -15,7 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
-from service.api import admin, health, openai
+from service.api import admin, health, openai, sleep
+from service.adapter_sync import AdapterSync
 from service.chat import ChatService
 from service.config import Settings
 from service.engines import build_engine
@@ -23,8 +24,10 @@ from service.engines.base import Engine
 from service.errors import PayloadTooLargeError, ReverieError
 from service.protocol import ErrorDetail, ErrorResponse
 from service.recording import Recorder
+from service.scheduler import NightScheduler
 from service.store.db import make_engine, make_sessionmaker
 from service.store.spool import Spool
+from service.worker import EmbeddedWorker, build_worker
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,16 @@ async def _start_engine(engine: Engine) -> None:
         log.exception("the engine failed to start; chat requests get 503")
 
 
+def _swap_now(adapter_sync: AdapterSync):
+    """From the worker thread: make this process's engine serve a just-published adapter now."""
+    loop = asyncio.get_running_loop()
+
+    def swap(_adapter) -> None:
+        asyncio.run_coroutine_threadsafe(adapter_sync.sync_once(), loop).result(timeout=600)
+
+    return swap
+
+
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -98,15 +111,43 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             model_name=settings.model_name,
             default_max_tokens=settings.default_max_tokens,
         )
+        app.state.adapter_sync = adapter_sync = AdapterSync(model_engine, app.state.session_factory)
         if settings.open_access:
             log.warning("no API keys configured: serving everyone as namespace 'default' (bind to loopback only)")
+
+        async def start_engine_then_sync() -> None:
+            await _start_engine(model_engine)
+            await adapter_sync.run(settings.adapter_sync_interval_s)
+
         tasks = [
-            asyncio.create_task(_start_engine(model_engine), name="engine-start"),
+            asyncio.create_task(start_engine_then_sync(), name="engine"),
             asyncio.create_task(recorder.run_relay(settings.spool_drain_interval_s), name="spool-relay"),
         ]
+        scheduler = None
+        if settings.scheduler:
+            scheduler = NightScheduler(
+                session_factory=app.state.session_factory,
+                db=db,
+                cron=settings.sleep_cron,
+                tz=settings.sleep_timezone,
+                backlog_threshold=settings.sleep_backlog_episodes,
+            )
+            scheduler.start()
+        app.state.scheduler = scheduler
+        worker = None
+        if settings.embedded_worker:
+            worker = EmbeddedWorker(
+                build_worker(settings, app.state.session_factory, on_published=_swap_now(adapter_sync))
+            )
+            worker.start()
+            app.state.wake_worker = worker.wake
         try:
             yield
         finally:
+            if worker is not None:
+                worker.stop()
+            if scheduler is not None:
+                scheduler.stop()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -120,6 +161,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.started_at = int(time.time())
     app.include_router(openai.router)
     app.include_router(admin.router)
+    app.include_router(sleep.router)
     app.include_router(health.router)
 
     @app.exception_handler(ReverieError)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from service.adapter_sync import parse_adapter_name
 from service.engines.base import Engine, GenerationChunk, GenerationRequest, Usage
 from service.errors import (
     ConflictError,
@@ -40,13 +40,10 @@ from service.store.models import EpisodeStatus, utcnow
 
 log = logging.getLogger(__name__)
 
-_ADAPTER_VERSION = re.compile(r"-v(\d+)$")
-
-
-def adapter_version(adapter_name: str | None) -> int | None:
+def adapter_version(name: str | None) -> int | None:
     """`mem-<namespace>-v<N>` names version N; None is the base model."""
-    match = _ADAPTER_VERSION.search(adapter_name or "")
-    return int(match.group(1)) if match else None
+    parsed = parse_adapter_name(name) if name else None
+    return parsed[1] if parsed else None
 
 
 @dataclass

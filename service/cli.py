@@ -3,6 +3,9 @@
     reverie serve                 # embedded default: SmolLM2, SQLite, 127.0.0.1:8000
     reverie model prepare [SRC]   # export the bundled GGUF (or a GGUF file) to a plain HF folder
     reverie db upgrade            # run Alembic migrations to head
+    reverie worker                # claim and run sleep runs (a GPU machine in production)
+    reverie sleep [--namespace NS] [--wait]    # fall asleep now
+    reverie adapters list | activate VERSION [--namespace NS]
 """
 
 from __future__ import annotations
@@ -79,6 +82,79 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sessions(settings: Settings):
+    from service.store.db import make_engine, make_sessionmaker
+
+    return make_sessionmaker(make_engine(settings.resolved_database_url))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from service.store.db import upgrade
+    from service.worker import build_worker
+
+    settings = _settings(args)
+    if settings.database_url is None:
+        upgrade(settings.resolved_database_url)
+    worker = build_worker(settings, _sessions(settings))
+    log.info("worker %s polling %s", worker.owner, settings.resolved_database_url.split("@")[-1])
+    if args.once:
+        run = worker.run_once()
+        print(f"{run.id} {run.state}" if run else "no run to claim")
+        return 0
+    worker.run_forever(poll_s=args.poll)
+    return 0
+
+
+def cmd_sleep(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from service.store import runs as run_store
+    from service.store.models import RunState
+
+    settings = _settings(args)
+    sessions = _sessions(settings)
+    with sessions() as session:
+        run, created = run_store.enqueue_run(session=session, namespace=args.namespace, trigger="manual")
+    print(f"run {run.id} {'queued' if created else 'already ' + run.state} for namespace {run.namespace!r}")
+    if not args.wait:
+        return 0
+    with tqdm(desc=run.state, unit="step") as bar:
+        while True:
+            with sessions() as session:
+                run = run_store.get_run(session=session, run_id=run.id)
+            bar.set_description(f"{run.state}: {run.phase or '-'}")
+            if run.total:
+                bar.total = run.total
+            bar.n = run.step
+            bar.refresh()
+            if run.state in RunState.FINAL:
+                break
+            time.sleep(1)
+    print(f"run {run.id} {run.state}" + (f": {run.error.splitlines()[0]}" if run.error else ""))
+    return 0 if run.state in (RunState.PUBLISHED, RunState.REJECTED, RunState.CANCELLED) else 1
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    from service.store import adapters as adapter_store
+
+    settings = _settings(args)
+    with _sessions(settings)() as session:
+        if args.adapters_command == "activate":
+            try:
+                adapter = adapter_store.activate(session=session, namespace=args.namespace, version=args.version)
+            except (LookupError, ValueError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            print(f"namespace {args.namespace!r} now serves v{adapter.version} (the API swaps at its next sync)")
+            return 0
+        for a in adapter_store.list_adapters(session=session, namespace=args.namespace):
+            recall = (a.metrics or {}).get("recall")
+            print(f"{a.namespace}\tv{a.version}\t{a.state}\trank={a.rank}\texperts={a.experts}\trecall={recall}\t{a.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reverie", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="override REVERIE_DATA_DIR")
@@ -102,6 +178,30 @@ def build_parser() -> argparse.ArgumentParser:
     db_upgrade.add_argument("revision", nargs="?", default="head")
     db_upgrade.add_argument("--database-url")
     db_upgrade.set_defaults(func=cmd_db_upgrade)
+
+    worker = commands.add_parser("worker", help="claim and run sleep runs")
+    worker.add_argument("--database-url")
+    worker.add_argument("--model", help="HF model folder the adapters are trained on (the served base)")
+    worker.add_argument("--once", action="store_true", help="process at most one run, then exit")
+    worker.add_argument("--poll", type=float, default=2.0, help="seconds between looks for a queued run")
+    worker.set_defaults(func=cmd_worker)
+
+    sleep = commands.add_parser("sleep", help="queue a sleep run now")
+    sleep.add_argument("--namespace", default="default")
+    sleep.add_argument("--wait", action="store_true", help="follow the run to its end with a progress bar")
+    sleep.add_argument("--database-url")
+    sleep.set_defaults(func=cmd_sleep)
+
+    adapters = commands.add_parser("adapters", help="memory versions").add_subparsers(dest="adapters_command", required=True)
+    listing = adapters.add_parser("list", help="adapter versions with state and metrics")
+    listing.add_argument("--namespace")
+    listing.add_argument("--database-url")
+    listing.set_defaults(func=cmd_adapters)
+    activate = adapters.add_parser("activate", help="serve this version (rollback)")
+    activate.add_argument("version", type=int)
+    activate.add_argument("--namespace", default="default")
+    activate.add_argument("--database-url")
+    activate.set_defaults(func=cmd_adapters)
     return parser
 
 

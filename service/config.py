@@ -28,6 +28,13 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default: a SQLite file in the data dir."
     )
     engine: Literal["local", "vllm"] = Field(default="local", description="Which engine generates tokens.")
+    vllm_url: str = Field(
+        default="http://127.0.0.1:8001", description="The private vLLM OpenAI server of REVERIE_ENGINE=vllm."
+    )
+    vllm_api_key: str | None = Field(default=None, description="vLLM's --api-key, if it was started with one.")
+    vllm_served_model_name: str | None = Field(
+        default=None, description="vLLM's --served-model-name; default: the one base model vLLM serves."
+    )
     model: str = Field(
         default=BUNDLED_MODEL,
         description="HF model folder or id; the default is the bundled SmolLM2-135M-Instruct, exported once.",
@@ -47,6 +54,20 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(default=None, description="torch intra-op threads of the local engine.")
     spool_dir: Path | None = Field(default=None, description="Episodes wait here while the store is down.")
     spool_drain_interval_s: float = Field(default=1.0, description="How often the spool relay retries.")
+
+    sleep_cron: str = Field(default="0 3 * * *", description="When the night job enqueues sleep runs (crontab).")
+    sleep_timezone: str = Field(default="UTC", description="Time zone of REVERIE_SLEEP_CRON.")
+    sleep_backlog_episodes: int = Field(
+        default=0, ge=0, description="Also sleep when a namespace's backlog reaches this many episodes (0: off)."
+    )
+    sleep_config: str = Field(default="cpu-default", description="Trainer config: a shipped name or a YAML path.")
+    sleep_max_episodes: int = Field(default=200, ge=1, description="Most episodes consolidated by one run.")
+    scheduler: bool = Field(default=True, description="Run the night-job scheduler in `reverie serve`.")
+    embedded_worker: bool = Field(
+        default=True, description="Run the sleep worker inside `reverie serve` (the embedded default)."
+    )
+    worker_lease_s: float = Field(default=60.0, gt=0, description="A run whose worker is silent this long is retaken.")
+    adapter_sync_interval_s: float = Field(default=2.0, gt=0, description="How often the API checks for new adapters.")
 
     @field_validator("model_name")
     @classmethod

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from service.deps import AdminDep, SessionDep
+from service.adapter_sync import adapter_name
+from service.api.sleep import RunOut
+from service.config import DEFAULT_NAMESPACE
+from service.deps import AdminDep, EngineDep, SessionDep
+from service.errors import ConflictError, NotFoundError
 from service.protocol import ErrorResponse
+from service.store import adapters as adapter_store
 from service.store import episodes as store
-from service.store.models import EpisodeStatus
+from service.store import runs as run_store
+from service.store.models import Adapter, EpisodeStatus
 
 router = APIRouter(prefix="/admin/api", tags=["admin"], responses={401: {"model": ErrorResponse}})
 
@@ -83,3 +90,74 @@ def get_backlog(_admin: AdminDep, session: SessionDep) -> Backlog:
         age = (now - oldest).total_seconds() if oldest else None
         items.append(BacklogItem(namespace=entry.namespace, episodes=entry.episodes, tokens=entry.tokens, oldest_at=oldest, oldest_age_s=age))
     return Backlog(items=items)
+
+
+class RunList(BaseModel):
+    items: list[RunOut]
+
+
+@router.get("/runs", response_model=RunList)
+def list_runs(
+    _admin: AdminDep, session: SessionDep, namespace: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> RunList:
+    return RunList(items=[RunOut.of(run) for run in run_store.list_runs(session=session, namespace=namespace, limit=limit)])
+
+
+class AdapterOut(BaseModel):
+    id: str
+    namespace: str
+    version: int
+    name: str
+    parent_version: int | None
+    run_id: str | None
+    path: str
+    rank: int
+    experts: int
+    metrics: dict | None
+    state: str
+    created_at: datetime
+    loaded: bool
+
+    @classmethod
+    def of(cls, adapter: Adapter, loaded: set[str]) -> AdapterOut:
+        name = adapter_name(adapter.namespace, adapter.version)
+        return cls(
+            id=str(adapter.id), namespace=adapter.namespace, version=adapter.version, name=name,
+            parent_version=adapter.parent_version, run_id=str(adapter.run_id) if adapter.run_id else None,
+            path=adapter.path, rank=adapter.rank, experts=adapter.experts, metrics=adapter.metrics,
+            state=adapter.state, created_at=adapter.created_at, loaded=name in loaded,
+        )
+
+
+class AdapterList(BaseModel):
+    items: list[AdapterOut]
+
+
+@router.get("/adapters", response_model=AdapterList)
+def list_adapters(_admin: AdminDep, session: SessionDep, engine: EngineDep, namespace: str | None = None) -> AdapterList:
+    loaded = {info.name for info in engine.loaded_adapters()}
+    return AdapterList(items=[AdapterOut.of(a, loaded) for a in adapter_store.list_adapters(session=session, namespace=namespace)])
+
+
+@router.post("/adapters/{version}/activate", response_model=AdapterOut, responses={404: {"model": ErrorResponse}})
+async def activate_adapter(
+    _admin: AdminDep, request: Request, version: int, namespace: str = DEFAULT_NAMESPACE
+) -> AdapterOut:
+    """Serve this version of the namespace's memory (a rollback, or back to the newest); the swap
+    happens on this replica before the reply, and on the others at their next adapter sync."""
+    state = request.app.state
+
+    def switch():
+        with state.session_factory() as session:
+            try:
+                adapter = adapter_store.activate(session=session, namespace=namespace, version=version)
+            except LookupError as exc:
+                raise NotFoundError(str(exc), param="version") from exc
+            except ValueError as exc:
+                raise ConflictError(str(exc), param="version") from exc
+            session.refresh(adapter)
+            return adapter
+
+    adapter = await asyncio.to_thread(switch)
+    await state.adapter_sync.sync_once()
+    return AdapterOut.of(adapter, {info.name for info in state.engine.loaded_adapters()})

@@ -18,4 +18,17 @@ def build_engine(settings: Settings) -> Engine:
             max_queue=settings.max_queue,
             torch_threads=settings.torch_threads,
         )
+    if settings.engine == "vllm":
+        from service.engines.vllm import VLLMEngine
+        from service.modelprep import prepare_model
+
+        # vLLM serves the model; this process only needs its tokenizer, from the same folder.
+        return VLLMEngine(
+            settings.vllm_url,
+            tokenizer_path=prepare_model(settings),
+            served_model_name=settings.vllm_served_model_name,
+            api_key=settings.vllm_api_key,
+            max_model_len=settings.max_model_len,
+            max_queue=settings.max_queue,
+        )
     raise NotImplementedError(f"engine {settings.engine!r} is not available yet")

@@ -1,0 +1,94 @@
+"""Keeps the engine serving what the store says is active: the hot-swap side of a publish or rollback.
+
+Each API replica runs one. Whoever changed the active adapter (a worker's publish, an admin's
+rollback) only writes the store; every replica sees it on its next sync and swaps: load the new
+version under a new name (`mem-<namespace>-v<N>`, never reloaded in place), activate it atomically,
+keep the previous version loaded for an instant rollback, unload older ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.engines.base import Engine
+from service.errors import ReverieError
+from service.store import adapters as adapter_store
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^mem-(?P<namespace>.+)-v(?P<version>\d+)$")
+
+
+def adapter_name(namespace: str, version: int) -> str:
+    return f"mem-{namespace}-v{version}"
+
+
+def parse_adapter_name(name: str) -> tuple[str, int] | None:
+    match = _NAME.match(name)
+    return (match["namespace"], int(match["version"])) if match else None
+
+
+class AdapterSync:
+    def __init__(self, engine: Engine, session_factory: sessionmaker[Session], keep_previous: int = 1):
+        self.engine = engine
+        self.session_factory = session_factory
+        self.keep_previous = keep_previous
+        self._lock = asyncio.Lock()
+        self._failed: dict[str, str] = {}  # adapter name -> why it could not be served
+
+    def _wanted(self) -> dict[str, tuple[str, str]]:
+        with self.session_factory() as session:
+            return {
+                a.namespace: (adapter_name(a.namespace, a.version), a.path)
+                for a in adapter_store.active_adapters(session=session)
+            }
+
+    async def sync_once(self) -> None:
+        if not self.engine.ready:
+            return
+        async with self._lock:
+            wanted = await asyncio.to_thread(self._wanted)
+            loaded = {info.name: info for info in self.engine.loaded_adapters()}
+            for namespace, (name, path) in wanted.items():
+                if self.engine.active_adapter(namespace) == name or name in self._failed:
+                    continue
+                try:
+                    if name not in loaded:
+                        await self.engine.load_adapter(name, path)
+                    await self.engine.activate_adapter(namespace, name)
+                    log.info("namespace %r now served by %s", namespace, name)
+                except ReverieError as exc:
+                    self._failed[name] = exc.message
+                    log.error("cannot serve %s: %s; namespace %r keeps its adapter", name, exc.message, namespace)
+            for name in list(loaded):
+                parsed = parse_adapter_name(name)
+                if parsed and parsed[0] not in wanted and self.engine.active_adapter(parsed[0]) == name:
+                    await self.engine.activate_adapter(parsed[0], None)  # rolled back to the base model
+            await self._unload_stale(wanted)
+
+    async def _unload_stale(self, wanted: dict[str, tuple[str, str]]) -> None:
+        by_namespace: dict[str, list[tuple[int, str]]] = {}
+        for info in self.engine.loaded_adapters():
+            parsed = parse_adapter_name(info.name)
+            if parsed:
+                by_namespace.setdefault(parsed[0], []).append((parsed[1], info.name))
+        for namespace, versions in by_namespace.items():
+            active = self.engine.active_adapter(namespace)
+            others = sorted((v for v in versions if v[1] != active), reverse=True)
+            for _, name in others[self.keep_previous :]:
+                try:
+                    await self.engine.unload_adapter(name)
+                except ReverieError as exc:
+                    log.warning("could not unload %s: %s", name, exc.message)
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            try:
+                await self.sync_once()
+            except Exception:
+                log.exception("adapter sync failed; retrying")
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,476 @@
+"""The vLLM engine: an HTTP client of a vLLM OpenAI server that only Reverie talks to.
+
+vLLM runs with `--enable-lora` and `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True` on a private address. Each
+namespace is served by an adapter name (`mem-<namespace>-v<N>`) or by the base model; the mapping lives
+here, so switching a namespace to a new version is one dict swap, and a request keeps the model name it
+started with. Adapters are loaded once under a new name (vLLM's same-name reload is unreliable), warmed
+up with a one-token request before they can be activated, and unloaded only after the requests that use
+them have drained.
+
+The prompt is templated and counted with the model's own tokenizer in this process (the interface asks
+for a synchronous count); vLLM's `usage` is what gets recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.engines.base import AdapterInfo, Engine, FinishReason, GenerationChunk, GenerationRequest, Usage
+from service.errors import (
+    AdapterError,
+    EngineError,
+    EngineNotReadyError,
+    InvalidRequestError,
+    QueueFullError,
+)
+
+log = logging.getLogger(__name__)
+
+_WARMUP_MESSAGES = [{"role": "user", "content": "Hello"}]
+
+
+class VLLMEngine(Engine):
+    """Serve chat completions and LoRA adapters through a vLLM OpenAI server at `base_url`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        tokenizer_path: str | Path,
+        served_model_name: str | None = None,
+        api_key: str | None = None,
+        max_model_len: int | None = None,
+        max_queue: int = 64,
+        start_timeout_s: float = 300.0,
+        read_timeout_s: float = 300.0,
+        drain_timeout_s: float = 300.0,
+        health_interval_s: float = 5.0,
+    ):
+        """
+        Args:
+            base_url: the vLLM server, e.g. `http://127.0.0.1:8001` (no `/v1`).
+            tokenizer_path: HF folder (or id) of the served model, for templating and counting prompts.
+            served_model_name: vLLM's `--served-model-name`; default: the one base model vLLM lists.
+            api_key: vLLM's `--api-key`, if it was started with one.
+            max_model_len: a context cap below vLLM's own; default: vLLM's `max_model_len`.
+            max_queue: requests in flight beyond this get `QueueFullError` (429).
+            start_timeout_s: how long `start` waits for vLLM's `/health`.
+            read_timeout_s: the longest silence tolerated between two streamed chunks.
+            drain_timeout_s: how long `unload_adapter` waits for the adapter's requests to finish.
+            health_interval_s: how often `ready` is refreshed from `/health` once started.
+        """
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, got {max_queue}")
+        self._base_url = base_url.rstrip("/").removesuffix("/v1")
+        self._tokenizer_path = tokenizer_path
+        self._served_name_setting = served_model_name
+        self._api_key = api_key
+        self._max_model_len_setting = max_model_len
+        self._max_queue = max_queue
+        self._start_timeout_s = start_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._drain_timeout_s = drain_timeout_s
+        self._health_interval_s = health_interval_s
+
+        self._client: httpx.AsyncClient | None = None
+        self._tokenizer: Any = None
+        self._served_name = ""
+        self._max_model_len = 0
+        self._ready = False
+        self._watcher: asyncio.Task | None = None
+
+        self._adapters: dict[str, str] = {}  # name -> path, only once loaded and warmed up
+        self._namespaces: dict[str, str] = {}  # namespace -> adapter name; replaced whole on every change
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # one per adapter name
+        self._in_flight: Counter[str] = Counter()  # model name (adapter or base) -> running requests
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the tokenizer, wait for vLLM's `/health`, and read its model list."""
+        if self._ready:
+            return
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            try:
+                self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, str(self._tokenizer_path))
+            except Exception as exc:
+                raise EngineError(f"could not load the tokenizer from {self._tokenizer_path}: {exc}") from exc
+        if self._client is None:
+            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+            self._client = httpx.AsyncClient(
+                base_url=self._base_url,
+                headers=headers,
+                timeout=httpx.Timeout(30.0, read=self._read_timeout_s),
+                limits=httpx.Limits(max_connections=self._max_queue + 8, max_keepalive_connections=self._max_queue),
+            )
+        await self._wait_healthy()
+        await self._read_models()
+        self._ready = True
+        self._watcher = asyncio.create_task(self._watch_health(), name="vllm-health")
+
+    async def stop(self) -> None:
+        self._ready = False
+        if self._watcher is not None:
+            self._watcher.cancel()
+            try:
+                await self._watcher
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._watcher = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    @property
+    def served_model_name(self) -> str:
+        """vLLM's name for the base model."""
+        return self._served_name
+
+    async def _healthy(self) -> bool:
+        try:
+            return (await self._client.get("/health", timeout=5.0)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def _wait_healthy(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._start_timeout_s
+        while not await self._healthy():
+            if loop.time() > deadline:
+                raise EngineNotReadyError(
+                    f"vLLM at {self._base_url} did not become healthy within {self._start_timeout_s:.0f} s"
+                )
+            await asyncio.sleep(0.5)
+
+    async def _read_models(self) -> None:
+        """Find the base model and its context length; adopt adapters an earlier run left loaded."""
+        models = (await self._call("GET", "/v1/models"))["data"]
+        bases = [m for m in models if not m.get("parent")]
+        if self._served_name_setting:
+            base = next((m for m in bases if m["id"] == self._served_name_setting), None)
+            if base is None:
+                names = ", ".join(m["id"] for m in bases) or "none"
+                raise EngineError(
+                    f"vLLM at {self._base_url} does not serve {self._served_name_setting!r} (it serves: {names})"
+                )
+        elif len(bases) == 1:
+            base = bases[0]
+        else:
+            raise EngineError(f"vLLM serves {len(bases)} base models; set the served model name")
+        self._served_name = base["id"]
+        served_len = int(base.get("max_model_len") or 0) or self._tokenizer.model_max_length
+        self._max_model_len = min(filter(None, (served_len, self._max_model_len_setting)))
+        # vLLM lists a runtime-loaded LoRA with `parent` = the base and `root` = its folder. A vLLM that
+        # outlived a restart of this service still holds them; loading them again would fail.
+        for model in models:
+            if model.get("parent") == self._served_name and model["id"] not in self._adapters:
+                self._adapters[model["id"]] = model.get("root") or ""
+                log.info("adopted adapter %s already loaded in vLLM", model["id"])
+
+    async def _watch_health(self) -> None:
+        """Keep `ready` in step with vLLM's `/health`, so /readyz and admission see an outage."""
+        while True:
+            await asyncio.sleep(self._health_interval_s)
+            healthy = await self._healthy()
+            if healthy and not self._ready:
+                log.warning("vLLM at %s is healthy again", self._base_url)
+                try:
+                    await self._restore_adapters()
+                except Exception:
+                    log.exception("could not restore adapters in vLLM; retrying")
+                    continue
+            elif self._ready and not healthy:
+                log.warning("vLLM at %s is not healthy", self._base_url)
+            self._ready = healthy
+
+    async def _restore_adapters(self) -> None:
+        """A vLLM that restarted has forgotten the adapters: load (into a fresh process) and warm them again."""
+        listed = {m["id"] for m in (await self._call("GET", "/v1/models"))["data"]}
+        for name, path in list(self._adapters.items()):
+            if name not in listed and path:
+                async with self._locks[name]:
+                    await self._call("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path})
+                    await self._warm_up(name)
+                log.info("restored adapter %s in vLLM", name)
+
+    # --- prompts -------------------------------------------------------------------------------------
+
+    def count_prompt_tokens(self, messages: list[dict]) -> int:
+        if self._tokenizer is None:
+            raise EngineNotReadyError("the engine is not running")
+        try:
+            text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        except Exception as exc:  # jinja raises its own types for messages the template cannot render
+            raise InvalidRequestError(f"messages do not fit the chat template: {exc}", param="messages") from exc
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # --- generation ----------------------------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """Stream the completion from vLLM; see `Engine.generate`.
+
+        Raises `QueueFullError`, `InvalidRequestError` (vLLM's 400, e.g. a prompt over the context) or
+        `EngineNotReadyError` (vLLM unreachable) before the first chunk, and `EngineError` for vLLM's
+        5xx or a stream that breaks. Closing the iterator closes the upstream stream; vLLM then aborts
+        the request.
+        """
+        if not self._ready or self._client is None:
+            raise EngineNotReadyError("the engine is not running")
+        if sum(self._in_flight.values()) >= self._max_queue:
+            raise QueueFullError(f"{self._max_queue} requests are already in flight; retry later")
+        # Read the alias and count the request in one step (no await between): an activation that
+        # returned before this line is seen, and an unload waits for this request to finish.
+        model = self._namespaces.get(request.namespace, self._served_name)
+        self._in_flight[model] += 1
+        try:
+            async for chunk in self._stream(model, request):
+                yield chunk
+        finally:
+            self._in_flight[model] -= 1
+            if not self._in_flight[model]:
+                del self._in_flight[model]
+
+    def _payload(self, model: str, request: GenerationRequest) -> dict:
+        params = request.params
+        payload: dict[str, Any] = {
+            "model": model,
+            "messages": request.messages,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if params.seed is not None:
+            payload["seed"] = params.seed
+        if params.stop:
+            payload["stop"] = list(params.stop)
+        return payload
+
+    async def _stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        try:
+            async with self._client.stream("POST", "/v1/chat/completions", json=self._payload(model, request)) as resp:
+                if resp.status_code != 200:
+                    await resp.aread()
+                    raise self._http_error(resp, f"vLLM refused the request for {model!r}")
+                text, finish, usage = "", None, None
+                async for event in _sse_events(resp):
+                    if "error" in event or event.get("object") == "error":
+                        raise EngineError(f"vLLM failed mid-stream: {_error_message(event)}")
+                    for choice in event.get("choices") or []:  # vLLM's usage chunk has `choices: null`
+                        text += (choice.get("delta") or {}).get("content") or ""
+                        finish = choice.get("finish_reason") or finish
+                    if event.get("usage"):
+                        usage = event["usage"]
+                    if finish is None and text:
+                        yield GenerationChunk(text=text)
+                        text = ""
+                # The finish reason arrives before the usage chunk; report both on one last chunk.
+                if finish is None:
+                    raise EngineError("vLLM ended the stream without a finish reason")
+                yield GenerationChunk(
+                    text=text,
+                    finish_reason=_finish_reason(finish),
+                    usage=Usage(
+                        prompt_tokens=int((usage or {}).get("prompt_tokens") or 0),
+                        completion_tokens=int((usage or {}).get("completion_tokens") or 0),
+                    ),
+                )
+        except httpx.ConnectError as exc:
+            self._ready = False
+            raise EngineNotReadyError(f"vLLM at {self._base_url} is unreachable: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            raise EngineError(f"vLLM did not answer within {self._read_timeout_s:.0f} s") from exc
+        except httpx.HTTPError as exc:
+            raise EngineError(f"the connection to vLLM broke: {type(exc).__name__}: {exc}") from exc
+
+    # --- adapters ------------------------------------------------------------------------------------
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        """Load the PEFT LoRA folder `path` (as vLLM's host sees it) under `name`, then warm it up.
+
+        A name is loaded once: `AdapterError` if it is taken (published adapters get a new name), or if
+        vLLM refuses the folder (not a LoRA, wrong base, rank above `--max-lora-rank`); vLLM then serves
+        exactly as before. An adapter vLLM already held at `start` with this very folder is kept as is.
+        """
+        if not name:
+            raise AdapterError("adapter name must not be empty", param="name")
+        if name == self._served_name:
+            raise AdapterError(f"{name!r} is the base model's name", param="name")
+        self._require_client()
+        async with self._locks[name]:
+            if name in self._adapters:
+                if self._adapters[name] == str(path):
+                    return
+                raise AdapterError(f"adapter {name!r} is already loaded; published adapters get a new name")
+            try:
+                await self._call("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)})
+            except (InvalidRequestError, EngineError) as exc:  # not EngineNotReadyError: vLLM is down
+                raise AdapterError(f"vLLM could not load adapter {name!r} from {path}: {exc.message}") from exc
+            try:
+                await self._warm_up(name)
+            except Exception as exc:
+                await self._forget_in_vllm(name)
+                raise AdapterError(f"adapter {name!r} from {path} loaded but failed its first request: {exc}") from exc
+            self._adapters[name] = str(path)
+
+    async def _warm_up(self, name: str) -> None:
+        """One greedy token through the adapter, so its first real request pays no load cost."""
+        await self._call(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": name, "messages": _WARMUP_MESSAGES, "max_tokens": 1, "temperature": 0},
+        )
+
+    async def activate_adapter(self, namespace: str, name: str | None) -> None:
+        """Serve `namespace` with adapter `name` (None: the base model) from the next request on.
+
+        Requests already running finish on the model they started with.
+        """
+        if name is not None and name not in self._adapters:
+            raise AdapterError(f"adapter {name!r} is not loaded", param="name")
+        namespaces = dict(self._namespaces)
+        if name is None:
+            namespaces.pop(namespace, None)
+        else:
+            namespaces[namespace] = name
+        self._namespaces = namespaces
+
+    async def unload_adapter(self, name: str) -> None:
+        """Unload adapter `name` once its running requests finished; refused while it serves a namespace."""
+        self._require_client()
+        async with self._locks[name]:
+            if name not in self._adapters:
+                raise AdapterError(f"adapter {name!r} is not loaded", param="name")
+            users = sorted(ns for ns, adapter in self._namespaces.items() if adapter == name)
+            if users:
+                raise AdapterError(f"adapter {name!r} still serves namespace(s) {', '.join(users)}")
+            path = self._adapters.pop(name)  # from here on it cannot be activated again
+            try:
+                await self._drain(name)
+                await self._forget_in_vllm(name, strict=True)
+            except BaseException:
+                self._adapters[name] = path
+                raise
+
+    async def _drain(self, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._drain_timeout_s
+        while self._in_flight[name]:
+            if loop.time() > deadline:
+                raise EngineError(
+                    f"adapter {name!r} still has {self._in_flight[name]} requests running after "
+                    f"{self._drain_timeout_s:.0f} s; not unloaded"
+                )
+            await asyncio.sleep(0.02)
+        self._in_flight.pop(name, None)
+
+    async def _forget_in_vllm(self, name: str, *, strict: bool = False) -> None:
+        try:
+            await self._call("POST", "/v1/unload_lora_adapter", json={"lora_name": name})
+        except InvalidRequestError:
+            pass  # vLLM does not know the name (it restarted): nothing to unload
+        except EngineError:
+            if strict:
+                raise
+            log.exception("could not unload adapter %s from vLLM", name)
+
+    def active_adapter(self, namespace: str) -> str | None:
+        return self._namespaces.get(namespace)
+
+    def loaded_adapters(self) -> list[AdapterInfo]:
+        namespaces = self._namespaces
+        return [
+            AdapterInfo(name, path, sorted(ns for ns, a in namespaces.items() if a == name))
+            for name, path in self._adapters.items()
+        ]
+
+    # --- HTTP ----------------------------------------------------------------------------------------
+
+    def _require_client(self) -> None:
+        if self._client is None:
+            raise EngineNotReadyError("the engine is not running")
+
+    async def _call(self, method: str, path: str, **kwargs) -> Any:
+        """One non-streaming request to vLLM; its errors become ours."""
+        self._require_client()
+        try:
+            resp = await self._client.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise EngineNotReadyError(f"vLLM at {self._base_url} is unreachable: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise EngineError(f"{method} {path} to vLLM failed: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code != 200:
+            raise self._http_error(resp, f"{method} {path}")
+        try:
+            return resp.json()
+        except ValueError:
+            return resp.text  # the LoRA endpoints answer in plain text
+
+    @staticmethod
+    def _http_error(resp: httpx.Response, what: str) -> InvalidRequestError | EngineError:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {"message": resp.text}
+        message = _error_message(body)
+        if 400 <= resp.status_code < 500:
+            param = (body.get("error") or body).get("param") if isinstance(body, dict) else None
+            error: InvalidRequestError | EngineError = InvalidRequestError(message, param=param)
+            if "maximum context length" in message:
+                error.code = "context_length_exceeded"
+            return error
+        if resp.status_code == 503:
+            return EngineNotReadyError(f"{what}: vLLM is not ready: {message}")
+        return EngineError(f"{what}: vLLM answered {resp.status_code}: {message}")
+
+
+async def _sse_events(resp: httpx.Response) -> AsyncIterator[dict]:
+    """The JSON payloads of a server-sent event stream, up to `[DONE]`."""
+    async for line in resp.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        try:
+            yield json.loads(data)
+        except ValueError as exc:
+            raise EngineError(f"vLLM sent a malformed stream line: {data[:200]!r}") from exc
+
+
+def _error_message(body: Any) -> str:
+    """vLLM's error text, whether it sent `{"error": {"message"}}`, `{"message"}` or plain text."""
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict):
+            return str(inner.get("message") or inner)
+        if isinstance(inner, str):
+            return inner
+        if body.get("message"):
+            return str(body["message"])
+        if body.get("detail"):
+            return str(body["detail"])
+    return str(body)[:500]
+
+
+def _finish_reason(reason: str) -> FinishReason:
+    return "length" if reason == "length" else "stop"

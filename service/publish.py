@@ -1,0 +1,36 @@
+"""Atomic, immutable adapter folders: copy to `<final>.tmp`, fsync every file, rename, fsync the parent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_folder(source: Path, final: Path) -> Path:
+    """Copy `source` to `final` so that `final` either does not exist or is complete, durably."""
+    final = Path(final)
+    if final.exists():
+        raise FileExistsError(f"{final} is already published; published adapters are immutable")
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.copytree(source, tmp)
+        for path in sorted(tmp.rglob("*"), reverse=True):  # files before their folders
+            _fsync_path(path)
+        _fsync_path(tmp)
+        os.rename(tmp, final)
+        _fsync_path(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

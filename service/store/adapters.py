@@ -1,0 +1,144 @@
+"""Adapter versions, their lineage, and the one transaction that publishes a night's memory."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from service.store.models import (
+    Adapter,
+    AdapterEpisode,
+    AdapterState,
+    Episode,
+    EpisodeStatus,
+    RunState,
+)
+from service.store.runs import finish_run
+
+
+def active_adapter(*, session: Session, namespace: str) -> Adapter | None:
+    return session.scalar(select(Adapter).where(Adapter.namespace == namespace, Adapter.state == AdapterState.ACTIVE))
+
+
+def active_adapters(*, session: Session) -> list[Adapter]:
+    return list(session.scalars(select(Adapter).where(Adapter.state == AdapterState.ACTIVE)))
+
+
+def list_adapters(*, session: Session, namespace: str | None = None) -> list[Adapter]:
+    query = select(Adapter)
+    if namespace:
+        query = query.where(Adapter.namespace == namespace)
+    return list(session.scalars(query.order_by(Adapter.namespace, Adapter.version.desc())))
+
+
+def get_adapter(*, session: Session, namespace: str, version: int) -> Adapter | None:
+    return session.scalar(select(Adapter).where(Adapter.namespace == namespace, Adapter.version == version))
+
+
+def consolidation_batch(*, session: Session, namespace: str, limit: int) -> list[Episode]:
+    """Tonight's material: complete, unconsolidated, undeleted episodes, oldest first."""
+    return list(
+        session.scalars(
+            select(Episode)
+            .where(
+                Episode.namespace == namespace,
+                Episode.status == EpisodeStatus.COMPLETE,
+                Episode.consolidated_by.is_(None),
+                Episode.deleted_at.is_(None),
+            )
+            .order_by(Episode.created_at)
+            .limit(limit)
+        )
+    )
+
+
+def _next_version(session: Session, namespace: str) -> int:
+    current = session.scalar(select(func.max(Adapter.version)).where(Adapter.namespace == namespace))
+    return (current or 0) + 1
+
+
+def publish(
+    *,
+    session: Session,
+    run_id: uuid.UUID,
+    epoch: int,
+    namespace: str,
+    path: str,
+    rank: int,
+    experts: int,
+    metrics: dict,
+    episode_ids: list[uuid.UUID],
+) -> Adapter:
+    """One transaction: the run is published, the adapter recorded and made active, its lineage
+    written, and its episodes marked consolidated. Fenced by the run's epoch. Commits."""
+    finish_run(session=session, run_id=run_id, epoch=epoch, state=RunState.PUBLISHED, metrics=metrics)
+    parent = active_adapter(session=session, namespace=namespace)
+    if parent is not None:
+        parent.state = AdapterState.CANDIDATE
+        session.flush()
+    adapter = Adapter(
+        id=uuid.uuid4(),
+        namespace=namespace,
+        version=_next_version(session, namespace),
+        parent_version=parent.version if parent else None,
+        run_id=run_id,
+        path=path,
+        rank=rank,
+        experts=experts,
+        metrics=metrics,
+        state=AdapterState.ACTIVE,
+    )
+    session.add(adapter)
+    session.flush()
+    session.add_all(AdapterEpisode(adapter_id=adapter.id, episode_id=episode_id) for episode_id in episode_ids)
+    session.execute(
+        update(Episode)
+        .where(Episode.id.in_(episode_ids), Episode.consolidated_by.is_(None))
+        .values(consolidated_by=run_id)
+    )
+    session.commit()
+    return adapter
+
+
+def record_rejected(
+    *, session: Session, run_id: uuid.UUID, epoch: int, namespace: str, path: str, rank: int, experts: int, metrics: dict
+) -> Adapter:
+    """A candidate below the gate is kept, with its metrics, as `rejected`; nothing is consolidated."""
+    finish_run(session=session, run_id=run_id, epoch=epoch, state=RunState.REJECTED, metrics=metrics)
+    parent = active_adapter(session=session, namespace=namespace)
+    adapter = Adapter(
+        id=uuid.uuid4(),
+        namespace=namespace,
+        version=_next_version(session, namespace),
+        parent_version=parent.version if parent else None,
+        run_id=run_id,
+        path=path,
+        rank=rank,
+        experts=experts,
+        metrics=metrics,
+        state=AdapterState.REJECTED,
+    )
+    session.add(adapter)
+    session.commit()
+    return adapter
+
+
+def activate(*, session: Session, namespace: str, version: int | None) -> Adapter | None:
+    """Rollback (or roll forward): serve `version` (None: the base model). Commits."""
+    target = None
+    if version is not None:
+        target = get_adapter(session=session, namespace=namespace, version=version)
+        if target is None:
+            raise LookupError(f"namespace {namespace!r} has no adapter version {version}")
+        if target.state in (AdapterState.REJECTED, AdapterState.RETIRED):
+            raise ValueError(f"adapter version {version} is {target.state} and cannot be served")
+    current = active_adapter(session=session, namespace=namespace)
+    if current is not None and current is not target:
+        current.state = AdapterState.CANDIDATE
+        session.flush()
+    if target is not None:
+        target.state = AdapterState.ACTIVE
+    session.commit()
+    return target

@@ -1,0 +1,275 @@
+"""The sleep worker: claim a run, consolidate its namespace's new episodes, gate, publish, record.
+
+    reverie worker          # a separate process (a GPU machine in production)
+    reverie serve           # the embedded default runs one inside the API process
+
+A run is claimed with a lease (heartbeats from a side thread) and a fencing epoch. The adapter folder
+is published atomically before the one transaction that records the adapter, its lineage and marks
+the episodes consolidated, so no episode is ever consolidated without a published adapter. A worker
+killed mid-run leaves a run whose lease expires; the next worker retakes it and runs it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.publish import publish_folder
+from service.store import adapters as adapter_store
+from service.store import runs as run_store
+from service.store.models import Adapter, RunState, SleepRun
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int, float | None], None]
+
+
+@dataclass
+class SleepJob:
+    """What the consolidator gets: no database, no web; plain data and folders."""
+
+    run_id: uuid.UUID
+    namespace: str
+    episodes: list[dict]  # {"id": str, "messages": [...], "response": str}
+    base_model: Path
+    current_adapter: Path | None
+    workdir: Path
+
+
+@dataclass
+class SleepOutcome:
+    adapter_dir: Path
+    accepted: bool
+    metrics: dict = field(default_factory=dict)
+    rank: int = 0
+    experts: int = 1
+
+
+class Consolidator(Protocol):
+    def __call__(self, job: SleepJob, progress: Progress) -> SleepOutcome: ...
+
+
+class _Lease:
+    """Renews a run's lease from a side thread and carries the latest progress with each heartbeat."""
+
+    def __init__(self, session_factory: sessionmaker[Session], run: SleepRun, interval_s: float):
+        self.session_factory = session_factory
+        self.run_id, self.epoch = run.id, run.epoch
+        self.interval_s = interval_s
+        self.progress: dict = {}
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{run.id}", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def report(self, **progress) -> None:
+        with self._lock:
+            self.progress.update(progress)
+        if self.lost.is_set():
+            raise run_store.LeaseLostError(f"run {self.run_id} was taken over; stopping")
+
+    def beat(self) -> None:
+        with self._lock:
+            progress = dict(self.progress)
+        try:
+            with self.session_factory() as session:
+                run_store.heartbeat(session=session, run_id=self.run_id, epoch=self.epoch, **progress)
+        except run_store.LeaseLostError:
+            self.lost.set()
+        except Exception as exc:  # the database blinked: the lease lasts several intervals
+            log.warning("heartbeat for run %s failed: %s", self.run_id, exc)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.beat()
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        consolidator: Consolidator,
+        base_model: Callable[[], Path],
+        adapters_dir: Path,
+        lease_s: float = 60.0,
+        max_episodes: int = 200,
+        owner: str | None = None,
+        on_published: Callable[[Adapter], None] | None = None,
+    ):
+        self.session_factory = session_factory
+        self.consolidator = consolidator
+        self.base_model = base_model
+        self.adapters_dir = Path(adapters_dir)
+        self.lease_s = lease_s
+        self.max_episodes = max_episodes
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.on_published = on_published
+
+    def run_once(self) -> SleepRun | None:
+        """Claim and process one run; returns it in its final state, or None when there was none."""
+        with self.session_factory() as session:
+            run = run_store.claim_run(session=session, owner=self.owner, lease_s=self.lease_s)
+        if run is None:
+            return None
+        log.info("run %s (%s, epoch %d) claimed by %s", run.id, run.namespace, run.epoch, self.owner)
+        try:
+            self._process(run)
+        except run_store.LeaseLostError as exc:
+            log.warning("%s", exc)
+        except Exception as exc:
+            log.exception("run %s failed", run.id)
+            self._fail(run, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        with self.session_factory() as session:
+            return run_store.get_run(session=session, run_id=run.id)
+
+    def run_forever(self, *, poll_s: float = 2.0, stop: threading.Event | None = None, wake: threading.Event | None = None) -> None:
+        """Claim and process runs until `stop` is set; `wake` cuts a poll short (a run was just queued)."""
+        stop = stop or threading.Event()
+        wake = wake or threading.Event()
+        while not stop.is_set():
+            try:
+                if self.run_once() is not None:
+                    continue
+            except Exception:
+                log.exception("worker loop error; retrying")
+            wake.wait(poll_s)
+            wake.clear()
+
+    # -- one run -------------------------------------------------------------------------------------
+    def _process(self, run: SleepRun) -> None:
+        with self.session_factory() as session:
+            episodes = adapter_store.consolidation_batch(session=session, namespace=run.namespace, limit=self.max_episodes)
+            current = adapter_store.active_adapter(session=session, namespace=run.namespace)
+            episode_ids = [episode.id for episode in episodes]
+            material = [
+                {"id": str(e.id), "messages": e.messages, "response": e.response or ""} for e in episodes
+            ]
+            current_path = Path(current.path) if current else None
+        if not episodes:
+            with self.session_factory() as session:
+                run_store.finish_run(
+                    session=session, run_id=run.id, epoch=run.epoch, state=RunState.CANCELLED,
+                    metrics={"episodes": 0}, error="nothing to consolidate: no new complete episodes",
+                )
+                session.commit()
+            return
+
+        workdir = Path(tempfile.mkdtemp(prefix=f"reverie-run-{run.id.hex[:8]}-"))
+        try:
+            with _Lease(self.session_factory, run, interval_s=max(self.lease_s / 4, 0.5)) as lease:
+                lease.report(phase="setup", step=0, total=0)
+
+                def progress(phase: str, step: int, total: int, loss: float | None = None) -> None:
+                    values = {"phase": phase, "step": step, "total": total}
+                    if phase in ("evaluate", "gate"):
+                        values["state"] = RunState.EVALUATING
+                    lease.report(**values)
+
+                job = SleepJob(
+                    run_id=run.id,
+                    namespace=run.namespace,
+                    episodes=material,
+                    base_model=self.base_model(),
+                    current_adapter=current_path,
+                    workdir=workdir,
+                )
+                outcome = self.consolidator(job, progress)
+                lease.report(state=RunState.EVALUATING, phase="publish")
+                lease.beat()
+                if lease.lost.is_set():
+                    raise run_store.LeaseLostError(f"run {run.id} was taken over before publishing")
+                metrics = {**outcome.metrics, "episodes": len(episode_ids)}
+                final = self.adapters_dir / run.namespace / f"{run.id.hex}-e{run.epoch}"
+                publish_folder(outcome.adapter_dir, final)
+                with self.session_factory() as session:
+                    if outcome.accepted:
+                        adapter = adapter_store.publish(
+                            session=session, run_id=run.id, epoch=run.epoch, namespace=run.namespace,
+                            path=str(final), rank=outcome.rank, experts=outcome.experts, metrics=metrics,
+                            episode_ids=episode_ids,
+                        )
+                    else:
+                        adapter = adapter_store.record_rejected(
+                            session=session, run_id=run.id, epoch=run.epoch, namespace=run.namespace,
+                            path=str(final), rank=outcome.rank, experts=outcome.experts, metrics=metrics,
+                        )
+            log.info("run %s %s adapter v%d", run.id, "published" if outcome.accepted else "rejected", adapter.version)
+            if outcome.accepted and self.on_published is not None:
+                try:
+                    self.on_published(adapter)
+                except Exception:
+                    log.exception("activating adapter v%d failed; the API's adapter sync retries", adapter.version)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _fail(self, run: SleepRun, error: str) -> None:
+        try:
+            with self.session_factory() as session:
+                run_store.finish_run(session=session, run_id=run.id, epoch=run.epoch, state=RunState.FAILED, error=error)
+                session.commit()
+        except run_store.LeaseLostError:
+            pass
+        except Exception:
+            log.exception("could not record the failure of run %s", run.id)
+
+
+class EmbeddedWorker:
+    """The worker on a thread of `reverie serve` (the embedded default)."""
+
+    def __init__(self, worker: Worker, poll_s: float = 2.0):
+        self.worker = worker
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sleep-worker", daemon=True)
+
+    def _run(self) -> None:
+        self.worker.run_forever(poll_s=self.poll_s, stop=self._stop, wake=self._wake)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask the loop to stop; a run in progress finishes or is retaken after its lease expires."""
+        self._stop.set()
+        self._wake.set()
+
+
+def build_worker(settings, session_factory: sessionmaker[Session], on_published=None) -> Worker:
+    """A worker for these settings: the trainer's recipe on the configured model."""
+    from service.modelprep import prepare_model
+    from service.sleeping import TrainerConsolidator
+
+    return Worker(
+        session_factory=session_factory,
+        consolidator=TrainerConsolidator(settings.sleep_config),
+        base_model=lambda: prepare_model(settings),
+        adapters_dir=settings.adapters_dir,
+        lease_s=settings.worker_lease_s,
+        max_episodes=settings.sleep_max_episodes,
+        on_published=on_published,
+    )
