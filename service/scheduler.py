@@ -77,7 +77,9 @@ class Leadership:
     def release(self) -> None:
         if self._connection is not None:
             try:
-                self._connection.close()  # the session ends, so does the advisory lock
+                # Invalidate rather than return to the pool: the server session, and its lock, must end.
+                self._connection.invalidate()
+                self._connection.close()
             except Exception:
                 pass
             self._connection = None
