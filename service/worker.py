@@ -17,6 +17,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -64,10 +65,14 @@ class Consolidator(Protocol):
 class _Lease:
     """Renews a run's lease from a side thread and carries the latest progress with each heartbeat."""
 
-    def __init__(self, session_factory: sessionmaker[Session], run: SleepRun, interval_s: float):
+    def __init__(
+        self, session_factory: sessionmaker[Session], run: SleepRun, interval_s: float, progress_interval_s: float = 0.5
+    ):
         self.session_factory = session_factory
         self.run_id, self.epoch = run.id, run.epoch
         self.interval_s = interval_s
+        self.progress_interval_s = progress_interval_s
+        self._last_beat = 0.0
         self.progress: dict = {}
         self.lost = threading.Event()
         self._stop = threading.Event()
@@ -83,14 +88,18 @@ class _Lease:
         self._thread.join(timeout=30)
 
     def report(self, **progress) -> None:
+        """Record progress; written at most every `progress_interval_s` (and with every heartbeat)."""
         with self._lock:
             self.progress.update(progress)
+        if time.monotonic() - self._last_beat >= self.progress_interval_s:
+            self.beat()
         if self.lost.is_set():
             raise run_store.LeaseLostError(f"run {self.run_id} was taken over; stopping")
 
     def beat(self) -> None:
         with self._lock:
             progress = dict(self.progress)
+            self._last_beat = time.monotonic()
         try:
             with self.session_factory() as session:
                 run_store.heartbeat(session=session, run_id=self.run_id, epoch=self.epoch, **progress)
