@@ -1,0 +1,106 @@
+"""Token plumbing shared by dreaming, seeding and evaluation: chat rendering, left-padded batches,
+batched generation and aligned continuation logits.
+
+A *pair* is a prompt (token ids ending with the assistant header) and a continuation (the answer's ids,
+ending with the end-of-turn token). Batches are left-padded so every continuation ends at the last
+position; `continuation_logits` returns the logits that predict each continuation token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+Messages = list[dict[str, str]]
+
+
+def render(tokenizer, messages: Messages, system_prompt: str | None = None) -> list[int]:
+    """Token ids of a chat ending with the assistant's generation prompt (the serving format)."""
+    if system_prompt is not None:
+        messages = [{"role": "system", "content": system_prompt}, *[m for m in messages if m["role"] != "system"]]
+    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    if hasattr(out, "keys") and "input_ids" in out:
+        out = out["input_ids"]
+    return list(out)
+
+
+def end_of_turn(tokenizer) -> int:
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id
+
+
+def answer_ids(tokenizer, text: str) -> list[int]:
+    """A continuation: the answer's tokens and the end-of-turn token."""
+    return tokenizer.encode(text, add_special_tokens=False) + [end_of_turn(tokenizer)]
+
+
+def pad_left(sequences: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) ids and attention mask, left-padded."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        if seq:
+            ids[i, width - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
+            mask[i, width - len(seq):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def continuation_logits(
+    model, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits predicting each continuation token.
+
+    Returns:
+        logits (B, L, V), targets (B, L) and mask (B, L) with L the longest continuation; row i's
+        continuation occupies its last len_i positions (left-aligned padding is masked out).
+    """
+    device = next(model.parameters()).device
+    longest = max(len(c) for c in continuations)
+    ids, attention = pad_left([list(p) + list(c) for p, c in zip(prompts, continuations)], pad_id, device)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=attention, position_ids=positions, logits_to_keep=longest + 1)
+    logits = out.logits[:, :-1]
+    targets = ids[:, -longest:]
+    mask = torch.zeros_like(targets, dtype=torch.bool)
+    for i, c in enumerate(continuations):
+        mask[i, longest - len(c):] = True
+    return logits, targets, mask
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    batch_size: int = 16,
+    generator_seed: int | None = None,
+) -> list[list[int]]:
+    """Greedy (temperature 0) or sampled continuations, each cut after the end-of-turn token."""
+    device = next(model.parameters()).device
+    eot = end_of_turn(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot
+    results: list[list[int]] = []
+    was_training = model.training
+    model.eval()
+    if generator_seed is not None:
+        torch.manual_seed(generator_seed)
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        ids, attention = pad_left(chunk, pad, device)
+        kwargs = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else dict(
+            do_sample=False, temperature=None, top_p=None, top_k=None)
+        out = model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new_tokens,
+                             pad_token_id=pad, eos_token_id=eot, **kwargs)
+        for row in out[:, ids.shape[1]:].tolist():
+            cut = row.index(eot) + 1 if eot in row else len(row)
+            results.append(row[:cut])
+    model.train(was_training)
+    return results
+
+
+def decode(tokenizer, ids: Sequence[int]) -> str:
+    return tokenizer.decode(list(ids), skip_special_tokens=True).strip()

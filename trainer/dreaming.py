@@ -1,0 +1,257 @@
+"""Dreaming: the current model, with an episode in its context, answers cheap questions about it.
+
+Questions are relation-agnostic: templated from the names/entities of the episode ("What do you know
+about X?") and, optionally, written by the model itself. Answers come from the **in-context teacher**
+(the model with the episode in context), the learning signal the eval README calls for. Dreams are
+scored by teacher agreement (overlap of the answer with the episode's own content words, and how much
+more likely the context makes the answer) and by student loss (the answer's loss without context:
+what the model does not know yet); the top-k plus a few random ones are kept, and a few are held out
+as tonight's probes for the eval gate. Only an episode's `messages` (and id) are read.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from trainer.chat import Messages, answer_ids, continuation_logits, decode, generate, render
+from trainer.config import SleepConfig
+from trainer.losses import token_logprobs
+
+TEMPLATES = (
+    "What do you know about {x}?",
+    "Remind me what I said about {x}.",
+    "What's new with {x}?",
+    "Repeat what I told you about {x}.",
+    "Summarize what I told you about {x} in one sentence.",
+    "Tell me about {x}.",
+    "What did I tell you about {x}?",
+    "What happened with {x}?",
+)
+QUESTION_PROMPT = (
+    "Write one short question that can be answered from what I told you in this conversation. "
+    "Reply with the question only."
+)
+STOPWORDS = set(
+    """a an the and or but if of in on at to for from by with about as is are was were be been being am
+    i me my mine you your yours he him his she her hers it its we us our they them their this that these
+    those there here what which who whom whose when where why how do does did done have has had having
+    not no yes so very just also too can could will would shall should may might must than then now
+    new one some any all into over under up down out again more most such only own same other told tell
+    said say know remind repeat summarize sentence happened what's that's it's i'm i'll i've you're
+    thanks thank got noted lovely hear great good okay ok sure really quick update heard did""".split()
+)
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
+_NAME = re.compile(r"(?:[A-Z][\w\-]+)(?:\s+[A-Z][\w\-]+)*")
+
+
+@dataclass
+class Dream:
+    """One question/answer pair about an episode, with the scores that chose it."""
+
+    episode_id: str
+    question: str
+    answer: str
+    source: str = "template"  # template | model | general
+    held_out: bool = False  # a probe of the eval gate, never trained on
+    key_terms: list[str] = field(default_factory=list)  # episode words the teacher's answer contains
+    agreement: float = 0.0
+    student_loss: float = 0.0
+    teacher_loss: float = 0.0
+    score: float = 0.0
+    night: str | None = None
+    recalled: bool | None = None  # probes: whether the model that learned it recalled it
+    # the in-context teacher's logits on the answer (len, V), kept from scoring for training; not saved
+    teacher_logits: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "teacher_logits"}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Dream:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def episode_messages(episode: dict) -> Messages:
+    """The episode's chat, without any system message (the serving prompt is added at render time)."""
+    return [{"role": m["role"], "content": str(m["content"])} for m in episode["messages"] if m["role"] != "system"]
+
+
+def episode_text(episode: dict) -> str:
+    return "\n".join(m["content"] for m in episode_messages(episode))
+
+
+def words(text: str) -> set[str]:
+    """Lower-cased content words (no stop words, possessives stripped)."""
+    out = set()
+    for w in _WORD.findall(text):
+        w = w.lower().removesuffix("'s").strip("'-")
+        if len(w) >= 2 and w not in STOPWORDS:
+            out.add(w)
+    return out
+
+
+def entities(text: str, limit: int) -> list[str]:
+    """Names in a text, relation-agnostic: capitalised word runs; multi-word names first.
+
+    A single capitalised word that starts a sentence is ignored (it is usually just capitalised).
+    """
+    found: list[tuple[int, str]] = []
+    for sentence in re.split(r"(?<=[.!?:;])\s+|\n+", text):
+        for match in _NAME.finditer(sentence):
+            name = match.group(0).removesuffix("'s")
+            parts = name.split()
+            if match.start() == 0 and parts[0].lower() in STOPWORDS | {"remember", "did", "my", "the", "quick"}:
+                parts = parts[1:]
+            if not parts or (match.start() == 0 and len(parts) == 1 and len(name.split()) == 1):
+                continue
+            name = " ".join(parts)
+            if name.lower() in STOPWORDS:
+                continue
+            found.append((len(parts), name))
+    ordered = [n for _, n in sorted(found, key=lambda t: -t[0])]
+    return list(dict.fromkeys(ordered))[:limit]
+
+
+def agreement(answer: str, episode: str, question: str) -> tuple[float, list[str]]:
+    """F1 between the answer's content words and the episode's (question words excluded).
+
+    High when the teacher restates what was said, low when it makes things up or refuses.
+    Returns the score and the key terms (episode words the answer contains).
+    """
+    source = words(episode) - words(question)
+    said = words(answer) - words(question)
+    common = sorted(source & said)
+    if not common:
+        return 0.0, []
+    recall, precision = len(common) / len(source), len(common) / len(said)
+    return 2 * recall * precision / (recall + precision), common
+
+
+def template_questions(episode: dict, config: SleepConfig, rng: random.Random) -> list[str]:
+    names = entities(episode_text(episode), config.entities_per_episode)
+    questions = []
+    for name in names:
+        chosen = list(TEMPLATES[: max(config.template_questions, 0)])
+        questions += [t.format(x=name) for t in chosen]
+    return questions
+
+
+def model_questions(model, tokenizer, episodes: Sequence[dict], config: SleepConfig) -> list[list[str]]:
+    """Questions the in-context model writes about each episode (sampled; kept if they look like one)."""
+    if config.model_questions == 0:
+        return [[] for _ in episodes]
+    prompts, owners = [], []
+    for i, episode in enumerate(episodes):
+        chat = episode_messages(episode) + [{"role": "user", "content": QUESTION_PROMPT}]
+        for _ in range(config.model_questions):
+            prompts.append(render(tokenizer, chat, config.system_prompt))
+            owners.append(i)
+    out = generate(model, tokenizer, prompts, max_new_tokens=config.question_max_new_tokens,
+                   temperature=config.dream_temperature, generator_seed=config.seed)
+    questions: list[list[str]] = [[] for _ in episodes]
+    for i, ids in zip(owners, out):
+        text = decode(tokenizer, ids).split("\n")[0].strip().strip('"')
+        if text.endswith("?") and 4 <= len(text.split()) <= 30 and words(text) & words(episode_text(episodes[i])):
+            questions[i].append(text)
+    return [list(dict.fromkeys(q)) for q in questions]
+
+
+def dream(
+    model,
+    tokenizer,
+    episodes: Sequence[dict],
+    config: SleepConfig,
+    *,
+    night: str | None = None,
+    progress=None,
+) -> list[Dream]:
+    """Write, score and select tonight's dreams. `model` is the current model (teacher and student).
+
+    Returns the kept dreams, the held-out probes among them (`held_out=True`).
+    """
+    rng = random.Random(config.seed)
+    written = model_questions(model, tokenizer, episodes, config)
+    candidates: list[Dream] = []
+    for episode, extra in zip(episodes, written):
+        eid = str(episode.get("id", ""))
+        for q in template_questions(episode, config, rng):
+            candidates.append(Dream(eid, q, "", "template", night=night))
+        for q in extra:
+            candidates.append(Dream(eid, q, "", "model", night=night))
+    if not candidates:
+        return []
+    by_id = {str(e.get("id", "")): e for e in episodes}
+    # The in-context teacher answers: greedy first, then samples.
+    prompts = [render(tokenizer, episode_messages(by_id[d.episode_id]) + [{"role": "user", "content": d.question}],
+                      config.system_prompt) for d in candidates]
+    answered: list[Dream] = []
+    for k in range(config.answers_per_question):
+        out = generate(model, tokenizer, prompts, max_new_tokens=config.dream_max_new_tokens,
+                       temperature=0.0 if k == 0 else config.dream_temperature, generator_seed=config.seed + k)
+        for d, ids in zip(candidates, out):
+            text = decode(tokenizer, ids)
+            if text:
+                answered.append(Dream(d.episode_id, d.question, text, d.source, night=night))
+        if progress:
+            progress("dream", k + 1, config.answers_per_question, None)
+    score(model, tokenizer, answered, by_id, config)
+    return select(answered, config, rng)
+
+
+@torch.no_grad()
+def score(model, tokenizer, dreams: list[Dream], episodes: dict[str, dict], config: SleepConfig,
+          batch_size: int = 8) -> None:
+    """Fill agreement, teacher loss (with the episode) and student loss (without it) of each dream."""
+    pad = tokenizer.pad_token_id
+    for d in dreams:
+        d.agreement, d.key_terms = agreement(d.answer, episode_text(episodes[d.episode_id]), d.question)
+    for start in range(0, len(dreams), batch_size):
+        chunk = dreams[start:start + batch_size]
+        conts = [answer_ids(tokenizer, d.answer) for d in chunk]
+        with_ctx = [render(tokenizer, episode_messages(episodes[d.episode_id]) + [{"role": "user", "content": d.question}],
+                           config.system_prompt) for d in chunk]
+        without = [render(tokenizer, [{"role": "user", "content": d.question}], config.system_prompt) for d in chunk]
+        for prompts, attr in ((with_ctx, "teacher_loss"), (without, "student_loss")):
+            logits, targets, mask = continuation_logits(model, prompts, conts, pad)
+            nll = -(token_logprobs(logits, targets) * mask).sum(-1) / mask.sum(-1)
+            for row, (d, value) in enumerate(zip(chunk, nll.tolist())):
+                setattr(d, attr, value)
+                if attr == "teacher_loss":
+                    d.teacher_logits = logits[row, mask[row]].to("cpu", torch.bfloat16)
+    for d in dreams:
+        # grounded in the episode, supported by the context, and not yet known without it
+        pmi = d.student_loss - d.teacher_loss
+        d.score = d.agreement + 0.1 * max(min(pmi, 5.0), -5.0)
+
+
+def select(dreams: list[Dream], config: SleepConfig, rng: random.Random) -> list[Dream]:
+    """Per episode: hold out probes, keep the top-k by score plus b random others."""
+    kept: list[Dream] = []
+    by_episode: dict[str, list[Dream]] = {}
+    for d in dreams:
+        by_episode.setdefault(d.episode_id, []).append(d)
+    for eid, group in by_episode.items():
+        # one answer per question: the best-scored
+        best: dict[str, Dream] = {}
+        for d in group:
+            if d.question not in best or d.score > best[d.question].score:
+                best[d.question] = d
+        group = sorted(best.values(), key=lambda d: -d.score)
+        grounded = [d for d in group if d.key_terms]
+        probes = rng.sample(grounded, min(config.held_out_per_episode, max(len(grounded) - 1, 0)))
+        for p in probes:
+            p.held_out = True
+        rest = [d for d in group if not d.held_out and d.agreement > 0]
+        top, others = rest[: config.keep_top_k], rest[config.keep_top_k:]
+        kept += probes + top + rng.sample(others, min(config.keep_random, len(others)))
+    training = {id(d) for d in kept if not d.held_out}
+    for d in dreams:
+        if id(d) not in training:
+            d.teacher_logits = None
+    return kept

@@ -1,0 +1,231 @@
+"""One night's sleep, top to bottom: setup, dream, seed, evaluate, save (design.md section 4).
+
+    result = sleep(episodes, base_model="models/SmolLM2-135M-Instruct", adapter_dir=None,
+                   earlier_dreams=[], config=SleepConfig.from_yaml("cpu-default"), out_dir="runs/night-1")
+
+`episodes` are dicts with `messages` (the chat) and `id`; nothing else of them is read. The result
+carries the candidate adapter folder (standard PEFT LoRA), the metrics, the dreams to keep for the
+next nights (held-out probes included: they measure retention later) and the gate's verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from trainer import prompts
+from trainer.chat import decode, generate, render
+from trainer.config import SleepConfig
+from trainer.dreaming import Dream, dream, episode_messages, words
+from trainer.experts import (
+    EXPERT,
+    MEMORY,
+    PREVIOUS,
+    adapter_factors,
+    adapters,
+    concatenate,
+    grow_expert,
+    load_factors,
+    merge,
+    read_experts,
+    save_adapter,
+)
+from trainer.seeding import Example, build_example, cache_teacher, seed
+from trainer.semantic import load_similarity
+
+Progress = Callable[[str, int, int, float | None], None]
+
+
+@dataclass
+class SleepResult:
+    adapter_dir: Path
+    accepted: bool
+    metrics: dict
+    dreams: list[dict] = field(default_factory=list)  # to keep: pass back as `earlier_dreams` next night
+    reasons: list[str] = field(default_factory=list)  # why the gate rejected it (empty when accepted)
+
+
+def load_model(path: str | Path, config: SleepConfig):
+    """Tokenizer and model on the configured device and dtype, in eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=config.resolved_dtype())
+    return tokenizer, model.to(config.resolved_device()).eval()
+
+
+def answers(model, tokenizer, questions: Sequence[str], config: SleepConfig, context=None) -> list[str]:
+    """Greedy replies to questions asked alone (closed-book), or after `context` messages."""
+    chats = [(context[i] if context else []) + [{"role": "user", "content": q}] for i, q in enumerate(questions)]
+    out = generate(model, tokenizer, [render(tokenizer, c, config.system_prompt) for c in chats],
+                   max_new_tokens=config.eval_max_new_tokens)
+    return [decode(tokenizer, ids) for ids in out]
+
+
+def recalled(reply: str, key_terms: Sequence[str]) -> bool:
+    return bool(words(reply) & set(key_terms))
+
+
+def sleep(
+    episodes: Sequence[dict],
+    *,
+    base_model: str | Path,
+    adapter_dir: str | Path | None,
+    earlier_dreams: Sequence[dict] = (),
+    config: SleepConfig,
+    out_dir: str | Path,
+    served_base: str | None = None,
+    night: str | None = None,
+    progress: Progress | None = None,
+    show_progress: bool = False,
+) -> SleepResult:
+    """Consolidate `episodes` into a new expert on top of `adapter_dir` (None: the first night)."""
+    started = time.monotonic()
+    out_dir = Path(out_dir)
+    night = night or time.strftime("%Y-%m-%dT%H:%M:%S")
+    report = progress or (lambda *_: None)
+    seconds: dict[str, float] = {}
+    if config.growth_mode != "lora":
+        raise ValueError("sleep() grows LoRA experts only so far; growth_mode 'layers' is a library function "
+                         "(trainer.experts.grow_layers) not yet wired into the recipe.")
+
+    # --- setup ------------------------------------------------------------------------------------
+    report("setup", 0, 1, None)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    tokenizer, model = load_model(base_model, config)
+    experts: list[dict] = []
+    teacher: list[str] | None = None  # the current model: previous stack, or the bare base
+    frozen: list[str] = []
+    merge_report = None
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=PREVIOUS).eval()
+        experts = read_experts(adapter_dir)
+        teacher, frozen = [PREVIOUS], [PREVIOUS]
+        previous_rank = sum(e["rank"] for e in experts)
+        if previous_rank + config.expert_rank > config.max_lora_rank:
+            merged, merge_report = merge(adapter_factors(model, PREVIOUS), config.max_lora_rank - config.expert_rank)
+            targets = sorted(model.peft_config[PREVIOUS].target_modules)
+            load_factors(model, MEMORY, merged, targets)
+            frozen = [MEMORY]
+            experts = [{"name": "merged", "rank": merge_report.rank_after, "merged": [e["name"] for e in experts]}]
+    similarity = load_similarity(config.semantic_model, model, tokenizer)
+    report("setup", 1, 1, None)
+    seconds["setup"] = time.monotonic() - started
+
+    # --- dream: the current model, with each episode in context, writes tonight's dreams ------------
+    t0 = time.monotonic()
+    with adapters(model, teacher):
+        dreams = dream(model, tokenizer, episodes, config, night=night, progress=progress)
+    probes = [d for d in dreams if d.held_out]
+    trained = [d for d in dreams if not d.held_out]
+    seconds["dream"] = time.monotonic() - t0
+
+    # --- seed: grow tonight's expert and train only it --------------------------------------------
+    t0 = time.monotonic()
+    model = grow_expert(model, rank=config.expert_rank, alpha=config.expert_alpha,
+                        target_modules=config.target_modules, frozen=frozen, seed=config.seed)
+    by_id = {str(e.get("id", "")): e for e in episodes}
+    examples: list[Example] = []
+    for d in trained:
+        question = [{"role": "user", "content": d.question}]
+        examples.append(build_example(
+            tokenizer, render(tokenizer, question, config.system_prompt),
+            render(tokenizer, episode_messages(by_id[d.episode_id]) + question, config.system_prompt),
+            d.answer, teacher, "tonight"))
+        examples[-1].cached, d.teacher_logits = d.teacher_logits, None  # scored once while dreaming
+    replayable = [Dream.from_dict(d) for d in earlier_dreams if not d.get("held_out")]
+    for d in replayable:
+        p = render(tokenizer, [{"role": "user", "content": d.question}], config.system_prompt)
+        examples.append(build_example(tokenizer, p, p, d.answer, teacher, "replay"))
+    with adapters(model, None):
+        general_answers = answers(model, tokenizer, prompts.TRAIN + prompts.GATE, config)
+    for q, a in zip(prompts.TRAIN, general_answers):
+        p = render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)
+        examples.append(build_example(tokenizer, p, p, a, None, "general"))
+    cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, desc="seed", leave=False)
+    train_metrics = seed(model, tokenizer, examples, config, similarity=similarity, progress=progress, bar=bar)
+    if bar is not None:
+        bar.close()
+    seconds["seed"] = time.monotonic() - t0
+
+    # --- evaluate: the gate ------------------------------------------------------------------------
+    t0 = time.monotonic()
+    report("evaluate", 0, 3, None)
+    for d, reply in zip(probes, answers(model, tokenizer, [d.question for d in probes], config)):
+        d.recalled = recalled(reply, d.key_terms)
+    recall = sum(d.recalled for d in probes) / len(probes) if probes else None
+    report("evaluate", 1, 3, None)
+    earlier_probes = [Dream.from_dict(d) for d in earlier_dreams if d.get("held_out") and d.get("recalled")]
+    replies = answers(model, tokenizer, [d.question for d in earlier_probes], config)
+    retention = (sum(recalled(r, d.key_terms) for d, r in zip(earlier_probes, replies)) / len(earlier_probes)
+                 if earlier_probes else None)
+    report("evaluate", 2, 3, None)
+    base_gate = general_answers[len(prompts.TRAIN):]
+    now = answers(model, tokenizer, list(prompts.GATE), config)
+    general = sum(_same_answer(a, b) for a, b in zip(now, base_gate)) / len(prompts.GATE)
+    report("evaluate", 3, 3, None)
+    reasons = []
+    if recall is not None and recall < config.min_recall:
+        reasons.append(f"recall on tonight's held-out probes {recall:.2f} < {config.min_recall}")
+    if retention is not None and retention < config.min_retention:
+        reasons.append(f"retention of earlier probes {retention:.2f} < {config.min_retention}")
+    if general < 1 - config.max_general_drop:
+        reasons.append(f"general agreement with the base {general:.2f} < {1 - config.max_general_drop:.2f}")
+    seconds["evaluate"] = time.monotonic() - t0
+
+    # --- save: the experts concatenated into one standard PEFT folder -------------------------------
+    report("save", 0, 1, None)
+    stack = [adapter_factors(model, name) for name in frozen] + [adapter_factors(model, EXPERT)]
+    experts = experts + [{"name": f"night-{night}", "rank": config.expert_rank, "episodes": list(by_id)}]
+    adapter = save_adapter(out_dir / "adapter", concatenate(stack), experts,
+                           base_model_name_or_path=served_base or str(base_model),
+                           target_modules=config.target_modules)
+    seconds["total"] = time.monotonic() - started
+    metrics = {
+        "recall": recall,
+        "retention": retention,
+        "general_agreement": general,
+        "probes": len(probes),
+        "earlier_probes": len(earlier_probes),
+        "dreams": len(trained),
+        "replayed": len(replayable),
+        "rank": sum(e["rank"] for e in experts),
+        "experts": len(experts),
+        "merge_error": None if merge_report is None else merge_report.max_relative_error,
+        "train": train_metrics,
+        "seconds": seconds,
+    }
+    keep = [d.to_dict() for d in dreams] + [d for d in earlier_dreams]
+    (out_dir / "metrics.json").write_text(json.dumps({"accepted": not reasons, "reasons": reasons, **metrics},
+                                                     indent=2, default=str))
+    with open(out_dir / "dreams.jsonl", "w") as fh:
+        for d in dreams:
+            fh.write(json.dumps(d.to_dict()) + "\n")
+    report("save", 1, 1, None)
+    return SleepResult(adapter, not reasons, metrics, keep, reasons)
+
+
+def _same_answer(a: str, b: str) -> bool:
+    """Two replies agree when they share most content words (the gate's general check)."""
+    wa, wb = words(a), words(b)
+    if not wa and not wb:
+        return True
+    return len(wa & wb) / max(len(wb), 1) >= 0.5

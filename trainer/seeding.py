@@ -1,0 +1,202 @@
+"""Knowledge seeding: train tonight's expert with `(1-alpha)*GKD + alpha*imitation`.
+
+GKD: token-level generalized JSD(beta) between a teacher and the student on continuations that are
+the teacher's own answers (off-policy, teacher logits cached once) or, for a fraction lambda of each
+batch, sampled from the student (on-policy, teacher scored afresh). Three kinds of examples share a
+batch, each with its teacher:
+  - tonight's dreams: teacher = current model WITH the episode in context, student without it;
+  - replay of earlier dreams: teacher = previous model (the served stack), no context;
+  - general prompts: teacher = the base model, no context.
+Imitation: the student completes a truncated teacher answer G times; reward
+`gamma*semantic + (1-gamma)*edit`, policy gradient with the group mean as baseline.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from trainer.chat import answer_ids, continuation_logits, decode, generate
+from trainer.config import SleepConfig
+from trainer.experts import adapters
+from trainer.losses import generalized_jsd, imitation_reward, policy_gradient_loss, token_logprobs
+
+BASE = None  # teacher adapters: None is the bare base model
+
+
+@dataclass
+class Example:
+    """One GKD prompt: the student's view, the teacher's view, and the teacher's own answer."""
+
+    student_prompt: list[int]
+    teacher_prompt: list[int]
+    answer: str
+    continuation: list[int]
+    teacher: tuple[str, ...] | None  # adapters active in the teacher; None: base model
+    kind: str  # tonight | replay | general
+    cached: torch.Tensor | None = None  # (len(continuation), V) teacher logits, on CPU
+
+
+def build_example(tokenizer, student_prompt, teacher_prompt, answer, teacher, kind) -> Example:
+    return Example(list(student_prompt), list(teacher_prompt), answer, answer_ids(tokenizer, answer),
+                   None if teacher is None else tuple(teacher), kind)
+
+
+@torch.no_grad()
+def cache_teacher(model, tokenizer, examples: Sequence[Example], batch_size: int = 8) -> None:
+    """Compute each example's teacher logits on its own answer once (bf16 on CPU)."""
+    groups: dict = {}
+    for ex in examples:
+        groups.setdefault(ex.teacher, []).append(ex)
+    for teacher, group in groups.items():
+        with adapters(model, None if teacher is None else list(teacher)):
+            for start in range(0, len(group), batch_size):
+                chunk = group[start:start + batch_size]
+                logits, _, mask = continuation_logits(model, [e.teacher_prompt for e in chunk],
+                                                      [e.continuation for e in chunk], tokenizer.pad_token_id)
+                for row, ex in enumerate(chunk):
+                    ex.cached = logits[row, mask[row]].to("cpu", torch.bfloat16)
+
+
+@torch.no_grad()
+def teacher_logits(model, tokenizer, examples: Sequence[Example], conts: Sequence[list[int]], width: int):
+    """(B, width, V) teacher logits aligned to the end, from the cache when the continuation is the
+    teacher's own answer, else from a fresh teacher forward."""
+    device = next(model.parameters()).device
+    fresh: dict = {}
+    for i, (ex, c) in enumerate(zip(examples, conts)):
+        if not (ex.cached is not None and c is ex.continuation):
+            fresh.setdefault(ex.teacher, []).append(i)
+    rows: dict[int, torch.Tensor] = {}
+    for teacher, idx in fresh.items():
+        with adapters(model, None if teacher is None else list(teacher)):
+            logits, _, mask = continuation_logits(model, [examples[i].teacher_prompt for i in idx],
+                                                  [conts[i] for i in idx], tokenizer.pad_token_id)
+        for row, i in enumerate(idx):
+            rows[i] = logits[row, mask[row]]
+    vocab = next(iter(rows.values())).shape[-1] if rows else examples[0].cached.shape[-1]
+    out = torch.zeros(len(examples), width, vocab, device=device)
+    for i, (ex, c) in enumerate(zip(examples, conts)):
+        src = rows[i] if i in rows else ex.cached.to(device)
+        out[i, width - len(c):] = src.float()
+    return out
+
+
+def gkd_loss(model, tokenizer, batch: Sequence[Example], config: SleepConfig, rng: random.Random) -> torch.Tensor:
+    """GKD on one batch: a fraction lambda of continuations sampled on-policy from the student."""
+    conts: list[list[int]] = [ex.continuation for ex in batch]
+    on_policy = [i for i in range(len(batch)) if rng.random() < config.lmbda]
+    if on_policy:
+        sampled = generate(model, tokenizer, [batch[i].student_prompt for i in on_policy],
+                           max_new_tokens=config.on_policy_max_new_tokens, temperature=1.0,
+                           generator_seed=rng.randrange(2**31))
+        for i, ids in zip(on_policy, sampled):
+            if ids:
+                conts[i] = ids
+    logits, _, mask = continuation_logits(model, [ex.student_prompt for ex in batch], conts, tokenizer.pad_token_id)
+    teacher = teacher_logits(model, tokenizer, batch, conts, logits.shape[1])
+    return generalized_jsd(logits, teacher, mask, beta=config.beta, temperature=config.gkd_temperature)
+
+
+def imitation_loss(model, tokenizer, example: Example, config: SleepConfig, similarity, rng: random.Random):
+    """The student completes a truncated teacher answer G times; policy gradient on the rewards.
+
+    Returns (loss, mean reward).
+    """
+    answer = example.continuation
+    cut = max(1, int(len(answer) * config.imitation_prefix))
+    prefix, reference_ids = answer[:cut], answer[cut:]
+    if not reference_ids:
+        return None, 0.0
+    prompt = example.student_prompt + prefix
+    completions = generate(model, tokenizer, [prompt] * config.imitation_group,
+                           max_new_tokens=max(len(reference_ids), 4), temperature=1.0,
+                           generator_seed=rng.randrange(2**31))
+    completions = [c if c else [tokenizer.eos_token_id] for c in completions]
+    texts = [decode(tokenizer, c) for c in completions]
+    reference = decode(tokenizer, reference_ids)
+    rewards = imitation_reward(similarity(texts, reference), texts, reference, config.gamma, config.edit_threshold)
+    logits, targets, mask = continuation_logits(model, [prompt] * len(completions), completions,
+                                                tokenizer.pad_token_id)
+    loss = policy_gradient_loss(token_logprobs(logits, targets), mask, rewards.to(logits.device))
+    return loss, float(rewards.mean())
+
+
+def _mix(pools: dict[str, list[Example]], config: SleepConfig, rng: random.Random) -> list[Example]:
+    size = config.batch_size
+    counts = {"replay": round(size * config.replay_fraction) if pools["replay"] else 0,
+              "general": round(size * config.general_fraction) if pools["general"] else 0}
+    counts["tonight"] = size - counts["replay"] - counts["general"]
+    if not pools["tonight"]:
+        counts["replay" if pools["replay"] else "general"] += counts.pop("tonight")
+    batch = []
+    for kind, n in counts.items():
+        if n > 0 and pools[kind]:
+            batch += rng.sample(pools[kind], n) if n <= len(pools[kind]) else rng.choices(pools[kind], k=n)
+    return batch
+
+
+def seed(
+    model,
+    tokenizer,
+    examples: Sequence[Example],
+    config: SleepConfig,
+    *,
+    similarity: Callable[[list[str], str], torch.Tensor],
+    progress: Callable | None = None,
+    bar=None,
+) -> dict:
+    """Train the active trainable adapter for `config.steps` steps. Returns training metrics."""
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    pools = {k: [e for e in examples if e.kind == k] for k in ("tonight", "replay", "general")}
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params or config.steps == 0 or not examples:
+        return {"steps": 0, "loss": None}
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    warmup = max(config.warmup_steps, 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, cosine decay
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / config.steps, 1.0))))
+    imitation_pool = pools["tonight"] or pools["replay"]
+    losses, gkd_losses, rewards = [], [], []
+    start = time.monotonic()
+    model.train()
+    for step in range(config.steps):
+        batch = _mix(pools, config, rng)
+        gkd = gkd_loss(model, tokenizer, batch, config, rng)
+        loss = (1 - config.alpha) * gkd
+        if config.alpha > 0 and config.imitation_every and step % config.imitation_every == 0 and imitation_pool:
+            imitation, reward = imitation_loss(model, tokenizer, rng.choice(imitation_pool), config, similarity, rng)
+            if imitation is not None:
+                loss = loss + config.alpha * imitation
+                rewards.append(reward)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        gkd_losses.append(gkd.item())
+        if progress:
+            progress("seed", step + 1, config.steps, losses[-1])
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+    return {
+        "steps": len(losses),
+        "loss_first": losses[0],
+        "loss_last": sum(losses[-3:]) / len(losses[-3:]),
+        "gkd_first": gkd_losses[0],
+        "gkd_last": sum(gkd_losses[-3:]) / len(gkd_losses[-3:]),
+        "imitation_reward": sum(rewards) / len(rewards) if rewards else None,
+        "seconds": time.monotonic() - start,
+    }
+
+
