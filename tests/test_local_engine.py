@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.adapters import make_lora
 from service.engines.base import AdapterInfo, GenerationRequest, SamplingParams
 from service.engines.local import LocalEngine
 from service.engines.sampling import REPLACEMENT_CHAR
@@ -87,22 +88,6 @@ def tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-def make_lora(base_dir: Path, target: Path, seed: int) -> Path:
-    """A hand-made LoRA on the tiny model with random (nonzero) B, so it really changes the output."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    peft_model.save_pretrained(target)
-    return target
 
 
 @pytest.fixture(scope="module")
