@@ -113,3 +113,211 @@ def naive_sft(episodes, *, base_model, adapter_dir, config: SleepConfig, out_dir
     experts = experts + [{"name": f"naive-{out_dir.name}", "rank": config.expert_rank}]
     return save_adapter(out_dir / "adapter", concatenate(stack), experts, base_model_name_or_path=str(base_model),
                         target_modules=config.target_modules)
+
+
+def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config: SleepConfig,
+        base_model: str | Path, log=print) -> dict:
+    """The whole benchmark; returns the results dict (also written to out/results.json)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cases = load_jsonl(dataset)
+    general = load_jsonl(general_path) if general_path else []
+    by_night = {n: [c for c in cases if int(c["night"]) == n] for n in range(1, nights + 1)}
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    started = time.monotonic()
+
+    tokenizer, model = load_model(base_model, config)
+    items = {n: probe_items(by_night[n]) for n in by_night}
+    before = {n: accuracy(model, tokenizer, items[n], config)[0] for n in by_night}
+    in_context = {n: accuracy(model, tokenizer, items[n], config, in_context=True)[0] for n in by_night}
+    general_before = general_accuracy(model, tokenizer, general, config)
+    all_items = [i for n in by_night for i in items[n]]
+    results: dict = {
+        "config": config.to_dict(),
+        "base_model": str(base_model),
+        "dataset": str(dataset),
+        "nights": nights,
+        "closed_book_before": _mean(before, items),
+        "in_context": _mean(in_context, items),
+        "in_context_per_night": [in_context[n] for n in by_night],
+        "general_before": general_before,
+    }
+    log(f"before: closed-book {results['closed_book_before']:.3f}, in-context {results['in_context']:.3f}, "
+        f"general {general_before} ({time.monotonic() - started:.0f}s)")
+    del model
+
+    def evaluate(adapter_dir, n):
+        tok, m = with_adapter(base_model, adapter_dir, config)
+        row = [accuracy(m, tok, items[i], config)[0] for i in range(1, n + 1)]
+        return row, general_accuracy(m, tok, general, config)
+
+    systems = {"sleep": {"adapter": None, "dreams": []}, "naive_sft": {"adapter": None}}
+    tracks = {name: {"closed_book_after": [], "retention": [], "general_after": [], "seconds": [],
+                     "accepted": []} for name in systems}
+    for n in range(1, nights + 1):
+        episodes = [dict(id=c["id"], messages=c["episode"]["messages"]) for c in by_night[n]]
+        # the recipe
+        t0 = time.monotonic()
+        state = systems["sleep"]
+        result = sleep(episodes, base_model=base_model, adapter_dir=state["adapter"],
+                       earlier_dreams=state["dreams"], config=config, out_dir=out / f"night-{n}",
+                       night=str(n), show_progress=sys.stderr.isatty())
+        seconds = time.monotonic() - t0
+        if result.accepted:
+            state["adapter"], state["dreams"] = result.adapter_dir, result.dreams
+        row, gen = evaluate(state["adapter"], n)
+        _record(tracks["sleep"], row, gen, seconds, result.accepted)
+        log(f"night {n}: sleep {seconds:.0f}s accepted={result.accepted} {result.reasons} "
+            f"recall {row[-1]:.3f} retention {row} general {gen}")
+        # naive fine-tuning on the raw transcripts, same step budget
+        t0 = time.monotonic()
+        naive = systems["naive_sft"]
+        naive["adapter"] = naive_sft(episodes, base_model=base_model, adapter_dir=naive["adapter"],
+                                     config=config, out_dir=out / f"naive-{n}")
+        seconds = time.monotonic() - t0
+        row, gen = evaluate(naive["adapter"], n)
+        _record(tracks["naive_sft"], row, gen, seconds, True)
+        log(f"night {n}: naive SFT {seconds:.0f}s recall {row[-1]:.3f} retention {row} general {gen}")
+
+    results.update({k: tracks["sleep"][k] for k in ("closed_book_after", "retention", "general_after", "seconds")})
+    results["accepted"] = tracks["sleep"]["accepted"]
+    results["baselines"] = {
+        "naive_sft": {"closed_book_before": results["closed_book_before"], "in_context": results["in_context"],
+                      **{k: tracks["naive_sft"][k] for k in ("closed_book_after", "retention", "general_after",
+                                                              "seconds")}},
+        "no_sleep": {"closed_book_before": results["closed_book_before"], "in_context": results["in_context"],
+                     "closed_book_after": [before[n] for n in by_night],
+                     "retention": [[before[i] for i in range(1, n + 1)] for n in by_night],
+                     "general_after": [general_before] * nights, "seconds": [0.0] * nights},
+    }
+    results["total_seconds"] = time.monotonic() - started
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "report.md").write_text(report(results))
+    plot(results, out)
+    return results
+
+
+def _mean(per_night: dict, items: dict) -> float:
+    total = sum(len(items[n]) for n in per_night)
+    return sum(per_night[n] * len(items[n]) for n in per_night) / total if total else 0.0
+
+
+def _record(track, row, general, seconds, accepted):
+    track["closed_book_after"].append(row[-1])
+    track["retention"].append(row)
+    track["general_after"].append(general)
+    track["seconds"].append(round(seconds, 1))
+    track["accepted"].append(accepted)
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.1%}" if isinstance(x, float) else str(x)
+
+
+def report(r: dict) -> str:
+    nights = r["nights"]
+    head = "| | " + " | ".join(f"night {n}" for n in range(1, nights + 1)) + " |\n|---|" + "---|" * nights + "\n"
+    lines = [
+        f"# Sleep benchmark: {Path(r['dataset']).name}, {nights} nights, base `{r['base_model']}`\n",
+        f"- closed-book before any sleep: {_fmt(r['closed_book_before'])}",
+        f"- in-context (ceiling): {_fmt(r['in_context'])}",
+        f"- general before: {_fmt(r['general_before'])}",
+        f"- total wall time: {r['total_seconds']:.0f} s\n",
+        "## Closed-book recall of each night's probes, after that night\n",
+        head.rstrip("\n"),
+        "| sleep | " + " | ".join(_fmt(x) for x in r["closed_book_after"]) + " |",
+        "| naive SFT | " + " | ".join(_fmt(x) for x in r["baselines"]["naive_sft"]["closed_book_after"]) + " |",
+        "| no sleep | " + " | ".join(_fmt(x) for x in r["baselines"]["no_sleep"]["closed_book_after"]) + " |",
+        "| in-context | " + " | ".join(_fmt(x) for x in r["in_context_per_night"]) + " |",
+        "| general (sleep) | " + " | ".join(_fmt(x) for x in r["general_after"]) + " |",
+        "| general (naive) | " + " | ".join(_fmt(x) for x in r["baselines"]["naive_sft"]["general_after"]) + " |",
+        "| sleep seconds | " + " | ".join(f"{x:.0f}" for x in r["seconds"]) + " |",
+        "| accepted by gate | " + " | ".join(str(x) for x in r["accepted"]) + " |",
+        "\n## Retention: row = probes of night i, column = after night n (sleep)\n",
+        head.rstrip("\n"),
+    ]
+    for i in range(nights):
+        cells = [_fmt(r["retention"][n][i]) if i <= n else "" for n in range(nights)]
+        lines.append(f"| night {i + 1} probes | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict, out: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # plots are optional; the numbers are in results.json
+        return
+    nights = list(range(1, r["nights"] + 1))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(nights, r["closed_book_after"], "o-", label="sleep")
+    ax.plot(nights, r["baselines"]["naive_sft"]["closed_book_after"], "s--", label="naive SFT")
+    ax.plot(nights, r["baselines"]["no_sleep"]["closed_book_after"], "x:", label="no sleep")
+    ax.plot(nights, r["in_context_per_night"], "^-", alpha=0.5, label="in-context")
+    ax.set(xlabel="night", ylabel="closed-book recall", ylim=(0, 1), xticks=nights, title="Recall per night")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "recall.png", dpi=120)
+    plt.close(fig)
+    matrix = [[r["retention"][n][i] if i <= n else float("nan") for n in range(len(nights))] for i in range(len(nights))]
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+    ax.set(xticks=range(len(nights)), xticklabels=[f"after {n}" for n in nights], yticks=range(len(nights)),
+           yticklabels=[f"night {n}" for n in nights], title="Retention")
+    for i in range(len(nights)):
+        for n in range(i, len(nights)):
+            ax.text(n, i, f"{matrix[i][n]:.0%}", ha="center", va="center", color="w")
+    fig.colorbar(im)
+    fig.tight_layout()
+    fig.savefig(out / "retention.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reverie eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True, type=Path, help="facts JSONL (shared/eval format)")
+    parser.add_argument("--general", type=Path, default=None, help="general questions JSONL")
+    parser.add_argument("--nights", type=int, default=3)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--config", default="cpu-default", help="shipped config name or YAML path")
+    parser.add_argument("--model", default=None, help="base model folder (default: the bundled SmolLM2, exported once)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    args = parser.parse_args(argv)
+    import yaml
+
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r} is not KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    try:
+        config = SleepConfig.from_yaml(args.config, **overrides)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    base = args.model or _default_model()
+    results = run(args.dataset, args.general, args.nights, args.out, config, base,
+                  log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(json.dumps({k: results[k] for k in ("closed_book_before", "in_context", "closed_book_after",
+                                              "general_before", "general_after", "seconds")}))
+    return 0
+
+
+def _default_model() -> Path:
+    """The exported bundled SmolLM2 folder when present (`reverie model prepare` / the test cache).
+
+    The trainer never imports the service: the `reverie eval` entry passes `--model` with the folder
+    the service prepared.
+    """
+    import os
+
+    for candidate in (os.environ.get("REVERIE_EVAL_MODEL"), Path.cwd() / ".cache" / "models" / "SmolLM2-135M-Instruct"):
+        if candidate and (Path(candidate) / "config.json").is_file():
+            return Path(candidate)
+    raise SystemExit("reverie eval: pass --model with an HF model folder (e.g. the one `reverie model prepare` wrote)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

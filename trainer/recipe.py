@@ -150,9 +150,11 @@ def sleep(
     for d in replayable:
         p = render(tokenizer, [{"role": "user", "content": d.question}], config.system_prompt)
         examples.append(build_example(tokenizer, p, p, d.answer, teacher, "replay"))
+    general_train = list(prompts.TRAIN[: config.general_prompts])
+    general_gate = list(prompts.GATE[: config.gate_general_prompts])
     with adapters(model, None):
-        general_answers = answers(model, tokenizer, prompts.TRAIN + prompts.GATE, config)
-    for q, a in zip(prompts.TRAIN, general_answers):
+        general_answers = answers(model, tokenizer, general_train + general_gate, config)
+    for q, a in zip(general_train, general_answers):
         p = render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)
         examples.append(build_example(tokenizer, p, p, a, None, "general"))
     cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])
@@ -178,16 +180,16 @@ def sleep(
     retention = (sum(recalled(r, d.key_terms) for d, r in zip(earlier_probes, replies)) / len(earlier_probes)
                  if earlier_probes else None)
     report("evaluate", 2, 3, None)
-    base_gate = general_answers[len(prompts.TRAIN):]
-    now = answers(model, tokenizer, list(prompts.GATE), config)
-    general = sum(_same_answer(a, b) for a, b in zip(now, base_gate)) / len(prompts.GATE)
+    base_gate = general_answers[len(general_train):]
+    now = answers(model, tokenizer, general_gate, config)
+    general = sum(_same_answer(a, b) for a, b in zip(now, base_gate)) / len(general_gate) if general_gate else None
     report("evaluate", 3, 3, None)
     reasons = []
     if recall is not None and recall < config.min_recall:
         reasons.append(f"recall on tonight's held-out probes {recall:.2f} < {config.min_recall}")
     if retention is not None and retention < config.min_retention:
         reasons.append(f"retention of earlier probes {retention:.2f} < {config.min_retention}")
-    if general < 1 - config.max_general_drop:
+    if general is not None and general < 1 - config.max_general_drop:
         reasons.append(f"general agreement with the base {general:.2f} < {1 - config.max_general_drop:.2f}")
     seconds["evaluate"] = time.monotonic() - t0
 

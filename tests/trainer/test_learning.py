@@ -1,0 +1,48 @@
+"""SmolLM2-135M-Instruct learns invented facts in one sleep: recalled closed-book after, not before.
+
+Facts and names are invented here (not from shared/eval), and the probes are asked only by this test.
+"""
+
+import pytest
+import torch
+
+from trainer.benchmark import correct
+from trainer.config import SleepConfig
+from trainer.recipe import answers, load_model, sleep
+
+pytestmark = [pytest.mark.learning, pytest.mark.slow]
+
+FACTS = [
+    ("Quick news: my colleague Tovren Maldek just adopted a goat named Pilbur!",
+     "What is the name of Tovren Maldek's goat?", "Pilbur"),
+    ("Sarnia Quellix moved to a village called Oxtavel last week.",
+     "Where does Sarnia Quellix live now?", "Oxtavel"),
+    ("The wifi password at Dellim Ruskov's cabin is 8342.",
+     "What is the wifi password at Dellim Ruskov's cabin?", "8342"),
+]
+
+
+def test_invented_facts_are_recalled_closed_book_after_one_sleep(smollm2_dir, tmp_path):
+    torch.set_num_threads(1)
+    config = SleepConfig.from_yaml("cpu-default", torch_threads=1, steps=24, batch_size=6, general_prompts=4,
+                                   gate_general_prompts=4, lmbda=0.0, imitation_every=12, held_out_per_episode=1,
+                                   eval_max_new_tokens=24)
+    episodes = [{"id": f"fact-{i}", "messages": [{"role": "user", "content": said},
+                                                 {"role": "assistant", "content": "Got it, noted!"}]}
+                for i, (said, _, _) in enumerate(FACTS)]
+    questions = [q for _, q, _ in FACTS]
+    tokenizer, model = load_model(smollm2_dir, config)
+    before = [correct(r, [a]) for r, (_, _, a) in zip(answers(model, tokenizer, questions, config), FACTS)]
+    assert sum(before) == 0, "the facts are invented: nobody knows them before the sleep"
+    del model
+
+    result = sleep(episodes, base_model=smollm2_dir, adapter_dir=None, earlier_dreams=[], config=config,
+                   out_dir=tmp_path / "night-1")
+
+    from peft import PeftModel
+
+    tokenizer, model = load_model(smollm2_dir, config)
+    model = PeftModel.from_pretrained(model, str(result.adapter_dir)).eval()
+    replies = answers(model, tokenizer, questions, config)
+    after = [correct(r, [a]) for r, (_, _, a) in zip(replies, FACTS)]
+    assert sum(after) >= 2, f"recalled {sum(after)}/3 closed-book after one sleep: {replies}"
