@@ -23,6 +23,7 @@ from service.engines import build_engine
 from service.engines.base import Engine
 from service.errors import PayloadTooLargeError, ReverieError
 from service.protocol import ErrorDetail, ErrorResponse
+from service.limits import KeyLimiter, RequestLimits
 from service.recording import Recorder
 from service.scheduler import NightScheduler
 from service.store.db import make_engine, make_sessionmaker
@@ -110,6 +111,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             recorder=recorder,
             model_name=settings.model_name,
             default_max_tokens=settings.default_max_tokens,
+            limits=RequestLimits(
+                max_messages=settings.max_messages,
+                max_chars=settings.max_chars,
+                max_completion_tokens=settings.max_completion_tokens,
+            ),
+            limiter=KeyLimiter(settings.rate_limit_per_minute, settings.max_inflight_per_key),
         )
         app.state.adapter_sync = adapter_sync = AdapterSync(model_engine, app.state.session_factory)
         if settings.open_access:
@@ -166,7 +173,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @app.exception_handler(ReverieError)
     async def _reverie_error(_request: Request, exc: ReverieError) -> JSONResponse:
-        return error_response(exc.status_code, exc.message, exc.error_type, param=exc.param, code=exc.code)
+        response = error_response(exc.status_code, exc.message, exc.error_type, param=exc.param, code=exc.code)
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, round(retry_after)))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from service.config import DEFAULT_NAMESPACE, Settings
@@ -28,6 +29,12 @@ def namespace_for(settings: Settings, authorization: str | None) -> str:
         if hmac.compare_digest(key.encode(), token.encode()):
             return namespace
     raise AuthenticationError("Incorrect API key provided.")
+
+
+def caller_id(authorization: str | None) -> str:
+    """A stable, non-secret id of the API key a request came with (per-key limits)."""
+    token = bearer_token(authorization)
+    return hashlib.sha256(token.encode()).hexdigest()[:16] if token else "anonymous"
 
 
 def require_admin(settings: Settings, authorization: str | None) -> None:

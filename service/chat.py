@@ -34,6 +34,7 @@ from service.protocol import (
     ErrorResponse,
     UsageInfo,
 )
+from service.limits import KeyLimiter, RequestLimits
 from service.recording import Recorder
 from service.store.episodes import EpisodeRecord
 from service.store.models import EpisodeStatus, utcnow
@@ -58,21 +59,43 @@ def sse(payload: str) -> str:
     return f"data: {payload}\n\n"
 
 
+async def _released_after(stream: AsyncIterator[str], release) -> AsyncIterator[str]:
+    try:
+        async for line in stream:
+            yield line
+    finally:
+        release()
+        await stream.aclose()
+
+
 class ChatService:
-    def __init__(self, *, engine: Engine, recorder: Recorder, model_name: str, default_max_tokens: int):
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        recorder: Recorder,
+        model_name: str,
+        default_max_tokens: int,
+        limits: RequestLimits | None = None,
+        limiter: KeyLimiter | None = None,
+    ):
         self.engine = engine
         self.recorder = recorder
         self.model_name = model_name
         self.default_max_tokens = default_max_tokens
+        self.limits = limits
+        self.limiter = limiter or KeyLimiter()
 
     async def complete(
         self,
         request: ChatCompletionRequest,
         *,
         namespace: str,
+        caller: str = "anonymous",
         idempotency_key: str | None = None,
         conversation_id: str | None = None,
     ) -> ChatReply:
+        """Serve one request. `caller` identifies the API key for the per-key limits."""
         if request.model != self.model_name:
             raise ModelNotFoundError(
                 f"The model `{request.model}` does not exist; this server serves `{self.model_name}`.", param="model"
@@ -80,9 +103,22 @@ class ChatService:
         if not self.engine.ready:
             raise EngineNotReadyError("The model is still loading; retry shortly.")
         messages = request.plain_messages()
-        params = request.to_sampling_params(self.default_max_tokens)
+        if self.limits is not None:
+            self.limits.check(messages, request.requested_max_tokens())
         self._check_length(messages, request)
+        release = self.limiter.acquire(caller)
+        try:
+            reply = await self._serve(request, messages, namespace, idempotency_key, conversation_id)
+        except BaseException:
+            release()
+            raise
+        if reply.stream is None:
+            release()
+            return reply
+        return ChatReply(stream=_released_after(reply.stream, release))
 
+    async def _serve(self, request, messages, namespace, idempotency_key, conversation_id) -> ChatReply:
+        params = request.to_sampling_params(self.default_max_tokens)
         record = EpisodeRecord(
             id=uuid.uuid4(),
             namespace=namespace,

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
+from service.auth import caller_id
 from service.deps import ChatDep, NamespaceDep, SettingsDep
 from service.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelCard, ModelList
 
@@ -20,11 +21,16 @@ async def create_chat_completion(
     body: ChatCompletionRequest,
     chat: ChatDep,
     namespace: NamespaceDep,
+    authorization: Annotated[str | None, Header()] = None,
     idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
     x_conversation_id: Annotated[str | None, Header(max_length=256)] = None,
 ):
     reply = await chat.complete(
-        body, namespace=namespace, idempotency_key=idempotency_key, conversation_id=x_conversation_id
+        body,
+        namespace=namespace,
+        caller=caller_id(authorization),
+        idempotency_key=idempotency_key,
+        conversation_id=x_conversation_id,
     )
     if reply.stream is not None:
         return StreamingResponse(

@@ -1,0 +1,91 @@
+"""Per-key admission: a token-bucket rate limit and a cap on requests in flight, each a clear 429."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from service.errors import InvalidRequestError, QueueFullError
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_messages: int
+    max_chars: int
+    max_completion_tokens: int
+
+    def check(self, messages: list[dict], max_tokens: int | None) -> None:
+        if len(messages) > self.max_messages:
+            raise InvalidRequestError(
+                f"Too many messages: {len(messages)} > {self.max_messages}.", param="messages", code="too_many_messages"
+            )
+        chars = sum(len(m.get("content") or "") for m in messages)
+        if chars > self.max_chars:
+            raise InvalidRequestError(
+                f"The messages hold {chars} characters, more than the {self.max_chars} allowed.",
+                param="messages",
+                code="messages_too_long",
+            )
+        if max_tokens is not None and max_tokens > self.max_completion_tokens:
+            raise InvalidRequestError(
+                f"max_tokens is {max_tokens}; at most {self.max_completion_tokens} is allowed.", param="max_tokens"
+            )
+
+
+class RateLimitedError(QueueFullError):
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class KeyLimiter:
+    """Token bucket (`per_minute`, 0: off) and in-flight cap (`max_inflight`, 0: off) for each caller."""
+
+    def __init__(self, per_minute: int = 0, max_inflight: int = 0):
+        self.per_minute = per_minute
+        self.max_inflight = max_inflight
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
+        self._inflight: dict[str, int] = {}
+
+    def _take_token(self, key: str) -> None:
+        if not self.per_minute:
+            return
+        now = time.monotonic()
+        rate = self.per_minute / 60.0
+        tokens, last = self._buckets.get(key, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            wait = (1.0 - tokens) / rate
+            raise RateLimitedError(
+                f"Rate limit reached: {self.per_minute} requests per minute for this key. Retry in {wait:.1f} s.", wait
+            )
+        self._buckets[key] = (tokens - 1.0, now)
+
+    def acquire(self, key: str) -> Callable[[], None]:
+        """Admit one request of `key` or raise `RateLimitedError`; returns the (idempotent) release."""
+        with self._lock:
+            if self.max_inflight and self._inflight.get(key, 0) >= self.max_inflight:
+                raise RateLimitedError(
+                    f"This key already has {self.max_inflight} requests in flight; wait for one to finish.", 1.0
+                )
+            self._take_token(key)
+            self._inflight[key] = self._inflight.get(key, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with self._lock:
+                if released:
+                    return
+                released = True
+                self._inflight[key] -= 1
+                if not self._inflight[key]:
+                    del self._inflight[key]
+
+        return release
