@@ -53,6 +53,7 @@ class VLLMEngine(Engine):
         read_timeout_s: float = 300.0,
         drain_timeout_s: float = 300.0,
         health_interval_s: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ):
         """
         Args:
@@ -66,6 +67,7 @@ class VLLMEngine(Engine):
             read_timeout_s: the longest silence tolerated between two streamed chunks.
             drain_timeout_s: how long `unload_adapter` waits for the adapter's requests to finish.
             health_interval_s: how often `ready` is refreshed from `/health` once started.
+            transport: an httpx transport in place of the network (tests with a fake vLLM).
         """
         if max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
@@ -79,6 +81,7 @@ class VLLMEngine(Engine):
         self._read_timeout_s = read_timeout_s
         self._drain_timeout_s = drain_timeout_s
         self._health_interval_s = health_interval_s
+        self._transport = transport
 
         self._client: httpx.AsyncClient | None = None
         self._tokenizer: Any = None
@@ -86,6 +89,7 @@ class VLLMEngine(Engine):
         self._max_model_len = 0
         self._ready = False
         self._watcher: asyncio.Task | None = None
+        self._restore_needed = False  # vLLM may have lost adapters (it restarted); the watcher reloads them
 
         self._adapters: dict[str, str] = {}  # name -> path, only once loaded and warmed up
         self._namespaces: dict[str, str] = {}  # namespace -> adapter name; replaced whole on every change
@@ -102,7 +106,8 @@ class VLLMEngine(Engine):
             from transformers import AutoTokenizer
 
             try:
-                self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, str(self._tokenizer_path))
+                path = str(self._tokenizer_path)
+                self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, path)
             except Exception as exc:
                 raise EngineError(f"could not load the tokenizer from {self._tokenizer_path}: {exc}") from exc
         if self._client is None:
@@ -110,8 +115,9 @@ class VLLMEngine(Engine):
             self._client = httpx.AsyncClient(
                 base_url=self._base_url,
                 headers=headers,
+                transport=self._transport,
                 timeout=httpx.Timeout(30.0, read=self._read_timeout_s),
-                limits=httpx.Limits(max_connections=self._max_queue + 8, max_keepalive_connections=self._max_queue),
+                limits=httpx.Limits(max_connections=self._max_queue + 8, max_keepalive_connections=16),
             )
         await self._wait_healthy()
         await self._read_models()
@@ -168,9 +174,8 @@ class VLLMEngine(Engine):
             base = next((m for m in bases if m["id"] == self._served_name_setting), None)
             if base is None:
                 names = ", ".join(m["id"] for m in bases) or "none"
-                raise EngineError(
-                    f"vLLM at {self._base_url} does not serve {self._served_name_setting!r} (it serves: {names})"
-                )
+                wanted = self._served_name_setting
+                raise EngineError(f"vLLM at {self._base_url} does not serve {wanted!r} (it serves: {names})")
         elif len(bases) == 1:
             base = bases[0]
         else:
@@ -186,30 +191,39 @@ class VLLMEngine(Engine):
                 log.info("adopted adapter %s already loaded in vLLM", model["id"])
 
     async def _watch_health(self) -> None:
-        """Keep `ready` in step with vLLM's `/health`, so /readyz and admission see an outage."""
+        """Keep `ready` in step with vLLM's `/health`, so /readyz and admission see an outage.
+
+        A vLLM that comes back after an outage may be a new process that forgot the adapters; they are
+        loaded again (into that fresh process, so not a reload in place) until all are back.
+        """
         while True:
             await asyncio.sleep(self._health_interval_s)
             healthy = await self._healthy()
-            if healthy and not self._ready:
-                log.warning("vLLM at %s is healthy again", self._base_url)
+            if healthy != self._ready:
+                log.warning("vLLM at %s is %s", self._base_url, "healthy again" if healthy else "not healthy")
+                self._restore_needed = self._restore_needed or healthy
+            self._ready = healthy
+            if healthy and self._restore_needed:
                 try:
                     await self._restore_adapters()
+                    self._restore_needed = False
                 except Exception:
-                    log.exception("could not restore adapters in vLLM; retrying")
-                    continue
-            elif self._ready and not healthy:
-                log.warning("vLLM at %s is not healthy", self._base_url)
-            self._ready = healthy
+                    log.exception("could not restore the adapters in vLLM; retrying")
 
     async def _restore_adapters(self) -> None:
-        """A vLLM that restarted has forgotten the adapters: load (into a fresh process) and warm them again."""
         listed = {m["id"] for m in (await self._call("GET", "/v1/models"))["data"]}
         for name, path in list(self._adapters.items()):
-            if name not in listed and path:
-                async with self._locks[name]:
-                    await self._call("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path})
-                    await self._warm_up(name)
-                log.info("restored adapter %s in vLLM", name)
+            if name in listed or not path:
+                continue
+            async with self._locks[name]:
+                try:
+                    body = {"lora_name": name, "lora_path": path}
+                    await self._call("POST", "/v1/load_lora_adapter", json=body)
+                except InvalidRequestError as exc:  # another client restored it first, or the folder is gone
+                    log.warning("adapter %s not restored: %s", name, exc.message)
+                    continue
+                await self._warm_up(name)
+            log.info("restored adapter %s in vLLM", name)
 
     # --- prompts -------------------------------------------------------------------------------------
 
@@ -219,7 +233,8 @@ class VLLMEngine(Engine):
         try:
             text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         except Exception as exc:  # jinja raises its own types for messages the template cannot render
-            raise InvalidRequestError(f"messages do not fit the chat template: {exc}", param="messages") from exc
+            message = f"messages do not fit the chat template: {exc}"
+            raise InvalidRequestError(message, param="messages") from exc
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # --- generation ----------------------------------------------------------------------------------
@@ -267,9 +282,14 @@ class VLLMEngine(Engine):
 
     async def _stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         try:
-            async with self._client.stream("POST", "/v1/chat/completions", json=self._payload(model, request)) as resp:
+            payload = self._payload(model, request)
+            async with self._client.stream("POST", "/v1/chat/completions", json=payload) as resp:
                 if resp.status_code != 200:
                     await resp.aread()
+                    if resp.status_code == 404 and model in self._adapters:
+                        # vLLM restarted between two health checks and forgot the adapter.
+                        self._restore_needed = True
+                        raise EngineError(f"vLLM does not know adapter {model!r} (any more); reloading it")
                     raise self._http_error(resp, f"vLLM refused the request for {model!r}")
                 text, finish, usage = "", None, None
                 async for event in _sse_events(resp):
@@ -309,7 +329,8 @@ class VLLMEngine(Engine):
 
         A name is loaded once: `AdapterError` if it is taken (published adapters get a new name), or if
         vLLM refuses the folder (not a LoRA, wrong base, rank above `--max-lora-rank`); vLLM then serves
-        exactly as before. An adapter vLLM already held at `start` with this very folder is kept as is.
+        exactly as before. An adapter vLLM already holds under this name from this very folder (loaded
+        by an earlier run of this service, or by another replica sharing the vLLM) is used as it is.
         """
         if not name:
             raise AdapterError("adapter name must not be empty", param="name")
@@ -321,16 +342,32 @@ class VLLMEngine(Engine):
                 if self._adapters[name] == str(path):
                     return
                 raise AdapterError(f"adapter {name!r} is already loaded; published adapters get a new name")
+            ours = True
             try:
-                await self._call("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)})
+                body = {"lora_name": name, "lora_path": str(path)}
+                await self._call("POST", "/v1/load_lora_adapter", json=body)
             except (InvalidRequestError, EngineError) as exc:  # not EngineNotReadyError: vLLM is down
-                raise AdapterError(f"vLLM could not load adapter {name!r} from {path}: {exc.message}") from exc
+                # Another API replica sharing this vLLM may have loaded the same version first.
+                ours = False
+                if not await self._held_by_vllm(name, str(path)):
+                    message = f"vLLM could not load adapter {name!r} from {path}: {exc.message}"
+                    raise AdapterError(message) from exc
             try:
                 await self._warm_up(name)
             except Exception as exc:
-                await self._forget_in_vllm(name)
-                raise AdapterError(f"adapter {name!r} from {path} loaded but failed its first request: {exc}") from exc
+                if ours:
+                    await self._forget_in_vllm(name)
+                message = f"adapter {name!r} from {path} loaded but failed its first request: {exc}"
+                raise AdapterError(message) from exc
             self._adapters[name] = str(path)
+
+    async def _held_by_vllm(self, name: str, path: str) -> bool:
+        """Whether vLLM already serves adapter `name` from folder `path`."""
+        try:
+            models = (await self._call("GET", "/v1/models"))["data"]
+        except EngineError:
+            return False
+        return any(m["id"] == name and m.get("root") == path for m in models)
 
     async def _warm_up(self, name: str) -> None:
         """One greedy token through the adapter, so its first real request pays no load cost."""
