@@ -34,6 +34,7 @@ from service.protocol import (
     ErrorResponse,
     UsageInfo,
 )
+from service.poisoning import flags_for
 from service.limits import KeyLimiter, RequestLimits
 from service.recording import Recorder
 from service.store.episodes import EpisodeRecord
@@ -128,6 +129,7 @@ class ChatService:
             idempotency_key=idempotency_key,
             params=request.recorded_params(),
             adapter_version=adapter_version(self.engine.active_adapter(namespace)),
+            flags=flags_for(messages) or None,
         )
         if idempotency_key:
             replay = await self._claim_idempotency_key(record)

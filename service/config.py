@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     )
     sleep_config: str = Field(default="cpu-default", description="Trainer config: a shipped name or a YAML path.")
     sleep_max_episodes: int = Field(default=200, ge=1, description="Most episodes consolidated by one run.")
+    sleep_max_per_conversation: int = Field(
+        default=16, ge=0, description="Most episodes one conversation contributes to a night (0: no cap)."
+    )
+    sleep_include_flagged: bool = Field(
+        default=False, description="Also consolidate episodes flagged as planted instructions (not advised)."
+    )
     scheduler: bool = Field(default=True, description="Run the night-job scheduler in `reverie serve`.")
     embedded_worker: bool = Field(
         default=True, description="Run the sleep worker inside `reverie serve` (the embedded default)."

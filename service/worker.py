@@ -123,6 +123,8 @@ class Worker:
         adapters_dir: Path,
         lease_s: float = 60.0,
         max_episodes: int = 200,
+        max_per_conversation: int = 0,
+        include_flagged: bool = False,
         owner: str | None = None,
         on_published: Callable[[Adapter], None] | None = None,
     ):
@@ -132,6 +134,8 @@ class Worker:
         self.adapters_dir = Path(adapters_dir)
         self.lease_s = lease_s
         self.max_episodes = max_episodes
+        self.max_per_conversation = max_per_conversation
+        self.include_flagged = include_flagged
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_published = on_published
 
@@ -168,7 +172,13 @@ class Worker:
     # -- one run -------------------------------------------------------------------------------------
     def _process(self, run: SleepRun) -> None:
         with self.session_factory() as session:
-            episodes = adapter_store.consolidation_batch(session=session, namespace=run.namespace, limit=self.max_episodes)
+            episodes = adapter_store.consolidation_batch(
+                session=session,
+                namespace=run.namespace,
+                limit=self.max_episodes,
+                include_flagged=self.include_flagged,
+                per_conversation=self.max_per_conversation,
+            )
             current = adapter_store.active_adapter(session=session, namespace=run.namespace)
             episode_ids = [episode.id for episode in episodes]
             material = [
@@ -280,5 +290,7 @@ def build_worker(settings, session_factory: sessionmaker[Session], on_published=
         adapters_dir=settings.adapters_dir,
         lease_s=settings.worker_lease_s,
         max_episodes=settings.sleep_max_episodes,
+        max_per_conversation=settings.sleep_max_per_conversation,
+        include_flagged=settings.sleep_include_flagged,
         on_published=on_published,
     )

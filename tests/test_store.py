@@ -199,3 +199,16 @@ def test_record_json_roundtrip():
     record = completed(make_record(params={"temperature": 0}))
     again = EpisodeRecord.from_json(json.loads(json.dumps(record.to_json())))
     assert again == record
+
+
+def test_migrations_match_the_models(database_url):
+    """`reverie db upgrade` builds exactly the schema the ORM expects (no forgotten migration)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from service.store.models import Base
+
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    engine.dispose()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
+from collections import Counter
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -37,21 +40,41 @@ def get_adapter(*, session: Session, namespace: str, version: int) -> Adapter | 
     return session.scalar(select(Adapter).where(Adapter.namespace == namespace, Adapter.version == version))
 
 
-def consolidation_batch(*, session: Session, namespace: str, limit: int) -> list[Episode]:
-    """Tonight's material: complete, unconsolidated, undeleted episodes, oldest first."""
-    return list(
-        session.scalars(
-            select(Episode)
-            .where(
-                Episode.namespace == namespace,
-                Episode.status == EpisodeStatus.COMPLETE,
-                Episode.consolidated_by.is_(None),
-                Episode.deleted_at.is_(None),
-            )
-            .order_by(Episode.created_at)
-            .limit(limit)
-        )
+def conversation_key(episode: Episode) -> str:
+    """Which conversation an episode belongs to: its conversation id, or else its opening turns
+    (chat clients resend the whole history each turn, so a conversation's episodes share them)."""
+    if episode.conversation_id:
+        return f"id:{episode.conversation_id}"
+    opening = json.dumps((episode.messages or [])[:2], sort_keys=True)
+    return "opening:" + hashlib.sha256(opening.encode()).hexdigest()[:16]
+
+
+def consolidation_batch(
+    *, session: Session, namespace: str, limit: int, include_flagged: bool = False, per_conversation: int = 0
+) -> list[Episode]:
+    """Tonight's material: complete, unconsolidated, undeleted episodes, oldest first; flagged ones
+    (planted instructions) left out unless asked for; at most `per_conversation` from one conversation
+    (0: no cap), so that no single conversation dominates a night's training."""
+    query = select(Episode).where(
+        Episode.namespace == namespace,
+        Episode.status == EpisodeStatus.COMPLETE,
+        Episode.consolidated_by.is_(None),
+        Episode.deleted_at.is_(None),
     )
+    if not include_flagged:
+        query = query.where(Episode.flags.is_(None))
+    batch: list[Episode] = []
+    taken: Counter[str] = Counter()
+    for episode in session.scalars(query.order_by(Episode.created_at)):
+        if per_conversation:
+            key = conversation_key(episode)
+            if taken[key] >= per_conversation:
+                continue
+            taken[key] += 1
+        batch.append(episode)
+        if len(batch) >= limit:
+            break
+    return batch
 
 
 def _next_version(session: Session, namespace: str) -> int:

@@ -9,7 +9,8 @@ from sqlalchemy import JSON, DateTime, text, Float, ForeignKey, Index, Integer, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+# Python None is SQL NULL (not JSON null), so `IS NULL` filters work.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -53,6 +54,7 @@ class Episode(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), default=EpisodeStatus.PENDING)
     error: Mapped[str | None] = mapped_column(Text)
+    flags: Mapped[list | None] = mapped_column(JSONType)  # e.g. ["planted_instruction"]: kept out of sleep
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     consolidated_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("sleep_runs.id"))
