@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     )
     sleep_config: str = Field(default="cpu-default", description="Trainer config: a shipped name or a YAML path.")
     sleep_max_episodes: int = Field(default=200, ge=1, description="Most episodes consolidated by one run.")
+    max_lora_rank: int = Field(
+        default=64, ge=1, description="Largest adapter rank served (vLLM's --max-lora-rank); checked before publishing."
+    )
     sleep_max_per_conversation: int = Field(
         default=16, ge=0, description="Most episodes one conversation contributes to a night (0: no cap)."
     )

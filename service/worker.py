@@ -27,6 +27,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.adapter_check import check_adapter
 from service.publish import publish_folder
 from service.store import adapters as adapter_store
 from service.store import runs as run_store
@@ -125,6 +126,7 @@ class Worker:
         max_episodes: int = 200,
         max_per_conversation: int = 0,
         include_flagged: bool = False,
+        max_rank: int = 64,
         owner: str | None = None,
         on_published: Callable[[Adapter], None] | None = None,
     ):
@@ -136,6 +138,7 @@ class Worker:
         self.max_episodes = max_episodes
         self.max_per_conversation = max_per_conversation
         self.include_flagged = include_flagged
+        self.max_rank = max_rank
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_published = on_published
 
@@ -219,6 +222,8 @@ class Worker:
                 if lease.lost.is_set():
                     raise run_store.LeaseLostError(f"run {run.id} was taken over before publishing")
                 metrics = {**outcome.metrics, "episodes": len(episode_ids)}
+                # A broken candidate fails the run here, before anything is published or served.
+                check_adapter(outcome.adapter_dir, base_model=job.base_model, max_rank=self.max_rank)
                 final = self.adapters_dir / run.namespace / f"{run.id.hex}-e{run.epoch}"
                 publish_folder(outcome.adapter_dir, final)
                 with self.session_factory() as session:
@@ -292,5 +297,6 @@ def build_worker(settings, session_factory: sessionmaker[Session], on_published=
         max_episodes=settings.sleep_max_episodes,
         max_per_conversation=settings.sleep_max_per_conversation,
         include_flagged=settings.sleep_include_flagged,
+        max_rank=settings.max_lora_rank,
         on_published=on_published,
     )
