@@ -55,14 +55,14 @@ async def marker(engine: VLLMEngine, namespace: str = "default") -> str:
     return (await run(engine, req(MARKER, max_tokens=MARKER_TOKENS, namespace=namespace)))[0]
 
 
-def make_lora(base_dir: Path, target: Path, seed: int, rank: int = 8) -> Path:
+def make_lora(base_dir: Path, target: Path, seed: int, rank: int = 8, modules=("q_proj", "v_proj")) -> Path:
     """A hand-made LoRA on SmolLM2 with random (nonzero) B, so it visibly changes greedy output."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(modules), lora_dropout=0.0)
     peft_model = get_peft_model(model, config)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
@@ -218,6 +218,19 @@ async def test_adapters_serve_their_namespace_swap_under_load_and_unload_after_d
     with pytest.raises(AdapterError, match="not loaded"):
         await engine.activate_adapter("default", "mem-default-v1")
     assert await marker(engine) == v2
+
+
+@aio
+async def test_an_adapter_shaped_like_the_trainers_is_served(engine, smollm2_dir, tmp_path):
+    """The sleep recipe adapts all seven projections with a summed rank that is no power of two."""
+    projections = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    folder = make_lora(smollm2_dir, tmp_path / "stack", seed=4, rank=24, modules=projections)
+    before = await marker(engine, "stacked")
+    await engine.load_adapter("mem-stacked-v1", str(folder))
+    await engine.activate_adapter("stacked", "mem-stacked-v1")
+    assert await marker(engine, "stacked") != before
+    await engine.activate_adapter("stacked", None)
+    await engine.unload_adapter("mem-stacked-v1")
 
 
 @aio
