@@ -11,11 +11,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
-from service.api import admin, health, openai, sleep
+from service.api import admin, dashboard, health, openai, sleep
 from service.adapter_sync import AdapterSync
 from service.chat import ChatService
 from service.config import Settings
@@ -170,6 +171,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(admin.router)
     app.include_router(sleep.router)
     app.include_router(health.router)
+    app.include_router(dashboard.router)
+    app.mount("/admin/static", StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static")
 
     @app.exception_handler(ReverieError)
     async def _reverie_error(_request: Request, exc: ReverieError) -> JSONResponse:

@@ -35,6 +35,14 @@ class ModelNotFoundError(ReverieError):
     code = "model_not_found"
 
 
+class PermissionDeniedError(ReverieError):
+    """Authenticated, but the request may not do this (e.g. a dashboard write without its CSRF token)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "permission_denied"
+
+
 class NotFoundError(ReverieError):
     status_code = 404
     error_type = "invalid_request_error"

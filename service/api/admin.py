@@ -1,24 +1,26 @@
-"""Admin read API (admin key only): episodes and the memory backlog. The dashboard builds on these."""
+"""Admin API (the admin key, or a dashboard session): episodes, the memory backlog, runs, adapters.
+The dashboard's pages build on these."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+import uuid
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
 from service.adapter_sync import adapter_name
 from service.api.sleep import RunOut
 from service.config import DEFAULT_NAMESPACE
 from service.deps import AdminDep, EngineDep, SessionDep
-from service.errors import ConflictError, NotFoundError
+from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.protocol import ErrorResponse
 from service.store import adapters as adapter_store
 from service.store import episodes as store
 from service.store import runs as run_store
-from service.store.models import Adapter, EpisodeStatus
+from service.store.models import Adapter, Episode, EpisodeStatus
 
 router = APIRouter(prefix="/admin/api", tags=["admin"], responses={401: {"model": ErrorResponse}})
 
@@ -41,9 +43,21 @@ class EpisodeOut(BaseModel):
     completed_at: datetime | None
     consolidated_by: str | None
 
+    @classmethod
+    def of(cls, row: Episode) -> EpisodeOut:
+        return cls(
+            **{name: getattr(row, name) for name in cls.model_fields if name not in ("id", "consolidated_by")},
+            id=str(row.id),
+            consolidated_by=str(row.consolidated_by) if row.consolidated_by else None,
+        )
+
 
 class EpisodeList(BaseModel):
     items: list[EpisodeOut]
+
+
+class Deleted(BaseModel):
+    deleted: int
 
 
 class BacklogItem(BaseModel):
@@ -64,19 +78,64 @@ def list_episodes(
     session: SessionDep,
     namespace: str | None = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(EpisodeStatus.ALL) + ")$")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in the messages or the response.")] = None,
+    since: Annotated[str | None, Query(description="Recorded at or after: ISO date (UTC midnight) or datetime.")] = None,
+    until: Annotated[str | None, Query(description="Recorded before: ISO datetime, or a date (the end of that UTC day).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> EpisodeList:
-    rows = store.list_episodes(session=session, namespace=namespace, status=status, limit=limit)
-    return EpisodeList(
-        items=[
-            EpisodeOut(
-                **{name: getattr(row, name) for name in EpisodeOut.model_fields if name not in ("id", "consolidated_by")},
-                id=str(row.id),
-                consolidated_by=str(row.consolidated_by) if row.consolidated_by else None,
-            )
-            for row in rows
-        ]
+    """Undeleted episodes, newest first, filtered by namespace, status, text and date."""
+    rows = store.list_episodes(
+        session=session, namespace=namespace, status=status, q=q or None,
+        since=utc_bound(since), until=utc_bound(until, end=True, param="until"), limit=limit, offset=offset,
     )
+    return EpisodeList(items=[EpisodeOut.of(row) for row in rows])
+
+
+def utc_bound(text: str | None, *, end: bool = False, param: str = "since") -> datetime | None:
+    """A query bound in UTC: `YYYY-MM-DD` is that day's UTC midnight (`end`: the next one); a naive
+    datetime is UTC."""
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=timezone.utc)
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequestError(f"'{param}' must be an ISO date or datetime, not {text!r}.", param=param) from exc
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@router.get("/episodes/{episode_id}", response_model=EpisodeOut, responses={404: {"model": ErrorResponse}})
+def get_episode(_admin: AdminDep, session: SessionDep, episode_id: uuid.UUID) -> EpisodeOut:
+    row = store.get_episode(session=session, episode_id=episode_id)
+    if row is None:
+        raise NotFoundError(f"No episode {episode_id}.", param="episode_id")
+    return EpisodeOut.of(row)
+
+
+@router.delete(
+    "/episodes/{episode_id}", response_model=Deleted, responses={403: {"model": ErrorResponse}, 404: {"model": ErrorResponse}}
+)
+def delete_episode(_admin: AdminDep, session: SessionDep, episode_id: uuid.UUID) -> Deleted:
+    """Forget one episode: it leaves the store's listings and the backlog, its content is erased."""
+    row = store.get_episode(session=session, episode_id=episode_id)
+    if row is None:
+        raise NotFoundError(f"No episode {episode_id}.", param="episode_id")
+    deleted = store.delete_episodes(session=session, namespace=row.namespace, episode_ids=[row.id])
+    session.commit()
+    return Deleted(deleted=deleted)
+
+
+@router.delete("/namespaces/{namespace}/episodes", response_model=Deleted, responses={403: {"model": ErrorResponse}})
+def delete_namespace_episodes(
+    _admin: AdminDep, session: SessionDep, namespace: Annotated[str, Path(min_length=1, max_length=128)]
+) -> Deleted:
+    """Forget every episode of a namespace (adapters already trained on them are not rebuilt here)."""
+    deleted = store.delete_episodes(session=session, namespace=namespace)
+    session.commit()
+    return Deleted(deleted=deleted)
 
 
 @router.get("/backlog", response_model=Backlog)
@@ -161,3 +220,100 @@ async def activate_adapter(
     adapter = await asyncio.to_thread(switch)
     await state.adapter_sync.sync_once()
     return AdapterOut.of(adapter, {info.name for info in state.engine.loaded_adapters()})
+
+
+class DayCount(BaseModel):
+    day: date
+    episodes: int
+
+
+class BacklogPoint(BaseModel):
+    at: datetime
+    episodes: int
+
+
+class ActiveAdapter(BaseModel):
+    version: int
+    name: str
+    created_at: datetime
+
+
+class NamespaceStats(BaseModel):
+    namespace: str
+    backlog_episodes: int
+    backlog_tokens: int
+    oldest_at: datetime | None
+    oldest_age_s: float | None
+    active_adapter: ActiveAdapter | None
+    live_run: RunOut | None
+    last_run: RunOut | None
+    episodes_per_day: list[DayCount]
+    backlog_history: list[BacklogPoint]
+
+
+class Stats(BaseModel):
+    now: datetime
+    next_sleep_at: datetime | None
+    scheduler: bool
+    days: int
+    namespaces: list[NamespaceStats]
+
+
+def collect_stats(*, session, scheduler, days: int = 14, namespace: str | None = None) -> Stats:
+    """Per namespace: the backlog now and over `days` days, episodes per day, the active adapter and
+    the runs; and when the scheduler fires next (None without a scheduler in this process)."""
+    now = datetime.now(timezone.utc)
+    first_day = now.date() - timedelta(days=days - 1)
+    since = datetime.combine(first_day, time(), tzinfo=timezone.utc)
+    backlogs = {entry.namespace: entry for entry in store.backlog(session=session)}
+    per_day: dict[str, dict[date, int]] = {}
+    for ns, day, count in store.episodes_per_day(session=session, since=since):
+        per_day.setdefault(ns, {})[day] = count
+    names = [namespace] if namespace else store.namespaces(session=session)
+    items = []
+    for ns in names:
+        entry = backlogs.get(ns)
+        oldest = store.as_utc(entry.oldest_at) if entry and entry.oldest_at else None
+        active = adapter_store.active_adapter(session=session, namespace=ns)
+        live = run_store.live_run(session=session, namespace=ns)
+        last = run_store.list_runs(session=session, namespace=ns, limit=1)
+        counts = per_day.get(ns, {})
+        items.append(
+            NamespaceStats(
+                namespace=ns,
+                backlog_episodes=entry.episodes if entry else 0,
+                backlog_tokens=entry.tokens if entry else 0,
+                oldest_at=oldest,
+                oldest_age_s=(now - oldest).total_seconds() if oldest else None,
+                active_adapter=ActiveAdapter(
+                    version=active.version, name=adapter_name(ns, active.version), created_at=active.created_at
+                ) if active else None,
+                live_run=RunOut.of(live) if live else None,
+                last_run=RunOut.of(last[0]) if last else None,
+                episodes_per_day=[
+                    DayCount(day=first_day + timedelta(days=i), episodes=counts.get(first_day + timedelta(days=i), 0))
+                    for i in range(days)
+                ],
+                backlog_history=[
+                    BacklogPoint(at=at, episodes=n)
+                    for at, n in store.backlog_history(session=session, namespace=ns, since=since, until=now)
+                ],
+            )
+        )
+    next_at = scheduler.next_fire_time() if scheduler is not None else None
+    return Stats(now=now, next_sleep_at=next_at, scheduler=scheduler is not None, days=days, namespaces=items)
+
+
+@router.get("/stats", response_model=Stats)
+def get_stats(
+    _admin: AdminDep,
+    session: SessionDep,
+    request: Request,
+    namespace: str | None = None,
+    days: Annotated[int, Query(ge=1, le=90)] = 14,
+) -> Stats:
+    """The overview: per namespace the backlog (now and over time), episodes per day, the active
+    adapter and the latest run; and the next scheduled sleep."""
+    return collect_stats(
+        session=session, scheduler=getattr(request.app.state, "scheduler", None), days=days, namespace=namespace
+    )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Date, Text, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.store.models import Episode, EpisodeStatus, utcnow
+from service.store.models import Adapter, Episode, EpisodeStatus, SleepRun, utcnow
 
 
 @dataclass
@@ -32,6 +33,7 @@ class EpisodeRecord:
     completion_tokens: int | None = None
     latency_ms: float | None = None
     error: str | None = None
+    flags: list[str] | None = None
     created_at: datetime = field(default_factory=utcnow)
     completed_at: datetime | None = None
 
@@ -115,14 +117,133 @@ def reset_for_retry(*, session: Session, record: EpisodeRecord) -> None:
 
 
 def list_episodes(
-    *, session: Session, namespace: str | None = None, status: str | None = None, limit: int = 50
+    *,
+    session: Session,
+    namespace: str | None = None,
+    status: str | None = None,
+    q: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
 ) -> list[Episode]:
+    """Undeleted episodes, newest first. `q` matches the request messages or the response, case-
+    insensitively; `since` is inclusive and `until` exclusive on `created_at`."""
     query = select(Episode).where(Episode.deleted_at.is_(None))
     if namespace:
         query = query.where(Episode.namespace == namespace)
     if status:
         query = query.where(Episode.status == status)
-    return list(session.scalars(query.order_by(Episode.created_at.desc(), Episode.id).limit(limit)))
+    if q:
+        query = query.where(
+            or_(Episode.response.icontains(q, autoescape=True), cast(Episode.messages, Text).icontains(q, autoescape=True))
+        )
+    if since is not None:
+        query = query.where(Episode.created_at >= since)
+    if until is not None:
+        query = query.where(Episode.created_at < until)
+    query = query.order_by(Episode.created_at.desc(), Episode.id).offset(offset).limit(limit)
+    return list(session.scalars(query))
+
+
+def get_episode(*, session: Session, episode_id: uuid.UUID) -> Episode | None:
+    """One undeleted episode."""
+    row = session.get(Episode, episode_id)
+    return row if row is not None and row.deleted_at is None else None
+
+
+def namespaces(*, session: Session) -> list[str]:
+    """Every namespace with an episode, a run or an adapter."""
+    names: set[str] = set()
+    for model in (Episode, SleepRun, Adapter):
+        names.update(session.scalars(select(model.namespace).distinct()))
+    return sorted(names)
+
+
+def episodes_per_day(*, session: Session, since: datetime) -> list[tuple[str, date, int]]:
+    """(namespace, UTC day, episodes recorded that day) from `since` on; days without any are absent."""
+    if session.get_bind().dialect.name == "postgresql":
+        day = cast(func.timezone("UTC", Episode.created_at), Date)
+    else:  # SQLite stores naive UTC text
+        day = func.date(Episode.created_at)
+    query = (
+        select(Episode.namespace, day, func.count())
+        .where(Episode.created_at >= since, Episode.deleted_at.is_(None))
+        .group_by(Episode.namespace, day)
+        .order_by(Episode.namespace, day)
+    )
+    return [
+        (ns, d if isinstance(d, date) else date.fromisoformat(str(d)), int(n)) for ns, d, n in session.execute(query)
+    ]
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive UTC datetimes; Postgres aware ones."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def backlog_history(
+    *, session: Session, namespace: str, since: datetime, until: datetime, points: int = 48
+) -> list[tuple[datetime, int]]:
+    """The backlog (complete, unconsolidated, undeleted episodes) over time, at `points` evenly spaced
+    moments from `since` to `until`: the first is the backlog at `since`, each later one the highest
+    backlog in the interval that ends at it (so a backlog that came and went between two moments
+    still shows). An episode counts from its `created_at` until its consolidating run's
+    `finished_at`; deleted episodes are left out of the past too."""
+    finished = SleepRun.finished_at
+    rows = session.execute(
+        select(Episode.created_at, finished)
+        .outerjoin(SleepRun, SleepRun.id == Episode.consolidated_by)
+        .where(
+            Episode.namespace == namespace,
+            Episode.status == EpisodeStatus.COMPLETE,
+            Episode.deleted_at.is_(None),
+            Episode.created_at <= until,
+            or_(Episode.consolidated_by.is_(None), finished.is_(None), finished >= since),
+        )
+    ).all()
+    since, until = as_utc(since), as_utc(until)
+    created = sorted(as_utc(c) for c, _ in rows)
+    left = sorted(as_utc(f) for _, f in rows if f is not None)
+    count = bisect_right(created, since) - bisect_right(left, since)
+    # arrivals before departures at the same instant, so a peak is never missed
+    events = sorted([(t, 0, 1) for t in created if t > since] + [(t, 1, -1) for t in left if since < t <= until])
+    step = (until - since) / max(points - 1, 1)
+    history, i = [(since, count)], 0
+    for n in range(1, points):
+        moment = until if n == points - 1 else since + step * n
+        peak = count
+        while i < len(events) and events[i][0] <= moment:
+            count += events[i][2]
+            peak = max(peak, count)
+            i += 1
+        history.append((moment, peak))
+    return history
+
+
+def delete_episodes(*, session: Session, namespace: str, episode_ids: list[uuid.UUID] | None = None) -> int:
+    """Forget episodes of `namespace` (all of them when `episode_ids` is None): they leave every
+    listing, search and the backlog, and their content (messages, response, params, conversation
+    id) is erased. The rows stay as tombstones so the `adapter_episodes` lineage still says which
+    adapters learned from them. A pending episode is closed as aborted, so its late completion
+    cannot write the content back. Returns how many episodes were deleted now; the caller commits."""
+    if episode_ids is not None and not episode_ids:
+        return 0
+    condition = (Episode.namespace == namespace) & Episode.deleted_at.is_(None)
+    if episode_ids is not None:
+        condition = condition & Episode.id.in_(episode_ids)
+    scrub = {
+        "deleted_at": utcnow(),
+        "messages": [],
+        "response": None,
+        "params": None,
+        "conversation_id": None,
+        "error": None,
+    }
+    session.execute(
+        update(Episode).where(condition, Episode.status == EpisodeStatus.PENDING).values(status=EpisodeStatus.ABORTED)
+    )
+    return session.execute(update(Episode).where(condition).values(**scrub)).rowcount
 
 
 @dataclass

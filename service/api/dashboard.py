@@ -1,0 +1,322 @@
+"""The admin dashboard at `/admin`: server-rendered pages over the admin API's store functions.
+
+Signed in with the admin key (a session cookie, see `service.admin_session`); pages without a
+session redirect to the sign-in page. The pages' buttons call the JSON API (`POST /sleep`,
+`/admin/api/...`) with the session's CSRF token; `static/dashboard.js` draws the charts and follows
+a run's progress live.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from service import __version__, admin_session
+from service.admin_session import AdminSession
+from service.api.admin import EpisodeOut, collect_stats, utc_bound
+from service.deps import SessionDep
+from service.errors import InvalidRequestError
+from service.store import adapters as adapter_store
+from service.store import episodes as episode_store
+from service.store import runs as run_store
+from service.store.models import EpisodeStatus, RunState
+
+HERE = Path(__file__).resolve().parent.parent
+STATIC_DIR = HERE / "static"
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+PAGE_SIZE = 50
+
+
+def _page_session(request: Request) -> AdminSession | None:
+    return admin_session.from_request(request)
+
+
+PageSession = Annotated[AdminSession | None, Depends(_page_session)]
+
+
+def _ago(moment: datetime | None, now: datetime | None = None) -> str:
+    if moment is None:
+        return "—"
+    moment = episode_store.as_utc(moment)
+    seconds = ((now or datetime.now(timezone.utc)) - moment).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            text = f"{seconds / size:.0f} {unit}"
+            break
+    else:
+        text = f"{seconds:.0f} s"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def _when(moment: datetime | None) -> str:
+    return episode_store.as_utc(moment).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "—"
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None:
+        return "—"
+    seconds = ((episode_store.as_utc(end) if end else datetime.now(timezone.utc)) - episode_store.as_utc(start)).total_seconds()
+    text = f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    return text if end else text + " so far"
+
+
+def _number(value, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if value == 0 or abs(value) >= 10 ** -digits else f"{value:.2e}"
+    return str(value)
+
+
+def _content(message: dict) -> str:
+    """A message's text; multi-part content (OpenAI's list of parts) joined."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return "" if content is None else str(content)
+
+
+def _prompt(messages: list) -> str:
+    """The last user message of a request, for listings."""
+    for message in reversed(messages or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _content(message)
+    return _content(messages[-1]) if messages else ""
+
+
+def _backlog_points(history) -> list[list]:
+    return [[point.at.strftime("%m-%d %H:%M"), point.episodes] for point in history]
+
+
+def _day_points(days) -> list[list]:
+    return [[day.day.strftime("%m-%d"), day.episodes] for day in days]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _curves(metrics: dict) -> list[dict]:
+    """Charts of a run's training: every list of numbers in `metrics["train"]` (or the top level),
+    else the first and last loss the recipe reports."""
+    train = metrics.get("train") if isinstance(metrics.get("train"), dict) else {}
+    curves = []
+    for key, value in [*train.items(), *metrics.items()]:
+        if isinstance(value, list) and len(value) >= 2 and all(_is_number(v) for v in value):
+            curves.append({"name": key.replace("_", " "), "points": [[i + 1, v] for i, v in enumerate(value)]})
+    if not curves:
+        steps = train.get("steps") if _is_number(train.get("steps")) else 2
+        for stem in ("loss", "gkd"):
+            first, last = train.get(f"{stem}_first"), train.get(f"{stem}_last")
+            if _is_number(first) and _is_number(last):
+                curves.append({"name": f"{stem}: first step → last steps", "points": [[1, first], [max(steps, 2), last]]})
+    return curves
+
+
+def _flatten(metrics: dict, prefix: str = "", depth: int = 0) -> list[tuple[str, object]]:
+    rows = []
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and depth < 3:
+            rows.extend(_flatten(value, name + ".", depth + 1))
+        elif isinstance(value, list):
+            shown = ", ".join(_number(v) if _is_number(v) else str(v) for v in value[:8])
+            rows.append((name, f"[{shown}{', …' if len(value) > 8 else ''}]"))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+templates.env.filters.update(
+    ago=_ago, when=_when, number=_number, content=_content, prompt=_prompt,
+    backlog_points=_backlog_points, day_points=_day_points,
+)
+templates.env.globals.update(version=__version__, duration=_duration)
+
+
+def _render(request: Request, name: str, admin: AdminSession | None, status_code: int = 200, **context) -> HTMLResponse:
+    context.update(request=request, admin=admin, csrf=admin.csrf if admin else "")
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/admin/login?next={quote(target, safe='')}", status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only back into the dashboard: never an absolute or scheme-relative URL."""
+    if target and target.startswith("/admin") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/admin"
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form body (the sign-in and sign-out forms), without python-multipart."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return {name: values[0] for name, values in parse_qs(body, keep_blank_values=True).items()}
+
+
+@router.get("/login")
+def login_page(request: Request, admin: PageSession, next: str | None = None) -> Response:
+    if admin is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return _render(request, "login.html", None, next=_safe_next(next), error=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await _form(request)
+    target = _safe_next(form.get("next"))
+    if not admin_session.key_matches(request.app.state.settings, form.get("key", "")):
+        message = (
+            "Wrong admin key." if request.app.state.settings.admin_key
+            else "The dashboard is disabled: set REVERIE_ADMIN_KEY."
+        )
+        return _render(request, "login.html", None, status_code=401, next=target, error=message)
+    value, _ = admin_session.issue(request.app.state.settings)
+    response = RedirectResponse(target, status_code=303)
+    admin_session.set_cookie(response, request, value)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, admin: PageSession) -> Response:
+    form = await _form(request)
+    if admin is not None and not admin_session.csrf_ok(admin, form.get(admin_session.CSRF_FIELD)):
+        return HTMLResponse("Missing or wrong CSRF token.", status_code=403, headers=SECURITY_HEADERS)
+    response = RedirectResponse("/admin/login", status_code=303)
+    admin_session.sign_out(response, admin)
+    return response
+
+
+@router.get("")
+def overview(request: Request, admin: PageSession, session: SessionDep) -> Response:
+    if admin is None:
+        return _to_login(request)
+    stats = collect_stats(session=session, scheduler=getattr(request.app.state, "scheduler", None))
+    settings = request.app.state.settings
+    return _render(
+        request, "overview.html", admin, stats=stats,
+        cron=settings.sleep_cron, tz=settings.sleep_timezone,
+    )
+
+
+@router.get("/runs")
+def runs_page(request: Request, admin: PageSession, session: SessionDep, namespace: str | None = None) -> Response:
+    if admin is None:
+        return _to_login(request)
+    runs = run_store.list_runs(session=session, namespace=namespace or None, limit=200)
+    return _render(
+        request, "runs.html", admin, runs=runs, namespace=namespace or "",
+        namespaces=episode_store.namespaces(session=session), live=RunState.LIVE,
+    )
+
+
+@router.get("/runs/{run_id}")
+def run_page(request: Request, admin: PageSession, session: SessionDep, run_id: str) -> Response:
+    if admin is None:
+        return _to_login(request)
+    run = run_store.get_run(session=session, run_id=_uuid(run_id)) if _uuid(run_id) else None
+    if run is None:
+        return _render(request, "missing.html", admin, status_code=404, what=f"sleep run {run_id}")
+    adapter = next((a for a in adapter_store.list_adapters(session=session, namespace=run.namespace) if a.run_id == run.id), None)
+    metrics = run.metrics or {}
+    headline = [(label, metrics.get(key)) for key, label in (
+        ("recall", "Recall of new facts"), ("retention", "Retention of earlier nights"),
+        ("general_agreement", "General score"), ("episodes", "Episodes"),
+    ) if key in metrics]
+    return _render(
+        request, "run.html", admin, run=run, adapter=adapter, headline=headline, metrics=metrics,
+        curves=_curves(metrics), flat_metrics=sorted(_flatten(metrics), key=lambda row: row[0]), live=run.state in RunState.LIVE,
+    )
+
+
+@router.get("/adapters")
+def adapters_page(request: Request, admin: PageSession, session: SessionDep, namespace: str | None = None) -> Response:
+    if admin is None:
+        return _to_login(request)
+    loaded = {info.name for info in request.app.state.engine.loaded_adapters()}
+    adapters = adapter_store.list_adapters(session=session, namespace=namespace or None)
+    return _render(
+        request, "adapters.html", admin, adapters=adapters, loaded=loaded, namespace=namespace or "",
+        namespaces=episode_store.namespaces(session=session),
+    )
+
+
+@router.get("/episodes")
+def episodes_page(
+    request: Request,
+    admin: PageSession,
+    session: SessionDep,
+    namespace: str | None = None,
+    status: str | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    since: str | None = None,
+    until: str | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    if admin is None:
+        return _to_login(request)
+    filters = {"namespace": namespace or "", "status": status or "", "q": q or "", "since": since or "", "until": until or ""}
+    error = None
+    rows = []
+    try:
+        rows = episode_store.list_episodes(
+            session=session, namespace=namespace or None, status=status if status in EpisodeStatus.ALL else None,
+            q=q or None, since=utc_bound(since), until=utc_bound(until, end=True, param="until"),
+            limit=PAGE_SIZE + 1, offset=offset,
+        )
+    except InvalidRequestError as exc:
+        error = exc.message
+    more = len(rows) > PAGE_SIZE
+    query = "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
+    return _render(
+        request, "episodes.html", admin, episodes=rows[:PAGE_SIZE], filters=filters, error=error,
+        namespaces=episode_store.namespaces(session=session), statuses=EpisodeStatus.ALL,
+        offset=offset, page_size=PAGE_SIZE, more=more, query=query,
+    )
+
+
+@router.get("/episodes/{episode_id}")
+def episode_page(request: Request, admin: PageSession, session: SessionDep, episode_id: str) -> Response:
+    if admin is None:
+        return _to_login(request)
+    row = episode_store.get_episode(session=session, episode_id=_uuid(episode_id)) if _uuid(episode_id) else None
+    if row is None:
+        return _render(request, "missing.html", admin, status_code=404, what=f"episode {episode_id}")
+    return _render(request, "episode.html", admin, episode=EpisodeOut.of(row))
