@@ -179,22 +179,29 @@ def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config
         _record(tracks["naive_sft"], row, gen, seconds, True)
         log(f"night {n}: naive SFT {seconds:.0f}s recall {row[-1]:.3f} retention {row} general {gen}")
 
+        _finish(results, tracks, before, by_night, general_before, n, started, out, final=n == nights)
+    return results
+
+
+def _finish(results, tracks, before, by_night, general_before, done, started, out, final) -> None:
+    """Fill the result keys from the nights done so far and write results.json (partial until the end)."""
     results.update({k: tracks["sleep"][k] for k in ("closed_book_after", "retention", "general_after", "seconds")})
     results["accepted"] = tracks["sleep"]["accepted"]
+    results["nights_done"] = done
+    results["complete"] = final
     results["baselines"] = {
         "naive_sft": {"closed_book_before": results["closed_book_before"], "in_context": results["in_context"],
                       **{k: tracks["naive_sft"][k] for k in ("closed_book_after", "retention", "general_after",
                                                               "seconds")}},
         "no_sleep": {"closed_book_before": results["closed_book_before"], "in_context": results["in_context"],
-                     "closed_book_after": [before[n] for n in by_night],
-                     "retention": [[before[i] for i in range(1, n + 1)] for n in by_night],
-                     "general_after": [general_before] * nights, "seconds": [0.0] * nights},
+                     "closed_book_after": [before[n] for n in range(1, done + 1)],
+                     "retention": [[before[i] for i in range(1, n + 1)] for n in range(1, done + 1)],
+                     "general_after": [general_before] * done, "seconds": [0.0] * done},
     }
     results["total_seconds"] = time.monotonic() - started
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "report.md").write_text(report(results))
     plot(results, out)
-    return results
 
 
 def _mean(per_night: dict, items: dict) -> float:
@@ -215,7 +222,7 @@ def _fmt(x) -> str:
 
 
 def report(r: dict) -> str:
-    nights = r["nights"]
+    nights = r.get("nights_done", r["nights"])
     head = "| | " + " | ".join(f"night {n}" for n in range(1, nights + 1)) + " |\n|---|" + "---|" * nights + "\n"
     lines = [
         f"# Sleep benchmark: {Path(r['dataset']).name}, {nights} nights, base `{r['base_model']}`\n",
@@ -228,7 +235,7 @@ def report(r: dict) -> str:
         "| sleep | " + " | ".join(_fmt(x) for x in r["closed_book_after"]) + " |",
         "| naive SFT | " + " | ".join(_fmt(x) for x in r["baselines"]["naive_sft"]["closed_book_after"]) + " |",
         "| no sleep | " + " | ".join(_fmt(x) for x in r["baselines"]["no_sleep"]["closed_book_after"]) + " |",
-        "| in-context | " + " | ".join(_fmt(x) for x in r["in_context_per_night"]) + " |",
+        "| in-context | " + " | ".join(_fmt(x) for x in r["in_context_per_night"][:nights]) + " |",
         "| general (sleep) | " + " | ".join(_fmt(x) for x in r["general_after"]) + " |",
         "| general (naive) | " + " | ".join(_fmt(x) for x in r["baselines"]["naive_sft"]["general_after"]) + " |",
         "| sleep seconds | " + " | ".join(f"{x:.0f}" for x in r["seconds"]) + " |",
@@ -250,12 +257,12 @@ def plot(r: dict, out: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:  # plots are optional; the numbers are in results.json
         return
-    nights = list(range(1, r["nights"] + 1))
+    nights = list(range(1, r.get("nights_done", r["nights"]) + 1))
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(nights, r["closed_book_after"], "o-", label="sleep")
     ax.plot(nights, r["baselines"]["naive_sft"]["closed_book_after"], "s--", label="naive SFT")
     ax.plot(nights, r["baselines"]["no_sleep"]["closed_book_after"], "x:", label="no sleep")
-    ax.plot(nights, r["in_context_per_night"], "^-", alpha=0.5, label="in-context")
+    ax.plot(nights, r["in_context_per_night"][: len(nights)], "^-", alpha=0.5, label="in-context")
     ax.set(xlabel="night", ylabel="closed-book recall", ylim=(0, 1), xticks=nights, title="Recall per night")
     ax.legend()
     fig.tight_layout()

@@ -45,4 +45,5 @@ def test_invented_facts_are_recalled_closed_book_after_one_sleep(smollm2_dir, tm
     model = PeftModel.from_pretrained(model, str(result.adapter_dir)).eval()
     replies = answers(model, tokenizer, questions, config)
     after = [correct(r, [a]) for r, (_, _, a) in zip(replies, FACTS)]
+    print("learning test:", result.metrics, replies)
     assert sum(after) >= 2, f"recalled {sum(after)}/3 closed-book after one sleep: {replies}"
