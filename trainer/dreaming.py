@@ -23,9 +23,9 @@ from trainer.config import SleepConfig
 from trainer.losses import token_logprobs
 
 TEMPLATES = (
-    "What do you know about {x}?",
     "Remind me what I said about {x}.",
     "What's new with {x}?",
+    "What do you know about {x}?",
     "Repeat what I told you about {x}.",
     "Summarize what I told you about {x} in one sentence.",
     "Tell me about {x}.",
@@ -80,6 +80,25 @@ class Dream:
 def episode_messages(episode: dict) -> Messages:
     """The episode's chat, without any system message (the serving prompt is added at render time)."""
     return [{"role": m["role"], "content": str(m["content"])} for m in episode["messages"] if m["role"] != "system"]
+
+
+def fitted_messages(tokenizer, episode: dict, config: SleepConfig) -> Messages:
+    """The episode's last messages that fit `max_seq_len` with room for a question and an answer;
+    the oldest kept message is cut from its start when even it alone is too long."""
+    budget = config.max_seq_len - config.dream_max_new_tokens - 48
+    kept: Messages = []
+    used = 0
+    for message in reversed(episode_messages(episode)):
+        n = len(tokenizer.encode(message["content"], add_special_tokens=False)) + 4
+        if used + n > budget:
+            room = budget - used - 4
+            if room > 8 or not kept:
+                ids = tokenizer.encode(message["content"], add_special_tokens=False)[-max(room, 8):]
+                kept.append({"role": message["role"], "content": tokenizer.decode(ids)})
+            break
+        kept.append(message)
+        used += n
+    return kept[::-1]
 
 
 def episode_text(episode: dict) -> str:
@@ -148,7 +167,7 @@ def model_questions(model, tokenizer, episodes: Sequence[dict], config: SleepCon
         return [[] for _ in episodes]
     prompts, owners = [], []
     for i, episode in enumerate(episodes):
-        chat = episode_messages(episode) + [{"role": "user", "content": QUESTION_PROMPT}]
+        chat = fitted_messages(tokenizer, episode, config) + [{"role": "user", "content": QUESTION_PROMPT}]
         for _ in range(config.model_questions):
             prompts.append(render(tokenizer, chat, config.system_prompt))
             owners.append(i)
@@ -188,8 +207,8 @@ def dream(
         return []
     by_id = {str(e.get("id", "")): e for e in episodes}
     # The in-context teacher answers: greedy first, then samples.
-    prompts = [render(tokenizer, episode_messages(by_id[d.episode_id]) + [{"role": "user", "content": d.question}],
-                      config.system_prompt) for d in candidates]
+    prompts = [render(tokenizer, fitted_messages(tokenizer, by_id[d.episode_id], config)
+                      + [{"role": "user", "content": d.question}], config.system_prompt) for d in candidates]
     answered: list[Dream] = []
     for k in range(config.answers_per_question):
         out = generate(model, tokenizer, prompts, max_new_tokens=config.dream_max_new_tokens,
@@ -214,8 +233,8 @@ def score(model, tokenizer, dreams: list[Dream], episodes: dict[str, dict], conf
     for start in range(0, len(dreams), batch_size):
         chunk = dreams[start:start + batch_size]
         conts = [answer_ids(tokenizer, d.answer) for d in chunk]
-        with_ctx = [render(tokenizer, episode_messages(episodes[d.episode_id]) + [{"role": "user", "content": d.question}],
-                           config.system_prompt) for d in chunk]
+        with_ctx = [render(tokenizer, fitted_messages(tokenizer, episodes[d.episode_id], config)
+                           + [{"role": "user", "content": d.question}], config.system_prompt) for d in chunk]
         without = [render(tokenizer, [{"role": "user", "content": d.question}], config.system_prompt) for d in chunk]
         for prompts, attr in ((with_ctx, "teacher_loss"), (without, "student_loss")):
             logits, targets, mask = continuation_logits(model, prompts, conts, pad)

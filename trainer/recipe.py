@@ -22,7 +22,7 @@ import torch
 from trainer import prompts
 from trainer.chat import decode, generate, render
 from trainer.config import SleepConfig
-from trainer.dreaming import Dream, dream, episode_messages, words
+from trainer.dreaming import Dream, dream, fitted_messages, words
 from trainer.experts import (
     EXPERT,
     MEMORY,
@@ -143,7 +143,7 @@ def sleep(
         question = [{"role": "user", "content": d.question}]
         examples.append(build_example(
             tokenizer, render(tokenizer, question, config.system_prompt),
-            render(tokenizer, episode_messages(by_id[d.episode_id]) + question, config.system_prompt),
+            render(tokenizer, fitted_messages(tokenizer, by_id[d.episode_id], config) + question, config.system_prompt),
             d.answer, teacher, "tonight"))
         examples[-1].cached, d.teacher_logits = d.teacher_logits, None  # scored once while dreaming
     replayable = [Dream.from_dict(d) for d in earlier_dreams if not d.get("held_out")]

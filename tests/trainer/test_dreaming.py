@@ -35,7 +35,7 @@ def test_templates_use_names_only():
     episode = {"id": "x", "messages": [{"role": "user", "content": "Mirpa Lovos's parrot is Lodun."}],
                "probes": [{"question": "SECRET", "answers": ["SECRET"]}], "relation": "SECRET"}
     questions = template_questions(episode, config, random.Random(0))
-    assert questions == ["What do you know about Mirpa Lovos?", "Remind me what I said about Mirpa Lovos."]
+    assert questions == ["Remind me what I said about Mirpa Lovos.", "What's new with Mirpa Lovos?"]
     assert not any("SECRET" in q for q in questions)
 
 
@@ -50,3 +50,21 @@ def test_select_holds_out_probes_and_keeps_top_k_plus_random():
     rest = sorted((d for d in dreams if d.agreement > 0 and not d.held_out), key=lambda d: -d.score)
     assert trained[:2] == rest[:2]
     assert all(d.answer != "ungrounded" for d in kept)
+
+
+def test_long_episodes_are_cut_to_fit(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from trainer.dreaming import fitted_messages
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = SleepConfig(max_seq_len=120, dream_max_new_tokens=16)
+    episode = {"messages": [{"role": "user", "content": "old " * 200},
+                            {"role": "assistant", "content": "fine"},
+                            {"role": "user", "content": "Mirpa Lovos's parrot is Lodun."}]}
+    kept = fitted_messages(tokenizer, episode, config)
+    assert kept[-1]["content"] == "Mirpa Lovos's parrot is Lodun."
+    total = sum(len(tokenizer.encode(m["content"])) + 4 for m in kept)
+    assert total <= 120 - 16 - 48 + 8
+    short = {"messages": episode["messages"][1:]}
+    assert fitted_messages(tokenizer, short, config) == short["messages"]
