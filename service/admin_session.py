@@ -111,10 +111,9 @@ def csrf_ok(session: AdminSession, token: str | None) -> bool:
 
 
 def set_cookie(response: Response, request: Request, value: str) -> None:
-    response.set_cookie(
-        COOKIE, value, max_age=MAX_AGE_S, path="/", httponly=True, samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    """`Secure` whenever the browser came over HTTPS, also through a TLS-terminating proxy."""
+    https = request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
+    response.set_cookie(COOKIE, value, max_age=MAX_AGE_S, path="/", httponly=True, samesite="strict", secure=https)
 
 
 def sign_out(response: Response, session: AdminSession | None) -> None:

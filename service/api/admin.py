@@ -42,6 +42,7 @@ class EpisodeOut(BaseModel):
     created_at: datetime
     completed_at: datetime | None
     consolidated_by: str | None
+    flags: list[str] | None = None
 
     @classmethod
     def of(cls, row: Episode) -> EpisodeOut:
