@@ -191,10 +191,12 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 @router.get("/login")
-def login_page(request: Request, admin: PageSession, next: str | None = None) -> Response:
+def login_page(
+    request: Request, admin: PageSession, target: Annotated[str | None, Query(alias="next")] = None
+) -> Response:
     if admin is not None:
-        return RedirectResponse(_safe_next(next), status_code=303)
-    return _render(request, "login.html", None, next=_safe_next(next), error=None)
+        return RedirectResponse(_safe_next(target), status_code=303)
+    return _render(request, "login.html", None, next=_safe_next(target), error=None)
 
 
 @router.post("/login")
