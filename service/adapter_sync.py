@@ -33,8 +33,11 @@ def parse_adapter_name(name: str) -> tuple[str, int] | None:
 
 
 class AdapterSync:
-    def __init__(self, engine: Engine, session_factory: sessionmaker[Session], keep_previous: int = 1):
+    def __init__(
+        self, engine: Engine, session_factory: sessionmaker[Session], keep_previous: int = 1, on_swap=None
+    ):
         self.engine = engine
+        self.on_swap = on_swap or (lambda namespace, name: None)
         self.session_factory = session_factory
         self.keep_previous = keep_previous
         self._lock = asyncio.Lock()
@@ -60,6 +63,7 @@ class AdapterSync:
                     if name not in loaded:
                         await self.engine.load_adapter(name, path)
                     await self.engine.activate_adapter(namespace, name)
+                    self.on_swap(namespace, name)
                     log.info("namespace %r now served by %s", namespace, name)
                 except ReverieError as exc:
                     self._failed[name] = exc.message
@@ -68,6 +72,7 @@ class AdapterSync:
                 parsed = parse_adapter_name(name)
                 if parsed and parsed[0] not in wanted and self.engine.active_adapter(parsed[0]) == name:
                     await self.engine.activate_adapter(parsed[0], None)  # rolled back to the base model
+                    self.on_swap(parsed[0], None)
             await self._unload_stale(wanted)
 
     async def _unload_stale(self, wanted: dict[str, tuple[str, str]]) -> None:

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
 from service.api import admin, dashboard, health, openai, sleep
+from service.api import metrics as metrics_api
 from service.adapter_sync import AdapterSync
 from service.chat import ChatService
 from service.config import Settings
@@ -25,6 +26,8 @@ from service.engines.base import Engine
 from service.errors import PayloadTooLargeError, ReverieError
 from service.protocol import ErrorDetail, ErrorResponse
 from service.limits import KeyLimiter, RequestLimits
+from service.logs import RequestContext
+from service.metrics import Metrics
 from service.recording import Recorder
 from service.scheduler import NightScheduler
 from service.store.db import make_engine, make_sessionmaker
@@ -107,7 +110,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.state.recorder = recorder = Recorder(app.state.session_factory, Spool(settings.resolved_spool_dir))
         recorder.start()
         app.state.engine = model_engine = engine or build_engine(settings)
+        metrics.watch(engine=model_engine, recorder=recorder, session_factory=app.state.session_factory)
         app.state.chat = ChatService(
+            metrics=metrics,
             engine=model_engine,
             recorder=recorder,
             model_name=settings.model_name,
@@ -119,7 +124,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             ),
             limiter=KeyLimiter(settings.rate_limit_per_minute, settings.max_inflight_per_key),
         )
-        app.state.adapter_sync = adapter_sync = AdapterSync(model_engine, app.state.session_factory)
+        app.state.adapter_sync = adapter_sync = AdapterSync(
+            model_engine,
+            app.state.session_factory,
+            on_swap=lambda namespace, _name: metrics.adapter_swaps.labels(namespace=namespace).inc(),
+        )
         if settings.open_access:
             log.warning("no API keys configured: serving everyone as namespace 'default' (bind to loopback only)")
 
@@ -166,10 +175,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     app = FastAPI(title="Reverie", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = metrics = Metrics()
     app.state.started_at = int(time.time())
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(sleep.router)
+    app.include_router(metrics_api.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
     app.mount("/admin/static", StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static")
@@ -198,4 +209,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return error_response(500, "Internal server error.", "server_error")
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    def count_response(path: str, status: int) -> None:
+        if path.startswith("/v1/"):
+            metrics.requests.labels(status=str(status)).inc()
+
+    app.add_middleware(RequestContext, on_response=count_response)
     return app

@@ -36,6 +36,7 @@ from service.protocol import (
 )
 from service.poisoning import flags_for
 from service.limits import KeyLimiter, RequestLimits
+from service.metrics import Metrics
 from service.recording import Recorder
 from service.store.episodes import EpisodeRecord
 from service.store.models import EpisodeStatus, utcnow
@@ -79,6 +80,7 @@ class ChatService:
         default_max_tokens: int,
         limits: RequestLimits | None = None,
         limiter: KeyLimiter | None = None,
+        metrics: Metrics | None = None,
     ):
         self.engine = engine
         self.recorder = recorder
@@ -86,6 +88,7 @@ class ChatService:
         self.default_max_tokens = default_max_tokens
         self.limits = limits
         self.limiter = limiter or KeyLimiter()
+        self.metrics = metrics
 
     async def complete(
         self,
@@ -148,6 +151,8 @@ class ChatService:
         except BaseException as exc:
             await self._fail(record, exc)
             raise self._client_error(exc) from exc
+        if self.metrics is not None:
+            self.metrics.time_to_first_token.observe(time.perf_counter() - started)
 
         if request.stream:
             return ChatReply(stream=self._stream(request, record, generation, first, started))
@@ -295,6 +300,12 @@ class ChatService:
         record.latency_ms = (time.perf_counter() - started) * 1000
         record.completed_at = utcnow()
         await self.recorder.record(record)
+        if self.metrics is not None:
+            self.metrics.request_latency.labels(stream=str(bool(record.params and record.params.get("stream"))).lower()).observe(
+                record.latency_ms / 1000
+            )
+            self.metrics.tokens.labels(kind="prompt").inc(record.prompt_tokens or 0)
+            self.metrics.tokens.labels(kind="completion").inc(record.completion_tokens or 0)
 
     async def _abort(self, record: EpisodeRecord, started: float) -> None:
         record.status = EpisodeStatus.ABORTED

@@ -17,6 +17,7 @@ import secrets
 import sys
 
 from service.config import LOOPBACK_HOSTS, Settings
+from service.logs import configure as configure_logging
 
 log = logging.getLogger("reverie")
 
@@ -61,7 +62,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         prepare_model(settings)
     upgrade(settings.resolved_database_url)
     log.info("serving model %r on http://%s:%d", settings.model_name, settings.host, settings.port)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level="info", log_config=None,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 
@@ -206,9 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per vLLM health check otherwise
     args = build_parser().parse_args(argv)
+    log_format = Settings().log_format
+    if log_format == "auto":
+        log_format = "text" if sys.stderr.isatty() else "json"
+    configure_logging(log_format)
     try:
         return args.func(args)
     except KeyboardInterrupt:

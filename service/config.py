@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     admin_key: str | None = Field(default=None, description="Bearer key of the admin API and dashboard.")
     host: str = "127.0.0.1"
     port: int = 8000
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="Log lines as JSON objects or plain text; auto: text on a terminal, else JSON."
+    )
+    metrics_public: bool = Field(default=False, description="Serve /metrics without the admin key.")
 
     max_model_len: int | None = Field(default=None, description="Context window; default: the model's own.")
     max_body_bytes: int = Field(default=1_048_576, description="Requests with a larger body get 413.")

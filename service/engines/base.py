@@ -106,3 +106,8 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def loaded_adapters(self) -> list[AdapterInfo]: ...
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for (or, for a remote engine, in) generation; for metrics."""
+        return 0

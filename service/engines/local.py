@@ -144,6 +144,10 @@ class LocalEngine(Engine):
         return self._ready
 
     @property
+    def queue_depth(self) -> int:
+        return self._pending
+
+    @property
     def max_model_len(self) -> int:
         return self._max_model_len
 

@@ -142,6 +142,10 @@ class VLLMEngine(Engine):
         return self._ready
 
     @property
+    def queue_depth(self) -> int:
+        return sum(self._in_flight.values())
+
+    @property
     def max_model_len(self) -> int:
         return self._max_model_len
 
