@@ -32,6 +32,10 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8001", description="The private vLLM OpenAI server of REVERIE_ENGINE=vllm."
     )
     vllm_api_key: str | None = Field(default=None, description="vLLM's --api-key, if it was started with one.")
+    vllm_sleep_during_training: bool = Field(
+        default=False,
+        description="One GPU for vLLM and training: the worker puts vLLM to sleep while it trains (--enable-sleep-mode).",
+    )
     vllm_served_model_name: str | None = Field(
         default=None, description="vLLM's --served-model-name; default: the one base model vLLM serves."
     )

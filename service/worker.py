@@ -21,6 +21,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -127,6 +128,7 @@ class Worker:
         max_per_conversation: int = 0,
         include_flagged: bool = False,
         max_rank: int = 64,
+        around_training: Callable[[], AbstractContextManager] = nullcontext,
         owner: str | None = None,
         on_published: Callable[[Adapter], None] | None = None,
     ):
@@ -139,6 +141,7 @@ class Worker:
         self.max_per_conversation = max_per_conversation
         self.include_flagged = include_flagged
         self.max_rank = max_rank
+        self.around_training = around_training
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_published = on_published
 
@@ -216,7 +219,8 @@ class Worker:
                     current_adapter=current_path,
                     workdir=workdir,
                 )
-                outcome = self.consolidator(job, progress)
+                with self.around_training():
+                    outcome = self.consolidator(job, progress)
                 lease.report(state=RunState.EVALUATING, phase="publish")
                 lease.beat()
                 if lease.lost.is_set():
@@ -288,8 +292,14 @@ def build_worker(settings, session_factory: sessionmaker[Session], on_published=
     from service.modelprep import prepare_model
     from service.sleeping import TrainerConsolidator
 
+    around_training = nullcontext
+    if settings.vllm_sleep_during_training:
+        from service.gpu_share import VLLMSleeper
+
+        around_training = VLLMSleeper(settings.vllm_url, api_key=settings.vllm_api_key).asleep
     return Worker(
         session_factory=session_factory,
+        around_training=around_training,
         consolidator=TrainerConsolidator(settings.sleep_config),
         base_model=lambda: prepare_model(settings),
         adapters_dir=settings.adapters_dir,
