@@ -102,3 +102,36 @@ class Spool:
             if written:
                 _fsync_dir(self.directory)
             return written
+
+    def purge(self, forget: Callable[[EpisodeRecord], bool]) -> int:
+        """Remove every spooled record for which `forget` is true (forgetting); returns how many lines."""
+        removed = 0
+        with self._drain_lock, self._lock:
+            files = self._pending_files() + [self.directory / ACTIVE]
+            for path in files:
+                if not path.exists():
+                    continue
+                kept, dropped = [], 0
+                with open(path, encoding="utf-8") as handle:
+                    for line in handle:
+                        try:
+                            record = EpisodeRecord.from_json(json.loads(line))
+                        except (ValueError, KeyError, TypeError):
+                            kept.append(line)
+                            continue
+                        if forget(record):
+                            dropped += 1
+                        else:
+                            kept.append(line)
+                if not dropped:
+                    continue
+                tmp = path.with_suffix(".purge")
+                with open(tmp, "w", encoding="utf-8") as handle:
+                    handle.writelines(kept)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+                removed += dropped
+            if removed:
+                _fsync_dir(self.directory)
+        return removed
