@@ -42,6 +42,9 @@ class SleepConfig:
     template_questions: int = _f(
         4, "templated, relation-agnostic questions per entity (e.g. 'What do you know about X?')."
     )
+    cloze_questions: int = _f(
+        4, "prompts per episode made of the start of a user statement ('Continue what I told you: ...').")
+    restate: bool = _f(False, "also ask, once per episode, to repeat what was said word for word.")
     model_questions: int = _f(4, "questions the in-context model writes itself per episode (sampled).")
     answers_per_question: int = _f(1, "teacher answers per question (first greedy, then sampled).")
     dream_max_new_tokens: int = _f(40, "length of a teacher answer in a dream.")
@@ -125,7 +128,7 @@ class SleepConfig:
              "replay_fraction and general_fraction must be non-negative and sum to less than 1."),
             (self.semantic_model in ("minilm", "self"), "semantic_model must be `minilm` or `self`."),
             (self.keep_top_k >= 1 and self.keep_random >= 0, "keep_top_k must be >= 1, keep_random >= 0."),
-            (self.template_questions >= 0 and self.model_questions >= 0 and self.entities_per_episode >= 0,
+            (min(self.template_questions, self.model_questions, self.entities_per_episode, self.cloze_questions) >= 0,
              "question counts must not be negative."),
             (self.answers_per_question >= 1, "answers_per_question must be at least 1."),
             (self.held_out_per_episode >= 0, "held_out_per_episode must not be negative."),

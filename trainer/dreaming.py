@@ -23,15 +23,20 @@ from trainer.config import SleepConfig
 from trainer.losses import token_logprobs
 
 TEMPLATES = (
-    "Remind me what I said about {x}.",
-    "What's new with {x}?",
-    "What do you know about {x}?",
     "Repeat what I told you about {x}.",
+    "What do you know about {x}?",
+    "What's new with {x}?",
+    "Remind me what I said about {x}.",
     "Summarize what I told you about {x} in one sentence.",
     "Tell me about {x}.",
     "What did I tell you about {x}?",
     "What happened with {x}?",
 )
+# asked once per episode: the in-context teacher copies what was said (small models copy well)
+RESTATE = "Repeat exactly what I just told you, word for word."
+# cloze prompts: the start of something the user said; the teacher, seeing it all, says the rest
+CLOZE = ('Continue what I told you: "{p} ..."', "Repeat what I told you about {p}.")
+CLOZE_CUTS = (0.5, 0.35, 0.65)
 QUESTION_PROMPT = (
     "Write one short question that can be answered from what I told you in this conversation. "
     "Reply with the question only."
@@ -154,11 +159,24 @@ def agreement(answer: str, episode: str, question: str) -> tuple[float, list[str
 
 def template_questions(episode: dict, config: SleepConfig, rng: random.Random) -> list[str]:
     names = entities(episode_text(episode), config.entities_per_episode)
-    questions = []
+    questions = [RESTATE] if config.restate else []
     for name in names:
         chosen = list(TEMPLATES[: max(config.template_questions, 0)])
         questions += [t.format(x=name) for t in chosen]
-    return questions
+    return questions + cloze_questions(episode, config.cloze_questions)
+
+
+def cloze_questions(episode: dict, limit: int) -> list[str]:
+    """Relation-agnostic prompts made of the start of the user's last statements, cut at word positions."""
+    out: list[str] = []
+    said = [m["content"] for m in episode_messages(episode) if m["role"] == "user"][::-1]
+    sentences = [s for text in said for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 4]
+    for cut in CLOZE_CUTS:
+        for sentence in sentences:
+            words_ = sentence.split()
+            prefix = " ".join(words_[: max(2, round(len(words_) * cut))]).rstrip(",;:")
+            out += [t.format(p=prefix) for t in CLOZE]
+    return list(dict.fromkeys(out))[:limit]
 
 
 def model_questions(model, tokenizer, episodes: Sequence[dict], config: SleepConfig) -> list[list[str]]:

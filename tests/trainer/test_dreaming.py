@@ -31,11 +31,13 @@ def test_agreement_rewards_restating_the_episode():
 
 
 def test_templates_use_names_only():
-    config = SleepConfig(template_questions=2, entities_per_episode=1)
+    config = SleepConfig(template_questions=2, entities_per_episode=1, cloze_questions=2)
     episode = {"id": "x", "messages": [{"role": "user", "content": "Mirpa Lovos's parrot is Lodun."}],
                "probes": [{"question": "SECRET", "answers": ["SECRET"]}], "relation": "SECRET"}
     questions = template_questions(episode, config, random.Random(0))
-    assert questions == ["Remind me what I said about Mirpa Lovos.", "What's new with Mirpa Lovos?"]
+    assert questions == ["Repeat what I told you about Mirpa Lovos.", "What do you know about Mirpa Lovos?",
+                         'Continue what I told you: "Mirpa Lovos\'s ..."',
+                         "Repeat what I told you about Mirpa Lovos's."]
     assert not any("SECRET" in q for q in questions)
 
 
