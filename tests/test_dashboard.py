@@ -11,6 +11,7 @@ import time
 
 import openai
 import pytest
+import yaml
 
 from service.app import create_app
 from service.config import Settings
@@ -38,9 +39,12 @@ def chat(base_url: str, key: str, text: str) -> None:
 
 @pytest.fixture
 def server(tmp_path, tiny_model_dir, postgres_url):
+    # The tiny recipe with more seeding steps: a night of a few seconds, long enough to watch it move.
+    config = yaml.safe_load(open(TINY_SLEEP)) | {"steps": 24}
+    (tmp_path / "sleep.yaml").write_text(yaml.safe_dump(config))
     settings = Settings(
         data_dir=tmp_path / "data", database_url=postgres_url, model=str(tiny_model_dir),
-        api_keys="ka:alpha,kb:beta", admin_key=ADMIN_KEY, sleep_config=TINY_SLEEP, scheduler=False,
+        api_keys="ka:alpha,kb:beta", admin_key=ADMIN_KEY, sleep_config=str(tmp_path / "sleep.yaml"), scheduler=False,
         adapter_sync_interval_s=0.5,
     )
     app = create_app(settings)
