@@ -94,7 +94,7 @@ def card(page, namespace: str):
 
 def sleep_now_and_watch(page, namespace: str, timeout_s: float = 300, shot: str | None = None) -> list[tuple[str, str, str]]:
     """Click "Sleep now" on the overview; follow the run page until the run ends. Returns what it showed
-    (and takes the screenshot `shot` once the run is seen running)."""
+    (and takes the screenshot `shot` once it is seen training)."""
     page.goto("/admin")
     card(page, namespace).locator("button.sleep-now").click()
     page.wait_for_url(re.compile(r"/admin/runs/[0-9a-f-]{36}$"))
@@ -108,7 +108,7 @@ def sleep_now_and_watch(page, namespace: str, timeout_s: float = 300, shot: str 
             continue
         if not seen or seen[-1] != shown:
             seen.append(shown)
-        if shot and shown[0] == "running" and shown[1] != "—":
+        if shot and shown[1] == "seed":  # mid-training
             page.screenshot(path=str(SHOTS / f"{shot}-laptop.png"))
             shot = None
         if shown[0] in FINAL and page.locator("#run").get_attribute("data-live") == "false":
