@@ -10,9 +10,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
@@ -88,6 +90,42 @@ async def _start_engine(engine: Engine) -> None:
         log.info("engine ready")
     except Exception:
         log.exception("the engine failed to start; chat requests get 503")
+
+
+def _allowed_methods(app: FastAPI, scope) -> list[str]:
+    """Every method of every route on this path (a route whose path matches answers PARTIAL)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= route.methods
+    return sorted(methods)
+
+
+def _openapi_with_openai_errors(app: FastAPI) -> dict:
+    """FastAPI documents validation errors as 422 with its own body; Reverie answers 400 with an
+    OpenAI error body, like OpenAI. Make the schema say what the server does."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    schema.setdefault("components", {}).setdefault("schemas", {})["ErrorResponse"] = ErrorResponse.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    schema["components"]["schemas"].update(
+        {name: sub for name, sub in ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}").get("$defs", {}).items()}
+    )
+    schema["components"]["schemas"]["ErrorResponse"].pop("$defs", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            if operation.get("parameters") or operation.get("requestBody"):
+                responses.setdefault("400", {"description": "Invalid request", "content": {"application/json": {"schema": error_ref}}})
+    app.openapi_schema = schema
+    return schema
 
 
 def _swap_now(adapter_sync: AdapterSync):
@@ -201,13 +239,18 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return error_response(exc.status_code, str(exc.detail), error_type)
+        response = error_response(exc.status_code, str(exc.detail), error_type)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names only the first route's methods when several share a path
+            response.headers["Allow"] = ", ".join(_allowed_methods(app, _request.scope))
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return error_response(500, "Internal server error.", "server_error")
 
+    app.openapi = lambda: _openapi_with_openai_errors(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     def count_response(path: str, status: int) -> None:

@@ -55,7 +55,7 @@ class ChatCompletionRequest(BaseModel):
     n: int | None = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     seed: int | None = None
-    stop: str | list[str] | None = None
+    stop: Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -65,14 +65,7 @@ class ChatCompletionRequest(BaseModel):
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        stops = [value] if isinstance(value, str) else value
-        if len(stops) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
-        if any(not s for s in stops):
-            raise ValueError("stop sequences must not be empty")
-        return stops
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _log_unknown_fields(self) -> ChatCompletionRequest:

@@ -201,7 +201,10 @@ def list_adapters(_admin: AdminDep, session: SessionDep, engine: EngineDep, name
 
 @router.post("/adapters/{version}/activate", response_model=AdapterOut, responses={404: {"model": ErrorResponse}})
 async def activate_adapter(
-    _admin: AdminDep, request: Request, version: int, namespace: str = DEFAULT_NAMESPACE
+    _admin: AdminDep,
+    request: Request,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    namespace: Annotated[str, Query(min_length=1, max_length=128)] = DEFAULT_NAMESPACE,
 ) -> AdapterOut:
     """Serve this version of the namespace's memory (a rollback, or back to the newest); the swap
     happens on this replica before the reply, and on the others at their next adapter sync."""
