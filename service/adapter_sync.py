@@ -43,18 +43,21 @@ class AdapterSync:
         self._lock = asyncio.Lock()
         self._failed: dict[str, str] = {}  # adapter name -> why it could not be served
 
-    def _wanted(self) -> dict[str, tuple[str, str]]:
+    def _read_store(self) -> tuple[dict[str, tuple[str, str]], set[str]]:
+        """What each namespace should be served with, and which adapters must never be served again."""
         with self.session_factory() as session:
-            return {
+            wanted = {
                 a.namespace: (adapter_name(a.namespace, a.version), a.path)
                 for a in adapter_store.active_adapters(session=session)
             }
+            retired = {adapter_name(a.namespace, a.version) for a in adapter_store.retired_adapters(session=session)}
+        return wanted, retired
 
     async def sync_once(self) -> None:
         if not self.engine.ready:
             return
         async with self._lock:
-            wanted = await asyncio.to_thread(self._wanted)
+            wanted, retired = await asyncio.to_thread(self._read_store)
             loaded = {info.name: info for info in self.engine.loaded_adapters()}
             for namespace, (name, path) in wanted.items():
                 if self.engine.active_adapter(namespace) == name or name in self._failed:
@@ -73,9 +76,18 @@ class AdapterSync:
                 if parsed and parsed[0] not in wanted and self.engine.active_adapter(parsed[0]) == name:
                     await self.engine.activate_adapter(parsed[0], None)  # rolled back to the base model
                     self.on_swap(parsed[0], None)
-            await self._unload_stale(wanted)
+            await self._unload_stale(retired)
 
-    async def _unload_stale(self, wanted: dict[str, tuple[str, str]]) -> None:
+    async def _unload_stale(self, retired: set[str]) -> None:
+        """Unload retired adapters (they hold forgotten episodes) and versions older than the
+        previous one (kept for an instant rollback)."""
+        for info in self.engine.loaded_adapters():
+            parsed = parse_adapter_name(info.name)
+            if info.name in retired and parsed and self.engine.active_adapter(parsed[0]) != info.name:
+                try:
+                    await self.engine.unload_adapter(info.name)
+                except ReverieError as exc:
+                    log.warning("could not unload retired %s: %s", info.name, exc.message)
         by_namespace: dict[str, list[tuple[int, str]]] = {}
         for info in self.engine.loaded_adapters():
             parsed = parse_adapter_name(info.name)

@@ -6,6 +6,7 @@
     reverie worker                # claim and run sleep runs (a GPU machine in production)
     reverie sleep [--namespace NS] [--wait]    # fall asleep now
     reverie adapters list | activate VERSION [--namespace NS]
+    reverie forget --namespace NS (--episode ID ... | --conversation ID | --all)
 """
 
 from __future__ import annotations
@@ -159,6 +160,33 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    import uuid
+
+    from service.forgetting import forget, remove_retired_folders
+    from service.store.spool import Spool
+
+    settings = _settings(args)
+    if not (args.episode or args.conversation or args.all):
+        print("error: name --episode ID, --conversation ID, or --all", file=sys.stderr)
+        return 2
+    report = forget(
+        session_factory=_sessions(settings),
+        spool=Spool(settings.resolved_spool_dir),
+        namespace=args.namespace,
+        episode_ids=[uuid.UUID(e) for e in args.episode] if args.episode else None,
+        conversation_id=args.conversation,
+    )
+    remove_retired_folders(report.retired_paths)
+    print(
+        f"forgot {report.deleted} episodes ({report.spooled_removed} spooled) of {args.namespace!r}; "
+        f"retired adapters {report.retired_versions or 'none'}; serving "
+        f"{'v' + str(report.serving_version) if report.serving_version else 'the base model' if report.retired_versions else 'as before'}"
+        + (f"; rebuild run {report.rebuild_run_id} queued" if report.rebuild_run_id else "")
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reverie", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="override REVERIE_DATA_DIR")
@@ -206,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     activate.add_argument("--namespace", default="default")
     activate.add_argument("--database-url")
     activate.set_defaults(func=cmd_adapters)
+
+    forget_cmd = commands.add_parser("forget", help="forget episodes and the memory built from them")
+    forget_cmd.add_argument("--namespace", default="default")
+    forget_cmd.add_argument("--episode", action="append", help="an episode id (repeatable)")
+    forget_cmd.add_argument("--conversation", help="every episode of this conversation id")
+    forget_cmd.add_argument("--all", action="store_true", help="every episode of the namespace")
+    forget_cmd.add_argument("--database-url")
+    forget_cmd.set_defaults(func=cmd_forget)
     return parser
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
+from datetime import timedelta
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,9 +169,10 @@ def remove_retired_folders(paths: list[str]) -> None:
         shutil.rmtree(Path(path), ignore_errors=True)
 
 
-def sweep_tombstones(*, session_factory: sessionmaker[Session]) -> int:
-    """Remove forgotten episodes that were still pending when forgotten (their request has ended)."""
+def sweep_tombstones(*, session_factory: sessionmaker[Session], older_than: timedelta = timedelta(hours=1)) -> int:
+    """Remove forgotten episodes that were still pending when forgotten, once their request has surely
+    ended (a late completion finds the tombstone and writes nothing; with the row gone it would insert)."""
     with session_factory() as session, session.begin():
         return session.execute(
-            delete(Episode).where(Episode.deleted_at.is_not(None), Episode.status != EpisodeStatus.PENDING)
+            delete(Episode).where(Episode.deleted_at.is_not(None), Episode.deleted_at < utcnow() - older_than)
         ).rowcount

@@ -8,7 +8,7 @@ from datetime import timezone
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from service.store import episodes as episode_store
 from service.store.models import RunState, SleepRun

@@ -85,3 +85,23 @@ def test_serve_embedded_default_answers_paris(tmp_path, smollm2_dir):
     log = (tmp_path / "serve.log").read_text()
     assert "no API keys configured" in log
     assert (data / "reverie.db").is_file()
+
+
+def test_forget_from_the_shell(tmp_path, capsys):
+    from service.store import episodes as episode_store
+    from service.store.db import make_sessionmaker, upgrade
+    from tests.test_store import completed, make_record
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    sessions = make_sessionmaker(make_engine(url))
+    records = [completed(make_record(namespace="ns", conversation_id=c)) for c in ("a", "a", "b")]
+    with sessions.begin() as session:
+        episode_store.upsert_episodes(session=session, records=records)
+    base = ["--data-dir", str(tmp_path), "forget", "--namespace", "ns", "--database-url", url]
+    assert main(base) == 2
+    assert main([*base, "--conversation", "a"]) == 0
+    assert "forgot 2 episodes" in capsys.readouterr().out
+    assert main([*base, "--episode", str(records[2].id)]) == 0
+    with sessions() as session:
+        assert episode_store.list_episodes(session=session, namespace="ns") == []

@@ -8,12 +8,11 @@ import json
 import signal
 import subprocess
 import time
-import uuid
 
 import httpx
 import openai
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from service.app import create_app
 from service.config import Settings

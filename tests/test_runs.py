@@ -16,7 +16,7 @@ from service.store import adapters as adapter_store
 from service.store import episodes as episode_store
 from service.store import runs as run_store
 from service.store.db import make_engine, make_sessionmaker
-from service.store.models import AdapterEpisode, Episode, RunState, SleepRun
+from service.store.models import AdapterEpisode, Episode, SleepRun
 from tests.test_store import completed, make_record
 
 

@@ -16,6 +16,7 @@ from service.api.sleep import RunOut
 from service.config import DEFAULT_NAMESPACE
 from service.deps import AdminDep, EngineDep, SessionDep
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
+from service.forgetting import forget, remove_retired_folders
 from service.protocol import ErrorResponse
 from service.store import adapters as adapter_store
 from service.store import episodes as store
@@ -58,7 +59,33 @@ class EpisodeList(BaseModel):
 
 
 class Deleted(BaseModel):
+    """What a forgetting did: episodes removed, adapters retired, what serves now, the rebuild queued."""
+
     deleted: int
+    spooled_removed: int = 0
+    retired_versions: list[int] = []
+    serving_version: int | None = None
+    rebuild_run_id: str | None = None
+
+
+async def _forget(request: Request, namespace: str, **which) -> Deleted:
+    state = request.app.state
+    report = await asyncio.to_thread(
+        forget, session_factory=state.session_factory, spool=state.recorder.spool, namespace=namespace, **which
+    )
+    if report.retired_versions:
+        await state.adapter_sync.sync_once()  # the clean adapter (or the base model) serves from now on
+        remove_retired_folders(report.retired_paths)
+    wake = getattr(state, "wake_worker", None)
+    if report.rebuild_run_id and wake is not None:
+        wake()
+    return Deleted(
+        deleted=report.deleted,
+        spooled_removed=report.spooled_removed,
+        retired_versions=report.retired_versions,
+        serving_version=report.serving_version,
+        rebuild_run_id=report.rebuild_run_id,
+    )
 
 
 class BacklogItem(BaseModel):
@@ -119,24 +146,38 @@ def get_episode(_admin: AdminDep, session: SessionDep, episode_id: uuid.UUID) ->
 @router.delete(
     "/episodes/{episode_id}", response_model=Deleted, responses={403: {"model": ErrorResponse}, 404: {"model": ErrorResponse}}
 )
-def delete_episode(_admin: AdminDep, session: SessionDep, episode_id: uuid.UUID) -> Deleted:
-    """Forget one episode: it leaves the store's listings and the backlog, its content is erased."""
-    row = store.get_episode(session=session, episode_id=episode_id)
-    if row is None:
+async def delete_episode(_admin: AdminDep, request: Request, episode_id: uuid.UUID) -> Deleted:
+    """Forget one episode: it leaves the store and the spool; adapters that learned it are retired
+    and a rebuild of the namespace is queued."""
+    with request.app.state.session_factory() as session:
+        row = store.get_episode(session=session, episode_id=episode_id)
+        namespace = row.namespace if row is not None else None
+    if namespace is None:
         raise NotFoundError(f"No episode {episode_id}.", param="episode_id")
-    deleted = store.delete_episodes(session=session, namespace=row.namespace, episode_ids=[row.id])
-    session.commit()
-    return Deleted(deleted=deleted)
+    return await _forget(request, namespace, episode_ids=[episode_id])
+
+
+@router.delete(
+    "/namespaces/{namespace}/conversations/{conversation_id}",
+    response_model=Deleted,
+    responses={403: {"model": ErrorResponse}},
+)
+async def delete_conversation(
+    _admin: AdminDep,
+    request: Request,
+    namespace: Annotated[str, Path(min_length=1, max_length=128)],
+    conversation_id: Annotated[str, Path(min_length=1, max_length=256)],
+) -> Deleted:
+    """Forget every episode of one conversation (its `X-Conversation-Id`)."""
+    return await _forget(request, namespace, conversation_id=conversation_id)
 
 
 @router.delete("/namespaces/{namespace}/episodes", response_model=Deleted, responses={403: {"model": ErrorResponse}})
-def delete_namespace_episodes(
-    _admin: AdminDep, session: SessionDep, namespace: Annotated[str, Path(min_length=1, max_length=128)]
+async def delete_namespace_episodes(
+    _admin: AdminDep, request: Request, namespace: Annotated[str, Path(min_length=1, max_length=128)]
 ) -> Deleted:
-    """Forget every episode of a namespace (adapters already trained on them are not rebuilt here)."""
-    deleted = store.delete_episodes(session=session, namespace=namespace)
-    session.commit()
-    return Deleted(deleted=deleted)
+    """Forget every episode of a namespace, and the memory built from them."""
+    return await _forget(request, namespace)
 
 
 @router.get("/backlog", response_model=Backlog)

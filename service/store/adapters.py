@@ -29,6 +29,10 @@ def active_adapters(*, session: Session) -> list[Adapter]:
     return list(session.scalars(select(Adapter).where(Adapter.state == AdapterState.ACTIVE)))
 
 
+def retired_adapters(*, session: Session) -> list[Adapter]:
+    return list(session.scalars(select(Adapter).where(Adapter.state == AdapterState.RETIRED)))
+
+
 def list_adapters(*, session: Session, namespace: str | None = None) -> list[Adapter]:
     query = select(Adapter)
     if namespace:

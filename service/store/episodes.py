@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import Date, Text, cast, func, or_, select, update
+from sqlalchemy import Date, Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from service.store.models import Adapter, Episode, EpisodeStatus, SleepRun, utcnow
@@ -219,31 +219,6 @@ def backlog_history(
             i += 1
         history.append((moment, peak))
     return history
-
-
-def delete_episodes(*, session: Session, namespace: str, episode_ids: list[uuid.UUID] | None = None) -> int:
-    """Forget episodes of `namespace` (all of them when `episode_ids` is None): they leave every
-    listing, search and the backlog, and their content (messages, response, params, conversation
-    id) is erased. The rows stay as tombstones so the `adapter_episodes` lineage still says which
-    adapters learned from them. A pending episode is closed as aborted, so its late completion
-    cannot write the content back. Returns how many episodes were deleted now; the caller commits."""
-    if episode_ids is not None and not episode_ids:
-        return 0
-    condition = (Episode.namespace == namespace) & Episode.deleted_at.is_(None)
-    if episode_ids is not None:
-        condition = condition & Episode.id.in_(episode_ids)
-    scrub = {
-        "deleted_at": utcnow(),
-        "messages": [],
-        "response": None,
-        "params": None,
-        "conversation_id": None,
-        "error": None,
-    }
-    session.execute(
-        update(Episode).where(condition, Episode.status == EpisodeStatus.PENDING).values(status=EpisodeStatus.ABORTED)
-    )
-    return session.execute(update(Episode).where(condition).values(**scrub)).rowcount
 
 
 @dataclass
