@@ -9,7 +9,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from service.adapter_sync import adapter_name
 from service.api.sleep import RunOut
@@ -100,6 +100,16 @@ class Backlog(BaseModel):
     items: list[BacklogItem]
 
 
+def _iso_text_only(value):
+    """Query strings only in ISO form: pydantic would otherwise read "0.5" as a Unix timestamp."""
+    if isinstance(value, str) and "-" not in value:
+        raise ValueError("expected an ISO date (YYYY-MM-DD) or datetime")
+    return value
+
+
+IsoMoment = Annotated[date | datetime, BeforeValidator(_iso_text_only)]
+
+
 @router.get("/episodes", response_model=EpisodeList)
 def list_episodes(
     _admin: AdminDep,
@@ -107,15 +117,20 @@ def list_episodes(
     namespace: str | None = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(EpisodeStatus.ALL) + ")$")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the messages or the response.")] = None,
-    since: Annotated[str | None, Query(description="Recorded at or after: ISO date (UTC midnight) or datetime.")] = None,
-    until: Annotated[str | None, Query(description="Recorded before: ISO datetime, or a date (the end of that UTC day).")] = None,
+    since: Annotated[
+        IsoMoment | None, Query(description="Recorded at or after: ISO date (UTC midnight) or datetime.")
+    ] = None,
+    until: Annotated[
+        IsoMoment | None, Query(description="Recorded before: ISO datetime, or a date (the end of that UTC day).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> EpisodeList:
     """Undeleted episodes, newest first, filtered by namespace, status, text and date."""
     rows = store.list_episodes(
         session=session, namespace=namespace, status=status, q=q or None,
-        since=utc_bound(since), until=utc_bound(until, end=True, param="until"), limit=limit, offset=offset,
+        since=utc_bound(since and since.isoformat()), until=utc_bound(until and until.isoformat(), end=True, param="until"),
+        limit=limit, offset=offset,
     )
     return EpisodeList(items=[EpisodeOut.of(row) for row in rows])
 
