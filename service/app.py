@@ -92,12 +92,23 @@ async def _start_engine(engine: Engine) -> None:
         log.exception("the engine failed to start; chat requests get 503")
 
 
+def http_routes(routes) -> list:
+    """Every HTTP route, through included routers (FastAPI keeps them nested)."""
+    found = []
+    for route in routes:
+        if hasattr(route, "original_router"):
+            found += http_routes(route.original_router.routes)
+        elif getattr(route, "methods", None):
+            found.append(route)
+    return found
+
+
 def _allowed_methods(app: FastAPI, scope) -> list[str]:
     """Every method of every route on this path (a route whose path matches answers PARTIAL)."""
     methods: set[str] = set()
-    for route in app.router.routes:
+    for route in http_routes(app.router.routes):
         match, _ = route.matches(scope)
-        if match != Match.NONE and getattr(route, "methods", None):
+        if match != Match.NONE:
             methods |= route.methods
     return sorted(methods)
 

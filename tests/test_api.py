@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import httpx
 import openai
@@ -263,3 +264,10 @@ def test_admin_episodes_and_backlog(server):
     assert backlog["beta"]["episodes"] >= 1 and backlog["beta"]["tokens"] > 0 and backlog["beta"]["oldest_age_s"] >= 0
     bad = httpx.get(f"{base_url}/admin/api/episodes", params={"status": "bogus"}, headers=auth)
     assert bad.status_code == 400
+
+
+def test_405_names_every_method_of_the_path(server):
+    base_url, _ = server
+    r = httpx.request("OPTIONS", f"{base_url}/admin/api/episodes/{uuid.uuid4()}", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert r.status_code == 405
+    assert r.headers["allow"] == "DELETE, GET" and r.json()["error"]["type"] == "invalid_request_error"
