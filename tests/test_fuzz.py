@@ -15,7 +15,7 @@ import pytest
 from service.app import create_app
 from service.config import Settings
 from service.store.db import upgrade
-from tests.servers import REPO, server_in_thread
+from tests.servers import server_in_thread
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
