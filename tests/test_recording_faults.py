@@ -19,6 +19,7 @@ from service.config import Settings
 from service.engines.local import LocalEngine
 from service.store.db import make_engine, make_sessionmaker
 from service.store.models import Episode
+from tests.figures import record_figure
 from tests.servers import free_port, server_in_thread, server_process
 
 pytestmark = [pytest.mark.model]
@@ -203,9 +204,11 @@ def test_postgres_stopped_during_traffic_spools_then_drains_exactly_once(tmp_pat
 
 @pytest.mark.db
 @pytest.mark.slow
-def test_kill_9_during_50_streams_keeps_every_finished_stream(tmp_path, tiny_model_dir, postgres_url):
+@pytest.mark.parametrize("streams", [50, 200])
+def test_kill_9_during_concurrent_streams_keeps_every_finished_stream(tmp_path, tiny_model_dir, postgres_url, streams):
     port = free_port()
     env = {
+        "REVERIE_MAX_QUEUE": str(streams + 8),
         "REVERIE_DATABASE_URL": postgres_url,
         "REVERIE_MODEL": str(tiny_model_dir),
         "REVERIE_DATA_DIR": str(tmp_path / "data"),
@@ -217,7 +220,7 @@ def test_kill_9_during_50_streams_keeps_every_finished_stream(tmp_path, tiny_mod
     with server_process(env, port, tmp_path / "server.log") as process:
 
         async def one_stream(http: httpx.AsyncClient, i: int) -> None:
-            body = {"model": "reverie", "messages": MESSAGES, "max_tokens": 40 + i, "temperature": 1.0, "seed": i, "stream": True}
+            body = {"model": "reverie", "messages": MESSAGES, "max_tokens": 40 + i % 50, "temperature": 1.0, "seed": i, "stream": True}
             response_id, done = None, False
             try:
                 async with http.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body) as response:
@@ -231,16 +234,23 @@ def test_kill_9_during_50_streams_keeps_every_finished_stream(tmp_path, tiny_mod
                 finished.append(response_id)
 
         async def storm():
-            async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=100)) as http:
-                tasks = [asyncio.create_task(one_stream(http, i)) for i in range(50)]
-                while len(finished) < 10:
+            async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=streams + 10)) as http:
+                tasks = [asyncio.create_task(one_stream(http, i)) for i in range(streams)]
+                while len(finished) < streams // 5:
                     await asyncio.sleep(0.01)
                 process.send_signal(signal.SIGKILL)
                 await asyncio.gather(*tasks)
 
         asyncio.run(storm())
         process.wait(timeout=10)
-    assert 10 <= len(finished) < 50
-    by_id = {f"chatcmpl-{e.id.hex}": e for e in all_episodes(postgres_url)}
+    assert streams // 5 <= len(finished) < streams
+    episodes = all_episodes(postgres_url)
+    by_id = {f"chatcmpl-{e.id.hex}": e for e in episodes}
     missing = [i for i in finished if i not in by_id or by_id[i].status != "complete"]
-    assert missing == []
+    duplicated = len(finished) - len(set(finished)) + len(episodes) - len(by_id)
+    record_figure(
+        f"kill -9 of the API during {streams} concurrent streams",
+        streams=streams, finished_with_done=len(finished), acknowledged_missing=len(missing), duplicated=duplicated,
+        rows_left_pending=sum(e.status == "pending" for e in episodes),
+    )
+    assert missing == [] and duplicated == 0
