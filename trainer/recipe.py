@@ -93,6 +93,9 @@ def sleep(
     night = night or time.strftime("%Y-%m-%dT%H:%M:%S")
     report = progress or (lambda *_: None)
     seconds: dict[str, float] = {}
+    if config.seal_outer_loop:
+        raise ValueError("seal_outer_loop is not implemented yet: leave it false (the dreams are selected by "
+                         "teacher agreement and student loss only).")
     if config.growth_mode != "lora":
         raise ValueError("sleep() grows LoRA experts only so far; growth_mode 'layers' is a library function "
                          "(trainer.experts.grow_layers) not yet wired into the recipe.")
