@@ -7,6 +7,7 @@
     reverie sleep [--namespace NS] [--wait]    # fall asleep now
     reverie adapters list | activate VERSION [--namespace NS]
     reverie forget --namespace NS (--episode ID ... | --conversation ID | --all)
+    reverie eval --dataset FILE [--general FILE] --nights N --out DIR [--config NAME]
 """
 
 from __future__ import annotations
@@ -242,10 +243,29 @@ def build_parser() -> argparse.ArgumentParser:
     forget_cmd.add_argument("--all", action="store_true", help="every episode of the namespace")
     forget_cmd.add_argument("--database-url")
     forget_cmd.set_defaults(func=cmd_forget)
+    commands.add_parser("eval", help="the knowledge-incorporation benchmark (reverie eval --help)", add_help=False)
     return parser
 
 
+def run_eval(argv: list[str], data_dir: str | None) -> int:
+    """`reverie eval ...`: the trainer's benchmark, on the model the service prepared unless --model."""
+    from trainer.benchmark import main as benchmark
+
+    if "--model" not in argv and not any(a.startswith("--model=") for a in argv) and "-h" not in argv and "--help" not in argv:
+        from service.modelprep import prepare_model
+
+        settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
+        argv = [*argv, "--model", str(prepare_model(settings))]
+    return benchmark(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "eval" in argv:  # the trainer's benchmark parses its own arguments
+        at = argv.index("eval")
+        data_dir = argv[argv.index("--data-dir") + 1] if "--data-dir" in argv[:at] else None
+        configure_logging("text")
+        return run_eval(argv[at + 1 :], data_dir)
     args = build_parser().parse_args(argv)
     log_format = Settings().log_format
     if log_format == "auto":

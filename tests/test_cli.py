@@ -105,3 +105,27 @@ def test_forget_from_the_shell(tmp_path, capsys):
     assert main([*base, "--episode", str(records[2].id)]) == 0
     with sessions() as session:
         assert episode_store.list_episodes(session=session, namespace="ns") == []
+
+
+@pytest.mark.model
+def test_reverie_eval_runs_the_benchmark_on_the_prepared_model(tmp_path, tiny_model_dir):
+    import json
+
+    # the data dir's prepared model is the tiny one, so the wiring is exercised in seconds
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "SmolLM2-135M-Instruct").symlink_to(tiny_model_dir, target_is_directory=True)
+    case = {"id": "c0", "night": 1, "namespace": "default", "relation": "pet",
+            "episode": {"messages": [{"role": "user", "content": "Mirpa Lovos's parrot is named Lodun."},
+                                     {"role": "assistant", "content": "Noted!"}]},
+            "probes": [{"question": "What is the name of Mirpa Lovos's parrot?", "answers": ["Lodun"]}]}
+    (tmp_path / "facts.jsonl").write_text(json.dumps(case))
+    overrides = ["steps=1", "batch_size=2", "dream_max_new_tokens=4", "eval_max_new_tokens=4", "on_policy_max_new_tokens=4",
+                 "general_prompts=2", "gate_general_prompts=2", "imitation_every=0", "torch_threads=1", "expert_rank=4",
+                 "max_lora_rank=8", "semantic_model=self"]
+    argv = ["--data-dir", str(tmp_path), "eval", "--dataset", str(tmp_path / "facts.jsonl"), "--nights", "1",
+            "--out", str(tmp_path / "out")]
+    for item in overrides:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(results["closed_book_after"]) == 1
