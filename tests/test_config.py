@@ -56,3 +56,11 @@ def test_bad_values_are_refused():
         Settings(engine="tensorrt")
     with pytest.raises(ValidationError):
         Settings(model_name=" ")
+
+
+def test_readme_lists_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`REVERIE_{name.upper()}`" not in readme]
+    assert missing == []
