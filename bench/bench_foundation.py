@@ -6,14 +6,14 @@ Measured in one run, as ratios, on this machine:
 1. Latency and throughput of chat completions through the real HTTP API (uvicorn on loopback, the
    embedded default: SQLite store, recording on) against the same engine class called directly.
    Requests alternate between the two paths so that drift in the machine's speed hits both alike.
-2. Episode write throughput of the recorder (group commit) on Postgres, with many concurrent writers.
+2. Episode write throughput of the recorder (group commit) on Postgres, with many concurrent writers
+   (coroutines awaiting their own commit, as the API's request handlers do).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import json
 import os
 import statistics
@@ -128,9 +128,18 @@ def bench_store(episodes: int, writers: int) -> dict:
             )
             for _ in range(episodes)
         ]
+        async def write_all() -> list[str]:
+            # As in the API: request handlers are coroutines awaiting their episode's commit.
+            gate = asyncio.Semaphore(writers)
+
+            async def one(record):
+                async with gate:
+                    return await recorder.record(record)
+
+            return await asyncio.gather(*(one(r) for r in records))
+
         started = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(writers) as pool:
-            places = list(pool.map(recorder.record_sync, records))
+        places = asyncio.run(write_all())
         elapsed = time.perf_counter() - started
         recorder.close()
         with engine.connect() as connection:
@@ -146,7 +155,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--episodes", type=int, default=20000)
-    parser.add_argument("--writers", type=int, default=64)
+    parser.add_argument("--writers", type=int, default=256, help="requests recording at once")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks-foundation.json")
     args = parser.parse_args()
     model_dir = prepare_model(Settings(data_dir=REPO / ".cache" / "bench-data"), None)

@@ -34,6 +34,33 @@ _STORE_BACKOFF_S = 2.0
 _MAX_BATCH = 1000
 
 
+def _settle(items) -> None:
+    for future, outcome in items:
+        if future.done():  # an asyncio waiter cancelled meanwhile
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _notify(items) -> None:
+    """Wake the waiters of a batch: one hop into each event loop, not one per episode."""
+    by_loop: dict = {}
+    plain = []
+    for future, outcome in items:
+        if isinstance(future, asyncio.Future):
+            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+        else:
+            plain.append((future, outcome))
+    _settle(plain)
+    for loop, waiting in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, waiting)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
 class Recorder:
     def __init__(self, session_factory: sessionmaker[Session], spool: Spool):
         self.session_factory = session_factory
@@ -69,18 +96,20 @@ class Recorder:
     # -- writes ----------------------------------------------------------------------------------
     async def record(self, record: EpisodeRecord) -> str:
         """Persist this state of the episode; returns "store" or "spool". Safe to call when cancelled."""
-        return await asyncio.shield(asyncio.wrap_future(self._submit(record)))
+        future = asyncio.get_running_loop().create_future()
+        self._enqueue(record, future)
+        return await asyncio.shield(future)
 
     def record_sync(self, record: EpisodeRecord) -> str:
-        return self._submit(record).result()
-
-    def _submit(self, record: EpisodeRecord) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
+        self._enqueue(record, future)
+        return future.result()
+
+    def _enqueue(self, record: EpisodeRecord, future) -> None:
         if self._closed:
-            future.set_exception(StoreUnavailableError("the recorder is shut down"))
+            _settle([(future, StoreUnavailableError("the recorder is shut down"))])
         else:
             self._jobs.put((record, future))
-        return future
 
     def _writer_loop(self) -> None:
         while True:
@@ -97,38 +126,23 @@ class Recorder:
                     self._jobs.put(None)
                     break
                 batch.append(more)
-            self._write_batch(batch)
+            outcome = self._write_batch([record for record, _ in batch])
+            _notify([(future, outcome) for _, future in batch])
 
-    def _write_batch(self, batch: list[tuple[EpisodeRecord, concurrent.futures.Future]]) -> None:
-        records = [record for record, _ in batch]
-        where = "store"
+    def _write_batch(self, records: list[EpisodeRecord]) -> str | BaseException:
+        """Store, else spool (one fsync for the batch); the outcome every waiter of the batch gets."""
         if self.store_available:
             try:
                 self.write_to_store(records)
+                return "store"
             except SQLAlchemyError as exc:
                 self._mark_store_down(exc)
-                where = "spool"
-        else:
-            where = "spool"
-        if where == "spool":
-            failed_at = None
-            for index, record in enumerate(records):
-                try:
-                    self.spool.append(record)
-                except OSError as exc:
-                    log.error("spool write failed: %s", exc)
-                    failed_at = index
-                    break
-            if failed_at is not None:
-                error = StoreUnavailableError("the episode store and the local spool are both unavailable")
-                for index, (_, future) in enumerate(batch):
-                    if index >= failed_at:
-                        future.set_exception(error)
-                    else:
-                        future.set_result(where)
-                return
-        for _, future in batch:
-            future.set_result(where)
+        try:
+            self.spool.append_many(records)
+            return "spool"
+        except OSError as exc:
+            log.error("spool write failed: %s", exc)
+            return StoreUnavailableError("the episode store and the local spool are both unavailable")
 
     def write_to_store(self, records: list[EpisodeRecord]) -> None:
         """One transaction; the final state of each episode wins over an earlier one in the batch."""

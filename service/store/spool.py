@@ -38,13 +38,17 @@ class Spool:
 
     def append(self, record: EpisodeRecord) -> None:
         """Durably append one record; raises OSError when the disk refuses."""
-        line = json.dumps(record.to_json(), separators=(",", ":")) + "\n"
+        self.append_many([record])
+
+    def append_many(self, records: list[EpisodeRecord]) -> None:
+        """Durably append records with one fsync; raises OSError when the disk refuses."""
+        lines = "".join(json.dumps(r.to_json(), separators=(",", ":")) + "\n" for r in records)
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / ACTIVE
             created = not path.exists()
             with open(path, "a", encoding="utf-8") as handle:
-                handle.write(line)
+                handle.write(lines)
                 handle.flush()
                 os.fsync(handle.fileno())
             if created:
