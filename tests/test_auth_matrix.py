@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import httpx
@@ -12,7 +11,8 @@ import pytest
 from service.app import create_app, http_routes
 from service.config import Settings
 from service.store.db import upgrade
-from tests.servers import REPO, server_in_thread
+from tests.figures import record_figure
+from tests.servers import server_in_thread
 
 pytestmark = [pytest.mark.model]
 
@@ -60,9 +60,7 @@ def test_no_unauthorised_2xx(tmp_path, tiny_model_dir):
                 results.append((method, path, name, response.status_code))
     unauthorised = [r for r in results if 200 <= r[3] < 300 and r[2] not in allowed(r[1])]
     summary = {"requests": len(results), "routes": len(routes), "unauthorised_2xx": len(unauthorised)}
-    out = REPO / "test-output"
-    out.mkdir(exist_ok=True)
-    (out / "auth-matrix.json").write_text(json.dumps({"summary": summary, "results": results}, indent=1))
+    record_figure("auth matrix", **summary, credentials=list(CREDENTIALS))
     assert unauthorised == []
     # and the entitled ones do get in where the route exists for them
     assert ("POST", "/v1/chat/completions", "user", 200) in results

@@ -15,6 +15,7 @@ from service.store.db import make_engine, make_sessionmaker
 from service.store.models import Adapter, AdapterState, Episode
 from service.worker import SleepOutcome, Worker
 from tests.adapters import make_lora
+from tests.figures import record_figure
 from tests.test_store import completed, make_record
 
 
@@ -72,5 +73,6 @@ def test_disk_full_during_publish_fails_the_run_and_keeps_the_active_adapter(tin
         assert [(a.version, a.state) for a in session.query(Adapter)] == [(1, "active")]
         assert all(e.consolidated_by is None for e in session.query(Episode))
     leftovers = [p for p in (tiny_disk / "adapters").rglob("*") if p.is_file()] if (tiny_disk / "adapters").exists() else []
+    record_figure("disk full during publish", run_state=finished.state, active_adapter_after="v1", files_left=len(leftovers))
     assert leftovers == []  # the half-written .tmp folder was removed
     engine.dispose()
