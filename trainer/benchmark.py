@@ -21,10 +21,17 @@ from pathlib import Path
 
 import torch
 
-from trainer.chat import render
 from trainer.config import SleepConfig
 from trainer.dreaming import episode_messages
-from trainer.experts import EXPERT, PREVIOUS, adapter_factors, concatenate, grow_expert, read_experts, save_adapter
+from trainer.experts import (
+    EXPERT,
+    PREVIOUS,
+    adapter_factors,
+    concatenate,
+    grow_expert,
+    read_experts,
+    save_adapter,
+)
 from trainer.recipe import answers, load_model, sleep
 
 
@@ -131,7 +138,6 @@ def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config
     before = {n: accuracy(model, tokenizer, items[n], config)[0] for n in by_night}
     in_context = {n: accuracy(model, tokenizer, items[n], config, in_context=True)[0] for n in by_night}
     general_before = general_accuracy(model, tokenizer, general, config)
-    all_items = [i for n in by_night for i in items[n]]
     results: dict = {
         "config": config.to_dict(),
         "base_model": str(base_model),
@@ -155,7 +161,7 @@ def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config
     tracks = {name: {"closed_book_after": [], "retention": [], "general_after": [], "seconds": [],
                      "accepted": []} for name in systems}
     for n in range(1, nights + 1):
-        episodes = [dict(id=c["id"], messages=c["episode"]["messages"]) for c in by_night[n]]
+        episodes = [{"id": c["id"], "messages": c["episode"]["messages"]} for c in by_night[n]]
         # the recipe
         t0 = time.monotonic()
         state = systems["sleep"]
@@ -302,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides[key] = yaml.safe_load(value)
     try:
         config = SleepConfig.from_yaml(args.config, **overrides)
-    except (ValueError, OSError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         parser.error(str(exc))
     base = args.model or _default_model()
     results = run(args.dataset, args.general, args.nights, args.out, config, base,

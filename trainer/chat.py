@@ -91,8 +91,10 @@ def generate(
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
         ids, attention = pad_left(chunk, pad, device)
-        kwargs = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else dict(
-            do_sample=False, temperature=None, top_p=None, top_k=None)
+        if temperature > 0:
+            kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        else:
+            kwargs = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         out = model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new_tokens,
                              pad_token_id=pad, eos_token_id=eot, **kwargs)
         for row in out[:, ids.shape[1]:].tolist():

@@ -105,8 +105,8 @@ class SleepConfig:
             (self.growth_mode in GROWTH_MODES, f"growth_mode must be one of {GROWTH_MODES}."),
             (self.max_lora_rank in VLLM_LORA_RANKS, f"max_lora_rank must be one of vLLM's {VLLM_LORA_RANKS}."),
             (1 <= self.expert_rank and 2 * self.expert_rank <= self.max_lora_rank,
-             "expert_rank must be at least 1 and at most half of max_lora_rank, so that a merged stack and "
-             "tonight's expert fit the budget together."),
+             ("expert_rank must be at least 1 and at most half of max_lora_rank, so that a merged stack and "
+              "tonight's expert fit the budget together.")),
             (self.expert_alpha > 0, "expert_alpha must be positive."),
             (self.torch_threads is None or self.torch_threads >= 1, "torch_threads must be at least 1."),
             (self.steps >= 0, "steps must not be negative."),
@@ -155,7 +155,7 @@ class SleepConfig:
             path = CONFIG_DIR / f"{path}.yaml"
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a mapping of SleepConfig fields.")
+            raise TypeError(f"{path} must hold a mapping of SleepConfig fields.")
         data.update(overrides)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)

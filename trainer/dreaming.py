@@ -273,7 +273,7 @@ def select(dreams: list[Dream], config: SleepConfig, rng: random.Random) -> list
     by_episode: dict[str, list[Dream]] = {}
     for d in dreams:
         by_episode.setdefault(d.episode_id, []).append(d)
-    for eid, group in by_episode.items():
+    for group in by_episode.values():
         # one answer per question: the best-scored
         best: dict[str, Dream] = {}
         for d in group:

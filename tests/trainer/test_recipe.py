@@ -8,7 +8,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-import trainer.dreaming as dreaming
+from trainer import dreaming
 from trainer.config import SleepConfig
 from trainer.recipe import SleepResult, sleep
 
