@@ -280,8 +280,9 @@ def select(dreams: list[Dream], config: SleepConfig, rng: random.Random) -> list
             if d.question not in best or d.score > best[d.question].score:
                 best[d.question] = d
         group = sorted(best.values(), key=lambda d: -d.score)
-        grounded = [d for d in group if d.key_terms]
-        probes = rng.sample(grounded, min(config.held_out_per_episode, max(len(grounded) - 1, 0)))
+        # the best-grounded dream always trains; probes come from the rest
+        grounded = [d for d in group if d.key_terms][1:]
+        probes = rng.sample(grounded, min(config.held_out_per_episode, len(grounded)))
         for p in probes:
             p.held_out = True
         rest = [d for d in group if not d.held_out and d.agreement > 0]

@@ -51,6 +51,7 @@ def test_select_holds_out_probes_and_keeps_top_k_plus_random():
     assert len(probes) == 1 and len(trained) == 3
     rest = sorted((d for d in dreams if d.agreement > 0 and not d.held_out), key=lambda d: -d.score)
     assert trained[:2] == rest[:2]
+    assert max(dreams, key=lambda d: d.score) in trained  # the best dream is never held out
     assert all(d.answer != "ungrounded" for d in kept)
 
 
