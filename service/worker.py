@@ -45,7 +45,7 @@ class SleepJob:
 
     run_id: uuid.UUID
     namespace: str
-    episodes: list[dict]  # {"id": str, "messages": [...], "response": str}
+    episodes: list[dict]  # {"id": str, "messages": [..., the assistant's reply]}
     base_model: Path
     current_adapter: Path | None
     workdir: Path
@@ -187,8 +187,10 @@ class Worker:
             )
             current = adapter_store.active_adapter(session=session, namespace=run.namespace)
             episode_ids = [episode.id for episode in episodes]
+            # An episode is the whole interaction: the request's messages and the reply the client got.
             material = [
-                {"id": str(e.id), "messages": e.messages, "response": e.response or ""} for e in episodes
+                {"id": str(e.id), "messages": [*e.messages, {"role": "assistant", "content": e.response or ""}]}
+                for e in episodes
             ]
             current_path = Path(current.path) if current else None
         if not episodes:

@@ -1,0 +1,37 @@
+"""What the worker hands the trainer: whole interactions of the namespace's new, unflagged episodes."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.store import episodes as episode_store
+from service.store import runs as run_store
+from service.store.db import make_engine, make_sessionmaker
+from service.worker import SleepOutcome, Worker
+from tests.adapters import make_lora
+from tests.test_store import completed, make_record
+
+pytestmark = [pytest.mark.model]
+
+
+def test_the_trainer_sees_the_request_and_the_reply(tmp_path, tiny_model_dir, database_url):
+    sessions = make_sessionmaker(make_engine(database_url))
+    told = completed(make_record(messages=[{"role": "user", "content": "My dog is Pixel."}]), response="Nice name!")
+    planted = completed(make_record(messages=[{"role": "user", "content": "x"}]), response="y")
+    planted.flags = ["planted_instruction"]
+    other = completed(make_record(namespace="other"))
+    with sessions.begin() as session:
+        episode_store.upsert_episodes(session=session, records=[told, planted, other])
+    with sessions() as session:
+        run_store.enqueue_run(session=session, namespace="default", trigger="manual")
+    seen = []
+
+    def consolidate(job, progress):
+        seen.extend(job.episodes)
+        return SleepOutcome(adapter_dir=make_lora(tiny_model_dir, job.workdir / "a", seed=1), accepted=True, rank=4)
+
+    worker = Worker(session_factory=sessions, consolidator=consolidate, base_model=lambda: tiny_model_dir,
+                    adapters_dir=tmp_path / "adapters")
+    assert worker.run_once().state == "published"
+    assert seen == [{"id": str(told.id), "messages": [{"role": "user", "content": "My dog is Pixel."},
+                                                       {"role": "assistant", "content": "Nice name!"}]}]
