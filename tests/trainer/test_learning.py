@@ -24,8 +24,8 @@ FACTS = [
 
 def test_invented_facts_are_recalled_closed_book_after_one_sleep(smollm2_dir, tmp_path):
     torch.set_num_threads(1)
-    config = SleepConfig.from_yaml("cpu-default", torch_threads=1, steps=24, batch_size=6, general_prompts=4,
-                                   gate_general_prompts=4, lmbda=0.0, imitation_every=12, held_out_per_episode=1,
+    config = SleepConfig.from_yaml("cpu-default", torch_threads=1, steps=30, batch_size=6, general_prompts=4,
+                                   gate_general_prompts=4, lmbda=0.0, imitation_every=12, held_out_per_episode=0,
                                    eval_max_new_tokens=24, template_questions=2)
     episodes = [{"id": f"fact-{i}", "messages": [{"role": "user", "content": said},
                                                  {"role": "assistant", "content": "Got it, noted!"}]}
