@@ -129,3 +129,39 @@ def test_reverie_eval_runs_the_benchmark_on_the_prepared_model(tmp_path, tiny_mo
     assert main(argv) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(results["closed_book_after"]) == 1
+
+
+@pytest.mark.model
+def test_sleep_wait_and_adapters_from_the_shell(tmp_path, tiny_model_dir, capsys):
+    import threading
+
+    from service.sleeping import TrainerConsolidator
+    from service.store import episodes as episode_store
+    from service.store.db import make_sessionmaker, upgrade
+    from service.worker import Worker
+    from tests.servers import REPO
+    from tests.test_store import completed, make_record
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    sessions = make_sessionmaker(make_engine(url))
+    with sessions.begin() as session:
+        episode_store.upsert_episodes(session=session, records=[completed(make_record(namespace="ns"))])
+    worker = Worker(
+        session_factory=sessions, consolidator=TrainerConsolidator(str(REPO / "tests" / "data" / "tiny-sleep.yaml")),
+        base_model=lambda: tiny_model_dir, adapters_dir=tmp_path / "adapters",
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_forever, kwargs={"poll_s": 0.2, "stop": stop})
+    thread.start()
+    try:
+        assert main(["sleep", "--namespace", "ns", "--database-url", url, "--wait"]) == 0
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert "published" in capsys.readouterr().out
+    assert main(["adapters", "list", "--namespace", "ns", "--database-url", url]) == 0
+    assert "ns\tv1\tactive" in capsys.readouterr().out
+    assert main(["adapters", "activate", "3", "--namespace", "ns", "--database-url", url]) == 1
+    assert main(["adapters", "activate", "1", "--namespace", "ns", "--database-url", url]) == 0
+    assert "now serves v1" in capsys.readouterr().out
