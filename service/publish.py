@@ -6,13 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from service.store.spool import fsync_path
 
 
 def publish_folder(source: Path, final: Path) -> Path:
@@ -26,10 +20,10 @@ def publish_folder(source: Path, final: Path) -> Path:
     try:
         shutil.copytree(source, tmp)
         for path in sorted(tmp.rglob("*"), reverse=True):  # files before their folders
-            _fsync_path(path)
-        _fsync_path(tmp)
+            fsync_path(path)
+        fsync_path(tmp)
         os.rename(tmp, final)
-        _fsync_path(final.parent)
+        fsync_path(final.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

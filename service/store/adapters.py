@@ -86,6 +86,25 @@ def _next_version(session: Session, namespace: str) -> int:
     return (current or 0) + 1
 
 
+def _add_version(session: Session, *, namespace: str, state: str, **fields) -> Adapter:
+    """The namespace's next version, grown on the active one; an active newcomer demotes it."""
+    parent = active_adapter(session=session, namespace=namespace)
+    if parent is not None and state == AdapterState.ACTIVE:
+        parent.state = AdapterState.CANDIDATE
+        session.flush()
+    adapter = Adapter(
+        id=uuid.uuid4(),
+        namespace=namespace,
+        version=_next_version(session, namespace),
+        parent_version=parent.version if parent else None,
+        state=state,
+        **fields,
+    )
+    session.add(adapter)
+    session.flush()
+    return adapter
+
+
 def publish(
     *,
     session: Session,
@@ -101,24 +120,10 @@ def publish(
     """One transaction: the run is published, the adapter recorded and made active, its lineage
     written, and its episodes marked consolidated. Fenced by the run's epoch. Commits."""
     finish_run(session=session, run_id=run_id, epoch=epoch, state=RunState.PUBLISHED, metrics=metrics)
-    parent = active_adapter(session=session, namespace=namespace)
-    if parent is not None:
-        parent.state = AdapterState.CANDIDATE
-        session.flush()
-    adapter = Adapter(
-        id=uuid.uuid4(),
-        namespace=namespace,
-        version=_next_version(session, namespace),
-        parent_version=parent.version if parent else None,
-        run_id=run_id,
-        path=path,
-        rank=rank,
-        experts=experts,
-        metrics=metrics,
+    adapter = _add_version(
+        session, namespace=namespace, run_id=run_id, path=path, rank=rank, experts=experts, metrics=metrics,
         state=AdapterState.ACTIVE,
     )
-    session.add(adapter)
-    session.flush()
     session.add_all(AdapterEpisode(adapter_id=adapter.id, episode_id=episode_id) for episode_id in episode_ids)
     session.execute(
         update(Episode)
@@ -134,20 +139,10 @@ def record_rejected(
 ) -> Adapter:
     """A candidate below the gate is kept, with its metrics, as `rejected`; nothing is consolidated."""
     finish_run(session=session, run_id=run_id, epoch=epoch, state=RunState.REJECTED, metrics=metrics)
-    parent = active_adapter(session=session, namespace=namespace)
-    adapter = Adapter(
-        id=uuid.uuid4(),
-        namespace=namespace,
-        version=_next_version(session, namespace),
-        parent_version=parent.version if parent else None,
-        run_id=run_id,
-        path=path,
-        rank=rank,
-        experts=experts,
-        metrics=metrics,
+    adapter = _add_version(
+        session, namespace=namespace, run_id=run_id, path=path, rank=rank, experts=experts, metrics=metrics,
         state=AdapterState.REJECTED,
     )
-    session.add(adapter)
     session.commit()
     return adapter
 

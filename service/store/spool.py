@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 ACTIVE = "active.jsonl"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a folder's fsync makes its renames and new entries durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -52,7 +53,7 @@ class Spool:
                 handle.flush()
                 os.fsync(handle.fileno())
             if created:
-                _fsync_dir(self.directory)
+                fsync_path(self.directory)
 
     def _pending_files(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -96,7 +97,7 @@ class Spool:
                 if active.exists():
                     target = self.directory / f"draining-{time.time_ns()}.jsonl"
                     os.replace(active, target)
-                    _fsync_dir(self.directory)
+                    fsync_path(self.directory)
             written = 0
             for path in self._pending_files():
                 records = self._read(path)
@@ -104,7 +105,7 @@ class Spool:
                 path.unlink()
                 written += len(records)
             if written:
-                _fsync_dir(self.directory)
+                fsync_path(self.directory)
             return written
 
     def purge(self, forget: Callable[[EpisodeRecord], bool]) -> int:
@@ -137,5 +138,5 @@ class Spool:
                 os.replace(tmp, path)
                 removed += dropped
             if removed:
-                _fsync_dir(self.directory)
+                fsync_path(self.directory)
         return removed
