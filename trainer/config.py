@@ -95,6 +95,8 @@ class SleepConfig:
     # --- eval gate ------------------------------------------------------------------------------
     eval_max_new_tokens: int = _f(32, "greedy reply length of probes (the benchmark's 32).")
     gate_general_prompts: int = _f(12, "held-out general prompts the gate compares with the base's replies.")
+    gate_min_probes: int = _f(
+        5, "recall and retention gate only when at least this many probes back them (fewer: reported only).")
     min_recall: float = _f(0.2, "gate: recall on tonight's held-out probes at least this.")
     min_retention: float = _f(0.5, "gate: recall on earlier nights' probes at least this times its last value.")
     max_general_drop: float = _f(0.25, "gate: general agreement with the base may fall by at most this.")
@@ -136,6 +138,7 @@ class SleepConfig:
             (min(self.dream_max_new_tokens, self.question_max_new_tokens, self.eval_max_new_tokens,
                  self.on_policy_max_new_tokens) >= 1, "every max_new_tokens must be at least 1."),
             (self.max_seq_len >= 16, "max_seq_len must be at least 16."),
+            (self.gate_min_probes >= 1, "gate_min_probes must be at least 1."),
             (self.general_prompts >= 0 and self.gate_general_prompts >= 0,
              "general_prompts and gate_general_prompts must not be negative."),
             (self.grown_layers >= 1, "grown_layers must be at least 1."),

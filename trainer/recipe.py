@@ -188,9 +188,11 @@ def sleep(
     general = sum(_same_answer(a, b) for a, b in zip(now, base_gate)) / len(general_gate) if general_gate else None
     report("evaluate", 3, 3, None)
     reasons = []
-    if recall is not None and recall < config.min_recall:
+    # a handful of probes is noise, not evidence: below gate_min_probes the numbers are only reported
+    if recall is not None and len(probes) >= config.gate_min_probes and recall < config.min_recall:
         reasons.append(f"recall on tonight's held-out probes {recall:.2f} < {config.min_recall}")
-    if retention is not None and retention < config.min_retention:
+    if (retention is not None and len(earlier_probes) >= config.gate_min_probes
+            and retention < config.min_retention):
         reasons.append(f"retention of earlier probes {retention:.2f} < {config.min_retention}")
     if general is not None and general < 1 - config.max_general_drop:
         reasons.append(f"general agreement with the base {general:.2f} < {1 - config.max_general_drop:.2f}")

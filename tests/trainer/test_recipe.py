@@ -87,7 +87,14 @@ def test_three_nights_on_the_tiny_model(tiny_model_dir, tmp_path, grounded):
 
 def test_gate_rejects_below_thresholds(tiny_model_dir, tmp_path, grounded):
     result = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
-                   config=_config(steps=2, min_recall=1.0, imitation_every=0), out_dir=tmp_path / "n1")
+                   config=_config(steps=2, min_recall=1.0, imitation_every=0, gate_min_probes=1), out_dir=tmp_path / "n1")
     if result.metrics["recall"] < 1.0:
         assert not result.accepted and any("recall" in r for r in result.reasons)
     assert result.adapter_dir.is_dir()  # a rejected candidate is still saved, with its metrics
+
+
+def test_gate_does_not_judge_on_a_handful_of_probes(tiny_model_dir, tmp_path, grounded):
+    result = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
+                   config=_config(steps=1, min_recall=1.0, imitation_every=0, gate_min_probes=100,
+                                  max_general_drop=1.0), out_dir=tmp_path / "n1")
+    assert result.accepted and result.metrics["recall"] is not None
