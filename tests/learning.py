@@ -9,8 +9,8 @@ import yaml
 from trainer.config import CONFIG_DIR
 
 SHORT_NIGHT = dict(
-    torch_threads=1, steps=24, batch_size=6, general_prompts=4, gate_general_prompts=4, lmbda=0.0,
-    imitation_every=12, held_out_per_episode=1, eval_max_new_tokens=24, template_questions=2,
+    torch_threads=1, steps=30, batch_size=6, general_prompts=4, gate_general_prompts=4, lmbda=0.0,
+    imitation_every=12, held_out_per_episode=0, eval_max_new_tokens=24, template_questions=2,
 )
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from trainer.benchmark import correct
+from tests.learning import SHORT_NIGHT
 from trainer.config import SleepConfig
 from trainer.recipe import answers, load_model, sleep
 
@@ -24,9 +25,7 @@ FACTS = [
 
 def test_invented_facts_are_recalled_closed_book_after_one_sleep(smollm2_dir, tmp_path):
     torch.set_num_threads(1)
-    config = SleepConfig.from_yaml("cpu-default", torch_threads=1, steps=30, batch_size=6, general_prompts=4,
-                                   gate_general_prompts=4, lmbda=0.0, imitation_every=12, held_out_per_episode=0,
-                                   eval_max_new_tokens=24, template_questions=2)
+    config = SleepConfig.from_yaml("cpu-default", **SHORT_NIGHT)
     episodes = [{"id": f"fact-{i}", "messages": [{"role": "user", "content": said},
                                                  {"role": "assistant", "content": "Got it, noted!"}]}
                 for i, (said, _, _) in enumerate(FACTS)]
