@@ -4,7 +4,6 @@ runs, spool) are read at scrape time, so they are right whichever process (API o
 from __future__ import annotations
 
 import logging
-from datetime import timezone
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -78,8 +77,6 @@ class _StateCollector:
             by_outcome.setdefault(state, [])
             counts[state] = counts.get(state, 0) + 1
             if started and ended:
-                started = started if started.tzinfo else started.replace(tzinfo=timezone.utc)
-                ended = ended if ended.tzinfo else ended.replace(tzinfo=timezone.utc)
                 by_outcome[state].append((ended - started).total_seconds())
         for outcome, seconds in sorted(by_outcome.items()):
             runs_total.add_metric([outcome], counts[outcome])

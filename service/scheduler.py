@@ -39,11 +39,6 @@ def previous_fire_time(trigger: CronTrigger, now: datetime, horizon: timedelta =
     return previous
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; the store writes UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
-
-
 class Leadership:
     """Postgres advisory lock held on a dedicated connection; SQLite: always the leader."""
 
@@ -156,8 +151,8 @@ class NightScheduler:
         for backlog in self._backlogs():
             with self.session_factory() as session:
                 last = run_store.last_scheduled_run_at(session=session, namespace=backlog.namespace)
-            oldest = _aware(backlog.oldest_at)
-            if oldest is not None and oldest < missed and (last is None or _aware(last) < missed):
+            oldest = backlog.oldest_at
+            if oldest is not None and oldest < missed and (last is None or last < missed):
                 due.append(backlog.namespace)
         return self._enqueue(due, "schedule")
 

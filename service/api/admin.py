@@ -201,8 +201,6 @@ def get_backlog(_admin: AdminDep, session: SessionDep) -> Backlog:
     items = []
     for entry in store.backlog(session=session):
         oldest = entry.oldest_at
-        if oldest is not None and oldest.tzinfo is None:  # SQLite returns naive UTC
-            oldest = oldest.replace(tzinfo=timezone.utc)
         age = (now - oldest).total_seconds() if oldest else None
         items.append(BacklogItem(namespace=entry.namespace, episodes=entry.episodes, tokens=entry.tokens, oldest_at=oldest, oldest_age_s=age))
     return Backlog(items=items)
