@@ -40,6 +40,9 @@ class TrainerConsolidator:
         from trainer.recipe import sleep
 
         config = SleepConfig.from_yaml(self.config, **self.overrides)
+        if config.growth_mode != "lora":
+            raise ValueError(f"growth_mode {config.growth_mode!r} makes a new base model, and the service "
+                             "publishes and serves LoRA adapters over a fixed base only: use growth_mode 'lora'.")
         result = sleep(
             job.episodes,
             base_model=job.base_model,

@@ -35,3 +35,19 @@ def test_the_trainer_sees_the_request_and_the_reply(tmp_path, tiny_model_dir, da
     assert worker.run_once().state == "published"
     assert seen == [{"id": str(told.id), "messages": [{"role": "user", "content": "My dog is Pixel."},
                                                        {"role": "assistant", "content": "Nice name!"}]}]
+
+
+def test_the_trainer_consolidator_refuses_grown_layers(tmp_path):
+    """`growth_mode: layers` makes a new base, not an adapter: the run fails before training."""
+    import uuid
+    from pathlib import Path
+
+    from service.sleeping import TrainerConsolidator
+    from service.worker import SleepJob
+
+    job = SleepJob(run_id=uuid.uuid4(), namespace="default", episodes=[], base_model=tmp_path,
+                   current_adapter=None, workdir=tmp_path)
+    config = str(Path(__file__).parent / "data" / "tiny-sleep.yaml")
+    consolidator = TrainerConsolidator(config, growth_mode="layers")
+    with pytest.raises(ValueError, match="LoRA adapters"):
+        consolidator(job, lambda *_: None)

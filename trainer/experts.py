@@ -8,6 +8,10 @@ slices (which night grew which expert); peft and vLLM ignore it.
 While training, the model holds up to three adapters: `previous` (the served stack, frozen; also the
 teacher), optionally `memory` (`previous` merged down to fit the rank budget, frozen) and `expert`
 (tonight's, the only trainable one).
+
+Grown-weights mode instead adds decoder layers whose output projections start at zero (the function is
+unchanged) and trains only them; the result is a new base folder. The teachers are the model before
+growth: `adapters()` skips tonight's layers, as it turns tonight's expert off in LoRA mode.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from safetensors.torch import save_file
 from trainer.config import VLLM_LORA_RANKS
 
 EXPERTS_FILE = "reverie_experts.json"
+LAYERS_FILE = "reverie_layers.json"  # in a grown base folder: which night grew which layers
+GROWN = "reverie_grown_layers"  # model attribute: indices of tonight's grown layers (the student's own)
 PREVIOUS, MEMORY, EXPERT = "previous", "memory", "expert"
 
 # {module path inside the peft model: (A (r, in), B (out, r))}, scaling already folded into B.
@@ -76,20 +82,21 @@ def grow_expert(
     target_modules: Sequence[str],
     frozen: Sequence[str] = (),
     seed: int = 0,
+    name: str = EXPERT,
 ) -> PeftModel:
-    """Add the trainable adapter `expert` (A random, B = 0: the function is unchanged to the bit).
+    """Add the trainable adapter `name` (A random, B = 0: the function is unchanged to the bit).
 
     `model` is a plain transformers model or a PeftModel whose adapters named in `frozen` stay active
-    and frozen. Returns the PeftModel with `frozen + [expert]` active and only `expert` trainable.
+    and frozen. Returns the PeftModel with `frozen + [name]` active and only `name` trainable.
     """
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(target_modules))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if isinstance(model, PeftModel):
-            model.add_adapter(EXPERT, config)
+            model.add_adapter(name, config)
         else:
-            model = get_peft_model(model, config, adapter_name=EXPERT)
-    set_active(model, [*frozen, EXPERT])
+            model = get_peft_model(model, config, adapter_name=name)
+    set_active(model, [*frozen, name], trainable=name)
     return model
 
 
@@ -102,20 +109,22 @@ def set_active(model: PeftModel, names: Sequence[str], trainable: str | None = E
 
 @contextmanager
 def adapters(model: torch.nn.Module, names: Sequence[str] | None) -> Iterator[torch.nn.Module]:
-    """Run a block with other adapters active (None: the bare base model); restores the student after."""
-    if not isinstance(model, PeftModel):
-        yield model
-        return
-    before = list(model.base_model.active_adapters)
-    try:
-        if names is None:
-            with model.disable_adapter():
-                yield model
-        else:
-            set_active(model, names)
+    """Run a block as a teacher: other adapters active (None: the bare base model) and tonight's grown
+    layers, if any, skipped (see `grow_student_layers`); restores the student after."""
+    with skipping_layers(model, getattr(model, GROWN, ())):
+        if not isinstance(model, PeftModel):
             yield model
-    finally:
-        set_active(model, before)
+            return
+        before = list(model.base_model.active_adapters)
+        try:
+            if names is None:
+                with model.disable_adapter():
+                    yield model
+            else:
+                set_active(model, names)
+                yield model
+        finally:
+            set_active(model, before)
 
 
 def adapter_factors(model: PeftModel, adapter: str) -> Factors:
@@ -274,3 +283,58 @@ def grow_layers(model: torch.nn.Module, count: int = 1) -> list[int]:
             types.insert(index, types[index - 1])
         model.config.layer_types = types
     return new_indices
+
+
+def grow_student_layers(model: torch.nn.Module, count: int = 1) -> list[int]:
+    """Tonight's student in grown-weights mode: `grow_layers`, then only the new layers train, and every
+    teacher view (`adapters`) skips them, so the teachers are the model before growth. Returns the indices."""
+    new = grow_layers(model, count)
+    for param in model.parameters():
+        param.requires_grad = False
+    for index in new:
+        for param in model.model.layers[index].parameters():
+            param.requires_grad = True
+    setattr(model, GROWN, tuple(new))
+    return new
+
+
+@contextmanager
+def skipping_layers(model: torch.nn.Module, indices: Sequence[int]) -> Iterator[torch.nn.Module]:
+    """Run a block with these decoder layers bypassed: the residual stream passes them unchanged.
+
+    The other layers keep their `layer_idx` (their KV-cache slots, sized by `num_hidden_layers`), so
+    the block computes exactly the model as it was before the skipped layers were grown.
+    """
+    if not indices:
+        yield model
+        return
+    owner = (model.get_base_model() if isinstance(model, PeftModel) else model).model
+    full, skip = owner.layers, set(indices)
+    owner.layers = torch.nn.ModuleList([layer for i, layer in enumerate(full) if i not in skip])
+    try:
+        yield model
+    finally:
+        owner.layers = full
+
+
+def read_growth(model_dir: str | Path) -> list[dict]:
+    """The growth record of a base folder (one entry per night that grew layers; empty for a plain base)."""
+    path = Path(model_dir) / LAYERS_FILE
+    return json.loads(path.read_text())["growth"] if path.is_file() else []
+
+
+def save_model(out_dir: str | Path, model: torch.nn.Module, tokenizer, growth: list[dict]) -> Path:
+    """Write a plain transformers folder (config, safetensors weights, tokenizer) atomically, with the
+    growth record `reverie_layers.json` beside it; `AutoModelForCausalLM.from_pretrained` loads it."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)  # safetensors
+    tokenizer.save_pretrained(tmp)
+    (tmp / LAYERS_FILE).write_text(json.dumps({"layers": model.config.num_hidden_layers, "growth": growth},
+                                              indent=2))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir

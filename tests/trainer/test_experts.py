@@ -17,6 +17,7 @@ from trainer.experts import (
     delta,
     grow_expert,
     grow_layers,
+    grow_student_layers,
     merge,
     read_experts,
     save_adapter,
@@ -151,3 +152,23 @@ def test_grown_layers_preserve_the_function(tiny_model_dir, tmp_path):
     model.save_pretrained(tmp_path / "grown")
     again = _model(tmp_path / "grown")
     assert torch.equal(_logits(again), before)
+
+
+def test_teacher_view_skips_tonights_grown_layers(tiny_model_dir):
+    model = _model(tiny_model_dir)
+    before = _logits(model)
+    gen_before = model.generate(_ids(), max_new_tokens=5, do_sample=False)
+    new = grow_student_layers(model, 2)
+    assert new == [1, 3] and len(model.model.layers) == 4
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith(("model.layers.1.", "model.layers.3.")) for n in trainable)
+    with torch.no_grad():  # as if trained: the grown layers now change the function
+        for i in new:
+            model.model.layers[i].self_attn.o_proj.weight.normal_(0, 0.5)
+    student = _logits(model)
+    assert not torch.equal(student, before)
+    with adapters(model, None):  # every teacher is the model before growth, KV cache included
+        assert len(model.model.layers) == 2
+        assert torch.equal(_logits(model), before)
+        assert torch.equal(model.generate(_ids(), max_new_tokens=5, do_sample=False), gen_before)
+    assert len(model.model.layers) == 4 and torch.equal(_logits(model), student)
