@@ -152,12 +152,13 @@ def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config
         f"general {general_before} ({time.monotonic() - started:.0f}s)")
     del model
 
-    def evaluate(adapter_dir, n):
-        tok, m = with_adapter(base_model, adapter_dir, config)
+    def evaluate(base, adapter_dir, n):
+        tok, m = with_adapter(base, adapter_dir, config)
         row = [accuracy(m, tok, items[i], config)[0] for i in range(1, n + 1)]
         return row, general_accuracy(m, tok, general, config)
 
-    systems = {"sleep": {"adapter": None, "dreams": []}, "naive_sft": {"adapter": None}}
+    # growth_mode 'layers' makes a new base each night (and no adapter): the sleep track follows it
+    systems = {"sleep": {"base": base_model, "adapter": None, "dreams": []}, "naive_sft": {"adapter": None}}
     tracks = {name: {"closed_book_after": [], "retention": [], "general_after": [], "seconds": [],
                      "accepted": []} for name in systems}
     for n in range(1, nights + 1):
@@ -165,13 +166,14 @@ def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config
         # the recipe
         t0 = time.monotonic()
         state = systems["sleep"]
-        result = sleep(episodes, base_model=base_model, adapter_dir=state["adapter"],
+        result = sleep(episodes, base_model=state["base"], adapter_dir=state["adapter"],
                        earlier_dreams=state["dreams"], config=config, out_dir=out / f"night-{n}",
                        night=str(n), show_progress=sys.stderr.isatty())
         seconds = time.monotonic() - t0
         if result.accepted:
             state["adapter"], state["dreams"] = result.adapter_dir, result.dreams
-        row, gen = evaluate(state["adapter"], n)
+            state["base"] = result.model_dir or state["base"]
+        row, gen = evaluate(state["base"], state["adapter"], n)
         _record(tracks["sleep"], row, gen, seconds, result.accepted)
         log(f"night {n}: sleep {seconds:.0f}s accepted={result.accepted} {result.reasons} "
             f"recall {row[-1]:.3f} retention {row} general {gen}")
@@ -181,7 +183,7 @@ def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config
         naive["adapter"] = naive_sft(episodes, base_model=base_model, adapter_dir=naive["adapter"],
                                      config=config, out_dir=out / f"naive-{n}")
         seconds = time.monotonic() - t0
-        row, gen = evaluate(naive["adapter"], n)
+        row, gen = evaluate(base_model, naive["adapter"], n)
         _record(tracks["naive_sft"], row, gen, seconds, True)
         log(f"night {n}: naive SFT {seconds:.0f}s recall {row[-1]:.3f} retention {row} general {gen}")
 

@@ -44,6 +44,9 @@ class SleepConfig:
     )
     cloze_questions: int = _f(
         4, "prompts per episode made of the start of a user statement ('Continue what I told you: ...').")
+    quote_answers: bool = _f(
+        True, "also answer each question with the user's own sentences about it, scored by the in-context "
+        "teacher (a restatement the teacher need not write; small teachers often only acknowledge).")
     restate: bool = _f(False, "also ask, once per episode, to repeat what was said word for word.")
     model_questions: int = _f(4, "questions the in-context model writes itself per episode (sampled).")
     answers_per_question: int = _f(1, "teacher answers per question (first greedy, then sampled).")
@@ -56,7 +59,20 @@ class SleepConfig:
     seal_outer_loop: bool = _f(
         False, "SEAL/ReST-EM outer loop: throw-away adapter per dream set, keep sets that raise held-out recall."
     )
-    seal_rounds: int = _f(1, "rounds of the SEAL outer loop when enabled.")
+    seal_rounds: int = _f(
+        1, "rounds of the SEAL outer loop: each deals the dreams into new random sets; a dream's reward is "
+        "the mean over rounds of its sets' rewards.")
+    seal_sets_per_episode: int = _f(
+        2, "SEAL: candidate dream sets per episode and round (its training dreams dealt at random).")
+    seal_steps: int = _f(4, "SEAL: optimizer steps of each throw-away adapter (the knowledge-seeding loss).")
+    seal_min_reward: float = _f(
+        0.0, "SEAL: a set wins when its reward (held-out recall gain of its episode) is above this.")
+    seal_writer_steps: int = _f(
+        8, "SEAL: optimizer steps fine-tuning the dream writer (a LoRA over the base, causal-LM loss) on the "
+        "winning dreams; saved as `reverie_writer/` in the adapter folder. 0: no writer.")
+    seal_dream_with_writer: bool = _f(
+        True, "SEAL: when the previous adapter folder holds a dream writer, it writes tonight's dream "
+        "answers (scoring and teacher logits stay the current model's).")
 
     # --- knowledge seeding ----------------------------------------------------------------------
     growth_mode: str = _f("lora", "`lora`: grow a LoRA expert; `layers`: add zero-initialised decoder layers.")
@@ -143,6 +159,10 @@ class SleepConfig:
              "general_prompts and gate_general_prompts must not be negative."),
             (self.grown_layers >= 1, "grown_layers must be at least 1."),
             (self.seal_rounds >= 1, "seal_rounds must be at least 1."),
+            (self.seal_sets_per_episode >= 1 and self.seal_steps >= 1,
+             "seal_sets_per_episode and seal_steps must be at least 1."),
+            (-1.0 <= self.seal_min_reward < 1.0, "seal_min_reward must be in [-1, 1) (a recall gain)."),
+            (self.seal_writer_steps >= 0, "seal_writer_steps must not be negative."),
             (0.0 <= self.min_recall <= 1.0 and 0.0 <= self.min_retention <= 1.0
              and 0.0 <= self.max_general_drop <= 1.0, "gate thresholds must be in [0, 1]."),
         ]

@@ -2,11 +2,14 @@
 
 Questions are relation-agnostic: templated from the names/entities of the episode ("What do you know
 about X?") and, optionally, written by the model itself. Answers come from the **in-context teacher**
-(the model with the episode in context), the learning signal the eval README calls for. Dreams are
-scored by teacher agreement (overlap of the answer with the episode's own content words, and how much
-more likely the context makes the answer) and by student loss (the answer's loss without context:
-what the model does not know yet); the top-k plus a few random ones are kept, and a few are held out
-as tonight's probes for the eval gate. Only an episode's `messages` (and id) are read.
+(the model with the episode in context), the learning signal the eval README calls for; with
+`quote_answers` each question is also answered with the user's own sentences about it, a restatement
+the teacher does not have to write but still scores (its logits on it are the training target). Dreams
+are scored by teacher agreement (overlap of the answer with what the *user* said, so an echoed "Noted!"
+counts for nothing, and how much more likely the context makes the answer) and by student loss (the
+answer's loss without context: what the model does not know yet); the top-k plus a few random ones are
+kept, and a few are held out as tonight's probes for the eval gate. Only an episode's `messages` (and
+id) are read.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 from trainer.chat import Messages, answer_ids, continuation_logits, decode, generate, render
 from trainer.config import SleepConfig
+from trainer.experts import adapters
 from trainer.losses import token_logprobs
 
 TEMPLATES = (
@@ -61,7 +66,7 @@ class Dream:
     episode_id: str
     question: str
     answer: str
-    source: str = "template"  # template | model | general
+    source: str = "template"  # template | model | quote (the user's own sentences, teacher-scored)
     held_out: bool = False  # a probe of the eval gate, never trained on
     key_terms: list[str] = field(default_factory=list)  # episode words the teacher's answer contains
     agreement: float = 0.0
@@ -110,6 +115,30 @@ def episode_text(episode: dict) -> str:
     return "\n".join(m["content"] for m in episode_messages(episode))
 
 
+def told_text(episode: dict) -> str:
+    """What the user said: the information of an episode. The assistant's turns are the model's own
+    words (an acknowledgement, usually); a dream that echoes them teaches nothing."""
+    said = [m["content"] for m in episode_messages(episode) if m["role"] == "user"]
+    return "\n".join(said) if said else episode_text(episode)
+
+
+def statements(episode: dict) -> list[str]:
+    """The user's sentences, in order."""
+    return [s.strip() for m in episode_messages(episode) if m["role"] == "user"
+            for s in re.split(r"(?<=[.!?])\s+|\n+", m["content"]) if s.strip()]
+
+
+def quote(episode: dict, question: str, tokenizer, max_tokens: int) -> str:
+    """The user's own sentences about what a question names (all of them when it names none), cut to
+    `max_tokens`: a restatement the in-context teacher scores token by token without having to write it
+    (a 135M teacher often replies "Noted!" instead of restating)."""
+    asked = words(question) - _PROMPT_WORDS
+    said = statements(episode)
+    about = [s for s in said if words(s) & asked] or said
+    ids = tokenizer.encode(" ".join(about), add_special_tokens=False)
+    return tokenizer.decode(ids[:max_tokens]).strip()
+
+
 def words(text: str) -> set[str]:
     """Lower-cased content words (no stop words, possessives stripped)."""
     out = set()
@@ -118,6 +147,9 @@ def words(text: str) -> set[str]:
         if len(w) >= 2 and w not in STOPWORDS:
             out.add(w)
     return out
+
+
+_PROMPT_WORDS = words(" ".join(TEMPLATES + CLOZE + (RESTATE, QUESTION_PROMPT)))
 
 
 def entities(text: str, limit: int) -> list[str]:
@@ -207,9 +239,12 @@ def dream(
     *,
     night: str | None = None,
     progress=None,
+    writer: Sequence[str] | None = None,
 ) -> list[Dream]:
     """Write, score and select tonight's dreams. `model` is the current model (teacher and student).
 
+    `writer`: adapters that write the answers instead (the SEAL dream writer, `trainer.seal`); the
+    questions, the scores and the cached teacher logits stay the current model's.
     Returns the kept dreams, the held-out probes among them (`held_out=True`).
     """
     rng = random.Random(config.seed)
@@ -229,14 +264,20 @@ def dream(
                       + [{"role": "user", "content": d.question}], config.system_prompt) for d in candidates]
     answered: list[Dream] = []
     for k in range(config.answers_per_question):
-        out = generate(model, tokenizer, prompts, max_new_tokens=config.dream_max_new_tokens,
-                       temperature=0.0 if k == 0 else config.dream_temperature, generator_seed=config.seed + k)
+        with adapters(model, writer) if writer else nullcontext():
+            out = generate(model, tokenizer, prompts, max_new_tokens=config.dream_max_new_tokens,
+                           temperature=0.0 if k == 0 else config.dream_temperature,
+                           generator_seed=config.seed + k)
         for d, ids in zip(candidates, out):
             text = decode(tokenizer, ids)
             if text:
                 answered.append(Dream(d.episode_id, d.question, text, d.source, night=night))
         if progress:
             progress("dream", k + 1, config.answers_per_question, None)
+    if config.quote_answers:
+        answered += [Dream(d.episode_id, d.question, quote(by_id[d.episode_id], d.question, tokenizer,
+                                                             config.dream_max_new_tokens), "quote", night=night)
+                     for d in candidates]
     score(model, tokenizer, answered, by_id, config)
     return select(answered, config, rng)
 
@@ -247,7 +288,7 @@ def score(model, tokenizer, dreams: list[Dream], episodes: dict[str, dict], conf
     """Fill agreement, teacher loss (with the episode) and student loss (without it) of each dream."""
     pad = tokenizer.pad_token_id
     for d in dreams:
-        d.agreement, d.key_terms = agreement(d.answer, episode_text(episodes[d.episode_id]), d.question)
+        d.agreement, d.key_terms = agreement(d.answer, told_text(episodes[d.episode_id]), d.question)
     for start in range(0, len(dreams), batch_size):
         chunk = dreams[start:start + batch_size]
         conts = [answer_ids(tokenizer, d.answer) for d in chunk]
@@ -274,18 +315,20 @@ def select(dreams: list[Dream], config: SleepConfig, rng: random.Random) -> list
     for d in dreams:
         by_episode.setdefault(d.episode_id, []).append(d)
     for group in by_episode.values():
-        # one answer per question: the best-scored
-        best: dict[str, Dream] = {}
+        # per question the best-scored answer the teacher wrote, and the quote: two phrasings of a fact
+        best: dict[tuple[str, bool], Dream] = {}
         for d in group:
-            if d.question not in best or d.score > best[d.question].score:
-                best[d.question] = d
+            key = (d.question, d.source == "quote")
+            if key not in best or d.score > best[key].score:
+                best[key] = d
         group = sorted(best.values(), key=lambda d: -d.score)
         # the best-grounded dream always trains; probes come from the rest
-        grounded = [d for d in group if d.key_terms][1:]
+        grounded = [d for d in group[1:] if d.key_terms and d.question != group[0].question]
         probes = rng.sample(grounded, min(config.held_out_per_episode, len(grounded)))
         for p in probes:
             p.held_out = True
-        rest = [d for d in group if not d.held_out and d.agreement > 0]
+        asked = {p.question for p in probes}  # a probe's question is never trained, in any phrasing
+        rest = [d for d in group if d.question not in asked and d.agreement > 0]
         top, others = rest[: config.keep_top_k], rest[config.keep_top_k:]
         kept += probes + top + rng.sample(others, min(config.keep_random, len(others)))
     training = {id(d) for d in kept if not d.held_out}

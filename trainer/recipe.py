@@ -6,6 +6,7 @@
 `episodes` are dicts with `messages` (the chat) and `id`; nothing else of them is read. The result
 carries the candidate adapter folder (standard PEFT LoRA), the metrics, the dreams to keep for the
 next nights (held-out probes included: they measure retention later) and the gate's verdict.
+With `growth_mode: layers` the candidate is a new base folder instead (`model_dir`, no adapter).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from trainer import prompts
+from trainer import prompts, seal
 from trainer.chat import decode, generate, render
 from trainer.config import SleepConfig
 from trainer.dreaming import Dream, dream, fitted_messages, words
@@ -31,10 +32,13 @@ from trainer.experts import (
     adapters,
     concatenate,
     grow_expert,
+    grow_student_layers,
     load_factors,
     merge,
     read_experts,
+    read_growth,
     save_adapter,
+    save_model,
 )
 from trainer.seeding import Example, build_example, cache_teacher, seed
 from trainer.semantic import load_similarity
@@ -44,11 +48,12 @@ Progress = Callable[[str, int, int, float | None], None]
 
 @dataclass
 class SleepResult:
-    adapter_dir: Path
+    adapter_dir: Path | None  # the candidate PEFT LoRA folder; None in `layers` growth mode
     accepted: bool
     metrics: dict
     dreams: list[dict] = field(default_factory=list)  # to keep: pass back as `earlier_dreams` next night
     reasons: list[str] = field(default_factory=list)  # why the gate rejected it (empty when accepted)
+    model_dir: Path | None = None  # `layers` growth mode: the candidate base folder (None in `lora` mode)
 
 
 def load_model(path: str | Path, config: SleepConfig):
@@ -87,18 +92,21 @@ def sleep(
     progress: Progress | None = None,
     show_progress: bool = False,
 ) -> SleepResult:
-    """Consolidate `episodes` into a new expert on top of `adapter_dir` (None: the first night)."""
+    """Consolidate `episodes` into a new expert on top of `adapter_dir` (None: the first night).
+
+    With `config.growth_mode == "layers"`, `config.grown_layers` decoder layers are grown instead (output
+    projections zero: the function is unchanged) and trained alone, every teacher being the model
+    before growth; the candidate is a new base folder, `out_dir / "model"` (`SleepResult.model_dir`,
+    `adapter_dir` None). The next night passes that folder as `base_model`, with `adapter_dir=None`. An
+    `adapter_dir` given in this mode is a LoRA adapter over `base_model` (the stack served before a
+    switch of mode): it is merged into the weights before growing, so the new base carries it.
+    """
     started = time.monotonic()
     out_dir = Path(out_dir)
     night = night or time.strftime("%Y-%m-%dT%H:%M:%S")
     report = progress or (lambda *_: None)
     seconds: dict[str, float] = {}
-    if config.seal_outer_loop:
-        raise ValueError("seal_outer_loop is not implemented yet: leave it false (the dreams are selected by "
-                         "teacher agreement and student loss only).")
-    if config.growth_mode != "lora":
-        raise ValueError("sleep() grows LoRA experts only so far; growth_mode 'layers' is a library function "
-                         "(trainer.experts.grow_layers) not yet wired into the recipe.")
+    layers_mode = config.growth_mode == "layers"
 
     # --- setup ------------------------------------------------------------------------------------
     report("setup", 0, 1, None)
@@ -111,7 +119,14 @@ def sleep(
     teacher: list[str] | None = None  # the current model: previous stack, or the bare base
     frozen: list[str] = []
     merge_report = None
-    if adapter_dir is not None:
+    if adapter_dir is not None and layers_mode:
+        from peft import PeftModel
+
+        if not (Path(adapter_dir) / "adapter_config.json").is_file():
+            raise ValueError(f"{adapter_dir} is not a LoRA adapter: in growth_mode 'layers' the previous "
+                             "night's model folder is passed as base_model, with adapter_dir=None.")
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload().eval()
+    elif adapter_dir is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=PREVIOUS).eval()
@@ -124,6 +139,7 @@ def sleep(
             load_factors(model, MEMORY, merged, targets)
             frozen = [MEMORY]
             experts = [{"name": "merged", "rank": merge_report.rank_after, "merged": [e["name"] for e in experts]}]
+    writer = seal.load_writer(model, adapter_dir, config)  # SEAL: the previous night's dream writer, if any
     similarity = load_similarity(config.semantic_model, model, tokenizer)
     report("setup", 1, 1, None)
     seconds["setup"] = time.monotonic() - started
@@ -131,15 +147,35 @@ def sleep(
     # --- dream: the current model, with each episode in context, writes tonight's dreams ------------
     t0 = time.monotonic()
     with adapters(model, teacher):
-        dreams = dream(model, tokenizer, episodes, config, night=night, progress=progress)
+        dreams = dream(model, tokenizer, episodes, config, night=night, progress=progress, writer=writer)
+    seal.unload_writer(model, writer)
     probes = [d for d in dreams if d.held_out]
     trained = [d for d in dreams if not d.held_out]
     seconds["dream"] = time.monotonic() - t0
 
-    # --- seed: grow tonight's expert and train only it --------------------------------------------
+    # --- SEAL / ReST-EM (optional): keep the dream sets whose throw-away adapter raised held-out recall,
+    # and fine-tune the dream writer on them (trainer/seal.py); the model is left as it was
+    seal_metrics, writer_factors = None, None
+    if config.seal_outer_loop:
+        t0 = time.monotonic()
+        outcome = seal.outer_loop(model, tokenizer, trained, probes, episodes, config, teacher=teacher,
+                                  frozen=frozen, similarity=similarity, progress=progress)
+        writer_factors, writer_metrics = seal.train_writer(model, tokenizer, outcome.winners, episodes,
+                                                           config)
+        kept = {id(d) for d in outcome.kept}
+        dreams = [d for d in dreams if d.held_out or id(d) in kept]
+        trained = outcome.kept
+        seal_metrics = {**outcome.metrics, "writer": writer_metrics}
+        seconds["seal"] = time.monotonic() - t0
+
+    # --- seed: grow tonight's expert (or layers) and train only it ----------------------------------
     t0 = time.monotonic()
-    model = grow_expert(model, rank=config.expert_rank, alpha=config.expert_alpha,
-                        target_modules=config.target_modules, frozen=frozen, seed=config.seed)
+    grown: list[int] = []
+    if layers_mode:  # the teachers (`adapters`) skip the grown layers: they are the model before growth
+        grown = grow_student_layers(model, config.grown_layers)
+    else:
+        model = grow_expert(model, rank=config.expert_rank, alpha=config.expert_alpha,
+                            target_modules=config.target_modules, frozen=frozen, seed=config.seed)
     by_id = {str(e.get("id", "")): e for e in episodes}
     examples: list[Example] = []
     for d in trained:
@@ -198,13 +234,22 @@ def sleep(
         reasons.append(f"general agreement with the base {general:.2f} < {1 - config.max_general_drop:.2f}")
     seconds["evaluate"] = time.monotonic() - t0
 
-    # --- save: the experts concatenated into one standard PEFT folder -------------------------------
+    # --- save: the experts concatenated into one standard PEFT folder, or the grown base -------------
     report("save", 0, 1, None)
-    stack = [adapter_factors(model, name) for name in frozen] + [adapter_factors(model, EXPERT)]
-    experts = experts + [{"name": f"night-{night}", "rank": config.expert_rank, "episodes": list(by_id)}]
-    adapter = save_adapter(out_dir / "adapter", concatenate(stack), experts,
-                           base_model_name_or_path=served_base or str(base_model),
-                           target_modules=config.target_modules)
+    adapter = model_dir = None
+    if layers_mode:
+        growth = [*read_growth(base_model), {"name": f"night-{night}", "layers": grown, "episodes": list(by_id)}]
+        model_dir = save_model(out_dir / "model", model, tokenizer, growth)
+    else:
+        stack = [adapter_factors(model, name) for name in frozen] + [adapter_factors(model, EXPERT)]
+        experts = experts + [{"name": f"night-{night}", "rank": config.expert_rank, "episodes": list(by_id)}]
+        adapter = save_adapter(out_dir / "adapter", concatenate(stack), experts,
+                               base_model_name_or_path=served_base or str(base_model),
+                               target_modules=config.target_modules)
+    if writer_factors is not None:  # travels with the adapter; a grown base renumbers layers: not reused
+        seal_metrics["writer"]["path"] = str(seal.save_writer(
+            out_dir / "writer" if layers_mode else adapter / seal.WRITER_DIR, writer_factors, config,
+            base_model_name_or_path=served_base or str(base_model), night=night))
     seconds["total"] = time.monotonic() - started
     metrics = {
         "recall": recall,
@@ -214,10 +259,13 @@ def sleep(
         "earlier_probes": len(earlier_probes),
         "dreams": len(trained),
         "replayed": len(replayable),
-        "rank": sum(e["rank"] for e in experts),
-        "experts": len(experts),
+        "rank": None if layers_mode else sum(e["rank"] for e in experts),
+        "experts": None if layers_mode else len(experts),
+        "layers": model.config.num_hidden_layers,
+        "grown_layers": grown or None,
         "merge_error": None if merge_report is None else merge_report.max_relative_error,
         "train": train_metrics,
+        "seal": seal_metrics,
         "seconds": seconds,
     }
     keep = [d.to_dict() for d in dreams] + [d for d in earlier_dreams]
@@ -227,7 +275,7 @@ def sleep(
         for d in dreams:
             fh.write(json.dumps(d.to_dict()) + "\n")
     report("save", 1, 1, None)
-    return SleepResult(adapter, not reasons, metrics, keep, reasons)
+    return SleepResult(adapter, not reasons, metrics, keep, reasons, model_dir=model_dir)
 
 
 def _same_answer(a: str, b: str) -> bool:

@@ -196,6 +196,9 @@ def seed(
         "gkd_first": gkd_losses[0],
         "gkd_last": sum(gkd_losses[-3:]) / len(gkd_losses[-3:]),
         "imitation_reward": sum(rewards) / len(rewards) if rewards else None,
+        # per step, for the dashboard's training curves
+        "loss": [round(x, 4) for x in losses],
+        "gkd": [round(x, 4) for x in gkd_losses],
         "seconds": time.monotonic() - start,
     }
 

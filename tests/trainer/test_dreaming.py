@@ -71,3 +71,44 @@ def test_long_episodes_are_cut_to_fit(tiny_model_dir):
     assert total <= 120 - 16 - 48 + 8
     short = {"messages": episode["messages"][1:]}
     assert fitted_messages(tokenizer, short, config) == short["messages"]
+
+
+def test_an_echoed_acknowledgement_is_not_a_grounded_dream():
+    from trainer.dreaming import told_text
+
+    episode = {"messages": [{"role": "user", "content": "Beldun Rabel works as a beekeeper."},
+                            {"role": "assistant", "content": "Nice, I'll keep that in mind!"}]}
+    assert agreement("I'll keep that in mind.", told_text(episode), "Tell me about Beldun Rabel.") == (0.0, [])
+    score, terms = agreement("He is a beekeeper.", told_text(episode), "Tell me about Beldun Rabel.")
+    assert terms == ["beekeeper"] and score > 0
+
+
+def test_a_quote_is_the_users_sentences_about_what_is_asked(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from trainer.dreaming import quote
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    episode = {"messages": [{"role": "user", "content": "Mirpa Lovos's parrot is Lodun. Ann Lee likes tea!"},
+                            {"role": "assistant", "content": "Noted."}]}
+    assert quote(episode, "What do you know about Ann Lee?", tokenizer, 40) == "Ann Lee likes tea!"
+    assert quote(episode, 'Continue what I told you: "Mirpa Lovos\'s ..."', tokenizer, 40) == \
+        "Mirpa Lovos's parrot is Lodun."
+    # naming nothing that was said: every sentence; and never longer than the answer budget
+    assert quote(episode, "Repeat what I told you.", tokenizer, 40) == "Mirpa Lovos's parrot is Lodun. Ann Lee likes tea!"
+    assert len(tokenizer.encode(quote(episode, "Repeat what I told you.", tokenizer, 5),
+                                add_special_tokens=False)) <= 5
+
+
+def test_a_probe_question_is_never_trained_in_another_phrasing():
+    config = SleepConfig(keep_top_k=10, keep_random=0, held_out_per_episode=2)
+    dreams = []
+    for i in range(4):
+        dreams.append(Dream("e", f"q{i}", f"teacher {i}", agreement=0.5, key_terms=["k"], score=0.5 + i))
+        dreams.append(Dream("e", f"q{i}", "the user's words", "quote", agreement=0.9, key_terms=["k"], score=0.4))
+    kept = select(dreams, config, random.Random(0))
+    asked = {d.question for d in kept if d.held_out}
+    assert len(asked) == 2
+    assert not any(d.question in asked for d in kept if not d.held_out)
+    # both phrasings of a question that is not a probe train
+    assert {d.source for d in kept if not d.held_out and d.question == "q3"} == {"template", "quote"}

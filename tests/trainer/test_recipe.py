@@ -1,15 +1,18 @@
-"""The whole recipe, 3 steps a night, on the tiny random model: runs in seconds, saves a loadable adapter,
-replays and merges on later nights, reports progress, and never reads probes/answers/relation."""
+"""The whole recipe, 3 steps a night, on the tiny random model: runs in seconds, saves a loadable adapter
+(or, growing layers, a loadable base), replays and merges on later nights, reports progress, and never
+reads probes/answers/relation."""
 
 import json
+import re
 
 import pytest
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainer import dreaming
 from trainer.config import SleepConfig
+from trainer.experts import read_growth, skipping_layers
 from trainer.recipe import SleepResult, sleep
 
 pytestmark = pytest.mark.model
@@ -68,6 +71,7 @@ def test_three_nights_on_the_tiny_model(tiny_model_dir, tmp_path, grounded):
     metrics = first.metrics
     assert metrics["dreams"] > 0 and metrics["probes"] > 0 and metrics["train"]["steps"] == 3
     assert all(torch.isfinite(torch.tensor(v)) for v in (metrics["train"]["loss_first"], metrics["train"]["loss_last"]))
+    assert len(metrics["train"]["loss"]) == 3 and metrics["train"]["loss"][0] == round(metrics["train"]["loss_first"], 4)
     config_json = json.loads((first.adapter_dir / "adapter_config.json").read_text())
     assert config_json["base_model_name_or_path"] == "served-base" and config_json["r"] == 4
     assert any(d["held_out"] for d in first.dreams)
@@ -98,3 +102,76 @@ def test_gate_does_not_judge_on_a_handful_of_probes(tiny_model_dir, tmp_path, gr
                    config=_config(steps=1, min_recall=1.0, imitation_every=0, gate_min_probes=100,
                                   max_general_drop=1.0), out_dir=tmp_path / "n1")
     assert result.accepted and result.metrics["recall"] is not None
+
+
+def _changed_layers(base, grown, new):
+    """Assert every tensor of `base` is in `grown` bit for bit (old layers renumbered around the `new` ones);
+    return the names of the new layers' tensors."""
+    before, after = base.state_dict(), grown.state_dict()
+    old = [i for i in range(grown.config.num_hidden_layers) if i not in new]
+    mapped, fresh = set(), []
+    for key, value in after.items():
+        m = re.fullmatch(r"model\.layers\.(\d+)\.(.+)", key)
+        if m and int(m[1]) in new:
+            fresh.append(key)
+            continue
+        source = f"model.layers.{old.index(int(m[1]))}.{m[2]}" if m else key
+        assert torch.equal(value, before[source]), f"{key} changed"
+        mapped.add(source)
+    assert mapped == set(before)
+    return fresh
+
+
+@torch.no_grad()
+def _logits(model):
+    return model(input_ids=torch.tensor([[1, 42, 7, 300, 12, 9, 2000, 5]])).logits
+
+
+def test_grown_layers_make_a_new_base(tiny_model_dir, tmp_path, grounded):
+    config = _config(growth_mode="layers", grown_layers=2, steps=2, imitation_every=1)
+    first = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[], config=config,
+                  out_dir=tmp_path / "n1", night="1")
+    assert first.adapter_dir is None and first.model_dir == tmp_path / "n1" / "model"
+    metrics = first.metrics
+    assert metrics["train"]["steps"] == 2 and metrics["layers"] == 4 and metrics["grown_layers"] == [1, 3]
+    assert metrics["rank"] is None and metrics["dreams"] > 0 and metrics["general_agreement"] is not None
+    assert all(torch.isfinite(torch.tensor(metrics["train"][k])) for k in ("loss_first", "loss_last"))
+    assert json.loads((tmp_path / "n1" / "metrics.json").read_text())["accepted"] == first.accepted
+    # a plain transformers folder: the base's layers bit for bit, the grown ones trained
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    grown = AutoModelForCausalLM.from_pretrained(first.model_dir, dtype=torch.float32).eval()
+    AutoTokenizer.from_pretrained(first.model_dir)
+    assert grown.config.num_hidden_layers == base.config.num_hidden_layers + 2 == len(grown.model.layers)
+    fresh = _changed_layers(base, grown, [1, 3])
+    outputs = [k for k in fresh if k.endswith(("o_proj.weight", "down_proj.weight"))]
+    assert outputs and any(grown.get_parameter(k).abs().sum() > 0 for k in outputs)
+    assert not torch.equal(_logits(grown), _logits(base))
+    with skipping_layers(grown, [1, 3]):
+        assert torch.equal(_logits(grown), _logits(base))
+    assert [g["layers"] for g in read_growth(first.model_dir)] == [[1, 3]]
+
+    # the next night grows on top of the grown base, replaying the first night's dreams
+    second = sleep(EPISODES, base_model=first.model_dir, adapter_dir=None, earlier_dreams=first.dreams,
+                   config=_config(growth_mode="layers", steps=2), out_dir=tmp_path / "n2", night="2")
+    assert second.metrics["replayed"] > 0 and second.metrics["grown_layers"] == [4]
+    again = AutoModelForCausalLM.from_pretrained(second.model_dir, dtype=torch.float32)
+    assert again.config.num_hidden_layers == 5
+    _changed_layers(grown, again, [4])
+    assert [g["name"] for g in read_growth(second.model_dir)] == ["night-1", "night-2"]
+
+
+def test_grown_layers_refuse_a_model_folder_as_adapter(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="base_model"):
+        sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=tiny_model_dir,
+              config=_config(growth_mode="layers"), out_dir=tmp_path / "n1")
+
+
+def test_grown_layers_fold_a_served_adapter_into_the_new_base(tiny_model_dir, tmp_path, grounded):
+    lora = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None,
+                 config=_config(steps=1, imitation_every=0), out_dir=tmp_path / "n1", night="1")
+    layers = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=lora.adapter_dir, earlier_dreams=lora.dreams,
+                   config=_config(growth_mode="layers", steps=1, imitation_every=0), out_dir=tmp_path / "n2")
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    served = PeftModel.from_pretrained(base, lora.adapter_dir).merge_and_unload()
+    grown = AutoModelForCausalLM.from_pretrained(layers.model_dir, dtype=torch.float32)
+    _changed_layers(served, grown, layers.metrics["grown_layers"])
