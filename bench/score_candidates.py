@@ -1,0 +1,37 @@
+"""Score sleep candidates (accepted or refused) on every night's benchmark probes and the general set.
+
+    .venv/bin/python bench/score_candidates.py runs/eval-public 2 3 > bench/eval_public_results/rejected-candidates.json
+
+`reverie eval` scores only the served model; this answers "what would night N's candidate have done?"
+for the adapters it left in OUT/night-N/adapter.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from trainer.benchmark import _default_model, accuracy, general_accuracy, load_jsonl, probe_items, with_adapter
+from trainer.config import SleepConfig
+
+
+def main(out: Path, nights: list[int], shared: Path = Path("../shared/eval")) -> dict:
+    results = json.loads((out / "results.json").read_text())
+    config = SleepConfig.from_yaml("cpu-default", **{**results["config"], "torch_threads": 1})
+    torch.set_num_threads(1)
+    cases = load_jsonl(results["dataset"])
+    general = load_jsonl(shared / "general-public.jsonl")
+    scored = {}
+    for n in nights:
+        tokenizer, model = with_adapter(results.get("base_model") or _default_model(), out / f"night-{n}" / "adapter",
+                                        config)
+        row = {f"night {i} probes": accuracy(model, tokenizer, probe_items([c for c in cases if c["night"] == i]),
+                                             config)[0] for i in range(1, results["nights"] + 1)}
+        row["general"] = general_accuracy(model, tokenizer, general, config)
+        scored[str(n)] = row
+    return scored
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]), [int(n) for n in sys.argv[2:]]), indent=1))
