@@ -23,7 +23,7 @@ import torch
 from trainer import prompts, seal
 from trainer.chat import decode, generate, render
 from trainer.config import SleepConfig
-from trainer.dreaming import Dream, dream, fitted_messages, words
+from trainer.dreaming import Dream, dream, words
 from trainer.experts import (
     EXPERT,
     MEMORY,
@@ -40,7 +40,7 @@ from trainer.experts import (
     save_adapter,
     save_model,
 )
-from trainer.seeding import Example, build_example, cache_teacher, seed
+from trainer.seeding import Example, build_example, cache_teacher, dream_example, seed
 from trainer.semantic import load_similarity
 
 Progress = Callable[[str, int, int, float | None], None]
@@ -179,12 +179,8 @@ def sleep(
     by_id = {str(e.get("id", "")): e for e in episodes}
     examples: list[Example] = []
     for d in trained:
-        question = [{"role": "user", "content": d.question}]
-        examples.append(build_example(
-            tokenizer, render(tokenizer, question, config.system_prompt),
-            render(tokenizer, fitted_messages(tokenizer, by_id[d.episode_id], config) + question, config.system_prompt),
-            d.answer, teacher, "tonight"))
-        examples[-1].cached, d.teacher_logits = d.teacher_logits, None  # scored once while dreaming
+        examples.append(dream_example(tokenizer, d, by_id[d.episode_id], teacher, config))
+        d.teacher_logits = None  # the example holds them now
     replayable = [Dream.from_dict(d) for d in earlier_dreams if not d.get("held_out")]
     for d in replayable:
         p = render(tokenizer, [{"role": "user", "content": d.question}], config.system_prompt)

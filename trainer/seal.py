@@ -47,7 +47,7 @@ from trainer.config import SleepConfig
 from trainer.dreaming import Dream, fitted_messages
 from trainer.experts import EXPERT, Factors, adapter_factors, adapters, grow_expert, save_adapter
 from trainer.losses import token_logprobs
-from trainer.seeding import Example, build_example, seed
+from trainer.seeding import dream_example, seed
 
 WRITER = "writer"  # adapter name of the dream writer inside the model
 WRITER_DIR = "reverie_writer"  # its folder inside an adapter folder (peft and vLLM ignore it)
@@ -155,18 +155,6 @@ def probe_recall(model, tokenizer, probes: Sequence[Dream], config: SleepConfig)
         return None
     replies = answers(model, tokenizer, [d.question for d in probes], config)
     return sum(recalled(r, d.key_terms) for d, r in zip(probes, replies)) / len(probes)
-
-
-def dream_example(tokenizer, d: Dream, episode: dict, teacher: Sequence[str] | None,
-                  config: SleepConfig) -> Example:
-    """A seeding example of a dream, as the recipe builds it (teacher logits cached while dreaming)."""
-    question = [{"role": "user", "content": d.question}]
-    example = build_example(
-        tokenizer, render(tokenizer, question, config.system_prompt),
-        render(tokenizer, fitted_messages(tokenizer, episode, config) + question, config.system_prompt),
-        d.answer, teacher, "tonight")
-    example.cached = d.teacher_logits
-    return example
 
 
 def outer_loop(

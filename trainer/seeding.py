@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer.chat import answer_ids, continuation_logits, decode, generate
+from trainer.chat import answer_ids, continuation_logits, decode, generate, render
 from trainer.config import SleepConfig
+from trainer.dreaming import Dream, fitted_messages
 from trainer.experts import adapters
 from trainer.losses import generalized_jsd, imitation_reward, policy_gradient_loss, token_logprobs
 
@@ -45,6 +46,19 @@ class Example:
 def build_example(tokenizer, student_prompt, teacher_prompt, answer, teacher, kind) -> Example:
     return Example(list(student_prompt), list(teacher_prompt), answer, answer_ids(tokenizer, answer),
                    None if teacher is None else tuple(teacher), kind)
+
+
+def dream_example(tokenizer, d: Dream, episode: dict, teacher: Sequence[str] | None,
+                  config: SleepConfig) -> Example:
+    """Tonight's dream as a seeding example: the student sees the question alone, the teacher the episode
+    and the question; the teacher logits cached while dreaming come along."""
+    question = [{"role": "user", "content": d.question}]
+    example = build_example(
+        tokenizer, render(tokenizer, question, config.system_prompt),
+        render(tokenizer, fitted_messages(tokenizer, episode, config) + question, config.system_prompt),
+        d.answer, teacher, "tonight")
+    example.cached = d.teacher_logits
+    return example
 
 
 @torch.no_grad()
