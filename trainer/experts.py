@@ -229,16 +229,24 @@ def save_adapter(
     for key, (a, b) in factors.items():
         tensors[f"{key}.lora_A.weight"] = a.to(dtype).contiguous()
         tensors[f"{key}.lora_B.weight"] = b.to(dtype).contiguous()
+    with _replacing(out_dir) as tmp:
+        config.save_pretrained(tmp)
+        save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
+        (tmp / EXPERTS_FILE).write_text(json.dumps({"rank": rank, "experts": experts}, indent=2))
+    return out_dir
+
+
+@contextmanager
+def _replacing(out_dir: Path) -> Iterator[Path]:
+    """Yield an empty sibling folder to write; it then replaces `out_dir` in one rename (a reader never
+    sees a half-written folder)."""
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    config.save_pretrained(tmp)
-    save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
-    (tmp / EXPERTS_FILE).write_text(json.dumps({"rank": rank, "experts": experts}, indent=2))
+    yield tmp
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
-    return out_dir
 
 
 def adapter_rank(adapter_dir: str | Path) -> int:
@@ -327,14 +335,9 @@ def save_model(out_dir: str | Path, model: torch.nn.Module, tokenizer, growth: l
     """Write a plain transformers folder (config, safetensors weights, tokenizer) atomically, with the
     growth record `reverie_layers.json` beside it; `AutoModelForCausalLM.from_pretrained` loads it."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)  # safetensors
-    tokenizer.save_pretrained(tmp)
-    (tmp / LAYERS_FILE).write_text(json.dumps({"layers": model.config.num_hidden_layers, "growth": growth},
-                                              indent=2))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    with _replacing(out_dir) as tmp:
+        model.save_pretrained(tmp)  # safetensors
+        tokenizer.save_pretrained(tmp)
+        (tmp / LAYERS_FILE).write_text(json.dumps({"layers": model.config.num_hidden_layers, "growth": growth},
+                                                  indent=2))
     return out_dir
