@@ -49,7 +49,7 @@ SLEEP_CONFIG = {  # SmolLM2 on a CPU in well under a minute; the gate lets a two
     "imitation_every": 0, "imitation_group": 2, "lmbda": 0.0, "alpha": 0.0,  # no sampling while training
     "general_prompts": 1, "gate_general_prompts": 1, "max_seq_len": 256,
     "expert_rank": 4, "max_lora_rank": 8, "semantic_model": "self",
-    "min_recall": 0.0, "min_retention": 0.0, "max_general_drop": 1.0,
+    "min_recall": 0.0, "min_recall_gain": -1.0, "min_retention": 0.0, "max_general_drop": 1.0,
 }  # fmt: skip
 
 

@@ -113,8 +113,14 @@ class SleepConfig:
     gate_general_prompts: int = _f(12, "held-out general prompts the gate compares with the base's replies.")
     gate_min_probes: int = _f(
         5, "recall and retention gate only when at least this many probes back them (fewer: reported only).")
-    min_recall: float = _f(0.2, "gate: recall on tonight's held-out probes at least this.")
-    min_retention: float = _f(0.5, "gate: recall on earlier nights' probes at least this times its last value.")
+    min_recall: float = _f(0.0, "gate: absolute floor on recall of tonight's held-out probes (0: none).")
+    min_recall_gain: float = _f(
+        0.05, "gate: recall of tonight's held-out probes must beat the served model's on them by at least this.")
+    gate_retention_sample: int = _f(
+        32, "earlier dreams asked of the served model (its recalled probes first, then trained dreams); "
+            "those it answers form the retention set.")
+    min_retention: float = _f(
+        0.75, "gate: of the earlier dreams the served model answers, the candidate still answers at least this.")
     max_general_drop: float = _f(0.25, "gate: general agreement with the base may fall by at most this.")
 
     def __post_init__(self) -> None:
@@ -163,6 +169,8 @@ class SleepConfig:
              "seal_sets_per_episode and seal_steps must be at least 1."),
             (-1.0 <= self.seal_min_reward < 1.0, "seal_min_reward must be in [-1, 1) (a recall gain)."),
             (self.seal_writer_steps >= 0, "seal_writer_steps must not be negative."),
+            (-1.0 <= self.min_recall_gain <= 1.0, "min_recall_gain must be in [-1, 1]."),
+            (self.gate_retention_sample >= 0, "gate_retention_sample must not be negative."),
             (0.0 <= self.min_recall <= 1.0 and 0.0 <= self.min_retention <= 1.0
              and 0.0 <= self.max_general_drop <= 1.0, "gate thresholds must be in [0, 1]."),
         ]

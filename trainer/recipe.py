@@ -153,6 +153,16 @@ def sleep(
     trained = [d for d in dreams if not d.held_out]
     seconds["dream"] = time.monotonic() - t0
 
+    # --- what the served model knows now: the gate judges the candidate against it ------------------
+    t0 = time.monotonic()
+    pool = retention_pool(earlier_dreams, config.gate_retention_sample, random.Random(config.seed))
+    with adapters(model, teacher):
+        served = [recalled(r, d.key_terms) for d, r in
+                  zip(probes + pool, answers(model, tokenizer, [d.question for d in probes + pool], config))]
+    served_recall = sum(served[:len(probes)]) / len(probes) if probes else None
+    known = [d for d, ok in zip(pool, served[len(probes):]) if ok]
+    seconds["served"] = time.monotonic() - t0
+
     # --- SEAL / ReST-EM (optional): keep the dream sets whose throw-away adapter raised held-out recall,
     # and fine-tune the dream writer on them (trainer/seal.py); the model is left as it was
     seal_metrics, writer_factors = None, None
@@ -182,6 +192,9 @@ def sleep(
         examples.append(dream_example(tokenizer, d, by_id[d.episode_id], teacher, config))
         d.teacher_logits = None  # the example holds them now
     replayable = [Dream.from_dict(d) for d in earlier_dreams if not d.get("held_out")]
+    draws = config.steps * round(config.batch_size * config.replay_fraction)
+    if len(replayable) > draws:  # training cannot use more: spare the teacher passes, keep every night's share
+        replayable = random.Random(config.seed).sample(replayable, draws)
     for d in replayable:
         p = render(tokenizer, [{"role": "user", "content": d.question}], config.system_prompt)
         examples.append(build_example(tokenizer, p, p, d.answer, teacher, "replay"))
@@ -205,29 +218,20 @@ def sleep(
 
     # --- evaluate: the gate ------------------------------------------------------------------------
     t0 = time.monotonic()
-    report("evaluate", 0, 3, None)
-    for d, reply in zip(probes, answers(model, tokenizer, [d.question for d in probes], config)):
+    report("evaluate", 0, 1, None)
+    base_gate = general_answers[len(general_train):]
+    replies = answers(model, tokenizer, [d.question for d in probes + known] + general_gate, config)
+    for d, reply in zip(probes, replies):
         d.recalled = recalled(reply, d.key_terms)
     recall = sum(d.recalled for d in probes) / len(probes) if probes else None
-    report("evaluate", 1, 3, None)
-    earlier_probes = [Dream.from_dict(d) for d in earlier_dreams if d.get("held_out") and d.get("recalled")]
-    replies = answers(model, tokenizer, [d.question for d in earlier_probes], config)
-    retention = (sum(recalled(r, d.key_terms) for d, r in zip(earlier_probes, replies)) / len(earlier_probes)
-                 if earlier_probes else None)
-    report("evaluate", 2, 3, None)
-    base_gate = general_answers[len(general_train):]
-    now = answers(model, tokenizer, general_gate, config)
+    kept_known = [recalled(r, d.key_terms) for d, r in zip(known, replies[len(probes):])]
+    retention = sum(kept_known) / len(known) if known else None
+    now = replies[len(probes) + len(known):]
     general = sum(_same_answer(a, b) for a, b in zip(now, base_gate)) / len(general_gate) if general_gate else None
-    report("evaluate", 3, 3, None)
-    reasons = []
-    # a handful of probes is noise, not evidence: below gate_min_probes the numbers are only reported
-    if recall is not None and len(probes) >= config.gate_min_probes and recall < config.min_recall:
-        reasons.append(f"recall on tonight's held-out probes {recall:.2f} < {config.min_recall}")
-    if (retention is not None and len(earlier_probes) >= config.gate_min_probes
-            and retention < config.min_retention):
-        reasons.append(f"retention of earlier probes {retention:.2f} < {config.min_retention}")
-    if general is not None and general < 1 - config.max_general_drop:
-        reasons.append(f"general agreement with the base {general:.2f} < {1 - config.max_general_drop:.2f}")
+    report("evaluate", 1, 1, None)
+    gate = GateNumbers(recall=recall, served_recall=served_recall, probes=len(probes), retention=retention,
+                       retention_set=len(known), general=general)
+    reasons = verdict(gate, config)
     seconds["evaluate"] = time.monotonic() - t0
 
     # --- save: the experts concatenated into one standard PEFT folder, or the grown base -------------
@@ -249,10 +253,12 @@ def sleep(
     seconds["total"] = time.monotonic() - started
     metrics = {
         "recall": recall,
+        "served_recall": served_recall,  # the served model's recall of the same probes, before tonight
         "retention": retention,
         "general_agreement": general,
         "probes": len(probes),
-        "earlier_probes": len(earlier_probes),
+        "retention_set": len(known),  # earlier dreams the served model answered (of `retention_asked`)
+        "retention_asked": len(pool),
         "dreams": len(trained),
         "replayed": len(replayable),
         "rank": None if layers_mode else sum(e["rank"] for e in experts),
@@ -272,6 +278,51 @@ def sleep(
             fh.write(json.dumps(d.to_dict()) + "\n")
     report("save", 1, 1, None)
     return SleepResult(adapter, not reasons, metrics, keep, reasons, model_dir=model_dir)
+
+
+def retention_pool(earlier_dreams: Sequence[dict], size: int, rng: random.Random) -> list[Dream]:
+    """Up to `size` earlier dreams for the gate's retention check: the held-out probes that the model
+    which learned them recalled (never trained: the cleanest evidence) first, then trained dreams, each
+    group in random order so every night is represented."""
+    candidates = [Dream.from_dict(d) for d in earlier_dreams if d.get("key_terms")]
+    probes = [d for d in candidates if d.held_out and d.recalled]
+    trained = [d for d in candidates if not d.held_out]
+    rng.shuffle(probes)
+    rng.shuffle(trained)
+    return (probes + trained)[:size]
+
+
+@dataclass
+class GateNumbers:
+    recall: float | None  # candidate's recall of tonight's held-out probes
+    served_recall: float | None  # the served model's recall of the same probes
+    probes: int
+    retention: float | None  # of the earlier dreams the served model answers, the fraction the candidate does
+    retention_set: int
+    general: float | None  # agreement with the base model's replies to held-out general prompts
+
+
+def verdict(gate: GateNumbers, config: SleepConfig) -> list[str]:
+    """Why the candidate must not replace the served model (empty: accept). Recall is judged as a gain
+    over the served model on the same probes, retention on what the served model knows: both compare the
+    two models on the same questions, so a hard night does not read as a failed one. Below
+    `gate_min_probes` a number is noise, not evidence: it is only reported."""
+    reasons = []
+    if gate.recall is not None and gate.probes >= config.gate_min_probes:
+        gain = gate.recall - (gate.served_recall or 0.0)
+        if gain < config.min_recall_gain - 1e-9:
+            reasons.append(f"recall of tonight's {gate.probes} held-out probes {gate.recall:.2f} is "
+                           f"{gain:+.2f} over the served model's {gate.served_recall or 0.0:.2f} "
+                           f"(< {config.min_recall_gain:+.2f})")
+        if gate.recall < config.min_recall:
+            reasons.append(f"recall of tonight's held-out probes {gate.recall:.2f} < {config.min_recall}")
+    if (gate.retention is not None and gate.retention_set >= config.gate_min_probes
+            and gate.retention < config.min_retention - 1e-9):
+        reasons.append(f"retention of {gate.retention_set} earlier dreams the served model answers "
+                       f"{gate.retention:.2f} < {config.min_retention}")
+    if gate.general is not None and gate.general < 1 - config.max_general_drop - 1e-9:
+        reasons.append(f"general agreement with the base {gate.general:.2f} < {1 - config.max_general_drop:.2f}")
+    return reasons
 
 
 def _same_answer(a: str, b: str) -> bool:

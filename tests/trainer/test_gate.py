@@ -1,0 +1,67 @@
+"""The eval gate's verdict on hand-made numbers, and which earlier dreams it asks about."""
+
+import random
+
+from trainer.config import SleepConfig
+from trainer.recipe import GateNumbers, retention_pool, verdict
+
+CONFIG = SleepConfig(min_recall=0.0, min_recall_gain=0.05, min_retention=0.75, max_general_drop=0.5,
+                     gate_min_probes=5)
+
+
+def _gate(**overrides) -> GateNumbers:
+    values = dict(recall=0.3, served_recall=0.0, probes=20, retention=0.9, retention_set=15, general=0.75)
+    values.update(overrides)
+    return GateNumbers(**values)
+
+
+def test_a_candidate_that_learned_and_kept_is_accepted():
+    assert verdict(_gate(), CONFIG) == []
+
+
+def test_recall_is_judged_as_a_gain_over_the_served_model():
+    # 0.15 alone would fail an absolute bar of 0.2; what counts is that the served model had 0.05
+    assert verdict(_gate(recall=0.15, served_recall=0.05), CONFIG) == []
+    # the same 0.30 is no progress when the served model already recalled 0.30 of the probes
+    reasons = verdict(_gate(recall=0.30, served_recall=0.30), CONFIG)
+    assert len(reasons) == 1 and "+0.00 over the served model's 0.30" in reasons[0]
+    # exactly the minimum gain (one probe in 20) passes despite float rounding
+    assert verdict(_gate(recall=0.35, served_recall=0.30), CONFIG) == []
+
+
+def test_an_absolute_recall_floor_applies_when_configured():
+    floor = SleepConfig(min_recall=0.2, min_recall_gain=0.0, gate_min_probes=5)
+    assert any("< 0.2" in r for r in verdict(_gate(recall=0.1, served_recall=0.0), floor))
+
+
+def test_retention_below_the_bar_rejects():
+    reasons = verdict(_gate(retention=0.6, retention_set=20), CONFIG)
+    assert len(reasons) == 1 and "retention of 20 earlier dreams" in reasons[0]
+    assert verdict(_gate(retention=0.75, retention_set=20), CONFIG) == []
+
+
+def test_a_handful_of_probes_is_reported_not_judged():
+    assert verdict(_gate(recall=0.0, served_recall=0.0, probes=4, retention=0.0, retention_set=4), CONFIG) == []
+    assert verdict(_gate(recall=None, served_recall=None, probes=0, retention=None, retention_set=0), CONFIG) == []
+
+
+def test_general_drift_rejects():
+    reasons = verdict(_gate(general=0.4), CONFIG)
+    assert len(reasons) == 1 and "general agreement" in reasons[0]
+
+
+def _dream(i, **fields):
+    return {"episode_id": f"e{i}", "question": f"q{i}", "answer": f"a{i}", "key_terms": [f"k{i}"], **fields}
+
+
+def test_retention_pool_asks_recalled_probes_first_then_trained_dreams():
+    earlier = ([_dream(i, held_out=True, recalled=True) for i in range(3)]
+               + [_dream(10 + i, held_out=True, recalled=False) for i in range(3)]  # never known: not asked
+               + [_dream(20 + i) for i in range(10)]
+               + [{**_dream(40), "key_terms": []}])  # nothing to check a reply against
+    pool = retention_pool(earlier, 8, random.Random(0))
+    assert len(pool) == 8
+    assert {d.question for d in pool[:3]} == {"q0", "q1", "q2"} and all(d.held_out for d in pool[:3])
+    assert all(not d.held_out and d.question.startswith("q2") for d in pool[3:])
+    assert retention_pool(earlier, 0, random.Random(0)) == []
+    assert len(retention_pool(earlier, 100, random.Random(0))) == 13
