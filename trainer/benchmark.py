@@ -160,9 +160,11 @@ def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config
     # growth_mode 'layers' makes a new base each night (and no adapter): the sleep track follows it
     systems = {"sleep": {"base": base_model, "adapter": None, "dreams": []}, "naive_sft": {"adapter": None}}
     tracks = {name: {"closed_book_after": [], "retention": [], "general_after": [], "seconds": [],
-                     "accepted": []} for name in systems}
+                     "accepted": [], "episodes": []} for name in systems}
+    backlog: list[dict] = []  # a refused night's episodes wait for the next, as in the service
     for n in range(1, nights + 1):
-        episodes = [{"id": c["id"], "messages": c["episode"]["messages"]} for c in by_night[n]]
+        tonight = [{"id": c["id"], "messages": c["episode"]["messages"]} for c in by_night[n]]
+        episodes = backlog + tonight
         # the recipe
         t0 = time.monotonic()
         state = systems["sleep"]
@@ -173,14 +175,16 @@ def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config
         if result.accepted:
             state["adapter"], state["dreams"] = result.adapter_dir, result.dreams
             state["base"] = result.model_dir or state["base"]
+        backlog = [] if result.accepted else episodes
+        tracks["sleep"]["episodes"].append(len(episodes))
         row, gen = evaluate(state["base"], state["adapter"], n)
         _record(tracks["sleep"], row, gen, seconds, result.accepted)
-        log(f"night {n}: sleep {seconds:.0f}s accepted={result.accepted} {result.reasons} "
+        log(f"night {n}: sleep {seconds:.0f}s on {len(episodes)} episodes accepted={result.accepted} {result.reasons} "
             f"recall {row[-1]:.3f} retention {row} general {gen}")
         # naive fine-tuning on the raw transcripts, same step budget
         t0 = time.monotonic()
         naive = systems["naive_sft"]
-        naive["adapter"] = naive_sft(episodes, base_model=base_model, adapter_dir=naive["adapter"],
+        naive["adapter"] = naive_sft(tonight, base_model=base_model, adapter_dir=naive["adapter"],
                                      config=config, out_dir=out / f"naive-{n}")
         seconds = time.monotonic() - t0
         row, gen = evaluate(base_model, naive["adapter"], n)
@@ -195,6 +199,7 @@ def _finish(results, tracks, before, by_night, general_before, done, started, ou
     """Fill the result keys from the nights done so far and write results.json (partial until the end)."""
     results.update({k: tracks["sleep"][k] for k in ("closed_book_after", "retention", "general_after", "seconds")})
     results["accepted"] = tracks["sleep"]["accepted"]
+    results["episodes_per_night"] = tracks["sleep"]["episodes"]  # a refused night's episodes count again
     results["nights_done"] = done
     results["complete"] = final
     results["baselines"] = {
@@ -248,6 +253,7 @@ def report(r: dict) -> str:
         "| general (naive) | " + " | ".join(_fmt(x) for x in r["baselines"]["naive_sft"]["general_after"]) + " |",
         "| sleep seconds | " + " | ".join(f"{x:.0f}" for x in r["seconds"]) + " |",
         "| accepted by gate | " + " | ".join(str(x) for x in r["accepted"]) + " |",
+        "| episodes slept on | " + " | ".join(str(x) for x in r.get("episodes_per_night", [])) + " |",
         "\n## Retention: row = probes of night i, column = after night n (sleep)\n",
         head.rstrip("\n"),
     ]
