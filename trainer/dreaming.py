@@ -189,6 +189,13 @@ def agreement(answer: str, episode: str, question: str) -> tuple[float, list[str
     return 2 * recall * precision / (recall + precision), common
 
 
+def distinctive(terms: Sequence[str], episode_id: str, told: dict[str, str]) -> list[str]:
+    """The terms that no other episode's user said: what a reply must contain to show it recalls *this*
+    episode, not only its topic ("parrot", "harbour", "studio" are said in many)."""
+    elsewhere = set().union(*(words(text) for eid, text in told.items() if eid != episode_id))
+    return [t for t in terms if t not in elsewhere]
+
+
 def template_questions(episode: dict, config: SleepConfig, rng: random.Random) -> list[str]:
     names = entities(episode_text(episode), config.entities_per_episode)
     questions = [RESTATE] if config.restate else []
@@ -287,8 +294,10 @@ def score(model, tokenizer, dreams: list[Dream], episodes: dict[str, dict], conf
           batch_size: int = 8) -> None:
     """Fill agreement, teacher loss (with the episode) and student loss (without it) of each dream."""
     pad = tokenizer.pad_token_id
+    told = {eid: told_text(e) for eid, e in episodes.items()}
     for d in dreams:
-        d.agreement, d.key_terms = agreement(d.answer, told_text(episodes[d.episode_id]), d.question)
+        d.agreement, d.key_terms = agreement(d.answer, told[d.episode_id], d.question)
+        d.key_terms = distinctive(d.key_terms, d.episode_id, told)
     for start in range(0, len(dreams), batch_size):
         chunk = dreams[start:start + batch_size]
         conts = [answer_ids(tokenizer, d.answer) for d in chunk]

@@ -48,8 +48,9 @@ def generalized_jsd(
         per_token = beta * _kl(t, m) + (1.0 - beta) * _kl(s, m)
     if mask is None:
         return per_token.mean()
-    mask = mask.to(per_token.dtype)
-    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+    # where, not a product: a non-finite value at a masked (padding) position must not leak in
+    mask = mask.to(torch.bool)
+    return torch.where(mask, per_token, 0.0).sum() / mask.sum().clamp(min=1)
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -111,9 +112,9 @@ def policy_gradient_loss(logprobs: torch.Tensor, mask: torch.Tensor, rewards: to
     Returns:
         a scalar; 0 when all rewards are equal (no signal, not a push in any direction).
     """
-    mask = mask.to(logprobs.dtype)
+    mask = mask.to(torch.bool)
     advantage = (rewards - rewards.mean()).detach().to(logprobs.dtype)
-    sequence_logprob = (logprobs * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+    sequence_logprob = torch.where(mask, logprobs, 0.0).sum(-1) / mask.sum(-1).clamp(min=1)
     return -(advantage * sequence_logprob).mean()
 
 

@@ -178,6 +178,7 @@ def seed(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / config.steps, 1.0))))
     imitation_pool = pools["tonight"] or pools["replay"]
     losses, gkd_losses, rewards = [], [], []
+    skipped = 0
     start = time.monotonic()
     model.train()
     for step in range(config.steps):
@@ -191,8 +192,17 @@ def seed(
                 rewards.append(reward)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip or float("inf"))
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+            # one bad batch (an overflow in low precision, say) must not poison the expert: no update
+            skipped += 1
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+            if progress:
+                progress("seed", step + 1, config.steps, None)
+            if bar is not None:
+                bar.update(1)
+            continue
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
@@ -203,8 +213,11 @@ def seed(
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
+    if not losses:
+        return {"steps": 0, "skipped_steps": skipped, "loss": [], "gkd": [], "seconds": time.monotonic() - start}
     return {
         "steps": len(losses),
+        "skipped_steps": skipped,  # non-finite loss or gradient: no update
         "loss_first": losses[0],
         "loss_last": sum(losses[-3:]) / len(losses[-3:]),
         "gkd_first": gkd_losses[0],

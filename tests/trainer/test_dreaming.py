@@ -3,6 +3,7 @@
 import random
 
 from trainer.config import SleepConfig
+from trainer import dreaming
 from trainer.dreaming import Dream, agreement, entities, select, template_questions, words
 
 
@@ -112,3 +113,12 @@ def test_a_probe_question_is_never_trained_in_another_phrasing():
     assert not any(d.question in asked for d in kept if not d.held_out)
     # both phrasings of a question that is not a probe train
     assert {d.source for d in kept if not d.held_out and d.question == "q3"} == {"template", "quote"}
+
+
+def test_key_terms_are_what_only_this_episode_said():
+    told = {"a": "My neighbour Dunshi Tenra just adopted a parrot called Tengor.",
+            "b": "Quick update: Voska Gorlo's new parrot is named Loka!"}
+    # "parrot" shows the topic, not which parrot: a reply naming it recalls neither episode
+    assert dreaming.distinctive(["adopted", "called", "parrot", "tengor"], "a", told) == ["adopted", "called", "tengor"]
+    assert dreaming.distinctive(["loka", "parrot"], "b", told) == ["loka"]
+    assert dreaming.distinctive(["parrot", "tengor"], "a", {"a": told["a"]}) == ["parrot", "tengor"]

@@ -117,3 +117,17 @@ def test_token_logprobs_gathers():
     logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]])
     out = token_logprobs(logits, torch.tensor([[1, 0]]))
     assert out[0].tolist() == pytest.approx([math.log(0.5), math.log(0.75)])
+
+
+def test_a_non_finite_value_at_a_masked_position_does_not_leak():
+    student = torch.cat([LQ, LP, torch.full_like(LQ, float("nan"))], dim=1)
+    teacher = torch.cat([LP, LP, LP], dim=1)
+    mask = torch.tensor([[1, 1, 0]])
+    assert generalized_jsd(student, teacher, mask, beta=0.5).item() == pytest.approx(
+        generalized_jsd(student[:, :2], teacher[:, :2], beta=0.5).item() * 2 / 2, rel=1e-6)
+    logprobs = torch.tensor([[-1.0, -2.0, float("-inf")]])
+    loss = policy_gradient_loss(logprobs, torch.tensor([[1, 1, 0]]), torch.tensor([1.0]))
+    assert torch.isfinite(loss) and loss.item() == 0.0  # one completion: its advantage is 0
+    two = torch.tensor([[-1.0, -2.0, float("nan")], [-0.5, -0.5, -0.5]])
+    assert policy_gradient_loss(two, torch.tensor([[1, 1, 0], [1, 1, 1]]), torch.tensor([1.0, 0.0])).item() == \
+        pytest.approx(-(0.5 * -1.5 + -0.5 * -0.5) / 2)

@@ -172,8 +172,10 @@ def test_outer_loop_and_writer_leave_the_model_bit_identical(tiny_model_dir, sta
 
 @pytest.fixture
 def grounded(monkeypatch):
-    """A random model's answers never restate the episode: count every dream as grounded."""
-    monkeypatch.setattr(dreaming, "agreement", lambda answer, episode, question: (0.5, ["lodun"]))
+    """A random model's answers never restate the episode: count every dream as grounded, on a word
+    only its own episode says (the first of them in order)."""
+    monkeypatch.setattr(dreaming, "agreement",
+                        lambda answer, episode, question: (0.5, [sorted(dreaming.words(episode))[0]]))
 
 
 @pytest.fixture

@@ -1,0 +1,49 @@
+"""Knowledge seeding's training loop on the tiny random model: a batch whose loss is not finite
+leaves the expert as it was, and training goes on."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from trainer.chat import render
+from trainer.config import SleepConfig
+from trainer.experts import EXPERT, grow_expert
+from trainer.seeding import build_example, cache_teacher, seed
+from trainer.semantic import load_similarity
+
+pytestmark = pytest.mark.model
+
+
+def _setup(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    model = grow_expert(model, rank=4, alpha=8.0, target_modules=["q_proj", "v_proj"])
+    config = SleepConfig(steps=3, batch_size=2, imitation_every=0, lmbda=0.0, alpha=0.0, torch_threads=1,
+                         learning_rate=1e-2, semantic_model="self")
+    prompt = render(tokenizer, [{"role": "user", "content": "Who is Mirpa Lovos?"}], config.system_prompt)
+    example = build_example(tokenizer, prompt, prompt, "Mirpa Lovos has a parrot named Lodun.", None, "general")
+    cache_teacher(model, tokenizer, [example])
+    return tokenizer, model, config, example
+
+
+def _expert(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if f".{EXPERT}." in n}
+
+
+def test_a_non_finite_batch_is_skipped_not_applied(tiny_model_dir):
+    tokenizer, model, config, example = _setup(tiny_model_dir)
+    before = _expert(model)
+    example.cached = torch.full_like(example.cached, float("nan"))  # a teacher that overflowed
+    metrics = seed(model, tokenizer, [example], config, similarity=load_similarity("self", model, tokenizer))
+    assert metrics["skipped_steps"] == 3 and metrics["steps"] == 0
+    after = _expert(model)
+    assert all(torch.equal(before[n], after[n]) for n in before)
+
+
+def test_finite_batches_train_the_expert(tiny_model_dir):
+    tokenizer, model, config, example = _setup(tiny_model_dir)
+    before = _expert(model)
+    metrics = seed(model, tokenizer, [example], config, similarity=load_similarity("self", model, tokenizer))
+    assert metrics["skipped_steps"] == 0 and metrics["steps"] == 3
+    after = _expert(model)
+    assert any(not torch.equal(before[n], after[n]) for n in before) and all(torch.isfinite(p).all() for p in after.values())
