@@ -79,6 +79,12 @@ def recalled(reply: str, key_terms: Sequence[str]) -> bool:
     return bool(words(reply) & set(key_terms))
 
 
+def recalls(model, tokenizer, dreams: Sequence[Dream], config: SleepConfig) -> list[bool]:
+    """Whether the closed-book greedy reply to each dream's question names one of its key terms."""
+    replies = answers(model, tokenizer, [d.question for d in dreams], config)
+    return [recalled(r, d.key_terms) for d, r in zip(dreams, replies)]
+
+
 def sleep(
     episodes: Sequence[dict],
     *,
@@ -157,8 +163,7 @@ def sleep(
     t0 = time.monotonic()
     pool = retention_pool(earlier_dreams, config.gate_retention_sample, random.Random(config.seed))
     with adapters(model, teacher):
-        served = [recalled(r, d.key_terms) for d, r in
-                  zip(probes + pool, answers(model, tokenizer, [d.question for d in probes + pool], config))]
+        served = recalls(model, tokenizer, probes + pool, config)
     served_recall = sum(served[:len(probes)]) / len(probes) if probes else None
     known = [d for d, ok in zip(pool, served[len(probes):]) if ok]
     seconds["served"] = time.monotonic() - t0

@@ -10,7 +10,7 @@ the night's seed, the same for every set so that sets differ only by their data;
 of the frozen stack tonight's expert will sit on, trains `seal_steps` steps with the knowledge-seeding
 loss (`seeding.seed`) on that set alone, and is then deleted: the model is left as it was, to the bit.
 The set's reward is the held-out recall gain on the probes of its episode: recall with the throw-away
-adapter minus recall without (the recipe's `answers` + `recalled`, key terms as in the gate).
+adapter minus recall without (the recipe's `recalls`, key terms as in the gate).
 
 **Filter (ReST-EM's E-step).** A dream's reward is the mean reward of the sets that held it (one per
 round); the dreams above `seal_min_reward` win and stay tonight's training dreams, the others are
@@ -149,12 +149,11 @@ def throwaway(model: torch.nn.Module, config: SleepConfig, *, below: Sequence[st
 
 def probe_recall(model, tokenizer, probes: Sequence[Dream], config: SleepConfig) -> float | None:
     """Fraction of probes whose closed-book greedy reply names one of their key terms (the gate's recall)."""
-    from trainer.recipe import answers, recalled  # the recipe imports this module
+    from trainer.recipe import recalls  # the recipe imports this module
 
     if not probes:
         return None
-    replies = answers(model, tokenizer, [d.question for d in probes], config)
-    return sum(recalled(r, d.key_terms) for d, r in zip(probes, replies)) / len(probes)
+    return sum(recalls(model, tokenizer, probes, config)) / len(probes)
 
 
 def outer_loop(

@@ -193,25 +193,20 @@ def seed(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip or float("inf"))
-        if not (torch.isfinite(loss) and torch.isfinite(norm)):
-            # one bad batch (an overflow in low precision, say) must not poison the expert: no update
+        finite = bool(torch.isfinite(loss) and torch.isfinite(norm))
+        if finite:
+            optimizer.step()
+            losses.append(loss.item())
+            gkd_losses.append(gkd.item())
+        else:  # one bad batch (an overflow in low precision, say) must not poison the expert: no update
             skipped += 1
-            optimizer.zero_grad(set_to_none=True)
-            schedule.step()
-            if progress:
-                progress("seed", step + 1, config.steps, None)
-            if bar is not None:
-                bar.update(1)
-            continue
-        optimizer.step()
         schedule.step()
-        losses.append(loss.item())
-        gkd_losses.append(gkd.item())
         if progress:
-            progress("seed", step + 1, config.steps, losses[-1])
+            progress("seed", step + 1, config.steps, losses[-1] if finite else None)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if finite:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     if not losses:
         return {"steps": 0, "skipped_steps": skipped, "loss": [], "gkd": [], "seconds": time.monotonic() - start}
