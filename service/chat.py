@@ -146,6 +146,8 @@ class ChatService:
         try:
             # Admission (queue full, bad length) fails here, while an HTTP status can still be sent.
             first = await generation.__anext__()
+            # A swap between recording and admission: the episode names the version that answered.
+            record.adapter_version = adapter_version(first.adapter)
         except StopAsyncIteration:
             first = GenerationChunk(finish_reason="stop", usage=Usage())
         except BaseException as exc:

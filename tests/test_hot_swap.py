@@ -83,6 +83,7 @@ def test_swap_under_load(tmp_path, tiny_model_dir, database_url):
         for thread in threads:
             thread.start()
         time.sleep(1.5)
+        swap_sent = time.monotonic()
         swap = http.post(f"{base_url}/admin/api/adapters/2/activate", headers=ADMIN)
         swapped_at = time.monotonic()
         assert swap.status_code == 200, swap.text
@@ -94,14 +95,16 @@ def test_swap_under_load(tmp_path, tiny_model_dir, database_url):
 
     assert failures == []
     assert text_v1 != text_v2
-    before = [r for r in results if r[0] < swapped_at - 0.5]
-    after = [r for r in results if r[0] > swapped_at]
-    assert len(before) >= 4 and len(after) >= 4
-    assert all(text == text_v2 for _, _, text in after)
-    assert all(text == text_v1 for _, _, text in before)
     with sessions() as session:
-        versions = {
-            session.get(Episode, uuid.UUID(cid.removeprefix("chatcmpl-"))).adapter_version for _, cid, _ in after
-        }
-    assert versions == {2}
+        served = [
+            (started, session.get(Episode, uuid.UUID(cid.removeprefix("chatcmpl-"))).adapter_version, text)
+            for started, cid, text in results
+        ]
+    # Each episode names the version that answered it, whatever raced the swap (the swap jumps ahead
+    # of requests already waiting, so wall-clock order alone does not decide which version that is).
+    assert all(text == {1: text_v1, 2: text_v2}[version] for _, version, text in served)
+    after = [version for started, version, _ in served if started > swapped_at]
+    before = [version for started, version, _ in served if started < swap_sent]
+    assert len(after) >= 4 and set(after) == {2}
+    assert len(before) >= 4 and before.count(1) >= 4  # the swap really happened under load
     db.dispose()

@@ -295,6 +295,32 @@ async def test_two_adapters_interleaved_requests_each_get_their_own(fresh_engine
     assert await text_of(engine, namespace="a", **sample) == alone["c"]
 
 
+async def test_a_request_keeps_the_adapter_it_was_admitted_with(fresh_engine, loras):
+    engine = await fresh_engine()
+    sample = dict(max_tokens=16, temperature=ADAPTER_T, seed=11)
+    await engine.load_adapter("one", str(loras[0]))
+    await engine.load_adapter("two", str(loras[1]))
+    await engine.activate_adapter("a", "two")
+    alone_two = await text_of(engine, namespace="a", **sample)
+    await engine.activate_adapter("a", "one")
+    alone_one = await text_of(engine, namespace="a", **sample)
+    assert alone_one != alone_two
+
+    # A long request holds the worker, so the next one is admitted on "one" and waits while "a" swaps.
+    blocker = asyncio.create_task(run(engine, req(max_tokens=300, namespace="b")))
+    waiting = asyncio.create_task(run(engine, req(namespace="a", **sample)))
+    await asyncio.sleep(0.05)
+    await engine.activate_adapter("a", "two")
+    await engine.activate_adapter("a", None)
+    await engine.unload_adapter("one")  # waits for the admitted request, then frees the adapter
+    assert waiting.done()
+    text, chunks = await waiting
+    assert (text, chunks[0].adapter) == (alone_one, "one")
+    assert (await blocker)[1][0].adapter is None
+    assert [a.name for a in engine.loaded_adapters()] == ["two"]
+    assert (await run(engine, req(namespace="c")))[1][0].adapter is None
+
+
 async def test_broken_adapters_are_refused_and_change_nothing(fresh_engine, loras, tmp_path, monkeypatch):
     import shutil
 

@@ -49,6 +49,9 @@ class GenerationChunk:
     text: str = ""
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    # On the first chunk: the adapter this request was pinned to when it was admitted (None: the base
+    # model). A swap never changes a request already admitted, so this is what answered it.
+    adapter: str | None = None
 
 
 @dataclass

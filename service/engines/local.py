@@ -16,9 +16,10 @@ import json
 import logging
 import queue
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ class _Job:
     request: GenerationRequest
     prompt_ids: list[int]
     loop: asyncio.AbstractEventLoop
+    adapter: str | None = None  # pinned at admission: a swap while it waits does not change it
     out: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -79,12 +81,14 @@ class LocalEngine(Engine):
         torch_threads: int | None = None,
         device: str = "cpu",
         dtype: torch.dtype | str | None = None,
+        drain_timeout_s: float = 300.0,
     ):
         if max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
         self._model_path = Path(model_path)
         self._max_model_len_setting = max_model_len
         self._max_queue = max_queue
+        self._drain_timeout_s = drain_timeout_s
         self._torch_threads = torch_threads
         self._device = torch.device(device)
         # CPU kernels for half precision are slow or missing; elsewhere keep the checkpoint's dtype.
@@ -112,6 +116,7 @@ class LocalEngine(Engine):
         self._registry_lock = threading.Lock()
         self._adapters: dict[str, str] = {}  # name -> path
         self._namespaces: dict[str, str] = {}  # namespace -> adapter name
+        self._in_flight: Counter[str] = Counter()  # adapter name -> admitted requests not yet finished
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -218,17 +223,31 @@ class LocalEngine(Engine):
             if self._pending >= self._max_queue:
                 raise QueueFullError(f"{self._pending} requests are already waiting; retry later")
             self._pending += 1
+        # Read the namespace's adapter and count the request in one step: an activation that returned
+        # before this line is seen, and an unload waits until this request is done with it.
+        with self._registry_lock:
+            job.adapter = self._namespaces.get(request.namespace)
+            if job.adapter is not None:
+                self._in_flight[job.adapter] += 1
         self._work.put((_REQUEST, next(self._order), job))
         try:
+            first = True
             while True:
                 item = await job.out.get()
                 if isinstance(item, BaseException):
                     raise item
+                if first:
+                    item, first = replace(item, adapter=job.adapter), False
                 yield item
                 if item.finish_reason is not None:
                     return
         finally:
             job.cancelled.set()
+            if job.adapter is not None:
+                with self._registry_lock:
+                    self._in_flight[job.adapter] -= 1
+                    if not self._in_flight[job.adapter]:
+                        del self._in_flight[job.adapter]
 
     # --- the worker ----------------------------------------------------------------------------------
 
@@ -278,8 +297,7 @@ class LocalEngine(Engine):
     def _run(self, job: _Job) -> None:
         """Decode one request token by token with the KV cache, streaming text deltas to its consumer."""
         params = job.request.params
-        with self._registry_lock:
-            adapter = self._namespaces.get(job.request.namespace)
+        adapter = job.adapter
         generator = torch.Generator(device=self._device)
         if params.seed is None:
             generator.seed()
@@ -477,14 +495,33 @@ class LocalEngine(Engine):
         await self._between_requests(activate)
 
     async def unload_adapter(self, name: str) -> None:
-        """Free adapter `name`; refused while any namespace is served by it."""
+        """Free adapter `name` once the requests admitted on it are done; refused while any namespace is
+        served by it, and `EngineError` if those requests outlast the drain timeout."""
 
-        def unload() -> None:
+        def check() -> None:
             if name not in self._adapters:
                 raise AdapterError(f"adapter {name!r} is not loaded", param="name")
             users = sorted(ns for ns, adapter in self._namespaces.items() if adapter == name)
             if users:
                 raise AdapterError(f"adapter {name!r} still serves namespace(s) {', '.join(users)}")
+
+        with self._registry_lock:
+            check()
+        # No namespace points at it any more, so no new request can pin it; wait for those that did.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._drain_timeout_s
+        while self._requests_on(name):
+            if loop.time() > deadline:
+                raise EngineError(
+                    f"adapter {name!r} still has {self._requests_on(name)} requests running after "
+                    f"{self._drain_timeout_s:.0f} s; not unloaded"
+                )
+            await asyncio.sleep(0.02)
+
+        def unload() -> None:
+            check()
+            if self._requests_on(name):  # re-activated and used again while this call waited
+                raise AdapterError(f"adapter {name!r} is in use again; not unloaded")
             if len(self._adapters) == 1:
                 # peft keeps no sensible state without adapters; go back to the plain base model.
                 self._base = self._peft.unload()
@@ -501,6 +538,10 @@ class LocalEngine(Engine):
     def active_adapter(self, namespace: str) -> str | None:
         with self._registry_lock:
             return self._namespaces.get(namespace)
+
+    def _requests_on(self, name: str) -> int:
+        with self._registry_lock:
+            return self._in_flight.get(name, 0)
 
     def loaded_adapters(self) -> list[AdapterInfo]:
         with self._registry_lock:

@@ -18,6 +18,7 @@ import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -260,7 +261,10 @@ class VLLMEngine(Engine):
         model = self._namespaces.get(request.namespace, self._served_name)
         self._in_flight[model] += 1
         try:
+            first = True
             async for chunk in self._stream(model, request):
+                if first:
+                    chunk, first = replace(chunk, adapter=None if model == self._served_name else model), False
                 yield chunk
         finally:
             self._in_flight[model] -= 1
