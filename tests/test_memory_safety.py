@@ -19,7 +19,7 @@ from tests.figures import record_figure
 from tests.learning import short_night_config
 from tests.servers import server_in_thread
 
-# Two sleeps, 200 sampled probes on a LoRA-served SmolLM2 at one thread and a rebuild: about 21 minutes
+# Two sleeps, 200 sampled probes on a LoRA-served SmolLM2 at one thread and a rebuild: about 23 minutes
 # on an AVX2-only CI core (3.5 s a probe), past the suite's 900 s default.
 pytestmark = [pytest.mark.learning, pytest.mark.slow, pytest.mark.timeout(1800)]
 
