@@ -7,9 +7,12 @@ The API never imports torch; it talks to an `Engine`. `local` runs transformers 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from service.errors import EngineError
 
 FinishReason = Literal["stop", "length"]
 
@@ -114,3 +117,18 @@ class Engine(abc.ABC):
     def queue_depth(self) -> int:
         """Requests waiting for (or, for a remote engine, in) generation; for metrics."""
         return 0
+
+
+async def wait_for_requests_on(name: str, running: Callable[[], int], timeout_s: float) -> None:
+    """Wait until `running()` (the requests pinned to adapter `name`) is 0, before unloading it.
+
+    Raises `EngineError` if they outlast `timeout_s`; the adapter then stays loaded.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while running():
+        if loop.time() > deadline:
+            raise EngineError(
+                f"adapter {name!r} still has {running()} requests running after {timeout_s:.0f} s; not unloaded"
+            )
+        await asyncio.sleep(0.02)

@@ -32,6 +32,7 @@ from service.engines.base import (
     GenerationChunk,
     GenerationRequest,
     Usage,
+    wait_for_requests_on,
 )
 from service.engines.sampling import IncrementalDetokenizer, sample_next_token, stop_cut
 from service.errors import (
@@ -508,15 +509,7 @@ class LocalEngine(Engine):
         with self._registry_lock:
             check()
         # No namespace points at it any more, so no new request can pin it; wait for those that did.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._drain_timeout_s
-        while self._requests_on(name):
-            if loop.time() > deadline:
-                raise EngineError(
-                    f"adapter {name!r} still has {self._requests_on(name)} requests running after "
-                    f"{self._drain_timeout_s:.0f} s; not unloaded"
-                )
-            await asyncio.sleep(0.02)
+        await wait_for_requests_on(name, lambda: self._requests_on(name), self._drain_timeout_s)
 
         def unload() -> None:
             check()

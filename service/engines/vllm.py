@@ -24,7 +24,15 @@ from typing import Any
 
 import httpx
 
-from service.engines.base import AdapterInfo, Engine, FinishReason, GenerationChunk, GenerationRequest, Usage
+from service.engines.base import (
+    AdapterInfo,
+    Engine,
+    FinishReason,
+    GenerationChunk,
+    GenerationRequest,
+    Usage,
+    wait_for_requests_on,
+)
 from service.errors import (
     AdapterError,
     EngineError,
@@ -417,15 +425,7 @@ class VLLMEngine(Engine):
                 raise
 
     async def _drain(self, name: str) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._drain_timeout_s
-        while self._in_flight[name]:
-            if loop.time() > deadline:
-                raise EngineError(
-                    f"adapter {name!r} still has {self._in_flight[name]} requests running after "
-                    f"{self._drain_timeout_s:.0f} s; not unloaded"
-                )
-            await asyncio.sleep(0.02)
+        await wait_for_requests_on(name, lambda: self._in_flight[name], self._drain_timeout_s)
         self._in_flight.pop(name, None)
 
     async def _forget_in_vllm(self, name: str, *, strict: bool = False) -> None:
