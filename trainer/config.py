@@ -117,10 +117,10 @@ class SleepConfig:
     min_recall_gain: float = _f(
         0.05, "gate: recall of tonight's held-out probes must beat the served model's on them by at least this.")
     gate_retention_sample: int = _f(
-        32, "earlier dreams asked of the served model (its recalled probes first, then trained dreams); "
-            "those it answers form the retention set.")
+        32, "earlier dreams asked of the served model and of the candidate (recalled probes first, then "
+            "trained dreams).")
     min_retention: float = _f(
-        0.75, "gate: of the earlier dreams the served model answers, the candidate still answers at least this.")
+        0.75, "gate: the candidate's recall of those earlier dreams over the served model's is at least this.")
     max_general_drop: float = _f(0.25, "gate: general agreement with the base may fall by at most this.")
 
     def __post_init__(self) -> None:

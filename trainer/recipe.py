@@ -165,7 +165,7 @@ def sleep(
     with adapters(model, teacher):
         served = recalls(model, tokenizer, probes + pool, config)
     served_recall = sum(served[:len(probes)]) / len(probes) if probes else None
-    known = [d for d, ok in zip(pool, served[len(probes):]) if ok]
+    known = sum(served[len(probes):])
     seconds["served"] = time.monotonic() - t0
 
     # --- SEAL / ReST-EM (optional): keep the dream sets whose throw-away adapter raised held-out recall,
@@ -225,17 +225,18 @@ def sleep(
     t0 = time.monotonic()
     report("evaluate", 0, 1, None)
     base_gate = general_answers[len(general_train):]
-    replies = answers(model, tokenizer, [d.question for d in probes + known] + general_gate, config)
+    replies = answers(model, tokenizer, [d.question for d in probes + pool] + general_gate, config)
     for d, reply in zip(probes, replies):
         d.recalled = recalled(reply, d.key_terms)
     recall = sum(d.recalled for d in probes) / len(probes) if probes else None
-    kept_known = [recalled(r, d.key_terms) for d, r in zip(known, replies[len(probes):])]
-    retention = sum(kept_known) / len(known) if known else None
-    now = replies[len(probes) + len(known):]
+    candidate = [recalled(r, d.key_terms) for d, r in zip(pool, replies[len(probes):])]
+    served_pool = served[len(probes):]
+    retention = retention_ratio(served_pool, candidate)
+    now = replies[len(probes) + len(pool):]
     general = sum(_same_answer(a, b) for a, b in zip(now, base_gate)) / len(general_gate) if general_gate else None
     report("evaluate", 1, 1, None)
     gate = GateNumbers(recall=recall, served_recall=served_recall, probes=len(probes), retention=retention,
-                       retention_set=len(known), general=general)
+                       retention_set=known, general=general)
     reasons = verdict(gate, config)
     seconds["evaluate"] = time.monotonic() - t0
 
@@ -262,8 +263,11 @@ def sleep(
         "retention": retention,
         "general_agreement": general,
         "probes": len(probes),
-        "retention_set": len(known),  # earlier dreams the served model answered (of `retention_asked`)
+        "retention_set": known,  # earlier dreams the served model answered (of `retention_asked`)
         "retention_asked": len(pool),
+        # of those, how many the candidate lost and how many it answers that the served model did not
+        "retention_lost": sum(s and not c for s, c in zip(served_pool, candidate)),
+        "retention_gained": sum(c and not s for s, c in zip(served_pool, candidate)),
         "dreams": len(trained),
         "replayed": len(replayable),
         "rank": None if layers_mode else sum(e["rank"] for e in experts),
@@ -297,19 +301,28 @@ def retention_pool(earlier_dreams: Sequence[dict], size: int, rng: random.Random
     return (probes + trained)[:size]
 
 
+def retention_ratio(served: Sequence[bool], candidate: Sequence[bool]) -> float | None:
+    """The candidate's recall of earlier dreams over the served model's, on the same questions (the
+    benchmark's retention; above 1 when it answers more). Counting only the questions the served model
+    answered would see every answer lost and none gained: answers near the edge flip both ways under any
+    update, so that fraction reads well below 1 for a model that forgot nothing. None: nothing known."""
+    known = sum(served)
+    return sum(candidate) / known if known else None
+
+
 @dataclass
 class GateNumbers:
     recall: float | None  # candidate's recall of tonight's held-out probes
     served_recall: float | None  # the served model's recall of the same probes
     probes: int
-    retention: float | None  # of the earlier dreams the served model answers, the fraction the candidate does
-    retention_set: int
+    retention: float | None  # candidate's recall of the earlier dreams asked over the served model's
+    retention_set: int  # how many of them the served model answers: the evidence behind `retention`
     general: float | None  # agreement with the base model's replies to held-out general prompts
 
 
 def verdict(gate: GateNumbers, config: SleepConfig) -> list[str]:
     """Why the candidate must not replace the served model (empty: accept). Recall is judged as a gain
-    over the served model on the same probes, retention on what the served model knows: both compare the
+    over the served model on the same probes, retention as a ratio to its recall of earlier dreams: both compare the
     two models on the same questions, so a hard night does not read as a failed one. Below
     `gate_min_probes` a number is noise, not evidence: it is only reported."""
     reasons = []
@@ -323,8 +336,8 @@ def verdict(gate: GateNumbers, config: SleepConfig) -> list[str]:
             reasons.append(f"recall of tonight's held-out probes {gate.recall:.2f} < {config.min_recall}")
     if (gate.retention is not None and gate.retention_set >= config.gate_min_probes
             and gate.retention < config.min_retention - 1e-9):
-        reasons.append(f"retention of {gate.retention_set} earlier dreams the served model answers "
-                       f"{gate.retention:.2f} < {config.min_retention}")
+        reasons.append(f"retention of earlier dreams {gate.retention:.2f} (recall over the served model's, "
+                       f"which answers {gate.retention_set}) < {config.min_retention}")
     if gate.general is not None and gate.general < 1 - config.max_general_drop - 1e-9:
         reasons.append(f"general agreement with the base {gate.general:.2f} < {1 - config.max_general_drop:.2f}")
     return reasons

@@ -3,7 +3,7 @@
 import random
 
 from trainer.config import SleepConfig
-from trainer.recipe import GateNumbers, retention_pool, verdict
+from trainer.recipe import GateNumbers, retention_pool, retention_ratio, verdict
 
 CONFIG = SleepConfig(min_recall=0.0, min_recall_gain=0.05, min_retention=0.75, max_general_drop=0.5,
                      gate_min_probes=5)
@@ -36,7 +36,7 @@ def test_an_absolute_recall_floor_applies_when_configured():
 
 def test_retention_below_the_bar_rejects():
     reasons = verdict(_gate(retention=0.6, retention_set=20), CONFIG)
-    assert len(reasons) == 1 and "retention of 20 earlier dreams" in reasons[0]
+    assert len(reasons) == 1 and "retention of earlier dreams 0.60" in reasons[0] and "answers 20" in reasons[0]
     assert verdict(_gate(retention=0.75, retention_set=20), CONFIG) == []
 
 
@@ -65,3 +65,16 @@ def test_retention_pool_asks_recalled_probes_first_then_trained_dreams():
     assert all(not d.held_out and d.question.startswith("q2") for d in pool[3:])
     assert retention_pool(earlier, 0, random.Random(0)) == []
     assert len(retention_pool(earlier, 100, random.Random(0))) == 13
+
+
+def test_retention_counts_answers_gained_as_well_as_lost():
+    served = [True, True, True, True, False, False, False, False]
+    # loses 2 of the 4 it knew and gains 2 it did not: as much recall as before, nothing forgotten
+    churned = [True, True, False, False, True, True, False, False]
+    assert retention_ratio(served, churned) == 1.0
+    # loses 1 of 4, gains nothing: 3 / 4
+    assert retention_ratio(served, [True, True, True, False, False, False, False, False]) == 0.75
+    # gains more than it had: above 1
+    assert retention_ratio(served, [True] * 6 + [False] * 2) == 1.5
+    assert retention_ratio([False] * 3, [True] * 3) is None  # nothing known: no evidence either way
+    assert retention_ratio([], []) is None
