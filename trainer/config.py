@@ -93,6 +93,10 @@ class SleepConfig:
     alpha: float = _f(0.1, "weight of imitation in (1-alpha)*GKD + alpha*imitation.")
     beta: float = _f(0.5, "generalized JSD beta: 0 is forward KL(teacher||student), 1 reverse KL.")
     lmbda: float = _f(0.25, "fraction of GKD continuations sampled on-policy from the student.")
+    replay_lmbda: float | None = _f(
+        None, "on-policy fraction for replayed earlier dreams (None: lmbda). Forgetting shows as the student "
+        "giving an old question a new night's answer; only its own samples, scored by the previous model, "
+        "let the loss see that.")
     gkd_temperature: float = _f(1.0, "temperature applied to both teacher and student logits in GKD.")
     on_policy_max_new_tokens: int = _f(32, "length of on-policy student samples.")
     gamma: float = _f(0.5, "imitation reward: weight of semantic similarity vs. edit similarity.")
@@ -141,6 +145,7 @@ class SleepConfig:
             (0.0 <= self.alpha <= 1.0, "alpha (imitation weight) must be in [0, 1]."),
             (0.0 <= self.beta <= 1.0, "beta (generalized JSD) must be in [0, 1]."),
             (0.0 <= self.lmbda <= 1.0, "lmbda (on-policy fraction) must be in [0, 1]."),
+            (self.replay_lmbda is None or 0.0 <= self.replay_lmbda <= 1.0, "replay_lmbda must be in [0, 1]."),
             (0.0 <= self.gamma <= 1.0, "gamma (semantic weight) must be in [0, 1]."),
             (0.0 < self.edit_threshold <= 1.0, "edit_threshold must be in (0, 1]."),
             (0.0 <= self.imitation_prefix < 1.0, "imitation_prefix must be in [0, 1)."),

@@ -101,10 +101,17 @@ def teacher_logits(model, tokenizer, examples: Sequence[Example], conts: Sequenc
     return out
 
 
+def on_policy_fraction(example: Example, config: SleepConfig) -> float:
+    if example.kind == "replay" and config.replay_lmbda is not None:
+        return config.replay_lmbda
+    return config.lmbda
+
+
 def gkd_loss(model, tokenizer, batch: Sequence[Example], config: SleepConfig, rng: random.Random) -> torch.Tensor:
-    """GKD on one batch: a fraction lambda of continuations sampled on-policy from the student."""
+    """GKD on one batch: a fraction lambda of continuations (`replay_lmbda` of replayed ones) sampled
+    on-policy from the student."""
     conts: list[list[int]] = [ex.continuation for ex in batch]
-    on_policy = [i for i in range(len(batch)) if rng.random() < config.lmbda]
+    on_policy = [i for i, ex in enumerate(batch) if rng.random() < on_policy_fraction(ex, config)]
     if on_policy:
         sampled = generate(model, tokenizer, [batch[i].student_prompt for i in on_policy],
                            max_new_tokens=config.on_policy_max_new_tokens, temperature=1.0,

@@ -47,3 +47,41 @@ def test_finite_batches_train_the_expert(tiny_model_dir):
     assert metrics["skipped_steps"] == 0 and metrics["steps"] == 3
     after = _expert(model)
     assert any(not torch.equal(before[n], after[n]) for n in before) and all(torch.isfinite(p).all() for p in after.values())
+
+
+def test_replay_lmbda_samples_replayed_dreams_on_policy_and_leaves_tonight_to_lmbda(tiny_model_dir, monkeypatch):
+    import trainer.seeding as seeding
+
+    tokenizer, model, config, _ = _setup(tiny_model_dir)
+    config = SleepConfig(**{**config.to_dict(), "lmbda": 0.0, "replay_lmbda": 1.0})
+    ask = lambda q: render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)  # noqa: E731
+    tonight = build_example(tokenizer, ask("Who is Tenra Pamir?"), ask("Who is Tenra Pamir?"),
+                            "Tenra Pamir lives in Rabelten.", None, "tonight")
+    replay = build_example(tokenizer, ask("Who is Mirpa Lovos?"), ask("Who is Mirpa Lovos?"),
+                           "Mirpa Lovos has a parrot named Lodun.", None, "replay")
+    cache_teacher(model, tokenizer, [tonight, replay])
+    sampled_for = []
+    real_generate = seeding.generate
+
+    def spy(model, tokenizer, prompts, **kwargs):
+        sampled_for.extend(tuple(p) for p in prompts)
+        return real_generate(model, tokenizer, prompts, **kwargs)
+
+    monkeypatch.setattr(seeding, "generate", spy)
+    config = SleepConfig(**{**config.to_dict(), "replay_fraction": 0.5, "general_fraction": 0.0})
+    metrics = seed(model, tokenizer, [tonight, replay], config, similarity=load_similarity("self", model, tokenizer))
+    assert metrics["steps"] == 3
+    assert sampled_for.count(tuple(replay.student_prompt)) == 3  # every step's replayed dream
+    assert tuple(tonight.student_prompt) not in sampled_for
+
+
+def test_replay_lmbda_defaults_to_lmbda():
+    from trainer.seeding import Example, on_policy_fraction
+
+    replay = Example([1], [1], "a", [2], None, "replay")
+    tonight = Example([1], [1], "a", [2], None, "tonight")
+    assert on_policy_fraction(replay, SleepConfig(lmbda=0.3)) == 0.3
+    assert on_policy_fraction(replay, SleepConfig(lmbda=0.3, replay_lmbda=0.8)) == 0.8
+    assert on_policy_fraction(tonight, SleepConfig(lmbda=0.3, replay_lmbda=0.8)) == 0.3
+    with pytest.raises(ValueError, match="replay_lmbda"):
+        SleepConfig(replay_lmbda=1.5)
