@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
@@ -196,6 +196,15 @@ def distinctive(terms: Sequence[str], episode_id: str, told: dict[str, str]) -> 
     return [t for t in terms if t not in elsewhere]
 
 
+def identifies(question: str, episode_id: str, told: dict[str, str]) -> bool:
+    """Whether the episode's words a question names are not all said in any other episode (the pair
+    "Voska Belshi" singles out one person even when another is called Voska). One that does not asks the
+    same of several episodes ('Continue what I told you: "The door code ..."'): training it teaches one
+    prompt several answers, and each night's answer overwrites the last night's."""
+    asked = (words(question) - _PROMPT_WORDS) & words(told[episode_id])
+    return bool(asked) and not any(asked <= words(text) for eid, text in told.items() if eid != episode_id)
+
+
 def template_questions(episode: dict, config: SleepConfig, rng: random.Random) -> list[str]:
     names = entities(episode_text(episode), config.entities_per_episode)
     questions = [RESTATE] if config.restate else []
@@ -247,14 +256,19 @@ def dream(
     night: str | None = None,
     progress=None,
     writer: Sequence[str] | None = None,
+    earlier_questions: Collection[str] = (),
 ) -> list[Dream]:
     """Write, score and select tonight's dreams. `model` is the current model (teacher and student).
 
     `writer`: adapters that write the answers instead (the SEAL dream writer, `trainer.seal`); the
     questions, the scores and the cached teacher logits stay the current model's.
+    Questions that do not single out their episode among tonight's (`identifies`), or that an earlier
+    night already asked (`earlier_questions`) of another episode, are not asked.
     Returns the kept dreams, the held-out probes among them (`held_out=True`).
     """
     rng = random.Random(config.seed)
+    by_id = {str(e.get("id", "")): e for e in episodes}
+    told = {eid: told_text(e) for eid, e in by_id.items()}
     written = model_questions(model, tokenizer, episodes, config)
     candidates: list[Dream] = []
     for episode, extra in zip(episodes, written):
@@ -263,9 +277,10 @@ def dream(
             candidates.append(Dream(eid, q, "", "template", night=night))
         for q in extra:
             candidates.append(Dream(eid, q, "", "model", night=night))
+    taken = set(earlier_questions)
+    candidates = [d for d in candidates if d.question not in taken and identifies(d.question, d.episode_id, told)]
     if not candidates:
         return []
-    by_id = {str(e.get("id", "")): e for e in episodes}
     # The in-context teacher answers: greedy first, then samples.
     prompts = [render(tokenizer, fitted_messages(tokenizer, by_id[d.episode_id], config)
                       + [{"role": "user", "content": d.question}], config.system_prompt) for d in candidates]

@@ -153,7 +153,8 @@ def sleep(
     # --- dream: the current model, with each episode in context, writes tonight's dreams ------------
     t0 = time.monotonic()
     with adapters(model, teacher):
-        dreams = dream(model, tokenizer, episodes, config, night=night, progress=progress, writer=writer)
+        dreams = dream(model, tokenizer, episodes, config, night=night, progress=progress, writer=writer,
+                       earlier_questions={d["question"] for d in earlier_dreams})
     seal.unload_writer(model, writer)
     probes = [d for d in dreams if d.held_out]
     trained = [d for d in dreams if not d.held_out]

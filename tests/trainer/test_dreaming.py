@@ -122,3 +122,44 @@ def test_key_terms_are_what_only_this_episode_said():
     assert dreaming.distinctive(["adopted", "called", "parrot", "tengor"], "a", told) == ["adopted", "called", "tengor"]
     assert dreaming.distinctive(["loka", "parrot"], "b", told) == ["loka"]
     assert dreaming.distinctive(["parrot", "tengor"], "a", {"a": told["a"]}) == ["parrot", "tengor"]
+
+
+def test_a_question_must_single_out_its_episode():
+    from trainer.dreaming import identifies
+
+    told = {"a": "The door code for Kavos Belra's studio is 7896.",
+            "b": "The door code for Gormir Shipa's studio is 3961.",
+            "c": "I heard Voska Pagor now lives in Rabelten.",
+            "d": "Did you know Kavos Mirra became a beekeeper?"}
+    # the same prefix of two episodes: one prompt, two answers
+    assert not identifies('Continue what I told you: "The door code for ..."', "a", told)
+    assert not identifies("Repeat what I told you about The door code.", "b", told)
+    assert identifies('Continue what I told you: "The door code for Kavos ..."', "a", told)
+    # "Kavos" alone is said in two episodes; with "Belra" it names one person
+    assert not identifies("What do you know about Kavos?", "a", told)
+    assert identifies("What do you know about Kavos Belra?", "a", told)
+    assert not identifies("Repeat what I told you.", "c", told)  # names nothing the user said
+    assert identifies("What do you know about Voska Pagor?", "c", {"c": told["c"]})
+
+
+def test_dreams_skip_ambiguous_and_earlier_questions(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.dreaming import dream, identifies, told_text
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    config = SleepConfig(model_questions=0, dream_max_new_tokens=6, keep_top_k=50, keep_random=0,
+                         held_out_per_episode=0, torch_threads=1)
+    episodes = [{"id": eid, "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "Noted."}]}
+                for eid, text in (("a", "The door code for Kavos Belra's studio is 7896."),
+                                  ("b", "The door code for Gormir Shipa's studio is 3961."))]
+    earlier = {"What do you know about Kavos Belra?"}  # asked of another episode on an earlier night
+    asked = {d.question for d in dream(model, tokenizer, episodes, config)}
+    kept = dream(model, tokenizer, episodes, config, earlier_questions=earlier)
+    told = {e["id"]: told_text(e) for e in episodes}
+    assert kept and all(identifies(d.question, d.episode_id, told) for d in kept)
+    assert "What do you know about Kavos Belra?" in asked
+    assert "What do you know about Kavos Belra?" not in {d.question for d in kept}
+    assert not any(q.startswith('Continue what I told you: "The door code ..."') for q in asked)
