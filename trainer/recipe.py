@@ -293,13 +293,21 @@ def sleep(
 def retention_pool(earlier_dreams: Sequence[dict], size: int, rng: random.Random) -> list[Dream]:
     """Up to `size` earlier dreams for the gate's retention check: the held-out probes that the model
     which learned them recalled (never trained: the cleanest evidence) first, then trained dreams, each
-    group in random order so every night is represented."""
+    group in random order so every night is represented. A question asked twice (a teacher answer and a
+    quote) is one question: asked once, recalled when the reply names a key term of either."""
     candidates = [Dream.from_dict(d) for d in earlier_dreams if d.get("key_terms")]
     probes = [d for d in candidates if d.held_out and d.recalled]
     trained = [d for d in candidates if not d.held_out]
     rng.shuffle(probes)
     rng.shuffle(trained)
-    return (probes + trained)[:size]
+    pool: dict[str, Dream] = {}
+    for d in probes + trained:
+        if d.question in pool:
+            first = pool[d.question]
+            first.key_terms = list(dict.fromkeys(first.key_terms + d.key_terms))
+        elif len(pool) < size:
+            pool[d.question] = d
+    return list(pool.values())
 
 
 def retention_ratio(served: Sequence[bool], candidate: Sequence[bool]) -> float | None:

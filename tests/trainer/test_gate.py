@@ -67,6 +67,13 @@ def test_retention_pool_asks_recalled_probes_first_then_trained_dreams():
     assert len(retention_pool(earlier, 100, random.Random(0))) == 13
 
 
+def test_retention_pool_asks_a_question_once_with_the_key_terms_of_all_its_answers():
+    earlier = [_dream(1), {**_dream(1), "answer": "the user's words", "key_terms": ["k1", "lodun"]}, _dream(2)]
+    pool = retention_pool(earlier, 10, random.Random(0))
+    assert sorted(d.question for d in pool) == ["q1", "q2"]
+    assert next(d for d in pool if d.question == "q1").key_terms == ["k1", "lodun"]
+
+
 def test_retention_counts_answers_gained_as_well_as_lost():
     served = [True, True, True, True, False, False, False, False]
     # loses 2 of the 4 it knew and gains 2 it did not: as much recall as before, nothing forgotten
