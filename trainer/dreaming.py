@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
@@ -75,6 +75,7 @@ class Dream:
     score: float = 0.0
     night: str | None = None
     recalled: bool | None = None  # probes: whether the model that learned it recalled it
+    specific: bool = True  # the question singles out its episode (`identifies`): only such a one tests it
     # the in-context teacher's logits on the answer (len, V), kept from scoring for training; not saved
     teacher_logits: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
@@ -199,8 +200,8 @@ def distinctive(terms: Sequence[str], episode_id: str, told: dict[str, str]) -> 
 def identifies(question: str, episode_id: str, told: dict[str, str]) -> bool:
     """Whether the episode's words a question names are not all said in any other episode (the pair
     "Voska Belshi" singles out one person even when another is called Voska). One that does not asks the
-    same of several episodes ('Continue what I told you: "The door code ..."'): training it teaches one
-    prompt several answers, and each night's answer overwrites the last night's."""
+    same of several episodes ('Continue what I told you: "The door code ..."'): it still trains (its answer
+    states the whole fact), but it cannot test one memory, so it is never a probe."""
     asked = (words(question) - _PROMPT_WORDS) & words(told[episode_id])
     return bool(asked) and not any(asked <= words(text) for eid, text in told.items() if eid != episode_id)
 
@@ -256,14 +257,13 @@ def dream(
     night: str | None = None,
     progress=None,
     writer: Sequence[str] | None = None,
-    earlier_questions: Collection[str] = (),
 ) -> list[Dream]:
     """Write, score and select tonight's dreams. `model` is the current model (teacher and student).
 
     `writer`: adapters that write the answers instead (the SEAL dream writer, `trainer.seal`); the
     questions, the scores and the cached teacher logits stay the current model's.
-    Questions that do not single out their episode among tonight's (`identifies`), or that an earlier
-    night already asked (`earlier_questions`) of another episode, are not asked.
+    A question that does not single out its episode among tonight's (`identifies`) is marked
+    `specific=False`: it trains but is never held out as a probe.
     Returns the kept dreams, the held-out probes among them (`held_out=True`).
     """
     rng = random.Random(config.seed)
@@ -277,8 +277,8 @@ def dream(
             candidates.append(Dream(eid, q, "", "template", night=night))
         for q in extra:
             candidates.append(Dream(eid, q, "", "model", night=night))
-    taken = set(earlier_questions)
-    candidates = [d for d in candidates if d.question not in taken and identifies(d.question, d.episode_id, told)]
+    for d in candidates:
+        d.specific = identifies(d.question, d.episode_id, told)
     if not candidates:
         return []
     # The in-context teacher answers: greedy first, then samples.
@@ -293,13 +293,13 @@ def dream(
         for d, ids in zip(candidates, out):
             text = decode(tokenizer, ids)
             if text:
-                answered.append(Dream(d.episode_id, d.question, text, d.source, night=night))
+                answered.append(Dream(d.episode_id, d.question, text, d.source, night=night, specific=d.specific))
         if progress:
             progress("dream", k + 1, config.answers_per_question, None)
     if config.quote_answers:
         answered += [Dream(d.episode_id, d.question, quote(by_id[d.episode_id], d.question, tokenizer,
-                                                             config.dream_max_new_tokens), "quote", night=night)
-                     for d in candidates]
+                                                             config.dream_max_new_tokens), "quote", night=night,
+                           specific=d.specific) for d in candidates]
     score(model, tokenizer, answered, by_id, config)
     return select(answered, config, rng)
 
@@ -347,7 +347,7 @@ def select(dreams: list[Dream], config: SleepConfig, rng: random.Random) -> list
                 best[key] = d
         group = sorted(best.values(), key=lambda d: -d.score)
         # the best-grounded dream always trains; probes come from the rest
-        grounded = [d for d in group[1:] if d.key_terms and d.question != group[0].question]
+        grounded = [d for d in group[1:] if d.key_terms and d.specific and d.question != group[0].question]
         probes = rng.sample(grounded, min(config.held_out_per_episode, len(grounded)))
         for p in probes:
             p.held_out = True

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,8 +153,7 @@ def sleep(
     # --- dream: the current model, with each episode in context, writes tonight's dreams ------------
     t0 = time.monotonic()
     with adapters(model, teacher):
-        dreams = dream(model, tokenizer, episodes, config, night=night, progress=progress, writer=writer,
-                       earlier_questions={d["question"] for d in earlier_dreams})
+        dreams = dream(model, tokenizer, episodes, config, night=night, progress=progress, writer=writer)
     seal.unload_writer(model, writer)
     probes = [d for d in dreams if d.held_out]
     trained = [d for d in dreams if not d.held_out]
@@ -162,7 +161,8 @@ def sleep(
 
     # --- what the served model knows now: the gate judges the candidate against it ------------------
     t0 = time.monotonic()
-    pool = retention_pool(earlier_dreams, config.gate_retention_sample, random.Random(config.seed))
+    pool = retention_pool(earlier_dreams, config.gate_retention_sample, random.Random(config.seed),
+                          asked_tonight={d.question for d in dreams})
     with adapters(model, teacher):
         served = recalls(model, tokenizer, probes + pool, config)
     served_recall = sum(served[:len(probes)]) / len(probes) if probes else None
@@ -290,12 +290,17 @@ def sleep(
     return SleepResult(adapter, not reasons, metrics, keep, reasons, model_dir=model_dir)
 
 
-def retention_pool(earlier_dreams: Sequence[dict], size: int, rng: random.Random) -> list[Dream]:
+def retention_pool(earlier_dreams: Sequence[dict], size: int, rng: random.Random,
+                   asked_tonight: Collection[str] = ()) -> list[Dream]:
     """Up to `size` earlier dreams for the gate's retention check: the held-out probes that the model
     which learned them recalled (never trained: the cleanest evidence) first, then trained dreams, each
     group in random order so every night is represented. A question asked twice (a teacher answer and a
-    quote) is one question: asked once, recalled when the reply names a key term of either."""
-    candidates = [Dream.from_dict(d) for d in earlier_dreams if d.get("key_terms")]
+    quote) is one question: asked once, recalled when the reply names a key term of either. Questions
+    that did not single out their episode (`Dream.specific`), or that tonight asks again of another
+    episode, test no one memory and are left out."""
+    skip = set(asked_tonight)
+    candidates = [Dream.from_dict(d) for d in earlier_dreams
+                  if d.get("key_terms") and d.get("specific", True) and d["question"] not in skip]
     probes = [d for d in candidates if d.held_out and d.recalled]
     trained = [d for d in candidates if not d.held_out]
     rng.shuffle(probes)

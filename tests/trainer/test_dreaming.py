@@ -142,7 +142,7 @@ def test_a_question_must_single_out_its_episode():
     assert identifies("What do you know about Voska Pagor?", "c", {"c": told["c"]})
 
 
-def test_dreams_skip_ambiguous_and_earlier_questions(tiny_model_dir):
+def test_a_question_shared_by_episodes_trains_but_is_never_a_probe(tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -150,16 +150,14 @@ def test_dreams_skip_ambiguous_and_earlier_questions(tiny_model_dir):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    config = SleepConfig(model_questions=0, dream_max_new_tokens=6, keep_top_k=50, keep_random=0,
-                         held_out_per_episode=0, torch_threads=1)
+    config = SleepConfig(model_questions=0, dream_max_new_tokens=24, keep_top_k=50, keep_random=0,
+                         held_out_per_episode=50, torch_threads=1)
     episodes = [{"id": eid, "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "Noted."}]}
                 for eid, text in (("a", "The door code for Kavos Belra's studio is 7896."),
                                   ("b", "The door code for Gormir Shipa's studio is 3961."))]
-    earlier = {"What do you know about Kavos Belra?"}  # asked of another episode on an earlier night
-    asked = {d.question for d in dream(model, tokenizer, episodes, config)}
-    kept = dream(model, tokenizer, episodes, config, earlier_questions=earlier)
     told = {e["id"]: told_text(e) for e in episodes}
-    assert kept and all(identifies(d.question, d.episode_id, told) for d in kept)
-    assert "What do you know about Kavos Belra?" in asked
-    assert "What do you know about Kavos Belra?" not in {d.question for d in kept}
-    assert not any(q.startswith('Continue what I told you: "The door code ..."') for q in asked)
+    kept = dream(model, tokenizer, episodes, config)
+    assert all(d.specific == identifies(d.question, d.episode_id, told) for d in kept)
+    shared = [d for d in kept if not d.specific]
+    assert shared and all(not d.held_out for d in shared)  # trained: its answer states the whole fact
+    assert any(d.held_out for d in kept) and all(d.specific for d in kept if d.held_out)

@@ -85,3 +85,10 @@ def test_retention_counts_answers_gained_as_well_as_lost():
     assert retention_ratio(served, [True] * 6 + [False] * 2) == 1.5
     assert retention_ratio([False] * 3, [True] * 3) is None  # nothing known: no evidence either way
     assert retention_ratio([], []) is None
+
+
+def test_retention_pool_leaves_out_questions_that_test_no_one_memory():
+    earlier = [_dream(1), {**_dream(2), "specific": False}, _dream(3)]
+    assert sorted(d.question for d in retention_pool(earlier, 10, random.Random(0))) == ["q1", "q3"]
+    # tonight trains "q3" again, about another episode: the candidate's new answer is not forgetting
+    assert [d.question for d in retention_pool(earlier, 10, random.Random(0), asked_tonight={"q3"})] == ["q1"]

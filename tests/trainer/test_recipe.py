@@ -41,6 +41,16 @@ EPISODES = [
         {"role": "assistant", "content": "That's lovely to hear."}]),
 ]
 
+# another night's people: the gate's retention sample leaves out questions tonight asks again
+NIGHT_2 = [
+    Guarded(id="e3", probes=[], relation="city", messages=[
+        {"role": "user", "content": "I heard Tenra Pamir now lives in Rabelten."},
+        {"role": "assistant", "content": "Got it, noted!"}]),
+    Guarded(id="e4", probes=[], relation="food", messages=[
+        {"role": "user", "content": "Shipa Para's favourite dish is Dunpa, she cooks it every Sunday."},
+        {"role": "assistant", "content": "That's lovely to hear."}]),
+]
+
 
 def _config(**overrides):
     values = dict(steps=3, batch_size=4, dream_max_new_tokens=6, eval_max_new_tokens=6, on_policy_max_new_tokens=6,
@@ -79,7 +89,7 @@ def test_three_nights_on_the_tiny_model(tiny_model_dir, tmp_path, grounded):
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     PeftModel.from_pretrained(base, first.adapter_dir)  # loads as a standard PEFT folder
 
-    second = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=first.adapter_dir,
+    second = sleep(NIGHT_2, base_model=tiny_model_dir, adapter_dir=first.adapter_dir,
                    earlier_dreams=first.dreams, config=config, out_dir=tmp_path / "n2", night="2")
     assert second.metrics["replayed"] > 0 and second.metrics["rank"] == 8 and second.metrics["experts"] == 2
     # the gate asked the served model (night 1's adapter) about earlier dreams and tonight's probes first
