@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
+from score_candidates import score
 
-from trainer.benchmark import accuracy, general_accuracy, load_jsonl, probe_items, with_adapter
+from trainer.benchmark import load_jsonl, parse_overrides
 from trainer.config import SleepConfig
 from trainer.recipe import sleep
 
@@ -33,8 +33,8 @@ def main() -> None:
     args = parser.parse_args()
 
     results = json.loads((args.run / "results.json").read_text())
-    overrides = dict(kv.split("=", 1) for kv in args.set)
-    config = SleepConfig(**{**results["config"], **{k: yaml.safe_load(v) for k, v in overrides.items()}})
+    overrides = parse_overrides(args.set)
+    config = SleepConfig(**{**results["config"], **overrides})
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     cases = load_jsonl(results["dataset"])
@@ -45,10 +45,7 @@ def main() -> None:
     result = sleep(episodes, base_model=results["base_model"], adapter_dir=args.run / f"night-{n - 1}" / "adapter",
                    earlier_dreams=earlier, config=config, out_dir=args.out / f"night-{n}", night=str(n))
     seconds = time.monotonic() - t0
-    tokenizer, model = with_adapter(results["base_model"], result.adapter_dir, config)
-    scored = {f"night {i} probes": accuracy(model, tokenizer, probe_items([c for c in cases if int(c["night"]) == i]),
-                                            config)[0] for i in range(1, n + 1)}
-    scored["general"] = general_accuracy(model, tokenizer, load_jsonl(args.general), config)
+    scored = score(results["base_model"], result.adapter_dir, cases, n, load_jsonl(args.general), config)
     keys = ("recall", "served_recall", "retention", "retention_set", "retention_lost", "retention_gained",
             "general_agreement")
     out = {"overrides": overrides, "accepted": result.accepted, "reasons": result.reasons, "candidate": scored,

@@ -22,15 +22,18 @@ def main(out: Path, nights: list[int], shared: Path = Path("../shared/eval")) ->
     torch.set_num_threads(1)
     cases = load_jsonl(results["dataset"])
     general = load_jsonl(shared / "general-public.jsonl")
-    scored = {}
-    for n in nights:
-        tokenizer, model = with_adapter(results.get("base_model") or _default_model(), out / f"night-{n}" / "adapter",
-                                        config)
-        row = {f"night {i} probes": accuracy(model, tokenizer, probe_items([c for c in cases if c["night"] == i]),
-                                             config)[0] for i in range(1, results["nights"] + 1)}
-        row["general"] = general_accuracy(model, tokenizer, general, config)
-        scored[str(n)] = row
-    return scored
+    base = results.get("base_model") or _default_model()
+    return {str(n): score(base, out / f"night-{n}" / "adapter", cases, results["nights"], general, config)
+            for n in nights}
+
+
+def score(base_model, adapter_dir, cases: list[dict], nights: int, general: list[dict], config: SleepConfig) -> dict:
+    """One adapter's accuracy on each night's probes (1..nights) and on the general set."""
+    tokenizer, model = with_adapter(base_model, adapter_dir, config)
+    row = {f"night {i} probes": accuracy(model, tokenizer, probe_items([c for c in cases if int(c["night"]) == i]),
+                                         config)[0] for i in range(1, nights + 1)}
+    row["general"] = general_accuracy(model, tokenizer, general, config)
+    return row
 
 
 if __name__ == "__main__":

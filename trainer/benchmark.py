@@ -306,16 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="base model folder (default: the bundled SmolLM2, exported once)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
     args = parser.parse_args(argv)
-    import yaml
-
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set {item!r} is not KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
     try:
-        config = SleepConfig.from_yaml(args.config, **overrides)
+        config = SleepConfig.from_yaml(args.config, **parse_overrides(args.set))
     except (ValueError, TypeError, OSError) as exc:
         parser.error(str(exc))
     base = args.model or _default_model()
@@ -324,6 +316,19 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: results[k] for k in ("closed_book_before", "in_context", "closed_book_after",
                                               "general_before", "general_after", "seconds")}))
     return 0
+
+
+def parse_overrides(items: Sequence[str]) -> dict:
+    """`--set KEY=VALUE` options as config overrides, each value read as YAML."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r} is not KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
 
 
 def _default_model() -> Path:

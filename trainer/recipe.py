@@ -166,7 +166,8 @@ def sleep(
     with adapters(model, teacher):
         served = recalls(model, tokenizer, probes + pool, config)
     served_recall = sum(served[:len(probes)]) / len(probes) if probes else None
-    known = sum(served[len(probes):])
+    served_pool = served[len(probes):]
+    known = sum(served_pool)
     seconds["served"] = time.monotonic() - t0
 
     # --- SEAL / ReST-EM (optional): keep the dream sets whose throw-away adapter raised held-out recall,
@@ -231,7 +232,6 @@ def sleep(
         d.recalled = recalled(reply, d.key_terms)
     recall = sum(d.recalled for d in probes) / len(probes) if probes else None
     candidate = [recalled(r, d.key_terms) for d, r in zip(pool, replies[len(probes):])]
-    served_pool = served[len(probes):]
     retention = retention_ratio(served_pool, candidate)
     now = replies[len(probes) + len(pool):]
     general = sum(_same_answer(a, b) for a, b in zip(now, base_gate)) / len(general_gate) if general_gate else None

@@ -50,10 +50,12 @@ def test_finite_batches_train_the_expert(tiny_model_dir):
 
 
 def test_replay_lmbda_samples_replayed_dreams_on_policy_and_leaves_tonight_to_lmbda(tiny_model_dir, monkeypatch):
+    import dataclasses
+
     import trainer.seeding as seeding
 
     tokenizer, model, config, _ = _setup(tiny_model_dir)
-    config = SleepConfig(**{**config.to_dict(), "lmbda": 0.0, "replay_lmbda": 1.0})
+    config = dataclasses.replace(config, lmbda=0.0, replay_lmbda=1.0, replay_fraction=0.5, general_fraction=0.0)
     ask = lambda q: render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)  # noqa: E731
     tonight = build_example(tokenizer, ask("Who is Tenra Pamir?"), ask("Who is Tenra Pamir?"),
                             "Tenra Pamir lives in Rabelten.", None, "tonight")
@@ -68,7 +70,6 @@ def test_replay_lmbda_samples_replayed_dreams_on_policy_and_leaves_tonight_to_lm
         return real_generate(model, tokenizer, prompts, **kwargs)
 
     monkeypatch.setattr(seeding, "generate", spy)
-    config = SleepConfig(**{**config.to_dict(), "replay_fraction": 0.5, "general_fraction": 0.0})
     metrics = seed(model, tokenizer, [tonight, replay], config, similarity=load_similarity("self", model, tokenizer))
     assert metrics["steps"] == 3
     assert sampled_for.count(tuple(replay.student_prompt)) == 3  # every step's replayed dream
