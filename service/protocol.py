@@ -6,6 +6,7 @@ Unknown request fields are accepted (clients send many) and logged once per name
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -16,6 +17,19 @@ from service.engines.base import SamplingParams
 
 log = logging.getLogger(__name__)
 _logged_unknown_fields: set[str] = set()
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(key) or _has_lone_surrogate(item) for key, item in value.items())
+    return False
 
 
 # -- requests --------------------------------------------------------------------------------------
@@ -61,6 +75,14 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     user: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        # A JSON escape like "\ud800" decodes to a lone surrogate, which no tokenizer or database encodes.
+        if _has_lone_surrogate(data):
+            raise ValueError("the request contains a lone surrogate (\\ud800-\\udfff): text must be valid Unicode")
+        return data
 
     @field_validator("stop")
     @classmethod

@@ -254,3 +254,27 @@ def test_kill_9_during_concurrent_streams_keeps_every_finished_stream(tmp_path, 
         rows_left_pending=sum(e.status == "pending" for e in episodes),
     )
     assert missing == [] and duplicated == 0
+
+
+def test_text_postgres_cannot_hold_is_stored_not_spooled_forever(tmp_path, tiny_model_dir, database_url):
+    """A NUL byte (valid JSON, refused by Postgres text) once made the store look down and stuck the
+    spool behind one record it could never drain; a lone surrogate killed the writer thread."""
+    app = create_app(settings_for(tmp_path, tiny_model_dir, database_url))
+    client_kwargs = dict(api_key="x", max_retries=0, timeout=30)
+    with server_in_thread(app) as base_url:
+        client = openai.OpenAI(base_url=f"{base_url}/v1", **client_kwargs)
+        nul = client.chat.completions.create(model="reverie", messages=[{"role": "user", "content": "a\x00b"}], max_tokens=2)
+        surrogate = httpx.post(
+            f"{base_url}/v1/chat/completions",
+            content=b'{"model": "reverie", "max_tokens": 2, "messages": [{"role": "user", "content": "a\\ud800b"}]}',
+            headers={"content-type": "application/json"},
+        )
+        assert surrogate.status_code == 400, surrogate.text
+        assert surrogate.json()["error"]["type"] == "invalid_request_error"
+        after = client.chat.completions.create(model="reverie", messages=MESSAGES, max_tokens=2)
+        assert app.state.recorder.spool.depth() == 0
+        assert app.state.recorder.store_available
+    stored = {f"chatcmpl-{e.id.hex}": e for e in all_episodes(database_url)}
+    assert sorted(stored) == sorted([nul.id, after.id])
+    assert stored[nul.id].status == "complete" and stored[after.id].status == "complete"
+    assert stored[nul.id].messages[0]["content"] == "a\ufffdb"

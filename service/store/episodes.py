@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, fields
@@ -55,11 +56,31 @@ class EpisodeRecord:
         return cls(**values)
 
     def column_values(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Values as every store can hold them (see `storable`)."""
+        return {f.name: storable(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_row(cls, row: Episode) -> EpisodeRecord:
         return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` with every NUL and lone surrogate in its strings (nested ones too) replaced by U+FFFD.
+
+    Postgres text and JSON cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8 at all; a
+    model's reply or a client's field can contain either. Replacing them keeps the episode storable,
+    and the same on every backend, instead of failing its whole batch.
+    """
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    return value
 
 
 def _dialect_insert(session: Session):
@@ -112,10 +133,9 @@ def get_by_idempotency_key(*, session: Session, namespace: str, key: str) -> Epi
 def reset_for_retry(*, session: Session, record: EpisodeRecord) -> None:
     """An idempotent request whose first attempt failed runs again in the same row."""
     row = session.get(Episode, record.id)
-    for name in _MUTABLE_COLUMNS:
-        setattr(row, name, getattr(record, name))
-    row.messages = record.messages
-    row.params = record.params
+    values = record.column_values()
+    for name in (*_MUTABLE_COLUMNS, "messages", "params"):
+        setattr(row, name, values[name])
 
 
 def list_episodes(
