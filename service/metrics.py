@@ -54,6 +54,9 @@ class _StateCollector:
         spool = GaugeMetricFamily("reverie_spool_depth", "Episode records waiting in the local spool.")
         spool.add_metric([], self.recorder.spool.depth())
         yield spool
+        rejected = GaugeMetricFamily("reverie_spool_rejected", "Episode records the store refused, kept in rejected.jsonl.")
+        rejected.add_metric([], self.recorder.spool.rejected())
+        yield rejected
         try:
             yield from self._from_store()
         except Exception as exc:  # a scrape during a store outage still reports the rest

@@ -17,7 +17,8 @@ import threading
 import time
 
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import StoreUnavailableError
@@ -32,6 +33,13 @@ log = logging.getLogger(__name__)
 # After a database failure, skip it for this long instead of making every request wait for a timeout.
 _STORE_BACKOFF_S = 2.0
 _MAX_BATCH = 1000
+
+
+def store_is_down(exc: BaseException) -> bool:
+    """A failure to reach the store (retry later), not a record the store refuses (retrying cannot help)."""
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _settle(items) -> None:
@@ -95,7 +103,8 @@ class Recorder:
 
     # -- writes ----------------------------------------------------------------------------------
     async def record(self, record: EpisodeRecord) -> str:
-        """Persist this state of the episode; returns "store" or "spool". Safe to call when cancelled."""
+        """Persist this state of the episode; returns "store", "spool" or "rejected" (refused by the
+        store, set aside on local disk: see `Spool.reject`). Safe to call when cancelled."""
         future = asyncio.get_running_loop().create_future()
         self._enqueue(record, future)
         return await asyncio.shield(future)
@@ -126,17 +135,44 @@ class Recorder:
                     self._jobs.put(None)
                     break
                 batch.append(more)
-            outcome = self._write_batch([record for record, _ in batch])
-            _notify([(future, outcome) for _, future in batch])
+            records = [record for record, _ in batch]
+            try:
+                outcome = self._write_batch(records)
+            except Exception as exc:  # a dead writer thread would leave every later request waiting
+                log.exception("episode writer failed")
+                outcome = StoreUnavailableError(f"the episode could not be recorded: {type(exc).__name__}")
+            outcomes = outcome if isinstance(outcome, list) else [outcome] * len(batch)
+            _notify([(future, each) for (_, future), each in zip(batch, outcomes, strict=True)])
 
-    def _write_batch(self, records: list[EpisodeRecord]) -> str | BaseException:
-        """Store, else spool (one fsync for the batch); the outcome every waiter of the batch gets."""
+    def _write_batch(self, records: list[EpisodeRecord]) -> str | BaseException | list[str]:
+        """Store, else spool (one fsync for the batch); the outcome every waiter of the batch gets, or
+        one outcome per record ("store" or "rejected") when the batch was written record by record.
+
+        A batch the store refuses while reachable is written record by record, so one bad record
+        neither fails its neighbours nor makes the store look down; it alone is set aside.
+        """
         if self.store_available:
             try:
                 self.write_to_store(records)
                 return "store"
-            except SQLAlchemyError as exc:
+            except Exception as exc:
+                if not store_is_down(exc):
+                    return self._write_each(records)
                 self._mark_store_down(exc)
+        return self._spool(records)
+
+    def _write_each(self, records: list[EpisodeRecord]) -> str | BaseException | list[str]:
+        try:
+            rejected = {id(record) for record in self.spool.write_each(records, self.write_to_store, store_is_down)}
+            return ["rejected" if id(record) in rejected else "store" for record in records]
+        except OSError as exc:
+            log.error("could not set aside a refused episode: %s", exc)
+            return StoreUnavailableError("the episode store refused the episode and the local spool is unavailable")
+        except Exception as exc:  # an outage midway: all of them wait in the spool (rewriting is idempotent)
+            self._mark_store_down(exc)
+            return self._spool(records)
+
+    def _spool(self, records: list[EpisodeRecord]) -> str | BaseException:
         try:
             self.spool.append_many(records)
             return "spool"
@@ -183,6 +219,8 @@ class Recorder:
                     session=session, namespace=record.namespace, key=record.idempotency_key
                 )
         except SQLAlchemyError as exc:
+            if not store_is_down(exc):
+                raise
             self._mark_store_down(exc)
             self.record_sync(record)
             return None
@@ -194,8 +232,10 @@ class Recorder:
             if not self.store_available:
                 with self.session_factory() as session:
                     session.execute(text("SELECT 1"))
-            written = self.spool.drain(self.write_to_store)
-        except SQLAlchemyError as exc:
+            written = self.spool.drain(self.write_to_store, store_is_down)
+        except Exception as exc:
+            if not store_is_down(exc):
+                raise
             self._mark_store_down(exc)
             return 0
         self._store_down_until = 0.0

@@ -34,6 +34,7 @@ METRICS = [
     "reverie_request_latency_seconds", "reverie_time_to_first_token_seconds", "reverie_tokens_total",
     "reverie_queue_depth", "reverie_backlog_episodes", "reverie_sleep_run_duration_seconds",
     "reverie_sleep_runs_total", "reverie_adapter_swaps_total", "reverie_spool_depth", "reverie_requests_total",
+    "reverie_spool_rejected",
 ]  # fmt: skip
 
 

@@ -92,8 +92,9 @@ def test_forgetting_a_namespace_leaves_no_row_and_no_spool_line(sessions, tmp_pa
     spool = Spool(tmp_path)
     spool.append(completed(make_record(namespace="gone")))
     spool.append(completed(make_record(namespace="kept")))
+    spool.reject([(completed(make_record(namespace="gone")), ValueError("refused by the store"))])
     report = forget(session_factory=sessions, spool=spool, namespace="gone")
-    assert report.deleted == 5 and report.spooled_removed == 1
+    assert report.deleted == 5 and report.spooled_removed == 2 and spool.rejected() == 0
     assert count_rows(sessions, Episode, namespace="gone") == 0
     assert count_rows(sessions, Episode, namespace="kept") == 2
     assert spool.depth() == 1 and state(sessions, "gone") == {1: "retired"}

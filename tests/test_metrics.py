@@ -68,6 +68,7 @@ def test_metrics_after_traffic_and_a_sleep(tmp_path, tiny_model_dir, database_ur
     assert value(requests, "reverie_requests_total", status="404") == 1
     assert value(metrics["reverie_queue_depth"], "reverie_queue_depth") == 0
     assert value(metrics["reverie_spool_depth"], "reverie_spool_depth") == 0
+    assert value(metrics["reverie_spool_rejected"], "reverie_spool_rejected") == 0
     assert value(metrics["reverie_backlog_episodes"], "reverie_backlog_episodes") == 0  # consolidated
     assert value(metrics["reverie_sleep_runs"], "reverie_sleep_runs_total", outcome="published") == 1
     durations = metrics["reverie_sleep_run_duration_seconds"]

@@ -8,6 +8,7 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 
 import openai
 import pytest
@@ -75,16 +76,21 @@ def test_postgres_down_30s_under_load_loses_nothing(tmp_path, tiny_model_dir, po
         deadline = time.monotonic() + 60
         while app.state.recorder.spool.depth() and time.monotonic() < deadline:
             time.sleep(0.2)
+        spool_left = app.state.recorder.spool.depth()
     episodes = all_episodes(postgres_url)
     stored = {f"chatcmpl-{e.id.hex}": e for e in episodes}
     lost = [i for i in acknowledged if i not in stored or stored[i].status != "complete"]
+    # What a loss looked like, so that a failure explains itself: never stored, or stored short of complete.
+    how_lost = Counter(stored[i].status if i in stored else "missing" for i in lost)
     record_figure(
         "Postgres stopped for 30 s under load",
         outage_s=OUTAGE_S, acknowledged=len(acknowledged), answered_during_outage=during, spooled_peak=spooled_peak,
         lost=len(lost), duplicated=len(acknowledged) - len(set(acknowledged)), failed_requests=len(failures),
     )
     assert during > 0 and spooled_peak > 0
-    assert failures == [] and lost == [] and len(set(acknowledged)) == len(acknowledged)
+    assert failures == [], failures[:3]
+    assert lost == [], f"{len(lost)} of {len(acknowledged)} lost: {dict(how_lost)}; {spool_left} spool lines left"
+    assert len(set(acknowledged)) == len(acknowledged)
 
 
 TRIALS = 10

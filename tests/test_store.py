@@ -163,6 +163,56 @@ def test_recorder_spools_while_the_store_is_down_and_drains_once_back(database_u
     engine.dispose()
 
 
+def unstorable(record: EpisodeRecord) -> EpisodeRecord:
+    """A record no store takes: a token count past any integer column (a hand-made bad record is the
+    only way to get one now that text is made storable)."""
+    record.prompt_tokens = 2**70
+    return record
+
+
+def test_a_record_the_store_refuses_is_set_aside_and_the_rest_drain(sessions, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    good = [completed(make_record()) for _ in range(3)]
+    bad = unstorable(completed(make_record()))
+    spool.append_many([good[0], bad, good[1]])
+
+    def outage(_records):
+        raise ConnectionError("store down")
+
+    with pytest.raises(ConnectionError):
+        spool.drain(outage)  # leaves them in a draining file, ahead of what comes next
+    spool.append(good[2])
+    recorder = Recorder(sessions, spool)
+    assert recorder.drain_spool() == 4
+    assert spool.depth() == 0 and spool.rejected() == 1
+    assert recorder.store_available
+    assert count(sessions, status="complete") == 3
+    [line] = (spool.directory / "rejected.jsonl").read_text().splitlines()
+    kept = json.loads(line)
+    assert kept["id"] == str(bad.id) and kept["rejected_because"]
+    assert EpisodeRecord.from_json(kept).prompt_tokens == 2**70
+
+
+def test_the_writer_sets_aside_a_refused_record_and_keeps_the_store(sessions, tmp_path):
+    """One bad record in a group commit: its neighbours are stored, the store is not marked down."""
+    import concurrent.futures
+
+    recorder = Recorder(sessions, Spool(tmp_path / "spool"))
+    recorder.start()
+    try:
+        records = [completed(make_record()) for _ in range(20)]
+        records[7] = unstorable(records[7])
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            places = list(pool.map(recorder.record_sync, records))
+        assert recorder.store_available
+        assert recorder.record_sync(completed(make_record())) == "store"
+    finally:
+        recorder.close()
+    assert places[7] == "rejected" and places.count("store") == 19
+    assert count(sessions, status="complete") == 20
+    assert recorder.spool.depth() == 0 and recorder.spool.rejected() == 1
+
+
 def test_recorder_refuses_when_store_and_spool_both_fail(tmp_path):
     from service.errors import StoreUnavailableError
 

@@ -3,6 +3,10 @@
 Appends go to `active.jsonl`, one JSON record a line, fsync'd before `append` returns. Draining
 renames the active file to `draining-<n>.jsonl` (so appends continue in a new file), writes its
 records to the store idempotently, and only then deletes it: a crash at any point replays, never loses.
+
+A record the store refuses for good (not an outage: retrying cannot help) must not hold back the
+ones behind it: it moves to `rejected.jsonl`, same format plus the error, and is logged. To retry
+such records after fixing the cause, rename that file to `draining-0.jsonl`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ from service.store.episodes import EpisodeRecord
 log = logging.getLogger(__name__)
 
 ACTIVE = "active.jsonl"
+REJECTED = "rejected.jsonl"
+
+
+def _always(_exc: BaseException) -> bool:
+    return True
 
 
 def fsync_path(path: Path) -> None:
@@ -86,10 +95,13 @@ class Spool:
                 latest[record.id] = record
         return list(latest.values())
 
-    def drain(self, write: Callable[[list[EpisodeRecord]], None]) -> int:
-        """Hand spooled records to `write` (an idempotent store upsert); returns how many were written.
+    def drain(
+        self, write: Callable[[list[EpisodeRecord]], None], is_outage: Callable[[BaseException], bool] = _always
+    ) -> int:
+        """Hand spooled records to `write` (an idempotent store upsert); returns how many were handled.
 
-        If `write` raises, the records stay spooled for the next attempt.
+        If `write` fails with an outage, the records stay spooled for the next attempt (and the error is
+        raised); any other failure is retried record by record, and those refused again are rejected.
         """
         with self._drain_lock:
             with self._lock:
@@ -101,18 +113,67 @@ class Spool:
             written = 0
             for path in self._pending_files():
                 records = self._read(path)
-                write(records)
+                try:
+                    write(records)
+                except Exception as exc:
+                    if is_outage(exc):
+                        raise
+                    self.write_each(records, write, is_outage)
                 path.unlink()
                 written += len(records)
             if written:
                 fsync_path(self.directory)
             return written
 
+    def write_each(
+        self, records: list[EpisodeRecord], write: Callable[[list[EpisodeRecord]], None],
+        is_outage: Callable[[BaseException], bool],
+    ) -> list[EpisodeRecord]:
+        """Write records one at a time, rejecting those `write` refuses; returns the rejected ones.
+
+        Raises the first outage (the caller keeps or spools the records; writing is idempotent).
+        """
+        refused: list[tuple[EpisodeRecord, BaseException]] = []
+        for record in records:
+            try:
+                write([record])
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                refused.append((record, exc))
+        if refused:
+            self.reject(refused)
+        return [record for record, _ in refused]
+
+    def reject(self, refused: list[tuple[EpisodeRecord, BaseException]]) -> None:
+        """Durably set aside records the store refuses for good, with the reason; raises OSError."""
+        lines = "".join(
+            json.dumps({**record.to_json(), "rejected_because": f"{type(exc).__name__}: {exc}"}, separators=(",", ":")) + "\n"
+            for record, exc in refused
+        )
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(self.directory / REJECTED, "a", encoding="utf-8") as handle:
+                handle.write(lines)
+                handle.flush()
+                os.fsync(handle.fileno())
+            fsync_path(self.directory)
+        for record, exc in refused:
+            log.error("episode %s refused by the store, kept in %s: %s", record.id, REJECTED, str(exc).splitlines()[0])
+
+    def rejected(self) -> int:
+        """How many records were set aside as refused by the store."""
+        try:
+            with open(self.directory / REJECTED, "rb") as handle:
+                return sum(1 for _ in handle)
+        except FileNotFoundError:
+            return 0
+
     def purge(self, forget: Callable[[EpisodeRecord], bool]) -> int:
         """Remove every spooled record for which `forget` is true (forgetting); returns how many lines."""
         removed = 0
         with self._drain_lock, self._lock:
-            files = self._pending_files() + [self.directory / ACTIVE]
+            files = self._pending_files() + [self.directory / ACTIVE, self.directory / REJECTED]
             for path in files:
                 if not path.exists():
                     continue
