@@ -1,6 +1,7 @@
 """Rerun one night of a finished benchmark run with other settings, on top of that run's previous night.
 
     .venv/bin/python bench/night_variant.py runs/dev-syl 2 runs/dev-syl-replay-lmbda-0.5 --set replay_lmbda=0.5
+    .venv/bin/python bench/night_variant.py runs/pub-n1 1 runs/pub-n1-seed-1 --set seed=1
 
 For comparing training settings of a later night without redoing the nights before it: the earlier
 nights' adapter and dreams are taken from RUN (they must have been accepted, e.g. with the gate forced
@@ -41,8 +42,10 @@ def main() -> None:
     n = args.night
     earlier = [d for i in range(1, n) for d in load_jsonl(args.run / f"night-{i}" / "dreams.jsonl")]
     episodes = [{"id": c["id"], "messages": c["episode"]["messages"]} for c in cases if int(c["night"]) == n]
+    # Night 1 starts from the base model; a later night from RUN's adapter of the night before.
+    previous_adapter = args.run / f"night-{n - 1}" / "adapter" if n > 1 else None
     t0 = time.monotonic()
-    result = sleep(episodes, base_model=results["base_model"], adapter_dir=args.run / f"night-{n - 1}" / "adapter",
+    result = sleep(episodes, base_model=results["base_model"], adapter_dir=previous_adapter,
                    earlier_dreams=earlier, config=config, out_dir=args.out / f"night-{n}", night=str(n))
     seconds = time.monotonic() - t0
     scored = score(results["base_model"], result.adapter_dir, cases, n, load_jsonl(args.general), config)
