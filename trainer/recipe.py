@@ -164,7 +164,8 @@ def sleep(
     pool = retention_pool(earlier_dreams, config.gate_retention_sample, random.Random(config.seed),
                           asked_tonight={d.question for d in dreams})
     with adapters(model, teacher):
-        served = recalls(model, tokenizer, probes + pool, config)
+        served_replies = answers(model, tokenizer, [d.question for d in probes + pool], config)
+    served = [recalled(r, d.key_terms) for d, r in zip(probes + pool, served_replies)]
     served_recall = sum(served[:len(probes)]) / len(probes) if probes else None
     served_pool = served[len(probes):]
     known = sum(served_pool)
@@ -202,9 +203,10 @@ def sleep(
     draws = config.steps * round(config.batch_size * config.replay_fraction)
     if len(replayable) > draws:  # training cannot use more: spare the teacher passes, keep every night's share
         replayable = random.Random(config.seed).sample(replayable, draws)
-    for d in replayable:
-        p = render(tokenizer, [{"role": "user", "content": d.question}], config.system_prompt)
-        examples.append(build_example(tokenizer, p, p, d.answer, teacher, "replay"))
+    for question, answer in replay_pairs(model, tokenizer, replayable, teacher, config,
+                                         dict(zip([d.question for d in probes + pool], served_replies))):
+        p = render(tokenizer, [{"role": "user", "content": question}], config.system_prompt)
+        examples.append(build_example(tokenizer, p, p, answer, teacher, "replay"))
     general_train = list(prompts.TRAIN[: config.general_prompts])
     general_gate = list(prompts.GATE[: config.gate_general_prompts])
     general_teacher = teacher if config.general_teacher == "served" else None
@@ -292,6 +294,23 @@ def sleep(
             fh.write(json.dumps(d.to_dict()) + "\n")
     report("save", 1, 1, None)
     return SleepResult(adapter, not reasons, metrics, keep, reasons, model_dir=model_dir)
+
+
+def replay_pairs(model, tokenizer, replayable: Sequence[Dream], teacher, config: SleepConfig,
+                 served_replies: dict[str, str]) -> list[tuple[str, str]]:
+    """(question, continuation) of each replayed earlier dream. With `replay_answers: served` the
+    continuation is the served model's greedy closed-book reply (reused from the gate's pass where it
+    asked the same question), once per question: distilling along the path the served model actually
+    takes keeps what it answers, where the dream's in-context answer is a path it may never take."""
+    if config.replay_answers == "dream":
+        return [(d.question, d.answer) for d in replayable]
+    questions = list(dict.fromkeys(d.question for d in replayable))
+    missing = [q for q in questions if q not in served_replies]
+    replies = dict(served_replies)
+    if missing:
+        with adapters(model, teacher):
+            replies.update(zip(missing, answers(model, tokenizer, missing, config)))
+    return [(q, replies[q]) for q in questions if replies[q].strip()]
 
 
 def retention_pool(earlier_dreams: Sequence[dict], size: int, rng: random.Random,

@@ -222,3 +222,40 @@ def test_general_prompts_distil_from_the_configured_teacher(tiny_model_dir, tmp_
     else:
         assert seen["teachers"] == {None}
         assert seen["gap"] > 0.05  # night 1's expert moved these logits; the base teacher pulls them back
+
+
+@pytest.mark.parametrize("replay_answers", ["dream", "served"])
+def test_replayed_dreams_continue_with_the_configured_answer(tiny_model_dir, tmp_path, grounded, monkeypatch,
+                                                             replay_answers):
+    """`dream` replays each earlier dream's own answer; `served` replays, once per question, the served
+    model's greedy closed-book reply (the same reply the served night-1 adapter gives when loaded by peft)."""
+    import trainer.recipe as recipe
+    from trainer.recipe import answers
+
+    config = _config(learning_rate=5e-2, replay_answers=replay_answers)
+    first = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
+                  config=config, out_dir=tmp_path / "n1", night="1")
+    seen = {}
+
+    def spy(model, tokenizer, examples, config, **kwargs):
+        seen["replay"] = [(tokenizer.decode(e.student_prompt), e.answer) for e in examples if e.kind == "replay"]
+        return {"steps": 0, "skipped_steps": 0, "loss": []}
+
+    monkeypatch.setattr(recipe, "seed", spy)
+    sleep(NIGHT_2, base_model=tiny_model_dir, adapter_dir=first.adapter_dir, earlier_dreams=first.dreams,
+          config=_config(replay_answers=replay_answers, steps=100),  # enough draws: every dream is replayed
+          out_dir=tmp_path / "n2", night="2")
+    trained = [d for d in first.dreams if not d["held_out"]]
+    assert seen["replay"]
+    replayed = {a for _, a in seen["replay"]}
+    if replay_answers == "dream":
+        assert replayed <= {d["answer"] for d in trained}
+        return
+    questions = list(dict.fromkeys(d["question"] for d in trained))
+    assert len(seen["replay"]) == len({p for p, _ in seen["replay"]})  # one example per question
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    served = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                                       first.adapter_dir).eval()
+    expected = {r for r in answers(served, tokenizer, questions, config) if r.strip()}
+    assert replayed == expected
+    assert replayed != {d["answer"] for d in trained}
