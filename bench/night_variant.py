@@ -6,7 +6,8 @@
 For comparing training settings of a later night without redoing the nights before it: the earlier
 nights' adapter and dreams are taken from RUN (they must have been accepted, e.g. with the gate forced
 open), night N's episodes are slept on with RUN's config plus the overrides, and the candidate is
-scored on every night's probes up to N and on the general set. Prints and writes OUT/variant.json.
+scored on every night's probes up to N and on the general set. Prints and writes OUT/variant.json, and
+the candidate's reply to every probe in OUT/replies.json.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def main() -> None:
     result = sleep(episodes, base_model=results["base_model"], adapter_dir=previous_adapter,
                    earlier_dreams=earlier, config=config, out_dir=args.out / f"night-{n}", night=str(n))
     seconds = time.monotonic() - t0
-    scored = score(results["base_model"], result.adapter_dir, cases, n, load_jsonl(args.general), config)
+    replies: dict = {}
+    scored = score(results["base_model"], result.adapter_dir, cases, n, load_jsonl(args.general), config, replies)
+    (args.out / "replies.json").write_text(json.dumps(replies, indent=1))
     keys = ("recall", "served_recall", "retention", "retention_set", "retention_lost", "retention_gained",
             "general_agreement")
     out = {"overrides": overrides, "accepted": result.accepted, "reasons": result.reasons, "candidate": scored,

@@ -27,11 +27,17 @@ def main(out: Path, nights: list[int], shared: Path = Path("../shared/eval")) ->
             for n in nights}
 
 
-def score(base_model, adapter_dir, cases: list[dict], nights: int, general: list[dict], config: SleepConfig) -> dict:
-    """One adapter's accuracy on each night's probes (1..nights) and on the general set."""
+def score(base_model, adapter_dir, cases: list[dict], nights: int, general: list[dict], config: SleepConfig,
+          replies: dict | None = None) -> dict:
+    """One adapter's accuracy on each night's probes (1..nights) and on the general set. `replies`, when
+    given, receives each night's per-probe rows (question, reply, correct)."""
     tokenizer, model = with_adapter(base_model, adapter_dir, config)
-    row = {f"night {i} probes": accuracy(model, tokenizer, probe_items([c for c in cases if int(c["night"]) == i]),
-                                         config)[0] for i in range(1, nights + 1)}
+    row = {}
+    for i in range(1, nights + 1):
+        row[f"night {i} probes"], rows = accuracy(
+            model, tokenizer, probe_items([c for c in cases if int(c["night"]) == i]), config)
+        if replies is not None:
+            replies[f"night {i}"] = rows
     row["general"] = general_accuracy(model, tokenizer, general, config)
     return row
 
