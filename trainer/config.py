@@ -46,6 +46,9 @@ class SleepConfig:
     )
     cloze_questions: int = _f(
         4, "prompts per episode made of the start of a user statement ('Continue what I told you: ...').")
+    key_cloze: bool = _f(
+        False, "also prompt with each user statement cut where its value begins (after the person, before "
+        "what is told of them), binding the value to the person rather than to the kind of fact.")
     quote_answers: bool = _f(
         True, "also answer each question with the user's own sentences about it, scored by the in-context "
         "teacher (a restatement the teacher need not write; small teachers often only acknowledge).")

@@ -206,6 +206,28 @@ def identifies(question: str, episode_id: str, told: dict[str, str]) -> bool:
     return bool(asked) and not any(asked <= words(text) for eid, text in told.items() if eid != episode_id)
 
 
+def key_cloze_questions(episode: dict, episode_id: str, told: dict[str, str]) -> list[str]:
+    """Cloze prompts cut where a user statement's value begins, before its last run of words no other
+    episode says: 'Continue what I told you: "Quick update: Mirpa Lovos's new parrot is named ..."'. The
+    prompt names the person and the kind of fact together and leaves out what is told of them, so the
+    answer is bound to that person where the kind of fact is shared with other people (the fixed cuts of
+    `cloze_questions` often stop inside the name or past the value)."""
+    out: list[str] = []
+    said = [m["content"] for m in episode_messages(episode) if m["role"] == "user"]
+    for sentence in (s for text in said for s in re.split(r"(?<=[.!?])\s+", text)):
+        tokens = sentence.split()
+        own = set(distinctive(sorted(words(sentence)), episode_id, told))
+        marked = [i for i, t in enumerate(tokens) if words(t) & own]
+        if not marked:
+            continue
+        start = marked[-1]
+        while start > 0 and start - 1 in marked:
+            start -= 1
+        if start >= 3:
+            out.append(CLOZE[0].format(p=" ".join(tokens[:start]).rstrip(",;:")))
+    return list(dict.fromkeys(out))
+
+
 def template_questions(episode: dict, config: SleepConfig, rng: random.Random) -> list[str]:
     names = entities(episode_text(episode), config.entities_per_episode)
     questions = [RESTATE] if config.restate else []
@@ -275,6 +297,9 @@ def dream(
         eid = str(episode.get("id", ""))
         for q in template_questions(episode, config, rng):
             candidates.append(Dream(eid, q, "", "template", night=night))
+        if config.key_cloze:
+            for q in key_cloze_questions(episode, eid, told):
+                candidates.append(Dream(eid, q, "", "template", night=night))
         for q in extra:
             candidates.append(Dream(eid, q, "", "model", night=night))
     for d in candidates:

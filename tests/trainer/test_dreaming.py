@@ -161,3 +161,24 @@ def test_a_question_shared_by_episodes_trains_but_is_never_a_probe(tiny_model_di
     shared = [d for d in kept if not d.specific]
     assert shared and all(not d.held_out for d in shared)  # trained: its answer states the whole fact
     assert any(d.held_out for d in kept) and all(d.specific for d in kept if d.held_out)
+
+
+def test_key_cloze_stops_where_the_value_begins():
+    """The cut falls before the statement's last run of words no other episode says: the person and the kind
+    of fact stay in the prompt, the value ("Lodun", "ferry pilot") is what the teacher must say."""
+    from trainer.dreaming import key_cloze_questions, told_text
+
+    episodes = {
+        "a": {"messages": [{"role": "user", "content": "Quick update: Mirpa Lovos's new parrot is named Lodun! "
+                                                       "Lovely bird."},
+                           {"role": "assistant", "content": "Got it, noted!"}]},
+        "b": {"messages": [{"role": "user", "content": "Kaett Dunvos works as a ferry pilot at the harbour."}]},
+        "c": {"messages": [{"role": "user", "content": "Shira Lovos's new parrot is named Tenpa, at the harbour."}]},
+    }
+    told = {k: told_text(e) for k, e in episodes.items()}
+    assert key_cloze_questions(episodes["a"], "a", told) == [
+        'Continue what I told you: "Quick update: Mirpa Lovos\'s new parrot is named ..."']
+    assert key_cloze_questions(episodes["b"], "b", told) == ['Continue what I told you: "Kaett Dunvos works as a ..."']
+    # "Lovely bird." has no word of its own past a third token; the assistant's words are not the user's
+    assert key_cloze_questions(episodes["c"], "c", told) == [
+        'Continue what I told you: "Shira Lovos\'s new parrot is named ..."']
