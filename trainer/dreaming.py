@@ -213,8 +213,7 @@ def key_cloze_questions(episode: dict, episode_id: str, told: dict[str, str]) ->
     answer is bound to that person where the kind of fact is shared with other people (the fixed cuts of
     `cloze_questions` often stop inside the name or past the value)."""
     out: list[str] = []
-    said = [m["content"] for m in episode_messages(episode) if m["role"] == "user"]
-    for sentence in (s for text in said for s in re.split(r"(?<=[.!?])\s+", text)):
+    for sentence in statements(episode):
         tokens = sentence.split()
         own = set(distinctive(sorted(words(sentence)), episode_id, told))
         marked = [i for i, t in enumerate(tokens) if words(t) & own]
