@@ -76,6 +76,7 @@ class Dream:
     night: str | None = None
     recalled: bool | None = None  # probes: whether the model that learned it recalled it
     specific: bool = True  # the question singles out its episode (`identifies`): only such a one tests it
+    cloze: bool = False  # the prompt is the start of a user sentence to continue, not a question a user asks
     # the in-context teacher's logits on the answer (len, V), kept from scoring for training; not saved
     teacher_logits: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
@@ -228,12 +229,13 @@ def key_cloze_questions(episode: dict, episode_id: str, told: dict[str, str]) ->
 
 
 def template_questions(episode: dict, config: SleepConfig, rng: random.Random) -> list[str]:
+    """The fixed questions about an episode: restate, templates about its names (no cloze prompts)."""
     names = entities(episode_text(episode), config.entities_per_episode)
     questions = [RESTATE] if config.restate else []
     for name in names:
         chosen = list(TEMPLATES[: max(config.template_questions, 0)])
         questions += [t.format(x=name) for t in chosen]
-    return questions + cloze_questions(episode, config.cloze_questions)
+    return questions
 
 
 def cloze_questions(episode: dict, limit: int) -> list[str]:
@@ -296,9 +298,11 @@ def dream(
         eid = str(episode.get("id", ""))
         for q in template_questions(episode, config, rng):
             candidates.append(Dream(eid, q, "", "template", night=night))
+        clozes = cloze_questions(episode, config.cloze_questions)
         if config.key_cloze:
-            for q in key_cloze_questions(episode, eid, told):
-                candidates.append(Dream(eid, q, "", "template", night=night))
+            clozes += key_cloze_questions(episode, eid, told)
+        for q in dict.fromkeys(clozes):
+            candidates.append(Dream(eid, q, "", "template", night=night, cloze=True))
         for q in extra:
             candidates.append(Dream(eid, q, "", "model", night=night))
     for d in candidates:
@@ -317,13 +321,14 @@ def dream(
         for d, ids in zip(candidates, out):
             text = decode(tokenizer, ids)
             if text:
-                answered.append(Dream(d.episode_id, d.question, text, d.source, night=night, specific=d.specific))
+                answered.append(Dream(d.episode_id, d.question, text, d.source, night=night, specific=d.specific,
+                                      cloze=d.cloze))
         if progress:
             progress("dream", k + 1, config.answers_per_question, None)
     if config.quote_answers:
         answered += [Dream(d.episode_id, d.question, quote(by_id[d.episode_id], d.question, tokenizer,
                                                              config.dream_max_new_tokens), "quote", night=night,
-                           specific=d.specific) for d in candidates]
+                           specific=d.specific, cloze=d.cloze) for d in candidates]
     score(model, tokenizer, answered, by_id, config)
     return select(answered, config, rng)
 

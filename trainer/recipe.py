@@ -275,6 +275,7 @@ def sleep(
         # of those, how many the candidate lost and how many it answers that the served model did not
         "retention_lost": sum(s and not c for s, c in zip(served_pool, candidate)),
         "retention_gained": sum(c and not s for s, c in zip(served_pool, candidate)),
+        "retention_by_form": retention_by_form(pool, served_pool, candidate),
         "dreams": len(trained),
         "replayed": len(replayable),
         "rank": None if layers_mode else sum(e["rank"] for e in experts),
@@ -345,6 +346,23 @@ def retention_ratio(served: Sequence[bool], candidate: Sequence[bool]) -> float 
     update, so that fraction reads well below 1 for a model that forgot nothing. None: nothing known."""
     known = sum(served)
     return sum(candidate) / known if known else None
+
+
+def prompt_form(dream: Dream) -> str:
+    """What an earlier dream is: 'held-out' (a probe) or 'trained', asking a 'question' or a 'cloze' prompt."""
+    return f"{'held-out' if dream.held_out else 'trained'} {'cloze' if dream.cloze else 'question'}"
+
+
+def retention_by_form(pool: Sequence[Dream], served: Sequence[bool], candidate: Sequence[bool]) -> dict:
+    """Per `prompt_form`: how many earlier dreams were asked, and how many the served model and the
+    candidate answered: which kind of prompt a night's forgetting shows in."""
+    out: dict[str, dict[str, int]] = {}
+    for d, s, c in zip(pool, served, candidate):
+        row = out.setdefault(prompt_form(d), {"asked": 0, "served": 0, "candidate": 0})
+        row["asked"] += 1
+        row["served"] += s
+        row["candidate"] += c
+    return out
 
 
 @dataclass

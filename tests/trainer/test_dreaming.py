@@ -4,7 +4,7 @@ import random
 
 from trainer.config import SleepConfig
 from trainer import dreaming
-from trainer.dreaming import Dream, agreement, entities, select, template_questions, words
+from trainer.dreaming import Dream, agreement, cloze_questions, entities, select, template_questions, words
 
 
 def test_entities_are_names_not_sentence_starts():
@@ -36,10 +36,10 @@ def test_templates_use_names_only():
     episode = {"id": "x", "messages": [{"role": "user", "content": "Mirpa Lovos's parrot is Lodun."}],
                "probes": [{"question": "SECRET", "answers": ["SECRET"]}], "relation": "SECRET"}
     questions = template_questions(episode, config, random.Random(0))
-    assert questions == ["Repeat what I told you about Mirpa Lovos.", "What do you know about Mirpa Lovos?",
-                         'Continue what I told you: "Mirpa Lovos\'s ..."',
-                         "Repeat what I told you about Mirpa Lovos's."]
-    assert not any("SECRET" in q for q in questions)
+    assert questions == ["Repeat what I told you about Mirpa Lovos.", "What do you know about Mirpa Lovos?"]
+    clozes = cloze_questions(episode, config.cloze_questions)
+    assert clozes == ['Continue what I told you: "Mirpa Lovos\'s ..."', "Repeat what I told you about Mirpa Lovos's."]
+    assert not any("SECRET" in q for q in questions + clozes)
 
 
 def test_select_holds_out_probes_and_keeps_top_k_plus_random():
@@ -161,6 +161,10 @@ def test_a_question_shared_by_episodes_trains_but_is_never_a_probe(tiny_model_di
     shared = [d for d in kept if not d.specific]
     assert shared and all(not d.held_out for d in shared)  # trained: its answer states the whole fact
     assert any(d.held_out for d in kept) and all(d.specific for d in kept if d.held_out)
+    # cloze prompts are marked, in either phrasing of the answer (the gate tells them from questions)
+    clozes = {e["id"]: set(cloze_questions(e, config.cloze_questions)) for e in episodes}
+    assert any(d.cloze for d in kept) and any(not d.cloze for d in kept)
+    assert all(d.cloze == (d.question in clozes[d.episode_id]) for d in kept)
 
 
 def test_key_cloze_stops_where_the_value_begins():

@@ -92,3 +92,19 @@ def test_retention_pool_leaves_out_questions_that_test_no_one_memory():
     assert sorted(d.question for d in retention_pool(earlier, 10, random.Random(0))) == ["q1", "q3"]
     # tonight trains "q3" again, about another episode: the candidate's new answer is not forgetting
     assert [d.question for d in retention_pool(earlier, 10, random.Random(0), asked_tonight={"q3"})] == ["q1"]
+
+
+def test_retention_is_broken_down_by_what_each_earlier_dream_asks():
+    from trainer.dreaming import Dream
+    from trainer.recipe import retention_by_form
+
+    pool = [Dream.from_dict(d) for d in (_dream(0, held_out=True, recalled=True), _dream(1), _dream(2, cloze=True),
+                                         _dream(3, cloze=True), _dream(4, held_out=True, cloze=True))]
+    served = [True, True, True, False, True]
+    candidate = [True, False, False, True, False]
+    assert retention_by_form(pool, served, candidate) == {
+        "held-out question": {"asked": 1, "served": 1, "candidate": 1},
+        "trained question": {"asked": 1, "served": 1, "candidate": 0},
+        "trained cloze": {"asked": 2, "served": 1, "candidate": 1},
+        "held-out cloze": {"asked": 1, "served": 1, "candidate": 0},
+    }
