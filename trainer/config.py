@@ -117,6 +117,13 @@ class SleepConfig:
         "dream", "continuation of a replayed earlier dream: `dream` (the answer its night's in-context teacher "
         "wrote) or `served` (the served model's own greedy closed-book reply to its question, what the "
         "benchmark and the gate read; one more greedy pass over the replayed questions).")
+    binding_weight: float = _f(
+        0.0, "weight of the binding loss (0: off): a person's question must favour their own answer over "
+        "another person's answer to the same kind of question (trainer.dreaming.rival_pairs; tonight's "
+        "people against each other and against earlier nights'), DPO's loss against the model before "
+        "training. Aimed at a later night's value overwriting an earlier person's.")
+    binding_pairs: int = _f(4, "own/rival pairs in each step's binding loss.")
+    binding_beta: float = _f(1.0, "scale of the margin gain in the binding loss (DPO's beta).")
     general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts.")
     general_prompts: int = _f(20, "general prompts (trainer/prompts.py) replayed with `general_teacher` as teacher.")
     general_teacher: str = _f(
@@ -168,6 +175,8 @@ class SleepConfig:
             (self.imitation_group >= 2, "imitation_group must be at least 2 for a group baseline."),
             (self.imitation_every >= 0, "imitation_every must not be negative."),
             (self.gkd_temperature > 0, "gkd_temperature must be positive."),
+            (self.binding_weight >= 0 and self.binding_pairs >= 1 and self.binding_beta > 0,
+             "binding_weight must not be negative, binding_pairs must be at least 1, binding_beta positive."),
             (0.0 <= self.replay_fraction and 0.0 <= self.general_fraction
              and self.replay_fraction + self.general_fraction < 1.0,
              "replay_fraction and general_fraction must be non-negative and sum to less than 1."),

@@ -228,6 +228,43 @@ def key_cloze_questions(episode: dict, episode_id: str, told: dict[str, str]) ->
     return list(dict.fromkeys(out))
 
 
+def relation_form(question: str) -> str | None:
+    """The question with its names masked, when what is left still says which kind of fact it asks
+    ('Continue what I told you: "_ update: _'s new parrot is named ..."'); None when nothing but the
+    names would tell one person's question from another's ("What do you know about _?")."""
+    masked = _NAME.sub("_", question)
+    return masked if words(masked) - _PROMPT_WORDS else None
+
+
+def rival_pairs(tonight: Sequence[Dream], earlier: Sequence[Dream] = ()) -> list[tuple[Dream, Dream]]:
+    """(own, rival) pairs of grounded dreams about different episodes that ask the same kind of question
+    (`relation_form`) and answer it differently, at least one of the two tonight's: one person's
+    question with another person's answer, the confusion a night's training must not teach (a later
+    night's parrot name given for an earlier night's person). Quotes are left out: the user's sentences
+    restate the question itself. One answer per question and episode, the best scored."""
+    best: dict[tuple[str, str], tuple[Dream, bool]] = {}
+    for fresh, group in ((True, tonight), (False, earlier)):
+        for d in group:
+            if d.source == "quote" or d.held_out or not d.key_terms or not d.answer.strip():
+                continue
+            key = (d.episode_id, d.question)
+            if key not in best or d.score > best[key][0].score:
+                best[key] = (d, fresh)
+    by_form: dict[str, list[tuple[Dream, bool]]] = {}
+    for d, fresh in best.values():
+        form = relation_form(d.question)
+        if form is not None:
+            by_form.setdefault(form, []).append((d, fresh))
+    pairs = []
+    for group in by_form.values():
+        for own, own_fresh in group:
+            for rival, rival_fresh in group:
+                if (own.episode_id != rival.episode_id and (own_fresh or rival_fresh)
+                        and words(own.answer) != words(rival.answer)):
+                    pairs.append((own, rival))
+    return pairs
+
+
 def template_questions(episode: dict, config: SleepConfig, rng: random.Random) -> list[str]:
     """The fixed questions about an episode: restate, templates about its names (no cloze prompts)."""
     names = entities(episode_text(episode), config.entities_per_episode)

@@ -118,6 +118,32 @@ def policy_gradient_loss(logprobs: torch.Tensor, mask: torch.Tensor, rewards: to
     return -(advantage * sequence_logprob).mean()
 
 
+def binding_loss(policy_margin: torch.Tensor, reference_margin: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """DPO's loss on own-answer-over-rival-answer margins: `mean softplus(-beta * (m_policy - m_ref))`.
+
+    A margin is `log p(own answer | question) - log p(rival's answer | question)`, summed over tokens,
+    where the rival is another person's answer to the same kind of question: a shared prefix ("Mirpa
+    Lovos's parrot is named") cancels, what differs (the name of the parrot) decides it. The reference
+    margin is the model's before training, so a length difference between the answers cancels too.
+
+    Args:
+        policy_margin: (B,) margins under the model being trained (with gradients).
+        reference_margin: (B,) the same margins under the model before training (no gradient).
+        beta: scale of the margin gain.
+    Returns:
+        a scalar: log 2 when nothing moved, towards 0 as the own answer gains over the rival's.
+    """
+    if policy_margin.shape != reference_margin.shape:
+        raise ValueError(f"margin shapes differ: {tuple(policy_margin.shape)} vs {tuple(reference_margin.shape)}.")
+    gain = policy_margin.float() - reference_margin.detach().float()
+    return F.softplus(-beta * gain).mean()
+
+
+def sequence_logprob(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each continuation: (B, T) token log-probs, (B, T) mask -> (B,) their masked sum."""
+    return torch.where(mask.to(torch.bool), logprobs, 0.0).sum(-1)
+
+
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Log-probability of each token: logits (B, T, V) predicting tokens (B, T) -> (B, T)."""
     return torch.gather(F.log_softmax(logits.float(), dim=-1), -1, tokens.unsqueeze(-1)).squeeze(-1)

@@ -23,7 +23,7 @@ import torch
 from trainer import prompts, seal
 from trainer.chat import decode, generate, render
 from trainer.config import SleepConfig
-from trainer.dreaming import Dream, dream, words
+from trainer.dreaming import Dream, dream, rival_pairs, words
 from trainer.experts import (
     EXPERT,
     MEMORY,
@@ -40,7 +40,7 @@ from trainer.experts import (
     save_adapter,
     save_model,
 )
-from trainer.seeding import Example, build_example, cache_teacher, dream_example, seed
+from trainer.seeding import Example, binding_pair, build_example, cache_teacher, dream_example, seed
 from trainer.semantic import load_similarity
 
 Progress = Callable[[str, int, int, float | None], None]
@@ -218,13 +218,18 @@ def sleep(
     for q, a in zip(general_train, general_answers):
         p = render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)
         examples.append(build_example(tokenizer, p, p, a, general_teacher, "general"))
+    binding = []
+    if config.binding_weight > 0:
+        earlier = [Dream.from_dict(d) for d in earlier_dreams]
+        binding = [binding_pair(tokenizer, own, rival, config) for own, rival in rival_pairs(trained, earlier)]
     cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])
     bar = None
     if show_progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.steps, desc="seed", leave=False)
-    train_metrics = seed(model, tokenizer, examples, config, similarity=similarity, progress=progress, bar=bar)
+    train_metrics = seed(model, tokenizer, examples, config, similarity=similarity, progress=progress, bar=bar,
+                         binding=binding)
     if bar is not None:
         bar.close()
     seconds["seed"] = time.monotonic() - t0

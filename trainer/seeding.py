@@ -9,6 +9,8 @@ batch, each with its teacher:
   - general prompts: teacher = the base model, no context.
 Imitation: the student completes a truncated teacher answer G times; reward
 `gamma*semantic + (1-gamma)*edit`, policy gradient with the group mean as baseline.
+Binding (optional, `binding_weight`): one person's question must favour their own answer over another
+person's answer to the same kind of question, DPO's loss with the model before training as reference.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from trainer.chat import answer_ids, continuation_logits, decode, generate, rend
 from trainer.config import SleepConfig
 from trainer.dreaming import Dream, fitted_messages
 from trainer.experts import adapters
-from trainer.losses import generalized_jsd, imitation_reward, policy_gradient_loss, token_logprobs
+from trainer.losses import (binding_loss, generalized_jsd, imitation_reward, policy_gradient_loss, sequence_logprob,
+                            token_logprobs)
 
 BASE = None  # teacher adapters: None is the bare base model
 
@@ -59,6 +62,40 @@ def dream_example(tokenizer, d: Dream, episode: dict, teacher: Sequence[str] | N
         d.answer, teacher, "tonight")
     example.cached = d.teacher_logits
     return example
+
+
+@dataclass
+class BindingPair:
+    """A question of one episode (the student's view), its own answer and a rival episode's answer."""
+
+    prompt: list[int]
+    own: list[int]
+    rival: list[int]
+    reference: float | None = None  # log p(own) - log p(rival) under the model before training
+
+
+def binding_pair(tokenizer, own: Dream, rival: Dream, config: SleepConfig) -> BindingPair:
+    prompt = render(tokenizer, [{"role": "user", "content": own.question}], config.system_prompt)
+    return BindingPair(list(prompt), answer_ids(tokenizer, own.answer), answer_ids(tokenizer, rival.answer))
+
+
+def binding_margins(model, tokenizer, pairs: Sequence[BindingPair]) -> torch.Tensor:
+    """(B,) `log p(own | question) - log p(rival | question)` under `model` as it is now."""
+    prompts = [p.prompt for p in pairs] * 2
+    logits, targets, mask = continuation_logits(model, prompts, [p.own for p in pairs] + [p.rival for p in pairs],
+                                                tokenizer.pad_token_id)
+    logprob = sequence_logprob(token_logprobs(logits, targets), mask)
+    return logprob[:len(pairs)] - logprob[len(pairs):]
+
+
+@torch.no_grad()
+def cache_binding_reference(model, tokenizer, pairs: Sequence[BindingPair], batch_size: int = 8) -> None:
+    """Each pair's margin under the model before training: tonight's expert is still zero, so this is
+    the served model (the reference of the binding loss)."""
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        for p, m in zip(chunk, binding_margins(model, tokenizer, chunk).tolist()):
+            p.reference = m
 
 
 @torch.no_grad()
@@ -171,8 +208,11 @@ def seed(
     similarity: Callable[[list[str], str], torch.Tensor],
     progress: Callable | None = None,
     bar=None,
+    binding: Sequence[BindingPair] = (),
 ) -> dict:
-    """Train the active trainable adapter for `config.steps` steps. Returns training metrics."""
+    """Train the active trainable adapter for `config.steps` steps. Returns training metrics.
+
+    `binding`: own/rival answer pairs for the binding loss (used when `config.binding_weight` > 0)."""
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     pools = {k: [e for e in examples if e.kind == k] for k in ("tonight", "replay", "general")}
@@ -184,7 +224,11 @@ def seed(
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, cosine decay
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / config.steps, 1.0))))
     imitation_pool = pools["tonight"] or pools["replay"]
-    losses, gkd_losses, rewards = [], [], []
+    binding = list(binding) if config.binding_weight > 0 else []
+    if binding:
+        model.eval()
+        cache_binding_reference(model, tokenizer, binding)
+    losses, gkd_losses, rewards, binding_losses = [], [], [], []
     skipped = 0
     start = time.monotonic()
     model.train()
@@ -197,6 +241,12 @@ def seed(
             if imitation is not None:
                 loss = loss + config.alpha * imitation
                 rewards.append(reward)
+        if binding:
+            chosen = rng.sample(binding, min(config.binding_pairs, len(binding)))
+            bind = binding_loss(binding_margins(model, tokenizer, chosen),
+                                torch.tensor([p.reference for p in chosen], device=gkd.device), config.binding_beta)
+            loss = loss + config.binding_weight * bind
+            binding_losses.append(bind.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip or float("inf"))
@@ -225,6 +275,9 @@ def seed(
         "gkd_first": gkd_losses[0],
         "gkd_last": sum(gkd_losses[-3:]) / len(gkd_losses[-3:]),
         "imitation_reward": sum(rewards) / len(rewards) if rewards else None,
+        "binding_pairs": len(binding),
+        "binding_first": binding_losses[0] if binding_losses else None,
+        "binding_last": sum(binding_losses[-3:]) / len(binding_losses[-3:]) if binding_losses else None,
         # per step, for the dashboard's training curves
         "loss": [round(x, 4) for x in losses],
         "gkd": [round(x, 4) for x in gkd_losses],

@@ -186,3 +186,35 @@ def test_key_cloze_stops_where_the_value_begins():
     # "Lovely bird." has no word of its own past a third token; the assistant's words are not the user's
     assert key_cloze_questions(episodes["c"], "c", told) == [
         'Continue what I told you: "Shira Lovos\'s new parrot is named ..."']
+
+
+def test_rival_pairs_match_the_same_kind_of_question_across_people_and_nights():
+    from trainer.dreaming import relation_form, rival_pairs
+
+    parrot = 'Continue what I told you: "Quick update: {}\'s new parrot is named ..."'
+    lives = 'Continue what I told you: "I heard {} now lives in ..."'
+    assert relation_form(parrot.format("Mirpa Lovos")) == relation_form(parrot.format("Voska Pagor"))
+    assert relation_form(parrot.format("Mirpa Lovos")) != relation_form(lives.format("Mirpa Lovos"))
+    assert relation_form("What do you know about Mirpa Lovos?") is None  # only the name tells people apart
+
+    def d(eid, q, answer, **fields):
+        return Dream(eid, q, answer, key_terms=[answer.lower()], **fields)
+
+    mirpa = d("a", parrot.format("Mirpa Lovos"), "Lodun", score=1.0)
+    mirpa_worse = d("a", parrot.format("Mirpa Lovos"), "Lodun is a parrot", score=0.5)
+    voska = d("b", parrot.format("Voska Pagor"), "Kalo")
+    same_answer = d("c", parrot.format("Tenra Pamir"), "Lodun")  # no confusion to undo
+    city = d("d", lives.format("Lora Padun"), "Lovosten")
+    quote = d("e", parrot.format("Shipa Ettka"), "Belett", source="quote")
+    probe = d("f", parrot.format("Kavos Lolo"), "Vosvos", held_out=True)
+    ungrounded = Dream("g", parrot.format("Pagor Raten"), "Okay!")
+    old = d("h", parrot.format("Lora Kaka"), "Gorett")
+    older = d("i", parrot.format("Shivos Shivos"), "Ettdun")
+    pairs = rival_pairs([mirpa, mirpa_worse, voska, same_answer, city, quote, probe, ungrounded], [old, older])
+    named = {(own.episode_id, rival.episode_id) for own, rival in pairs}
+    assert len(named) == len(pairs)
+    # tonight's people against each other and against earlier nights', both ways; earlier ones not
+    # against each other (they trained on their own night)
+    assert named == {("a", "b"), ("b", "a"), ("b", "c"), ("c", "b"), ("a", "h"), ("h", "a"), ("a", "i"), ("i", "a"),
+                     ("b", "h"), ("h", "b"), ("b", "i"), ("i", "b"), ("c", "h"), ("h", "c"), ("c", "i"), ("i", "c")}
+    assert all(own.answer != "Lodun is a parrot" for own, _ in pairs)  # the best-scored answer of a question

@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from trainer.losses import (
+    binding_loss,
     edit_distance,
     edit_similarity,
     generalized_jsd,
     imitation_reward,
     policy_gradient_loss,
+    sequence_logprob,
     token_logprobs,
 )
 
@@ -131,3 +133,25 @@ def test_a_non_finite_value_at_a_masked_position_does_not_leak():
     two = torch.tensor([[-1.0, -2.0, float("nan")], [-0.5, -0.5, -0.5]])
     assert policy_gradient_loss(two, torch.tensor([[1, 1, 0], [1, 1, 1]]), torch.tensor([1.0, 0.0])).item() == \
         pytest.approx(-(0.5 * -1.5 + -0.5 * -0.5) / 2)
+
+
+def test_binding_loss_is_dpo_on_own_over_rival_margins():
+    # nothing moved: log 2, whatever the margins themselves are
+    assert binding_loss(torch.tensor([3.0, -1.0]), torch.tensor([3.0, -1.0])).item() == pytest.approx(math.log(2))
+    # gains of +2 and -1 with beta 0.5: mean(log(1 + e^-1), log(1 + e^0.5))
+    expected = (math.log(1 + math.exp(-1.0)) + math.log(1 + math.exp(0.5))) / 2
+    loss = binding_loss(torch.tensor([2.0, 0.0]), torch.tensor([0.0, 1.0]), beta=0.5)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # the gradient raises the policy margin, never the reference's
+    policy = torch.tensor([0.0], requires_grad=True)
+    reference = torch.tensor([0.0], requires_grad=True)
+    binding_loss(policy, reference).backward()
+    assert policy.grad.item() == pytest.approx(-0.5) and reference.grad is None
+    with pytest.raises(ValueError):
+        binding_loss(torch.zeros(2), torch.zeros(3))
+
+
+def test_sequence_logprob_sums_the_masked_tokens():
+    logprobs = torch.tensor([[-1.0, -2.0, -3.0], [float("nan"), -0.5, -0.25]])
+    mask = torch.tensor([[True, True, True], [False, True, True]])
+    assert sequence_logprob(logprobs, mask).tolist() == [-6.0, -0.75]

@@ -1,6 +1,8 @@
 """Knowledge seeding's training loop on the tiny random model: a batch whose loss is not finite
 leaves the expert as it was, and training goes on."""
 
+import math
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -86,3 +88,36 @@ def test_replay_lmbda_defaults_to_lmbda():
     assert on_policy_fraction(tonight, SleepConfig(lmbda=0.3, replay_lmbda=0.8)) == 0.3
     with pytest.raises(ValueError, match="replay_lmbda"):
         SleepConfig(replay_lmbda=1.5)
+
+
+def test_binding_pairs_raise_the_own_answer_over_the_rival_answer(tiny_model_dir):
+    from trainer.dreaming import Dream
+    from trainer.seeding import binding_margins, binding_pair
+
+    tokenizer, model, config, example = _setup(tiny_model_dir)
+    config = SleepConfig(**{**config.to_dict(), "steps": 4, "binding_weight": 5.0, "binding_pairs": 2})
+    q = 'Continue what I told you: "Quick update: {}\'s new parrot is named ..."'
+    mirpa = Dream("a", q.format("Mirpa Lovos"), "Lodun!", key_terms=["lodun"])
+    voska = Dream("b", q.format("Voska Pagor"), "Kalo!", key_terms=["kalo"])
+    pairs = [binding_pair(tokenizer, mirpa, voska, config), binding_pair(tokenizer, voska, mirpa, config)]
+    with torch.no_grad():
+        before = binding_margins(model, tokenizer, pairs)
+    metrics = seed(model, tokenizer, [example], config, similarity=load_similarity("self", model, tokenizer),
+                   binding=pairs)
+    # the reference is the model before training: the zero expert leaves it the untrained one
+    assert [p.reference for p in pairs] == pytest.approx(before.tolist(), abs=1e-4)
+    assert metrics["binding_pairs"] == 2 and metrics["binding_first"] == pytest.approx(math.log(2), abs=1e-3)
+    with torch.no_grad():
+        after = binding_margins(model, tokenizer, pairs)
+    assert (after > before).all()  # each person's own parrot gained over the other's, for both
+
+
+def test_binding_is_off_at_weight_zero(tiny_model_dir):
+    from trainer.dreaming import Dream
+    from trainer.seeding import binding_pair
+
+    tokenizer, model, config, example = _setup(tiny_model_dir)
+    pair = binding_pair(tokenizer, Dream("a", "q", "Lodun!"), Dream("b", "q", "Kalo!"), config)
+    metrics = seed(model, tokenizer, [example], config, similarity=load_similarity("self", model, tokenizer),
+                   binding=[pair])
+    assert metrics["binding_pairs"] == 0 and metrics["binding_first"] is None and pair.reference is None
