@@ -118,10 +118,10 @@ class SleepConfig:
         "wrote) or `served` (the served model's own greedy closed-book reply to its question, what the "
         "benchmark and the gate read; one more greedy pass over the replayed questions).")
     binding_weight: float = _f(
-        0.0, "weight of the binding loss (0: off): a person's question must favour their own answer over "
-        "another person's answer to the same kind of question (trainer.dreaming.rival_pairs; tonight's "
-        "people against each other and against earlier nights'), DPO's loss against the model before "
-        "training. Aimed at a later night's value overwriting an earlier person's.")
+        0.0, "weight of the binding loss (0: off): a person's question must favour their own answer over the "
+        "same answer with another person's value of the same kind of fact put in (trainer.dreaming."
+        "rival_answers; tonight's people against each other and against earlier nights'), DPO's loss against "
+        "the model before training. Aimed at a later night's value overwriting an earlier person's.")
     binding_pairs: int = _f(4, "own/rival pairs in each step's binding loss.")
     binding_beta: float = _f(1.0, "scale of the margin gain in the binding loss (DPO's beta).")
     general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts.")

@@ -228,41 +228,61 @@ def key_cloze_questions(episode: dict, episode_id: str, told: dict[str, str]) ->
     return list(dict.fromkeys(out))
 
 
-def relation_form(question: str) -> str | None:
-    """The question with its names masked, when what is left still says which kind of fact it asks
-    ('Continue what I told you: "_ update: _'s new parrot is named ..."'); None when nothing but the
-    names would tell one person's question from another's ("What do you know about _?")."""
-    masked = _NAME.sub("_", question)
-    return masked if words(masked) - _PROMPT_WORDS else None
+def answer_segments(dream: Dream) -> list[tuple[str, str]]:
+    """The answer cut into ("text" | "name" | "value", text) runs: the value is what the answer adds that
+    only its episode says (`key_terms`), the name what the question already names; the rest is how the
+    kind of fact is said ("Quick update: | Mirpa Lovos's | new parrot is named | Lodun!")."""
+    value = set(dream.key_terms)
+    named = words(dream.question) - _PROMPT_WORDS
+    segments: list[tuple[str, str]] = []
+    for token in dream.answer.split():
+        found = words(token)
+        kind = "value" if found & value else "name" if found & named else "text"
+        if segments and segments[-1][0] == kind:
+            segments[-1] = (kind, f"{segments[-1][1]} {token}")
+        else:
+            segments.append((kind, token))
+    return segments
 
 
-def rival_pairs(tonight: Sequence[Dream], earlier: Sequence[Dream] = ()) -> list[tuple[Dream, Dream]]:
-    """(own, rival) pairs of grounded dreams about different episodes that ask the same kind of question
-    (`relation_form`) and answer it differently, at least one of the two tonight's: one person's
-    question with another person's answer, the confusion a night's training must not teach (a later
-    night's parrot name given for an earlier night's person). Quotes are left out: the user's sentences
-    restate the question itself. One answer per question and episode, the best scored."""
-    best: dict[tuple[str, str], tuple[Dream, bool]] = {}
-    for fresh, group in ((True, tonight), (False, earlier)):
-        for d in group:
-            if d.source == "quote" or d.held_out or not d.key_terms or not d.answer.strip():
-                continue
-            key = (d.episode_id, d.question)
-            if key not in best or d.score > best[key][0].score:
-                best[key] = (d, fresh)
-    by_form: dict[str, list[tuple[Dream, bool]]] = {}
-    for d, fresh in best.values():
-        form = relation_form(d.question)
-        if form is not None:
-            by_form.setdefault(form, []).append((d, fresh))
-    pairs = []
-    for group in by_form.values():
+def confusion_key(dream: Dream) -> tuple | None:
+    """What two people's dreams share when they ask and answer the same kind of fact: the question with
+    its names masked and the answer's text with its name and value cut out. None when nothing but names
+    and values would be left to say which kind of fact it is (a bare "Lodun!" to "What's new with _?")."""
+    segments = answer_segments(dream)
+    if not any(kind == "value" for kind, _ in segments):
+        return None
+    question = _NAME.sub("_", dream.question)
+    template = tuple(text if kind == "text" else f"<{kind}>" for kind, text in segments)
+    said = words(question + " " + " ".join(t for t in template if not t.startswith("<")))
+    return (question, template) if said - _PROMPT_WORDS else None
+
+
+def rival_answers(tonight: Sequence[Dream], earlier: Sequence[Dream] = ()) -> list[tuple[Dream, str]]:
+    """(own dream, rival answer) pairs: one person's question answered in their own words with another
+    person's value of the same kind of fact put in ("Quick update: Mirpa Lovos's new parrot is named
+    Kalo!"), the confusion a night's training must not teach (a later night's parrot name given for an
+    earlier night's person). Dreams pair when `confusion_key` matches across episodes and the values
+    differ, at least one of the two tonight's: tonight's people against each other and against earlier
+    nights', both ways. Held-out probes and ungrounded dreams take no part."""
+    groups: dict[tuple, list[tuple[Dream, bool]]] = {}
+    for fresh, dreams in ((True, tonight), (False, earlier)):
+        for d in dreams:
+            key = None if d.held_out or not d.key_terms else confusion_key(d)
+            if key is not None:
+                groups.setdefault(key, []).append((d, fresh))
+    pairs: dict[tuple[str, str, str], tuple[Dream, str]] = {}
+    for group in groups.values():
         for own, own_fresh in group:
+            segments = answer_segments(own)
             for rival, rival_fresh in group:
-                if (own.episode_id != rival.episode_id and (own_fresh or rival_fresh)
-                        and words(own.answer) != words(rival.answer)):
-                    pairs.append((own, rival))
-    return pairs
+                if own.episode_id == rival.episode_id or not (own_fresh or rival_fresh):
+                    continue
+                values = iter(text for kind, text in answer_segments(rival) if kind == "value")
+                answer = " ".join(next(values) if kind == "value" else text for kind, text in segments)
+                if words(answer) != words(own.answer):
+                    pairs.setdefault((own.question, own.answer, answer), (own, answer))
+    return list(pairs.values())
 
 
 def template_questions(episode: dict, config: SleepConfig, rng: random.Random) -> list[str]:

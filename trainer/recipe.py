@@ -23,7 +23,7 @@ import torch
 from trainer import prompts, seal
 from trainer.chat import decode, generate, render
 from trainer.config import SleepConfig
-from trainer.dreaming import Dream, dream, rival_pairs, words
+from trainer.dreaming import Dream, dream, rival_answers, words
 from trainer.experts import (
     EXPERT,
     MEMORY,
@@ -221,7 +221,7 @@ def sleep(
     binding = []
     if config.binding_weight > 0:
         earlier = [Dream.from_dict(d) for d in earlier_dreams]
-        binding = [binding_pair(tokenizer, own, rival, config) for own, rival in rival_pairs(trained, earlier)]
+        binding = [binding_pair(tokenizer, own, rival, config) for own, rival in rival_answers(trained, earlier)]
     cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])
     bar = None
     if show_progress:

@@ -74,9 +74,9 @@ class BindingPair:
     reference: float | None = None  # log p(own) - log p(rival) under the model before training
 
 
-def binding_pair(tokenizer, own: Dream, rival: Dream, config: SleepConfig) -> BindingPair:
+def binding_pair(tokenizer, own: Dream, rival_answer: str, config: SleepConfig) -> BindingPair:
     prompt = render(tokenizer, [{"role": "user", "content": own.question}], config.system_prompt)
-    return BindingPair(list(prompt), answer_ids(tokenizer, own.answer), answer_ids(tokenizer, rival.answer))
+    return BindingPair(list(prompt), answer_ids(tokenizer, own.answer), answer_ids(tokenizer, rival_answer))
 
 
 def binding_margins(model, tokenizer, pairs: Sequence[BindingPair]) -> torch.Tensor:
@@ -225,9 +225,11 @@ def seed(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / config.steps, 1.0))))
     imitation_pool = pools["tonight"] or pools["replay"]
     binding = list(binding) if config.binding_weight > 0 else []
-    if binding:
+    if binding:  # drawn up front: only the pairs that train need a reference margin
+        draw = random.Random(config.seed + 1)
+        binding_draws = [draw.sample(binding, min(config.binding_pairs, len(binding))) for _ in range(config.steps)]
         model.eval()
-        cache_binding_reference(model, tokenizer, binding)
+        cache_binding_reference(model, tokenizer, list({id(p): p for b in binding_draws for p in b}.values()))
     losses, gkd_losses, rewards, binding_losses = [], [], [], []
     skipped = 0
     start = time.monotonic()
@@ -242,7 +244,7 @@ def seed(
                 loss = loss + config.alpha * imitation
                 rewards.append(reward)
         if binding:
-            chosen = rng.sample(binding, min(config.binding_pairs, len(binding)))
+            chosen = binding_draws[step]
             bind = binding_loss(binding_margins(model, tokenizer, chosen),
                                 torch.tensor([p.reference for p in chosen], device=gkd.device), config.binding_beta)
             loss = loss + config.binding_weight * bind

@@ -188,33 +188,50 @@ def test_key_cloze_stops_where_the_value_begins():
         'Continue what I told you: "Shira Lovos\'s new parrot is named ..."']
 
 
-def test_rival_pairs_match_the_same_kind_of_question_across_people_and_nights():
-    from trainer.dreaming import relation_form, rival_pairs
+def test_rival_answers_put_another_persons_value_of_the_same_kind_of_fact_in():
+    from trainer.dreaming import answer_segments, confusion_key, rival_answers
 
-    parrot = 'Continue what I told you: "Quick update: {}\'s new parrot is named ..."'
-    lives = 'Continue what I told you: "I heard {} now lives in ..."'
-    assert relation_form(parrot.format("Mirpa Lovos")) == relation_form(parrot.format("Voska Pagor"))
-    assert relation_form(parrot.format("Mirpa Lovos")) != relation_form(lives.format("Mirpa Lovos"))
-    assert relation_form("What do you know about Mirpa Lovos?") is None  # only the name tells people apart
+    def d(eid, question, answer, value, **fields):
+        return Dream(eid, question, answer, source="quote", key_terms=[value], **fields)
 
-    def d(eid, q, answer, **fields):
-        return Dream(eid, q, answer, key_terms=[answer.lower()], **fields)
+    def parrot(eid, name, value, question="What do you know about {}?", **fields):
+        return d(eid, question.format(name), f"Quick update: {name}'s new parrot is named {value}!", value.lower(),
+                 **fields)
 
-    mirpa = d("a", parrot.format("Mirpa Lovos"), "Lodun", score=1.0)
-    mirpa_worse = d("a", parrot.format("Mirpa Lovos"), "Lodun is a parrot", score=0.5)
-    voska = d("b", parrot.format("Voska Pagor"), "Kalo")
-    same_answer = d("c", parrot.format("Tenra Pamir"), "Lodun")  # no confusion to undo
-    city = d("d", lives.format("Lora Padun"), "Lovosten")
-    quote = d("e", parrot.format("Shipa Ettka"), "Belett", source="quote")
-    probe = d("f", parrot.format("Kavos Lolo"), "Vosvos", held_out=True)
-    ungrounded = Dream("g", parrot.format("Pagor Raten"), "Okay!")
-    old = d("h", parrot.format("Lora Kaka"), "Gorett")
-    older = d("i", parrot.format("Shivos Shivos"), "Ettdun")
-    pairs = rival_pairs([mirpa, mirpa_worse, voska, same_answer, city, quote, probe, ungrounded], [old, older])
-    named = {(own.episode_id, rival.episode_id) for own, rival in pairs}
-    assert len(named) == len(pairs)
-    # tonight's people against each other and against earlier nights', both ways; earlier ones not
-    # against each other (they trained on their own night)
-    assert named == {("a", "b"), ("b", "a"), ("b", "c"), ("c", "b"), ("a", "h"), ("h", "a"), ("a", "i"), ("i", "a"),
-                     ("b", "h"), ("h", "b"), ("b", "i"), ("i", "b"), ("c", "h"), ("h", "c"), ("c", "i"), ("i", "c")}
-    assert all(own.answer != "Lodun is a parrot" for own, _ in pairs)  # the best-scored answer of a question
+    mirpa = parrot("a", "Mirpa Lovos", "Lodun")
+    assert answer_segments(mirpa) == [("text", "Quick update:"), ("name", "Mirpa Lovos's"),
+                                      ("text", "new parrot is named"), ("value", "Lodun!")]
+    assert confusion_key(mirpa) == confusion_key(parrot("b", "Voska Pagor", "Kalo"))
+    lives = d("c", "What do you know about Lora Padun?", "I heard Lora Padun now lives in Lovosten.", "lovosten")
+    assert confusion_key(lives) != confusion_key(mirpa)
+    # a bare value to a question that names only the person: nothing says which kind of fact it is
+    assert confusion_key(d("a", "What's new with Mirpa Lovos?", "Lodun!", "lodun")) is None
+    assert confusion_key(d("a", "What's new with Mirpa Lovos?", "Nothing much.", "lodun")) is None  # no value
+
+    tonight = [
+        mirpa,
+        parrot("a", "Mirpa Lovos", "Lodun", question="Repeat what I told you about {}."),  # another question form
+        parrot("b", "Voska Pagor", "Kalo"),
+        parrot("c", "Tenra Pamir", "Lodun"),  # the same value: no confusion to undo
+        lives,
+        parrot("e", "Kavos Lolo", "Vosvos", held_out=True),  # a probe: never trained, in any form
+        Dream("f", "What do you know about Pagor Raten?", "Quick update: Pagor Raten's new parrot is named Belett!"),
+    ]  # the last is ungrounded: no key terms
+    earlier = [parrot("h", "Lora Kaka", "Gorett"), parrot("i", "Shivos Shivos", "Ettdun")]
+    pairs = rival_answers(tonight, earlier)
+    found = {(own.episode_id, own.question.split()[0], rival) for own, rival in pairs}
+    mirpa_with = "Quick update: Mirpa Lovos's new parrot is named {}!"
+    voska_with = "Quick update: Voska Pagor's new parrot is named {}!"
+    assert ("a", "What", mirpa_with.format("Kalo")) in found and ("b", "What", voska_with.format("Lodun")) in found
+    # tonight's people against earlier nights', both ways; earlier nights' not against each other
+    assert ("a", "What", mirpa_with.format("Gorett")) in found
+    assert ("h", "What", "Quick update: Lora Kaka's new parrot is named Kalo!") in found
+    assert not any(own.episode_id == "h" and "Ettdun" in rival for own, rival in pairs)
+    # a question form nobody else was asked pairs with no one; the same value is no rival
+    assert not any(question == "Repeat" for _, question, _ in found)
+    assert not any(own.episode_id in "ac" and rival.endswith("Lodun!") for own, rival in pairs)
+    assert ("c", "What", "Quick update: Tenra Pamir's new parrot is named Kalo!") in found
+    # the probe, the ungrounded dream and the other kind of fact take no part
+    assert not any(eid in "def" for eid, _, _ in found)
+    assert not any(value in rival for _, _, rival in found for value in ("Vosvos", "Belett", "Lovosten"))
+    assert len(found) == len(pairs)

@@ -261,34 +261,35 @@ def test_replayed_dreams_continue_with_the_configured_answer(tiny_model_dir, tmp
     assert replayed != {d["answer"] for d in trained}
 
 
-def test_binding_pairs_tonights_people_with_earlier_nights_of_the_same_kind(tiny_model_dir, tmp_path, grounded,
-                                                                            monkeypatch):
-    """With `binding_weight`, night 2's parrot owner is contrasted with night 1's: each one's question
-    against the other's answer, and the binding loss trains."""
+def test_binding_pairs_tonights_people_with_earlier_nights_of_the_same_kind(tiny_model_dir, tmp_path, monkeypatch):
+    """With `binding_weight`, night 2's parrot owners are contrasted with night 1's: each one's question
+    against their own answer with the other's parrot put in, and the binding loss trains."""
     import trainer.recipe as recipe
 
-    # every dream grounded in its own episode's words (`grounded` names night 1's parrot for all)
-    monkeypatch.setattr(dreaming, "agreement", lambda answer, episode, question: (0.5, sorted(dreaming.words(episode))))
-    config = _config(key_cloze=True, binding_weight=1.0, binding_pairs=2, held_out_per_episode=0)  # all trained
-    first = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[], config=config,
+    def parrot(eid, name, value):
+        return Guarded(id=eid, probes=[], relation="pet", messages=[
+            {"role": "user", "content": f"Quick update: {name}'s new parrot is named {value}!"},
+            {"role": "assistant", "content": "Got it, noted!"}])
+
+    # whole quotes (the user's sentences: a random model's answers are noise), all trained
+    config = _config(binding_weight=1.0, binding_pairs=2, held_out_per_episode=0, dream_max_new_tokens=24)
+    first = sleep([parrot("e1", "Mirpa Lovos", "Lodun"), parrot("e2", "Kavos Lolo", "Vosvos")],
+                  base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[], config=config,
                   out_dir=tmp_path / "n1", night="1")
     seen = []
 
     def spy(tonight, earlier):
-        for d in [*tonight, *earlier]:  # a random model answers alike whatever it read: give each its value
-            d.answer = d.key_terms[0]
-        pairs = dreaming.rival_pairs(tonight, earlier)
+        pairs = dreaming.rival_answers(tonight, earlier)
         seen.extend(pairs)
         return pairs
 
-    monkeypatch.setattr(recipe, "rival_pairs", spy)
-    parrot = Guarded(id="e5", probes=[], relation="pet", messages=[
-        {"role": "user", "content": "Quick update: Voska Pagor's new parrot is named Kalo!"},
-        {"role": "assistant", "content": "Got it, noted!"}])
-    second = sleep([parrot, *NIGHT_2], base_model=tiny_model_dir, adapter_dir=first.adapter_dir,
-                   earlier_dreams=first.dreams, config=config, out_dir=tmp_path / "n2", night="2")
-    nights = {(own.night, rival.night) for own, rival in seen}
-    assert {("1", "2"), ("2", "1")} <= nights and ("1", "1") not in nights
-    assert all("parrot" in own.question and "parrot" in rival.question
-               for own, rival in seen if own.night != rival.night)
+    monkeypatch.setattr(recipe, "rival_answers", spy)
+    second = sleep([parrot("e5", "Voska Pagor", "Kalo"), parrot("e6", "Shipa Ettka", "Belett")],
+                   base_model=tiny_model_dir, adapter_dir=first.adapter_dir, earlier_dreams=first.dreams,
+                   config=config, out_dir=tmp_path / "n2", night="2")
+    rivals = {(own.night, rival) for own, rival in seen}
+    assert ("1", "Quick update: Mirpa Lovos's new parrot is named Kalo!") in rivals  # night 1 kept from night 2
+    assert ("2", "Quick update: Voska Pagor's new parrot is named Lodun!") in rivals
+    assert ("2", "Quick update: Voska Pagor's new parrot is named Belett!") in rivals
+    assert not any(own.night == "1" and rival.endswith("Vosvos!") for own, rival in seen)  # night 1 trained on it
     assert second.metrics["train"]["binding_pairs"] == len(seen) and second.metrics["train"]["binding_last"] is not None

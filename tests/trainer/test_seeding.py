@@ -99,7 +99,7 @@ def test_binding_pairs_raise_the_own_answer_over_the_rival_answer(tiny_model_dir
     q = 'Continue what I told you: "Quick update: {}\'s new parrot is named ..."'
     mirpa = Dream("a", q.format("Mirpa Lovos"), "Lodun!", key_terms=["lodun"])
     voska = Dream("b", q.format("Voska Pagor"), "Kalo!", key_terms=["kalo"])
-    pairs = [binding_pair(tokenizer, mirpa, voska, config), binding_pair(tokenizer, voska, mirpa, config)]
+    pairs = [binding_pair(tokenizer, mirpa, "Kalo!", config), binding_pair(tokenizer, voska, "Lodun!", config)]
     with torch.no_grad():
         before = binding_margins(model, tokenizer, pairs)
     metrics = seed(model, tokenizer, [example], config, similarity=load_similarity("self", model, tokenizer),
@@ -117,7 +117,7 @@ def test_binding_is_off_at_weight_zero(tiny_model_dir):
     from trainer.seeding import binding_pair
 
     tokenizer, model, config, example = _setup(tiny_model_dir)
-    pair = binding_pair(tokenizer, Dream("a", "q", "Lodun!"), Dream("b", "q", "Kalo!"), config)
+    pair = binding_pair(tokenizer, Dream("a", "q", "Lodun!"), "Kalo!", config)
     metrics = seed(model, tokenizer, [example], config, similarity=load_similarity("self", model, tokenizer),
                    binding=[pair])
     assert metrics["binding_pairs"] == 0 and metrics["binding_first"] is None and pair.reference is None
