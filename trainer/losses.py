@@ -121,8 +121,8 @@ def policy_gradient_loss(logprobs: torch.Tensor, mask: torch.Tensor, rewards: to
 def binding_loss(policy_margin: torch.Tensor, reference_margin: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
     """DPO's loss on own-answer-over-rival-answer margins: `mean softplus(-beta * (m_policy - m_ref))`.
 
-    A margin is `log p(own answer | question) - log p(rival's answer | question)`, summed over tokens,
-    where the rival is another person's answer to the same kind of question: a shared prefix ("Mirpa
+    A margin is `log p(own answer | question) - log p(rival answer | question)`, summed over tokens,
+    where the rival answer is the own one with another person's value put in: the shared prefix ("Mirpa
     Lovos's parrot is named") cancels, what differs (the name of the parrot) decides it. The reference
     margin is the model's before training, so a length difference between the answers cancels too.
 

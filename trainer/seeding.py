@@ -9,8 +9,8 @@ batch, each with its teacher:
   - general prompts: teacher = the base model, no context.
 Imitation: the student completes a truncated teacher answer G times; reward
 `gamma*semantic + (1-gamma)*edit`, policy gradient with the group mean as baseline.
-Binding (optional, `binding_weight`): one person's question must favour their own answer over another
-person's answer to the same kind of question, DPO's loss with the model before training as reference.
+Binding (optional, `binding_weight`): one person's question must favour their own answer over the same
+answer with another person's value put in, DPO's loss with the model before training as reference.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def dream_example(tokenizer, d: Dream, episode: dict, teacher: Sequence[str] | N
 
 @dataclass
 class BindingPair:
-    """A question of one episode (the student's view), its own answer and a rival episode's answer."""
+    """A question of one episode (the student's view), its own answer, and that answer with a rival
+    episode's value put in (`trainer.dreaming.rival_answers`)."""
 
     prompt: list[int]
     own: list[int]
