@@ -265,20 +265,19 @@ def rival_answers(tonight: Sequence[Dream], earlier: Sequence[Dream] = ()) -> li
     earlier night's person). Dreams pair when `confusion_key` matches across episodes and the values
     differ, at least one of the two tonight's: tonight's people against each other and against earlier
     nights', both ways. Held-out probes and ungrounded dreams take no part."""
-    groups: dict[tuple, list[tuple[Dream, bool]]] = {}
+    groups: dict[tuple, list[tuple[Dream, bool, list[tuple[str, str]]]]] = {}
     for fresh, dreams in ((True, tonight), (False, earlier)):
         for d in dreams:
             key = None if d.held_out or not d.key_terms else confusion_key(d)
             if key is not None:
-                groups.setdefault(key, []).append((d, fresh))
+                groups.setdefault(key, []).append((d, fresh, answer_segments(d)))
     pairs: dict[tuple[str, str, str], tuple[Dream, str]] = {}
     for group in groups.values():
-        for own, own_fresh in group:
-            segments = answer_segments(own)
-            for rival, rival_fresh in group:
+        for own, own_fresh, segments in group:
+            for rival, rival_fresh, rival_segments in group:
                 if own.episode_id == rival.episode_id or not (own_fresh or rival_fresh):
                     continue
-                values = iter(text for kind, text in answer_segments(rival) if kind == "value")
+                values = iter(text for kind, text in rival_segments if kind == "value")
                 answer = " ".join(next(values) if kind == "value" else text for kind, text in segments)
                 if words(answer) != words(own.answer):
                     pairs.setdefault((own.question, own.answer, answer), (own, answer))

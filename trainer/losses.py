@@ -114,8 +114,8 @@ def policy_gradient_loss(logprobs: torch.Tensor, mask: torch.Tensor, rewards: to
     """
     mask = mask.to(torch.bool)
     advantage = (rewards - rewards.mean()).detach().to(logprobs.dtype)
-    sequence_logprob = torch.where(mask, logprobs, 0.0).sum(-1) / mask.sum(-1).clamp(min=1)
-    return -(advantage * sequence_logprob).mean()
+    mean_logprob = sequence_logprob(logprobs, mask) / mask.sum(-1).clamp(min=1)
+    return -(advantage * mean_logprob).mean()
 
 
 def binding_loss(policy_margin: torch.Tensor, reference_margin: torch.Tensor, beta: float = 1.0) -> torch.Tensor:

@@ -199,7 +199,8 @@ def sleep(
     for d in trained:
         examples.append(dream_example(tokenizer, d, by_id[d.episode_id], teacher, config))
         d.teacher_logits = None  # the example holds them now
-    replayable = [Dream.from_dict(d) for d in earlier_dreams if not d.get("held_out")]
+    earlier_trained = [Dream.from_dict(d) for d in earlier_dreams if not d.get("held_out")]
+    replayable = earlier_trained
     draws = config.steps * round(config.batch_size * config.replay_fraction)
     if len(replayable) > draws:  # training cannot use more: spare the teacher passes, keep every night's share
         replayable = random.Random(config.seed).sample(replayable, draws)
@@ -220,8 +221,8 @@ def sleep(
         examples.append(build_example(tokenizer, p, p, a, general_teacher, "general"))
     binding = []
     if config.binding_weight > 0:
-        earlier = [Dream.from_dict(d) for d in earlier_dreams]
-        binding = [binding_pair(tokenizer, own, rival, config) for own, rival in rival_answers(trained, earlier)]
+        binding = [binding_pair(tokenizer, own, rival, config)
+                   for own, rival in rival_answers(trained, earlier_trained)]
     cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])
     bar = None
     if show_progress:
