@@ -92,7 +92,9 @@ def generate(
         chunk = prompts[start:start + batch_size]
         ids, attention = pad_left(chunk, pad, device)
         if temperature > 0:
-            kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+            # a non-finite logit (a bf16 overflow) would otherwise kill the process with a device-side assert
+            kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0,
+                      "remove_invalid_values": True}
         else:
             kwargs = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         out = model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new_tokens,

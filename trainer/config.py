@@ -35,6 +35,9 @@ class SleepConfig:
     dtype: str = _f("auto", "weights dtype: float32, bfloat16, float16, or `auto` (bf16 on GPU, fp32 on CPU).")
     torch_threads: int | None = _f(None, "torch intra-op threads on CPU; None leaves torch's default.")
     seed: int = _f(0, "seed of every sampler in the night: the same inputs give the same adapter.")
+    generation_batch_size: int = _f(
+        16, "prompts per `generate` call when dreaming, answering probes and gating; a GPU takes far more "
+        "at about the same per-token latency.")
     system_prompt: str | None = _f(
         None, "system prompt used when serving; None uses the chat template's default (as the engine does)."
     )
@@ -104,6 +107,10 @@ class SleepConfig:
         "let the loss see that.")
     gkd_temperature: float = _f(1.0, "temperature applied to both teacher and student logits in GKD.")
     on_policy_max_new_tokens: int = _f(32, "length of on-policy student samples.")
+    on_policy_unit: str = _f(
+        "example", "what the lmbda draw decides: `example` (each continuation on its own) or `batch` (one draw "
+        "per step, as TRL's GKD trainer does: the same fraction in far fewer `generate` calls, which on a GPU "
+        "cost the same for one sequence as for a batch).")
     gamma: float = _f(0.5, "imitation reward: weight of semantic similarity vs. edit similarity.")
     edit_threshold: float = _f(0.7, "normalised edit distance past which the edit reward is 0.")
     imitation_group: int = _f(4, "student completions per truncated dream (group baseline).")
@@ -168,6 +175,8 @@ class SleepConfig:
             (0.0 <= self.alpha <= 1.0, "alpha (imitation weight) must be in [0, 1]."),
             (0.0 <= self.beta <= 1.0, "beta (generalized JSD) must be in [0, 1]."),
             (0.0 <= self.lmbda <= 1.0, "lmbda (on-policy fraction) must be in [0, 1]."),
+            (self.on_policy_unit in ("example", "batch"), "on_policy_unit must be `example` or `batch`."),
+            (self.generation_batch_size >= 1, "generation_batch_size must be at least 1."),
             (self.replay_lmbda is None or 0.0 <= self.replay_lmbda <= 1.0, "replay_lmbda must be in [0, 1]."),
             (0.0 <= self.gamma <= 1.0, "gamma (semantic weight) must be in [0, 1]."),
             (0.0 < self.edit_threshold <= 1.0, "edit_threshold must be in (0, 1]."),

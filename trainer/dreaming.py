@@ -318,7 +318,8 @@ def model_questions(model, tokenizer, episodes: Sequence[dict], config: SleepCon
             prompts.append(render(tokenizer, chat, config.system_prompt))
             owners.append(i)
     out = generate(model, tokenizer, prompts, max_new_tokens=config.question_max_new_tokens,
-                   temperature=config.dream_temperature, generator_seed=config.seed)
+                   temperature=config.dream_temperature, generator_seed=config.seed,
+                   batch_size=config.generation_batch_size)
     questions: list[list[str]] = [[] for _ in episodes]
     for i, ids in zip(owners, out):
         text = decode(tokenizer, ids).split("\n")[0].strip().strip('"')
@@ -373,7 +374,7 @@ def dream(
         with adapters(model, writer) if writer else nullcontext():
             out = generate(model, tokenizer, prompts, max_new_tokens=config.dream_max_new_tokens,
                            temperature=0.0 if k == 0 else config.dream_temperature,
-                           generator_seed=config.seed + k)
+                           generator_seed=config.seed + k, batch_size=config.generation_batch_size)
         for d, ids in zip(candidates, out):
             text = decode(tokenizer, ids)
             if text:

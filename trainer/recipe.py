@@ -71,7 +71,7 @@ def answers(model, tokenizer, questions: Sequence[str], config: SleepConfig, con
     """Greedy replies to questions asked alone (closed-book), or after `context` messages."""
     chats = [(context[i] if context else []) + [{"role": "user", "content": q}] for i, q in enumerate(questions)]
     out = generate(model, tokenizer, [render(tokenizer, c, config.system_prompt) for c in chats],
-                   max_new_tokens=config.eval_max_new_tokens)
+                   max_new_tokens=config.eval_max_new_tokens, batch_size=config.generation_batch_size)
     return [decode(tokenizer, ids) for ids in out]
 
 

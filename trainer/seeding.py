@@ -149,7 +149,11 @@ def gkd_loss(model, tokenizer, batch: Sequence[Example], config: SleepConfig, rn
     """GKD on one batch: a fraction lambda of continuations (`replay_lmbda` of replayed ones) sampled
     on-policy from the student."""
     conts: list[list[int]] = [ex.continuation for ex in batch]
-    on_policy = [i for i, ex in enumerate(batch) if rng.random() < on_policy_fraction(ex, config)]
+    if config.on_policy_unit == "batch":
+        draw = rng.random()
+        on_policy = [i for i, ex in enumerate(batch) if draw < on_policy_fraction(ex, config)]
+    else:
+        on_policy = [i for i, ex in enumerate(batch) if rng.random() < on_policy_fraction(ex, config)]
     if on_policy:
         sampled = generate(model, tokenizer, [batch[i].student_prompt for i in on_policy],
                            max_new_tokens=config.on_policy_max_new_tokens, temperature=1.0,

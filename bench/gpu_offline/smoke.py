@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from trainer.benchmark import main
 
 print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__,
-      torch.cuda.get_device_name(0), flush=True)
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU: on the CPU in float32", flush=True)
 tok = AutoTokenizer.from_pretrained(sys.argv[1])  # any folder with SmolLM2's tokenizer files
 cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
@@ -34,7 +34,8 @@ Path("/tmp/general.jsonl").write_text(json.dumps({"id": "g", "question": "What i
 t = time.time()
 argv = ["--dataset", "/tmp/facts.jsonl", "--general", "/tmp/general.jsonl", "--nights", "2", "--out", "/tmp/smoke",
         "--model", str(tiny), "--config", "gpu-default"]
-for item in ["steps=4", "imitation_every=2", "min_recall_gain=-1", "min_retention=0", "max_general_drop=1"]:
+cpu = [] if torch.cuda.is_available() else ["device=cpu", "dtype=float32", "torch_threads=1"]
+for item in cpu + ["steps=2", "imitation_every=2", "min_recall_gain=-1", "min_retention=0", "max_general_drop=1"]:
     argv += ["--set", item]
 rc = main(argv)
 r = json.loads(Path("/tmp/smoke/results.json").read_text())

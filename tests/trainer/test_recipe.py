@@ -2,6 +2,7 @@
 (or, growing layers, a loadable base), replays and merges on later nights, reports progress, and never
 reads probes/answers/relation."""
 
+import dataclasses
 import json
 import re
 
@@ -293,3 +294,24 @@ def test_binding_pairs_tonights_people_with_earlier_nights_of_the_same_kind(tiny
     assert ("2", "Quick update: Voska Pagor's new parrot is named Belett!") in rivals
     assert not any(own.night == "1" and rival.endswith("Vosvos!") for own, rival in seen)  # night 1 trained on it
     assert second.metrics["train"]["binding_pairs"] == len(seen) and second.metrics["train"]["binding_last"] is not None
+
+
+def test_answers_generate_in_batches_of_generation_batch_size(tiny_model_dir, monkeypatch):
+    from trainer.recipe import answers, load_model
+
+    config = SleepConfig(torch_threads=1, eval_max_new_tokens=3, generation_batch_size=2)
+    tokenizer, model = load_model(tiny_model_dir, config)
+    widths = []
+    real = model.generate
+
+    def spy(*args, **kwargs):
+        widths.append(kwargs["input_ids"].shape[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    questions = [f"Who is person {i}?" for i in range(5)]
+    assert len(answers(model, tokenizer, questions, config)) == 5
+    assert widths == [2, 2, 1]
+    widths.clear()
+    answers(model, tokenizer, questions, dataclasses.replace(config, generation_batch_size=8))
+    assert widths == [5]

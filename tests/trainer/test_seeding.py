@@ -121,3 +121,32 @@ def test_binding_is_off_at_weight_zero(tiny_model_dir):
     metrics = seed(model, tokenizer, [example], config, similarity=load_similarity("self", model, tokenizer),
                    binding=[pair])
     assert metrics["binding_pairs"] == 0 and metrics["binding_first"] is None and pair.reference is None
+
+
+@pytest.mark.parametrize("unit", ["example", "batch"])
+def test_on_policy_unit_decides_per_sequence_or_per_batch(tiny_model_dir, monkeypatch, unit):
+    import dataclasses
+
+    import trainer.seeding as seeding
+
+    tokenizer, model, config, _ = _setup(tiny_model_dir)
+    config = dataclasses.replace(config, steps=12, batch_size=4, lmbda=0.5, on_policy_unit=unit,
+                                 replay_fraction=0.0, general_fraction=0.0)
+    ask = lambda q: render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)  # noqa: E731
+    examples = [build_example(tokenizer, ask(f"Who is Tenra Pamir {i}?"), ask(f"Who is Tenra Pamir {i}?"),
+                              f"Tenra Pamir {i} lives in Rabelten.", None, "tonight") for i in range(4)]
+    cache_teacher(model, tokenizer, examples)
+    calls = []
+    real_generate = seeding.generate
+
+    def spy(model, tokenizer, prompts, **kwargs):
+        calls.append(len(prompts))
+        return real_generate(model, tokenizer, prompts, **kwargs)
+
+    monkeypatch.setattr(seeding, "generate", spy)
+    seed(model, tokenizer, examples, config, similarity=load_similarity("self", model, tokenizer))
+    assert calls, "lmbda 0.5 over 12 steps samples at least once"
+    if unit == "batch":  # one draw a step: the whole batch or none of it
+        assert set(calls) == {4} and len(calls) < 12
+    else:  # about half of each batch, drawn one by one
+        assert min(calls) < 4
