@@ -131,6 +131,10 @@ class SleepConfig:
         "the model before training. Aimed at a later night's value overwriting an earlier person's.")
     binding_pairs: int = _f(4, "own/rival pairs in each step's binding loss.")
     binding_beta: float = _f(1.0, "scale of the margin gain in the binding loss (DPO's beta).")
+    binding_own_clip: bool = _f(
+        False, "clip the binding loss's gradient to grad_clip on its own, then add it times binding_weight to "
+        "the clipped gradient of the rest: a summed-token margin cannot then take the whole clipped step "
+        "from the per-token GKD loss.")
     general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts.")
     general_prompts: int = _f(20, "general prompts (trainer/prompts.py) replayed with `general_teacher` as teacher.")
     general_teacher: str = _f(

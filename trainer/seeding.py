@@ -204,6 +204,29 @@ def _mix(pools: dict[str, list[Example]], config: SleepConfig, rng: random.Rando
     return batch
 
 
+def backward_clipped_apart(params: Sequence[torch.Tensor], parts: Sequence[tuple[torch.Tensor, float]],
+                           clip: float) -> torch.Tensor:
+    """Into `.grad`: the sum over `parts` of weight x (the loss's gradient, its norm clipped to `clip`).
+
+    Each loss is backpropagated alone, so one whose gradient is much larger (a margin summed over tokens
+    against a per-token mean) does not shrink the others' share of a shared clip. Returns the largest
+    norm before clipping (inf or nan when a part is not finite)."""
+    total = [None] * len(params)
+    largest = torch.zeros(())
+    for loss, weight in parts:
+        for p in params:
+            p.grad = None
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, clip or float("inf"))
+        largest = torch.maximum(largest, norm.detach().float().cpu()) if torch.isfinite(norm) else norm.detach().cpu()
+        for i, p in enumerate(params):
+            if p.grad is not None:
+                total[i] = weight * p.grad if total[i] is None else total[i] + weight * p.grad
+    for p, g in zip(params, total):
+        p.grad = g
+    return largest
+
+
 def seed(
     model,
     tokenizer,
@@ -248,15 +271,21 @@ def seed(
             if imitation is not None:
                 loss = loss + config.alpha * imitation
                 rewards.append(reward)
+        bind = None
         if binding:
             chosen = binding_draws[step]
             bind = binding_loss(binding_margins(model, tokenizer, chosen),
                                 torch.tensor([p.reference for p in chosen], device=gkd.device), config.binding_beta)
-            loss = loss + config.binding_weight * bind
             binding_losses.append(bind.item())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip or float("inf"))
+        if bind is not None and config.binding_own_clip:
+            norm = backward_clipped_apart(params, [(loss, 1.0), (bind, config.binding_weight)], config.grad_clip)
+            loss = loss + config.binding_weight * bind
+        else:
+            if bind is not None:
+                loss = loss + config.binding_weight * bind
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip or float("inf"))
         finite = bool(torch.isfinite(loss) and torch.isfinite(norm))
         if finite:
             optimizer.step()

@@ -90,12 +90,14 @@ def test_replay_lmbda_defaults_to_lmbda():
         SleepConfig(replay_lmbda=1.5)
 
 
-def test_binding_pairs_raise_the_own_answer_over_the_rival_answer(tiny_model_dir):
+@pytest.mark.parametrize("own_clip", [False, True])
+def test_binding_pairs_raise_the_own_answer_over_the_rival_answer(tiny_model_dir, own_clip):
     from trainer.dreaming import Dream
     from trainer.seeding import binding_margins, binding_pair
 
     tokenizer, model, config, example = _setup(tiny_model_dir)
-    config = SleepConfig(**{**config.to_dict(), "steps": 4, "binding_weight": 5.0, "binding_pairs": 2})
+    config = SleepConfig(**{**config.to_dict(), "steps": 4, "binding_weight": 5.0, "binding_pairs": 2,
+                            "binding_own_clip": own_clip})
     q = 'Continue what I told you: "Quick update: {}\'s new parrot is named ..."'
     mirpa = Dream("a", q.format("Mirpa Lovos"), "Lodun!", key_terms=["lodun"])
     voska = Dream("b", q.format("Voska Pagor"), "Kalo!", key_terms=["kalo"])
@@ -150,3 +152,27 @@ def test_on_policy_unit_decides_per_sequence_or_per_batch(tiny_model_dir, monkey
         assert set(calls) == {4} and len(calls) < 12
     else:  # about half of each batch, drawn one by one
         assert min(calls) < 4
+
+
+def test_backward_clipped_apart_clips_each_loss_then_weights_it():
+    from trainer.seeding import backward_clipped_apart
+
+    p = torch.zeros(2, requires_grad=True)
+    big = 10.0 * p[0] + 0.0 * p[1]  # gradient (10, 0): norm 10, clipped to (1, 0)
+    small = 0.3 * p[1]  # gradient (0, 0.3): under the clip, kept, then halved
+    norm = backward_clipped_apart([p], [(big, 1.0), (small, 0.5)], clip=1.0)
+    assert p.grad.tolist() == pytest.approx([1.0, 0.15])
+    assert float(norm) == pytest.approx(10.0)
+    # one shared clip would have scaled both by 1/10: the small loss's share nearly vanishes
+    q = torch.zeros(2, requires_grad=True)
+    (10.0 * q[0] + 0.5 * 0.3 * q[1]).backward()
+    torch.nn.utils.clip_grad_norm_([q], 1.0)
+    assert q.grad[1] < 0.02
+
+
+def test_backward_clipped_apart_reports_a_non_finite_part():
+    from trainer.seeding import backward_clipped_apart
+
+    p = torch.zeros(1, requires_grad=True)
+    norm = backward_clipped_apart([p], [(p.sum() * float("nan"), 1.0), (p.sum(), 1.0)], clip=1.0)
+    assert not torch.isfinite(norm)
