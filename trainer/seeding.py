@@ -259,13 +259,14 @@ def seed(
         model.eval()
         cache_binding_reference(model, tokenizer, list({id(p): p for b in binding_draws for p in b}.values()))
     losses, gkd_losses, rewards, binding_losses = [], [], [], []
-    skipped = 0
+    skipped: list[dict] = []  # what was not finite on each skipped step, to find the cause later
     start = time.monotonic()
     model.train()
     for step in range(config.steps):
         batch = _mix(pools, config, rng)
         gkd = gkd_loss(model, tokenizer, batch, config, rng)
         loss = (1 - config.alpha) * gkd
+        imitation = None
         if config.alpha > 0 and config.imitation_every and step % config.imitation_every == 0 and imitation_pool:
             imitation, reward = imitation_loss(model, tokenizer, rng.choice(imitation_pool), config, similarity, rng)
             if imitation is not None:
@@ -292,7 +293,9 @@ def seed(
             losses.append(loss.item())
             gkd_losses.append(gkd.item())
         else:  # one bad batch (an overflow in low precision, say) must not poison the expert: no update
-            skipped += 1
+            parts = {"gkd": gkd, "imitation": imitation, "binding": bind, "grad_norm": norm}
+            skipped.append({"step": step, "kinds": sorted({ex.kind for ex in batch}),
+                            **{k: repr(float(v)) for k, v in parts.items() if v is not None}})
         schedule.step()
         if progress:
             progress("seed", step + 1, config.steps, losses[-1] if finite else None)
@@ -302,10 +305,11 @@ def seed(
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     if not losses:
-        return {"steps": 0, "skipped_steps": skipped, "loss": [], "gkd": [], "seconds": time.monotonic() - start}
+        return {"steps": 0, "skipped_steps": len(skipped), "skipped": skipped, "loss": [], "gkd": [], "seconds": time.monotonic() - start}
     return {
         "steps": len(losses),
-        "skipped_steps": skipped,  # non-finite loss or gradient: no update
+        "skipped_steps": len(skipped),  # non-finite loss or gradient: no update
+        "skipped": skipped,
         "loss_first": losses[0],
         "loss_last": sum(losses[-3:]) / len(losses[-3:]),
         "gkd_first": gkd_losses[0],

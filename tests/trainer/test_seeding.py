@@ -38,6 +38,7 @@ def test_a_non_finite_batch_is_skipped_not_applied(tiny_model_dir):
     example.cached = torch.full_like(example.cached, float("nan"))  # a teacher that overflowed
     metrics = seed(model, tokenizer, [example], config, similarity=load_similarity("self", model, tokenizer))
     assert metrics["skipped_steps"] == 3 and metrics["steps"] == 0
+    assert [s["step"] for s in metrics["skipped"]] == [0, 1, 2] and metrics["skipped"][0]["gkd"] == "nan"
     after = _expert(model)
     assert all(torch.equal(before[n], after[n]) for n in before)
 
