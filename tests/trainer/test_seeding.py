@@ -177,3 +177,17 @@ def test_backward_clipped_apart_reports_a_non_finite_part():
     p = torch.zeros(1, requires_grad=True)
     norm = backward_clipped_apart([p], [(p.sum() * float("nan"), 1.0), (p.sum(), 1.0)], clip=1.0)
     assert not torch.isfinite(norm)
+
+
+def test_sampling_survives_non_finite_logits(tiny_model_dir):
+    """On-policy samples from a model whose logits overflowed: without dropping the non-finite values,
+    sampling raises (a device-side assert on CUDA, which ends the process)."""
+    from trainer.chat import generate
+
+    tokenizer, model, config, example = _setup(tiny_model_dir)
+    with torch.no_grad():
+        model.get_output_embeddings().weight[:5].fill_(float("inf"))
+        model.get_output_embeddings().weight[5:10].fill_(float("nan"))
+    out = generate(model, tokenizer, [example.student_prompt] * 2, max_new_tokens=3, temperature=1.0,
+                   generator_seed=0)
+    assert len(out) == 2 and all(1 <= len(ids) <= 3 for ids in out)
