@@ -212,19 +212,18 @@ def backward_clipped_apart(params: Sequence[torch.Tensor], parts: Sequence[tuple
     against a per-token mean) does not shrink the others' share of a shared clip. Returns the largest
     norm before clipping (inf or nan when a part is not finite)."""
     total = [None] * len(params)
-    largest = torch.zeros(())
+    norms = []
     for loss, weight in parts:
         for p in params:
             p.grad = None
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, clip or float("inf"))
-        largest = torch.maximum(largest, norm.detach().float().cpu()) if torch.isfinite(norm) else norm.detach().cpu()
+        norms.append(torch.nn.utils.clip_grad_norm_(params, clip or float("inf")).detach().float())
         for i, p in enumerate(params):
             if p.grad is not None:
                 total[i] = weight * p.grad if total[i] is None else total[i] + weight * p.grad
     for p, g in zip(params, total):
         p.grad = g
-    return largest
+    return torch.stack(norms).max()  # max propagates nan
 
 
 def seed(
@@ -305,7 +304,8 @@ def seed(
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     if not losses:
-        return {"steps": 0, "skipped_steps": len(skipped), "skipped": skipped, "loss": [], "gkd": [], "seconds": time.monotonic() - start}
+        return {"steps": 0, "skipped_steps": len(skipped), "skipped": skipped, "loss": [], "gkd": [],
+                "seconds": time.monotonic() - start}
     return {
         "steps": len(losses),
         "skipped_steps": len(skipped),  # non-finite loss or gradient: no update
