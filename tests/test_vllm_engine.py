@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.config import Settings
@@ -132,9 +133,12 @@ async def test_length_stop_and_context_errors(engine):
 
 
 def metric_sum(metrics: str, name: str) -> float:
-    """The sum of a Prometheus metric over all its label sets (0 when vLLM has not reported it yet)."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+    """The sum of a Prometheus sample over all its label sets; vLLM registers both counters read here at
+    start, so a name it does not report is a renamed metric, not a zero."""
+    values = [sample.value for family in text_string_to_metric_families(metrics)
+              for sample in family.samples if sample.name == name]
+    assert values, f"vLLM's /metrics has no {name}"
+    return sum(values)
 
 
 @aio
@@ -158,6 +162,7 @@ async def test_closing_the_stream_aborts_the_vllm_request(engine, vllm_url):
                 break
             assert time.monotonic() < deadline, "vLLM kept generating for 3 minutes after the stream closed"
             await asyncio.sleep(0.2)
+        assert generated > 0  # the request did start generating before its stream closed
         finished = metric_sum(metrics, "vllm:request_success_total") - finished_before
         assert finished == 0, "vLLM ran the abandoned request to its end instead of aborting it"
 
