@@ -158,6 +158,18 @@ class SleepConfig:
     min_retention: float = _f(
         0.75, "gate: the candidate's recall of those earlier dreams over the served model's is at least this.")
     max_general_drop: float = _f(0.25, "gate: general agreement with the base may fall by at most this.")
+    gate_reading: str = _f(
+        "greedy", "what the gate judges: `greedy` (whether one greedy reply names a key term; the thresholds "
+        "above) or `likelihood` (the change in mean log-probability of the answers, trainer/likelihood.py; "
+        "the three thresholds below). Both are always measured and reported.")
+    min_recall_logprob_gain: float = _f(
+        0.0, "likelihood gate: tonight's held-out answers' key-term tokens must gain more than this (nats per "
+             "token) over the served model.")
+    max_retention_logprob_drop: float = _f(
+        0.5, "likelihood gate: earlier dreams' key-term tokens may lose at most this (nats per token).")
+    max_general_logprob_drop: float = _f(
+        0.25, "likelihood gate: the base's replies to the held-out general prompts may lose at most this "
+              "(nats per token).")
 
     def __post_init__(self) -> None:
         checks = [
@@ -194,6 +206,9 @@ class SleepConfig:
              and self.replay_fraction + self.general_fraction < 1.0,
              "replay_fraction and general_fraction must be non-negative and sum to less than 1."),
             (self.semantic_model in ("minilm", "self"), "semantic_model must be `minilm` or `self`."),
+            (self.gate_reading in ("greedy", "likelihood"), "gate_reading must be `greedy` or `likelihood`."),
+            (self.max_retention_logprob_drop >= 0 and self.max_general_logprob_drop >= 0,
+             "max_retention_logprob_drop and max_general_logprob_drop must not be negative."),
             (self.keep_top_k >= 1 and self.keep_random >= 0, "keep_top_k must be >= 1, keep_random >= 0."),
             (min(self.template_questions, self.model_questions, self.entities_per_episode, self.cloze_questions) >= 0,
              "question counts must not be negative."),

@@ -151,6 +151,16 @@ def words(text: str) -> set[str]:
     return out
 
 
+def key_term_spans(text: str, key_terms: Sequence[str]) -> list[tuple[int, int]]:
+    """Character spans of the words of `text` that `words` reads as one of `key_terms`."""
+    keys = set(key_terms)
+    spans = []
+    for match in _WORD.finditer(text):
+        if match.group().lower().removesuffix("'s").strip("'-") in keys:
+            spans.append(match.span())
+    return spans
+
+
 _PROMPT_WORDS = words(" ".join(TEMPLATES + CLOZE + (RESTATE, QUESTION_PROMPT)))
 
 

@@ -40,6 +40,7 @@ from trainer.experts import (
     save_adapter,
     save_model,
 )
+from trainer.likelihood import LikelihoodShift, likelihoods
 from trainer.seeding import Example, binding_pair, build_example, cache_teacher, dream_example, seed
 from trainer.semantic import load_similarity
 
@@ -169,6 +170,9 @@ def sleep(
     served_recall = sum(served[:len(probes)]) / len(probes) if probes else None
     served_pool = served[len(probes):]
     known = sum(served_pool)
+    with adapters(model, teacher):
+        served_likely = likelihoods(model, tokenizer, _items(probes + pool), config.system_prompt,
+                                    config.generation_batch_size)
     seconds["served"] = time.monotonic() - t0
 
     # --- SEAL / ReST-EM (optional): keep the dream sets whose throw-away adapter raised held-out recall,
@@ -216,6 +220,10 @@ def sleep(
     if general_teacher is not None:
         with adapters(model, general_teacher):
             general_answers[:len(general_train)] = answers(model, tokenizer, general_train, config)
+    base_gate = general_answers[len(general_train):]
+    with adapters(model, None):
+        base_likely = likelihoods(model, tokenizer, [(q, a, ()) for q, a in zip(general_gate, base_gate)],
+                                  config.system_prompt, config.generation_batch_size)
     for q, a in zip(general_train, general_answers):
         p = render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)
         examples.append(build_example(tokenizer, p, p, a, general_teacher, "general"))
@@ -238,7 +246,6 @@ def sleep(
     # --- evaluate: the gate ------------------------------------------------------------------------
     t0 = time.monotonic()
     report("evaluate", 0, 1, None)
-    base_gate = general_answers[len(general_train):]
     replies = answers(model, tokenizer, [d.question for d in probes + pool] + general_gate, config)
     for d, reply in zip(probes, replies):
         d.recalled = recalled(reply, d.key_terms)
@@ -247,9 +254,12 @@ def sleep(
     retention = retention_ratio(served_pool, candidate)
     now = replies[len(probes) + len(pool):]
     general = sum(_same_answer(a, b) for a, b in zip(now, base_gate)) / len(general_gate) if general_gate else None
+    likely = likelihoods(model, tokenizer, _items(probes + pool) + [(q, a, ()) for q, a in zip(general_gate, base_gate)],
+                         config.system_prompt, config.generation_batch_size)
+    shift = LikelihoodShift.between(served_likely + base_likely, likely, len(probes), len(pool))
     report("evaluate", 1, 1, None)
     gate = GateNumbers(recall=recall, served_recall=served_recall, probes=len(probes), retention=retention,
-                       retention_set=known, general=general)
+                       retention_set=known, general=general, shift=shift)
     reasons = verdict(gate, config)
     seconds["evaluate"] = time.monotonic() - t0
 
@@ -282,6 +292,8 @@ def sleep(
         "retention_lost": sum(s and not c for s, c in zip(served_pool, candidate)),
         "retention_gained": sum(c and not s for s, c in zip(served_pool, candidate)),
         "retention_by_form": retention_by_form(pool, served_pool, candidate),
+        # the graded reading: mean change in log-probability per key-term token (nats), candidate - served
+        "likelihood": shift.to_dict(),
         "dreams": len(trained),
         "replayed": len(replayable),
         "rank": None if layers_mode else sum(e["rank"] for e in experts),
@@ -318,6 +330,10 @@ def replay_pairs(model, tokenizer, replayable: Sequence[Dream], teacher, config:
         with adapters(model, teacher):
             replies.update(zip(missing, answers(model, tokenizer, missing, config)))
     return [(q, replies[q]) for q in questions if replies[q].strip()]
+
+
+def _items(dreams: Sequence[Dream]) -> list[tuple[str, str, list[str]]]:
+    return [(d.question, d.answer, d.key_terms) for d in dreams]
 
 
 def retention_pool(earlier_dreams: Sequence[dict], size: int, rng: random.Random,
@@ -379,13 +395,17 @@ class GateNumbers:
     retention: float | None  # candidate's recall of the earlier dreams asked over the served model's
     retention_set: int  # how many of them the served model answers: the evidence behind `retention`
     general: float | None  # agreement with the base model's replies to held-out general prompts
+    shift: LikelihoodShift | None = None  # the graded reading of the same three checks
 
 
 def verdict(gate: GateNumbers, config: SleepConfig) -> list[str]:
     """Why the candidate must not replace the served model (empty: accept). Recall is judged as a gain
     over the served model on the same probes, retention as a ratio to its recall of earlier dreams: both compare the
     two models on the same questions, so a hard night does not read as a failed one. Below
-    `gate_min_probes` a number is noise, not evidence: it is only reported."""
+    `gate_min_probes` a number is noise, not evidence: it is only reported. With `gate_reading:
+    likelihood` the same three checks read the change in the answers' log-probability instead."""
+    if config.gate_reading == "likelihood" and gate.shift is not None:
+        return likelihood_verdict(gate.shift, config)
     reasons = []
     if gate.recall is not None and gate.probes >= config.gate_min_probes:
         gain = gate.recall - (gate.served_recall or 0.0)
@@ -401,6 +421,23 @@ def verdict(gate: GateNumbers, config: SleepConfig) -> list[str]:
                        f"which answers {gate.retention_set}) < {config.min_retention}")
     if gate.general is not None and gate.general < 1 - config.max_general_drop - 1e-9:
         reasons.append(f"general agreement with the base {gate.general:.2f} < {1 - config.max_general_drop:.2f}")
+    return reasons
+
+
+def likelihood_verdict(shift: LikelihoodShift, config: SleepConfig) -> list[str]:
+    """`verdict` on the graded reading: changes in nats per token, candidate minus served model."""
+    reasons = []
+    if (shift.recall_gain is not None and shift.probes >= config.gate_min_probes
+            and shift.recall_gain <= config.min_recall_logprob_gain):
+        reasons.append(f"tonight's {shift.probes} held-out answers gained {shift.recall_gain:+.3f} nats per "
+                       f"key-term token over the served model (needs > {config.min_recall_logprob_gain:+.3f})")
+    if (shift.retention_change is not None and shift.retention_asked >= config.gate_min_probes
+            and shift.retention_change < -config.max_retention_logprob_drop):
+        reasons.append(f"{shift.retention_asked} earlier dreams' answers changed {shift.retention_change:+.3f} "
+                       f"nats per key-term token (may lose at most {config.max_retention_logprob_drop:.3f})")
+    if shift.general_change is not None and shift.general_change < -config.max_general_logprob_drop:
+        reasons.append(f"the base's general replies changed {shift.general_change:+.3f} nats per token "
+                       f"(may lose at most {config.max_general_logprob_drop:.3f})")
     return reasons
 
 

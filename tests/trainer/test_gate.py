@@ -3,6 +3,7 @@
 import random
 
 from trainer.config import SleepConfig
+from trainer.likelihood import LikelihoodShift
 from trainer.recipe import GateNumbers, retention_pool, retention_ratio, verdict
 
 CONFIG = SleepConfig(min_recall=0.0, min_recall_gain=0.05, min_retention=0.75, max_general_drop=0.5,
@@ -48,6 +49,47 @@ def test_a_handful_of_probes_is_reported_not_judged():
 def test_general_drift_rejects():
     reasons = verdict(_gate(general=0.4), CONFIG)
     assert len(reasons) == 1 and "general agreement" in reasons[0]
+
+
+LIKELY = SleepConfig(gate_reading="likelihood", min_recall_logprob_gain=0.0, max_retention_logprob_drop=0.5,
+                     max_general_logprob_drop=0.25, gate_min_probes=5)
+
+
+def _shift(**overrides) -> LikelihoodShift:
+    values = dict(recall_gain=0.8, retention_change=-0.1, general_change=-0.05, probes=20, retention_asked=30)
+    values.update(overrides)
+    return LikelihoodShift(**values)
+
+
+def test_the_likelihood_reading_judges_the_shift_not_the_greedy_numbers():
+    # greedy numbers that would refuse, a shift that learned and kept: the configured reading decides
+    greedy_refuses = _gate(recall=0.0, served_recall=0.0, retention=0.2, retention_set=20, general=0.0,
+                           shift=_shift())
+    assert verdict(greedy_refuses, LIKELY) == []
+    assert len(verdict(greedy_refuses, CONFIG)) == 3
+    # without a shift measured (an older caller) the greedy numbers still decide
+    reasons = verdict(_gate(general=0.0), LIKELY)
+    assert len(reasons) == 1 and "general agreement with the base 0.00" in reasons[0]
+
+
+def test_likelihood_recall_must_gain():
+    reasons = verdict(_gate(shift=_shift(recall_gain=0.0)), LIKELY)
+    assert len(reasons) == 1 and "gained +0.000 nats" in reasons[0] and "20 held-out" in reasons[0]
+    assert verdict(_gate(shift=_shift(recall_gain=0.01)), LIKELY) == []
+
+
+def test_likelihood_retention_and_general_may_lose_at_most_their_bound():
+    reasons = verdict(_gate(shift=_shift(retention_change=-0.6)), LIKELY)
+    assert len(reasons) == 1 and "30 earlier dreams" in reasons[0] and "-0.600" in reasons[0]
+    assert verdict(_gate(shift=_shift(retention_change=-0.5)), LIKELY) == []
+    reasons = verdict(_gate(shift=_shift(general_change=-0.3)), LIKELY)
+    assert len(reasons) == 1 and "general replies changed -0.300" in reasons[0]
+
+
+def test_likelihood_on_a_handful_of_probes_is_reported_not_judged():
+    few = _shift(recall_gain=-1.0, retention_change=-2.0, probes=4, retention_asked=4)
+    assert verdict(_gate(shift=few), LIKELY) == []
+    assert verdict(_gate(shift=_shift(recall_gain=None, retention_change=None, general_change=None)), LIKELY) == []
 
 
 def _dream(i, **fields):

@@ -4,6 +4,7 @@ reads probes/answers/relation."""
 
 import dataclasses
 import json
+import math
 import re
 
 import pytest
@@ -95,6 +96,8 @@ def test_three_nights_on_the_tiny_model(tiny_model_dir, tmp_path, grounded):
     assert second.metrics["replayed"] > 0 and second.metrics["rank"] == 8 and second.metrics["experts"] == 2
     # the gate asked the served model (night 1's adapter) about earlier dreams and tonight's probes first
     assert second.metrics["retention_asked"] > 0 and second.metrics["served_recall"] is not None
+    # and read the same answers' likelihoods under both: three finite changes, each a number to gate on
+    assert all(isinstance(v, float) and math.isfinite(v) for v in second.metrics["likelihood"].values())
     # the third night passes the rank budget (8): the stack is merged by SVD before growing
     third = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=second.adapter_dir,
                   earlier_dreams=second.dreams, config=config, out_dir=tmp_path / "n3", night="3")
