@@ -53,8 +53,8 @@ def main() -> None:
     scored = score(results["base_model"], result.adapter_dir, cases, n, load_jsonl(args.general), config, replies)
     (args.out / "replies.json").write_text(json.dumps(replies, indent=1))
     keys = ("recall", "served_recall", "retention", "retention_set", "retention_lost", "retention_gained",
-            "general_agreement")
-    out = {"overrides": overrides, "accepted": result.accepted, "reasons": result.reasons, "candidate": scored,
+            "general_agreement", "likelihood")
+    out = {"run": str(args.run), "night": n, "overrides": overrides, "accepted": result.accepted, "reasons": result.reasons, "candidate": scored,
            "gate": {k: result.metrics.get(k) for k in keys}, "seconds": round(seconds, 1),
            "phases": result.metrics["seconds"]}
     (args.out / "variant.json").write_text(json.dumps(out, indent=1))
