@@ -113,6 +113,18 @@ def test_gate_rejects_below_thresholds(tiny_model_dir, tmp_path, grounded):
     assert result.adapter_dir.is_dir()  # a rejected candidate is still saved, with its metrics
 
 
+def test_the_likelihood_gate_judges_a_night_on_its_readings(tiny_model_dir, tmp_path, grounded):
+    # greedy thresholds that would refuse anything; a likelihood bound no training reaches in two steps
+    config = _config(steps=2, imitation_every=0, gate_min_probes=1, min_recall=1.0, min_retention=1.0,
+                     gate_reading="likelihood", min_recall_logprob_gain=100.0, max_general_logprob_drop=100.0)
+    result = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[], config=config,
+                   out_dir=tmp_path / "n1")
+    gain = result.metrics["likelihood"]["recall_gain"]
+    assert not result.accepted and result.reasons == [
+        f"tonight's {result.metrics['probes']} held-out answers gained {gain:+.3f} nats per key-term token "
+        "over the served model (needs > +100.000)"]
+
+
 def test_gate_does_not_judge_on_a_handful_of_probes(tiny_model_dir, tmp_path, grounded):
     result = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
                    config=_config(steps=1, min_recall=1.0, imitation_every=0, gate_min_probes=100,
