@@ -18,6 +18,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 DTYPES = ("float32", "bfloat16", "float16")
 GROWTH_MODES = ("lora", "layers")
+GATE_READINGS = ("greedy", "likelihood", "open")
 GENERAL_TEACHERS = ("base", "served")
 REPLAY_ANSWERS = ("dream", "served")
 
@@ -160,8 +161,9 @@ class SleepConfig:
     max_general_drop: float = _f(0.25, "gate: general agreement with the base may fall by at most this.")
     gate_reading: str = _f(
         "greedy", "what the gate judges: `greedy` (whether one greedy reply names a key term; the thresholds "
-        "above) or `likelihood` (the change in mean log-probability of the answers, trainer/likelihood.py; "
-        "the three thresholds below). Both are always measured and reported.")
+        "above), `likelihood` (the change in mean log-probability of the answers, trainer/likelihood.py; "
+        "the three thresholds below) or `open` (refuses nothing: benchmarks that serve every night). Both "
+        "readings are always measured and reported.")
     min_recall_logprob_gain: float = _f(
         0.0, "likelihood gate: tonight's held-out answers' key-term tokens must gain more than this (nats per "
              "token) over the served model.")
@@ -206,7 +208,7 @@ class SleepConfig:
              and self.replay_fraction + self.general_fraction < 1.0,
              "replay_fraction and general_fraction must be non-negative and sum to less than 1."),
             (self.semantic_model in ("minilm", "self"), "semantic_model must be `minilm` or `self`."),
-            (self.gate_reading in ("greedy", "likelihood"), "gate_reading must be `greedy` or `likelihood`."),
+            (self.gate_reading in GATE_READINGS, f"gate_reading must be one of {GATE_READINGS}."),
             (self.max_retention_logprob_drop >= 0 and self.max_general_logprob_drop >= 0,
              "max_retention_logprob_drop and max_general_logprob_drop must not be negative."),
             (self.keep_top_k >= 1 and self.keep_random >= 0, "keep_top_k must be >= 1, keep_random >= 0."),

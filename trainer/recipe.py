@@ -403,7 +403,10 @@ def verdict(gate: GateNumbers, config: SleepConfig) -> list[str]:
     over the served model on the same probes, retention as a ratio to its recall of earlier dreams: both compare the
     two models on the same questions, so a hard night does not read as a failed one. Below
     `gate_min_probes` a number is noise, not evidence: it is only reported. With `gate_reading:
-    likelihood` the same three checks read the change in the answers' log-probability instead."""
+    likelihood` the same three checks read the change in the answers' log-probability instead; with
+    `open` nothing is refused."""
+    if config.gate_reading == "open":
+        return []
     if config.gate_reading == "likelihood" and gate.shift is not None:
         return likelihood_verdict(gate.shift, config)
     reasons = []

@@ -35,7 +35,7 @@ t = time.time()
 argv = ["--dataset", "/tmp/facts.jsonl", "--general", "/tmp/general.jsonl", "--nights", "2", "--out", "/tmp/smoke",
         "--model", str(tiny), "--config", "gpu-default"]
 cpu = [] if torch.cuda.is_available() else ["device=cpu", "dtype=float32", "torch_threads=1"]
-for item in cpu + ["steps=2", "imitation_every=2", "min_recall_gain=-1", "min_retention=0", "max_general_drop=1"]:
+for item in cpu + ["steps=2", "imitation_every=2", "gate_reading=open"]:
     argv += ["--set", item]
 rc = main(argv)
 r = json.loads(Path("/tmp/smoke/results.json").read_text())

@@ -42,7 +42,7 @@ def _run_eval(tiny_model_dir, tmp_path, *overrides: str) -> dict:
 
 
 def test_eval_writes_results_report_and_plots(tiny_model_dir, tmp_path):
-    results = _run_eval(tiny_model_dir, tmp_path, "min_recall_gain=-1", "min_retention=0", "max_general_drop=1")
+    results = _run_eval(tiny_model_dir, tmp_path, "gate_reading=open")
     out = tmp_path / "out"
     for key in ("closed_book_before", "in_context", "closed_book_after", "retention", "general_before",
                 "general_after", "baselines", "seconds"):
@@ -58,6 +58,7 @@ def test_eval_writes_results_report_and_plots(tiny_model_dir, tmp_path):
 def test_a_refused_night_carries_its_episodes_to_the_next(tiny_model_dir, tmp_path, monkeypatch):
     # every dream grounded on a word the random model never says: tonight's recall is 0, below the floor
     monkeypatch.setattr(dreaming, "agreement", lambda answer, episode, question: (0.5, ["lodun"]))
-    results = _run_eval(tiny_model_dir, tmp_path, "min_recall=1", "gate_min_probes=1", "max_general_drop=1")
+    results = _run_eval(tiny_model_dir, tmp_path, "gate_reading=greedy", "min_recall=1", "gate_min_probes=1",
+                         "max_general_drop=1")
     assert results["accepted"] == [False, False]
     assert results["episodes_per_night"] == [1, 2]  # night 1's episode is slept on again on night 2

@@ -72,6 +72,13 @@ def test_the_likelihood_reading_judges_the_shift_not_the_greedy_numbers():
     assert len(reasons) == 1 and "general agreement with the base 0.00" in reasons[0]
 
 
+def test_an_open_gate_refuses_nothing():
+    broken = _gate(recall=0.0, retention=0.0, retention_set=20, general=0.0,
+                   shift=_shift(recall_gain=-3.0, retention_change=-7.0, general_change=-7.0))
+    assert verdict(broken, SleepConfig(gate_reading="open")) == []
+    assert len(verdict(broken, LIKELY)) == 3
+
+
 def test_likelihood_recall_must_gain():
     reasons = verdict(_gate(shift=_shift(recall_gain=0.0)), LIKELY)
     assert len(reasons) == 1 and "gained +0.000 nats" in reasons[0] and "20 held-out" in reasons[0]
