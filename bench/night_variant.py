@@ -54,7 +54,8 @@ def main() -> None:
     (args.out / "replies.json").write_text(json.dumps(replies, indent=1))
     keys = ("recall", "served_recall", "retention", "retention_set", "retention_lost", "retention_gained",
             "general_agreement", "likelihood")
-    out = {"run": str(args.run), "night": n, "overrides": overrides, "accepted": result.accepted, "reasons": result.reasons, "candidate": scored,
+    out = {"run": str(args.run), "night": n, "overrides": overrides, "accepted": result.accepted,
+           "reasons": result.reasons, "candidate": scored,
            "gate": {k: result.metrics.get(k) for k in keys}, "seconds": round(seconds, 1),
            "phases": result.metrics["seconds"]}
     (args.out / "variant.json").write_text(json.dumps(out, indent=1))

@@ -141,11 +141,16 @@ def quote(episode: dict, question: str, tokenizer, max_tokens: int) -> str:
     return tokenizer.decode(ids[:max_tokens]).strip()
 
 
+def _normal(word: str) -> str:
+    """A word as `words` and `key_term_spans` compare it: lower-cased, possessive stripped."""
+    return word.lower().removesuffix("'s").strip("'-")
+
+
 def words(text: str) -> set[str]:
     """Lower-cased content words (no stop words, possessives stripped)."""
     out = set()
     for w in _WORD.findall(text):
-        w = w.lower().removesuffix("'s").strip("'-")
+        w = _normal(w)
         if len(w) >= 2 and w not in STOPWORDS:
             out.add(w)
     return out
@@ -154,11 +159,7 @@ def words(text: str) -> set[str]:
 def key_term_spans(text: str, key_terms: Sequence[str]) -> list[tuple[int, int]]:
     """Character spans of the words of `text` that `words` reads as one of `key_terms`."""
     keys = set(key_terms)
-    spans = []
-    for match in _WORD.finditer(text):
-        if match.group().lower().removesuffix("'s").strip("'-") in keys:
-            spans.append(match.span())
-    return spans
+    return [match.span() for match in _WORD.finditer(text) if _normal(match.group()) in keys]
 
 
 _PROMPT_WORDS = words(" ".join(TEMPLATES + CLOZE + (RESTATE, QUESTION_PROMPT)))

@@ -221,9 +221,10 @@ def sleep(
         with adapters(model, general_teacher):
             general_answers[:len(general_train)] = answers(model, tokenizer, general_train, config)
     base_gate = general_answers[len(general_train):]
+    general_items = [(q, a, ()) for q, a in zip(general_gate, base_gate)]  # no key terms: every token counts
     with adapters(model, None):
-        base_likely = likelihoods(model, tokenizer, [(q, a, ()) for q, a in zip(general_gate, base_gate)],
-                                  config.system_prompt, config.generation_batch_size)
+        base_likely = likelihoods(model, tokenizer, general_items, config.system_prompt,
+                                  config.generation_batch_size)
     for q, a in zip(general_train, general_answers):
         p = render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)
         examples.append(build_example(tokenizer, p, p, a, general_teacher, "general"))
@@ -254,8 +255,8 @@ def sleep(
     retention = retention_ratio(served_pool, candidate)
     now = replies[len(probes) + len(pool):]
     general = sum(_same_answer(a, b) for a, b in zip(now, base_gate)) / len(general_gate) if general_gate else None
-    likely = likelihoods(model, tokenizer, _items(probes + pool) + [(q, a, ()) for q, a in zip(general_gate, base_gate)],
-                         config.system_prompt, config.generation_batch_size)
+    likely = likelihoods(model, tokenizer, _items(probes + pool) + general_items, config.system_prompt,
+                         config.generation_batch_size)
     shift = LikelihoodShift.between(served_likely + base_likely, likely, len(probes), len(pool))
     report("evaluate", 1, 1, None)
     gate = GateNumbers(recall=recall, served_recall=served_recall, probes=len(probes), retention=retention,

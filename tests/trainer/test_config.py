@@ -43,6 +43,8 @@ def test_every_field_has_help():
         ({"imitation_group": 1}, "group baseline"),
         ({"replay_fraction": 0.6, "general_fraction": 0.5}, "sum to less than 1"),
         ({"dtype": "int8"}, "dtype"),
+        ({"gate_reading": "lenient"}, "gate_reading must be one of"),
+        ({"max_general_logprob_drop": -0.1}, "must not be negative"),
     ],
 )
 def test_range_checks_raise_a_sentence(change, words):
