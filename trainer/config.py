@@ -163,7 +163,8 @@ class SleepConfig:
         "greedy", "what the gate judges: `greedy` (whether one greedy reply names a key term; the thresholds "
         "above), `likelihood` (the change in mean log-probability of the answers, trainer/likelihood.py; "
         "the three thresholds below) or `open` (refuses nothing: benchmarks that serve every night). Both "
-        "readings are always measured and reported.")
+        "readings are measured and reported, except that `likelihood` asks the earlier dreams no greedy "
+        "question (the costliest part of the gate): its greedy retention reads None.")
     min_recall_logprob_gain: float = _f(
         0.0, "likelihood gate: tonight's held-out answers' key-term tokens must gain more than this (nats per "
              "token) over the served model.")

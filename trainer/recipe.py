@@ -164,9 +164,12 @@ def sleep(
     t0 = time.monotonic()
     pool = retention_pool(earlier_dreams, config.gate_retention_sample, random.Random(config.seed),
                           asked_tonight={d.question for d in dreams})
+    # Greedy replies to the earlier dreams are most of the gate's cost (two 32-token generations each);
+    # a gate that judges on likelihoods reads their retention from one teacher-forced pass instead.
+    greedy_pool = [] if config.gate_reading == "likelihood" else pool
     with adapters(model, teacher):
-        served_replies = answers(model, tokenizer, [d.question for d in probes + pool], config)
-    served = [recalled(r, d.key_terms) for d, r in zip(probes + pool, served_replies)]
+        served_replies = answers(model, tokenizer, [d.question for d in probes + greedy_pool], config)
+    served = [recalled(r, d.key_terms) for d, r in zip(probes + greedy_pool, served_replies)]
     served_recall = sum(served[:len(probes)]) / len(probes) if probes else None
     served_pool = served[len(probes):]
     known = sum(served_pool)
@@ -209,7 +212,7 @@ def sleep(
     if len(replayable) > draws:  # training cannot use more: spare the teacher passes, keep every night's share
         replayable = random.Random(config.seed).sample(replayable, draws)
     for question, answer in replay_pairs(model, tokenizer, replayable, teacher, config,
-                                         dict(zip([d.question for d in probes + pool], served_replies))):
+                                         dict(zip([d.question for d in probes + greedy_pool], served_replies))):
         p = render(tokenizer, [{"role": "user", "content": question}], config.system_prompt)
         examples.append(build_example(tokenizer, p, p, answer, teacher, "replay"))
     general_train = list(prompts.TRAIN[: config.general_prompts])
@@ -247,13 +250,13 @@ def sleep(
     # --- evaluate: the gate ------------------------------------------------------------------------
     t0 = time.monotonic()
     report("evaluate", 0, 1, None)
-    replies = answers(model, tokenizer, [d.question for d in probes + pool] + general_gate, config)
+    replies = answers(model, tokenizer, [d.question for d in probes + greedy_pool] + general_gate, config)
     for d, reply in zip(probes, replies):
         d.recalled = recalled(reply, d.key_terms)
     recall = sum(d.recalled for d in probes) / len(probes) if probes else None
-    candidate = [recalled(r, d.key_terms) for d, r in zip(pool, replies[len(probes):])]
+    candidate = [recalled(r, d.key_terms) for d, r in zip(greedy_pool, replies[len(probes):])]
     retention = retention_ratio(served_pool, candidate)
-    now = replies[len(probes) + len(pool):]
+    now = replies[len(probes) + len(greedy_pool):]
     general = sum(_same_answer(a, b) for a, b in zip(now, base_gate)) / len(general_gate) if general_gate else None
     likely = likelihoods(model, tokenizer, _items(probes + pool) + general_items, config.system_prompt,
                          config.generation_batch_size)
@@ -287,12 +290,13 @@ def sleep(
         "retention": retention,
         "general_agreement": general,
         "probes": len(probes),
-        "retention_set": known,  # earlier dreams the served model answered (of `retention_asked`)
+        # earlier dreams the served model answered greedily (of `retention_asked`; None: not asked greedily)
+        "retention_set": known if greedy_pool else None,
         "retention_asked": len(pool),
         # of those, how many the candidate lost and how many it answers that the served model did not
-        "retention_lost": sum(s and not c for s, c in zip(served_pool, candidate)),
-        "retention_gained": sum(c and not s for s, c in zip(served_pool, candidate)),
-        "retention_by_form": retention_by_form(pool, served_pool, candidate),
+        "retention_lost": sum(s and not c for s, c in zip(served_pool, candidate)) if greedy_pool else None,
+        "retention_gained": sum(c and not s for s, c in zip(served_pool, candidate)) if greedy_pool else None,
+        "retention_by_form": retention_by_form(greedy_pool, served_pool, candidate) if greedy_pool else None,
         # the graded reading: mean change in log-probability per key-term token (nats), candidate - served
         "likelihood": shift.to_dict(),
         "dreams": len(trained),

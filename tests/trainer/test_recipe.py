@@ -125,6 +125,39 @@ def test_the_likelihood_gate_judges_a_night_on_its_readings(tiny_model_dir, tmp_
         "over the served model (needs > +100.000)"]
 
 
+def test_the_likelihood_gate_asks_earlier_dreams_no_greedy_question(tiny_model_dir, tmp_path, grounded,
+                                                                    monkeypatch):
+    """Greedy replies to the retention sample are the gate's costliest pass; judging on likelihoods, the
+    night generates only for tonight's probes and the general prompts, and still reads retention."""
+    import trainer.recipe as recipe
+
+    first = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[], config=_config(),
+                  out_dir=tmp_path / "n1", night="1")
+    asked: list[str] = []
+    real_answers = recipe.answers
+
+    def counting(model, tokenizer, questions, config, context=None):
+        asked.extend(questions)
+        return real_answers(model, tokenizer, questions, config, context)
+
+    monkeypatch.setattr(recipe, "answers", counting)
+    readings = {}
+    for reading in ("greedy", "likelihood"):
+        asked.clear()
+        result = sleep(NIGHT_2, base_model=tiny_model_dir, adapter_dir=first.adapter_dir,
+                       earlier_dreams=first.dreams, config=_config(gate_reading=reading),
+                       out_dir=tmp_path / reading, night="2")
+        readings[reading] = (list(asked), result.metrics)
+    earlier = {d["question"] for d in first.dreams}
+    greedy_asked, greedy = readings["greedy"]
+    likely_asked, likely = readings["likelihood"]
+    assert greedy["retention_asked"] > 0 and earlier & set(greedy_asked)
+    assert not earlier & set(likely_asked) and likely["retention_asked"] == greedy["retention_asked"]
+    assert likely["retention"] is None and likely["retention_set"] is None
+    assert math.isfinite(likely["likelihood"]["retention_change"])
+    assert likely["recall"] is not None and likely["general_agreement"] is not None
+
+
 def test_gate_does_not_judge_on_a_handful_of_probes(tiny_model_dir, tmp_path, grounded):
     result = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
                    config=_config(steps=1, min_recall=1.0, imitation_every=0, gate_min_probes=100,
