@@ -166,7 +166,8 @@ def sleep(
                           asked_tonight={d.question for d in dreams})
     # Greedy replies to the earlier dreams are most of the gate's cost (two 32-token generations each);
     # a gate that judges on likelihoods reads their retention from one teacher-forced pass instead.
-    greedy_pool = [] if config.gate_reading == "likelihood" else pool
+    asks_earlier_greedily = config.gate_reading != "likelihood"
+    greedy_pool = pool if asks_earlier_greedily else []
     with adapters(model, teacher):
         served_replies = answers(model, tokenizer, [d.question for d in probes + greedy_pool], config)
     served = [recalled(r, d.key_terms) for d, r in zip(probes + greedy_pool, served_replies)]
@@ -284,19 +285,17 @@ def sleep(
             out_dir / "writer" if layers_mode else adapter / seal.WRITER_DIR, writer_factors, config,
             base_model_name_or_path=served_base or str(base_model), night=night))
     seconds["total"] = time.monotonic() - started
+    greedy_retention = greedy_retention_counts(greedy_pool, served_pool, candidate)
+    if not asks_earlier_greedily:  # the same keys, each None: not asked, rather than asked and never answered
+        greedy_retention = dict.fromkeys(greedy_retention)
     metrics = {
         "recall": recall,
         "served_recall": served_recall,  # the served model's recall of the same probes, before tonight
         "retention": retention,
         "general_agreement": general,
         "probes": len(probes),
-        # earlier dreams the served model answered greedily (of `retention_asked`; None: not asked greedily)
-        "retention_set": known if greedy_pool else None,
         "retention_asked": len(pool),
-        # of those, how many the candidate lost and how many it answers that the served model did not
-        "retention_lost": sum(s and not c for s, c in zip(served_pool, candidate)) if greedy_pool else None,
-        "retention_gained": sum(c and not s for s, c in zip(served_pool, candidate)) if greedy_pool else None,
-        "retention_by_form": retention_by_form(greedy_pool, served_pool, candidate) if greedy_pool else None,
+        **greedy_retention,
         # the graded reading: mean change in log-probability per key-term token (nats), candidate - served
         "likelihood": shift.to_dict(),
         "dreams": len(trained),
@@ -373,6 +372,18 @@ def retention_ratio(served: Sequence[bool], candidate: Sequence[bool]) -> float 
     update, so that fraction reads well below 1 for a model that forgot nothing. None: nothing known."""
     known = sum(served)
     return sum(candidate) / known if known else None
+
+
+def greedy_retention_counts(pool: Sequence[Dream], served: Sequence[bool], candidate: Sequence[bool]) -> dict:
+    """What the greedy replies to the earlier dreams asked say: how many the served model answered (the
+    evidence behind `retention`), how many of those the candidate lost, how many it answers that the served
+    model did not, and the same per prompt form."""
+    return {
+        "retention_set": sum(served),
+        "retention_lost": sum(s and not c for s, c in zip(served, candidate)),
+        "retention_gained": sum(c and not s for s, c in zip(served, candidate)),
+        "retention_by_form": retention_by_form(pool, served, candidate),
+    }
 
 
 def prompt_form(dream: Dream) -> str:
