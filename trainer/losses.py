@@ -37,8 +37,10 @@ def generalized_jsd(
         raise ValueError(f"beta must be in [0, 1], got {beta}.")
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"logit shapes differ: {tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)}.")
-    s = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    s, t = student_logits.float(), teacher_logits.float()
+    if temperature != 1.0:  # x / 1.0 == x: at the default, spare two passes over (B, T, V)
+        s, t = s / temperature, t / temperature
+    s, t = F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1)
     if beta == 0.0:
         per_token = _kl(t, s)
     elif beta == 1.0:
