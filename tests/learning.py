@@ -11,6 +11,7 @@ from trainer.config import CONFIG_DIR
 SHORT_NIGHT = dict(
     torch_threads=1, steps=30, batch_size=6, general_prompts=4, gate_general_prompts=4, lmbda=0.0,
     imitation_every=12, held_out_per_episode=0, eval_max_new_tokens=24, template_questions=2,
+    night_seconds=None,  # the tests judge what a night learns; CI's shared cores must not cut its steps
 )
 
 

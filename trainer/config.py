@@ -94,6 +94,11 @@ class SleepConfig:
     max_lora_rank: int = _f(64, "rank budget of the served adapter; a vLLM --max-lora-rank value.")
     grown_layers: int = _f(1, "decoder layers added per night in `layers` growth mode.")
     steps: int = _f(60, "optimizer steps of knowledge seeding.")
+    night_seconds: float | None = _f(
+        None, "time budget of one night, setup to save (None: no limit). After its first few steps, seeding "
+        "plans how many of `steps` fit before the night must end (keeping room for the gate, estimated from "
+        "the served model's pass), and the learning-rate schedule follows that count; a night that fits "
+        "runs exactly as without a budget.")
     batch_size: int = _f(8, "sequences per optimizer step.")
     learning_rate: float = _f(1e-3, "AdamW learning rate of the new expert.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
@@ -187,6 +192,7 @@ class SleepConfig:
             (self.expert_alpha > 0, "expert_alpha must be positive."),
             (self.torch_threads is None or self.torch_threads >= 1, "torch_threads must be at least 1."),
             (self.steps >= 0, "steps must not be negative."),
+            (self.night_seconds is None or self.night_seconds > 0, "night_seconds must be positive (or None)."),
             (self.batch_size >= 1, "batch_size must be at least 1."),
             (self.learning_rate > 0, "learning_rate must be positive."),
             (self.weight_decay >= 0 and self.warmup_steps >= 0 and self.grad_clip >= 0,

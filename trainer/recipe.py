@@ -243,7 +243,7 @@ def sleep(
 
         bar = tqdm(total=config.steps, desc="seed", leave=False)
     train_metrics = seed(model, tokenizer, examples, config, similarity=similarity, progress=progress, bar=bar,
-                         binding=binding)
+                         binding=binding, deadline=seed_deadline(started, seconds, config))
     if bar is not None:
         bar.close()
     seconds["seed"] = time.monotonic() - t0
@@ -317,6 +317,15 @@ def sleep(
             fh.write(json.dumps(d.to_dict()) + "\n")
     report("save", 1, 1, None)
     return SleepResult(adapter, not reasons, metrics, keep, reasons, model_dir=model_dir)
+
+
+def seed_deadline(started: float, seconds: dict[str, float], config: SleepConfig) -> float | None:
+    """When seeding must end for the night to fit `config.night_seconds` (None: no budget). The gate after
+    seeding repeats the served model's pass and adds the general prompts (1.3-1.7x that pass on the CPU):
+    twice it, plus a few seconds to save, are kept for it."""
+    if config.night_seconds is None:
+        return None
+    return started + config.night_seconds - (2 * seconds.get("served", 0.0) + 5.0)
 
 
 def replay_pairs(model, tokenizer, replayable: Sequence[Dream], teacher, config: SleepConfig,

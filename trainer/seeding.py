@@ -226,6 +226,17 @@ def backward_clipped_apart(params: Sequence[torch.Tensor], parts: Sequence[tuple
     return torch.stack(norms).max()  # max propagates nan
 
 
+PLAN_AFTER = 5  # steps timed before a deadline plans the rest; one of them is an imitation step, so it errs short
+
+
+def planned_steps(steps: int, done: int, elapsed: float, remaining: float) -> int:
+    """How many of `steps` steps fit in all, when the `done` steps so far took `elapsed` seconds and
+    `remaining` seconds are left: never fewer than are done, never more than `steps`."""
+    if done <= 0 or elapsed <= 0:
+        return steps
+    return max(done, min(steps, done + int(max(remaining, 0.0) / (elapsed / done))))
+
+
 def seed(
     model,
     tokenizer,
@@ -236,10 +247,14 @@ def seed(
     progress: Callable | None = None,
     bar=None,
     binding: Sequence[BindingPair] = (),
+    deadline: float | None = None,
 ) -> dict:
     """Train the active trainable adapter for `config.steps` steps. Returns training metrics.
 
-    `binding`: own/rival answer pairs for the binding loss (used when `config.binding_weight` > 0)."""
+    `binding`: own/rival answer pairs for the binding loss (used when `config.binding_weight` > 0).
+    `deadline` (`time.monotonic()`): when the last step must have ended. From step `PLAN_AFTER` on, each
+    step re-plans the step count from the mean step time so far (only ever down), and the cosine schedule
+    decays over that count; when every step fits, the run is the same as without a deadline."""
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     pools = {k: [e for e in examples if e.kind == k] for k in ("tonight", "replay", "general")}
@@ -248,8 +263,12 @@ def seed(
         return {"steps": 0, "loss": None}
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     warmup = max(config.warmup_steps, 1)
-    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, cosine decay
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / config.steps, 1.0))))
+    plan = {"steps": config.steps}  # lowered by the deadline; the schedule reads it at every step
+
+    def warm_up_then_cosine(s: int) -> float:
+        return min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / plan["steps"], 1.0)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warm_up_then_cosine)
     imitation_pool = pools["tonight"] or pools["replay"]
     binding = list(binding) if config.binding_weight > 0 else []
     if binding:  # drawn up front: only the pairs that train need a reference margin
@@ -262,6 +281,8 @@ def seed(
     start = time.monotonic()
     model.train()
     for step in range(config.steps):
+        if step >= plan["steps"]:
+            break
         batch = _mix(pools, config, rng)
         gkd = gkd_loss(model, tokenizer, batch, config, rng)
         loss = (1 - config.alpha) * gkd
@@ -295,19 +316,27 @@ def seed(
             parts = {"gkd": gkd, "imitation": imitation, "binding": bind, "grad_norm": norm}
             skipped.append({"step": step, "kinds": sorted({ex.kind for ex in batch}),
                             **{k: repr(float(v)) for k, v in parts.items() if v is not None}})
+        if deadline is not None and step + 1 >= min(PLAN_AFTER, config.steps):
+            now = time.monotonic()
+            plan["steps"] = min(plan["steps"], planned_steps(config.steps, step + 1, now - start, deadline - now))
+            if bar is not None and bar.total != plan["steps"]:
+                bar.total = plan["steps"]
+                bar.refresh()
         schedule.step()
         if progress:
-            progress("seed", step + 1, config.steps, losses[-1] if finite else None)
+            progress("seed", step + 1, plan["steps"], losses[-1] if finite else None)
         if bar is not None:
             bar.update(1)
             if finite:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     if not losses:
-        return {"steps": 0, "skipped_steps": len(skipped), "skipped": skipped, "loss": [], "gkd": [],
+        return {"steps": 0, "planned_steps": plan["steps"], "skipped_steps": len(skipped), "skipped": skipped,
+                "loss": [], "gkd": [],
                 "seconds": time.monotonic() - start}
     return {
         "steps": len(losses),
+        "planned_steps": plan["steps"],  # config.steps, or fewer where the night's deadline cut them
         "skipped_steps": len(skipped),  # non-finite loss or gradient: no update
         "skipped": skipped,
         "loss_first": losses[0],

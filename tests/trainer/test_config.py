@@ -45,6 +45,7 @@ def test_every_field_has_help():
         ({"dtype": "int8"}, "dtype"),
         ({"gate_reading": "lenient"}, "gate_reading must be one of"),
         ({"max_general_logprob_drop": -0.1}, "must not be negative"),
+        ({"night_seconds": 0}, "night_seconds must be positive"),
     ],
 )
 def test_range_checks_raise_a_sentence(change, words):

@@ -15,7 +15,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trainer import dreaming
 from trainer.config import SleepConfig
 from trainer.experts import read_growth, skipping_layers
-from trainer.recipe import SleepResult, sleep
+from trainer.recipe import SleepResult, seed_deadline, sleep
+from trainer.seeding import PLAN_AFTER
 
 pytestmark = pytest.mark.model
 
@@ -103,6 +104,19 @@ def test_three_nights_on_the_tiny_model(tiny_model_dir, tmp_path, grounded):
                   earlier_dreams=second.dreams, config=config, out_dir=tmp_path / "n3", night="3")
     assert third.metrics["rank"] == 8 and third.metrics["merge_error"] is not None
     assert 0.0 <= third.metrics["merge_error"] < 1.0
+
+
+def test_a_night_budget_cuts_the_seed_steps_to_fit(tiny_model_dir, tmp_path, grounded):
+    # a budget already spent when seeding starts: the planning steps run, the night still saves
+    result = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
+                   config=_config(steps=12, night_seconds=0.01), out_dir=tmp_path / "n1")
+    assert result.metrics["train"]["steps"] == result.metrics["train"]["planned_steps"] == PLAN_AFTER
+    assert (result.adapter_dir / "adapter_config.json").is_file()
+
+
+def test_seed_deadline_keeps_room_for_the_gate():
+    assert seed_deadline(100.0, {"served": 10.0}, _config(night_seconds=600.0)) == 100.0 + 600.0 - 25.0
+    assert seed_deadline(100.0, {"served": 10.0}, _config()) is None
 
 
 def test_gate_rejects_below_thresholds(tiny_model_dir, tmp_path, grounded):

@@ -1,7 +1,9 @@
 """Knowledge seeding's training loop on the tiny random model: a batch whose loss is not finite
 leaves the expert as it was, and training goes on."""
 
+import dataclasses
 import math
+import time
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trainer.chat import render
 from trainer.config import SleepConfig
 from trainer.experts import EXPERT, grow_expert
-from trainer.seeding import build_example, cache_teacher, seed
+from trainer.seeding import PLAN_AFTER, build_example, cache_teacher, planned_steps, seed
 from trainer.semantic import load_similarity
 
 pytestmark = pytest.mark.model
@@ -50,6 +52,62 @@ def test_finite_batches_train_the_expert(tiny_model_dir):
     assert metrics["skipped_steps"] == 0 and metrics["steps"] == 3
     after = _expert(model)
     assert any(not torch.equal(before[n], after[n]) for n in before) and all(torch.isfinite(p).all() for p in after.values())
+
+
+def test_planned_steps_fit_the_time_left():
+    assert planned_steps(60, 5, 10.0, 31.0) == 20  # 2 s a step: 31 s left fit 15 more
+    assert planned_steps(60, 5, 10.0, 1e6) == 60  # never more than asked for
+    assert planned_steps(60, 5, 10.0, -3.0) == 5  # past the deadline: what is done
+    assert planned_steps(60, 0, 0.0, 5.0) == 60  # nothing timed: no plan yet
+
+
+def _seed_run(tiny_model_dir, steps, deadline):
+    tokenizer, model, config, example = _setup(tiny_model_dir)
+    config = dataclasses.replace(config, steps=steps)
+    totals = []
+    metrics = seed(model, tokenizer, [example], config, similarity=load_similarity("self", model, tokenizer),
+                   progress=lambda phase, step, total, loss: totals.append(total), deadline=deadline)
+    return metrics, totals, _expert(model)
+
+
+def test_a_deadline_every_step_fits_changes_nothing(tiny_model_dir):
+    free, free_totals, free_expert = _seed_run(tiny_model_dir, PLAN_AFTER + 3, None)
+    timed, timed_totals, timed_expert = _seed_run(tiny_model_dir, PLAN_AFTER + 3, time.monotonic() + 3600)
+    assert timed["steps"] == timed["planned_steps"] == free["planned_steps"] == PLAN_AFTER + 3
+    assert timed["loss"] == free["loss"] and timed_totals == free_totals == [PLAN_AFTER + 3] * (PLAN_AFTER + 3)
+    assert all(torch.equal(free_expert[n], timed_expert[n]) for n in free_expert)
+
+
+def test_a_deadline_already_past_stops_after_the_planning_steps(tiny_model_dir):
+    metrics, totals, _ = _seed_run(tiny_model_dir, 12, time.monotonic() - 1.0)
+    assert metrics["steps"] == metrics["planned_steps"] == PLAN_AFTER
+    # the first steps report the whole count; the planning step the count the deadline leaves
+    assert totals == [12] * (PLAN_AFTER - 1) + [PLAN_AFTER]
+
+
+def test_the_schedule_decays_over_the_planned_steps(tiny_model_dir, monkeypatch):
+    import trainer.seeding as seeding
+
+    lrs = []
+    step = torch.optim.AdamW.step
+
+    def recording(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording)
+    monkeypatch.setattr(seeding, "planned_steps", lambda steps, done, elapsed, remaining: 8)
+    metrics, totals, _ = _seed_run(tiny_model_dir, 12, time.monotonic() + 3600)
+    assert metrics["steps"] == metrics["planned_steps"] == 8 and totals == [12] * (PLAN_AFTER - 1) + [8] * 4
+    config = SleepConfig(learning_rate=1e-2)
+
+    def cosine(s, total):
+        warm = min(1.0, (s + 1) / config.warmup_steps)
+        return config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * s / total))
+
+    # warm-up and decay over 12 until the plan, over the 8 planned after it
+    expected = [cosine(s, 12) for s in range(PLAN_AFTER)] + [cosine(s, 8) for s in range(PLAN_AFTER, 8)]
+    assert lrs == pytest.approx(expected)
 
 
 def test_replay_lmbda_samples_replayed_dreams_on_policy_and_leaves_tonight_to_lmbda(tiny_model_dir, monkeypatch):
