@@ -226,7 +226,10 @@ def backward_clipped_apart(params: Sequence[torch.Tensor], parts: Sequence[tuple
     return torch.stack(norms).max()  # max propagates nan
 
 
-PLAN_AFTER = 5  # steps timed before a deadline plans the rest; one of them is an imitation step, so it errs short
+# steps timed before a deadline plans the rest: one imitation period of cpu-default, so the mean step time
+# they give carries imitation in its share (5 steps, one of them imitating, planned 58 of 60 for a night
+# that had time for 60)
+PLAN_AFTER = 10
 
 
 def planned_steps(steps: int, done: int, elapsed: float, remaining: float) -> int:
@@ -253,8 +256,9 @@ def seed(
 
     `binding`: own/rival answer pairs for the binding loss (used when `config.binding_weight` > 0).
     `deadline` (`time.monotonic()`): when the last step must have ended. From step `PLAN_AFTER` on, each
-    step re-plans the step count from the mean step time so far (only ever down), and the cosine schedule
-    decays over that count; when every step fits, the run is the same as without a deadline."""
+    step re-plans the step count from the mean step time so far (up or down, never past `config.steps`:
+    a ratchet that only lowers it would keep the slowest early estimate), and the cosine schedule decays
+    over that count; when every step fits, the run is the same as without a deadline."""
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     pools = {k: [e for e in examples if e.kind == k] for k in ("tonight", "replay", "general")}
@@ -263,7 +267,7 @@ def seed(
         return {"steps": 0, "loss": None}
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     warmup = max(config.warmup_steps, 1)
-    plan = {"steps": config.steps}  # lowered by the deadline; the schedule reads it at every step
+    plan = {"steps": config.steps}  # re-planned under a deadline; the schedule reads it at every step
 
     def warm_up_then_cosine(s: int) -> float:
         return min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / plan["steps"], 1.0)))
@@ -318,7 +322,7 @@ def seed(
                             **{k: repr(float(v)) for k, v in parts.items() if v is not None}})
         if deadline is not None and step + 1 >= min(PLAN_AFTER, config.steps):
             now = time.monotonic()
-            plan["steps"] = min(plan["steps"], planned_steps(config.steps, step + 1, now - start, deadline - now))
+            plan["steps"] = planned_steps(config.steps, step + 1, now - start, deadline - now)
             if bar is not None and bar.total != plan["steps"]:
                 bar.total = plan["steps"]
                 bar.refresh()

@@ -85,7 +85,7 @@ def test_a_deadline_already_past_stops_after_the_planning_steps(tiny_model_dir):
     assert totals == [12] * (PLAN_AFTER - 1) + [PLAN_AFTER]
 
 
-def test_the_schedule_decays_over_the_planned_steps(tiny_model_dir, monkeypatch):
+def test_the_schedule_decays_over_the_steps_planned_at_each_step(tiny_model_dir, monkeypatch):
     import trainer.seeding as seeding
 
     lrs = []
@@ -96,17 +96,19 @@ def test_the_schedule_decays_over_the_planned_steps(tiny_model_dir, monkeypatch)
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", recording)
-    monkeypatch.setattr(seeding, "planned_steps", lambda steps, done, elapsed, remaining: 8)
-    metrics, totals, _ = _seed_run(tiny_model_dir, 12, time.monotonic() + 3600)
-    assert metrics["steps"] == metrics["planned_steps"] == 8 and totals == [12] * (PLAN_AFTER - 1) + [8] * 4
+    plans = iter([12, 14, 13, 13])  # what the clock would say after each step from PLAN_AFTER on: up and down
+    monkeypatch.setattr(seeding, "planned_steps", lambda steps, done, elapsed, remaining: next(plans))
+    metrics, totals, _ = _seed_run(tiny_model_dir, 16, time.monotonic() + 3600)
+    assert metrics["steps"] == metrics["planned_steps"] == 13
+    assert totals == [16] * (PLAN_AFTER - 1) + [12, 14, 13, 13]
     config = SleepConfig(learning_rate=1e-2)
 
     def cosine(s, total):
         warm = min(1.0, (s + 1) / config.warmup_steps)
         return config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * s / total))
 
-    # warm-up and decay over 12 until the plan, over the 8 planned after it
-    expected = [cosine(s, 12) for s in range(PLAN_AFTER)] + [cosine(s, 8) for s in range(PLAN_AFTER, 8)]
+    # warm-up and decay over 16 until the plan, then over the count planned at the step before
+    expected = [cosine(s, 16) for s in range(PLAN_AFTER)] + [cosine(PLAN_AFTER + i, t) for i, t in enumerate((12, 14, 13))]
     assert lrs == pytest.approx(expected)
 
 
