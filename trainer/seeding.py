@@ -267,10 +267,10 @@ def seed(
         return {"steps": 0, "loss": None}
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     warmup = max(config.warmup_steps, 1)
-    plan = {"steps": config.steps}  # re-planned under a deadline; the schedule reads it at every step
+    planned = config.steps  # re-planned under a deadline; the schedule's closure reads it at every step
 
     def warm_up_then_cosine(s: int) -> float:
-        return min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / plan["steps"], 1.0)))
+        return min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / planned, 1.0)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warm_up_then_cosine)
     imitation_pool = pools["tonight"] or pools["replay"]
@@ -285,7 +285,7 @@ def seed(
     start = time.monotonic()
     model.train()
     for step in range(config.steps):
-        if step >= plan["steps"]:
+        if step >= planned:
             break
         batch = _mix(pools, config, rng)
         gkd = gkd_loss(model, tokenizer, batch, config, rng)
@@ -322,25 +322,25 @@ def seed(
                             **{k: repr(float(v)) for k, v in parts.items() if v is not None}})
         if deadline is not None and step + 1 >= min(PLAN_AFTER, config.steps):
             now = time.monotonic()
-            plan["steps"] = planned_steps(config.steps, step + 1, now - start, deadline - now)
-            if bar is not None and bar.total != plan["steps"]:
-                bar.total = plan["steps"]
+            planned = planned_steps(config.steps, step + 1, now - start, deadline - now)
+            if bar is not None and bar.total != planned:
+                bar.total = planned
                 bar.refresh()
         schedule.step()
         if progress:
-            progress("seed", step + 1, plan["steps"], losses[-1] if finite else None)
+            progress("seed", step + 1, planned, losses[-1] if finite else None)
         if bar is not None:
             bar.update(1)
             if finite:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     if not losses:
-        return {"steps": 0, "planned_steps": plan["steps"], "skipped_steps": len(skipped), "skipped": skipped,
+        return {"steps": 0, "planned_steps": planned, "skipped_steps": len(skipped), "skipped": skipped,
                 "loss": [], "gkd": [],
                 "seconds": time.monotonic() - start}
     return {
         "steps": len(losses),
-        "planned_steps": plan["steps"],  # config.steps, or fewer where the night's deadline cut them
+        "planned_steps": planned,  # config.steps, or fewer where the night's deadline cut them
         "skipped_steps": len(skipped),  # non-finite loss or gradient: no update
         "skipped": skipped,
         "loss_first": losses[0],

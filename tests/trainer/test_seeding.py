@@ -113,8 +113,6 @@ def test_the_schedule_decays_over_the_steps_planned_at_each_step(tiny_model_dir,
 
 
 def test_replay_lmbda_samples_replayed_dreams_on_policy_and_leaves_tonight_to_lmbda(tiny_model_dir, monkeypatch):
-    import dataclasses
-
     import trainer.seeding as seeding
 
     tokenizer, model, config, _ = _setup(tiny_model_dir)
@@ -188,8 +186,6 @@ def test_binding_is_off_at_weight_zero(tiny_model_dir):
 
 @pytest.mark.parametrize("unit", ["example", "batch"])
 def test_on_policy_unit_decides_per_sequence_or_per_batch(tiny_model_dir, monkeypatch, unit):
-    import dataclasses
-
     import trainer.seeding as seeding
 
     tokenizer, model, config, _ = _setup(tiny_model_dir)
