@@ -108,3 +108,23 @@ def generate(
 
 def decode(tokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+
+def load_model(path, config):
+    """Tokenizer and model on the configured device and dtype, in eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=config.resolved_dtype())
+    return tokenizer, model.to(config.resolved_device()).eval()
+
+
+def answers(model, tokenizer, questions: Sequence[str], config, context=None) -> list[str]:
+    """Greedy replies to questions asked alone (closed-book), or after `context` messages (one list of
+    messages per question), with the serving system prompt and `config.eval_max_new_tokens`."""
+    chats = [(context[i] if context else []) + [{"role": "user", "content": q}] for i, q in enumerate(questions)]
+    out = generate(model, tokenizer, [render(tokenizer, c, config.system_prompt) for c in chats],
+                   max_new_tokens=config.eval_max_new_tokens, batch_size=config.generation_batch_size)
+    return [decode(tokenizer, ids) for ids in out]

@@ -46,6 +46,7 @@ from trainer.chat import answer_ids, continuation_logits, render
 from trainer.config import SleepConfig
 from trainer.dreaming import Dream, fitted_messages
 from trainer.experts import EXPERT, Factors, adapter_factors, adapters, grow_expert, save_adapter
+from trainer.gate import recalls
 from trainer.losses import token_logprobs
 from trainer.seeding import dream_example, seed
 
@@ -149,8 +150,6 @@ def throwaway(model: torch.nn.Module, config: SleepConfig, *, below: Sequence[st
 
 def probe_recall(model, tokenizer, probes: Sequence[Dream], config: SleepConfig) -> float | None:
     """Fraction of probes whose closed-book greedy reply names one of their key terms (the gate's recall)."""
-    from trainer.recipe import recalls  # the recipe imports this module
-
     if not probes:
         return None
     return sum(recalls(model, tokenizer, probes, config)) / len(probes)

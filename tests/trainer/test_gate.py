@@ -4,7 +4,7 @@ import random
 
 from trainer.config import SleepConfig
 from trainer.likelihood import LikelihoodShift
-from trainer.recipe import GateNumbers, retention_pool, retention_ratio, verdict
+from trainer.gate import GateNumbers, retention_pool, retention_ratio, verdict
 
 CONFIG = SleepConfig(min_recall=0.0, min_recall_gain=0.05, min_retention=0.75, max_general_drop=0.5,
                      gate_min_probes=5)
@@ -145,7 +145,7 @@ def test_retention_pool_leaves_out_questions_that_test_no_one_memory():
 
 def test_retention_is_broken_down_by_what_each_earlier_dream_asks():
     from trainer.dreaming import Dream
-    from trainer.recipe import retention_by_form
+    from trainer.gate import retention_by_form
 
     pool = [Dream.from_dict(d) for d in (_dream(0, held_out=True, recalled=True), _dream(1), _dream(2, cloze=True),
                                          _dream(3, cloze=True), _dream(4, held_out=True, cloze=True))]

@@ -9,7 +9,8 @@ import torch
 from trainer.benchmark import correct
 from tests.learning import SHORT_NIGHT
 from trainer.config import SleepConfig
-from trainer.recipe import answers, load_model, sleep
+from trainer.chat import answers, load_model
+from trainer.recipe import sleep
 
 pytestmark = [pytest.mark.learning, pytest.mark.slow]
 

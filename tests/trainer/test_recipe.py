@@ -143,6 +143,7 @@ def test_the_likelihood_gate_asks_earlier_dreams_no_greedy_question(tiny_model_d
                                                                     monkeypatch):
     """Greedy replies to the retention sample are the gate's costliest pass; judging on likelihoods, the
     night generates only for tonight's probes and the general prompts, and still reads retention."""
+    import trainer.gate as gate
     import trainer.recipe as recipe
 
     first = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[], config=_config(),
@@ -155,6 +156,7 @@ def test_the_likelihood_gate_asks_earlier_dreams_no_greedy_question(tiny_model_d
         return real_answers(model, tokenizer, questions, config, context)
 
     monkeypatch.setattr(recipe, "answers", counting)
+    monkeypatch.setattr(gate, "answers", counting)
     readings = {}
     for reading in ("greedy", "likelihood"):
         asked.clear()
@@ -293,7 +295,7 @@ def test_replayed_dreams_continue_with_the_configured_answer(tiny_model_dir, tmp
     """`dream` replays each earlier dream's own answer; `served` replays, once per question, the served
     model's greedy closed-book reply (the same reply the served night-1 adapter gives when loaded by peft)."""
     import trainer.recipe as recipe
-    from trainer.recipe import answers
+    from trainer.chat import answers
 
     config = _config(learning_rate=5e-2, replay_answers=replay_answers)
     first = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
@@ -359,7 +361,7 @@ def test_binding_pairs_tonights_people_with_earlier_nights_of_the_same_kind(tiny
 
 
 def test_answers_generate_in_batches_of_generation_batch_size(tiny_model_dir, monkeypatch):
-    from trainer.recipe import answers, load_model
+    from trainer.chat import answers, load_model
 
     config = SleepConfig(torch_threads=1, eval_max_new_tokens=3, generation_batch_size=2)
     tokenizer, model = load_model(tiny_model_dir, config)
