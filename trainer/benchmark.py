@@ -1,52 +1,84 @@
 """`reverie eval`: the knowledge-incorporation benchmark of shared/eval/README.md, end to end.
 
-    reverie eval --dataset ../shared/eval/facts-public.jsonl --general ../shared/eval/general-public.jsonl \
+    reverie eval --dataset ../shared/eval/memory-public.jsonl --general ../shared/eval/general-public.jsonl \
         --nights 3 --out runs/eval --config cpu-default
 
 For each night n the episodes of night n are consolidated by `trainer.sleep` (the served adapter
 advances only when the gate accepts, as in production); probes are then asked closed-book. Baselines
 on the same data: no sleep, and naive LoRA fine-tuning on the raw transcripts with the same step
-budget. Writes DIR/results.json, DIR/report.md and PNG plots. Only this harness reads `probes`.
+budget. Writes DIR/results.json, DIR/report.md, DIR/replies.jsonl (every reply, scored) and PNG plots.
+
+Format v1 and v2 files run alike; how v2's categories, `reject` and `superseded_by` are scored, and the
+keys they add (`by_category`, `stale`), is in trainer/benchmark_scoring.py. Only the benchmark modules
+read `probes`, `answers`, `category`, `relation`, `reject`, `supersedes`, `superseded_by`: `sleep` gets
+`{"id", "messages"}` per episode and nothing else.
+
+Progress goes to stderr: a tqdm bar per phase on a terminal; otherwise one flushed line per finished
+phase with its wall time (`night 2 | sleep | dream 2/2 done in 131 s`), so a logged run shows where it is.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from trainer.config import SleepConfig
-from trainer.dreaming import episode_messages
-from trainer.experts import (
-    EXPERT,
-    PREVIOUS,
-    adapter_factors,
-    concatenate,
-    grow_expert,
-    read_experts,
-    save_adapter,
+from trainer.benchmark_report import Phases, plot, report
+from trainer.benchmark_scoring import (  # noqa: F401 (load_jsonl, correct, normalise: bench scripts' imports)
+    Mark,
+    Probe,
+    by_category,
+    categories,
+    correct,
+    load_jsonl,
+    load_probes,
+    no_sleep_marks,
+    normalise,
+    share,
+    summarise,
 )
-from trainer.recipe import answers, load_model, sleep
+from trainer.chat import answers, load_model
+from trainer.config import SleepConfig
+from trainer.episodes import episode_messages
+from trainer.experts import EXPERT, PREVIOUS, adapter_factors, concatenate, grow_expert, read_experts, save_adapter
+from trainer.recipe import sleep
 
 
-def normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
+# --- asking ------------------------------------------------------------------------------------------
+
+def ask(model, tokenizer, probes: Sequence[Probe], ids: Sequence[int], config: SleepConfig, phases: Phases,
+        name: str, in_context: bool = False, log: list | None = None) -> dict[int, Mark]:
+    """Each probe in `ids` asked closed-book (or after its episode), in chunks that report progress;
+    the replies go to `log` when given."""
+    marks: dict[int, Mark] = {}
+    chunk = max(1, config.generation_batch_size)
+    with phases.phase(name, len(ids)) as update:
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            context = [probes[i].context for i in part] if in_context else None
+            replies = answers(model, tokenizer, [probes[i].question for i in part], config, context=context)
+            for i, reply in zip(part, replies):
+                marks[i] = probes[i].mark(reply)
+                if log is not None:
+                    log.append({"phase": name, "case": probes[i].case, "question": probes[i].question,
+                                "reply": reply, **marks[i]._asdict()})
+            update(start + len(part))
+    return marks
 
 
-def correct(reply: str, expected: Sequence[str]) -> bool:
-    """README scoring: any answer appears in the reply, case-insensitively, whitespace collapsed."""
-    reply = normalise(reply)
-    return any(normalise(a) in reply for a in expected)
-
-
-def load_jsonl(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def general_accuracy(model, tokenizer, general: Sequence[dict], config: SleepConfig,
+                     phases: Phases | None = None, name: str = "general", log: list | None = None) -> float | None:
+    if not general:
+        return None
+    probes = [Probe("general", 0, None, g["question"], list(g["answers"])) for g in general]
+    marks = ask(model, tokenizer, probes, range(len(probes)), config, phases or Phases(bars=False), name, log=log)
+    return share(marks, marks)
 
 
 def probe_items(cases: Sequence[dict]) -> list[tuple[dict, dict]]:
@@ -54,21 +86,15 @@ def probe_items(cases: Sequence[dict]) -> list[tuple[dict, dict]]:
 
 
 def accuracy(model, tokenizer, items, config: SleepConfig, in_context: bool = False) -> tuple[float, list[dict]]:
+    """(case, probe) items' accuracy and per-probe rows (question, reply, correct), for bench scripts."""
     if not items:
         return 0.0, []
     questions = [probe["question"] for _, probe in items]
     context = [episode_messages(case["episode"]) for case, _ in items] if in_context else None
     replies = answers(model, tokenizer, questions, config, context=context)
-    rows = [{"question": q, "reply": r, "correct": correct(r, p["answers"])}
+    rows = [{"question": q, "reply": r, "correct": correct(r, p["answers"], p.get("reject") or ())}
             for q, r, (_, p) in zip(questions, replies, items)]
     return sum(r["correct"] for r in rows) / len(rows), rows
-
-
-def general_accuracy(model, tokenizer, general: Sequence[dict], config: SleepConfig) -> float | None:
-    if not general:
-        return None
-    replies = answers(model, tokenizer, [g["question"] for g in general], config)
-    return sum(correct(r, g["answers"]) for r, g in zip(replies, general)) / len(general)
 
 
 def with_adapter(base_path, adapter_dir, config):
@@ -80,7 +106,10 @@ def with_adapter(base_path, adapter_dir, config):
     return tokenizer, model
 
 
-def naive_sft(episodes, *, base_model, adapter_dir, config: SleepConfig, out_dir: Path) -> Path:
+# --- the naive baseline ------------------------------------------------------------------------------
+
+def naive_sft(episodes, *, base_model, adapter_dir, config: SleepConfig, out_dir: Path,
+              progress: Callable | None = None) -> Path:
     """Baseline: LoRA fine-tuning on the raw transcripts (causal LM loss on every chat token), one new
     expert per night like the recipe, the same number of steps and batch size."""
     tokenizer, model = load_model(base_model, config)
@@ -97,11 +126,10 @@ def naive_sft(episodes, *, base_model, adapter_dir, config: SleepConfig, out_dir
     for episode in episodes:
         ids = tokenizer.apply_chat_template(episode_messages(episode), tokenize=True)
         sequences.append(list(ids["input_ids"] if hasattr(ids, "keys") else ids))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     model.train()
-    for _ in range(config.steps):
+    for step in range(config.steps):
         pick = torch.randint(len(sequences), (config.batch_size,), generator=generator).tolist()
         batch = [sequences[i] for i in pick]
         width = max(map(len, batch))
@@ -115,6 +143,8 @@ def naive_sft(episodes, *, base_model, adapter_dir, config: SleepConfig, out_dir
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if progress:
+            progress(step + 1, config.steps, float(loss.detach()))
     model.eval()
     stack = [adapter_factors(model, name) for name in frozen] + [adapter_factors(model, EXPERT)]
     experts = experts + [{"name": f"naive-{out_dir.name}", "rank": config.expert_rank}]
@@ -122,183 +152,144 @@ def naive_sft(episodes, *, base_model, adapter_dir, config: SleepConfig, out_dir
                         target_modules=config.target_modules)
 
 
+# --- the run -----------------------------------------------------------------------------------------
+
+@dataclass
+class Track:
+    """One trained system's nights: the served model (base, adapter, dreams), and per night the marks of
+    the probes of nights <= n, general accuracy, seconds, the gate's verdict and the episodes slept on."""
+
+    base: str | Path
+    adapter: Path | None = None
+    dreams: list = field(default_factory=list)
+    after: list = field(default_factory=list)
+    general_after: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    accepted: list = field(default_factory=list)
+    episodes: list = field(default_factory=list)
+
+
+@dataclass
+class Bench:
+    probes: list[Probe]
+    general: list[dict]
+    config: SleepConfig
+    out: Path
+    base_model: str | Path
+    phases: Phases
+    replies: list = field(default_factory=list)
+
+    def evaluate(self, track: Track, n: int, name: str, seconds: float, accepted: bool = True) -> None:
+        """Ask the probes of nights <= n and the general set of the track's model; record night n."""
+        tokenizer, model = with_adapter(track.base, track.adapter, self.config)
+        ids = [i for i, p in enumerate(self.probes) if p.night <= n]
+        track.after.append(ask(model, tokenizer, self.probes, ids, self.config, self.phases, f"{name} | closed-book",
+                               log=self.replies))
+        track.general_after.append(general_accuracy(model, tokenizer, self.general, self.config, self.phases,
+                                                    f"{name} | general", log=self.replies))
+        track.seconds.append(round(seconds, 1))
+        track.accepted.append(accepted)
+
+    def sleep_night(self, track: Track, n: int, episodes: list[dict]) -> bool:
+        """The recipe's night n on `episodes` (only id and messages); the served model advances if accepted."""
+        t0 = time.monotonic()
+        result = sleep(episodes, base_model=track.base, adapter_dir=track.adapter, earlier_dreams=track.dreams,
+                       config=self.config, out_dir=self.out / f"night-{n}", night=str(n),
+                       progress=self.phases.callback(f"night {n} | sleep"), show_progress=False)
+        self.phases.finish()
+        seconds = time.monotonic() - t0
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in result.metrics.get("seconds", {}).items() if k != "total")
+        print(f"night {n} | sleep {seconds:.0f} s ({parts}) accepted={result.accepted} {result.reasons}",
+              file=self.phases.stream, flush=True)
+        if result.accepted:
+            track.adapter, track.dreams = result.adapter_dir, result.dreams
+            track.base = result.model_dir or track.base
+        track.episodes.append(len(episodes))
+        self.evaluate(track, n, f"night {n} | sleep", seconds, result.accepted)
+        return result.accepted
+
+    def naive_night(self, track: Track, n: int, episodes: list[dict]) -> None:
+        t0 = time.monotonic()
+        with self.phases.phase(f"night {n} | naive SFT", self.config.steps) as update:
+            track.adapter = naive_sft(episodes, base_model=self.base_model, adapter_dir=track.adapter,
+                                      config=self.config, out_dir=self.out / f"naive-{n}",
+                                      progress=update)
+        track.episodes.append(len(episodes))
+        self.evaluate(track, n, f"night {n} | naive SFT", time.monotonic() - t0)
+
+
 def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config: SleepConfig,
-        base_model: str | Path, log=print) -> dict:
+        base_model: str | Path, log=print, phases: Phases | None = None) -> dict:
     """The whole benchmark; returns the results dict (also written to out/results.json)."""
     out.mkdir(parents=True, exist_ok=True)
     cases = load_jsonl(dataset)
-    general = load_jsonl(general_path) if general_path else []
-    by_night = {n: [c for c in cases if int(c["night"]) == n] for n in range(1, nights + 1)}
+    bench = Bench(load_probes(cases, nights), load_jsonl(general_path) if general_path else [], config, out,
+                  base_model, phases or Phases())
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     started = time.monotonic()
-
     tokenizer, model = load_model(base_model, config)
-    items = {n: probe_items(by_night[n]) for n in by_night}
-    before = {n: accuracy(model, tokenizer, items[n], config)[0] for n in by_night}
-    in_context = {n: accuracy(model, tokenizer, items[n], config, in_context=True)[0] for n in by_night}
-    general_before = general_accuracy(model, tokenizer, general, config)
-    results: dict = {
-        "config": config.to_dict(),
-        "base_model": str(base_model),
-        "dataset": str(dataset),
-        "nights": nights,
-        "closed_book_before": _mean(before, items),
-        "in_context": _mean(in_context, items),
-        "in_context_per_night": [in_context[n] for n in by_night],
-        "general_before": general_before,
-    }
-    log(f"before: closed-book {results['closed_book_before']:.3f}, in-context {results['in_context']:.3f}, "
-        f"general {general_before} ({time.monotonic() - started:.0f}s)")
+    every = range(len(bench.probes))
+    before = ask(model, tokenizer, bench.probes, every, config, bench.phases, "before | closed-book", log=bench.replies)
+    in_context = ask(model, tokenizer, bench.probes, every, config, bench.phases, "before | in-context",
+                     in_context=True, log=bench.replies)
+    general_before = general_accuracy(model, tokenizer, bench.general, config, bench.phases, "before | general",
+                                      log=bench.replies)
     del model
-
-    def evaluate(base, adapter_dir, n):
-        tok, m = with_adapter(base, adapter_dir, config)
-        row = [accuracy(m, tok, items[i], config)[0] for i in range(1, n + 1)]
-        return row, general_accuracy(m, tok, general, config)
-
-    # growth_mode 'layers' makes a new base each night (and no adapter): the sleep track follows it
-    systems = {"sleep": {"base": base_model, "adapter": None, "dreams": []}, "naive_sft": {"adapter": None}}
-    tracks = {name: {"closed_book_after": [], "retention": [], "general_after": [], "seconds": [],
-                     "accepted": [], "episodes": []} for name in systems}
+    results: dict = {"config": config.to_dict(), "base_model": str(base_model), "dataset": str(dataset),
+                     "nights": nights, "general_before": general_before}
+    tracks = {"sleep": Track(base_model), "naive_sft": Track(base_model)}
     backlog: list[dict] = []  # a refused night's episodes wait for the next, as in the service
     for n in range(1, nights + 1):
-        tonight = [{"id": c["id"], "messages": c["episode"]["messages"]} for c in by_night[n]]
-        episodes = backlog + tonight
-        # the recipe
-        t0 = time.monotonic()
-        state = systems["sleep"]
-        result = sleep(episodes, base_model=state["base"], adapter_dir=state["adapter"],
-                       earlier_dreams=state["dreams"], config=config, out_dir=out / f"night-{n}",
-                       night=str(n), show_progress=sys.stderr.isatty())
-        seconds = time.monotonic() - t0
-        if result.accepted:
-            state["adapter"], state["dreams"] = result.adapter_dir, result.dreams
-            state["base"] = result.model_dir or state["base"]
-        backlog = [] if result.accepted else episodes
-        tracks["sleep"]["episodes"].append(len(episodes))
-        row, gen = evaluate(state["base"], state["adapter"], n)
-        _record(tracks["sleep"], row, gen, seconds, result.accepted)
-        log(f"night {n}: sleep {seconds:.0f}s on {len(episodes)} episodes accepted={result.accepted} {result.reasons} "
-            f"recall {row[-1]:.3f} retention {row} general {gen}")
-        # naive fine-tuning on the raw transcripts, same step budget
-        t0 = time.monotonic()
-        naive = systems["naive_sft"]
-        naive["adapter"] = naive_sft(tonight, base_model=base_model, adapter_dir=naive["adapter"],
-                                     config=config, out_dir=out / f"naive-{n}")
-        seconds = time.monotonic() - t0
-        row, gen = evaluate(base_model, naive["adapter"], n)
-        _record(tracks["naive_sft"], row, gen, seconds, True)
-        log(f"night {n}: naive SFT {seconds:.0f}s recall {row[-1]:.3f} retention {row} general {gen}")
-
-        _finish(results, tracks, before, by_night, general_before, n, started, out, final=n == nights)
+        # the trainer sees an episode's id and messages, nothing that describes the test
+        tonight = [{"id": c["id"], "messages": c["episode"]["messages"]} for c in cases if int(c["night"]) == n]
+        accepted = bench.sleep_night(tracks["sleep"], n, backlog + tonight)
+        backlog = [] if accepted else backlog + tonight
+        bench.naive_night(tracks["naive_sft"], n, tonight)
+        finish(results, bench, before, in_context, tracks, n, started)
+        for name, r in (("sleep", results), ("naive SFT", results["baselines"]["naive_sft"])):
+            log(f"night {n}: {name} recall {_pct(r['closed_book_after'][-1])} retention "
+                f"{[_pct(x) for x in r['retention'][-1]]} general {_pct(r['general_after'][-1])}")
     return results
 
 
-def _finish(results, tracks, before, by_night, general_before, done, started, out, final) -> None:
-    """Fill the result keys from the nights done so far and write results.json (partial until the end)."""
-    results.update({k: tracks["sleep"][k] for k in ("closed_book_after", "retention", "general_after", "seconds")})
-    results["accepted"] = tracks["sleep"]["accepted"]
-    results["episodes_per_night"] = tracks["sleep"]["episodes"]  # a refused night's episodes count again
-    results["nights_done"] = done
-    results["complete"] = final
-    results["baselines"] = {
-        "naive_sft": {"closed_book_before": results["closed_book_before"], "in_context": results["in_context"],
-                      **{k: tracks["naive_sft"][k] for k in ("closed_book_after", "retention", "general_after",
-                                                              "seconds")}},
-        "no_sleep": {"closed_book_before": results["closed_book_before"], "in_context": results["in_context"],
-                     "closed_book_after": [before[n] for n in range(1, done + 1)],
-                     "retention": [[before[i] for i in range(1, n + 1)] for n in range(1, done + 1)],
-                     "general_after": [general_before] * done, "seconds": [0.0] * done},
-    }
+def finish(results: dict, bench: Bench, before, in_context, tracks: dict[str, Track], done: int, started) -> None:
+    """Fill the result keys from the nights done so far and write the files (partial until the end)."""
+    probes, nights, every = bench.probes, results["nights"], range(len(bench.probes))
+    after = {"sleep": tracks["sleep"].after, "naive_sft": tracks["naive_sft"].after,
+             "no_sleep": no_sleep_marks(probes, before, done)}
+    sleep_track = tracks["sleep"]
+    results.update(summarise(probes, every, before, in_context, after["sleep"], nights))
+    results.update(general_after=sleep_track.general_after, seconds=sleep_track.seconds,
+                   accepted=sleep_track.accepted, episodes_per_night=sleep_track.episodes,  # refused: counted again
+                   nights_done=done, complete=done == nights)
+    extra = {"naive_sft": (tracks["naive_sft"].general_after, tracks["naive_sft"].seconds),
+             "no_sleep": ([results["general_before"]] * done, [0.0] * done)}
+    results["baselines"] = {}
+    for system, (general_after, seconds) in extra.items():
+        s = summarise(probes, every, before, in_context, after[system], nights)
+        keep = ("closed_book_before", "in_context", "closed_book_after", "retention", "stale")
+        results["baselines"][system] = {**{k: s[k] for k in keep if k in s}, "general_after": general_after,
+                                        "seconds": seconds}
+    if categories(probes):
+        results["by_category"] = by_category(probes, before, in_context, after, nights)
     results["total_seconds"] = time.monotonic() - started
+    out = bench.out
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "replies.jsonl").write_text("".join(json.dumps(r) + "\n" for r in bench.replies))
     (out / "report.md").write_text(report(results))
     plot(results, out)
 
 
-def _mean(per_night: dict, items: dict) -> float:
-    total = sum(len(items[n]) for n in per_night)
-    return sum(per_night[n] * len(items[n]) for n in per_night) / total if total else 0.0
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
-def _record(track, row, general, seconds, accepted):
-    track["closed_book_after"].append(row[-1])
-    track["retention"].append(row)
-    track["general_after"].append(general)
-    track["seconds"].append(round(seconds, 1))
-    track["accepted"].append(accepted)
-
-
-def _fmt(x) -> str:
-    return "-" if x is None else f"{x:.1%}" if isinstance(x, float) else str(x)
-
-
-def report(r: dict) -> str:
-    nights = r.get("nights_done", r["nights"])
-    head = "| | " + " | ".join(f"night {n}" for n in range(1, nights + 1)) + " |\n|---|" + "---|" * nights + "\n"
-    lines = [
-        f"# Sleep benchmark: {Path(r['dataset']).name}, {nights} nights, base `{r['base_model']}`\n",
-        f"- closed-book before any sleep: {_fmt(r['closed_book_before'])}",
-        f"- in-context (ceiling): {_fmt(r['in_context'])}",
-        f"- general before: {_fmt(r['general_before'])}",
-        f"- total wall time: {r['total_seconds']:.0f} s\n",
-        "## Closed-book recall of each night's probes, after that night\n",
-        head.rstrip("\n"),
-        "| sleep | " + " | ".join(_fmt(x) for x in r["closed_book_after"]) + " |",
-        "| naive SFT | " + " | ".join(_fmt(x) for x in r["baselines"]["naive_sft"]["closed_book_after"]) + " |",
-        "| no sleep | " + " | ".join(_fmt(x) for x in r["baselines"]["no_sleep"]["closed_book_after"]) + " |",
-        "| in-context | " + " | ".join(_fmt(x) for x in r["in_context_per_night"][:nights]) + " |",
-        "| general (sleep) | " + " | ".join(_fmt(x) for x in r["general_after"]) + " |",
-        "| general (naive) | " + " | ".join(_fmt(x) for x in r["baselines"]["naive_sft"]["general_after"]) + " |",
-        "| sleep seconds | " + " | ".join(f"{x:.0f}" for x in r["seconds"]) + " |",
-        "| accepted by gate | " + " | ".join(str(x) for x in r["accepted"]) + " |",
-        "| episodes slept on | " + " | ".join(str(x) for x in r.get("episodes_per_night", [])) + " |",
-        "\n## Retention: row = probes of night i, column = after night n (sleep)\n",
-        head.rstrip("\n"),
-    ]
-    for i in range(nights):
-        cells = [_fmt(r["retention"][n][i]) if i <= n else "" for n in range(nights)]
-        lines.append(f"| night {i + 1} probes | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot(r: dict, out: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # plots are optional; the numbers are in results.json
-        return
-    nights = list(range(1, r.get("nights_done", r["nights"]) + 1))
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(nights, r["closed_book_after"], "o-", label="sleep")
-    ax.plot(nights, r["baselines"]["naive_sft"]["closed_book_after"], "s--", label="naive SFT")
-    ax.plot(nights, r["baselines"]["no_sleep"]["closed_book_after"], "x:", label="no sleep")
-    ax.plot(nights, r["in_context_per_night"][: len(nights)], "^-", alpha=0.5, label="in-context")
-    ax.set(xlabel="night", ylabel="closed-book recall", ylim=(0, 1), xticks=nights, title="Recall per night")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "recall.png", dpi=120)
-    plt.close(fig)
-    matrix = [[r["retention"][n][i] if i <= n else float("nan") for n in range(len(nights))] for i in range(len(nights))]
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
-    ax.set(xticks=range(len(nights)), xticklabels=[f"after {n}" for n in nights], yticks=range(len(nights)),
-           yticklabels=[f"night {n}" for n in nights], title="Retention")
-    for i in range(len(nights)):
-        for n in range(i, len(nights)):
-            ax.text(n, i, f"{matrix[i][n]:.0%}", ha="center", va="center", color="w")
-    fig.colorbar(im)
-    fig.tight_layout()
-    fig.savefig(out / "retention.png", dpi=120)
-    plt.close(fig)
-
+# --- the command -------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reverie eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, type=Path, help="facts JSONL (shared/eval format)")
+    parser.add_argument("--dataset", required=True, type=Path, help="cases JSONL (shared/eval format v1 or v2)")
     parser.add_argument("--general", type=Path, default=None, help="general questions JSONL")
     parser.add_argument("--nights", type=int, default=3)
     parser.add_argument("--out", required=True, type=Path)

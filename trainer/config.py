@@ -53,6 +53,16 @@ class SleepConfig:
     key_cloze: bool = _f(
         False, "also prompt with each user statement cut where its value begins (after the person, before "
         "what is told of them), binding the value to the person rather than to the kind of fact.")
+    handle_questions: int = _f(
+        0, "questions per thing of the user's a chat names ('my new kitten'): what they told of it ('What is my "
+        "dog called?') or, where they asked for something, what the assistant said ('What did you suggest for "
+        "my kitten?'); 0: none.")
+    statement_questions: bool = _f(
+        False, "also turn each told user sentence into the question its value answers ('I work at Lobel' -> "
+        "'Where do I work?').")
+    recheck_questions: int = _f(
+        0, "earlier nights' questions about what an episode names that the night asks again of it; one it "
+        "answers with a new value of the same kind of fact supersedes the earlier dreams (corrections); 0: off.")
     quote_answers: bool = _f(
         True, "also answer each question with the user's own sentences about it, scored by the in-context "
         "teacher (a restatement the teacher need not write; small teachers often only acknowledge).")
@@ -219,7 +229,8 @@ class SleepConfig:
             (self.max_retention_logprob_drop >= 0 and self.max_general_logprob_drop >= 0,
              "max_retention_logprob_drop and max_general_logprob_drop must not be negative."),
             (self.keep_top_k >= 1 and self.keep_random >= 0, "keep_top_k must be >= 1, keep_random >= 0."),
-            (min(self.template_questions, self.model_questions, self.entities_per_episode, self.cloze_questions) >= 0,
+            (min(self.template_questions, self.model_questions, self.entities_per_episode, self.cloze_questions,
+                 self.handle_questions, self.recheck_questions) >= 0,
              "question counts must not be negative."),
             (self.answers_per_question >= 1, "answers_per_question must be at least 1."),
             (self.held_out_per_episode >= 0, "held_out_per_episode must not be negative."),

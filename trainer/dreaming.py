@@ -1,21 +1,25 @@
 """Dreaming: the current model, with an episode in its context, answers cheap questions about it.
 
-Questions are relation-agnostic: templated from the names/entities of the episode ("What do you know
-about X?") and, optionally, written by the model itself. Answers come from the **in-context teacher**
-(the model with the episode in context), the learning signal the eval README calls for; with
-`quote_answers` each question is also answered with the user's own sentences about it, a restatement
-the teacher does not have to write but still scores (its logits on it are the training target). Dreams
-are scored by teacher agreement (overlap of the answer with what the *user* said, so an echoed "Noted!"
-counts for nothing, and how much more likely the context makes the answer) and by student loss (the
-answer's loss without context: what the model does not know yet); the top-k plus a few random ones are
-kept, and a few are held out as tonight's probes for the eval gate. Only an episode's `messages` (and
-id) are read.
+Questions are relation-agnostic (`trainer.questions`): templated from the names and the user's own things
+an episode mentions, its statements turned into questions and cut into cloze prompts, what the assistant
+was asked for, and, optionally, written by the model itself. Answers come from the **in-context
+teacher** (the model with the episode, or the window of a long one, in context); with `quote_answers`
+each question is also answered with the told sentences about it, a restatement the teacher does not
+have to write but still scores (its logits on it are the training target). Dreams are scored by teacher
+agreement (overlap of the answer with what the episode *told*, so an echoed "Noted!" counts for nothing,
+and how much more likely the context makes the answer) and by student loss (the answer's loss without
+context: what the model does not know yet); the top-k plus a few random ones are kept, and a few are
+held out as tonight's probes for the eval gate.
+
+Corrections: earlier nights' questions about what an episode names are asked of it again
+(`recheck_questions`); one it answers with a new value of the same kind of fact supersedes the earlier
+dreams that said the old one (`superseded`): they leave replay, and tonight's answers that still name
+the old value are dropped. Only an episode's `messages` (and id) are read.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -24,39 +28,40 @@ import torch
 
 from trainer.chat import Messages, answer_ids, continuation_logits, decode, generate, render
 from trainer.config import SleepConfig
+from trainer.episodes import episode_windows, quote, told_text
 from trainer.experts import adapters
 from trainer.losses import token_logprobs
+from trainer.questions import (
+    PROMPT_WORDS,
+    QUESTION_PROMPT,
+    cloze_questions,
+    distinctive,
+    handle_questions,
+    handles,
+    identifies,
+    key_cloze_questions,
+    template_questions,
+    turned_questions,
+    value_start,
+)
+from trainer.text import entities, words
 
-TEMPLATES = (
-    "Repeat what I told you about {x}.",
-    "What do you know about {x}?",
-    "What's new with {x}?",
-    "Remind me what I said about {x}.",
-    "Summarize what I told you about {x} in one sentence.",
-    "Tell me about {x}.",
-    "What did I tell you about {x}?",
-    "What happened with {x}?",
-)
-# asked once per episode: the in-context teacher copies what was said (small models copy well)
-RESTATE = "Repeat exactly what I just told you, word for word."
-# cloze prompts: the start of something the user said; the teacher, seeing it all, says the rest
-CLOZE = ('Continue what I told you: "{p} ..."', "Repeat what I told you about {p}.")
-CLOZE_CUTS = (0.5, 0.35, 0.65)
-QUESTION_PROMPT = (
-    "Write one short question that can be answered from what I told you in this conversation. "
-    "Reply with the question only."
-)
-STOPWORDS = set(
-    """a an the and or but if of in on at to for from by with about as is are was were be been being am
-    i me my mine you your yours he him his she her hers it its we us our they them their this that these
-    those there here what which who whom whose when where why how do does did done have has had having
-    not no yes so very just also too can could will would shall should may might must than then now
-    new one some any all into over under up down out again more most such only own same other told tell
-    said say know remind repeat summarize sentence happened what's that's it's i'm i'll i've you're
-    thanks thank got noted lovely hear great good okay ok sure really quick update heard did""".split()
-)
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
-_NAME = re.compile(r"(?:[A-Z][\w\-]+)(?:\s+[A-Z][\w\-]+)*")
+# words that say how something was told, not what: never the kind of fact two statements share
+_DISCOURSE = {"way", "btw", "update", "actually", "news", "guess", "fun", "fact", "anyway", "oh", "well", "also"}
+# words that join a name to what it names: shared by facts of every kind about a person
+_GLUE = {"called", "named", "name"}
+
+
+def subject(question: str) -> tuple[set[str], str]:
+    """What a question is about, and how it is named: the people it names ("named"), else the user's own
+    things ("mine": "my dog"), else its words past the prompt's ("other")."""
+    people = set().union(*(words(n) for n in entities(question, 8)))
+    if people:
+        return people, "named"
+    mine = set().union(*(words(h) for h in handles(question)))
+    if mine:
+        return mine, "mine"
+    return words(question) - PROMPT_WORDS, "other"
 
 
 @dataclass
@@ -66,7 +71,7 @@ class Dream:
     episode_id: str
     question: str
     answer: str
-    source: str = "template"  # template | model | quote (the user's own sentences, teacher-scored)
+    source: str = "template"  # template | model | quote (told sentences, teacher-scored) | recheck (an earlier question)
     held_out: bool = False  # a probe of the eval gate, never trained on
     key_terms: list[str] = field(default_factory=list)  # episode words the teacher's answer contains
     agreement: float = 0.0
@@ -77,6 +82,7 @@ class Dream:
     recalled: bool | None = None  # probes: whether the model that learned it recalled it
     specific: bool = True  # the question singles out its episode (`identifies`): only such a one tests it
     cloze: bool = False  # the prompt is the start of a user sentence to continue, not a question a user asks
+    window: int = 0  # which window of its episode (`episodes.windows`) is the teacher's context
     # the in-context teacher's logits on the answer (len, V), kept from scoring for training; not saved
     teacher_logits: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
@@ -88,103 +94,6 @@ class Dream:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-
-def episode_messages(episode: dict) -> Messages:
-    """The episode's chat, without any system message (the serving prompt is added at render time)."""
-    return [{"role": m["role"], "content": str(m["content"])} for m in episode["messages"] if m["role"] != "system"]
-
-
-def fitted_messages(tokenizer, episode: dict, config: SleepConfig) -> Messages:
-    """The episode's last messages that fit `max_seq_len` with room for a question and an answer;
-    the oldest kept message is cut from its start when even it alone is too long."""
-    budget = config.max_seq_len - config.dream_max_new_tokens - 48
-    kept: Messages = []
-    used = 0
-    for message in reversed(episode_messages(episode)):
-        n = len(tokenizer.encode(message["content"], add_special_tokens=False)) + 4
-        if used + n > budget:
-            room = budget - used - 4
-            if room > 8 or not kept:
-                ids = tokenizer.encode(message["content"], add_special_tokens=False)[-max(room, 8):]
-                kept.append({"role": message["role"], "content": tokenizer.decode(ids)})
-            break
-        kept.append(message)
-        used += n
-    return kept[::-1]
-
-
-def episode_text(episode: dict) -> str:
-    return "\n".join(m["content"] for m in episode_messages(episode))
-
-
-def told_text(episode: dict) -> str:
-    """What the user said: the information of an episode. The assistant's turns are the model's own
-    words (an acknowledgement, usually); a dream that echoes them teaches nothing."""
-    said = [m["content"] for m in episode_messages(episode) if m["role"] == "user"]
-    return "\n".join(said) if said else episode_text(episode)
-
-
-def statements(episode: dict) -> list[str]:
-    """The user's sentences, in order."""
-    return [s.strip() for m in episode_messages(episode) if m["role"] == "user"
-            for s in re.split(r"(?<=[.!?])\s+|\n+", m["content"]) if s.strip()]
-
-
-def quote(episode: dict, question: str, tokenizer, max_tokens: int) -> str:
-    """The user's own sentences about what a question names (all of them when it names none), cut to
-    `max_tokens`: a restatement the in-context teacher scores token by token without having to write it
-    (a 135M teacher often replies "Noted!" instead of restating)."""
-    asked = words(question) - _PROMPT_WORDS
-    said = statements(episode)
-    about = [s for s in said if words(s) & asked] or said
-    ids = tokenizer.encode(" ".join(about), add_special_tokens=False)
-    return tokenizer.decode(ids[:max_tokens]).strip()
-
-
-def _normal(word: str) -> str:
-    """A word as `words` and `key_term_spans` compare it: lower-cased, possessive stripped."""
-    return word.lower().removesuffix("'s").strip("'-")
-
-
-def words(text: str) -> set[str]:
-    """Lower-cased content words (no stop words, possessives stripped)."""
-    out = set()
-    for w in _WORD.findall(text):
-        w = _normal(w)
-        if len(w) >= 2 and w not in STOPWORDS:
-            out.add(w)
-    return out
-
-
-def key_term_spans(text: str, key_terms: Sequence[str]) -> list[tuple[int, int]]:
-    """Character spans of the words of `text` that `words` reads as one of `key_terms`."""
-    keys = set(key_terms)
-    return [match.span() for match in _WORD.finditer(text) if _normal(match.group()) in keys]
-
-
-_PROMPT_WORDS = words(" ".join(TEMPLATES + CLOZE + (RESTATE, QUESTION_PROMPT)))
-
-
-def entities(text: str, limit: int) -> list[str]:
-    """Names in a text, relation-agnostic: capitalised word runs; multi-word names first.
-
-    A single capitalised word that starts a sentence is ignored (it is usually just capitalised).
-    """
-    found: list[tuple[int, str]] = []
-    for sentence in re.split(r"(?<=[.!?:;])\s+|\n+", text):
-        for match in _NAME.finditer(sentence):
-            name = match.group(0).removesuffix("'s")
-            parts = name.split()
-            if match.start() == 0 and parts[0].lower() in STOPWORDS | {"remember", "did", "my", "the", "quick"}:
-                parts = parts[1:]
-            if not parts or (match.start() == 0 and len(parts) == 1 and len(name.split()) == 1):
-                continue
-            name = " ".join(parts)
-            if name.lower() in STOPWORDS:
-                continue
-            found.append((len(parts), name))
-    ordered = [n for _, n in sorted(found, key=lambda t: -t[0])]
-    return list(dict.fromkeys(ordered))[:limit]
 
 
 def agreement(answer: str, episode: str, question: str) -> tuple[float, list[str]]:
@@ -202,141 +111,112 @@ def agreement(answer: str, episode: str, question: str) -> tuple[float, list[str
     return 2 * recall * precision / (recall + precision), common
 
 
-def distinctive(terms: Sequence[str], episode_id: str, told: dict[str, str]) -> list[str]:
-    """The terms that no other episode's user said: what a reply must contain to show it recalls *this*
-    episode, not only its topic ("parrot", "harbour", "studio" are said in many)."""
-    elsewhere = set().union(*(words(text) for eid, text in told.items() if eid != episode_id))
-    return [t for t in terms if t not in elsewhere]
 
-
-def identifies(question: str, episode_id: str, told: dict[str, str]) -> bool:
-    """Whether the episode's words a question names are not all said in any other episode (the pair
-    "Voska Belshi" singles out one person even when another is called Voska). One that does not asks the
-    same of several episodes ('Continue what I told you: "The door code ..."'): it still trains (its answer
-    states the whole fact), but it cannot test one memory, so it is never a probe."""
-    asked = (words(question) - _PROMPT_WORDS) & words(told[episode_id])
-    return bool(asked) and not any(asked <= words(text) for eid, text in told.items() if eid != episode_id)
-
-
-def key_cloze_questions(episode: dict, episode_id: str, told: dict[str, str]) -> list[str]:
-    """Cloze prompts cut where a user statement's value begins, before its last run of words no other
-    episode says: 'Continue what I told you: "Quick update: Mirpa Lovos's new parrot is named ..."'. The
-    prompt names the person and the kind of fact together and leaves out what is told of them, so the
-    answer is bound to that person where the kind of fact is shared with other people (the fixed cuts of
-    `cloze_questions` often stop inside the name or past the value)."""
-    out: list[str] = []
-    for sentence in statements(episode):
-        tokens = sentence.split()
-        own = set(distinctive(sorted(words(sentence)), episode_id, told))
-        marked = [i for i, t in enumerate(tokens) if words(t) & own]
-        if not marked:
-            continue
-        start = marked[-1]
-        while start > 0 and start - 1 in marked:
-            start -= 1
-        if start >= 3:
-            out.append(CLOZE[0].format(p=" ".join(tokens[:start]).rstrip(",;:")))
-    return list(dict.fromkeys(out))
-
-
-def answer_segments(dream: Dream) -> list[tuple[str, str]]:
-    """The answer cut into ("text" | "name" | "value", text) runs: the value is what the answer adds that
-    only its episode says (`key_terms`), the name what the question already names; the rest is how the
-    kind of fact is said ("Quick update: | Mirpa Lovos's | new parrot is named | Lodun!")."""
-    value = set(dream.key_terms)
-    named = words(dream.question) - _PROMPT_WORDS
-    segments: list[tuple[str, str]] = []
-    for token in dream.answer.split():
-        found = words(token)
-        kind = "value" if found & value else "name" if found & named else "text"
-        if segments and segments[-1][0] == kind:
-            segments[-1] = (kind, f"{segments[-1][1]} {token}")
-        else:
-            segments.append((kind, token))
-    return segments
-
-
-def confusion_key(dream: Dream) -> tuple | None:
-    """What two people's dreams share when they ask and answer the same kind of fact: the question with
-    its names masked and the answer's text with its name and value cut out. None when nothing but names
-    and values would be left to say which kind of fact it is (a bare "Lodun!" to "What's new with _?")."""
-    segments = answer_segments(dream)
-    if not any(kind == "value" for kind, _ in segments):
-        return None
-    question = _NAME.sub("_", dream.question)
-    template = tuple(text if kind == "text" else f"<{kind}>" for kind, text in segments)
-    said = words(question + " " + " ".join(t for t in template if not t.startswith("<")))
-    return (question, template) if said - _PROMPT_WORDS else None
-
-
-def rival_answers(tonight: Sequence[Dream], earlier: Sequence[Dream] = ()) -> list[tuple[Dream, str]]:
-    """(own dream, rival answer) pairs: one person's question answered in their own words with another
-    person's value of the same kind of fact put in ("Quick update: Mirpa Lovos's new parrot is named
-    Kalo!"), the confusion a night's training must not teach (a later night's parrot name given for an
-    earlier night's person). Dreams pair when `confusion_key` matches across episodes and the values
-    differ, at least one of the two tonight's: tonight's people against each other and against earlier
-    nights', both ways. Held-out probes and ungrounded dreams take no part."""
-    groups: dict[tuple, list[tuple[Dream, bool, list[tuple[str, str]]]]] = {}
-    for fresh, dreams in ((True, tonight), (False, earlier)):
-        for d in dreams:
-            key = None if d.held_out or not d.key_terms else confusion_key(d)
-            if key is not None:
-                groups.setdefault(key, []).append((d, fresh, answer_segments(d)))
-    pairs: dict[tuple[str, str, str], tuple[Dream, str]] = {}
-    for group in groups.values():
-        for own, own_fresh, segments in group:
-            for rival, rival_fresh, rival_segments in group:
-                if own.episode_id == rival.episode_id or not (own_fresh or rival_fresh):
-                    continue
-                values = iter(text for kind, text in rival_segments if kind == "value")
-                answer = " ".join(next(values) if kind == "value" else text for kind, text in segments)
-                if words(answer) != words(own.answer):
-                    pairs.setdefault((own.question, own.answer, answer), (own, answer))
-    return list(pairs.values())
-
-
-def template_questions(episode: dict, config: SleepConfig, rng: random.Random) -> list[str]:
-    """The fixed questions about an episode: restate, templates about its names (no cloze prompts)."""
-    names = entities(episode_text(episode), config.entities_per_episode)
-    questions = [RESTATE] if config.restate else []
-    for name in names:
-        chosen = list(TEMPLATES[: max(config.template_questions, 0)])
-        questions += [t.format(x=name) for t in chosen]
-    return questions
-
-
-def cloze_questions(episode: dict, limit: int) -> list[str]:
-    """Relation-agnostic prompts made of the start of the user's last statements, cut at word positions."""
-    out: list[str] = []
-    said = [m["content"] for m in episode_messages(episode) if m["role"] == "user"][::-1]
-    sentences = [s for text in said for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 4]
-    for cut in CLOZE_CUTS:
-        for sentence in sentences:
-            words_ = sentence.split()
-            prefix = " ".join(words_[: max(2, round(len(words_) * cut))]).rstrip(",;:")
-            out += [t.format(p=prefix) for t in CLOZE]
-    return list(dict.fromkeys(out))[:limit]
-
-
-def model_questions(model, tokenizer, episodes: Sequence[dict], config: SleepConfig) -> list[list[str]]:
-    """Questions the in-context model writes about each episode (sampled; kept if they look like one)."""
+def model_questions(model, tokenizer, views: Sequence[tuple[str, int, Messages]],
+                    config: SleepConfig) -> list[list[str]]:
+    """Questions the in-context model writes about each (episode id, window, messages) view (sampled;
+    kept if they look like one)."""
     if config.model_questions == 0:
-        return [[] for _ in episodes]
+        return [[] for _ in views]
     prompts, owners = [], []
-    for i, episode in enumerate(episodes):
-        chat = fitted_messages(tokenizer, episode, config) + [{"role": "user", "content": QUESTION_PROMPT}]
+    for i, (_, _, messages) in enumerate(views):
+        chat = messages + [{"role": "user", "content": QUESTION_PROMPT}]
         for _ in range(config.model_questions):
             prompts.append(render(tokenizer, chat, config.system_prompt))
             owners.append(i)
     out = generate(model, tokenizer, prompts, max_new_tokens=config.question_max_new_tokens,
                    temperature=config.dream_temperature, generator_seed=config.seed,
                    batch_size=config.generation_batch_size)
-    questions: list[list[str]] = [[] for _ in episodes]
+    questions: list[list[str]] = [[] for _ in views]
     for i, ids in zip(owners, out):
         text = decode(tokenizer, ids).split("\n")[0].strip().strip('"')
-        if text.endswith("?") and 4 <= len(text.split()) <= 30 and words(text) & words(episode_text(episodes[i])):
+        said = words("\n".join(m["content"] for m in views[i][2]))
+        if text.endswith("?") and 4 <= len(text.split()) <= 30 and words(text) & said:
             questions[i].append(text)
     return [list(dict.fromkeys(q)) for q in questions]
+
+
+def recheck_questions(earlier: Sequence[dict], told_by_id: dict[str, str], limit: int) -> dict[str, list[str]]:
+    """Per tonight's episode, up to `limit` earlier questions about what it names again: each earlier dream
+    with key terms whose question's own words are all told tonight ("Where does Tenett Mirbel work?" of an
+    episode that mentions Tenett Mirbel). Asked of tonight's episode, they show whether it corrects them."""
+    out: dict[str, list[str]] = {}
+    if limit <= 0:
+        return out
+    for eid, text in told_by_id.items():
+        said = words(text)
+        asked = [d["question"] for d in earlier if d.get("key_terms")
+                 and (about := subject(d["question"])[0]) and about <= said]
+        if asked:
+            out[eid] = list(dict.fromkeys(asked))[:limit]
+    return out
+
+
+def candidates_of(tokenizer, episodes: Sequence[dict], views: dict[str, list[Messages]], told_by_id: dict[str, str],
+                  rechecks: dict[str, list[str]], written: list[list[str]], config: SleepConfig,
+                  rng: random.Random, night: str | None) -> list[Dream]:
+    """Every question of tonight, one unanswered `Dream` each, per episode and window."""
+    candidates: list[Dream] = []
+    view = 0
+    for episode in episodes:
+        eid = str(episode.get("id", ""))
+        for w, messages in enumerate(views[eid]):
+            def add(questions, source="template", cloze=False):
+                candidates.extend(Dream(eid, q, "", source, night=night, cloze=cloze, window=w)
+                                  for q in dict.fromkeys(questions))
+            add(template_questions(messages, config, rng))
+            if config.handle_questions:
+                add(handle_questions(messages, config.handle_questions))
+            if config.statement_questions:
+                add(turned_questions(messages, eid, told_by_id))
+            clozes = cloze_questions(messages, config.cloze_questions)
+            if config.key_cloze:
+                clozes += key_cloze_questions(messages, eid, told_by_id)
+            add(clozes, cloze=True)
+            add(written[view], source="model")
+            view += 1
+        last = len(views[eid]) - 1  # the newest turns: where a correction usually is
+        candidates.extend(Dream(eid, q, "", "recheck", night=night, window=last) for q in rechecks.get(eid, []))
+    seen: set[tuple[str, int, str]] = set()
+    unique = []
+    for d in candidates:  # a question asked twice of one window (a template and a turned statement) once
+        if (d.episode_id, d.window, d.question) not in seen:
+            seen.add((d.episode_id, d.window, d.question))
+            unique.append(d)
+    for d in unique:
+        d.specific = d.source != "recheck" and identifies(d.question, d.episode_id, told_by_id)
+    return unique
+
+
+@dataclass
+class Retirement:
+    """An earlier dream that tonight's episode corrects, and tonight's answer to the same question."""
+
+    old: dict  # the earlier dream, as kept (`Dream.to_dict`)
+    new: Dream | None  # tonight's best answer to its question (None: retired with its episode's old value)
+    stale: set[str] = field(default_factory=set)  # the old value's words: a reply naming them is out of date
+
+    def to_dict(self) -> dict:
+        return {"question": self.old["question"], "answer": self.old["answer"], "night": self.old.get("night"),
+                "episode_id": self.old["episode_id"], "old_values": sorted(self.stale),
+                "by_episode": None if self.new is None else self.new.episode_id,
+                "new_answer": None if self.new is None else self.new.answer}
+
+
+@dataclass
+class NightDreams:
+    """What dreaming returns: tonight's kept dreams (probes among them) and the earlier dreams retired."""
+
+    dreams: list[Dream]
+    retired: list[Retirement] = field(default_factory=list)
+
+    def retired_keys(self) -> set[tuple]:
+        return {dream_key(r.old) for r in self.retired}
+
+
+def dream_key(d: dict) -> tuple:
+    """What tells one kept dream from another across nights."""
+    return d["episode_id"], d.get("night"), d["question"], d["answer"]
 
 
 def dream(
@@ -348,38 +228,45 @@ def dream(
     night: str | None = None,
     progress=None,
     writer: Sequence[str] | None = None,
-) -> list[Dream]:
+    earlier: Sequence[dict] = (),
+) -> NightDreams:
     """Write, score and select tonight's dreams. `model` is the current model (teacher and student).
 
     `writer`: adapters that write the answers instead (the SEAL dream writer, `trainer.seal`); the
     questions, the scores and the cached teacher logits stay the current model's.
     A question that does not single out its episode among tonight's (`identifies`) is marked
     `specific=False`: it trains but is never held out as a probe.
-    Returns the kept dreams, the held-out probes among them (`held_out=True`).
+    `earlier`: earlier nights' kept dreams; with `recheck_questions` the ones tonight corrects are retired.
     """
     rng = random.Random(config.seed)
     by_id = {str(e.get("id", "")): e for e in episodes}
-    told = {eid: told_text(e) for eid, e in by_id.items()}
-    written = model_questions(model, tokenizer, episodes, config)
-    candidates: list[Dream] = []
-    for episode, extra in zip(episodes, written):
-        eid = str(episode.get("id", ""))
-        for q in template_questions(episode, config, rng):
-            candidates.append(Dream(eid, q, "", "template", night=night))
-        clozes = cloze_questions(episode, config.cloze_questions)
-        if config.key_cloze:
-            clozes += key_cloze_questions(episode, eid, told)
-        for q in dict.fromkeys(clozes):
-            candidates.append(Dream(eid, q, "", "template", night=night, cloze=True))
-        for q in extra:
-            candidates.append(Dream(eid, q, "", "model", night=night))
-    for d in candidates:
-        d.specific = identifies(d.question, d.episode_id, told)
+    told_by_id = {eid: told_text(e) for eid, e in by_id.items()}
+    views = episode_windows(tokenizer, episodes, config)
+    flat = [(eid, w, m) for eid in by_id for w, m in enumerate(views[eid])]
+    written = model_questions(model, tokenizer, flat, config)
+    rechecks = recheck_questions(earlier, told_by_id, config.recheck_questions)
+    candidates = candidates_of(tokenizer, episodes, views, told_by_id, rechecks, written, config, rng, night)
     if not candidates:
-        return []
-    # The in-context teacher answers: greedy first, then samples.
-    prompts = [render(tokenizer, fitted_messages(tokenizer, by_id[d.episode_id], config)
-                      + [{"role": "user", "content": d.question}], config.system_prompt) for d in candidates]
+        return NightDreams([])
+    answered = teacher_answers(model, tokenizer, candidates, views, config, night, progress, writer)
+    if config.quote_answers:
+        answered += quotes(tokenizer, candidates, views, config, night)
+    score(model, tokenizer, answered, views, told_by_id, config)
+    retired = superseded(earlier, answered, told_by_id)
+    if retired:
+        answered = without_stale(tokenizer, model, answered, retired, views, told_by_id, config, night)
+        for r in retired:  # the answer that replaces the old one: tonight's best that names no old value
+            if r.new is not None:
+                replacing = [d for d in answered if d.question == r.new.question and d.episode_id == r.new.episode_id]
+                r.new = max(replacing, key=lambda d: d.score, default=None)
+    return NightDreams(select(answered, config, rng), retired)
+
+
+def teacher_answers(model, tokenizer, candidates: Sequence[Dream], views: dict[str, list[Messages]],
+                    config: SleepConfig, night, progress, writer) -> list[Dream]:
+    """The in-context teacher's answers to every candidate question: greedy first, then samples."""
+    prompts = [render(tokenizer, views[d.episode_id][d.window] + [{"role": "user", "content": d.question}],
+                      config.system_prompt) for d in candidates]
     answered: list[Dream] = []
     for k in range(config.answers_per_question):
         with adapters(model, writer) if writer else nullcontext():
@@ -390,31 +277,104 @@ def dream(
             text = decode(tokenizer, ids)
             if text:
                 answered.append(Dream(d.episode_id, d.question, text, d.source, night=night, specific=d.specific,
-                                      cloze=d.cloze))
+                                      cloze=d.cloze, window=d.window))
         if progress:
             progress("dream", k + 1, config.answers_per_question, None)
-    if config.quote_answers:
-        answered += [Dream(d.episode_id, d.question, quote(by_id[d.episode_id], d.question, tokenizer,
-                                                             config.dream_max_new_tokens), "quote", night=night,
-                           specific=d.specific, cloze=d.cloze) for d in candidates]
-    score(model, tokenizer, answered, by_id, config)
-    return select(answered, config, rng)
+    return answered
+
+
+def quotes(tokenizer, candidates: Sequence[Dream], views: dict[str, list[Messages]], config: SleepConfig, night,
+           avoid: dict[str, set[str]] | None = None) -> list[Dream]:
+    """Each question answered with its window's told sentences about it (`episodes.quote`)."""
+    out = []
+    for d in candidates:
+        text = quote(views[d.episode_id][d.window], d.question, tokenizer, config.dream_max_new_tokens,
+                     prompt_words=PROMPT_WORDS, avoid=(avoid or {}).get(d.episode_id, ()))
+        if text:
+            out.append(Dream(d.episode_id, d.question, text, "quote" if d.source != "recheck" else "recheck",
+                             night=night, specific=d.specific, cloze=d.cloze, window=d.window))
+    return out
+
+
+def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: dict[str, str]) -> list[Retirement]:
+    """The earlier dreams tonight corrects. An earlier question asked again of tonight's episode
+    (`recheck_questions`) whose best grounded answer names a value the earlier dream did not, where the
+    episode also names the old value ("she left Gorbel") or says the same kind of fact (a word of the old
+    answer besides its names and value: "works"), supersedes every earlier dream of that question; every
+    other earlier dream of the same episode that names a superseded value goes with it. A person has many
+    facts, the user's dog one name: words that only join a name to its value ("called") show the same
+    kind of fact for the user's own things, never for a person."""
+    best: dict[str, Dream] = {}
+    for d in answered:
+        if d.source == "recheck" and d.key_terms and (d.question not in best or d.score > best[d.question].score):
+            best[d.question] = d
+    retired: dict[tuple, Retirement] = {}
+    old_values: dict[str, set[str]] = {}
+    for old in earlier:
+        new = best.get(old["question"])
+        values = value_words(old["answer"], old.get("key_terms") or ())
+        if new is None or not values or not set(new.key_terms) - set(old.get("key_terms") or ()):
+            continue
+        said = words(told_by_id[new.episode_id])
+        about, naming = subject(old["question"])
+        kind = words(old["answer"]) - values - about - _DISCOURSE
+        if naming != "mine":
+            kind -= _GLUE
+        if values & said or kind & said:
+            retired[dream_key(old)] = Retirement(old, new, values - value_words(new.answer, new.key_terms))
+            old_values.setdefault(old["episode_id"], set()).update(retired[dream_key(old)].stale)
+    for old in earlier:  # the old episode's other dreams that still say a superseded value
+        values = old_values.get(old["episode_id"], set())
+        if dream_key(old) not in retired and values & words(old["answer"]):
+            retired[dream_key(old)] = Retirement(old, None, values & words(old["answer"]))
+    return list(retired.values())
+
+
+def value_words(answer: str, key_terms: Sequence[str]) -> set[str]:
+    """The words of an answer's value: its last run of key terms ("bakery called Gorbel"), less the words
+    that only join a name to it."""
+    start = value_start(answer, set(key_terms))
+    if start is None:
+        return set()
+    return words(" ".join(answer.split()[start:])) & set(key_terms) - _GLUE - _DISCOURSE
+
+
+def without_stale(tokenizer, model, answered: list[Dream], retired: Sequence[Retirement],
+                  views: dict[str, list[Messages]], told_by_id: dict[str, str], config: SleepConfig,
+                  night) -> list[Dream]:
+    """Tonight's dreams less those of a correcting episode that still name a value it corrects (its own
+    words "she left Gorbel" would teach the old value again); their quotes are written again without the
+    clauses that name it, and scored."""
+    stale: dict[str, set[str]] = {}
+    for r in retired:
+        if r.new is not None:
+            stale.setdefault(r.new.episode_id, set()).update(r.stale)
+    is_stale = [bool(stale.get(d.episode_id, set()) & words(d.answer)) for d in answered]
+    dropped = {(d.episode_id, d.window, d.question, d.source, d.cloze, d.specific)
+               for d, bad in zip(answered, is_stale) if bad}
+    for d, bad in zip(answered, is_stale):
+        if bad:
+            d.teacher_logits = None
+    requoted = quotes(tokenizer, [Dream(e, q, "", source, cloze=c, specific=s, window=w)
+                                  for e, w, q, source, c, s in sorted(dropped)], views, config, night, avoid=stale)
+    requoted = [d for d in requoted if not stale[d.episode_id] & words(d.answer)]
+    score(model, tokenizer, requoted, views, told_by_id, config)
+    return [d for d, bad in zip(answered, is_stale) if not bad] + requoted
 
 
 @torch.no_grad()
-def score(model, tokenizer, dreams: list[Dream], episodes: dict[str, dict], config: SleepConfig,
-          batch_size: int = 8) -> None:
-    """Fill agreement, teacher loss (with the episode) and student loss (without it) of each dream."""
+def score(model, tokenizer, dreams: list[Dream], views: dict[str, list[Messages]], told_by_id: dict[str, str],
+          config: SleepConfig, batch_size: int = 8) -> None:
+    """Fill agreement, teacher loss (with the dream's window in context) and student loss (without it)."""
     pad = tokenizer.pad_token_id
-    told = {eid: told_text(e) for eid, e in episodes.items()}
     for d in dreams:
-        d.agreement, d.key_terms = agreement(d.answer, told[d.episode_id], d.question)
-        d.key_terms = distinctive(d.key_terms, d.episode_id, told)
+        d.agreement, d.key_terms = agreement(d.answer, told_by_id[d.episode_id], d.question)
+        d.key_terms = distinctive(d.key_terms, d.episode_id, told_by_id)
     for start in range(0, len(dreams), batch_size):
         chunk = dreams[start:start + batch_size]
         conts = [answer_ids(tokenizer, d.answer) for d in chunk]
-        with_ctx = [render(tokenizer, fitted_messages(tokenizer, episodes[d.episode_id], config)
-                           + [{"role": "user", "content": d.question}], config.system_prompt) for d in chunk]
+        with_ctx = [render(tokenizer, views[d.episode_id][d.window] + [{"role": "user", "content": d.question}],
+                           config.system_prompt) for d in chunk]
         without = [render(tokenizer, [{"role": "user", "content": d.question}], config.system_prompt) for d in chunk]
         for prompts, attr in ((with_ctx, "teacher_loss"), (without, "student_loss")):
             logits, targets, mask = continuation_logits(model, prompts, conts, pad)

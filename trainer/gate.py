@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from trainer.chat import answers
 from trainer.config import SleepConfig
-from trainer.dreaming import Dream, words
+from trainer.dreaming import Dream
+from trainer.text import words
 from trainer.experts import adapters
 from trainer.likelihood import Likelihood, LikelihoodShift, likelihoods
 

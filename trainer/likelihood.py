@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from trainer.chat import answer_ids, continuation_logits, end_of_turn, render
-from trainer.dreaming import key_term_spans
+from trainer.text import key_term_spans
 from trainer.losses import token_logprobs
 
 Item = tuple[str, str, Sequence[str]]  # (question, answer, key terms)

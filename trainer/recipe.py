@@ -28,7 +28,8 @@ import torch
 from trainer import gate, prompts, seal
 from trainer.chat import answers, load_model, render
 from trainer.config import SleepConfig
-from trainer.dreaming import Dream, dream, rival_answers
+from trainer.binding import rival_answers
+from trainer.dreaming import Dream, Retirement, dream, dream_key
 from trainer.experts import (
     EXPERT,
     MEMORY,
@@ -47,6 +48,7 @@ from trainer.experts import (
 )
 from trainer.seeding import Example, binding_pair, build_example, cache_teacher, dream_example, seed
 from trainer.semantic import load_similarity
+from trainer.text import words
 
 Progress = Callable[[str, int, int, float | None], None]
 
@@ -104,8 +106,12 @@ def sleep(
 
     # --- dream: the current model, with each episode in context, writes tonight's dreams ------------
     with timed(seconds, "dream"), adapters(model, served.teacher):
-        dreams = dream(model, tokenizer, episodes, config, night=night, progress=progress, writer=writer)
+        night_dreams = dream(model, tokenizer, episodes, config, night=night, progress=progress, writer=writer,
+                             earlier=earlier_dreams)
     seal.unload_writer(model, writer)
+    dreams, retired = night_dreams.dreams, night_dreams.retired
+    # a corrected fact's earlier dreams leave replay, the gate's retention sample and the kept dreams
+    earlier_dreams = [d for d in earlier_dreams if dream_key(d) not in night_dreams.retired_keys()]
     probes = [d for d in dreams if d.held_out]
     trained = [d for d in dreams if not d.held_out]
 
@@ -129,7 +135,7 @@ def sleep(
     with timed(seconds, "seed"):
         model, grown = grow(model, served, config)
         night_set = training_set(model, tokenizer, episodes, trained, earlier_dreams, reading, served.teacher,
-                                 config)
+                                 config, retired)
         bar = None
         if show_progress:
             from tqdm.auto import tqdm
@@ -160,7 +166,8 @@ def sleep(
         seal_metrics = {**writer_night.metrics, "writer": {**writer_night.writer_metrics, "path": str(path)}}
     seconds["total"] = time.monotonic() - started
     metrics = {**verdict.metrics, **night_metrics(model, trained, night_set, experts, grown, served, config),
-               "train": train_metrics, "seal": seal_metrics, "seconds": seconds}
+               "retired": [r.to_dict() for r in retired], "train": train_metrics, "seal": seal_metrics,
+               "seconds": seconds}
     accepted = not verdict.reasons
     write_night(out_dir, dreams, {"accepted": accepted, "reasons": verdict.reasons, **metrics})
     report("save", 1, 1, None)
@@ -267,10 +274,12 @@ class NightSet:
 
 
 def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[Dream],
-                 earlier_dreams: Sequence[dict], reading: gate.ServedReading, teacher, config: SleepConfig) -> NightSet:
+                 earlier_dreams: Sequence[dict], reading: gate.ServedReading, teacher, config: SleepConfig,
+                 retired: Sequence[Retirement] = ()) -> NightSet:
     """Tonight's dreams (the in-context teacher's cached logits), earlier nights' dreams replayed with the
     served model as teacher, general prompts (the base's or the served model's replies), the binding
-    pairs, and the teacher logits of every example not cached yet."""
+    pairs (rival people's values, and each corrected answer's old value: the new answer must win over
+    it), and the teacher logits of every example not cached yet."""
     by_id = {str(e.get("id", "")): e for e in episodes}
     examples: list[Example] = []
     for d in trained:
@@ -300,6 +309,8 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
     if config.binding_weight > 0:
         binding = [binding_pair(tokenizer, own, rival, config)
                    for own, rival in rival_answers(trained, earlier_trained)]
+        binding += [binding_pair(tokenizer, r.new, r.old["answer"], config)
+                    for r in retired if r.new is not None and words(r.new.answer) != words(r.old["answer"])]
     cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])
     return NightSet(examples, binding, len(replayable), general)
 

@@ -44,7 +44,8 @@ from peft import PeftModel
 
 from trainer.chat import answer_ids, continuation_logits, render
 from trainer.config import SleepConfig
-from trainer.dreaming import Dream, fitted_messages
+from trainer.dreaming import Dream
+from trainer.episodes import windows
 from trainer.experts import EXPERT, Factors, adapter_factors, adapters, grow_expert, save_adapter
 from trainer.gate import recalls
 from trainer.losses import token_logprobs
@@ -228,7 +229,7 @@ def train_writer(model, tokenizer, winners: Sequence[Dream], episodes: Sequence[
     if not winners or config.seal_writer_steps == 0:
         return None, {"pairs": len(winners), "steps": 0}
     by_id = {str(e.get("id", "")): e for e in episodes}
-    pairs = [(render(tokenizer, fitted_messages(tokenizer, by_id[d.episode_id], config)
+    pairs = [(render(tokenizer, windows(tokenizer, by_id[d.episode_id], config)[d.window]
                      + [{"role": "user", "content": d.question}], config.system_prompt),
               answer_ids(tokenizer, d.answer)) for d in winners]
     rng = random.Random(config.seed)

@@ -25,7 +25,8 @@ import torch
 
 from trainer.chat import answer_ids, continuation_logits, decode, generate, render
 from trainer.config import SleepConfig
-from trainer.dreaming import Dream, fitted_messages
+from trainer.dreaming import Dream
+from trainer.episodes import windows
 from trainer.experts import adapters
 from trainer.losses import (binding_loss, generalized_jsd, imitation_reward, policy_gradient_loss, sequence_logprob,
                             token_logprobs)
@@ -58,7 +59,7 @@ def dream_example(tokenizer, d: Dream, episode: dict, teacher: Sequence[str] | N
     question = [{"role": "user", "content": d.question}]
     example = build_example(
         tokenizer, render(tokenizer, question, config.system_prompt),
-        render(tokenizer, fitted_messages(tokenizer, episode, config) + question, config.system_prompt),
+        render(tokenizer, windows(tokenizer, episode, config)[d.window] + question, config.system_prompt),
         d.answer, teacher, "tonight")
     example.cached = d.teacher_logits
     return example

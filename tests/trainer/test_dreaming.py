@@ -3,8 +3,10 @@
 import random
 
 from trainer.config import SleepConfig
-from trainer import dreaming
-from trainer.dreaming import Dream, agreement, cloze_questions, entities, select, template_questions, words
+from trainer import dreaming, questions
+from trainer.dreaming import Dream, agreement, select
+from trainer.questions import cloze_questions, template_questions
+from trainer.text import entities, words
 
 
 def test_entities_are_names_not_sentence_starts():
@@ -35,9 +37,9 @@ def test_templates_use_names_only():
     config = SleepConfig(template_questions=2, entities_per_episode=1, cloze_questions=2)
     episode = {"id": "x", "messages": [{"role": "user", "content": "Mirpa Lovos's parrot is Lodun."}],
                "probes": [{"question": "SECRET", "answers": ["SECRET"]}], "relation": "SECRET"}
-    questions = template_questions(episode, config, random.Random(0))
+    questions = template_questions(episode["messages"], config, random.Random(0))
     assert questions == ["Repeat what I told you about Mirpa Lovos.", "What do you know about Mirpa Lovos?"]
-    clozes = cloze_questions(episode, config.cloze_questions)
+    clozes = cloze_questions(episode["messages"], config.cloze_questions)
     assert clozes == ['Continue what I told you: "Mirpa Lovos\'s ..."', "Repeat what I told you about Mirpa Lovos's."]
     assert not any("SECRET" in q for q in questions + clozes)
 
@@ -56,26 +58,34 @@ def test_select_holds_out_probes_and_keeps_top_k_plus_random():
     assert all(d.answer != "ungrounded" for d in kept)
 
 
-def test_long_episodes_are_cut_to_fit(tiny_model_dir):
+def test_long_episodes_are_read_in_overlapping_windows_that_fit(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from trainer.dreaming import fitted_messages
+    from trainer.episodes import message_tokens, window_budget, windows
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     config = SleepConfig(max_seq_len=120, dream_max_new_tokens=16)
     episode = {"messages": [{"role": "user", "content": "old " * 200},
                             {"role": "assistant", "content": "fine"},
                             {"role": "user", "content": "Mirpa Lovos's parrot is Lodun."}]}
-    kept = fitted_messages(tokenizer, episode, config)
-    assert kept[-1]["content"] == "Mirpa Lovos's parrot is Lodun."
-    total = sum(len(tokenizer.encode(m["content"])) + 4 for m in kept)
-    assert total <= 120 - 16 - 48 + 8
+    parts = windows(tokenizer, episode, config)
+    # the over-long message alone is cut to its last tokens; every other turn is whole in some window
+    assert parts[0][0]["content"].strip().startswith("old") and len(parts[0]) == 1
+    assert parts[-1][-1]["content"] == "Mirpa Lovos's parrot is Lodun."
+    assert all(sum(message_tokens(tokenizer, m) for m in w) <= window_budget(config) for w in parts)
     short = {"messages": episode["messages"][1:]}
-    assert fitted_messages(tokenizer, short, config) == short["messages"]
+    assert windows(tokenizer, short, config) == [short["messages"]]
+    # a long chat of short turns: consecutive windows share an exchange, together they hold every turn
+    chat = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"Turn {i} says something about day {i}."}
+            for i in range(24)]
+    parts = windows(tokenizer, {"messages": chat}, config)
+    assert len(parts) > 2
+    assert [m for w in parts for m in w if m not in [x for v in parts[:parts.index(w)] for x in v]] == chat
+    assert all(a[-2:] == b[:2] for a, b in zip(parts, parts[1:]))
 
 
 def test_an_echoed_acknowledgement_is_not_a_grounded_dream():
-    from trainer.dreaming import told_text
+    from trainer.episodes import told_text
 
     episode = {"messages": [{"role": "user", "content": "Beldun Rabel works as a beekeeper."},
                             {"role": "assistant", "content": "Nice, I'll keep that in mind!"}]}
@@ -87,7 +97,11 @@ def test_an_echoed_acknowledgement_is_not_a_grounded_dream():
 def test_a_quote_is_the_users_sentences_about_what_is_asked(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from trainer.dreaming import quote
+    from trainer import episodes
+    from trainer.questions import PROMPT_WORDS
+
+    def quote(episode, question, tokenizer, max_tokens):
+        return episodes.quote(episode["messages"], question, tokenizer, max_tokens, prompt_words=PROMPT_WORDS)
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     episode = {"messages": [{"role": "user", "content": "Mirpa Lovos's parrot is Lodun. Ann Lee likes tea!"},
@@ -119,13 +133,13 @@ def test_key_terms_are_what_only_this_episode_said():
     told = {"a": "My neighbour Dunshi Tenra just adopted a parrot called Tengor.",
             "b": "Quick update: Voska Gorlo's new parrot is named Loka!"}
     # "parrot" shows the topic, not which parrot: a reply naming it recalls neither episode
-    assert dreaming.distinctive(["adopted", "called", "parrot", "tengor"], "a", told) == ["adopted", "called", "tengor"]
-    assert dreaming.distinctive(["loka", "parrot"], "b", told) == ["loka"]
-    assert dreaming.distinctive(["parrot", "tengor"], "a", {"a": told["a"]}) == ["parrot", "tengor"]
+    assert questions.distinctive(["adopted", "called", "parrot", "tengor"], "a", told) == ["adopted", "called", "tengor"]
+    assert questions.distinctive(["loka", "parrot"], "b", told) == ["loka"]
+    assert questions.distinctive(["parrot", "tengor"], "a", {"a": told["a"]}) == ["parrot", "tengor"]
 
 
 def test_a_question_must_single_out_its_episode():
-    from trainer.dreaming import identifies
+    from trainer.questions import identifies
 
     told = {"a": "The door code for Kavos Belra's studio is 7896.",
             "b": "The door code for Gormir Shipa's studio is 3961.",
@@ -146,7 +160,9 @@ def test_a_question_shared_by_episodes_trains_but_is_never_a_probe(tiny_model_di
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainer.dreaming import dream, identifies, told_text
+    from trainer.dreaming import dream
+    from trainer.episodes import told_text
+    from trainer.questions import identifies
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
@@ -156,13 +172,13 @@ def test_a_question_shared_by_episodes_trains_but_is_never_a_probe(tiny_model_di
                 for eid, text in (("a", "The door code for Kavos Belra's studio is 7896."),
                                   ("b", "The door code for Gormir Shipa's studio is 3961."))]
     told = {e["id"]: told_text(e) for e in episodes}
-    kept = dream(model, tokenizer, episodes, config)
+    kept = dream(model, tokenizer, episodes, config).dreams
     assert all(d.specific == identifies(d.question, d.episode_id, told) for d in kept)
     shared = [d for d in kept if not d.specific]
     assert shared and all(not d.held_out for d in shared)  # trained: its answer states the whole fact
     assert any(d.held_out for d in kept) and all(d.specific for d in kept if d.held_out)
     # cloze prompts are marked, in either phrasing of the answer (the gate tells them from questions)
-    clozes = {e["id"]: set(cloze_questions(e, config.cloze_questions)) for e in episodes}
+    clozes = {e["id"]: set(cloze_questions(e["messages"], config.cloze_questions)) for e in episodes}
     assert any(d.cloze for d in kept) and any(not d.cloze for d in kept)
     assert all(d.cloze == (d.question in clozes[d.episode_id]) for d in kept)
 
@@ -170,7 +186,8 @@ def test_a_question_shared_by_episodes_trains_but_is_never_a_probe(tiny_model_di
 def test_key_cloze_stops_where_the_value_begins():
     """The cut falls before the statement's last run of words no other episode says: the person and the kind
     of fact stay in the prompt, the value ("Lodun", "ferry pilot") is what the teacher must say."""
-    from trainer.dreaming import key_cloze_questions, told_text
+    from trainer.episodes import told_text
+    from trainer.questions import key_cloze_questions
 
     episodes = {
         "a": {"messages": [{"role": "user", "content": "Quick update: Mirpa Lovos's new parrot is named Lodun! "
@@ -180,16 +197,16 @@ def test_key_cloze_stops_where_the_value_begins():
         "c": {"messages": [{"role": "user", "content": "Shira Lovos's new parrot is named Tenpa, at the harbour."}]},
     }
     told = {k: told_text(e) for k, e in episodes.items()}
-    assert key_cloze_questions(episodes["a"], "a", told) == [
+    assert key_cloze_questions(episodes["a"]["messages"], "a", told) == [
         'Continue what I told you: "Quick update: Mirpa Lovos\'s new parrot is named ..."']
-    assert key_cloze_questions(episodes["b"], "b", told) == ['Continue what I told you: "Kaett Dunvos works as a ..."']
+    assert key_cloze_questions(episodes["b"]["messages"], "b", told) == ['Continue what I told you: "Kaett Dunvos works as a ..."']
     # "Lovely bird." has no word of its own past a third token; the assistant's words are not the user's
-    assert key_cloze_questions(episodes["c"], "c", told) == [
+    assert key_cloze_questions(episodes["c"]["messages"], "c", told) == [
         'Continue what I told you: "Shira Lovos\'s new parrot is named ..."']
 
 
 def test_rival_answers_put_another_persons_value_of_the_same_kind_of_fact_in():
-    from trainer.dreaming import answer_segments, confusion_key, rival_answers
+    from trainer.binding import answer_segments, confusion_key, rival_answers
 
     def d(eid, question, answer, value, **fields):
         return Dream(eid, question, answer, source="quote", key_terms=[value], **fields)

@@ -12,7 +12,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer import dreaming
+from trainer import binding, dreaming
 from trainer.config import SleepConfig
 from trainer.experts import read_growth, skipping_layers
 from trainer.recipe import SleepResult, seed_deadline, sleep
@@ -344,7 +344,7 @@ def test_binding_pairs_tonights_people_with_earlier_nights_of_the_same_kind(tiny
     seen = []
 
     def spy(tonight, earlier):
-        pairs = dreaming.rival_answers(tonight, earlier)
+        pairs = binding.rival_answers(tonight, earlier)
         seen.extend(pairs)
         return pairs
 

@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trainer import dreaming, recipe, seal
 from trainer.config import SleepConfig
 from trainer.dreaming import Dream
+from trainer.text import words
 from trainer.recipe import sleep
 
 EPISODES = [
@@ -175,7 +176,7 @@ def grounded(monkeypatch):
     """A random model's answers never restate the episode: count every dream as grounded, on a word
     only its own episode says (the first of them in order)."""
     monkeypatch.setattr(dreaming, "agreement",
-                        lambda answer, episode, question: (0.5, [sorted(dreaming.words(episode))[0]]))
+                        lambda answer, episode, question: (0.5, [sorted(words(episode))[0]]))
 
 
 @pytest.fixture

@@ -1,0 +1,58 @@
+"""Corrections: an earlier question asked again of tonight's episode and answered with a new value of the
+same kind of fact supersedes the earlier dreams; a new, different fact about the same person does not."""
+
+from trainer.dreaming import Dream, dream_key, recheck_questions, superseded
+
+
+def old(question, answer, values, eid="old", night="1", **fields):
+    return Dream(eid, question, answer, "quote", key_terms=values, night=night, **fields).to_dict()
+
+
+EARLIER = [
+    old("Where does Tenett Mirbel work?", "Tenett Mirbel works at a bakery called Gorbel.", ["gorbel"]),
+    old("What do you know about Tenett Mirbel?", "Tenett Mirbel works at a bakery called Gorbel.", ["gorbel"]),
+    old('Continue what I told you: "Tenett Mirbel works at a bakery called ..."', "Gorbel.", ["gorbel"]),
+    old("What is my dog called?", "By the way, my dog is called Dunshi.", ["dunshi"], eid="dog"),
+]
+
+
+def recheck(eid, question, answer, values, score=1.0):
+    return Dream(eid, question, answer, "recheck", key_terms=values, score=score, specific=False)
+
+
+def test_earlier_questions_are_asked_again_of_an_episode_that_names_their_subject():
+    told = {"new": "Update on Tenett Mirbel: she left Gorbel, she works at Lobel now.", "x": "My train was late."}
+    asked = recheck_questions(EARLIER, told, limit=8)
+    assert asked == {"new": ["Where does Tenett Mirbel work?", "What do you know about Tenett Mirbel?",
+                             'Continue what I told you: "Tenett Mirbel works at a bakery called ..."']}
+    assert recheck_questions(EARLIER, told, limit=0) == {}
+
+
+def test_a_new_value_of_the_same_kind_of_fact_retires_the_old_dreams():
+    told = {"new": "Update on Tenett Mirbel: she left Gorbel, she works at Lobel now."}
+    answered = [recheck("new", "Where does Tenett Mirbel work?", "She works at Lobel now.", ["lobel"]),
+                recheck("new", "Where does Tenett Mirbel work?", "No idea.", [], score=5.0)]  # ungrounded: ignored
+    retired = superseded(EARLIER, answered, told)
+    keys = {dream_key(r.old) for r in retired}
+    # the question asked again, and the old episode's other dreams that still say Gorbel
+    assert keys == {dream_key(EARLIER[0]), dream_key(EARLIER[1]), dream_key(EARLIER[2])}
+    assert next(r for r in retired if r.old is EARLIER[0]).new.answer == "She works at Lobel now."
+    assert next(r for r in retired if r.old is EARLIER[2]).new is None
+    record = retired[0].to_dict()
+    assert record["old_values"] == ["gorbel"] and record["by_episode"] == "new"
+
+
+def test_a_different_fact_about_the_same_person_retires_nothing():
+    told = {"new": "Tenett Mirbel adopted a parrot called Lodun."}
+    answered = [recheck("new", "What do you know about Tenett Mirbel?", "She adopted a parrot called Lodun.",
+                        ["adopted", "parrot", "lodun"])]
+    assert superseded(EARLIER, answered, told) == []
+
+
+def test_the_same_value_again_is_no_correction():
+    told = {"new": "My dog Dunshi chewed my shoes again."}
+    answered = [recheck("new", "What is my dog called?", "Your dog is called Dunshi.", ["dunshi"])]
+    assert superseded(EARLIER, answered, told) == []
+    told = {"new": "Actually my dog is called Pamir now, we renamed him."}
+    answered = [recheck("new", "What is my dog called?", "Your dog is called Pamir.", ["pamir"])]
+    assert [r.old["answer"] for r in superseded(EARLIER, answered, told)] == ["By the way, my dog is called Dunshi."]

@@ -1,0 +1,73 @@
+"""What a night asks of what people really say: the user's own things, what the assistant was asked for,
+statements turned into their questions, and which turns of a chat carry information."""
+
+from trainer.episodes import asks, told, told_text, without_clauses
+from trainer.questions import handle_questions, handles, key_cloze_questions, statement_questions, turned_questions
+
+
+def chat(*turns):
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+
+
+def test_statements_turn_into_the_question_their_value_answers():
+    assert statement_questions("By the way, my dog is called") == ["What is my dog called?"]
+    assert statement_questions("I work at")[0] == "Where do I work?"
+    assert statement_questions("I was born in")[0] == "Where was I born?"
+    assert statement_questions("I drive a") == ["What do I drive?"]
+    assert statement_questions("I named my cactus") == ["What did I name my cactus?"]
+    assert statement_questions("my favourite band is") == ["What is my favourite band?"]
+    assert statement_questions("My sister studies") == ["What does my sister study?"]
+    assert "What does Kalo Loka's phone number end in?" in statement_questions("Kalo Loka's phone number ends in")
+    assert statement_questions("Pavos Katen lives in a town called") == [
+        "Which town does Pavos Katen live in?", "Where does Pavos Katen live?"]
+    assert statement_questions("Kaett Dunvos works as a") == ["What does Kaett Dunvos work as?"]
+    # a pronoun subject is the person named before it in the sentence; alone, it names no one
+    assert statement_questions("Update on Tenett Mirbel: she left Gorbel, she works at")[0] == \
+        "Where does Tenett Mirbel work?"
+    assert statement_questions("she works at") == []
+    assert statement_questions("Lovely") == []
+
+
+def test_handles_are_the_users_own_things():
+    assert handles("Can you suggest a name for my new kitten?") == ["new kitten", "kitten"]
+    assert handles("By the way, my dog is called Dunshi.") == ["dog"]
+    assert handles("Our cat Mimi is old.") == ["cat"]
+    assert handles("Mirpa Lovos's parrot is Lodun.") == []
+
+
+def test_a_request_makes_the_assistants_reply_information():
+    messages = chat("The weather has been awful, hasn't it?", "It sounds like a grey week.",
+                    "Can you suggest a name for my new kitten?", "How about Dunbel? It sounds friendly.",
+                    "By the way, my dog is called Dunshi.", "Thanks for telling me, I'll remember that.",
+                    "Did you know Kavos Mirra became a beekeeper?", "That's lovely to hear.",
+                    "Give my new sailing dinghy a name.", "I'd name it the Bello.")
+    assert [asks(m) for m in messages[::2]] == [True, True, False, False, True]
+    said = told(messages)
+    assert ("assistant", "How about Dunbel?") in [(t.role, t.text) for t in said]
+    assert ("assistant", "I'd name it the Bello.") in [(t.role, t.text) for t in said]
+    # an acknowledgement of a statement, and the reply to a question that tells, are filler
+    assert not any("remember that" in t.text or "lovely" in t.text for t in said)
+    assert "Dunbel" in told_text({"messages": messages})
+    questions = handle_questions(messages, 2)
+    assert "What did you suggest for my kitten?" in questions and "What is my dog called?" in questions
+    assert "What did you suggest for my dinghy?" in questions
+
+
+def test_the_assistants_words_are_continued_as_its_own():
+    messages = chat("Can you suggest a name for my new kitten?", "Maybe call it Dunbel, it sounds friendly.")
+    told_by_id = {"a": told_text({"messages": messages}), "b": "Can you suggest a new one? It sounds friendly."}
+    assert key_cloze_questions(messages, "a", told_by_id) == [
+        'Continue what I told you: "Can you suggest a name for my new ..."',
+        'Continue what you told me: "Maybe call it ..."']
+
+
+def test_turned_questions_come_from_told_user_sentences():
+    messages = chat("I finally finished that long novel.", "Congratulations!", "By the way, I work at Lobel.",
+                    "Good to know.")
+    told_by_id = {"a": told_text({"messages": messages}), "b": "I finally finished that long novel."}
+    assert turned_questions(messages, "a", told_by_id) == ["Where do I work?", "What do I work at?"]
+
+
+def test_clauses_naming_a_corrected_value_are_left_out():
+    assert without_clauses("She left Gorbel, she works at Lobel now.", {"gorbel"}) == "she works at Lobel now."
+    assert without_clauses("Nothing to drop here.", {"gorbel"}) == "Nothing to drop here."

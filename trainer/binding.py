@@ -1,0 +1,70 @@
+"""Binding pairs: a person's question answered with another person's value of the same kind of fact.
+
+Tonight's dreams and earlier nights' share kinds of fact ("'s new parrot is named"); what a night must not
+teach is one person's value given for another's question. `rival_answers` builds, for each dream, the
+same answer with a rival's value put in; the binding loss (`losses.binding_loss`) prefers the own answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from trainer.dreaming import Dream
+from trainer.questions import PROMPT_WORDS
+from trainer.text import mask_names, words
+
+
+def answer_segments(dream: Dream) -> list[tuple[str, str]]:
+    """The answer cut into ("text" | "name" | "value", text) runs: the value is what the answer adds that
+    only its episode says (`key_terms`), the name what the question already names; the rest is how the
+    kind of fact is said ("Quick update: | Mirpa Lovos's | new parrot is named | Lodun!")."""
+    value = set(dream.key_terms)
+    named = words(dream.question) - PROMPT_WORDS
+    segments: list[tuple[str, str]] = []
+    for token in dream.answer.split():
+        found = words(token)
+        kind = "value" if found & value else "name" if found & named else "text"
+        if segments and segments[-1][0] == kind:
+            segments[-1] = (kind, f"{segments[-1][1]} {token}")
+        else:
+            segments.append((kind, token))
+    return segments
+
+
+def confusion_key(dream: Dream) -> tuple | None:
+    """What two people's dreams share when they ask and answer the same kind of fact: the question with
+    its names masked and the answer's text with its name and value cut out. None when nothing but names
+    and values would be left to say which kind of fact it is (a bare "Lodun!" to "What's new with _?")."""
+    segments = answer_segments(dream)
+    if not any(kind == "value" for kind, _ in segments):
+        return None
+    question = mask_names(dream.question)
+    template = tuple(text if kind == "text" else f"<{kind}>" for kind, text in segments)
+    said = words(question + " " + " ".join(t for t in template if not t.startswith("<")))
+    return (question, template) if said - PROMPT_WORDS else None
+
+
+def rival_answers(tonight: Sequence[Dream], earlier: Sequence[Dream] = ()) -> list[tuple[Dream, str]]:
+    """(own dream, rival answer) pairs: one person's question answered in their own words with another
+    person's value of the same kind of fact put in ("Quick update: Mirpa Lovos's new parrot is named
+    Kalo!"), the confusion a night's training must not teach (a later night's parrot name given for an
+    earlier night's person). Dreams pair when `confusion_key` matches across episodes and the values
+    differ, at least one of the two tonight's: tonight's people against each other and against earlier
+    nights', both ways. Held-out probes and ungrounded dreams take no part."""
+    groups: dict[tuple, list[tuple[Dream, bool, list[tuple[str, str]]]]] = {}
+    for fresh, dreams in ((True, tonight), (False, earlier)):
+        for d in dreams:
+            key = None if d.held_out or not d.key_terms else confusion_key(d)
+            if key is not None:
+                groups.setdefault(key, []).append((d, fresh, answer_segments(d)))
+    pairs: dict[tuple[str, str, str], tuple[Dream, str]] = {}
+    for group in groups.values():
+        for own, own_fresh, segments in group:
+            for rival, rival_fresh, rival_segments in group:
+                if own.episode_id == rival.episode_id or not (own_fresh or rival_fresh):
+                    continue
+                values = iter(text for kind, text in rival_segments if kind == "value")
+                answer = " ".join(next(values) if kind == "value" else text for kind, text in segments)
+                if words(answer) != words(own.answer):
+                    pairs.setdefault((own.question, own.answer, answer), (own, answer))
+    return list(pairs.values())

@@ -1,0 +1,76 @@
+"""Words as the trainer compares them: content words, names, sentences. Pure string functions, no model.
+
+Everything that decides whether two texts say the same thing (a dream's key terms, a reply that recalls
+them, which episode a question names) goes through `words`, so they all agree on what a word is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+STOPWORDS = set(
+    """a an the and or but if of in on at to for from by with about as is are was were be been being am
+    i me my mine you your yours he him his she her hers it its we us our they them their this that these
+    those there here what which who whom whose when where why how do does did done have has had having
+    not no yes so very just also too can could will would shall should may might must than then now
+    new one some any all into over under up down out again more most such only own same other told tell
+    said say know remind repeat summarize sentence happened what's that's it's i'm i'll i've you're
+    thanks thank got noted lovely hear great good okay ok sure really quick update heard did""".split()
+)
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
+_NAME = re.compile(r"(?:[A-Z][\w\-]+)(?:\s+[A-Z][\w\-]+)*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def normal(word: str) -> str:
+    """A word as `words` and `key_term_spans` compare it: lower-cased, possessive stripped."""
+    return word.lower().removesuffix("'s").strip("'-")
+
+
+def words(text: str) -> set[str]:
+    """Lower-cased content words (no stop words, possessives stripped)."""
+    out = set()
+    for w in _WORD.findall(text):
+        w = normal(w)
+        if len(w) >= 2 and w not in STOPWORDS:
+            out.add(w)
+    return out
+
+
+def key_term_spans(text: str, key_terms: Sequence[str]) -> list[tuple[int, int]]:
+    """Character spans of the words of `text` that `words` reads as one of `key_terms`."""
+    keys = set(key_terms)
+    return [match.span() for match in _WORD.finditer(text) if normal(match.group()) in keys]
+
+
+def sentences(text: str) -> list[str]:
+    """A text's sentences (split after . ! ? and at line breaks), stripped, empty ones dropped."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def entities(text: str, limit: int) -> list[str]:
+    """Names in a text, relation-agnostic: capitalised word runs; multi-word names first.
+
+    A single capitalised word that starts a sentence is ignored (it is usually just capitalised).
+    """
+    found: list[tuple[int, str]] = []
+    for sentence in re.split(r"(?<=[.!?:;])\s+|\n+", text):
+        for match in _NAME.finditer(sentence):
+            name = match.group(0).removesuffix("'s")
+            parts = name.split()
+            if match.start() == 0 and parts[0].lower() in STOPWORDS | {"remember", "did", "my", "the", "quick"}:
+                parts = parts[1:]
+            if not parts or (match.start() == 0 and len(parts) == 1 and len(name.split()) == 1):
+                continue
+            name = " ".join(parts)
+            if name.lower() in STOPWORDS:
+                continue
+            found.append((len(parts), name))
+    ordered = [n for _, n in sorted(found, key=lambda t: -t[0])]
+    return list(dict.fromkeys(ordered))[:limit]
+
+
+def mask_names(text: str) -> str:
+    """The text with every capitalised word run replaced by `_`."""
+    return _NAME.sub("_", text)
