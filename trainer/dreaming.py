@@ -34,6 +34,8 @@ from trainer.losses import token_logprobs
 from trainer.questions import (
     PROMPT_WORDS,
     QUESTION_PROMPT,
+    about_something,
+    asks_what_you_said,
     cloze_questions,
     distinctive,
     handle_questions,
@@ -161,9 +163,11 @@ def candidates_of(tokenizer, episodes: Sequence[dict], views: dict[str, list[Mes
     for episode in episodes:
         eid = str(episode.get("id", ""))
         for w, messages in enumerate(views[eid]):
+            said = words(told_text({"messages": messages}))
+
             def add(questions, source="template", cloze=False):
                 candidates.extend(Dream(eid, q, "", source, night=night, cloze=cloze, window=w)
-                                  for q in dict.fromkeys(questions))
+                                  for q in dict.fromkeys(questions) if about_something(q, said))
             add(template_questions(messages, config, rng))
             if config.handle_questions:
                 add(handle_questions(messages, config.handle_questions))
@@ -289,7 +293,8 @@ def quotes(tokenizer, candidates: Sequence[Dream], views: dict[str, list[Message
     out = []
     for d in candidates:
         text = quote(views[d.episode_id][d.window], d.question, tokenizer, config.dream_max_new_tokens,
-                     prompt_words=PROMPT_WORDS, avoid=(avoid or {}).get(d.episode_id, ()))
+                     prompt_words=PROMPT_WORDS, avoid=(avoid or {}).get(d.episode_id, ()),
+                     replies_only=asks_what_you_said(d.question))
         if text:
             out.append(Dream(d.episode_id, d.question, text, "quote" if d.source != "recheck" else "recheck",
                              night=night, specific=d.specific, cloze=d.cloze, window=d.window))

@@ -116,20 +116,23 @@ def windows(tokenizer, episode: dict, config) -> list[Messages]:
 
 
 def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prompt_words: Collection[str] = (),
-          avoid: Collection[str] = ()) -> str:
+          avoid: Collection[str] = (), replies_only: bool = False) -> str:
     """The told sentences about what a question names (all of them when it names none), cut to
     `max_tokens`: a restatement the in-context teacher scores token by token without having to write it
     (a 135M teacher often replies "Noted!" instead of restating). A matching sentence that asks the
     assistant for something brings the assistant's reply along (the suggestion is the answer). Clauses
-    naming a word of `avoid` (a value the chat corrects) are left out."""
+    naming a word of `avoid` (a value the chat corrects) are left out. `replies_only` (the question asks
+    what the assistant said): only the assistant's replies to the matching requests."""
     asked = words(question) - set(prompt_words)
     said = told(messages)
     about = [t for t in said if words(t.text) & asked] or said
     parts: list[str] = []
     for t in about:
-        parts.append(t.text)
-        if t.role == "user" and asks(messages[t.turn]) and t.turn + 1 < len(messages) \
-                and messages[t.turn + 1]["role"] == "assistant":
+        replied = t.role == "user" and asks(messages[t.turn]) and t.turn + 1 < len(messages) \
+            and messages[t.turn + 1]["role"] == "assistant"
+        if not (replies_only and replied):
+            parts.append(t.text)
+        if replied:
             parts.append(messages[t.turn + 1]["content"])
     text = " ".join(dict.fromkeys(parts))
     if avoid:

@@ -53,6 +53,17 @@ QUESTION_PROMPT = (
 PROMPT_WORDS = words(" ".join(TEMPLATES + MINE + ASKED + CLOZE + (CLOZE_BY_ASSISTANT, RESTATE, QUESTION_PROMPT)))
 
 
+def about_something(question: str, told_words: set[str]) -> bool:
+    """Whether a question names something the chat told (a cloze of "I might ..." names nothing): one
+    that names nothing would be answered with the whole chat."""
+    return question == RESTATE or bool((words(question) - PROMPT_WORDS) & told_words)
+
+
+def asks_what_you_said(question: str) -> bool:
+    """Whether a question asks what the assistant said (`ASKED`): its answer is the assistant's reply."""
+    return bool(re.search(r"\b(?:did you|you (?:suggest|say|recommend|come|told))\b", question, re.IGNORECASE))
+
+
 def identifies(question: str, episode_id: str, told_by_id: dict[str, str]) -> bool:
     """Whether the episode's words a question names are not all said in any other episode (the pair
     "Voska Belshi" singles out one person even when another is called Voska). One that does not asks the
@@ -169,6 +180,7 @@ _VAGUE = {"he", "she", "it", "they", "this", "that", "there"}
 _COPULA = {"is", "are", "was", "were"}
 _PLACE = {"in", "at", "near", "on", "from", "to"}
 _ARTICLES = {"a", "an", "the"}
+_MODAL = {"might", "may", "will", "would", "can", "could", "should", "must", "shall", "am", "'m", "think", "guess"}
 _PAST = {"was", "were", "had", "got", "bought", "went", "took", "made", "gave", "found", "met", "saw", "left", "sold",
          "grew", "became", "began", "chose", "wrote", "won", "built", "drove", "ran", "kept", "brought", "named"}
 
@@ -177,7 +189,7 @@ def _verb_at(tokens: Sequence[str]) -> int | None:
     """Where the sentence's verb is: right after a pronoun subject, else the first copula or
     third-person/past verb after the subject."""
     if tokens[0].lower() in _PRONOUNS:
-        return 1 if len(tokens) > 1 else None
+        return 1 if len(tokens) > 1 and tokens[1].lower() not in _MODAL else None
     for i, token in enumerate(tokens[1:], 1):
         low = token.lower()
         if low in _COPULA or low in ("has", "had"):
@@ -261,7 +273,7 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
     """`statement_questions` of every told user sentence, cut where its value begins."""
     out: list[str] = []
     for t in told(messages):
-        if t.role != "user":
+        if t.role != "user" or t.text.endswith("?"):  # a question states nothing to turn
             continue
         start = value_start(t.text, set(distinctive(sorted(words(t.text)), episode_id, told_by_id)))
         if start:
