@@ -103,7 +103,11 @@ class SleepConfig:
     )
     max_lora_rank: int = _f(64, "rank budget of the served adapter; a vLLM --max-lora-rank value.")
     grown_layers: int = _f(1, "decoder layers added per night in `layers` growth mode.")
-    steps: int = _f(60, "optimizer steps of knowledge seeding.")
+    steps: int = _f(60, "optimizer steps of knowledge seeding (the most, with `steps_per_dream`).")
+    steps_per_dream: float | None = _f(
+        None, "scale seeding with the backlog: round(steps_per_dream x tonight's trained dreams) steps, at least "
+        "`min_steps` and at most `steps` (None: always `steps`). The night budget still cuts what does not fit.")
+    min_steps: int = _f(20, "fewest seeding steps of a night that scales with its backlog (`steps_per_dream`).")
     night_seconds: float | None = _f(
         None, "time budget of one night, setup to save (None: no limit). After its first few steps, seeding "
         "plans how many of `steps` fit before the night must end (keeping room for the gate, estimated from "
@@ -189,6 +193,13 @@ class SleepConfig:
         0.25, "likelihood gate: the base's replies to the held-out general prompts may lose at most this "
               "(nats per token).")
 
+    def for_backlog(self, dreams: int) -> SleepConfig:
+        """This config with `steps` set for a night of `dreams` trained dreams (`steps_per_dream`)."""
+        if self.steps_per_dream is None:
+            return self
+        steps = min(self.steps, max(self.min_steps, round(self.steps_per_dream * dreams)))
+        return dataclasses.replace(self, steps=steps)
+
     def __post_init__(self) -> None:
         checks = [
             (self.dtype in DTYPES + ("auto",), f"dtype must be one of {DTYPES + ('auto',)}, not {self.dtype!r}."),
@@ -202,6 +213,8 @@ class SleepConfig:
             (self.expert_alpha > 0, "expert_alpha must be positive."),
             (self.torch_threads is None or self.torch_threads >= 1, "torch_threads must be at least 1."),
             (self.steps >= 0, "steps must not be negative."),
+            (self.steps_per_dream is None or self.steps_per_dream > 0, "steps_per_dream must be positive (or None)."),
+            (0 <= self.min_steps, "min_steps must not be negative."),
             (self.night_seconds is None or self.night_seconds > 0, "night_seconds must be positive (or None)."),
             (self.batch_size >= 1, "batch_size must be at least 1."),
             (self.learning_rate > 0, "learning_rate must be positive."),

@@ -131,7 +131,8 @@ def sleep(
         dreams = [d for d in dreams if d.held_out or id(d) in kept]
         trained = writer_night.kept
 
-    # --- seed: grow tonight's expert (or layers) and train only it ----------------------------------
+    # --- seed: grow tonight's expert (or layers) and train only it, for as long as the backlog needs ------
+    config = config.for_backlog(len(trained))
     with timed(seconds, "seed"):
         model, grown = grow(model, served, config)
         night_set = training_set(model, tokenizer, episodes, trained, earlier_dreams, reading, served.teacher,

@@ -46,8 +46,16 @@ def test_every_field_has_help():
         ({"gate_reading": "lenient"}, "gate_reading must be one of"),
         ({"max_general_logprob_drop": -0.1}, "must not be negative"),
         ({"night_seconds": 0}, "night_seconds must be positive"),
+        ({"steps_per_dream": 0}, "steps_per_dream must be positive"),
+        ({"handle_questions": -1}, "question counts must not be negative"),
     ],
 )
 def test_range_checks_raise_a_sentence(change, words):
     with pytest.raises(ValueError, match=words):
         SleepConfig(**change)
+
+
+def test_a_night_scales_its_steps_with_its_dreams():
+    config = SleepConfig(steps=200, steps_per_dream=0.5, min_steps=20)
+    assert [config.for_backlog(n).steps for n in (0, 10, 60, 100, 1000)] == [20, 20, 30, 50, 200]
+    assert SleepConfig(steps=60).for_backlog(1000).steps == 60  # no scaling: always `steps`
