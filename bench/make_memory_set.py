@@ -30,7 +30,8 @@ ACKS = ["Thanks, I'll keep that in mind.", "Noted!", "Good to know, thanks.", "G
         "Lovely, thanks for sharing.", "Understood.", "Oh nice, noted.", "Thanks for the update.", "Okay, got it."]
 
 SMALL_TALK = [
-    ("I can't believe it's already the middle of the month.", "Time really does fly. Anything planned for the rest of it?"),
+    ("I can't believe it's already the middle of the month.",
+     "Time really does fly. Anything planned for the rest of it?"),
     ("My coffee machine broke this morning.", "Oh no, that's a rough start. Instant coffee to the rescue?"),
     ("I've been trying to drink more water lately.", "That's a good habit. A bottle on your desk can help."),
     ("The neighbours were drilling all afternoon.", "That sounds exhausting. I hope it's finished now."),
@@ -78,7 +79,8 @@ FIRST = {
             ["What is my dog called?", "What's the name of my dog?", "What did we name our dog?"], "word", None, None),
     "cat": (["Our cat {v} sleeps on the radiator all day.", "My cat's name is {v}."],
             ["What is my cat's name?", "What's our cat called?"], "word", None, None),
-    "car": (["I drive a {v}, it's old but reliable.", "My car is a {v}."], ["What car do I drive?", "What kind of car do I have?"],
+    "car": (["I drive a {v}, it's old but reliable.", "My car is a {v}."],
+            ["What car do I drive?", "What kind of car do I have?"],
             "word", ["I sold the {o} and bought a {n}.", "I don't drive the {o} anymore, I got a {n}."],
             ["What car do I drive now?", "What kind of car do I have now?"]),
     "sister": (["My sister's name is {v}.", "My sister {v} is visiting next week."],
@@ -108,7 +110,8 @@ FIRST = {
     "bikelock": (["The code for my bike lock is {v}.", "My bike lock opens with {v}."],
                  ["What is the code of my bike lock?", "Which code opens my bike lock?"], "number",
                  ["I reset my bike lock, the code is {n} now, not {o}."], ["What is the code of my bike lock now?"]),
-    "boat": (["I keep a little rowing boat called the {v}."], ["What is my boat called?", "What's the name of my boat?"],
+    "boat": (["I keep a little rowing boat called the {v}."],
+             ["What is my boat called?", "What's the name of my boat?"],
              "word", None, None),
     "dish": (["My favourite dish is {v}, my grandmother's recipe.", "Nothing beats {v}, it's my favourite dish."],
              ["What is my favourite dish?", "Which dish do I like best?"], "word", None, None),
@@ -120,7 +123,8 @@ FIRST = {
     "fern": (["I named my fern {v}.", "My fern is called {v}, don't laugh."], ["What did I name my fern?",
                                                                                "What is my fern called?"], "word",
              None, None),
-    "flat": (["My flat number is {v}."], ["What is my flat number?", "Which flat number is mine?"], "number", None, None),
+    "flat": (["My flat number is {v}."], ["What is my flat number?", "Which flat number is mine?"], "number",
+             None, None),
     "cardgame": (["I've been learning an old card game called {v}."],
                  ["Which card game am I learning?", "What card game have I been learning?"], "word", None, None),
     "team": (["I support {v} United.", "I've supported {v} United since I was a kid."],
@@ -142,7 +146,8 @@ THIRD = {
                    "My colleague {p} works at a bakery named {v}."],
                   ["Where does {p} work?", "What's the name of the place {p} works at?"], "word",
                   ["Actually, {p} doesn't work at {o} anymore, {s} works at {n} now.",
-                   "{p} left {o}; {s} is at {n} these days.", "Quick correction: {p} moved from {o} to a new job at {n}."],
+                   "{p} left {o}; {s} is at {n} these days.",
+                   "Quick correction: {p} moved from {o} to a new job at {n}."],
                   ["Where does {p} work now?", "Which place does {p} work at these days?"]),
     "village": (["{p} lives in a village called {v}.", "{p} has a house in {v}, up in the hills."],
                 ["Where does {p} live?", "Which village does {p} live in?"], "word",
@@ -246,7 +251,8 @@ class Inventory:
 
 
 FOLLOW_UPS = [("Perfect, thank you!", "You're welcome!"), ("Love it, let's go with that.", "Glad you like it!"),
-              ("Hmm, okay, I'll think about it.", "Sure, take your time."), ("Great, that settles it.", "Happy to help.")]
+              ("Hmm, okay, I'll think about it.", "Sure, take your time."),
+              ("Great, that settles it.", "Happy to help.")]
 STARTS_LOWER = ("My ", "Our ", "The ", "To ", "Nothing ", "Sorry", "Actually", "Quick ", "Turns ", "New ", "We ",
                 "You ")
 MIX = {"user": 4, "assistant": 3, "update": 3, "multi": 2, "long": 1}
@@ -426,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--nights", type=int, default=3)
     parser.add_argument("--mix", type=parse_mix, default={}, metavar="CAT=N,...",
-                        help="cases per night per category (default " + ",".join(f"{k}={v}" for k, v in MIX.items()) + ")")
+                        help="cases per night per category (default "
+                        + ",".join(f"{k}={v}" for k, v in MIX.items()) + ")")
     parser.add_argument("--out", type=Path, default=None, help="JSONL file (default: stdout)")
     args = parser.parse_args(argv)
     text = "".join(json.dumps(c) + "\n" for c in make(args.seed, args.nights, args.mix))

@@ -13,8 +13,9 @@ keys they add (`by_category`, `stale`), is in trainer/benchmark_scoring.py. Only
 read `probes`, `answers`, `category`, `relation`, `reject`, `supersedes`, `superseded_by`: `sleep` gets
 `{"id", "messages"}` per episode and nothing else.
 
-Progress goes to stderr: a tqdm bar per phase on a terminal; otherwise one flushed line per finished
-phase with its wall time (`night 2 | sleep | dream 2/2 done in 131 s`), so a logged run shows where it is.
+Progress goes to stderr: while a phase runs, a tqdm bar on a terminal; when it ends, on a terminal or
+not, one flushed line with its wall time (`night 2 | sleep | dream 2/2 done in 131 s`), so a run logged
+to a file shows where it is.
 """
 
 from __future__ import annotations
@@ -199,7 +200,8 @@ class Bench:
         self.phases.finish()
         seconds = time.monotonic() - t0
         parts = ", ".join(f"{k} {v:.0f}" for k, v in result.metrics.get("seconds", {}).items() if k != "total")
-        print(f"night {n} | sleep {seconds:.0f} s ({parts}) accepted={result.accepted} {result.reasons}",
+        print(f"night {n} | sleep {seconds:.0f} s on {len(episodes)} episodes ({parts}) accepted={result.accepted} "
+              f"{result.reasons}",
               file=self.phases.stream, flush=True)
         if result.accepted:
             track.adapter, track.dreams = result.adapter_dir, result.dreams
@@ -212,8 +214,7 @@ class Bench:
         t0 = time.monotonic()
         with self.phases.phase(f"night {n} | naive SFT", self.config.steps) as update:
             track.adapter = naive_sft(episodes, base_model=self.base_model, adapter_dir=track.adapter,
-                                      config=self.config, out_dir=self.out / f"naive-{n}",
-                                      progress=update)
+                                      config=self.config, out_dir=self.out / f"naive-{n}", progress=update)
         track.episodes.append(len(episodes))
         self.evaluate(track, n, f"night {n} | naive SFT", time.monotonic() - t0)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 
 class Phases:
-    """The run's progress on `stream`: a tqdm bar per phase on a terminal; otherwise one flushed line per
-    finished phase with its wall time, `night 2 | dream 2/2 done in 131 s`."""
+    """The run's progress on `stream`: while a phase runs, a tqdm bar on a terminal; when it ends, on a
+    terminal or not, one flushed line with its wall time, `night 2 | sleep | dream 2/2 done in 131 s`."""
 
     def __init__(self, stream=None, bars: bool | None = None):
         self.stream = stream if stream is not None else sys.stderr
@@ -95,7 +95,7 @@ def _recall_rows(r: dict, baselines: dict, nights: int) -> list[str]:
              _row("no sleep", baselines["no_sleep"]["closed_book_after"], nights),
              _row("in-context", r["in_context_per_night"], nights)]
     if "stale" in r:
-        lines += [_row("old value named (sleep)", r["stale"]["after"], nights),
+        lines += [_row("old value named, corrections so far (sleep)", r["stale"]["after"], nights),
                   _row("old value named (naive SFT)", baselines["naive_sft"].get("stale", {}).get("after"), nights),
                   _row("old value named (no sleep)", baselines["no_sleep"].get("stale", {}).get("after"), nights)]
     return lines

@@ -155,14 +155,15 @@ def test_the_report_has_a_table_per_category():
                            "general_after": [0.5, 0.5]} for k in ("naive_sft", "no_sleep")},
          "by_category": by_category(probes, before, in_context, after, 2)}
     text = report(r)
-    assert "## Category `user`" in text and "## Category `update`" in text and "old value named (sleep)" in text
+    assert "## Category `user`" in text and "## Category `update`" in text
+    assert "old value named, corrections so far (sleep)" in text
 
 
 def test_the_dev_sets_load_and_pair_up(tmp_path):
     written = tmp_path / "dev.jsonl"
     subprocess.run([sys.executable, str(REPO / "bench" / "make_memory_set.py"), "--seed", "7", "--out", str(written)],
                    check=True, cwd=REPO)
-    for path in (written, REPO / "bench" / "data" / "memory-dev-a.jsonl", REPO / "bench" / "data" / "memory-dev-b.jsonl"):
+    for path in (written, REPO / "bench/data/memory-dev-a.jsonl", REPO / "bench/data/memory-dev-b.jsonl"):
         cases = load_jsonl(path)
         probes = load_probes(cases)
         assert len(cases) >= 30 and len(probes) >= len(cases)
@@ -227,7 +228,8 @@ def test_eval_writes_results_report_and_plots(tiny_model_dir, tmp_path, capsys):
     assert results["accepted"] == [True, True] and results["episodes_per_night"] == [1, 1]
     assert (out / "report.md").read_text().startswith("# Sleep benchmark")
     assert (out / "recall.png").is_file() and (out / "retention.png").is_file()
-    assert len((out / "replies.jsonl").read_text().splitlines()) == 2 + 2 + 1 + 2 * (1 + 1) + 2 * (2 + 1)  # probes and general
+    # before: 2 probes closed-book, 2 in context, 1 general; after night n: n probes and 1 general, twice
+    assert len((out / "replies.jsonl").read_text().splitlines()) == 2 + 2 + 1 + 2 * (1 + 1) + 2 * (2 + 1)
     err = capsys.readouterr().err  # not a terminal: a line per phase, every phase of the run
     for phase in ("before | closed-book", "before | in-context", "before | general", "night 1 | sleep | setup",
                   "night 1 | sleep | dream", "night 2 | sleep | seed", "night 2 | sleep | save",

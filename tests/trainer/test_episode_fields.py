@@ -77,7 +77,8 @@ class Recording(dict):
 
 def _episodes(reads: list, night: int) -> list[Recording]:
     told = {1: ("By the way, my dog is called Dunshi.", "Mirpa Lovos works at a bakery called Gorbel."),
-            2: ("Can you suggest a name for my kitten?", "Update: Mirpa Lovos left Gorbel, she works at Lobel now.")}[night]
+            2: ("Can you suggest a name for my kitten?",
+                "Update: Mirpa Lovos left Gorbel, she works at Lobel now.")}[night]
     extra = dict(probes=[{"question": "What is my dog called?", "answers": ["Dunshi"], "reject": ["Gorbel"]}],
                  answers=["Dunshi"], category="update", relation="pet", reject=["Gorbel"])
     return [
