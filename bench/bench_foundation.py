@@ -1,8 +1,8 @@
 """Foundation benchmark: what the API and recording add to latency, and how fast the store writes.
 
-    .venv/bin/python bench/bench_foundation.py [--requests 30] [--episodes 20000] [--out docs/benchmarks-foundation.json]
+    .venv/bin/python bench/bench_foundation.py [--requests 30] [--episodes 20000] [--out runs/bench-foundation.json]
 
-Measured in one run, as ratios, on this machine:
+Measured in one run, as ratios, on this machine (the numbers are in docs/benchmarks.md):
 1. Latency and throughput of chat completions through the real HTTP API (uvicorn on loopback, the
    embedded default: SQLite store, recording on) against the same engine class called directly.
    Requests alternate between the two paths so that drift in the machine's speed hits both alike.
@@ -156,7 +156,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--episodes", type=int, default=20000)
     parser.add_argument("--writers", type=int, default=256, help="requests recording at once")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks-foundation.json")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-foundation.json")
     args = parser.parse_args()
     model_dir = prepare_model(Settings(data_dir=REPO / ".cache" / "bench-data"), None)
     results = {

@@ -3,9 +3,9 @@
     .venv/bin/python bench/binding.py ../shared/eval/facts-public.jsonl runs/n2-served-s0/replies.json [...] \
         [--before runs/pub-n1/replies-after-night-1.json]
 
-A reply is correct (README scoring) when it contains the probe's answer. A small student often gives
-every person of a relation the same answer ("the door code is 7896" for all four studios), and is then
-correct for the one person it belongs to by collapse, not by memory. Here a correct reply is *bound*
+A reply is correct (README scoring) when it contains the probe's answer. A model may give every person
+of a relation the same answer (one door code for every studio), and is then correct for the one person
+it belongs to by collapse, not by memory. Here a correct reply is *bound*
 when no reply about another person of the same relation told the same night contains that answer too
 (people of other nights are left out: a person the model was never told about gets some guess, and a
 value it knows is a likely one).

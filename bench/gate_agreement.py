@@ -36,7 +36,7 @@ def served_scores(results: dict, night: int) -> tuple[list[float], float]:
 
 
 def night_metrics(path: Path, night: int) -> dict:
-    """night-N/metrics.json of a run, or night-N-metrics.json of its copy under bench/."""
+    """night-N/metrics.json of a run, or night-N-metrics.json of a kept copy (the archives in bench/results/)."""
     nested = path / f"night-{night}" / "metrics.json"
     return json.loads((nested if nested.is_file() else path / f"night-{night}-metrics.json").read_text())
 

@@ -2,11 +2,11 @@
 
     python bench/make_syllable_set.py > bench/data/facts-dev-syllables.jsonl
 
-Our first dev sets drew every name and answer from its own made-up word (Drofel Vashmo, Quighezan) and
-showed no forgetting; the public set shows it. What sets the public set apart is that its people, towns,
-pets and dishes are all recombinations of about twenty syllables, so one night's answers share tokens
-with another night's names and answers. This set has that property with syllables, relations and
-phrasings of its own (nothing is taken from shared/eval): 3 nights of 20 episodes, 4 per relation.
+Our first dev sets drew every name and answer from its own made-up word (Drofel Vashmo, Quighezan). The
+public set's people, towns, pets and dishes are all recombinations of about twenty syllables, so one
+night's answers share tokens with another night's names and answers. This set has that property with
+syllables, relations and phrasings of its own (nothing is taken from shared/eval): 3 nights of 20
+episodes, 4 per relation. What it showed: docs/benchmarks-history.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Score sleep candidates (accepted or refused) on every night's benchmark probes and the general set.
 
-    .venv/bin/python bench/score_candidates.py runs/eval-public 2 3 > bench/eval_public_results/rejected-candidates.json
+    .venv/bin/python bench/score_candidates.py runs/eval-public 2 3 > runs/eval-public/candidates.json
 
 `reverie eval` scores only the served model; this answers "what would night N's candidate have done?"
 for the adapters it left in OUT/night-N/adapter.

@@ -1,4 +1,7 @@
-"""De-quantise the bundled GGUF (carried in two parts) into a plain HF folder, as service.modelprep does."""
+"""De-quantise the bundled GGUF (carried in two parts) into a plain HF folder, as service.modelprep does.
+
+    python3 bench/gpu_offline/export_gguf.py GGUF_FILE OUT_DIR
+"""
 import sys
 from pathlib import Path
 
