@@ -137,16 +137,10 @@ def sleep(
         model, grown = grow(model, served, config)
         night_set = training_set(model, tokenizer, episodes, trained, earlier_dreams, reading, served.teacher,
                                  config, retired)
-        bar = None
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=config.steps, desc="seed", leave=False)
-        train_metrics = seed(model, tokenizer, night_set.examples, config, similarity=similarity,
-                             progress=progress, bar=bar, binding=night_set.binding,
-                             deadline=seed_deadline(started, seconds, config))
-        if bar is not None:
-            bar.close()
+        with step_bar(show_progress, config.steps) as bar:
+            train_metrics = seed(model, tokenizer, night_set.examples, config, similarity=similarity,
+                                 progress=progress, bar=bar, binding=night_set.binding,
+                                 deadline=seed_deadline(started, seconds, config))
 
     # --- evaluate: the gate ------------------------------------------------------------------------
     with timed(seconds, "evaluate"):
@@ -160,11 +154,8 @@ def sleep(
     adapter, model_dir, experts = save_candidate(model, tokenizer, served, grown, episode_ids, config,
                                                  out_dir=out_dir, base_model=base_model,
                                                  served_base=served_base, night=night)
-    seal_metrics = None
-    if writer_night is not None:  # the writer travels with the adapter; a grown base renumbers layers
-        path = seal.save_writer(out_dir / "writer" if model_dir else adapter / seal.WRITER_DIR, writer_night.factors,
-                                config, base_model_name_or_path=served_base or str(base_model), night=night)
-        seal_metrics = {**writer_night.metrics, "writer": {**writer_night.writer_metrics, "path": str(path)}}
+    seal_metrics = None if writer_night is None else writer_night.save(
+        out_dir / "writer" if model_dir else adapter / seal.WRITER_DIR, config, served_base or str(base_model), night)
     seconds["total"] = time.monotonic() - started
     metrics = {**verdict.metrics, **night_metrics(model, trained, night_set, experts, grown, served, config),
                "retired": [r.to_dict() for r in retired], "train": train_metrics, "seal": seal_metrics,
@@ -184,6 +175,13 @@ class WriterNight:
     metrics: dict
     factors: object
     writer_metrics: dict
+
+    def save(self, folder: Path, config: SleepConfig, base_model_name_or_path: str, night: str) -> dict:
+        """Save the writer beside the candidate (a grown base renumbers layers: its own folder); the
+        outer loop's metrics with the writer's path."""
+        path = seal.save_writer(folder, self.factors, config, base_model_name_or_path=base_model_name_or_path,
+                                night=night)
+        return {**self.metrics, "writer": {**self.writer_metrics, "path": str(path)}}
 
 
 def seal_night(model, tokenizer, trained, probes, episodes, served: ServedStack, similarity, config: SleepConfig,
@@ -208,6 +206,21 @@ def night_metrics(model, trained, night_set, experts, grown, served, config: Sle
         "grown_layers": grown or None,
         "merge_error": None if served.merge_report is None else served.merge_report.max_relative_error,
     }
+
+
+@contextmanager
+def step_bar(show: bool, steps: int):
+    """A tqdm bar over the seeding steps when `show` (a terminal), else None."""
+    if not show:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, desc="seed", leave=False)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 @contextmanager

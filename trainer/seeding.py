@@ -255,6 +255,9 @@ def seed(
 ) -> dict:
     """Train the active trainable adapter for `config.steps` steps. Returns training metrics.
 
+    One loop that reads top to bottom (draw a batch, GKD, imitation, binding, step, re-plan); cut into
+    functions, its optimizer, schedule, plan and per-loss records would travel through every call.
+
     `binding`: own/rival answer pairs for the binding loss (used when `config.binding_weight` > 0).
     `deadline` (`time.monotonic()`): when the last step must have ended. From step `PLAN_AFTER` on, each
     step re-plans the step count from the mean step time so far (up or down, never past `config.steps`:
