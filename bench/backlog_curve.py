@@ -4,10 +4,11 @@
 
 For each size a one-night dev set is made by `bench/make_memory_set.py` (seed = the size; every
 category but corrections, which need a second night; first-person facts capped at the relations one user
-has), then `reverie eval --nights 1` runs on it with the given config. `runs/backlog/curve.json` and
-`curve.md` hold, per size: episodes, trained dreams, planned and trained seeding steps, seconds per
-phase, closed-book recall after the night against in-context, per category. The numbers are in
-docs/benchmarks.md ("Kinds of memory").
+has), the night is slept once with the given config (`trainer.recipe.sleep`, the gate's verdict ignored)
+and the probes are asked closed-book of the candidate, scored as `reverie eval` scores. No baselines and
+no in-context pass: the curve is what one night does as its backlog grows. `runs/backlog/curve.json`
+and `curve.md` hold, per size: episodes, trained dreams, planned and trained seeding steps, seconds per
+phase, closed-book recall overall and per category. The numbers are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from make_memory_set import make  # noqa: E402
 
-from trainer.benchmark import _default_model, parse_overrides, run  # noqa: E402
+from trainer.benchmark import _default_model, parse_overrides  # noqa: E402
+from trainer.benchmark_scoring import correct  # noqa: E402
+from trainer.chat import answers, load_model  # noqa: E402
 from trainer.config import SleepConfig  # noqa: E402
+from trainer.recipe import sleep  # noqa: E402
 
 FIRST_PERSON_RELATIONS = 20  # fewer than the generator's: one user tells each once
 ASSISTANT_DECISIONS = 30  # what the generator can make the assistant decide without repeating a thing
@@ -38,33 +42,45 @@ def night_of(size: int) -> dict[str, int]:
     return mix
 
 
-def point(size: int, out: Path, config: SleepConfig, model: Path, general: Path | None) -> dict:
-    dataset = out / f"night-{size}.jsonl"
-    dataset.write_text("".join(json.dumps(c) + "\n" for c in make(size, nights=1, mix=night_of(size))))
-    results = run(dataset, general, 1, out / f"eval-{size}", config, model,
-                  log=lambda msg: print(f"[{size}] {msg}", file=sys.stderr, flush=True))
-    metrics = json.loads((out / f"eval-{size}" / "night-1" / "metrics.json").read_text())
+def point(size: int, out: Path, config: SleepConfig, model: Path) -> dict:
+    cases = make(size, nights=1, mix=night_of(size))
+    (out / f"night-{size}.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
+    episodes = [{"id": c["id"], "messages": c["episode"]["messages"]} for c in cases]
+    result = sleep(episodes, base_model=model, adapter_dir=None, config=config, out_dir=out / f"night-{size}",
+                   night="1", progress=lambda phase, step, total, _: print(
+                       f"[{size}] {phase} {step}/{total}", file=sys.stderr, flush=True) if step == total else None)
+    from peft import PeftModel
+
+    tokenizer, base = load_model(model, config)
+    candidate = PeftModel.from_pretrained(base, str(result.adapter_dir)).eval()
+    probes = [(c.get("category", "facts"), p) for c in cases for p in c["probes"]]
+    replies = answers(candidate, tokenizer, [p["question"] for _, p in probes], config)
+    marks = [(cat, correct(r, p["answers"], p.get("reject", ()))) for (cat, p), r in zip(probes, replies)]
+    by_category: dict[str, list[bool]] = {}
+    for cat, mark in marks:
+        by_category.setdefault(cat, []).append(mark)
+    metrics = result.metrics
     return {
         "episodes": size,
         "dreams": metrics["dreams"],
         "planned_steps": metrics["train"].get("planned_steps"),
         "steps": metrics["train"]["steps"],
         "seconds": metrics["seconds"],
-        "closed_book_after": results["closed_book_after"][0],
-        "in_context": results["in_context"],
-        "by_category": {cat: {"closed_book_after": r["closed_book_after"][0], "in_context": r["in_context"]}
-                        for cat, r in results.get("by_category", {}).items()},
-        "accepted": results["accepted"][0],
+        "closed_book_after": sum(m for _, m in marks) / len(marks),
+        "probes": len(marks),
+        "by_category": {cat: sum(v) / len(v) for cat, v in sorted(by_category.items())},
+        "accepted": result.accepted,
     }
 
 
 def table(points: list[dict]) -> str:
-    lines = ["| episodes | dreams | steps (planned) | dream s | seed s | night s | closed-book | in-context |",
+    lines = ["| episodes | dreams | steps (planned) | dream s | seed s | night s | closed-book | per category |",
              "|---|---|---|---|---|---|---|---|"]
     for p in points:
         s = p["seconds"]
         lines.append(f"| {p['episodes']} | {p['dreams']} | {p['steps']} ({p['planned_steps']}) | {s['dream']:.0f} | "
-                     f"{s['seed']:.0f} | {s['total']:.0f} | {p['closed_book_after']:.1%} | {p['in_context']:.1%} |")
+                     f"{s['seed']:.0f} | {s['total']:.0f} | {p['closed_book_after']:.1%} | "
+                     + ", ".join(f"{c} {v:.0%}" for c, v in p["by_category"].items()) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -74,14 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/backlog"))
     parser.add_argument("--config", default="cpu-default")
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--general", type=Path, default=None, help="general questions JSONL (off by default)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     args = parser.parse_args(argv)
     config = SleepConfig.from_yaml(args.config, **parse_overrides(args.set))
     args.out.mkdir(parents=True, exist_ok=True)
     points = []
     for size in args.sizes:
-        points.append(point(size, args.out, config, args.model or _default_model(), args.general))
+        points.append(point(size, args.out, config, args.model or _default_model()))
         (args.out / "curve.json").write_text(json.dumps(points, indent=2))
         (args.out / "curve.md").write_text(table(points))
     print(table(points))
