@@ -34,10 +34,10 @@ torch.set_num_threads(1)
 
 from service.app import create_app  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.engines.base import GenerationRequest, SamplingParams  # noqa: E402
-from service.engines.local import LocalEngine  # noqa: E402
+from service.serving.engines.base import GenerationRequest, SamplingParams  # noqa: E402
+from service.serving.engines.local import LocalEngine  # noqa: E402
 from service.modelprep import prepare_model  # noqa: E402
-from service.recording import Recorder  # noqa: E402
+from service.serving.recording import Recorder  # noqa: E402
 from service.store.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
 from service.store.episodes import EpisodeRecord  # noqa: E402
 from service.store.models import utcnow  # noqa: E402

@@ -20,21 +20,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import __version__
 from service.api import admin, dashboard, health, openai, sleep
 from service.api import metrics as metrics_api
-from service.adapter_sync import AdapterSync
-from service.chat import ChatService
+from service.serving.adapter_sync import AdapterSync
+from service.serving.chat import ChatService
 from service.config import Settings
-from service.engines import build_engine
-from service.engines.base import Engine
+from service.serving.engines import build_engine
+from service.serving.engines.base import Engine
 from service.errors import PayloadTooLargeError, ReverieError
-from service.protocol import ErrorDetail, ErrorResponse
-from service.limits import KeyLimiter, RequestLimits
+from service.serving.protocol import ErrorDetail, ErrorResponse
+from service.serving.limits import KeyLimiter, RequestLimits
 from service.logs import RequestContext
-from service.metrics import Metrics
-from service.recording import Recorder
-from service.scheduler import NightScheduler
+from service.telemetry import Telemetry
+from service.serving.recording import Recorder
+from service.sleep.scheduler import NightScheduler
 from service.store.db import make_engine, make_sessionmaker
 from service.store.spool import Spool
-from service.worker import EmbeddedWorker, build_worker
+from service.sleep.worker import EmbeddedWorker, build_worker
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +159,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.state.recorder = recorder = Recorder(app.state.session_factory, Spool(settings.resolved_spool_dir))
         recorder.start()
         app.state.engine = model_engine = engine or build_engine(settings)
-        metrics.watch(engine=model_engine, recorder=recorder, session_factory=app.state.session_factory)
+        telemetry.watch(engine=model_engine, recorder=recorder, session_factory=app.state.session_factory)
         app.state.chat = ChatService(
-            metrics=metrics,
+            metrics=telemetry,
             engine=model_engine,
             recorder=recorder,
             model_name=settings.model_name,
@@ -176,7 +176,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.state.adapter_sync = adapter_sync = AdapterSync(
             model_engine,
             app.state.session_factory,
-            on_swap=lambda namespace, _name: metrics.adapter_swaps.labels(namespace=namespace).inc(),
+            on_swap=lambda namespace, _name: telemetry.adapter_swaps.labels(namespace=namespace).inc(),
         )
         if settings.open_access:
             log.warning("no API keys configured: serving everyone as namespace 'default' (bind to loopback only)")
@@ -224,7 +224,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     app = FastAPI(title="Reverie", version=__version__, lifespan=lifespan)
     app.state.settings = settings
-    app.state.metrics = metrics = Metrics()
+    app.state.telemetry = telemetry = Telemetry()
     app.state.started_at = int(time.time())
     app.include_router(openai.router)
     app.include_router(admin.router)
@@ -266,7 +266,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     def count_response(path: str, status: int) -> None:
         if path.startswith("/v1/"):
-            metrics.requests.labels(status=str(status)).inc()
+            telemetry.requests.labels(status=str(status)).inc()
 
     app.add_middleware(RequestContext, on_response=count_response)
     return app

@@ -96,7 +96,7 @@ def _sessions(settings: Settings):
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from service.store.db import upgrade
-    from service.worker import build_worker
+    from service.sleep.worker import build_worker
 
     settings = _settings(args)
     if settings.database_url is None:
@@ -164,7 +164,8 @@ def cmd_adapters(args: argparse.Namespace) -> int:
 def cmd_forget(args: argparse.Namespace) -> int:
     import uuid
 
-    from service.forgetting import forget, remove_retired_folders
+    from service.sleep.adapter_folders import remove_retired_folders
+    from service.sleep.forgetting import forget
     from service.store.spool import Spool
 
     settings = _settings(args)

@@ -16,7 +16,8 @@ from service.store import episodes as episode_store
 from service.store import runs as run_store
 from service.store.db import make_engine, make_sessionmaker
 from service.store.models import Adapter, AdapterState, Episode
-from service.worker import SleepOutcome, Worker
+from service.sleep.job import SleepOutcome
+from service.sleep.worker import Worker
 from tests.adapters import make_lora
 from tests.test_store import completed, make_record
 

@@ -135,10 +135,10 @@ def test_reverie_eval_runs_the_benchmark_on_the_prepared_model(tmp_path, tiny_mo
 def test_sleep_wait_and_adapters_from_the_shell(tmp_path, tiny_model_dir, capsys):
     import threading
 
-    from service.sleeping import TrainerConsolidator
+    from service.sleep.consolidator import TrainerConsolidator
     from service.store import episodes as episode_store
     from service.store.db import make_sessionmaker, upgrade
-    from service.worker import Worker
+    from service.sleep.worker import Worker
     from tests.servers import REPO
     from tests.test_store import completed, make_record
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service.auth import namespace_for, require_admin
+from service.serving.auth import namespace_for, require_admin
 from service.config import Settings
 from service.errors import AuthenticationError
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from fastapi.testclient import TestClient
 
-from service import admin_session
+from service.api import admin_session
 from service.app import create_app
 from service.config import Settings
 from service.store import episodes as episode_store

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from service.forgetting import forget, sweep_tombstones
+from service.sleep.forgetting import forget
+from service.store.forgetting import sweep_tombstones
 from service.store import adapters as adapter_store
 from service.store import episodes as episode_store
 from service.store import runs as run_store
@@ -123,8 +124,10 @@ def test_a_pending_episode_is_tombstoned_then_swept(sessions):
     with sessions() as session:
         row = session.get(Episode, record.id)
         assert (row.status, row.response, row.messages) == ("aborted", None, [])
-    assert sweep_tombstones(session_factory=sessions) == 0  # its request may still be running
-    assert sweep_tombstones(session_factory=sessions, older_than=timedelta(0)) == 1
+    with sessions.begin() as session:
+        assert sweep_tombstones(session=session) == 0  # its request may still be running
+    with sessions.begin() as session:
+        assert sweep_tombstones(session=session, older_than=timedelta(0)) == 1
     assert count_rows(sessions, Episode) == 0
 
 

@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from service.store import episodes as episode_store
 from service.store import runs as run_store
 from service.store.db import make_engine, make_sessionmaker
-from service.gpu_share import VLLMSleeper
-from service.worker import SleepOutcome, Worker
+from service.sleep.gpu_share import VLLMSleeper
+from service.sleep.job import SleepOutcome
+from service.sleep.worker import Worker
 from tests.adapters import make_lora
 from tests.servers import server_in_thread
 from tests.test_store import completed, make_record

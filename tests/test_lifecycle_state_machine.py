@@ -14,8 +14,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import select
 
 from service.errors import StoreUnavailableError
-from service.forgetting import forget
-from service.recording import Recorder
+from service.sleep.forgetting import forget
+from service.serving.recording import Recorder
 from service.store import adapters as adapter_store
 from service.store import runs as run_store
 from service.store.db import make_engine, make_sessionmaker, upgrade

@@ -9,7 +9,7 @@ import pytest
 
 from service.app import create_app
 from service.config import Settings
-from service.limits import KeyLimiter, RateLimitedError
+from service.serving.limits import KeyLimiter, RateLimitedError
 from tests.servers import server_in_thread
 
 pytestmark = [pytest.mark.model]

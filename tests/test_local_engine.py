@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tests.adapters import make_lora
-from service.engines.base import AdapterInfo, GenerationRequest, SamplingParams
-from service.engines.local import LocalEngine
-from service.engines.sampling import REPLACEMENT_CHAR
+from service.serving.engines.base import AdapterInfo, GenerationRequest, SamplingParams
+from service.serving.engines.local import LocalEngine
+from service.serving.engines.sampling import REPLACEMENT_CHAR
 from service.errors import AdapterError, EngineError, EngineNotReadyError, InvalidRequestError, QueueFullError
 
 pytestmark = [pytest.mark.model]

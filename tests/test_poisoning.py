@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.poisoning import PLANTED_INSTRUCTION, flags_for
+from service.serving.poisoning import PLANTED_INSTRUCTION, flags_for
 from service.store import adapters as adapter_store
 from service.store import episodes as episode_store
 from service.store.db import make_engine, make_sessionmaker

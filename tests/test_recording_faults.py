@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from service.app import create_app
 from service.config import Settings
-from service.engines.local import LocalEngine
+from service.serving.engines.local import LocalEngine
 from service.store.db import make_engine, make_sessionmaker
 from service.store.models import Episode
 from tests.figures import record_figure

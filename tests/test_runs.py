@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from service.scheduler import Leadership, NightScheduler, previous_fire_time
+from service.sleep.scheduler import Leadership, NightScheduler, previous_fire_time
 from service.store import adapters as adapter_store
 from service.store import episodes as episode_store
 from service.store import runs as run_store
@@ -136,7 +136,7 @@ def test_concurrent_workers_claim_a_run_once(postgres_url):
 
 
 def test_previous_fire_time():
-    from service.scheduler import cron_trigger
+    from service.sleep.scheduler import cron_trigger
 
     trigger = cron_trigger("0 3 * * *", "UTC")
     now = datetime(2026, 11, 25, 2, 59, tzinfo=timezone.utc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from service.engines.sampling import REPLACEMENT_CHAR, IncrementalDetokenizer, sample_next_token, stop_cut
+from service.serving.engines.sampling import REPLACEMENT_CHAR, IncrementalDetokenizer, sample_next_token, stop_cut
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -48,7 +48,7 @@ def serving_engine(kind: str, model_dir, tmp_path):
         yield None
         return
     require_vllm()
-    from service.engines.vllm import VLLMEngine
+    from service.serving.engines.vllm import VLLMEngine
 
     with vllm_server(model_dir, tmp_path / "vllm.log") as server:
         yield VLLMEngine(server.url, tokenizer_path=model_dir)

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from service.recording import Recorder
+from service.serving.recording import Recorder
 from service.store import episodes as store
 from service.store.db import make_engine, make_sessionmaker
 from service.store.episodes import EpisodeRecord

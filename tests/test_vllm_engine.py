@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.config import Settings
-from service.engines.base import AdapterInfo, GenerationRequest, SamplingParams
-from service.engines.vllm import VLLMEngine
+from service.serving.engines.base import AdapterInfo, GenerationRequest, SamplingParams
+from service.serving.engines.vllm import VLLMEngine
 from service.errors import AdapterError, EngineNotReadyError, InvalidRequestError
 from service.store.db import make_engine, make_sessionmaker, upgrade
 from service.store.models import Episode

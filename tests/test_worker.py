@@ -7,7 +7,8 @@ import pytest
 from service.store import episodes as episode_store
 from service.store import runs as run_store
 from service.store.db import make_engine, make_sessionmaker
-from service.worker import SleepOutcome, Worker
+from service.sleep.job import SleepOutcome
+from service.sleep.worker import Worker
 from tests.adapters import make_lora
 from tests.test_store import completed, make_record
 
@@ -42,8 +43,8 @@ def test_the_trainer_consolidator_refuses_grown_layers(tmp_path):
     import uuid
     from pathlib import Path
 
-    from service.sleeping import TrainerConsolidator
-    from service.worker import SleepJob
+    from service.sleep.consolidator import TrainerConsolidator
+    from service.sleep.job import SleepJob
 
     job = SleepJob(run_id=uuid.uuid4(), namespace="default", episodes=[], base_model=tmp_path,
                    current_adapter=None, workdir=tmp_path)

@@ -1,6 +1,6 @@
 """The admin dashboard at `/admin`: server-rendered pages over the admin API's store functions.
 
-Signed in with the admin key (a session cookie, see `service.admin_session`); pages without a
+Signed in with the admin key (a session cookie, see `service.api.admin_session`); pages without a
 session redirect to the sign-in page. The pages' buttons call the JSON API (`POST /sleep`,
 `/admin/api/...`) with the session's CSRF token; `static/dashboard.js` draws the charts and follows
 a run's progress live.
@@ -18,15 +18,17 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from service import __version__, admin_session
-from service.admin_session import AdminSession
-from service.api.admin import EpisodeOut, collect_stats, utc_bound
-from service.deps import SessionDep
+from service import __version__
+from service.api import admin_session
+from service.api.admin_session import AdminSession
+from service.api.deps import EngineDep, SchedulerDep, SessionDep, SettingsDep
+from service.api.schemas import EpisodeOut, Stats, utc_bound
 from service.errors import InvalidRequestError
 from service.store import adapters as adapter_store
 from service.store import episodes as episode_store
 from service.store import runs as run_store
 from service.store.models import EpisodeStatus, RunState
+from service.store.stats import namespace_overviews
 
 HERE = Path(__file__).resolve().parent.parent
 STATIC_DIR = HERE / "static"
@@ -47,8 +49,8 @@ SECURITY_HEADERS = {
 PAGE_SIZE = 50
 
 
-def _page_session(request: Request) -> AdminSession | None:
-    return admin_session.from_request(request)
+def _page_session(request: Request, settings: SettingsDep) -> AdminSession | None:
+    return admin_session.from_request(request, settings)
 
 
 PageSession = Annotated[AdminSession | None, Depends(_page_session)]
@@ -200,16 +202,16 @@ def login_page(
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
+async def login(request: Request, settings: SettingsDep) -> Response:
     form = await _form(request)
     target = _safe_next(form.get("next"))
-    if not admin_session.key_matches(request.app.state.settings, form.get("key", "")):
+    if not admin_session.key_matches(settings, form.get("key", "")):
         message = (
-            "Wrong admin key." if request.app.state.settings.admin_key
+            "Wrong admin key." if settings.admin_key
             else "The dashboard is disabled: set REVERIE_ADMIN_KEY."
         )
         return _render(request, "login.html", None, status_code=401, next=target, error=message)
-    value, _ = admin_session.issue(request.app.state.settings)
+    value, _ = admin_session.issue(settings)
     response = RedirectResponse(target, status_code=303)
     admin_session.set_cookie(response, request, value)
     response.headers["Cache-Control"] = "no-store"
@@ -227,11 +229,13 @@ async def logout(request: Request, admin: PageSession) -> Response:
 
 
 @router.get("")
-def overview(request: Request, admin: PageSession, session: SessionDep) -> Response:
+def overview(
+    request: Request, admin: PageSession, session: SessionDep, settings: SettingsDep, scheduler: SchedulerDep
+) -> Response:
     if admin is None:
         return _to_login(request)
-    stats = collect_stats(session=session, scheduler=getattr(request.app.state, "scheduler", None))
-    settings = request.app.state.settings
+    now, days = datetime.now(timezone.utc), 14
+    stats = Stats.of(namespace_overviews(session=session, now=now, days=days), now=now, days=days, scheduler=scheduler)
     return _render(
         request, "overview.html", admin, stats=stats,
         cron=settings.sleep_cron, tz=settings.sleep_timezone,
@@ -269,10 +273,12 @@ def run_page(request: Request, admin: PageSession, session: SessionDep, run_id: 
 
 
 @router.get("/adapters")
-def adapters_page(request: Request, admin: PageSession, session: SessionDep, namespace: str | None = None) -> Response:
+def adapters_page(
+    request: Request, admin: PageSession, session: SessionDep, engine: EngineDep, namespace: str | None = None
+) -> Response:
     if admin is None:
         return _to_login(request)
-    loaded = {info.name for info in request.app.state.engine.loaded_adapters()}
+    loaded = {info.name for info in engine.loaded_adapters()}
     adapters = adapter_store.list_adapters(session=session, namespace=namespace or None)
     return _render(
         request, "adapters.html", admin, adapters=adapters, loaded=loaded, namespace=namespace or "",

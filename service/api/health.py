@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+
+from service.api.deps import EngineDep, RecorderDep, SessionFactoryDep
 
 router = APIRouter(tags=["health"])
 
@@ -15,16 +17,15 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(engine: EngineDep, sessions: SessionFactoryDep, recorder: RecorderDep) -> JSONResponse:
     """Ready when the engine has loaded and the store answers (a spooling store still serves)."""
-    state = request.app.state
-    engine_ready = state.engine.ready
+    engine_ready = engine.ready
     try:
-        with state.session_factory() as session:
+        with sessions() as session:
             session.execute(text("SELECT 1"))
         store = "ok"
     except Exception:
-        store = "spooling" if state.recorder.spool_writable() else "unavailable"
+        store = "spooling" if recorder.spool_writable() else "unavailable"
     ready = engine_ready and store != "unavailable"
     body = {"status": "ready" if ready else "not ready", "engine": "ready" if engine_ready else "loading", "store": store}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 
-from service.auth import caller_id
-from service.deps import ChatDep, NamespaceDep, SettingsDep
-from service.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelCard, ModelList
+from service.serving.auth import caller_id
+from service.api.deps import ChatDep, NamespaceDep, SettingsDep, StartedAtDep
+from service.serving.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelCard, ModelList
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -40,5 +40,5 @@ async def create_chat_completion(
 
 
 @router.get("/models", response_model=ModelList, responses=_ERRORS)
-async def list_models(request: Request, settings: SettingsDep, _namespace: NamespaceDep) -> ModelList:
-    return ModelList(data=[ModelCard(id=settings.model_name, created=request.app.state.started_at)])
+async def list_models(settings: SettingsDep, started_at: StartedAtDep, _namespace: NamespaceDep) -> ModelList:
+    return ModelList(data=[ModelCard(id=settings.model_name, created=started_at)])

@@ -3,74 +3,28 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
-from service.config import DEFAULT_NAMESPACE
-from service.deps import AdminDep, SessionDep
+from service.api.deps import AdminDep, SessionDep, WorkerWakeDep
+from service.api.schemas import RunOut, SleepRequest
 from service.errors import NotFoundError
-from service.protocol import ErrorResponse
+from service.serving.protocol import ErrorResponse
 from service.store import runs as run_store
-from service.store.models import SleepRun
 
 router = APIRouter(tags=["sleep"], responses={401: {"model": ErrorResponse}})
 
 
-class SleepRequest(BaseModel):
-    namespace: str = Field(default=DEFAULT_NAMESPACE, min_length=1, max_length=128)
-
-
-class RunProgress(BaseModel):
-    phase: str | None
-    step: int
-    total: int
-
-
-class RunOut(BaseModel):
-    id: str
-    namespace: str
-    trigger: str
-    state: str
-    progress: RunProgress
-    metrics: dict | None
-    error: str | None
-    epoch: int
-    lease_owner: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-    @classmethod
-    def of(cls, run: SleepRun) -> RunOut:
-        return cls(
-            id=str(run.id),
-            namespace=run.namespace,
-            trigger=run.trigger,
-            state=run.state,
-            progress=RunProgress(phase=run.phase, step=run.step, total=run.total),
-            metrics=run.metrics,
-            error=run.error,
-            epoch=run.epoch,
-            lease_owner=run.lease_owner,
-            created_at=run.created_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-        )
-
-
 @router.post("/sleep", status_code=202, response_model=RunOut, responses={200: {"model": RunOut}})
 def start_sleep(
-    _admin: AdminDep, session: SessionDep, request: Request, body: SleepRequest | None = Body(default=None)
+    _admin: AdminDep, session: SessionDep, wake_worker: WorkerWakeDep, body: SleepRequest | None = Body(default=None)
 ) -> JSONResponse:
     """Queue a sleep run for the namespace (202), or return the one already queued or running (200)."""
     namespace = (body or SleepRequest()).namespace
     run, created = run_store.enqueue_run(session=session, namespace=namespace, trigger="manual")
-    wake = getattr(request.app.state, "wake_worker", None)
-    if created and wake is not None:
-        wake()
+    if created and wake_worker is not None:
+        wake_worker()
     return JSONResponse(RunOut.of(run).model_dump(mode="json"), status_code=202 if created else 200)
 
 

@@ -143,3 +143,9 @@ def last_scheduled_run_at(*, session: Session, namespace: str) -> datetime | Non
         .order_by(SleepRun.created_at.desc())
         .limit(1)
     )
+
+
+def finished_run_times(*, session: Session) -> list[tuple[str, datetime | None, datetime | None]]:
+    """(final state, started_at, finished_at) of every finished run: the metrics' run outcomes."""
+    query = select(SleepRun.state, SleepRun.started_at, SleepRun.finished_at).where(SleepRun.state.in_(RunState.FINAL))
+    return [tuple(row) for row in session.execute(query).all()]

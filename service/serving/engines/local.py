@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from service.engines.base import (
+from service.serving.engines.base import (
     AdapterInfo,
     Engine,
     FinishReason,
@@ -34,7 +34,7 @@ from service.engines.base import (
     Usage,
     wait_for_requests_on,
 )
-from service.engines.sampling import IncrementalDetokenizer, sample_next_token, stop_cut
+from service.serving.engines.sampling import IncrementalDetokenizer, sample_next_token, stop_cut
 from service.errors import (
     AdapterError,
     EngineError,

@@ -10,26 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.engines.base import Engine
+from service.adapter_naming import adapter_name, parse_adapter_name
 from service.errors import ReverieError
+from service.serving.engines.base import Engine
 from service.store import adapters as adapter_store
 
 log = logging.getLogger(__name__)
-
-_NAME = re.compile(r"^mem-(?P<namespace>.+)-v(?P<version>\d+)$")
-
-
-def adapter_name(namespace: str, version: int) -> str:
-    return f"mem-{namespace}-v{version}"
-
-
-def parse_adapter_name(name: str) -> tuple[str, int] | None:
-    match = _NAME.match(name)
-    return (match["namespace"], int(match["version"])) if match else None
 
 
 class AdapterSync:

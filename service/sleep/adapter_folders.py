@@ -1,4 +1,5 @@
-"""Atomic, immutable adapter folders: copy to `<final>.tmp`, fsync every file, rename, fsync the parent."""
+"""Adapter folders on disk: published atomically and immutable (copy to `<final>.tmp`, fsync every
+file, rename, fsync the parent), deleted once retired."""
 
 from __future__ import annotations
 
@@ -28,3 +29,9 @@ def publish_folder(source: Path, final: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def remove_retired_folders(paths: list[str]) -> None:
+    """Delete retired adapters from disk once no engine serves them (their weights hold the forgotten)."""
+    for path in paths:
+        shutil.rmtree(Path(path), ignore_errors=True)

@@ -22,9 +22,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import StoreUnavailableError
-from service.forgetting import sweep_tombstones
 from service.store import episodes as store
 from service.store.episodes import EpisodeRecord
+from service.store.forgetting import sweep_tombstones
 from service.store.models import EpisodeStatus
 from service.store.spool import Spool
 
@@ -243,6 +243,10 @@ class Recorder:
             log.info("drained %d spooled episodes into the store", written)
         return written
 
+    def _sweep_tombstones(self) -> int:
+        with self.session_factory() as session, session.begin():
+            return sweep_tombstones(session=session)
+
     async def run_relay(self, interval_s: float, sweep_every_s: float = 600.0) -> None:
         """Drain the spool forever (cancel to stop); now and then remove expired forgetting tombstones."""
         last_sweep = 0.0
@@ -251,7 +255,7 @@ class Recorder:
                 await asyncio.to_thread(self.drain_spool)
                 if self.store_available and time.monotonic() - last_sweep > sweep_every_s:
                     last_sweep = time.monotonic()
-                    await asyncio.to_thread(sweep_tombstones, session_factory=self.session_factory)
+                    await asyncio.to_thread(self._sweep_tombstones)
             except Exception:  # a relay that dies silently would lose nothing but stall; keep it alive
                 log.exception("spool relay failed; retrying")
             await asyncio.sleep(interval_s)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from service.config import Settings
-from service.engines.base import Engine
+from service.serving.engines.base import Engine
 
 
 def build_engine(settings: Settings) -> Engine:
     """The engine named by REVERIE_ENGINE (`reverie serve` has prepared the model already)."""
     if settings.engine == "local":
-        from service.engines.local import LocalEngine
+        from service.serving.engines.local import LocalEngine
         from service.modelprep import prepare_model
 
         return LocalEngine(
@@ -19,7 +19,7 @@ def build_engine(settings: Settings) -> Engine:
             torch_threads=settings.torch_threads,
         )
     if settings.engine == "vllm":
-        from service.engines.vllm import VLLMEngine
+        from service.serving.engines.vllm import VLLMEngine
         from service.modelprep import prepare_model
 
         # vLLM serves the model; this process only needs its tokenizer, from the same folder.

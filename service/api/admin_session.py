@@ -102,8 +102,9 @@ def verify(settings: Settings, value: str | None, now: float | None = None) -> A
     return session
 
 
-def from_request(request: Request) -> AdminSession | None:
-    return verify(request.app.state.settings, request.cookies.get(COOKIE))
+def from_request(request: Request, settings: Settings) -> AdminSession | None:
+    """The request's valid dashboard session, if its cookie carries one."""
+    return verify(settings, request.cookies.get(COOKIE))
 
 
 def csrf_ok(session: AdminSession, token: str | None) -> bool:

@@ -1,5 +1,7 @@
-"""Prometheus metrics. Request-path numbers are counted where they happen; store-derived ones (backlog,
-runs, spool) are read at scrape time, so they are right whichever process (API or worker) did the work."""
+"""Telemetry: the Prometheus collectors that `GET /metrics` exposes.
+
+Request-path numbers are counted where they happen; store-derived ones (backlog, runs, spool) are
+read at scrape time, so they are right whichever process (API or worker) did the work."""
 
 from __future__ import annotations
 
@@ -7,10 +9,9 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from sqlalchemy import select
 
 from service.store import episodes as episode_store
-from service.store.models import RunState, SleepRun
+from service.store import runs as run_store
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 RUN_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
 
-class Metrics:
+class Telemetry:
     """One registry per app (tests run several apps in one process)."""
 
     def __init__(self):
@@ -71,9 +72,7 @@ class _StateCollector:
         with self.session_factory() as session:
             for entry in episode_store.backlog(session=session):
                 backlog.add_metric([entry.namespace], entry.episodes)
-            finished = session.execute(
-                select(SleepRun.state, SleepRun.started_at, SleepRun.finished_at).where(SleepRun.state.in_(RunState.FINAL))
-            ).all()
+            finished = run_store.finished_run_times(session=session)
         by_outcome: dict[str, list[float]] = {}
         counts: dict[str, int] = {}
         for state, started, ended in finished:

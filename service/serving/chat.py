@@ -13,8 +13,8 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from service.adapter_sync import parse_adapter_name
-from service.engines.base import Engine, GenerationChunk, GenerationRequest, Usage
+from service.adapter_naming import parse_adapter_name
+from service.serving.engines.base import Engine, GenerationChunk, GenerationRequest, Usage
 from service.errors import (
     ConflictError,
     EngineError,
@@ -23,7 +23,7 @@ from service.errors import (
     ModelNotFoundError,
     ReverieError,
 )
-from service.protocol import (
+from service.serving.protocol import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -34,10 +34,10 @@ from service.protocol import (
     ErrorResponse,
     UsageInfo,
 )
-from service.poisoning import flags_for
-from service.limits import KeyLimiter, RequestLimits
-from service.metrics import Metrics
-from service.recording import Recorder
+from service.serving.poisoning import flags_for
+from service.serving.limits import KeyLimiter, RequestLimits
+from service.telemetry import Telemetry
+from service.serving.recording import Recorder
 from service.store.episodes import EpisodeRecord
 from service.store.models import EpisodeStatus, utcnow
 
@@ -80,7 +80,7 @@ class ChatService:
         default_max_tokens: int,
         limits: RequestLimits | None = None,
         limiter: KeyLimiter | None = None,
-        metrics: Metrics | None = None,
+        metrics: Telemetry | None = None,
     ):
         self.engine = engine
         self.recorder = recorder

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from service.worker import Progress, SleepJob, SleepOutcome
+from service.sleep.job import Progress, SleepJob, SleepOutcome
 
 DREAMS_FILE = "reverie_dreams.jsonl"
 

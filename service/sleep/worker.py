@@ -22,46 +22,19 @@ import traceback
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapter_check import check_adapter
-from service.publish import publish_folder
+from service.sleep.adapter_folders import publish_folder
+from service.sleep.consolidator import TrainerConsolidator
+from service.sleep.job import Consolidator, SleepJob
 from service.store import adapters as adapter_store
 from service.store import runs as run_store
 from service.store.models import Adapter, RunState, SleepRun
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int, float | None], None]
-
-
-@dataclass
-class SleepJob:
-    """What the consolidator gets: no database, no web; plain data and folders."""
-
-    run_id: uuid.UUID
-    namespace: str
-    episodes: list[dict]  # {"id": str, "messages": [..., the assistant's reply]}
-    base_model: Path
-    current_adapter: Path | None
-    workdir: Path
-
-
-@dataclass
-class SleepOutcome:
-    adapter_dir: Path
-    accepted: bool
-    metrics: dict = field(default_factory=dict)
-    rank: int = 0
-    experts: int = 1
-
-
-class Consolidator(Protocol):
-    def __call__(self, job: SleepJob, progress: Progress) -> SleepOutcome: ...
 
 
 class _Lease:
@@ -292,11 +265,10 @@ class EmbeddedWorker:
 def build_worker(settings, session_factory: sessionmaker[Session], on_published=None) -> Worker:
     """A worker for these settings: the trainer's recipe on the configured model."""
     from service.modelprep import prepare_model
-    from service.sleeping import TrainerConsolidator
 
     around_training = nullcontext
     if settings.vllm_sleep_during_training:
-        from service.gpu_share import VLLMSleeper
+        from service.sleep.gpu_share import VLLMSleeper
 
         around_training = VLLMSleeper(settings.vllm_url, api_key=settings.vllm_api_key).asleep
     return Worker(

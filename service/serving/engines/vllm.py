@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from service.engines.base import (
+from service.serving.engines.base import (
     AdapterInfo,
     Engine,
     FinishReason,

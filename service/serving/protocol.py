@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from service.engines.base import SamplingParams
+from service.serving.engines.base import SamplingParams
 
 log = logging.getLogger(__name__)
 _logged_unknown_fields: set[str] = set()

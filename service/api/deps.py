@@ -1,0 +1,114 @@
+"""FastAPI dependencies as `Annotated` aliases, so route signatures stay short.
+
+Everything a router uses from the app (built in `service.app.create_app`) comes through an alias here;
+routers never read `app.state` themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api import admin_session
+from service.serving import auth
+from service.config import Settings
+from service.errors import PermissionDeniedError
+from service.serving.adapter_sync import AdapterSync
+from service.serving.chat import ChatService
+from service.serving.engines.base import Engine
+from service.serving.recording import Recorder
+from service.sleep.scheduler import NightScheduler
+from service.telemetry import Telemetry
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_chat_service(request: Request) -> ChatService:
+    return request.app.state.chat
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    return request.app.state.session_factory
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.session_factory() as session:
+        yield session
+
+
+def get_recorder(request: Request) -> Recorder:
+    return request.app.state.recorder
+
+
+def get_adapter_sync(request: Request) -> AdapterSync:
+    return request.app.state.adapter_sync
+
+
+def get_scheduler(request: Request) -> NightScheduler | None:
+    """This process's night scheduler; None when it runs none (REVERIE_SCHEDULER off)."""
+    return getattr(request.app.state, "scheduler", None)
+
+
+def get_worker_wake(request: Request) -> Callable[[], None] | None:
+    """Cuts the embedded worker's poll short; None without an embedded worker (it polls on its own)."""
+    return getattr(request.app.state, "wake_worker", None)
+
+
+def get_telemetry(request: Request) -> Telemetry:
+    return request.app.state.telemetry
+
+
+def get_started_at(request: Request) -> int:
+    """When this app was built, in Unix seconds (the `created` of `/v1/models`)."""
+    return request.app.state.started_at
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+ChatDep = Annotated[ChatService, Depends(get_chat_service)]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+SessionDep = Annotated[Session, Depends(get_session)]
+RecorderDep = Annotated[Recorder, Depends(get_recorder)]
+AdapterSyncDep = Annotated[AdapterSync, Depends(get_adapter_sync)]
+SchedulerDep = Annotated[NightScheduler | None, Depends(get_scheduler)]
+WorkerWakeDep = Annotated[Callable[[], None] | None, Depends(get_worker_wake)]
+TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
+StartedAtDep = Annotated[int, Depends(get_started_at)]
+
+
+def get_namespace(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    return auth.namespace_for(settings, authorization)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def check_admin(
+    request: Request, settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """The admin key as a Bearer token, or a dashboard session cookie (plus its CSRF token in the
+    `X-CSRF-Token` header for anything but GET/HEAD/OPTIONS). A bearer token that is not the admin
+    key (a user API key) is refused even beside a valid cookie."""
+    if authorization is not None or not settings.admin_key:
+        auth.require_admin(settings, authorization)
+        return
+    session = admin_session.from_request(request, settings)
+    if session is None:
+        auth.require_admin(settings, authorization)  # raises: no key, no valid session
+    if request.method not in SAFE_METHODS and not admin_session.csrf_ok(
+        session, request.headers.get(admin_session.CSRF_HEADER)
+    ):
+        raise PermissionDeniedError("Missing or wrong CSRF token: send the page's token in the X-CSRF-Token header.")
+
+
+NamespaceDep = Annotated[str, Depends(get_namespace)]
+AdminDep = Annotated[None, Depends(check_admin)]

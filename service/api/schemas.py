@@ -1,0 +1,254 @@
+"""Wire schemas of the admin API and `/sleep` (the OpenAI ones are in `service.serving.protocol`).
+
+Each is built from a store row with `of(...)`; routers import them from here and never from each other.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, Field
+
+from service.adapter_naming import adapter_name
+from service.config import DEFAULT_NAMESPACE
+from service.errors import InvalidRequestError
+from service.store.models import Adapter, Episode, SleepRun
+from service.store.stats import NamespaceOverview
+
+# --- query values ----------------------------------------------------------------------------------
+
+
+def _iso_text_only(value):
+    """Query strings only in ISO form: pydantic would otherwise read "0.5" as a Unix timestamp."""
+    if isinstance(value, str) and "-" not in value:
+        raise ValueError("expected an ISO date (YYYY-MM-DD) or datetime")
+    return value
+
+
+IsoMoment = Annotated[date | datetime, BeforeValidator(_iso_text_only)]
+
+
+def utc_bound(text: str | None, *, end: bool = False, param: str = "since") -> datetime | None:
+    """A query bound in UTC: `YYYY-MM-DD` is that day's UTC midnight (`end`: the next one); a naive
+    datetime is UTC."""
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=timezone.utc)
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequestError(f"'{param}' must be an ISO date or datetime, not {text!r}.", param=param) from exc
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+# --- episodes and forgetting -----------------------------------------------------------------------
+
+
+class EpisodeOut(BaseModel):
+    id: str
+    namespace: str
+    conversation_id: str | None
+    status: str
+    messages: list[dict]
+    response: str | None
+    finish_reason: str | None
+    model: str
+    adapter_version: int | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: float | None
+    error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+    consolidated_by: str | None
+    flags: list[str] | None = None
+
+    @classmethod
+    def of(cls, row: Episode) -> EpisodeOut:
+        return cls(
+            **{name: getattr(row, name) for name in cls.model_fields if name not in ("id", "consolidated_by")},
+            id=str(row.id),
+            consolidated_by=str(row.consolidated_by) if row.consolidated_by else None,
+        )
+
+
+class EpisodeList(BaseModel):
+    items: list[EpisodeOut]
+
+
+class Deleted(BaseModel):
+    """What a forgetting did: episodes removed, adapters retired, what serves now, the rebuild queued."""
+
+    deleted: int
+    spooled_removed: int = 0
+    retired_versions: list[int] = []
+    serving_version: int | None = None
+    rebuild_run_id: str | None = None
+
+
+class BacklogItem(BaseModel):
+    namespace: str
+    episodes: int
+    tokens: int
+    oldest_at: datetime | None
+    oldest_age_s: float | None
+
+
+class Backlog(BaseModel):
+    items: list[BacklogItem]
+
+
+# --- sleep runs ------------------------------------------------------------------------------------
+
+
+class SleepRequest(BaseModel):
+    namespace: str = Field(default=DEFAULT_NAMESPACE, min_length=1, max_length=128)
+
+
+class RunProgress(BaseModel):
+    phase: str | None
+    step: int
+    total: int
+
+
+class RunOut(BaseModel):
+    id: str
+    namespace: str
+    trigger: str
+    state: str
+    progress: RunProgress
+    metrics: dict | None
+    error: str | None
+    epoch: int
+    lease_owner: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, run: SleepRun) -> RunOut:
+        return cls(
+            id=str(run.id),
+            namespace=run.namespace,
+            trigger=run.trigger,
+            state=run.state,
+            progress=RunProgress(phase=run.phase, step=run.step, total=run.total),
+            metrics=run.metrics,
+            error=run.error,
+            epoch=run.epoch,
+            lease_owner=run.lease_owner,
+            created_at=run.created_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+        )
+
+
+class RunList(BaseModel):
+    items: list[RunOut]
+
+
+# --- adapters --------------------------------------------------------------------------------------
+
+
+class AdapterOut(BaseModel):
+    id: str
+    namespace: str
+    version: int
+    name: str
+    parent_version: int | None
+    run_id: str | None
+    path: str
+    rank: int
+    experts: int
+    metrics: dict | None
+    state: str
+    created_at: datetime
+    loaded: bool
+
+    @classmethod
+    def of(cls, adapter: Adapter, loaded: set[str]) -> AdapterOut:
+        name = adapter_name(adapter.namespace, adapter.version)
+        return cls(
+            id=str(adapter.id), namespace=adapter.namespace, version=adapter.version, name=name,
+            parent_version=adapter.parent_version, run_id=str(adapter.run_id) if adapter.run_id else None,
+            path=adapter.path, rank=adapter.rank, experts=adapter.experts, metrics=adapter.metrics,
+            state=adapter.state, created_at=adapter.created_at, loaded=name in loaded,
+        )
+
+
+class AdapterList(BaseModel):
+    items: list[AdapterOut]
+
+
+# --- the overview ----------------------------------------------------------------------------------
+
+
+class DayCount(BaseModel):
+    day: date
+    episodes: int
+
+
+class BacklogPoint(BaseModel):
+    at: datetime
+    episodes: int
+
+
+class ActiveAdapter(BaseModel):
+    version: int
+    name: str
+    created_at: datetime
+
+
+class NamespaceStats(BaseModel):
+    namespace: str
+    backlog_episodes: int
+    backlog_tokens: int
+    oldest_at: datetime | None
+    oldest_age_s: float | None
+    active_adapter: ActiveAdapter | None
+    live_run: RunOut | None
+    last_run: RunOut | None
+    episodes_per_day: list[DayCount]
+    backlog_history: list[BacklogPoint]
+
+    @classmethod
+    def of(cls, overview: NamespaceOverview, now: datetime) -> NamespaceStats:
+        active, oldest = overview.active_adapter, overview.oldest_at
+        return cls(
+            namespace=overview.namespace,
+            backlog_episodes=overview.backlog_episodes,
+            backlog_tokens=overview.backlog_tokens,
+            oldest_at=oldest,
+            oldest_age_s=(now - oldest).total_seconds() if oldest else None,
+            active_adapter=ActiveAdapter(
+                version=active.version, name=adapter_name(overview.namespace, active.version), created_at=active.created_at
+            ) if active else None,
+            live_run=RunOut.of(overview.live_run) if overview.live_run else None,
+            last_run=RunOut.of(overview.last_run) if overview.last_run else None,
+            episodes_per_day=[DayCount(day=day, episodes=n) for day, n in overview.episodes_per_day],
+            backlog_history=[BacklogPoint(at=at, episodes=n) for at, n in overview.backlog_history],
+        )
+
+
+class Stats(BaseModel):
+    now: datetime
+    next_sleep_at: datetime | None
+    scheduler: bool
+    days: int
+    namespaces: list[NamespaceStats]
+
+    @classmethod
+    def of(
+        cls, overviews: list[NamespaceOverview], *, now: datetime, days: int, scheduler
+    ) -> Stats:
+        """`scheduler`: this process's night scheduler, None when it runs none (no next sleep known)."""
+        return cls(
+            now=now,
+            next_sleep_at=scheduler.next_fire_time() if scheduler is not None else None,
+            scheduler=scheduler is not None,
+            days=days,
+            namespaces=[NamespaceStats.of(overview, now) for overview in overviews],
+        )
