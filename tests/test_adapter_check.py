@@ -11,7 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from service.adapter_check import AdapterCheckError, check_adapter
+from service.adapter_check import check_adapter
+from service.errors import AdapterError
 from service.store import episodes as episode_store
 from service.store import runs as run_store
 from service.store.db import make_engine, make_sessionmaker
@@ -50,7 +51,7 @@ def nan_weights(folder):
 
 
 def test_a_good_adapter_passes(good, tiny_model_dir):
-    assert check_adapter(good, base_model=tiny_model_dir, max_rank=8)["r"] == 4
+    assert check_adapter(good, base_model=tiny_model_dir, max_rank=8).config["r"] == 4
 
 
 @pytest.mark.parametrize(
@@ -65,7 +66,7 @@ def test_a_good_adapter_passes(good, tiny_model_dir):
     ],
 )
 def test_broken_adapters_are_refused(good, tiny_model_dir, tmp_path, damage, message):
-    with pytest.raises(AdapterCheckError, match=message):
+    with pytest.raises(AdapterError, match=message):
         check_adapter(broken_copy(good, tmp_path, damage), base_model=tiny_model_dir, max_rank=64)
 
 

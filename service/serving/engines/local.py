@@ -12,11 +12,9 @@ import asyncio
 import concurrent.futures
 import inspect
 import itertools
-import json
 import logging
 import queue
 import threading
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -34,7 +32,9 @@ from service.serving.engines.base import (
     Usage,
     wait_for_requests_on,
 )
+from service.serving.engines.registry import AdapterRegistry
 from service.serving.engines.sampling import IncrementalDetokenizer, sample_next_token, stop_cut
+from service.adapter_check import check_adapter, check_fits_model
 from service.errors import (
     AdapterError,
     EngineError,
@@ -113,11 +113,8 @@ class LocalEngine(Engine):
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
 
-        # Written only by the worker; the lock lets the event loop read a consistent snapshot.
-        self._registry_lock = threading.Lock()
-        self._adapters: dict[str, str] = {}  # name -> path
-        self._namespaces: dict[str, str] = {}  # namespace -> adapter name
-        self._in_flight: Counter[str] = Counter()  # adapter name -> admitted requests not yet finished
+        # Loads and activations are written by the worker only, between two requests.
+        self._registry = AdapterRegistry()
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -226,10 +223,7 @@ class LocalEngine(Engine):
             self._pending += 1
         # Read the namespace's adapter and count the request in one step: an activation that returned
         # before this line is seen, and an unload waits until this request is done with it.
-        with self._registry_lock:
-            job.adapter = self._namespaces.get(request.namespace)
-            if job.adapter is not None:
-                self._in_flight[job.adapter] += 1
+        job.adapter = self._registry.pin(request.namespace)
         self._work.put((_REQUEST, next(self._order), job))
         try:
             first = True
@@ -244,11 +238,7 @@ class LocalEngine(Engine):
                     return
         finally:
             job.cancelled.set()
-            if job.adapter is not None:
-                with self._registry_lock:
-                    self._in_flight[job.adapter] -= 1
-                    if not self._in_flight[job.adapter]:
-                        del self._in_flight[job.adapter]
+            self._registry.unpin(job.adapter)
 
     # --- the worker ----------------------------------------------------------------------------------
 
@@ -378,78 +368,15 @@ class LocalEngine(Engine):
             raise AdapterError("adapter name must not be empty", param="name")
         folder = Path(path)
         # Reading the files needs no model access, so it stays off the worker.
-        weights = await asyncio.to_thread(self._read_adapter, folder)
-        await self._between_requests(lambda: self._attach(name, folder, weights))
-
-    def _read_adapter(self, folder: Path) -> dict[str, torch.Tensor]:
-        """Check an adapter folder before it touches the model; return its weights."""
-        from peft import LoraConfig
-
-        config_file = folder / "adapter_config.json"
-        if not config_file.is_file():
-            raise AdapterError(f"{folder} has no adapter_config.json; is it a PEFT adapter folder?")
-        try:
-            config = json.loads(config_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise AdapterError(f"{config_file} is not readable JSON: {exc}") from exc
-        if config.get("peft_type") != "LORA":
-            raise AdapterError(f"{folder} holds a {config.get('peft_type')!r} adapter; only LoRA is served")
-        if config.get("bias", "none") != "none":
-            # Disabling a LoRA with trained biases does not give the base model back, and namespaces
-            # without an adapter must get exactly the base model.
-            raise AdapterError(f"{folder} trains biases (bias={config['bias']!r}); serving needs bias='none'")
-        try:
-            LoraConfig.from_pretrained(str(folder))
-        except Exception as exc:
-            raise AdapterError(f"{config_file} is not a valid LoRA config: {exc}") from exc
-
-        weights_file = folder / "adapter_model.safetensors"
-        try:
-            if weights_file.is_file():
-                from safetensors.torch import load_file
-
-                weights = load_file(str(weights_file))
-            elif (folder / "adapter_model.bin").is_file():
-                weights = torch.load(folder / "adapter_model.bin", map_location="cpu", weights_only=True)
-            else:
-                raise AdapterError(f"{folder} has no adapter_model.safetensors")
-        except AdapterError:
-            raise
-        except Exception as exc:
-            raise AdapterError(f"the weights in {folder} cannot be read: {exc}") from exc
-        return weights
-
-    def _check_fits_base(self, folder: Path, weights: dict[str, torch.Tensor]) -> None:
-        """Every LoRA matrix must target an existing linear layer of the base model with matching sizes."""
-        layers = dict(self._base.named_modules())
-        seen = 0
-        for key, tensor in weights.items():
-            for part, dim in ((".lora_A.weight", 1), (".lora_B.weight", 0)):
-                if not key.endswith(part):
-                    continue
-                seen += 1
-                module_name = key.removeprefix("base_model.model.")[: -len(part)]
-                layer = layers.get(module_name)
-                # Once wrapped, the original linear layer lives on as `base_layer`.
-                layer = getattr(layer, "base_layer", layer)
-                if not isinstance(layer, torch.nn.Linear):
-                    raise AdapterError(f"{folder} adapts {module_name!r}, no linear layer of this base model")
-                expected = layer.in_features if dim == 1 else layer.out_features
-                if tensor.ndim != 2 or tensor.shape[dim] != expected:
-                    raise AdapterError(
-                        f"{folder} does not fit this base model: {key} has shape {tuple(tensor.shape)}, "
-                        f"the layer needs {expected} along dimension {dim}"
-                    )
-        if not seen:
-            raise AdapterError(f"{folder} holds no LoRA weights")
+        checked = await asyncio.to_thread(check_adapter, folder)
+        await self._between_requests(lambda: self._attach(name, folder, checked.weights))
 
     def _attach(self, name: str, folder: Path, weights: dict[str, torch.Tensor]) -> None:
         """Worker thread: check `weights` against the model, inject the adapter; undo a failed load."""
         from peft import PeftModel
 
-        if name in self._adapters:
-            raise AdapterError(f"adapter {name!r} is already loaded; published adapters get a new name")
-        self._check_fits_base(folder, weights)
+        self._registry.require_new(name)
+        check_fits_model(folder, weights, self._base)
         try:
             if self._peft is None:
                 self._peft = PeftModel.from_pretrained(
@@ -461,8 +388,7 @@ class LocalEngine(Engine):
         except Exception as exc:
             self._detach_partial(name)
             raise AdapterError(f"could not load adapter {name!r} from {folder}: {exc}") from exc
-        with self._registry_lock:
-            self._adapters[name] = str(folder)
+        self._registry.add(name, str(folder))
 
     def _detach_partial(self, name: str) -> None:
         """Undo a load that failed after peft had started changing the model."""
@@ -484,61 +410,34 @@ class LocalEngine(Engine):
     async def activate_adapter(self, namespace: str, name: str | None) -> None:
         """Serve `namespace` with adapter `name` (None: the base model) from the next request on."""
 
-        def activate() -> None:
-            if name is not None and name not in self._adapters:
-                raise AdapterError(f"adapter {name!r} is not loaded", param="name")
-            with self._registry_lock:
-                if name is None:
-                    self._namespaces.pop(namespace, None)
-                else:
-                    self._namespaces[namespace] = name
-
-        await self._between_requests(activate)
+        await self._between_requests(lambda: self._registry.activate(namespace, name))
 
     async def unload_adapter(self, name: str) -> None:
         """Free adapter `name` once the requests admitted on it are done; refused while any namespace is
         served by it, and `EngineError` if those requests outlast the drain timeout."""
 
-        def check() -> None:
-            if name not in self._adapters:
-                raise AdapterError(f"adapter {name!r} is not loaded", param="name")
-            users = sorted(ns for ns, adapter in self._namespaces.items() if adapter == name)
-            if users:
-                raise AdapterError(f"adapter {name!r} still serves namespace(s) {', '.join(users)}")
-
-        with self._registry_lock:
-            check()
+        self._registry.require_unused(name)
         # No namespace points at it any more, so no new request can pin it; wait for those that did.
-        await wait_for_requests_on(name, lambda: self._requests_on(name), self._drain_timeout_s)
+        await wait_for_requests_on(name, lambda: self._registry.requests_on(name), self._drain_timeout_s)
 
         def unload() -> None:
-            check()
-            if self._requests_on(name):  # re-activated and used again while this call waited
+            self._registry.require_unused(name)
+            if self._registry.requests_on(name):  # re-activated and used again while this call waited
                 raise AdapterError(f"adapter {name!r} is in use again; not unloaded")
-            if len(self._adapters) == 1:
+            if len(self._registry) == 1:
                 # peft keeps no sensible state without adapters; go back to the plain base model.
                 self._base = self._peft.unload()
                 self._peft = None
             else:
                 if self._peft.active_adapter == name:  # otherwise peft warns while picking another
-                    self._peft.set_adapter(next(a for a in self._adapters if a != name), inference_mode=True)
+                    self._peft.set_adapter(next(a for a in self._registry.names() if a != name), inference_mode=True)
                 self._peft.delete_adapter(name)
-            with self._registry_lock:
-                del self._adapters[name]
+            self._registry.remove(name)
 
         await self._between_requests(unload)
 
     def active_adapter(self, namespace: str) -> str | None:
-        with self._registry_lock:
-            return self._namespaces.get(namespace)
-
-    def _requests_on(self, name: str) -> int:
-        with self._registry_lock:
-            return self._in_flight.get(name, 0)
+        return self._registry.serving(namespace)
 
     def loaded_adapters(self) -> list[AdapterInfo]:
-        with self._registry_lock:
-            return [
-                AdapterInfo(name, path, sorted(ns for ns, a in self._namespaces.items() if a == name))
-                for name, path in self._adapters.items()
-            ]
+        return self._registry.infos()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +33,7 @@ from service.serving.engines.base import (
     Usage,
     wait_for_requests_on,
 )
+from service.serving.engines.registry import AdapterRegistry
 from service.errors import (
     AdapterError,
     EngineError,
@@ -100,10 +101,8 @@ class VLLMEngine(Engine):
         self._watcher: asyncio.Task | None = None
         self._restore_needed = False  # vLLM may have lost adapters (it restarted); the watcher reloads them
 
-        self._adapters: dict[str, str] = {}  # name -> path, only once loaded and warmed up
-        self._namespaces: dict[str, str] = {}  # namespace -> adapter name; replaced whole on every change
+        self._registry = AdapterRegistry()  # an adapter is recorded once loaded and warmed up
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # one per adapter name
-        self._in_flight: Counter[str] = Counter()  # model name (adapter or base) -> running requests
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -152,7 +151,7 @@ class VLLMEngine(Engine):
 
     @property
     def queue_depth(self) -> int:
-        return sum(self._in_flight.values())
+        return self._registry.requests()
 
     @property
     def max_model_len(self) -> int:
@@ -199,8 +198,8 @@ class VLLMEngine(Engine):
         # vLLM lists a runtime-loaded LoRA with `parent` = the base and `root` = its folder. A vLLM that
         # outlived a restart of this service still holds them; loading them again would fail.
         for model in models:
-            if model.get("parent") == self._served_name and model["id"] not in self._adapters:
-                self._adapters[model["id"]] = model.get("root") or ""
+            if model.get("parent") == self._served_name and model["id"] not in self._registry:
+                self._registry.add(model["id"], model.get("root") or "")
                 log.info("adopted adapter %s already loaded in vLLM", model["id"])
 
     async def _watch_health(self) -> None:
@@ -225,7 +224,7 @@ class VLLMEngine(Engine):
 
     async def _restore_adapters(self) -> None:
         listed = {m["id"] for m in (await self._call("GET", "/v1/models"))["data"]}
-        for name, path in list(self._adapters.items()):
+        for name, path in self._registry.paths().items():
             if name in listed or not path:
                 continue
             async with self._locks[name]:
@@ -262,22 +261,19 @@ class VLLMEngine(Engine):
         """
         if not self._ready or self._client is None:
             raise EngineNotReadyError("the engine is not running")
-        if sum(self._in_flight.values()) >= self._max_queue:
+        if self._registry.requests() >= self._max_queue:
             raise QueueFullError(f"{self._max_queue} requests are already in flight; retry later")
-        # Read the alias and count the request in one step (no await between): an activation that
-        # returned before this line is seen, and an unload waits for this request to finish.
-        model = self._namespaces.get(request.namespace, self._served_name)
-        self._in_flight[model] += 1
+        # Read the alias and count the request in one step: an activation that returned before this
+        # line is seen, and an unload waits for this request to finish.
+        adapter = self._registry.pin(request.namespace)
         try:
             first = True
-            async for chunk in self._stream(model, request):
+            async for chunk in self._stream(adapter or self._served_name, request):
                 if first:
-                    chunk, first = replace(chunk, adapter=None if model == self._served_name else model), False
+                    chunk, first = replace(chunk, adapter=adapter), False
                 yield chunk
         finally:
-            self._in_flight[model] -= 1
-            if not self._in_flight[model]:
-                del self._in_flight[model]
+            self._registry.unpin(adapter)
 
     def _payload(self, model: str, request: GenerationRequest) -> dict:
         params = request.params
@@ -302,7 +298,7 @@ class VLLMEngine(Engine):
             async with self._client.stream("POST", "/v1/chat/completions", json=payload) as resp:
                 if resp.status_code != 200:
                     await resp.aread()
-                    if resp.status_code == 404 and model in self._adapters:
+                    if resp.status_code == 404 and model in self._registry:
                         # vLLM restarted between two health checks and forgot the adapter.
                         self._restore_needed = True
                         raise EngineError(f"vLLM does not know adapter {model!r} (any more); reloading it")
@@ -354,10 +350,9 @@ class VLLMEngine(Engine):
             raise AdapterError(f"{name!r} is the base model's name", param="name")
         self._require_client()
         async with self._locks[name]:
-            if name in self._adapters:
-                if self._adapters[name] == str(path):
-                    return
-                raise AdapterError(f"adapter {name!r} is already loaded; published adapters get a new name")
+            if self._registry.path(name) == str(path):
+                return
+            self._registry.require_new(name)
             ours = True
             try:
                 body = {"lora_name": name, "lora_path": str(path)}
@@ -375,7 +370,7 @@ class VLLMEngine(Engine):
                     await self._forget_in_vllm(name)
                 message = f"adapter {name!r} from {path} loaded but failed its first request: {exc}"
                 raise AdapterError(message) from exc
-            self._adapters[name] = str(path)
+            self._registry.add(name, str(path))
 
     async def _held_by_vllm(self, name: str, path: str) -> bool:
         """Whether vLLM already serves adapter `name` from folder `path`."""
@@ -398,35 +393,23 @@ class VLLMEngine(Engine):
 
         Requests already running finish on the model they started with.
         """
-        if name is not None and name not in self._adapters:
-            raise AdapterError(f"adapter {name!r} is not loaded", param="name")
-        namespaces = dict(self._namespaces)
-        if name is None:
-            namespaces.pop(namespace, None)
-        else:
-            namespaces[namespace] = name
-        self._namespaces = namespaces
+        self._registry.activate(namespace, name)
 
     async def unload_adapter(self, name: str) -> None:
         """Unload adapter `name` once its running requests finished; refused while it serves a namespace."""
         self._require_client()
         async with self._locks[name]:
-            if name not in self._adapters:
-                raise AdapterError(f"adapter {name!r} is not loaded", param="name")
-            users = sorted(ns for ns, adapter in self._namespaces.items() if adapter == name)
-            if users:
-                raise AdapterError(f"adapter {name!r} still serves namespace(s) {', '.join(users)}")
-            path = self._adapters.pop(name)  # from here on it cannot be activated again
+            self._registry.require_unused(name)
+            path = self._registry.remove(name)  # from here on it cannot be activated again
             try:
                 await self._drain(name)
                 await self._forget_in_vllm(name, strict=True)
             except BaseException:
-                self._adapters[name] = path
+                self._registry.add(name, path)
                 raise
 
     async def _drain(self, name: str) -> None:
-        await wait_for_requests_on(name, lambda: self._in_flight[name], self._drain_timeout_s)
-        self._in_flight.pop(name, None)
+        await wait_for_requests_on(name, lambda: self._registry.requests_on(name), self._drain_timeout_s)
 
     async def _forget_in_vllm(self, name: str, *, strict: bool = False) -> None:
         try:
@@ -439,14 +422,10 @@ class VLLMEngine(Engine):
             log.exception("could not unload adapter %s from vLLM", name)
 
     def active_adapter(self, namespace: str) -> str | None:
-        return self._namespaces.get(namespace)
+        return self._registry.serving(namespace)
 
     def loaded_adapters(self) -> list[AdapterInfo]:
-        namespaces = self._namespaces
-        return [
-            AdapterInfo(name, path, sorted(ns for ns, a in namespaces.items() if a == name))
-            for name, path in self._adapters.items()
-        ]
+        return self._registry.infos()
 
     # --- HTTP ----------------------------------------------------------------------------------------
 
