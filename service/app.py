@@ -149,8 +149,9 @@ def _swap_now(adapter_sync: AdapterSync):
     return swap
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
-    settings = settings or Settings()
+def _lifespan(settings: Settings, engine: Engine | None, telemetry: Telemetry):
+    """Startup and shutdown: store, recorder, engine, chat, adapter sync, scheduler and embedded worker,
+    each on `app.state` for `service.api.deps`."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -222,17 +223,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             recorder.close()
             db.dispose()
 
-    app = FastAPI(title="Reverie", version=__version__, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.telemetry = telemetry = Telemetry()
-    app.state.started_at = int(time.time())
-    app.include_router(openai.router)
-    app.include_router(admin.router)
-    app.include_router(sleep.router)
-    app.include_router(metrics_api.router)
-    app.include_router(health.router)
-    app.include_router(dashboard.router)
-    app.mount("/admin/static", StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static")
+    return lifespan
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """One error format: every error leaves as an OpenAI-shaped body with its HTTP status."""
 
     @app.exception_handler(ReverieError)
     async def _reverie_error(_request: Request, exc: ReverieError) -> JSONResponse:
@@ -261,6 +256,23 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         log.exception("unhandled error", exc_info=exc)
         return error_response(500, "Internal server error.", "server_error")
 
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    settings = settings or Settings()
+    telemetry = Telemetry()
+    app = FastAPI(title="Reverie", version=__version__, lifespan=_lifespan(settings, engine, telemetry))
+    app.state.settings = settings
+    app.state.telemetry = telemetry
+    app.state.started_at = int(time.time())
+    app.include_router(openai.router)
+    app.include_router(admin.router)
+    app.include_router(sleep.router)
+    app.include_router(metrics_api.router)
+    app.include_router(health.router)
+    app.include_router(dashboard.router)
+    app.mount("/admin/static", StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static")
+
+    _install_error_handlers(app)
     app.openapi = lambda: _openapi_with_openai_errors(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 

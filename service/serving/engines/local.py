@@ -4,6 +4,9 @@ Requests wait in a bounded queue and are decoded one at a time by the worker wit
 tokens travel back to the event loop through `loop.call_soon_threadsafe`. Adapter loads, activations
 and unloads are queued to the same worker ahead of waiting requests, so each runs between two requests
 and no request ever sees half a swap.
+
+Length: over 400 lines because lifecycle, decoding and adapter swaps all share the one worker
+thread's queue and model state; split apart, each part would reach into the others' privates.
 """
 
 from __future__ import annotations

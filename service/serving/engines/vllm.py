@@ -9,6 +9,9 @@ them have drained.
 
 The prompt is templated and counted with the model's own tokenizer in this process (the interface asks
 for a synchronous count); vLLM's `usage` is what gets recorded.
+
+Length: over 400 lines because one client owns vLLM's health, its stream, its LoRA endpoints and the
+restore after a vLLM restart, which all share the connection and the per-adapter locks.
 """
 
 from __future__ import annotations

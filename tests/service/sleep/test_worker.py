@@ -1,0 +1,54 @@
+"""What the worker hands the trainer: whole interactions of the namespace's new, unflagged episodes."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.store import episodes as episode_store
+from service.store import runs as run_store
+from service.store.db import make_engine, make_sessionmaker
+from service.sleep.job import SleepOutcome
+from service.sleep.worker import Worker
+from tests.adapters import make_lora
+from tests.factories import completed, make_record
+from tests.servers import REPO
+
+pytestmark = [pytest.mark.model]
+
+
+def test_the_trainer_sees_the_request_and_the_reply(tmp_path, tiny_model_dir, database_url):
+    sessions = make_sessionmaker(make_engine(database_url))
+    told = completed(make_record(messages=[{"role": "user", "content": "My dog is Pixel."}]), response="Nice name!")
+    planted = completed(make_record(messages=[{"role": "user", "content": "x"}]), response="y")
+    planted.flags = ["planted_instruction"]
+    other = completed(make_record(namespace="other"))
+    with sessions.begin() as session:
+        episode_store.upsert_episodes(session=session, records=[told, planted, other])
+    with sessions() as session:
+        run_store.enqueue_run(session=session, namespace="default", trigger="manual")
+    seen = []
+
+    def consolidate(job, progress):
+        seen.extend(job.episodes)
+        return SleepOutcome(adapter_dir=make_lora(tiny_model_dir, job.workdir / "a", seed=1), accepted=True, rank=4)
+
+    worker = Worker(session_factory=sessions, consolidator=consolidate, base_model=lambda: tiny_model_dir,
+                    adapters_dir=tmp_path / "adapters")
+    assert worker.run_once().state == "published"
+    assert seen == [{"id": str(told.id), "messages": [{"role": "user", "content": "My dog is Pixel."},
+                                                       {"role": "assistant", "content": "Nice name!"}]}]
+
+
+def test_the_trainer_consolidator_refuses_grown_layers(tmp_path):
+    """`growth_mode: layers` makes a new base, not an adapter: the run fails before training."""
+    import uuid
+
+    from service.sleep.consolidator import TrainerConsolidator
+    from service.sleep.job import SleepJob
+
+    job = SleepJob(run_id=uuid.uuid4(), namespace="default", episodes=[], base_model=tmp_path,
+                   current_adapter=None, workdir=tmp_path)
+    config = str(REPO / "tests" / "data" / "tiny-sleep.yaml")
+    consolidator = TrainerConsolidator(config, growth_mode="layers")
+    with pytest.raises(ValueError, match="LoRA adapters"):
+        consolidator(job, lambda *_: None)
