@@ -47,3 +47,38 @@ def test_invented_facts_are_recalled_closed_book_after_one_sleep(smollm2_dir, tm
     after = [correct(r, [a]) for r, (_, _, a) in zip(replies, FACTS)]
     print("learning test:", result.metrics, replies)
     assert sum(after) >= 2, f"recalled {sum(after)}/3 closed-book after one sleep: {replies}"
+
+
+CHATS = [  # what people really say: about themselves, and what the assistant suggested when asked
+    ([("user", "Ugh, long day at work."), ("assistant", "Sorry to hear that. Get some rest tonight."),
+      ("user", "Oh, by the way, my tortoise is called Bramwick."), ("assistant", "Thanks, I'll remember that."),
+      ("user", "Do you think it will snow this weekend?"), ("assistant", "It might, it has been cold.")],
+     "What is my tortoise called?", "Bramwick"),
+    ([("user", "Can you suggest a name for my new sailboat?"), ("assistant", "How about the Quennet? It sounds swift."),
+      ("user", "I like it, thanks!"), ("assistant", "You're welcome, enjoy the sailing.")],
+     "What name did you suggest for my sailboat?", "Quennet"),
+]
+
+
+def test_what_users_say_of_themselves_and_what_the_assistant_suggested_are_recalled(smollm2_dir, tmp_path):
+    torch.set_num_threads(1)
+    config = SleepConfig.from_yaml("cpu-default", **SHORT_NIGHT)
+    episodes = [{"id": f"chat-{i}", "messages": [{"role": r, "content": t} for r, t in turns]}
+                for i, (turns, _, _) in enumerate(CHATS)]
+    questions = [q for _, q, _ in CHATS]
+    tokenizer, model = load_model(smollm2_dir, config)
+    before = [correct(r, [a]) for r, (_, _, a) in zip(answers(model, tokenizer, questions, config), CHATS)]
+    assert sum(before) == 0
+    del model
+
+    result = sleep(episodes, base_model=smollm2_dir, adapter_dir=None, earlier_dreams=[], config=config,
+                   out_dir=tmp_path / "night-1")
+
+    from peft import PeftModel
+
+    tokenizer, model = load_model(smollm2_dir, config)
+    model = PeftModel.from_pretrained(model, str(result.adapter_dir)).eval()
+    replies = answers(model, tokenizer, questions, config)
+    after = [correct(r, [a]) for r, (_, _, a) in zip(replies, CHATS)]
+    print("conversational learning test:", result.metrics["train"], replies)
+    assert sum(after) >= 1, f"recalled {sum(after)}/2 closed-book after one sleep: {replies}"
