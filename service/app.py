@@ -162,7 +162,7 @@ def _lifespan(settings: Settings, engine: Engine | None, telemetry: Telemetry):
         app.state.engine = model_engine = engine or build_engine(settings)
         telemetry.watch(engine=model_engine, recorder=recorder, session_factory=app.state.session_factory)
         app.state.chat = ChatService(
-            metrics=telemetry,
+            telemetry=telemetry,
             engine=model_engine,
             recorder=recorder,
             model_name=settings.model_name,

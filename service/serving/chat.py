@@ -80,7 +80,7 @@ class ChatService:
         default_max_tokens: int,
         limits: RequestLimits | None = None,
         limiter: KeyLimiter | None = None,
-        metrics: Telemetry | None = None,
+        telemetry: Telemetry | None = None,
     ):
         self.engine = engine
         self.recorder = recorder
@@ -88,7 +88,7 @@ class ChatService:
         self.default_max_tokens = default_max_tokens
         self.limits = limits
         self.limiter = limiter or KeyLimiter()
-        self.metrics = metrics
+        self.telemetry = telemetry
 
     async def complete(
         self,
@@ -153,8 +153,8 @@ class ChatService:
         except BaseException as exc:
             await self._fail(record, exc)
             raise self._client_error(exc) from exc
-        if self.metrics is not None:
-            self.metrics.time_to_first_token.observe(time.perf_counter() - started)
+        if self.telemetry is not None:
+            self.telemetry.time_to_first_token.observe(time.perf_counter() - started)
 
         if request.stream:
             return ChatReply(stream=self._stream(request, record, generation, first, started))
@@ -302,12 +302,12 @@ class ChatService:
         record.latency_ms = (time.perf_counter() - started) * 1000
         record.completed_at = utcnow()
         await self.recorder.record(record)
-        if self.metrics is not None:
-            self.metrics.request_latency.labels(stream=str(bool(record.params and record.params.get("stream"))).lower()).observe(
+        if self.telemetry is not None:
+            self.telemetry.request_latency.labels(stream=str(bool(record.params and record.params.get("stream"))).lower()).observe(
                 record.latency_ms / 1000
             )
-            self.metrics.tokens.labels(kind="prompt").inc(record.prompt_tokens or 0)
-            self.metrics.tokens.labels(kind="completion").inc(record.completion_tokens or 0)
+            self.telemetry.tokens.labels(kind="prompt").inc(record.prompt_tokens or 0)
+            self.telemetry.tokens.labels(kind="completion").inc(record.completion_tokens or 0)
 
     async def _abort(self, record: EpisodeRecord, started: float) -> None:
         record.status = EpisodeStatus.ABORTED
