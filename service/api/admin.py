@@ -13,6 +13,7 @@ from service.api.deps import (
     AdapterSyncDep,
     AdminDep,
     EngineDep,
+    LivenessDep,
     RecorderDep,
     SchedulerDep,
     SessionDep,
@@ -155,9 +156,10 @@ def get_backlog(_admin: AdminDep, session: SessionDep) -> Backlog:
 
 @router.get("/runs", response_model=RunList)
 def list_runs(
-    _admin: AdminDep, session: SessionDep, namespace: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    _admin: AdminDep, session: SessionDep, liveness: LivenessDep, namespace: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RunList:
-    return RunList(items=[RunOut.of(run) for run in run_store.list_runs(session=session, namespace=namespace, limit=limit)])
+    return RunList(items=[RunOut.of(run, liveness) for run in run_store.list_runs(session=session, namespace=namespace, limit=limit)])
 
 
 @router.get("/adapters", response_model=AdapterList)
@@ -188,6 +190,7 @@ def get_stats(
     _admin: AdminDep,
     session: SessionDep,
     scheduler: SchedulerDep,
+    liveness: LivenessDep,
     namespace: str | None = None,
     days: Annotated[int, Query(ge=1, le=90)] = 14,
 ) -> Stats:
@@ -195,4 +198,4 @@ def get_stats(
     adapter and the latest run; and the next scheduled sleep."""
     now = datetime.now(timezone.utc)
     overviews = namespace_overviews(session=session, now=now, days=days, namespace=namespace)
-    return Stats.of(overviews, now=now, days=days, scheduler=scheduler)
+    return Stats.of(overviews, now=now, days=days, scheduler=scheduler, liveness=liveness)

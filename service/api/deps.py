@@ -21,6 +21,7 @@ from service.serving.chat import ChatService
 from service.serving.engines.base import Engine
 from service.serving.recording import Recorder
 from service.sleep.scheduler import NightScheduler
+from service.store import workers as worker_store
 from service.telemetry import Telemetry
 
 
@@ -110,5 +111,11 @@ def check_admin(
         raise PermissionDeniedError("Missing or wrong CSRF token: send the page's token in the X-CSRF-Token header.")
 
 
+def get_liveness(session: SessionDep, settings: SettingsDep) -> worker_store.Liveness:
+    """The lease and the workers' heartbeats, read once per request: a run's shown state needs them."""
+    return worker_store.liveness(session=session, lease_s=settings.worker_lease_s)
+
+
+LivenessDep = Annotated[worker_store.Liveness, Depends(get_liveness)]
 NamespaceDep = Annotated[str, Depends(get_namespace)]
 AdminDep = Annotated[None, Depends(check_admin)]

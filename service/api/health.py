@@ -6,7 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service.api.deps import EngineDep, RecorderDep, SessionFactoryDep
+from service.api.deps import EngineDep, RecorderDep, SessionFactoryDep, SettingsDep
+from service.api.schemas import WorkerOut
+from service.store import workers as worker_store
 
 router = APIRouter(tags=["health"])
 
@@ -17,15 +19,33 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz")
-async def readyz(engine: EngineDep, sessions: SessionFactoryDep, recorder: RecorderDep) -> JSONResponse:
-    """Ready when the engine has loaded and the store answers (a spooling store still serves)."""
+async def readyz(
+    engine: EngineDep, sessions: SessionFactoryDep, recorder: RecorderDep, settings: SettingsDep
+) -> JSONResponse:
+    """Ready when the engine has loaded and the store answers (a spooling store still serves). The body
+    also lists the sleep workers' heartbeats (informative: no worker does not make the API unready)."""
     engine_ready = engine.ready
+    workers: list[dict] | None = None
     try:
         with sessions() as session:
             session.execute(text("SELECT 1"))
         store = "ok"
     except Exception:
         store = "spooling" if recorder.spool_writable() else "unavailable"
+    if store == "ok":
+        workers = _workers(sessions, settings.worker_lease_s)
     ready = engine_ready and store != "unavailable"
     body = {"status": "ready" if ready else "not ready", "engine": "ready" if engine_ready else "loading", "store": store}
+    if workers is not None:
+        body["workers"] = workers
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _workers(sessions, lease_s: float) -> list[dict] | None:
+    """The sleep workers' heartbeats; None when they cannot be read (the readiness verdict ignores them)."""
+    try:
+        with sessions() as session:
+            liveness = worker_store.liveness(session=session, lease_s=lease_s)
+            return [WorkerOut.of(worker, liveness).model_dump(mode="json") for worker in liveness.workers]
+    except Exception:
+        return None

@@ -15,6 +15,7 @@ from service.config import DEFAULT_NAMESPACE
 from service.errors import InvalidRequestError
 from service.store.models import Adapter, Episode, SleepRun
 from service.store.stats import NamespaceOverview
+from service.store.workers import Liveness
 
 # --- query values ----------------------------------------------------------------------------------
 
@@ -111,14 +112,16 @@ class SleepRequest(BaseModel):
 class RunProgress(BaseModel):
     phase: str | None
     step: int
-    total: int
+    total: int | None = Field(description="Steps of this phase; null when the phase has no known length (setup, gate).")
 
 
 class RunOut(BaseModel):
     id: str
     namespace: str
     trigger: str
-    state: str
+    state: str = Field(description="queued, running, evaluating, stalled (lease expired: its worker went silent), "
+                                    "published, rejected, failed or cancelled.")
+    note: str | None = Field(default=None, description="Why a live run is not moving: stalled, or no worker alive.")
     progress: RunProgress
     metrics: dict | None
     error: str | None
@@ -129,13 +132,15 @@ class RunOut(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, run: SleepRun) -> RunOut:
+    def of(cls, run: SleepRun, liveness: Liveness | None = None) -> RunOut:
+        """`liveness` (the lease and the workers' heartbeats) turns an expired lease into `stalled`."""
         return cls(
             id=str(run.id),
             namespace=run.namespace,
             trigger=run.trigger,
-            state=run.state,
-            progress=RunProgress(phase=run.phase, step=run.step, total=run.total),
+            state=liveness.state_of(run) if liveness else run.state,
+            note=liveness.note_of(run) if liveness else None,
+            progress=RunProgress(phase=run.phase, step=run.step, total=run.total or None),
             metrics=run.metrics,
             error=run.error,
             epoch=run.epoch,
@@ -148,6 +153,23 @@ class RunOut(BaseModel):
 
 class RunList(BaseModel):
     items: list[RunOut]
+
+
+class WorkerOut(BaseModel):
+    id: str
+    alive: bool
+    started_at: datetime
+    beat_at: datetime
+    beat_age_s: float
+    run_id: str | None
+
+    @classmethod
+    def of(cls, worker, liveness: Liveness) -> WorkerOut:
+        return cls(
+            id=worker.id, alive=liveness.alive(worker), started_at=worker.started_at, beat_at=worker.beat_at,
+            beat_age_s=round((liveness.now - worker.beat_at).total_seconds(), 1),
+            run_id=str(worker.run_id) if worker.run_id else None,
+        )
 
 
 # --- adapters --------------------------------------------------------------------------------------
@@ -215,7 +237,7 @@ class NamespaceStats(BaseModel):
     backlog_history: list[BacklogPoint]
 
     @classmethod
-    def of(cls, overview: NamespaceOverview, now: datetime) -> NamespaceStats:
+    def of(cls, overview: NamespaceOverview, now: datetime, liveness: Liveness | None = None) -> NamespaceStats:
         active, oldest = overview.active_adapter, overview.oldest_at
         return cls(
             namespace=overview.namespace,
@@ -226,8 +248,8 @@ class NamespaceStats(BaseModel):
             active_adapter=ActiveAdapter(
                 version=active.version, name=adapter_name(overview.namespace, active.version), created_at=active.created_at
             ) if active else None,
-            live_run=RunOut.of(overview.live_run) if overview.live_run else None,
-            last_run=RunOut.of(overview.last_run) if overview.last_run else None,
+            live_run=RunOut.of(overview.live_run, liveness) if overview.live_run else None,
+            last_run=RunOut.of(overview.last_run, liveness) if overview.last_run else None,
             episodes_per_day=[DayCount(day=day, episodes=n) for day, n in overview.episodes_per_day],
             backlog_history=[BacklogPoint(at=at, episodes=n) for at, n in overview.backlog_history],
         )
@@ -239,10 +261,11 @@ class Stats(BaseModel):
     scheduler: bool
     days: int
     namespaces: list[NamespaceStats]
+    workers: list[WorkerOut] = []
 
     @classmethod
     def of(
-        cls, overviews: list[NamespaceOverview], *, now: datetime, days: int, scheduler
+        cls, overviews: list[NamespaceOverview], *, now: datetime, days: int, scheduler, liveness: Liveness | None = None
     ) -> Stats:
         """`scheduler`: this process's night scheduler, None when it runs none (no next sleep known)."""
         return cls(
@@ -250,5 +273,6 @@ class Stats(BaseModel):
             next_sleep_at=scheduler.next_fire_time() if scheduler is not None else None,
             scheduler=scheduler is not None,
             days=days,
-            namespaces=[NamespaceStats.of(overview, now) for overview in overviews],
+            namespaces=[NamespaceStats.of(overview, now, liveness) for overview in overviews],
+            workers=[WorkerOut.of(worker, liveness) for worker in liveness.workers] if liveness else [],
         )

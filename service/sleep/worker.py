@@ -32,6 +32,7 @@ from service.sleep.consolidator import TrainerConsolidator
 from service.sleep.job import Consolidator, SleepJob
 from service.store import adapters as adapter_store
 from service.store import runs as run_store
+from service.store import workers as worker_store
 from service.store.models import Adapter, RunState, SleepRun
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,11 @@ class _Lease:
     """Renews a run's lease from a side thread and carries the latest progress with each heartbeat."""
 
     def __init__(
-        self, session_factory: sessionmaker[Session], run: SleepRun, interval_s: float, progress_interval_s: float = 0.5
+        self, session_factory: sessionmaker[Session], run: SleepRun, interval_s: float, progress_interval_s: float = 0.5,
+        owner: str | None = None,
     ):
         self.session_factory = session_factory
+        self.owner = owner
         self.run_id, self.epoch = run.id, run.epoch
         self.interval_s = interval_s
         self.progress_interval_s = progress_interval_s
@@ -82,10 +85,25 @@ class _Lease:
             self.lost.set()
         except Exception as exc:  # the database blinked: the lease lasts several intervals
             log.warning("heartbeat for run %s failed: %s", self.run_id, exc)
+        if self.owner is not None:
+            _beat_worker(self.session_factory, self.owner, None if self.lost.is_set() else self.run_id)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.beat()
+
+
+def _beat_worker(session_factory: sessionmaker[Session], owner: str, run_id: uuid.UUID | None) -> None:
+    """The worker's own heartbeat row (dashboard, /readyz); a failed write only makes it look older."""
+    try:
+        with session_factory() as session:
+            worker_store.beat(session=session, worker_id=owner, run_id=run_id)
+    except Exception as exc:
+        log.warning("worker heartbeat failed: %s", exc)
+
+
+# Phases whose length nobody knows: they report no total, so no "1/1 100 %" while the model loads.
+_UNCOUNTED_PHASES = frozenset({"setup", "evaluate", "save", "publish"})
 
 
 class Worker:
@@ -117,21 +135,32 @@ class Worker:
         self.around_training = around_training
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_published = on_published
+        self.polled_at: float | None = None  # last look for a run (Unix time), and the run held: /metrics
+        self.running: uuid.UUID | None = None
 
     def run_once(self) -> SleepRun | None:
         """Claim and process one run; returns it in its final state, or None when there was none."""
+        self.polled_at = time.time()
         with self.session_factory() as session:
             run = run_store.claim_run(session=session, owner=self.owner, lease_s=self.lease_s)
         if run is None:
             return None
         log.info("run %s (%s, epoch %d) claimed by %s", run.id, run.namespace, run.epoch, self.owner)
+        self.running = run.id
         try:
             self._process(run)
         except run_store.LeaseLostError as exc:
-            log.warning("%s", exc)
+            with self.session_factory() as session:
+                now = run_store.get_run(session=session, run_id=run.id)
+            if now is not None and now.state == RunState.CANCELLED:
+                log.info("run %s cancelled (%s); nothing published", run.id, now.error)
+            else:
+                log.warning("%s", exc)
         except Exception as exc:
             log.exception("run %s failed", run.id)
             self._fail(run, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        finally:
+            self.running = None
         with self.session_factory() as session:
             return run_store.get_run(session=session, run_id=run.id)
 
@@ -140,13 +169,19 @@ class Worker:
         stop = stop or threading.Event()
         wake = wake or threading.Event()
         while not stop.is_set():
+            _beat_worker(self.session_factory, self.owner, None)
             try:
                 if self.run_once() is not None:
                     continue
             except Exception:
                 log.exception("worker loop error; retrying")
-            wake.wait(poll_s)
+            wake.wait(min(poll_s, self.lease_s / 4))
             wake.clear()
+        try:
+            with self.session_factory() as session:
+                worker_store.stopped(session=session, worker_id=self.owner)
+        except Exception as exc:
+            log.warning("could not remove worker %s's heartbeat: %s", self.owner, exc)
 
     # -- one run -------------------------------------------------------------------------------------
     def _process(self, run: SleepRun) -> None:
@@ -177,11 +212,12 @@ class Worker:
 
         workdir = Path(tempfile.mkdtemp(prefix=f"reverie-run-{run.id.hex[:8]}-"))
         try:
-            with _Lease(self.session_factory, run, interval_s=max(self.lease_s / 4, 0.5)) as lease:
+            with _Lease(self.session_factory, run, interval_s=max(self.lease_s / 4, 0.5), owner=self.owner) as lease:
                 lease.report(phase="setup", step=0, total=0)
 
                 def progress(phase: str, step: int, total: int, loss: float | None = None) -> None:
-                    values = {"phase": phase, "step": step, "total": total}
+                    uncounted = phase in _UNCOUNTED_PHASES
+                    values = {"phase": phase, "step": 0 if uncounted else step, "total": 0 if uncounted else total}
                     if phase in ("evaluate", "gate"):
                         values["state"] = RunState.EVALUATING
                     lease.report(**values)
@@ -196,7 +232,7 @@ class Worker:
                 )
                 with self.around_training():
                     outcome = self.consolidator(job, progress)
-                lease.report(state=RunState.EVALUATING, phase="publish")
+                lease.report(state=RunState.EVALUATING, phase="publish", step=0, total=0)
                 lease.beat()
                 if lease.lost.is_set():
                     raise run_store.LeaseLostError(f"run {run.id} was taken over before publishing")

@@ -86,6 +86,7 @@ class RunState:
     REJECTED = "rejected"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    STALLED = "stalled"  # shown, never stored: running, but its lease expired (its worker went silent)
     LIVE = (QUEUED, RUNNING, EVALUATING)
     FINAL = (PUBLISHED, REJECTED, FAILED, CANCELLED)
 
@@ -124,6 +125,17 @@ class SleepRun(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SleepWorker(Base):
+    """A worker's heartbeat: written at each poll and with each lease renewal, removed when it stops."""
+
+    __tablename__ = "sleep_workers"
+
+    id: Mapped[str] = mapped_column(String(256), primary_key=True)  # the worker's owner name (host:pid:tag)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # the run it holds now, None when idle
 
 
 class Adapter(Base):

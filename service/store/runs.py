@@ -125,6 +125,27 @@ def finish_run(
     _fenced_update(session, run_id, epoch, **values)
 
 
+def cancel_run(*, session: Session, run_id: uuid.UUID, reason: str = "cancelled by an operator") -> SleepRun:
+    """Cancel a queued or running run. Commits. Its worker finds its next heartbeat or progress write
+    fenced (the run is no longer live) and stops without publishing; its episodes stay in the backlog.
+
+    Raises `LookupError` for an unknown run, `ValueError` for one already finished."""
+    now = utcnow()
+    done = session.execute(
+        update(SleepRun)
+        .where(SleepRun.id == run_id, SleepRun.state.in_(RunState.LIVE))
+        .values(state=RunState.CANCELLED, error=reason, finished_at=now)
+    ).rowcount
+    session.commit()
+    run = session.get(SleepRun, run_id)
+    if run is None:
+        raise LookupError(f"no sleep run {run_id}")
+    session.refresh(run)
+    if not done:
+        raise ValueError(f"sleep run {run_id} already finished ({run.state})")
+    return run
+
+
 def get_run(*, session: Session, run_id: uuid.UUID) -> SleepRun | None:
     return session.get(SleepRun, run_id)
 
