@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from contextlib import asynccontextmanager
 
@@ -25,7 +26,7 @@ from service.serving.chat import ChatService
 from service.config import Settings
 from service.serving.engines import build_engine
 from service.serving.engines.base import Engine
-from service.errors import PayloadTooLargeError, ReverieError
+from service.errors import ReverieError
 from service.serving.protocol import ErrorDetail, ErrorResponse
 from service.serving.limits import KeyLimiter, RequestLimits
 from service.logs import RequestContext
@@ -44,6 +45,11 @@ def error_response(status: int, message: str, error_type: str, *, param=None, co
     return JSONResponse(body.model_dump(), status_code=status)
 
 
+def retry_after_headers(seconds: float) -> dict[str, str]:
+    """`Retry-After` in whole seconds rounded up (never early), and OpenAI's `retry-after-ms`."""
+    return {"Retry-After": str(max(1, math.ceil(seconds))), "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0] if exc.errors() else {}
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
@@ -55,7 +61,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 class BodySizeLimit:
-    """413 for bodies over the limit, by Content-Length or by counting a chunked body."""
+    """413 for bodies over the limit, by Content-Length or, for a chunked body, by reading it first
+    (at most `max_bytes`, then replayed to the app): the app never sees a body it would have to cut."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
@@ -68,20 +75,31 @@ class BodySizeLimit:
             413, f"The request body exceeds {self.max_bytes} bytes.", "invalid_request_error", code="request_too_large"
         )
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await too_large(scope, receive, send)
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        if length is not None:
+            if length.isdigit() and int(length) > self.max_bytes:
+                return await too_large(scope, receive, send)
+            return await self.app(scope, receive, send)
+        chunks, received = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise PayloadTooLargeError(f"The request body exceeds {self.max_bytes} bytes.")
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_bytes:
+                return await too_large(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, limited_receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 async def _start_engine(engine: Engine) -> None:
@@ -231,10 +249,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ReverieError)
     async def _reverie_error(_request: Request, exc: ReverieError) -> JSONResponse:
-        response = error_response(exc.status_code, exc.message, exc.error_type, param=exc.param, code=exc.code)
+        if exc.status_code >= 500:
+            log.error("%s (%s): %s", exc.code or exc.error_type, exc.status_code, exc.message)
+        response = error_response(exc.status_code, exc.client_message, exc.error_type, param=exc.param, code=exc.code)
         retry_after = getattr(exc, "retry_after_s", None)
         if retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, round(retry_after)))
+            response.headers.update(retry_after_headers(retry_after))
         return response
 
     @app.exception_handler(RequestValidationError)

@@ -9,6 +9,8 @@ class ReverieError(Exception):
     status_code = 500
     error_type = "server_error"
     code: str | None = None
+    # What a 5xx body says: the message may hold exception text, paths or URLs; those go to the log only.
+    public_message = "Internal server error."
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -16,6 +18,11 @@ class ReverieError(Exception):
         self.param = param
         if code is not None:
             self.code = code
+
+    @property
+    def client_message(self) -> str:
+        """The message a client sees: the message of a 4xx, a fixed sentence for a 5xx."""
+        return self.message if self.status_code < 500 else self.public_message
 
 
 class InvalidRequestError(ReverieError):
@@ -63,12 +70,14 @@ class QueueFullError(ReverieError):
     status_code = 429
     error_type = "rate_limit_error"
     code = "queue_full"
+    retry_after_s: float = 1.0
 
 
 class EngineNotReadyError(ReverieError):
     status_code = 503
     error_type = "server_error"
     code = "engine_not_ready"
+    public_message = "The model is not ready; retry shortly."
 
 
 class StoreUnavailableError(ReverieError):
@@ -77,12 +86,14 @@ class StoreUnavailableError(ReverieError):
     status_code = 503
     error_type = "server_error"
     code = "store_unavailable"
+    public_message = "The episode store is unavailable; retry shortly."
 
 
 class EngineError(ReverieError):
     status_code = 500
     error_type = "server_error"
     code = "engine_error"
+    public_message = "The engine failed while generating; the attempt was recorded."
 
 
 class AdapterError(ReverieError):

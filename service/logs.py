@@ -5,12 +5,23 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+# A client's X-Request-Id is kept only in this shape (a UUID, a hex or base64url token, dotted or
+# colon-separated ids); anything else (spaces, quotes, control characters, over 128) gets a new id.
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def accepted_request_id(given: bytes | None) -> str:
+    """The client's id when it has the safe shape, else a fresh one."""
+    text = (given or b"").decode("latin-1")
+    return text if SAFE_REQUEST_ID.fullmatch(text) else uuid.uuid4().hex
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,7 +53,7 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
 
 
 class RequestContext:
-    """Give each HTTP request an id (the client's `X-Request-Id`, or a new one), echo it in the
+    """Give each HTTP request an id (the client's `X-Request-Id` in a safe shape, or a new one), echo it in the
     response, make it visible to every log line written while serving it, and count responses."""
 
     def __init__(self, app: ASGIApp, on_response=None):
@@ -52,8 +63,7 @@ class RequestContext:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:128]
-        current = given or uuid.uuid4().hex
+        current = accepted_request_id(dict(scope["headers"]).get(b"x-request-id"))
         token = request_id.set(current)
 
         async def send_with_id(message: Message) -> None:

@@ -265,7 +265,7 @@ class ChatService:
                 record.response = "".join(parts)
                 await self._fail(record, exc)
             error = self._client_error(exc)
-            body = ErrorResponse(error={"message": error.message, "type": error.error_type, "code": error.code})
+            body = ErrorResponse(error={"message": error.client_message, "type": error.error_type, "code": error.code})
             yield sse(body.model_dump_json())
         finally:
             await generation.aclose()

@@ -1,6 +1,6 @@
 """OpenAI wire types: requests, responses, stream chunks and errors, in the order of OpenAI's reference.
 
-Unknown request fields are accepted (clients send many) and logged once per name.
+Unknown request fields are accepted (clients send many) and logged in one line per request.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from service.serving.engines.base import SamplingParams
 
 log = logging.getLogger(__name__)
-_logged_unknown_fields: set[str] = set()
+
+# OpenAI's seed is a 64-bit integer; torch and vLLM refuse larger ones.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -68,7 +70,7 @@ class ChatCompletionRequest(BaseModel):
     metadata: dict[str, str] | None = None
     n: int | None = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     stop: Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -91,9 +93,11 @@ class ChatCompletionRequest(BaseModel):
 
     @model_validator(mode="after")
     def _log_unknown_fields(self) -> ChatCompletionRequest:
-        for name in (self.model_extra or {}).keys() - _logged_unknown_fields:
-            _logged_unknown_fields.add(name)
-            log.info("ignoring unsupported request field %r", name)
+        unknown = sorted(self.model_extra or {})
+        if unknown:
+            shown = ", ".join(repr(name[:64]) for name in unknown[:20])
+            more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+            log.info("ignoring unsupported request fields: %s%s", shown, more)
         return self
 
     def requested_max_tokens(self) -> int | None:
