@@ -178,7 +178,10 @@ def _lifespan(settings: Settings, engine: Engine | None, telemetry: Telemetry):
         app.state.recorder = recorder = Recorder(app.state.session_factory, Spool(settings.resolved_spool_dir))
         recorder.start()
         app.state.engine = model_engine = engine or build_engine(settings)
-        telemetry.watch(engine=model_engine, recorder=recorder, session_factory=app.state.session_factory)
+        telemetry.watch(
+            engine=model_engine, recorder=recorder, session_factory=app.state.session_factory,
+            lease_s=settings.worker_lease_s,
+        )
         app.state.chat = ChatService(
             telemetry=telemetry,
             engine=model_engine,

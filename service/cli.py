@@ -107,6 +107,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         run = worker.run_once()
         print(f"{run.id} {run.state}" if run else "no run to claim")
         return 0
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        from service.telemetry import worker_registry
+
+        start_http_server(settings.worker_metrics_port, addr=settings.host, registry=worker_registry(worker))
+        log.info("worker metrics on http://%s:%d/metrics", settings.host, settings.worker_metrics_port)
     worker.run_forever(poll_s=args.poll)
     return 0
 

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
         default=True, description="Run the sleep worker inside `reverie serve` (the embedded default)."
     )
     worker_lease_s: float = Field(default=60.0, gt=0, description="A run whose worker is silent this long is retaken.")
+    worker_metrics_port: int = Field(
+        default=8002, ge=0, le=65535, description="`reverie worker` serves its own /metrics on this port (0: off)."
+    )
     adapter_sync_interval_s: float = Field(default=2.0, gt=0, description="How often the API checks for new adapters.")
 
     @field_validator("model_name")

@@ -6,11 +6,15 @@ read at scrape time, so they are right whichever process (API or worker) did the
 from __future__ import annotations
 
 import logging
+import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from service import __version__
+from service.adapter_naming import parse_adapter_name
 from service.store import episodes as episode_store
+from service.store import monitoring
 from service.store import runs as run_store
 
 log = logging.getLogger(__name__)
@@ -35,15 +39,48 @@ class Telemetry:
         self.tokens = Counter("reverie_tokens", "Tokens processed.", ["kind"], registry=self.registry)
         self.requests = Counter("reverie_requests", "HTTP responses of the API, by status.", ["status"], registry=self.registry)
         self.adapter_swaps = Counter("reverie_adapter_swaps", "Adapter activations served.", ["namespace"], registry=self.registry)
+        _build_info(self.registry)
 
-    def watch(self, *, engine, recorder, session_factory) -> None:
-        """Gauges and run statistics read when Prometheus scrapes."""
-        self.registry.register(_StateCollector(engine, recorder, session_factory))
+    def watch(self, *, engine, recorder, session_factory, lease_s: float = 60.0) -> None:
+        """Gauges and run statistics read when Prometheus scrapes; a run silent for `lease_s` is stalled."""
+        self.registry.register(_StateCollector(engine, recorder, session_factory, lease_s))
+
+
+def _build_info(registry: CollectorRegistry) -> None:
+    Info("reverie_build", "The Reverie release this process runs.", registry=registry).info({"version": __version__})
+
+
+def worker_registry(worker) -> CollectorRegistry:
+    """The metrics `reverie worker` serves on its own port: build info and its polling loop."""
+    registry = CollectorRegistry()
+    _build_info(registry)
+    registry.register(_WorkerCollector(worker))
+    return registry
+
+
+class _WorkerCollector:
+    def __init__(self, worker):
+        self.worker = worker
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        polled = GaugeMetricFamily(
+            "reverie_worker_last_poll_timestamp_seconds", "When this worker last looked for a run (Unix time)."
+        )
+        if self.worker.polled_at is not None:
+            polled.add_metric([], self.worker.polled_at)
+        yield polled
+        busy = GaugeMetricFamily("reverie_worker_busy", "1 while this worker runs a sleep run, else 0.")
+        busy.add_metric([], 1 if self.worker.running is not None else 0)
+        yield busy
 
 
 class _StateCollector:
-    def __init__(self, engine, recorder, session_factory):
+    def __init__(self, engine, recorder, session_factory, lease_s: float):
         self.engine, self.recorder, self.session_factory = engine, recorder, session_factory
+        self.lease_s = lease_s
 
     def describe(self):
         return []
@@ -55,7 +92,9 @@ class _StateCollector:
         spool = GaugeMetricFamily("reverie_spool_depth", "Episode records waiting in the local spool.")
         spool.add_metric([], self.recorder.spool.depth())
         yield spool
-        rejected = GaugeMetricFamily("reverie_spool_rejected", "Episode records the store refused, kept in rejected.jsonl.")
+        rejected = CounterMetricFamily(
+            "reverie_spool_rejected_episodes", "Episode records the store refused, kept in rejected.jsonl."
+        )
         rejected.add_metric([], self.recorder.spool.rejected())
         yield rejected
         try:
@@ -70,9 +109,11 @@ class _StateCollector:
             "reverie_sleep_run_duration_seconds", "Sleep run wall time by outcome.", labels=["outcome"]
         )
         with self.session_factory() as session:
-            for entry in episode_store.backlog(session=session):
+            backlog_now = episode_store.backlog(session=session)
+            for entry in backlog_now:
                 backlog.add_metric([entry.namespace], entry.episodes)
             finished = run_store.finished_run_times(session=session)
+            yield from self._operations(session, backlog_now)
         by_outcome: dict[str, list[float]] = {}
         counts: dict[str, int] = {}
         for state, started, ended in finished:
@@ -91,3 +132,47 @@ class _StateCollector:
         yield backlog
         yield runs_total
         yield durations
+
+    def _operations(self, session, backlog_now):
+        """What alerts read: the adapter served, the backlog's size and age, the last good sleep, live
+        runs by state (stalled: lease expired), and how long ago each worker holding a run beat."""
+        now = time.time()
+        served = GaugeMetricFamily(
+            "reverie_adapter_version", "Adapter version this replica serves per namespace (0: the base model).",
+            labels=["namespace"],
+        )
+        for namespace in episode_store.namespaces(session=session):
+            parsed = parse_adapter_name(self.engine.active_adapter(namespace) or "")
+            served.add_metric([namespace], parsed[1] if parsed else 0)
+        yield served
+        tokens = GaugeMetricFamily("reverie_backlog_tokens", "Tokens of the episodes not yet consolidated.", labels=["namespace"])
+        age = GaugeMetricFamily(
+            "reverie_backlog_oldest_episode_age_seconds", "Age of the oldest episode not yet consolidated.",
+            labels=["namespace"],
+        )
+        for entry in backlog_now:
+            tokens.add_metric([entry.namespace], entry.tokens)
+            if entry.oldest_at is not None:
+                age.add_metric([entry.namespace], max(0.0, now - episode_store.as_utc(entry.oldest_at).timestamp()))
+        yield tokens
+        yield age
+        last = GaugeMetricFamily(
+            "reverie_last_successful_sleep_timestamp_seconds", "When the namespace's last published sleep run ended.",
+            labels=["namespace"],
+        )
+        for namespace, finished in sorted(monitoring.last_published_at(session=session).items()):
+            last.add_metric([namespace], episode_store.as_utc(finished).timestamp())
+        yield last
+        live = GaugeMetricFamily(
+            "reverie_sleep_runs_live", "Unfinished sleep runs: queued, running, stalled (lease expired).", labels=["state"]
+        )
+        for state, count in monitoring.live_run_counts(session=session, lease_s=self.lease_s).items():
+            live.add_metric([state], count)
+        yield live
+        beats = GaugeMetricFamily(
+            "reverie_worker_heartbeat_age_seconds", "Seconds since each worker holding a run renewed its lease.",
+            labels=["worker"],
+        )
+        for worker, beat in sorted(monitoring.run_holder_heartbeats(session=session).items()):
+            beats.add_metric([worker], max(0.0, now - episode_store.as_utc(beat).timestamp()))
+        yield beats

@@ -68,13 +68,18 @@ def test_metrics_after_traffic_and_a_sleep(tmp_path, tiny_model_dir, database_ur
     assert value(requests, "reverie_requests_total", status="404") == 1
     assert value(metrics["reverie_queue_depth"], "reverie_queue_depth") == 0
     assert value(metrics["reverie_spool_depth"], "reverie_spool_depth") == 0
-    assert value(metrics["reverie_spool_rejected"], "reverie_spool_rejected") == 0
+    assert value(metrics["reverie_spool_rejected_episodes"], "reverie_spool_rejected_episodes_total") == 0
     assert value(metrics["reverie_backlog_episodes"], "reverie_backlog_episodes") == 0  # consolidated
     assert value(metrics["reverie_sleep_runs"], "reverie_sleep_runs_total", outcome="published") == 1
     durations = metrics["reverie_sleep_run_duration_seconds"]
     assert value(durations, "reverie_sleep_run_duration_seconds_count", outcome="published") == 1
     assert 0 < value(durations, "reverie_sleep_run_duration_seconds_sum", outcome="published") < 120
     assert value(metrics["reverie_adapter_swaps"], "reverie_adapter_swaps_total", namespace="default") == 1
+    assert value(metrics["reverie_adapter_version"], "reverie_adapter_version", namespace="default") == 1
+    assert value(metrics["reverie_backlog_tokens"], "reverie_backlog_tokens", namespace="default") == 0
+    assert time.time() - 120 < value(
+        metrics["reverie_last_successful_sleep_timestamp_seconds"], "reverie_last_successful_sleep_timestamp_seconds"
+    ) <= time.time()
 
 
 def test_json_logs_carry_the_request_id(tmp_path, tiny_model_dir, caplog):
@@ -114,3 +119,60 @@ def test_json_logs_carry_the_request_id(tmp_path, tiny_model_dir, caplog):
     assert tagged and all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
     assert any("unknown_field_for_log" in line["message"] for line in tagged)
     assert request_id.get() is None
+
+
+def operator_scene(database_url: str) -> None:
+    """A store an operator should be alerted about: a 3-day-old backlog in `old`, a queued run, a stalled
+    run (lease long expired), a running one, and a run published 2 days ago."""
+    import uuid
+    from datetime import timedelta
+
+    from service.store import episodes as episode_store
+    from service.store.db import make_engine, make_sessionmaker
+    from service.store.models import SleepRun, utcnow
+    from tests.factories import completed, make_record
+
+    now = utcnow()
+    engine = make_engine(database_url)
+    with make_sessionmaker(engine).begin() as session:
+        episode_store.upsert_episodes(session=session, records=[
+            completed(make_record(namespace="old", created_at=now - timedelta(days=3)), tokens=(30, 12)),
+            completed(make_record(namespace="old", created_at=now - timedelta(hours=1)), tokens=(5, 3)),
+        ])
+        def run(namespace, state, **fields):
+            session.add(SleepRun(id=uuid.uuid4(), namespace=namespace, trigger="manual", state=state, **fields))
+        run("q", "queued")
+        run("stuck", "running", lease_owner="dead-worker", heartbeat_at=now - timedelta(minutes=10), started_at=now)
+        run("busy", "evaluating", lease_owner="live-worker", heartbeat_at=now, started_at=now)
+        run("old", "published", started_at=now - timedelta(days=2, minutes=5), finished_at=now - timedelta(days=2))
+    engine.dispose()
+
+
+def test_operator_metrics_from_the_store(tmp_path, tiny_model_dir, database_url):
+    """Backlog tokens and age, last good sleep, runs queued/running/stalled (by the lease), worker
+    heartbeat age, the adapter served (0: base model), build info, and the spool counter's `_total`."""
+    from service import __version__
+
+    operator_scene(database_url)
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, model=str(tiny_model_dir), admin_key="adm",
+        scheduler=False, embedded_worker=False, worker_lease_s=60,
+    )
+    with server_in_thread(create_app(settings)) as base_url:
+        metrics = scrape(base_url)
+    now = time.time()
+    assert value(metrics["reverie_build_info"], "reverie_build_info", version=__version__) == 1
+    assert value(metrics["reverie_backlog_tokens"], "reverie_backlog_tokens", namespace="old") == 50
+    age = value(metrics["reverie_backlog_oldest_episode_age_seconds"], "reverie_backlog_oldest_episode_age_seconds", namespace="old")
+    assert 3 * 86400 - 60 < age < 3 * 86400 + 60
+    last = value(metrics["reverie_last_successful_sleep_timestamp_seconds"],
+                 "reverie_last_successful_sleep_timestamp_seconds", namespace="old")
+    assert abs(now - 2 * 86400 - last) < 60
+    live = metrics["reverie_sleep_runs_live"]
+    assert {s.labels["state"]: s.value for s in live} == {"queued": 1, "running": 1, "stalled": 1}
+    beats = {s.labels["worker"]: s.value for s in metrics["reverie_worker_heartbeat_age_seconds"]}
+    assert set(beats) == {"dead-worker", "live-worker"} and 540 < beats["dead-worker"] < 700 and beats["live-worker"] < 60
+    served = {s.labels["namespace"]: s.value for s in metrics["reverie_adapter_version"]}
+    assert served == {"old": 0, "q": 0, "stuck": 0, "busy": 0}
+    rejected = metrics["reverie_spool_rejected_episodes"]
+    assert rejected[0].name == "reverie_spool_rejected_episodes_total" and rejected[0].value == 0
