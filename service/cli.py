@@ -6,6 +6,7 @@
     reverie worker                # claim and run sleep runs (a GPU machine in production)
     reverie sleep [--namespace NS] [--wait]    # fall asleep now
     reverie adapters list | activate VERSION [--namespace NS]
+    reverie runs list | show ID | cancel ID [--json]
     reverie forget --namespace NS (--episode ID ... | --conversation ID | --all)
     reverie eval --dataset FILE [--general FILE] --nights N --out DIR [--config NAME]
 """
@@ -18,6 +19,7 @@ import os
 import secrets
 import sys
 
+from service import cli_runs
 from service.config import LOOPBACK_HOSTS, Settings
 from service.logs import configure as configure_logging
 
@@ -124,6 +126,7 @@ def cmd_sleep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from service.store import runs as run_store
+    from service.store import workers as worker_store
     from service.store.models import RunState
 
     settings = _settings(args)
@@ -133,20 +136,30 @@ def cmd_sleep(args: argparse.Namespace) -> int:
     print(f"run {run.id} {'queued' if created else 'already ' + run.state} for namespace {run.namespace!r}")
     if not args.wait:
         return 0
-    with tqdm(desc=run.state, unit="step") as bar:
-        while True:
-            with sessions() as session:
-                run = run_store.get_run(session=session, run_id=run.id)
-            bar.set_description(f"{run.state}: {run.phase or '-'}")
-            if run.total:
-                bar.total = run.total
-            bar.n = run.step
-            bar.refresh()
-            if run.state in RunState.FINAL:
-                break
-            time.sleep(1)
+    try:
+        with tqdm(desc=run.state, unit="step") as bar:
+            while True:
+                with sessions() as session:
+                    run = run_store.get_run(session=session, run_id=run.id)
+                    shown = worker_store.liveness(session=session, lease_s=settings.worker_lease_s).state_of(run)
+                bar.set_description(f"{shown}: {run.phase or '-'}")
+                bar.total = run.total or None  # a phase of unknown length (setup, gate) shows a count, not 1/1
+                bar.n = run.step
+                bar.refresh()
+                if run.state in RunState.FINAL:
+                    break
+                time.sleep(1)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; run {run.id} goes on in the worker. Follow it with `reverie runs show {run.id}`, "
+              f"stop it with `reverie runs cancel {run.id}`.", file=sys.stderr)
+        return 130
     print(f"run {run.id} {run.state}" + (f": {run.error.splitlines()[0]}" if run.error else ""))
     return 0 if run.state in (RunState.PUBLISHED, RunState.REJECTED, RunState.CANCELLED) else 1
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return cli_runs.cmd_runs(args, _sessions(settings), settings.worker_lease_s)
 
 
 def cmd_adapters(args: argparse.Namespace) -> int:
@@ -251,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     forget_cmd.add_argument("--all", action="store_true", help="every episode of the namespace")
     forget_cmd.add_argument("--database-url")
     forget_cmd.set_defaults(func=cmd_forget)
+    cli_runs.add_parser(commands, cmd_runs)
     commands.add_parser("eval", help="the knowledge-incorporation benchmark (reverie eval --help)", add_help=False)
     return parser
 
