@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import StoreUnavailableError
 from service.store import episodes as store
+from service.store.db import private_dir
 from service.store.episodes import EpisodeRecord
 from service.store.forgetting import sweep_tombstones
 from service.store.models import EpisodeStatus
@@ -96,7 +97,7 @@ class Recorder:
     def spool_writable(self) -> bool:
         directory = self.spool.directory
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
         except OSError:
             return False
         return os.access(directory, os.W_OK)

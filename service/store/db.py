@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
+
+
+def private_dir(path: Path, *, tighten: bool = False) -> None:
+    """Create `path` (and its parents) for this user only (0700): transcripts are private. With
+    `tighten`, an existing folder this user owns is made 0700 too (never a shared sticky one like /tmp)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if tighten:
+        mode = path.stat()
+        if mode.st_uid == os.getuid() and mode.st_mode & 0o077 and not mode.st_mode & 0o1000:
+            path.chmod(0o700)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    path = normalise_url(url).split("///", 1)[-1] if url.startswith("sqlite") else ""
+    return Path(path) if path and path != ":memory:" and not path.startswith("file:") else None
 
 
 def normalise_url(url: str) -> str:
@@ -23,13 +39,15 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = _sqlite_path(url)
+        if path is not None:
+            private_dir(path.parent)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
+            if path is not None and path.exists():
+                path.chmod(0o600)  # SQLite gives its -wal and -shm files the database file's mode
             # WAL lets readers (dashboard) run beside the writer; foreign keys are off by default in SQLite.
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -67,8 +85,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     """`reverie db upgrade`: bring the schema to `revision`."""
     from alembic import command
 
-    if normalise_url(url).startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_path(url)
+    if path is not None:
+        private_dir(path.parent)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     command.upgrade(alembic_config(url), revision)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from service.store.db import private_dir
 from service.store.episodes import EpisodeRecord
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,12 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def _open_private(path: Path, mode: str):
+    """Open for appending ("a") or writing ("w"); a new file is 0600 (it holds transcripts)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+    return open(os.open(path, flags, 0o600), mode, encoding="utf-8")
+
+
 class Spool:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -54,10 +61,10 @@ class Spool:
         """Durably append records with one fsync; raises OSError when the disk refuses."""
         lines = "".join(json.dumps(r.to_json(), separators=(",", ":")) + "\n" for r in records)
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
             path = self.directory / ACTIVE
             created = not path.exists()
-            with open(path, "a", encoding="utf-8") as handle:
+            with _open_private(path, "a") as handle:
                 handle.write(lines)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -152,8 +159,8 @@ class Spool:
             for record, exc in refused
         )
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(self.directory / REJECTED, "a", encoding="utf-8") as handle:
+            private_dir(self.directory)
+            with _open_private(self.directory / REJECTED, "a") as handle:
                 handle.write(lines)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -192,7 +199,7 @@ class Spool:
                 if not dropped:
                     continue
                 tmp = path.with_suffix(".purge")
-                with open(tmp, "w", encoding="utf-8") as handle:
+                with _open_private(tmp, "w") as handle:
                     handle.writelines(kept)
                     handle.flush()
                     os.fsync(handle.fileno())
