@@ -33,7 +33,7 @@ from service.logs import RequestContext
 from service.telemetry import Telemetry
 from service.serving.recording import Recorder
 from service.sleep.scheduler import NightScheduler
-from service.store.db import make_engine, make_sessionmaker
+from service.store.db import make_engine, make_sessionmaker, private_dir
 from service.store.spool import Spool
 from service.sleep.worker import EmbeddedWorker, build_worker
 
@@ -173,6 +173,7 @@ def _lifespan(settings: Settings, engine: Engine | None, telemetry: Telemetry):
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        private_dir(settings.data_dir, tighten=True)
         db = make_engine(settings.resolved_database_url)
         app.state.session_factory = make_sessionmaker(db)
         app.state.recorder = recorder = Recorder(app.state.session_factory, Spool(settings.resolved_spool_dir))
