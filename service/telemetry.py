@@ -16,6 +16,7 @@ from service.adapter_naming import parse_adapter_name
 from service.store import episodes as episode_store
 from service.store import monitoring
 from service.store import runs as run_store
+from service.store import workers as worker_store
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class _StateCollector:
 
     def _operations(self, session, backlog_now):
         """What alerts read: the adapter served, the backlog's size and age, the last good sleep, live
-        runs by state (stalled: lease expired), and how long ago each worker holding a run beat."""
+        runs by state (stalled: lease expired), and how long ago each worker beat."""
         now = time.time()
         served = GaugeMetricFamily(
             "reverie_adapter_version", "Adapter version this replica serves per namespace (0: the base model).",
@@ -170,9 +171,13 @@ class _StateCollector:
             live.add_metric([state], count)
         yield live
         beats = GaugeMetricFamily(
-            "reverie_worker_heartbeat_age_seconds", "Seconds since each worker holding a run renewed its lease.",
+            "reverie_worker_heartbeat_age_seconds", "Seconds since each registered sleep worker last beat.",
             labels=["worker"],
         )
-        for worker, beat in sorted(monitoring.run_holder_heartbeats(session=session).items()):
-            beats.add_metric([worker], max(0.0, now - episode_store.as_utc(beat).timestamp()))
+        alive = GaugeMetricFamily("reverie_workers_alive", "Sleep workers that beat within the lease.")
+        liveness = worker_store.liveness(session=session, lease_s=self.lease_s)
+        for worker in liveness.workers:
+            beats.add_metric([worker.id], max(0.0, now - episode_store.as_utc(worker.beat_at).timestamp()))
+        alive.add_metric([], liveness.workers_alive)
         yield beats
+        yield alive

@@ -129,7 +129,7 @@ def operator_scene(database_url: str) -> None:
 
     from service.store import episodes as episode_store
     from service.store.db import make_engine, make_sessionmaker
-    from service.store.models import SleepRun, utcnow
+    from service.store.models import SleepRun, SleepWorker, utcnow
     from tests.factories import completed, make_record
 
     now = utcnow()
@@ -145,12 +145,14 @@ def operator_scene(database_url: str) -> None:
         run("stuck", "running", lease_owner="dead-worker", heartbeat_at=now - timedelta(minutes=10), started_at=now)
         run("busy", "evaluating", lease_owner="live-worker", heartbeat_at=now, started_at=now)
         run("old", "published", started_at=now - timedelta(days=2, minutes=5), finished_at=now - timedelta(days=2))
+        session.add(SleepWorker(id="dead-worker", started_at=now - timedelta(hours=1), beat_at=now - timedelta(minutes=10)))
+        session.add(SleepWorker(id="live-worker", started_at=now - timedelta(hours=1), beat_at=now))
     engine.dispose()
 
 
 def test_operator_metrics_from_the_store(tmp_path, tiny_model_dir, database_url):
-    """Backlog tokens and age, last good sleep, runs queued/running/stalled (by the lease), worker
-    heartbeat age, the adapter served (0: base model), build info, and the spool counter's `_total`."""
+    """Backlog tokens and age, last good sleep, runs queued/running/stalled (by the lease), workers'
+    heartbeat age and how many are alive, the adapter served (0: base model), build info, and the spool counter's `_total`."""
     from service import __version__
 
     operator_scene(database_url)
@@ -172,6 +174,7 @@ def test_operator_metrics_from_the_store(tmp_path, tiny_model_dir, database_url)
     assert {s.labels["state"]: s.value for s in live} == {"queued": 1, "running": 1, "stalled": 1}
     beats = {s.labels["worker"]: s.value for s in metrics["reverie_worker_heartbeat_age_seconds"]}
     assert set(beats) == {"dead-worker", "live-worker"} and 540 < beats["dead-worker"] < 700 and beats["live-worker"] < 60
+    assert value(metrics["reverie_workers_alive"], "reverie_workers_alive") == 1
     served = {s.labels["namespace"]: s.value for s in metrics["reverie_adapter_version"]}
     assert served == {"old": 0, "q": 0, "stuck": 0, "busy": 0}
     rejected = metrics["reverie_spool_rejected_episodes"]
