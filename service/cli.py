@@ -59,6 +59,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.open_access and settings.host not in LOOPBACK_HOSTS:
         log.error("no API keys are configured (REVERIE_API_KEYS): refusing to listen on %s; use 127.0.0.1", settings.host)
         return 2
+    if problem := settings.admin_key_problem():
+        log.error("%s: refusing to start", problem)
+        return 2
     if settings.admin_key is None:
         settings = settings.model_copy(update={"admin_key": _admin_key(settings)})
         log.info("admin key (REVERIE_ADMIN_KEY unset) is in %s", settings.data_dir / "admin_key")

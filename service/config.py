@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODEL = "bundled:SmolLM2-135M-Instruct"
 DEFAULT_NAMESPACE = "default"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# A namespace names folders, adapters (`mem-<namespace>-v<N>`) and metric labels: a letter or digit,
+# then up to 63 letters, digits, `_` or `-` (no dots, slashes or spaces). Checked in REVERIE_API_KEYS
+# at start and in every request that names one.
+NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+MIN_ADMIN_KEY_CHARS = 16
+
+
+def check_namespace(name: str, where: str = "namespace") -> str:
+    """`name` if it is a valid namespace, else ValueError saying what is allowed."""
+    if not re.fullmatch(NAMESPACE_PATTERN, name):
+        raise ValueError(
+            f"{where} {name[:80]!r} is not a valid namespace: a letter or digit, then up to 63 letters, digits, '_' or '-'"
+        )
+    return name
 
 
 def _default_data_dir() -> Path:
@@ -21,7 +36,9 @@ def _default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="REVERIE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="REVERIE_", env_file=".env", extra="ignore", hide_input_in_errors=True  # keys are secrets
+    )
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="Models, spool and adapters live here.")
     database_url: str | None = Field(
@@ -109,8 +126,22 @@ class Settings(BaseSettings):
             key, sep, namespace = item.partition(":")
             if not sep or not key.strip() or not namespace.strip():
                 raise ValueError(f"REVERIE_API_KEYS entry {item!r} is not of the form key:namespace")
-            pairs[key.strip()] = namespace.strip()
+            pairs[key.strip()] = check_namespace(namespace.strip(), "REVERIE_API_KEYS names")
         return pairs
+
+    @model_validator(mode="after")
+    def _api_keys_parse(self) -> Settings:
+        self.key_namespaces  # noqa: B018 - refuse a malformed REVERIE_API_KEYS at start, not at the first request
+        return self
+
+    def admin_key_problem(self) -> str | None:
+        """Why the configured admin key must not open the admin API of a served instance, or None."""
+        if self.admin_key is not None and len(self.admin_key) < MIN_ADMIN_KEY_CHARS:
+            return (
+                f"REVERIE_ADMIN_KEY has {len(self.admin_key)} characters; use at least {MIN_ADMIN_KEY_CHARS} "
+                "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return None
 
     @property
     def open_access(self) -> bool:

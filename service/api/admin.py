@@ -34,7 +34,7 @@ from service.api.schemas import (
     Stats,
     utc_bound,
 )
-from service.config import DEFAULT_NAMESPACE
+from service.config import DEFAULT_NAMESPACE, NAMESPACE_PATTERN
 from service.errors import NotFoundError
 from service.serving.protocol import ErrorResponse
 from service.sleep.forgetting import forget_and_swap
@@ -47,14 +47,15 @@ from service.store.stats import namespace_overviews
 
 router = APIRouter(prefix="/admin/api", tags=["admin"], responses={401: {"model": ErrorResponse}})
 
-NamespacePath = Annotated[str, Path(min_length=1, max_length=128)]
+NamespacePath = Annotated[str, Path(pattern=NAMESPACE_PATTERN)]
+NamespaceQuery = Annotated[str | None, Query(pattern=NAMESPACE_PATTERN)]
 
 
 @router.get("/episodes", response_model=EpisodeList)
 def list_episodes(
     _admin: AdminDep,
     session: SessionDep,
-    namespace: str | None = None,
+    namespace: NamespaceQuery = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(EpisodeStatus.ALL) + ")$")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the messages or the response.")] = None,
     since: Annotated[
@@ -156,14 +157,14 @@ def get_backlog(_admin: AdminDep, session: SessionDep) -> Backlog:
 
 @router.get("/runs", response_model=RunList)
 def list_runs(
-    _admin: AdminDep, session: SessionDep, liveness: LivenessDep, namespace: str | None = None,
+    _admin: AdminDep, session: SessionDep, liveness: LivenessDep, namespace: NamespaceQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RunList:
     return RunList(items=[RunOut.of(run, liveness) for run in run_store.list_runs(session=session, namespace=namespace, limit=limit)])
 
 
 @router.get("/adapters", response_model=AdapterList)
-def list_adapters(_admin: AdminDep, session: SessionDep, engine: EngineDep, namespace: str | None = None) -> AdapterList:
+def list_adapters(_admin: AdminDep, session: SessionDep, engine: EngineDep, namespace: NamespaceQuery = None) -> AdapterList:
     loaded = {info.name for info in engine.loaded_adapters()}
     return AdapterList(items=[AdapterOut.of(a, loaded) for a in adapter_store.list_adapters(session=session, namespace=namespace)])
 
@@ -175,7 +176,7 @@ async def activate_adapter(
     adapter_sync: AdapterSyncDep,
     engine: EngineDep,
     version: Annotated[int, Path(ge=1, le=2**31 - 1)],
-    namespace: Annotated[str, Query(min_length=1, max_length=128)] = DEFAULT_NAMESPACE,
+    namespace: Annotated[str, Query(pattern=NAMESPACE_PATTERN)] = DEFAULT_NAMESPACE,
 ) -> AdapterOut:
     """Serve this version of the namespace's memory (a rollback, or back to the newest); the swap
     happens on this replica before the reply, and on the others at their next adapter sync."""
@@ -191,7 +192,7 @@ def get_stats(
     session: SessionDep,
     scheduler: SchedulerDep,
     liveness: LivenessDep,
-    namespace: str | None = None,
+    namespace: NamespaceQuery = None,
     days: Annotated[int, Query(ge=1, le=90)] = 14,
 ) -> Stats:
     """The overview: per namespace the backlog (now and over time), episodes per day, the active

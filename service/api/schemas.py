@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, Field
 
 from service.adapter_naming import adapter_name
-from service.config import DEFAULT_NAMESPACE
+from service.config import DEFAULT_NAMESPACE, NAMESPACE_PATTERN
 from service.errors import InvalidRequestError
 from service.store.models import Adapter, Episode, SleepRun
 from service.store.stats import NamespaceOverview
@@ -106,7 +106,7 @@ class Backlog(BaseModel):
 
 
 class SleepRequest(BaseModel):
-    namespace: str = Field(default=DEFAULT_NAMESPACE, min_length=1, max_length=128)
+    namespace: str = Field(default=DEFAULT_NAMESPACE, pattern=NAMESPACE_PATTERN, description="A namespace that has episodes.")
 
 
 class RunProgress(BaseModel):

@@ -12,6 +12,7 @@ from service.api.deps import AdminDep, LivenessDep, SessionDep, WorkerWakeDep
 from service.api.schemas import RunOut, SleepRequest
 from service.errors import ConflictError, NotFoundError
 from service.serving.protocol import ErrorResponse
+from service.store import episodes as episode_store
 from service.store import runs as run_store
 
 router = APIRouter(tags=["sleep"], responses={401: {"model": ErrorResponse}})
@@ -25,8 +26,14 @@ def start_sleep(
     wake_worker: WorkerWakeDep,
     body: SleepRequest | None = Body(default=None),
 ) -> JSONResponse:
-    """Queue a sleep run for the namespace (202), or return the one already queued or running (200)."""
+    """Queue a sleep run for the namespace (202), or return the one already queued or running (200).
+    A namespace without episodes is refused (404 `namespace_not_found`); one whose episodes are all
+    learned already gets a run that ends `rejected`, "nothing to consolidate", without training."""
     namespace = (body or SleepRequest()).namespace
+    if not episode_store.has_episodes(session=session, namespace=namespace):
+        raise NotFoundError(
+            f"The namespace {namespace!r} has no episodes: nothing to learn.", param="namespace", code="namespace_not_found"
+        )
     run, created = run_store.enqueue_run(session=session, namespace=namespace, trigger="manual")
     if created and wake_worker is not None:
         wake_worker()

@@ -168,6 +168,12 @@ def list_episodes(
     return list(session.scalars(query))
 
 
+def has_episodes(*, session: Session, namespace: str) -> bool:
+    """Whether the namespace holds any undeleted episode (a namespace exists through its episodes)."""
+    query = select(Episode.id).where(Episode.namespace == namespace, Episode.deleted_at.is_(None)).limit(1)
+    return session.scalar(query) is not None
+
+
 def get_episode(*, session: Session, episode_id: uuid.UUID) -> Episode | None:
     """One undeleted episode."""
     row = session.get(Episode, episode_id)

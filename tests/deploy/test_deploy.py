@@ -27,7 +27,7 @@ ENV_EXAMPLE = REPO / ".env.example"
 SECRETS = {
     "POSTGRES_PASSWORD": "pw",
     "REVERIE_API_KEYS": "k:ns",
-    "REVERIE_ADMIN_KEY": "adm",
+    "REVERIE_ADMIN_KEY": "adm-0123456789abcdef",
     "REVERIE_VLLM_API_KEY": "vk",
 }
 METRICS = [

@@ -212,7 +212,7 @@ def test_kill_9_during_concurrent_streams_keeps_every_finished_stream(tmp_path, 
         "REVERIE_DATABASE_URL": postgres_url,
         "REVERIE_MODEL": str(tiny_model_dir),
         "REVERIE_DATA_DIR": str(tmp_path / "data"),
-        "REVERIE_ADMIN_KEY": "admin",
+        "REVERIE_ADMIN_KEY": "admin-0123456789abcdef",
         "OMP_NUM_THREADS": "1",
         "REVERIE_TORCH_THREADS": "1",
     }

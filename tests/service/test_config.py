@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -63,3 +67,18 @@ def test_readme_lists_every_setting():
     readme = (REPO / "README.md").read_text()
     missing = [name for name in Settings.model_fields if f"`REVERIE_{name.upper()}`" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize("namespace", ["../../etc", "a/b", "a b", ".hidden", "x" * 65, "ns\x00"])
+def test_api_keys_with_an_unsafe_namespace_are_refused_at_start(namespace):
+    with pytest.raises(ValidationError, match="not a valid namespace") as refused:
+        Settings(api_keys=f"sk-secret-value:{namespace}")
+    assert "sk-secret-value" not in str(refused.value)  # the keys never reach the log
+
+
+def test_serve_refuses_a_too_short_admin_key(tmp_path):
+    env = {**os.environ, "REVERIE_DATA_DIR": str(tmp_path), "REVERIE_ADMIN_KEY": "adm", "REVERIE_API_KEYS": "k:ns"}
+    result = subprocess.run([sys.executable, "-m", "service.cli", "serve"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "REVERIE_ADMIN_KEY has 3 characters; use at least 16" in result.stderr
+    assert not (tmp_path / "reverie.db").exists()

@@ -183,3 +183,28 @@ def test_unknown_fields_are_logged_in_one_line_per_request(caplog):
     import service.serving.protocol as protocol
 
     assert not [name for name, value in vars(protocol).items() if isinstance(value, set)]
+
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.mark.parametrize("namespace", ["../../etc", "a/b", "", " ", "x" * 65, "ns\x00"])
+def test_sleep_refuses_an_invalid_namespace(server, namespace):
+    r = httpx.post(f"{server}/sleep", json={"namespace": namespace}, headers=ADMIN)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "namespace"
+
+
+@pytest.mark.parametrize("path", ["/admin/api/episodes", "/admin/api/runs", "/admin/api/adapters", "/admin/api/stats"])
+def test_admin_filters_refuse_an_invalid_namespace(server, path):
+    r = httpx.get(f"{server}{path}", params={"namespace": "../../etc"}, headers=ADMIN)
+    assert r.status_code == 400, r.text
+
+
+def test_sleep_for_a_namespace_without_episodes_is_refused(server):
+    r = httpx.post(f"{server}/sleep", json={"namespace": "nobody"}, headers=ADMIN)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "namespace_not_found"
+    assert httpx.get(f"{server}/admin/api/runs", params={"namespace": "nobody"}, headers=ADMIN).json()["items"] == []
+    assert chat(server, {"max_tokens": 1}, key="k2").status_code == 200  # namespace `two` now has an episode
+    r = httpx.post(f"{server}/sleep", json={"namespace": "two"}, headers=ADMIN)
+    assert r.status_code == 202, r.text
