@@ -5,7 +5,7 @@
     reverie db upgrade            # run Alembic migrations to head
     reverie worker                # claim and run sleep runs (a GPU machine in production)
     reverie sleep [--namespace NS] [--wait]    # fall asleep now
-    reverie adapters list | activate VERSION [--namespace NS]
+    reverie adapters list | activate VERSION|base [--namespace NS]
     reverie runs list | show ID | cancel ID [--json]
     reverie forget --namespace NS (--episode ID ... | --conversation ID | --all)
     reverie eval --dataset FILE [--general FILE] --nights N --out DIR [--config NAME]
@@ -19,11 +19,13 @@ import os
 import secrets
 import sys
 
-from service import cli_runs
+from service import __version__, cli_runs
+from service.cli_errors import CliError, Parser, fail, require_existing_sqlite
 from service.config import LOOPBACK_HOSTS, Settings
 from service.logs import configure as configure_logging
 
 log = logging.getLogger("reverie")
+DATABASE_URL_HELP = "the store's SQLAlchemy URL (sqlite:///PATH or postgresql://...); overrides REVERIE_DATABASE_URL"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -94,8 +96,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _sessions(settings: Settings):
+    """Sessions on a store that exists: no command but `serve` and `db upgrade` creates one."""
     from service.store.db import make_engine, make_sessionmaker
 
+    require_existing_sqlite(settings.resolved_database_url)
     return make_sessionmaker(make_engine(settings.resolved_database_url))
 
 
@@ -165,6 +169,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return cli_runs.cmd_runs(args, _sessions(settings), settings.worker_lease_s)
 
 
+def _version(text: str) -> int | None:
+    """`adapters activate`'s VERSION: a number (`v3` too), or `base` (None: serve no adapter)."""
+    if text == "base":
+        return None
+    try:
+        return int(text.removeprefix("v"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a version: give a number, or `base`") from None
+
+
 def cmd_adapters(args: argparse.Namespace) -> int:
     from service.store import adapters as adapter_store
 
@@ -172,21 +186,43 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     with _sessions(settings)() as session:
         if args.adapters_command == "activate":
             try:
-                adapter = adapter_store.activate(session=session, namespace=args.namespace, version=args.version)
+                activation = adapter_store.activate(session=session, namespace=args.namespace, version=args.version)
             except (LookupError, ValueError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
-            print(f"namespace {args.namespace!r} now serves v{adapter.version} (the API swaps at its next sync)")
+            serves = f"v{activation.adapter.version}" if activation.adapter else "the base model (no adapter)"
+            print(f"namespace {args.namespace!r} now serves {serves} (the API swaps at its next sync); "
+                  f"{activation.returned} episodes only the rolled-over versions had learned are back in the backlog")
             return 0
-        for a in adapter_store.list_adapters(session=session, namespace=args.namespace):
+        adapters = adapter_store.list_adapters(session=session, namespace=args.namespace)
+        if not adapters:
+            where = f" in namespace {args.namespace!r}" if args.namespace else ""
+            print(f"no adapters{where} yet: a namespace gets its first when a sleep run publishes one (`reverie sleep`)")
+        for a in adapters:
             recall = (a.metrics or {}).get("recall")
             print(f"{a.namespace}\tv{a.version}\t{a.state}\trank={a.rank}\texperts={a.experts}\trecall={recall}\t{a.path}")
     return 0
 
 
-def cmd_forget(args: argparse.Namespace) -> int:
+def _confirm_forget_all(namespace: str) -> None:
+    """`forget --all` asks first; with no terminal to ask on, it needs --yes."""
+    if not sys.stdin.isatty():
+        raise CliError(f"refusing to forget every episode of {namespace!r} without --yes (no terminal to ask on)")
+    answer = input(f"forget every episode of namespace {namespace!r} and retire the adapters built from them? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CliError("nothing forgotten (answer y to forget, or pass --yes)")
+
+
+def _uuid(text: str):
     import uuid
 
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an episode id (a UUID, as the dashboard shows it)") from None
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
     from service.sleep.adapter_folders import remove_retired_folders
     from service.sleep.forgetting import forget
     from service.store.spool import Spool
@@ -195,11 +231,13 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if not (args.episode or args.conversation or args.all):
         print("error: name --episode ID, --conversation ID, or --all", file=sys.stderr)
         return 2
+    if args.all and not args.yes:
+        _confirm_forget_all(args.namespace)
     report = forget(
         session_factory=_sessions(settings),
         spool=Spool(settings.resolved_spool_dir),
         namespace=args.namespace,
-        episode_ids=[uuid.UUID(e) for e in args.episode] if args.episode else None,
+        episode_ids=args.episode or None,
         conversation_id=args.conversation,
     )
     remove_retired_folders(report.retired_paths)
@@ -213,16 +251,18 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reverie", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", help="override REVERIE_DATA_DIR")
+    parser = Parser(prog="reverie", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
+    parser.add_argument("--traceback", action="store_true", help=TRACEBACK_HELP)
+    parser.add_argument("--version", action="version", version=f"reverie {__version__}", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the API (and, in the embedded default, the scheduler and worker)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--engine", choices=["local", "vllm"])
+    serve.add_argument("--host", help="address to listen on; overrides REVERIE_HOST (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on; overrides REVERIE_PORT (default 8000)")
+    serve.add_argument("--engine", choices=["local", "vllm"], help="what generates tokens; overrides REVERIE_ENGINE")
     serve.add_argument("--model", help="HF model folder or id (default: bundled SmolLM2-135M-Instruct)")
-    serve.add_argument("--database-url")
+    serve.add_argument("--database-url", help=DATABASE_URL_HELP)
     serve.set_defaults(func=cmd_serve)
 
     model = commands.add_parser("model", help="model files").add_subparsers(dest="model_command", required=True)
@@ -232,44 +272,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="the episodic store").add_subparsers(dest="db_command", required=True)
     db_upgrade = db.add_parser("upgrade", help="apply Alembic migrations")
-    db_upgrade.add_argument("revision", nargs="?", default="head")
-    db_upgrade.add_argument("--database-url")
+    db_upgrade.add_argument("revision", nargs="?", default="head", help="Alembic revision to reach (default: head)")
+    db_upgrade.add_argument("--database-url", help=DATABASE_URL_HELP)
     db_upgrade.set_defaults(func=cmd_db_upgrade)
 
     worker = commands.add_parser("worker", help="claim and run sleep runs")
-    worker.add_argument("--database-url")
+    worker.add_argument("--database-url", help=DATABASE_URL_HELP)
     worker.add_argument("--model", help="HF model folder the adapters are trained on (the served base)")
     worker.add_argument("--once", action="store_true", help="process at most one run, then exit")
     worker.add_argument("--poll", type=float, default=2.0, help="seconds between looks for a queued run")
     worker.set_defaults(func=cmd_worker)
 
     sleep = commands.add_parser("sleep", help="queue a sleep run now")
-    sleep.add_argument("--namespace", default="default")
+    sleep.add_argument("--namespace", default="default", help="whose episodes to consolidate (default: default)")
     sleep.add_argument("--wait", action="store_true", help="follow the run to its end with a progress bar")
-    sleep.add_argument("--database-url")
+    sleep.add_argument("--database-url", help=DATABASE_URL_HELP)
     sleep.set_defaults(func=cmd_sleep)
 
     adapters = commands.add_parser("adapters", help="memory versions").add_subparsers(dest="adapters_command", required=True)
     listing = adapters.add_parser("list", help="adapter versions with state and metrics")
-    listing.add_argument("--namespace")
-    listing.add_argument("--database-url")
+    listing.add_argument("--namespace", help="only this namespace's adapters")
+    listing.add_argument("--database-url", help=DATABASE_URL_HELP)
     listing.set_defaults(func=cmd_adapters)
     activate = adapters.add_parser("activate", help="serve this version (rollback)")
-    activate.add_argument("version", type=int)
-    activate.add_argument("--namespace", default="default")
-    activate.add_argument("--database-url")
+    activate.add_argument("version", type=_version, help="a version number, or `base` for the base model (no adapter)")
+    activate.add_argument("--namespace", default="default", help="the namespace to switch (default: default)")
+    activate.add_argument("--database-url", help=DATABASE_URL_HELP)
     activate.set_defaults(func=cmd_adapters)
 
     forget_cmd = commands.add_parser("forget", help="forget episodes and the memory built from them")
-    forget_cmd.add_argument("--namespace", default="default")
-    forget_cmd.add_argument("--episode", action="append", help="an episode id (repeatable)")
+    forget_cmd.add_argument("--namespace", default="default", help="whose episodes to forget (default: default)")
+    forget_cmd.add_argument("--episode", action="append", type=_uuid, help="an episode id (repeatable)")
     forget_cmd.add_argument("--conversation", help="every episode of this conversation id")
-    forget_cmd.add_argument("--all", action="store_true", help="every episode of the namespace")
-    forget_cmd.add_argument("--database-url")
+    forget_cmd.add_argument("--all", action="store_true", help="every episode of the namespace (asks first, unless --yes)")
+    forget_cmd.add_argument("--yes", action="store_true", help="do not ask before forgetting --all")
+    forget_cmd.add_argument("--database-url", help=DATABASE_URL_HELP)
     forget_cmd.set_defaults(func=cmd_forget)
     cli_runs.add_parser(commands, cmd_runs)
     commands.add_parser("eval", help="the knowledge-incorporation benchmark (reverie eval --help)", add_help=False)
+    _common_options(parser)
     return parser
+
+
+DATA_DIR_HELP = "data folder (models, spool, adapters, the default SQLite store); overrides REVERIE_DATA_DIR"
+TRACEBACK_HELP = "show the traceback of an unexpected error (for a bug report)"
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    """--data-dir and --traceback after the subcommand too (`reverie serve --data-dir X`); SUPPRESS keeps
+    an absent one from hiding the value given before the subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                if not sub.add_help:  # eval: the benchmark parses its own arguments
+                    continue
+                if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                    _common_options(sub)
+                    continue
+                sub.add_argument("--data-dir", default=argparse.SUPPRESS, help=DATA_DIR_HELP)
+                sub.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=TRACEBACK_HELP)
 
 
 def run_eval(argv: list[str], data_dir: str | None) -> int:
@@ -284,22 +345,52 @@ def run_eval(argv: list[str], data_dir: str | None) -> int:
     return benchmark(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "eval" in argv:  # the trainer's benchmark parses its own arguments
-        at = argv.index("eval")
-        data_dir = argv[argv.index("--data-dir") + 1] if "--data-dir" in argv[:at] else None
-        configure_logging("text")
-        return run_eval(argv[at + 1 :], data_dir)
-    args = build_parser().parse_args(argv)
-    log_format = Settings().log_format
-    if log_format == "auto":
-        log_format = "text" if sys.stderr.isatty() else "json"
-    configure_logging(log_format)
+def _command_at(argv: list[str]) -> int | None:
+    """Where the subcommand is: the first word that is neither a top-level option nor --data-dir's value."""
+    at = 0
+    while at < len(argv):
+        if argv[at] == "--data-dir":
+            at += 2
+        elif argv[at].startswith("-"):
+            at += 1
+        else:
+            return at
+    return None
+
+
+def _guarded(args: argparse.Namespace, call) -> int:
+    """Run a command: an error becomes one line saying what to do (cli_errors), a traceback only with --traceback."""
     try:
-        return args.func(args)
+        return call()
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if getattr(args, "traceback", False):
+            raise
+        try:
+            database_url = _settings(args).resolved_database_url
+        except Exception:
+            database_url = None
+        return fail(exc, database_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    at = _command_at(argv)
+    if at is not None and argv[at] == "eval":  # the trainer's benchmark parses its own arguments
+        top = build_parser().parse_args(argv[: at + 1])
+        configure_logging("text")
+        return _guarded(top, lambda: run_eval(argv[at + 1 :], top.data_dir))
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        log_format = Settings().log_format
+        if log_format == "auto":
+            log_format = "text" if sys.stderr.isatty() else "json"
+        configure_logging(log_format)
+        return args.func(args)
+
+    return _guarded(args, run)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from service.api.schemas import (
     AdapterOut,
     Backlog,
     BacklogItem,
+    BaseActivated,
     Deleted,
     EpisodeList,
     EpisodeOut,
@@ -169,6 +170,19 @@ def list_adapters(_admin: AdminDep, session: SessionDep, engine: EngineDep, name
     return AdapterList(items=[AdapterOut.of(a, loaded) for a in adapter_store.list_adapters(session=session, namespace=namespace)])
 
 
+@router.post("/adapters/base/activate", response_model=BaseActivated)
+async def activate_base(
+    _admin: AdminDep,
+    sessions: SessionFactoryDep,
+    adapter_sync: AdapterSyncDep,
+    namespace: Annotated[str, Query(pattern=NAMESPACE_PATTERN)] = DEFAULT_NAMESPACE,
+) -> BaseActivated:
+    """Serve the base model, no adapter, for the namespace (a rollback past every version); every
+    episode it had learned returns to the backlog."""
+    activation = await activate_version(session_factory=sessions, namespace=namespace, version=None, swap=adapter_sync.sync_once)
+    return BaseActivated(namespace=namespace, returned_to_backlog=activation.returned)
+
+
 @router.post("/adapters/{version}/activate", response_model=AdapterOut, responses={404: {"model": ErrorResponse}})
 async def activate_adapter(
     _admin: AdminDep,
@@ -179,11 +193,13 @@ async def activate_adapter(
     namespace: Annotated[str, Query(pattern=NAMESPACE_PATTERN)] = DEFAULT_NAMESPACE,
 ) -> AdapterOut:
     """Serve this version of the namespace's memory (a rollback, or back to the newest); the swap
-    happens on this replica before the reply, and on the others at their next adapter sync."""
-    adapter = await activate_version(
+    happens on this replica before the reply, and on the others at their next adapter sync. Episodes
+    only the rolled-over versions learned return to the backlog (`returned_to_backlog`)."""
+    activation = await activate_version(
         session_factory=sessions, namespace=namespace, version=version, swap=adapter_sync.sync_once
     )
-    return AdapterOut.of(adapter, {info.name for info in engine.loaded_adapters()})
+    out = AdapterOut.of(activation.adapter, {info.name for info in engine.loaded_adapters()})
+    return out.model_copy(update={"returned_to_backlog": activation.returned})
 
 
 @router.get("/stats", response_model=Stats)

@@ -189,6 +189,9 @@ class AdapterOut(BaseModel):
     state: str
     created_at: datetime
     loaded: bool
+    returned_to_backlog: int | None = Field(
+        default=None, description="Set by an activation: episodes only the rolled-over versions had learned, back in the backlog."
+    )
 
     @classmethod
     def of(cls, adapter: Adapter, loaded: set[str]) -> AdapterOut:
@@ -203,6 +206,14 @@ class AdapterOut(BaseModel):
 
 class AdapterList(BaseModel):
     items: list[AdapterOut]
+
+
+class BaseActivated(BaseModel):
+    """A rollback to the base model: no adapter serves the namespace."""
+
+    namespace: str
+    version: None = None
+    returned_to_backlog: int
 
 
 # --- the overview ----------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ import hashlib
 import json
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.store.models import (
@@ -147,8 +148,26 @@ def record_rejected(
     return adapter
 
 
-def activate(*, session: Session, namespace: str, version: int | None) -> Adapter | None:
-    """Rollback (or roll forward): serve `version` (None: the base model). Commits."""
+@dataclass
+class Activation:
+    """What a rollback (or roll forward) did: the adapter now served (None: the base model), the episodes
+    that only the rolled-over versions had learned (back in the backlog), and those the served lineage
+    had learned that are marked consolidated again (a roll forward)."""
+
+    adapter: Adapter | None
+    returned: int = 0
+    recovered: int = 0
+
+
+def activate(*, session: Session, namespace: str, version: int | None) -> Activation:
+    """Rollback (or roll forward): serve `version` (None: the base model). Commits.
+
+    What counts as learned follows what is served: the episodes learned only by versions outside the
+    served version's lineage (itself and its parents) return to the backlog, so the next night learns
+    them again on top of it; those its lineage learned are marked consolidated again. Lineage rows are
+    kept (forgetting still finds every adapter that ever learned an episode).
+
+    Raises `LookupError` for an unknown version, `ValueError` for one that may not serve."""
     target = None
     if version is not None:
         target = get_adapter(session=session, namespace=namespace, version=version)
@@ -162,5 +181,39 @@ def activate(*, session: Session, namespace: str, version: int | None) -> Adapte
         session.flush()
     if target is not None:
         target.state = AdapterState.ACTIVE
+    activation = Activation(adapter=target)
+    _follow_lineage(session, namespace, target, activation)
     session.commit()
-    return target
+    return activation
+
+
+def _follow_lineage(session: Session, namespace: str, target: Adapter | None, activation: Activation) -> None:
+    adapters = {a.version: a for a in session.scalars(select(Adapter).where(Adapter.namespace == namespace))}
+    chain: list[Adapter] = []  # the served version and its parents, newest first
+    version = target.version if target is not None else None
+    while version in adapters and adapters[version] not in chain:
+        chain.append(adapters[version])
+        version = adapters[version].parent_version
+    chain_runs = [a.run_id for a in chain if a.run_id is not None]
+    learned = select(AdapterEpisode.episode_id).where(AdapterEpisode.adapter_id.in_([a.id for a in chain]))
+    others = [a.run_id for a in adapters.values() if a.run_id is not None and a.run_id not in chain_runs]
+    if others:
+        activation.returned = session.execute(
+            update(Episode)
+            .where(Episode.consolidated_by.in_(others), Episode.id.not_in(learned))
+            .values(consolidated_by=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    for adapter in reversed(chain):  # oldest first: an episode counts as learned by the first that learned it
+        if adapter.run_id is None:
+            continue
+        activation.recovered += session.execute(
+            update(Episode)
+            .where(
+                Episode.id.in_(select(AdapterEpisode.episode_id).where(AdapterEpisode.adapter_id == adapter.id)),
+                Episode.deleted_at.is_(None),
+                or_(Episode.consolidated_by.is_(None), Episode.consolidated_by.not_in(chain_runs)),
+            )
+            .values(consolidated_by=adapter.run_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount

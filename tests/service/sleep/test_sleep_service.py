@@ -118,6 +118,7 @@ def test_sleep_publishes_swaps_and_rolls_back(sleepy_server):
     # rollback to v1: served before the reply returns
     rolled = httpx.post(f"{base_url}/admin/api/adapters/1/activate", params={"namespace": "alpha"}, headers=ADMIN)
     assert rolled.status_code == 200 and rolled.json()["state"] == "active"
+    assert rolled.json()["returned_to_backlog"] == run2["metrics"]["episodes"]  # what only v2 learned
     assert app.state.engine.active_adapter("alpha") == "mem-alpha-v1"
     assert episode(sessions, chat(base_url, "ka", "And now?")).adapter_version == 1
     missing = httpx.post(f"{base_url}/admin/api/adapters/7/activate", params={"namespace": "alpha"}, headers=ADMIN)
