@@ -176,13 +176,13 @@ def _lifespan(settings: Settings, engine: Engine | None, telemetry: Telemetry):
         private_dir(settings.data_dir, tighten=True)
         db = make_engine(settings.resolved_database_url)
         app.state.session_factory = make_sessionmaker(db)
-        app.state.recorder = recorder = Recorder(app.state.session_factory, Spool(settings.resolved_spool_dir))
+        app.state.recorder = recorder = Recorder(
+            app.state.session_factory, Spool(settings.resolved_spool_dir), pending_timeout_s=settings.request_timeout_s
+        )
         recorder.start()
         app.state.engine = model_engine = engine or build_engine(settings)
-        telemetry.watch(
-            engine=model_engine, recorder=recorder, session_factory=app.state.session_factory,
-            lease_s=settings.worker_lease_s,
-        )
+        session_factory = app.state.session_factory
+        telemetry.watch(engine=model_engine, recorder=recorder, session_factory=session_factory, lease_s=settings.worker_lease_s)
         app.state.chat = ChatService(
             telemetry=telemetry,
             engine=model_engine,

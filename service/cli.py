@@ -20,7 +20,7 @@ import secrets
 import sys
 
 from service import __version__, cli_runs
-from service.cli_errors import CliError, Parser, fail, require_existing_sqlite
+from service.cli_shell import DATA_DIR_HELP, TRACEBACK_HELP, CliError, Parser, add_common_options, command_at, fail, require_existing_sqlite
 from service.config import LOOPBACK_HOSTS, Settings
 from service.logs import configure as configure_logging
 
@@ -310,27 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     forget_cmd.set_defaults(func=cmd_forget)
     cli_runs.add_parser(commands, cmd_runs)
     commands.add_parser("eval", help="the knowledge-incorporation benchmark (reverie eval --help)", add_help=False)
-    _common_options(parser)
+    add_common_options(parser)
     return parser
-
-
-DATA_DIR_HELP = "data folder (models, spool, adapters, the default SQLite store); overrides REVERIE_DATA_DIR"
-TRACEBACK_HELP = "show the traceback of an unexpected error (for a bug report)"
-
-
-def _common_options(parser: argparse.ArgumentParser) -> None:
-    """--data-dir and --traceback after the subcommand too (`reverie serve --data-dir X`); SUPPRESS keeps
-    an absent one from hiding the value given before the subcommand."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in dict.fromkeys(action.choices.values()):
-                if not sub.add_help:  # eval: the benchmark parses its own arguments
-                    continue
-                if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
-                    _common_options(sub)
-                    continue
-                sub.add_argument("--data-dir", default=argparse.SUPPRESS, help=DATA_DIR_HELP)
-                sub.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=TRACEBACK_HELP)
 
 
 def run_eval(argv: list[str], data_dir: str | None) -> int:
@@ -343,19 +324,6 @@ def run_eval(argv: list[str], data_dir: str | None) -> int:
         settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
         argv = [*argv, "--model", str(prepare_model(settings))]
     return benchmark(argv)
-
-
-def _command_at(argv: list[str]) -> int | None:
-    """Where the subcommand is: the first word that is neither a top-level option nor --data-dir's value."""
-    at = 0
-    while at < len(argv):
-        if argv[at] == "--data-dir":
-            at += 2
-        elif argv[at].startswith("-"):
-            at += 1
-        else:
-            return at
-    return None
 
 
 def _guarded(args: argparse.Namespace, call) -> int:
@@ -376,7 +344,7 @@ def _guarded(args: argparse.Namespace, call) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    at = _command_at(argv)
+    at = command_at(argv)
     if at is not None and argv[at] == "eval":  # the trainer's benchmark parses its own arguments
         top = build_parser().parse_args(argv[: at + 1])
         configure_logging("text")
