@@ -21,8 +21,8 @@ from fastapi.templating import Jinja2Templates
 from service import __version__
 from service.api import admin_session
 from service.api.admin_session import AdminSession
-from service.api.deps import EngineDep, SchedulerDep, SessionDep, SettingsDep
-from service.api.schemas import EpisodeOut, Stats, utc_bound
+from service.api.deps import EngineDep, LivenessDep, SchedulerDep, SessionDep, SettingsDep
+from service.api.schemas import EpisodeOut, Stats, WorkerOut, utc_bound
 from service.errors import InvalidRequestError
 from service.store import adapters as adapter_store
 from service.store import episodes as episode_store
@@ -230,12 +230,14 @@ async def logout(request: Request, admin: PageSession) -> Response:
 
 @router.get("")
 def overview(
-    request: Request, admin: PageSession, session: SessionDep, settings: SettingsDep, scheduler: SchedulerDep
+    request: Request, admin: PageSession, session: SessionDep, settings: SettingsDep, scheduler: SchedulerDep,
+    liveness: LivenessDep,
 ) -> Response:
     if admin is None:
         return _to_login(request)
     now, days = datetime.now(timezone.utc), 14
-    stats = Stats.of(namespace_overviews(session=session, now=now, days=days), now=now, days=days, scheduler=scheduler)
+    stats = Stats.of(namespace_overviews(session=session, now=now, days=days), now=now, days=days, scheduler=scheduler,
+                     liveness=liveness)
     return _render(
         request, "overview.html", admin, stats=stats,
         cron=settings.sleep_cron, tz=settings.sleep_timezone,
@@ -243,18 +245,20 @@ def overview(
 
 
 @router.get("/runs")
-def runs_page(request: Request, admin: PageSession, session: SessionDep, namespace: str | None = None) -> Response:
+def runs_page(
+    request: Request, admin: PageSession, session: SessionDep, liveness: LivenessDep, namespace: str | None = None
+) -> Response:
     if admin is None:
         return _to_login(request)
     runs = run_store.list_runs(session=session, namespace=namespace or None, limit=200)
     return _render(
         request, "runs.html", admin, runs=runs, namespace=namespace or "",
-        namespaces=episode_store.namespaces(session=session), live=RunState.LIVE,
+        namespaces=episode_store.namespaces(session=session), live=RunState.LIVE, shown=liveness.state_of,
     )
 
 
 @router.get("/runs/{run_id}")
-def run_page(request: Request, admin: PageSession, session: SessionDep, run_id: str) -> Response:
+def run_page(request: Request, admin: PageSession, session: SessionDep, liveness: LivenessDep, run_id: str) -> Response:
     if admin is None:
         return _to_login(request)
     run = run_store.get_run(session=session, run_id=_uuid(run_id)) if _uuid(run_id) else None
@@ -269,6 +273,7 @@ def run_page(request: Request, admin: PageSession, session: SessionDep, run_id: 
     return _render(
         request, "run.html", admin, run=run, adapter=adapter, headline=headline, metrics=metrics,
         curves=_curves(metrics), flat_metrics=sorted(_flatten(metrics), key=lambda row: row[0]), live=run.state in RunState.LIVE,
+        state=liveness.state_of(run), note=liveness.note_of(run),
     )
 
 

@@ -121,10 +121,14 @@
         state.textContent = run.state;
         state.className = "badge state-" + run.state;
         set("run-phase", run.progress.phase || "—");
-        set("run-step", String(run.progress.step));
-        set("run-total", String(run.progress.total));
+        set("run-step", run.progress.total ? String(run.progress.step) : "—");
+        set("run-total", run.progress.total ? String(run.progress.total) : "—");
+        var note = document.getElementById("run-note");
+        if (note) { note.textContent = run.note || ""; note.hidden = !run.note; }
         set("run-worker", run.lease_owner ? run.lease_owner + " (epoch " + run.epoch + ")" : "—");
-        if (run.started_at) {
+        if (run.state === "stalled") {
+          set("run-duration", "stalled");
+        } else if (run.started_at) {
           var started = Date.parse(/[zZ]|[+-]\d\d:\d\d$/.test(run.started_at) ? run.started_at : run.started_at + "Z");
           set("run-duration", ((Date.now() - started) / 1000).toFixed(1) + " s so far");
         }
@@ -160,7 +164,12 @@
     var button = event.target.closest("button[data-namespace], button[data-episode-id]");
     if (!button) { return; }
     var ns = button.getAttribute("data-namespace");
-    if (button.classList.contains("sleep-now")) {
+    if (button.classList.contains("cancel-run")) {
+      if (!window.confirm("Cancel this sleep run? Nothing it learned is published; its episodes stay in the backlog.")) { return; }
+      busy(button, api("POST", "/sleep/" + encodeURIComponent(button.getAttribute("data-run-id")) + "/cancel").then(function () {
+        window.location.reload();
+      }));
+    } else if (button.classList.contains("sleep-now")) {
       busy(button, api("POST", "/sleep", { namespace: ns }).then(function (run) {
         window.location.href = "/admin/runs/" + run.id;
       }));
