@@ -176,7 +176,9 @@ def _lifespan(settings: Settings, engine: Engine | None, telemetry: Telemetry):
         private_dir(settings.data_dir, tighten=True)
         db = make_engine(settings.resolved_database_url)
         app.state.session_factory = make_sessionmaker(db)
-        app.state.recorder = recorder = Recorder(app.state.session_factory, Spool(settings.resolved_spool_dir))
+        app.state.recorder = recorder = Recorder(
+            app.state.session_factory, Spool(settings.resolved_spool_dir), pending_timeout_s=settings.request_timeout_s
+        )
         recorder.start()
         app.state.engine = model_engine = engine or build_engine(settings)
         session_factory = app.state.session_factory

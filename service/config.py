@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=0, ge=0, description="Requests per minute per API key (0: no limit).")
     max_inflight_per_key: int = Field(default=0, ge=0, description="Requests in flight per API key (0: no limit).")
     torch_threads: int | None = Field(default=None, description="torch intra-op threads of the local engine.")
+    request_timeout_s: float = Field(
+        default=600.0, gt=0,
+        description="A request's episode still pending after this long died with its process: it is aborted, "
+        "and its Idempotency-Key can be used again.",
+    )
     spool_dir: Path | None = Field(default=None, description="Episodes wait here while the store is down.")
     spool_drain_interval_s: float = Field(default=1.0, description="How often the spool relay retries.")
 

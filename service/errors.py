@@ -60,6 +60,13 @@ class ConflictError(ReverieError):
     error_type = "invalid_request_error"
 
 
+class UnprocessableError(ReverieError):
+    """Well-formed, but cannot be done as asked (e.g. an Idempotency-Key reused with another body)."""
+
+    status_code = 422
+    error_type = "invalid_request_error"
+
+
 class PayloadTooLargeError(ReverieError):
     status_code = 413
     error_type = "invalid_request_error"

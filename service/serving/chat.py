@@ -22,6 +22,7 @@ from service.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     ReverieError,
+    UnprocessableError,
 )
 from service.serving.protocol import (
     AssistantMessage,
@@ -38,7 +39,7 @@ from service.serving.poisoning import flags_for
 from service.serving.limits import KeyLimiter, RequestLimits
 from service.telemetry import Telemetry
 from service.serving.recording import Recorder
-from service.store.episodes import EpisodeRecord
+from service.store.episodes import EpisodeRecord, same_request
 from service.store.models import EpisodeStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,11 @@ class ChatService:
         existing = await asyncio.to_thread(self.recorder.claim_idempotency_key, record)
         if existing is None:
             return None
+        if not same_request(existing, record):
+            raise UnprocessableError(
+                "This Idempotency-Key was already used with a different request body; use a new key.",
+                param="Idempotency-Key", code="idempotency_key_reused",
+            )
         if existing.status == EpisodeStatus.COMPLETE:
             return existing
         raise ConflictError(

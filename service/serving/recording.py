@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
@@ -71,9 +72,11 @@ def _notify(items) -> None:
 
 
 class Recorder:
-    def __init__(self, session_factory: sessionmaker[Session], spool: Spool):
+    def __init__(self, session_factory: sessionmaker[Session], spool: Spool, pending_timeout_s: float = 600.0):
         self.session_factory = session_factory
         self.spool = spool
+        # A request pending longer than this died with its process: its episode is aborted.
+        self.pending_timeout_s = pending_timeout_s
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._store_down_until = 0.0
         self._thread: threading.Thread | None = None
@@ -198,8 +201,10 @@ class Recorder:
     def claim_idempotency_key(self, record: EpisodeRecord) -> EpisodeRecord | None:
         """Record `record` as pending unless its Idempotency-Key is taken; returns the taker.
 
-        A taker that ended in `error` or `aborted` gives its row to this retry (same id). With the
-        store down the claim is spooled: duplicates cannot be detected until it is back.
+        A taker that ended in `error` or `aborted`, or is `pending` past the request timeout (its
+        process died), gives its row to this retry (same id); a taker that asked something else is
+        returned as is (see `store.same_request`). With the store down the claim is spooled:
+        duplicates cannot be detected until it is back.
         """
         try:
             with self.session_factory() as session, session.begin():
@@ -209,7 +214,9 @@ class Recorder:
                 if existing is None:
                     store.upsert_episodes(session=session, records=[record])
                     return None
-                if existing.status in (EpisodeStatus.COMPLETE, EpisodeStatus.PENDING):
+                if not store.same_request(existing, record) or existing.status == EpisodeStatus.COMPLETE:
+                    return existing
+                if existing.status == EpisodeStatus.PENDING and not self._expired(existing):
                     return existing
                 record.id, record.created_at = existing.id, existing.created_at
                 store.reset_for_retry(session=session, record=record)
@@ -225,6 +232,19 @@ class Recorder:
             self._mark_store_down(exc)
             self.record_sync(record)
             return None
+
+    def _expired(self, record: EpisodeRecord) -> bool:
+        created = record.created_at if record.created_at.tzinfo else record.created_at.replace(tzinfo=timezone.utc)
+        return created < datetime.now(timezone.utc) - timedelta(seconds=self.pending_timeout_s)
+
+    def expire_pending(self) -> int:
+        """Abort episodes pending past the request timeout (left by a crash); returns how many."""
+        before = datetime.now(timezone.utc) - timedelta(seconds=self.pending_timeout_s)
+        with self.session_factory() as session, session.begin():
+            expired = store.expire_pending(session=session, before=before)
+        if expired:
+            log.warning("aborted %d episodes pending for over %.0f s (their requests died with a process)", expired, self.pending_timeout_s)
+        return expired
 
     # -- spool relay -----------------------------------------------------------------------------
     def drain_spool(self) -> int:
@@ -249,14 +269,16 @@ class Recorder:
             return sweep_tombstones(session=session)
 
     async def run_relay(self, interval_s: float, sweep_every_s: float = 600.0) -> None:
-        """Drain the spool forever (cancel to stop); now and then remove expired forgetting tombstones."""
-        last_sweep = 0.0
+        """Drain the spool forever (cancel to stop); at start and now and then, remove expired forgetting
+        tombstones and abort episodes pending past the request timeout."""
+        last_sweep = float("-inf")  # sweep at start: a crash leaves pending episodes behind
         while True:
             try:
                 await asyncio.to_thread(self.drain_spool)
                 if self.store_available and time.monotonic() - last_sweep > sweep_every_s:
                     last_sweep = time.monotonic()
                     await asyncio.to_thread(self._sweep_tombstones)
+                    await asyncio.to_thread(self.expire_pending)
             except Exception:  # a relay that dies silently would lose nothing but stall; keep it alive
                 log.exception("spool relay failed; retrying")
             await asyncio.sleep(interval_s)

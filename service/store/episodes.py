@@ -130,6 +130,32 @@ def get_by_idempotency_key(*, session: Session, namespace: str, key: str) -> Epi
     return EpisodeRecord.from_row(row) if row else None
 
 
+# Whether a reply streams does not change what is asked: a stream may replay a finished answer.
+_DELIVERY_PARAMS = frozenset({"stream", "stream_options"})
+
+
+def same_request(stored: EpisodeRecord, new: EpisodeRecord) -> bool:
+    """Whether `new` asks what `stored` asked (messages and generation parameters, as stored)."""
+
+    def asked(record: EpisodeRecord) -> tuple:
+        params = {k: v for k, v in (record.params or {}).items() if k not in _DELIVERY_PARAMS}
+        return storable(record.messages), storable(params)
+
+    return asked(stored) == asked(new)
+
+
+def expire_pending(*, session: Session, before: datetime) -> int:
+    """Abort episodes still `pending` since before `before`: their request died with its process (a
+    crash); returns how many. Their Idempotency-Key can then be used again."""
+    rows = session.scalars(
+        select(Episode).where(Episode.status == EpisodeStatus.PENDING, Episode.created_at < before)
+    ).all()
+    for row in rows:
+        row.status, row.completed_at = EpisodeStatus.ABORTED, utcnow()
+        row.error = "expired: still pending after the request timeout (the serving process died)"
+    return len(rows)
+
+
 def reset_for_retry(*, session: Session, record: EpisodeRecord) -> None:
     """An idempotent request whose first attempt failed runs again in the same row."""
     row = session.get(Episode, record.id)

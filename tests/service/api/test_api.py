@@ -235,7 +235,7 @@ def test_idempotency_key_records_once_and_replays(server, sessions):
     assert again.choices[0].message.content == first.choices[0].message.content
     assert episodes_count(sessions) == before
     streamed = client(base_url).chat.completions.create(
-        model="reverie", messages=MESSAGES, stream=True, extra_headers=headers
+        model="reverie", messages=MESSAGES, max_tokens=6, temperature=1.0, stream=True, extra_headers=headers
     )
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == first.choices[0].message.content
     # another namespace has its own keys
