@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -165,3 +166,118 @@ def test_sleep_wait_and_adapters_from_the_shell(tmp_path, tiny_model_dir, capsys
     assert main(["adapters", "activate", "3", "--namespace", "ns", "--database-url", url]) == 1
     assert main(["adapters", "activate", "1", "--namespace", "ns", "--database-url", url]) == 0
     assert "now serves v1" in capsys.readouterr().out
+
+
+def reverie(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """`reverie ARGS` as a real process, stdin not a terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args], cwd=REPO, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, **kwargs,
+    )
+
+
+def migrated(tmp_path, name="store.db", namespace: str | None = None) -> str:
+    from service.store import episodes as episode_store
+    from service.store.db import make_sessionmaker, upgrade
+    from tests.factories import completed, make_record
+
+    url = f"sqlite:///{tmp_path / name}"
+    upgrade(url)
+    if namespace:
+        engine = make_engine(url)
+        with make_sessionmaker(engine).begin() as session:
+            episode_store.upsert_episodes(session=session, records=[completed(make_record(namespace=namespace))])
+        engine.dispose()
+    return url
+
+
+def test_errors_are_one_line_saying_what_to_do(tmp_path):
+    (tmp_path / "empty.db").touch()
+    cases = {
+        "cannot use postgresql://nobody@127.0.0.1:1/x": ["adapters", "list", "--database-url", "postgresql://nobody@127.0.0.1:1/x"],
+        "bad database URL": ["adapters", "list", "--database-url", "not a url"],
+        "give sqlite:///PATH": ["sleep", "--database-url", "nosuch://x"],
+        "has no Reverie tables": ["adapters", "list", "--database-url", f"sqlite:///{tmp_path / 'empty.db'}"],
+        "is not an episode id": ["forget", "--episode", "not-a-uuid", "--database-url", migrated(tmp_path)],
+        "no such file": ["eval", "--dataset", str(tmp_path / "nope.jsonl"), "--nights", "1", "--out", str(tmp_path / "o"),
+                         "--model", str(tmp_path)],
+    }
+    for expected, args in cases.items():
+        result = reverie(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1 and expected in lines[0], (args, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+    bad_setting = reverie("adapters", "list", env={"REVERIE_PORT": "abc", "REVERIE_DATA_DIR": str(tmp_path)})
+    assert bad_setting.returncode == 1 and bad_setting.stderr.startswith("error: bad setting REVERIE_PORT")
+
+
+def test_read_only_commands_create_no_database_or_folder(tmp_path):
+    typo = tmp_path / "typo" / "reverie.db"
+    for command in (["adapters", "list"], ["runs", "list"], ["sleep"], ["forget", "--all", "--yes"]):
+        result = reverie(*command, "--database-url", f"sqlite:///{typo}")
+        assert result.returncode == 1 and f"no database at {typo}" in result.stderr, result.stderr
+    result = reverie("adapters", "list", "--data-dir", str(tmp_path / "typo2"))
+    assert result.returncode == 1 and "reverie db upgrade" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_version_help_and_options_after_the_subcommand(tmp_path, capsys):
+    from service import __version__
+    from service.cli import build_parser
+
+    assert reverie("--version").stdout.strip() == f"reverie {__version__}"
+    parser = build_parser()
+    assert parser.parse_args(["serve", "--data-dir", "X"]).data_dir == "X"
+    assert parser.parse_args(["--data-dir", "X", "serve"]).data_dir == "X"
+    assert parser.parse_args(["adapters", "list", "--data-dir", "Y", "--traceback"]).traceback is True
+    migrated(tmp_path, "reverie.db")
+    assert main(["adapters", "list", "--data-dir", str(tmp_path)]) == 0
+    assert "no adapters yet" in capsys.readouterr().out
+
+    def walk(p: argparse.ArgumentParser):
+        yield p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+
+    undocumented = [
+        f"{p.prog} {a.option_strings or a.dest}" for p in walk(parser) for a in p._actions
+        if not isinstance(a, argparse._SubParsersAction) and not a.help
+    ]
+    assert undocumented == []
+
+
+def test_sleep_for_a_namespace_called_eval_queues_a_run(tmp_path, capsys):
+    url = migrated(tmp_path, namespace="eval")
+    assert main(["sleep", "--namespace", "eval", "--database-url", url]) == 0
+    assert "queued for namespace 'eval'" in capsys.readouterr().out
+
+
+def test_forget_all_asks_first(tmp_path, monkeypatch, capsys):
+    import io
+
+    from service.store import episodes as episode_store
+    from service.store.db import make_sessionmaker
+
+    url = migrated(tmp_path, namespace="ns")
+    base = ["forget", "--namespace", "ns", "--all", "--database-url", url]
+    refused = reverie(*base)
+    assert refused.returncode == 1 and "without --yes" in refused.stderr
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal("n\n"))
+    assert main(base) == 1
+    assert "nothing forgotten" in capsys.readouterr().err
+    sessions = make_sessionmaker(make_engine(url))
+    with sessions() as session:
+        assert len(episode_store.list_episodes(session=session, namespace="ns")) == 1
+    monkeypatch.setattr(sys, "stdin", Terminal("y\n"))
+    assert main(base) == 0
+    assert main([*base[:-2], "--yes", "--database-url", url]) == 0
+    assert "forgot 0 episodes" in capsys.readouterr().out
+    with sessions() as session:
+        assert episode_store.list_episodes(session=session, namespace="ns") == []
