@@ -327,7 +327,7 @@ def run_eval(argv: list[str], data_dir: str | None) -> int:
 
 
 def _guarded(args: argparse.Namespace, call) -> int:
-    """Run a command: an error becomes one line saying what to do (cli_errors), a traceback only with --traceback."""
+    """Run a command: an error becomes one line saying what to do (cli_shell), a traceback only with --traceback."""
     try:
         return call()
     except KeyboardInterrupt:

@@ -34,7 +34,9 @@ METRICS = [
     "reverie_request_latency_seconds", "reverie_time_to_first_token_seconds", "reverie_tokens_total",
     "reverie_queue_depth", "reverie_backlog_episodes", "reverie_sleep_run_duration_seconds",
     "reverie_sleep_runs_total", "reverie_adapter_swaps_total", "reverie_spool_depth", "reverie_requests_total",
-    "reverie_spool_rejected",
+    "reverie_spool_rejected_episodes_total", "reverie_backlog_tokens", "reverie_backlog_oldest_episode_age_seconds",
+    "reverie_last_successful_sleep_timestamp_seconds", "reverie_sleep_runs_live", "reverie_worker_heartbeat_age_seconds",
+    "reverie_workers_alive", "reverie_adapter_version", "reverie_build_info",
 ]  # fmt: skip
 
 
