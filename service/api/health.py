@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
-
 from service.api.deps import EngineDep, RecorderDep, SessionFactoryDep, SettingsDep
 from service.api.schemas import WorkerOut
+from service.serving.recording import schema_missing
+from service.store import episodes as episode_store
 from service.store import workers as worker_store
 
 router = APIRouter(tags=["health"])
@@ -22,20 +22,25 @@ async def healthz() -> dict:
 async def readyz(
     engine: EngineDep, sessions: SessionFactoryDep, recorder: RecorderDep, settings: SettingsDep
 ) -> JSONResponse:
-    """Ready when the engine has loaded and the store answers (a spooling store still serves). The body
+    """Ready when the engine has loaded and the store answers with its tables (a spooling store still
+    serves; a database without Reverie's tables spools too, and `store_error` says so). The body
     also lists the sleep workers' heartbeats (informative: no worker does not make the API unready)."""
     engine_ready = engine.ready
     workers: list[dict] | None = None
+    body_extra: dict[str, str] = {}
     try:
         with sessions() as session:
-            session.execute(text("SELECT 1"))
+            episode_store.probe(session=session)
         store = "ok"
-    except Exception:
+    except Exception as exc:
         store = "spooling" if recorder.spool_writable() else "unavailable"
+        if schema_missing(exc):
+            body_extra["store_error"] = "the database has no Reverie tables: run `reverie db upgrade`"
     if store == "ok":
         workers = _workers(sessions, settings.worker_lease_s)
     ready = engine_ready and store != "unavailable"
     body = {"status": "ready" if ready else "not ready", "engine": "ready" if engine_ready else "loading", "store": store}
+    body.update(body_extra)
     if workers is not None:
         body["workers"] = workers
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -17,7 +17,6 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,9 +36,22 @@ _STORE_BACKOFF_S = 2.0
 _MAX_BATCH = 1000
 
 
+# Postgres SQLSTATEs of a schema that is not there (a recreated database): undefined table, column, schema.
+_SCHEMA_MISSING_SQLSTATES = frozenset({"42P01", "42703", "3F000"})
+
+
+def schema_missing(exc: BaseException) -> bool:
+    """The store answers but lacks Reverie's tables or columns (recreated, not yet migrated)."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) in _SCHEMA_MISSING_SQLSTATES:
+        return True
+    return isinstance(exc, DBAPIError) and any(text in str(orig) for text in ("no such table", "no such column"))
+
+
 def store_is_down(exc: BaseException) -> bool:
-    """A failure to reach the store (retry later), not a record the store refuses (retrying cannot help)."""
-    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError)):
+    """A failure to reach the store, or a store without its tables (retry later: an operator can fix
+    either), not a record the store refuses (retrying cannot help, the record is set aside)."""
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError)) or schema_missing(exc):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
@@ -248,11 +260,11 @@ class Recorder:
 
     # -- spool relay -----------------------------------------------------------------------------
     def drain_spool(self) -> int:
-        """Move spooled episodes into the store; returns how many. Raises nothing: retried later."""
+        """Move spooled episodes into the store; returns how many were stored. Retried later."""
         try:
             if not self.store_available:
                 with self.session_factory() as session:
-                    session.execute(text("SELECT 1"))
+                    store.probe(session=session)
             written = self.spool.drain(self.write_to_store, store_is_down)
         except Exception as exc:
             if not store_is_down(exc):

@@ -125,6 +125,12 @@ def upsert_episodes(*, session: Session, records: list[EpisodeRecord]) -> None:
     session.connection().execute(statement, [r.column_values() for r in records])
 
 
+def probe(*, session: Session) -> None:
+    """Raise unless the store answers and holds the episodes table (a recreated, unmigrated database
+    answers `SELECT 1` but cannot take an episode)."""
+    session.execute(select(Episode.id).limit(1))
+
+
 def get_by_idempotency_key(*, session: Session, namespace: str, key: str) -> EpisodeRecord | None:
     row = session.scalar(select(Episode).where(Episode.namespace == namespace, Episode.idempotency_key == key))
     return EpisodeRecord.from_row(row) if row else None

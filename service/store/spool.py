@@ -105,7 +105,8 @@ class Spool:
     def drain(
         self, write: Callable[[list[EpisodeRecord]], None], is_outage: Callable[[BaseException], bool] = _always
     ) -> int:
-        """Hand spooled records to `write` (an idempotent store upsert); returns how many were handled.
+        """Hand spooled records to `write` (an idempotent store upsert); returns how many were stored
+        (records set aside as rejected are not counted: `reject` logs each of them).
 
         If `write` fails with an outage, the records stay spooled for the next attempt (and the error is
         raised); any other failure is retried record by record, and those refused again are rejected.
@@ -125,7 +126,7 @@ class Spool:
                 except Exception as exc:
                     if is_outage(exc):
                         raise
-                    self.write_each(records, write, is_outage)
+                    written -= len(self.write_each(records, write, is_outage))
                 path.unlink()
                 written += len(records)
             if written:
