@@ -121,7 +121,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
         from service.telemetry import worker_registry
 
-        start_http_server(settings.worker_metrics_port, addr=settings.host, registry=worker_registry(worker))
+        try:
+            start_http_server(settings.worker_metrics_port, addr=settings.host, registry=worker_registry(worker))
+        except OSError as exc:
+            raise CliError(f"cannot serve the worker's metrics on {settings.host}:{settings.worker_metrics_port} "
+                           f"({exc.strerror}): set REVERIE_WORKER_METRICS_PORT to a free port, or 0 for none") from None
         log.info("worker metrics on http://%s:%d/metrics", settings.host, settings.worker_metrics_port)
     worker.run_forever(poll_s=args.poll)
     return 0

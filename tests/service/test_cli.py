@@ -281,3 +281,17 @@ def test_forget_all_asks_first(tmp_path, monkeypatch, capsys):
     assert "forgot 0 episodes" in capsys.readouterr().out
     with sessions() as session:
         assert episode_store.list_episodes(session=session, namespace="ns") == []
+
+
+def test_worker_metrics_port_in_use_is_one_line(tmp_path):
+    import socket
+
+    url = migrated(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = reverie("worker", "--database-url", url, env={"REVERIE_WORKER_METRICS_PORT": str(port), "REVERIE_HOST": "127.0.0.1",
+                                                               "REVERIE_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 1 and "set REVERIE_WORKER_METRICS_PORT to a free port" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
