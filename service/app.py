@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,12 +27,12 @@ from service.serving.chat import ChatService
 from service.config import Settings
 from service.serving.engines import build_engine
 from service.serving.engines.base import Engine
-from service.errors import ReverieError
+from service.errors import ReverieError, StoreUnavailableError
 from service.serving.protocol import ErrorDetail, ErrorResponse
 from service.serving.limits import KeyLimiter, RequestLimits
 from service.logs import RequestContext
 from service.telemetry import Telemetry
-from service.serving.recording import Recorder
+from service.serving.recording import Recorder, store_is_down
 from service.sleep.scheduler import NightScheduler
 from service.store.db import make_engine, make_sessionmaker, private_dir
 from service.store.spool import Spool
@@ -274,6 +275,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:  # Starlette names only the first route's methods when several share a path
             response.headers["Allow"] = ", ".join(_allowed_methods(app, _request.scope))
         return response
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _store_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        if not store_is_down(exc):
+            return await _unexpected(_request, exc)
+        log.warning("store unavailable: %s", str(exc).splitlines()[0])
+        error = StoreUnavailableError("the store is unavailable")
+        return error_response(503, error.client_message, error.error_type, code=error.code)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

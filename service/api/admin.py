@@ -29,6 +29,7 @@ from service.api.schemas import (
     Deleted,
     EpisodeList,
     EpisodeOut,
+    NO_NUL,
     IsoMoment,
     RunList,
     RunOut,
@@ -58,7 +59,7 @@ def list_episodes(
     session: SessionDep,
     namespace: NamespaceQuery = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(EpisodeStatus.ALL) + ")$")] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Text in the messages or the response.")] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="Text in the messages or the response.")] = None,
     since: Annotated[
         IsoMoment | None, Query(description="Recorded at or after: ISO date (UTC midnight) or datetime.")
     ] = None,
@@ -133,7 +134,7 @@ async def delete_conversation(
     _admin: AdminDep,
     forgetting: ForgettingDep,
     namespace: NamespacePath,
-    conversation_id: Annotated[str, Path(min_length=1, max_length=256)],
+    conversation_id: Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)],
 ) -> Deleted:
     """Forget every episode of one conversation (its `X-Conversation-Id`)."""
     return await forgetting(namespace, conversation_id=conversation_id)

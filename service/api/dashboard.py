@@ -22,7 +22,7 @@ from service import __version__
 from service.api import admin_session
 from service.api.admin_session import AdminSession
 from service.api.deps import EngineDep, LivenessDep, SchedulerDep, SessionDep, SettingsDep
-from service.api.schemas import EpisodeOut, Stats, WorkerOut, utc_bound
+from service.api.schemas import EpisodeOut, Stats, WorkerOut, check_text, utc_bound
 from service.errors import InvalidRequestError
 from service.store import adapters as adapter_store
 from service.store import episodes as episode_store
@@ -250,7 +250,7 @@ def runs_page(
 ) -> Response:
     if admin is None:
         return _to_login(request)
-    runs = run_store.list_runs(session=session, namespace=namespace or None, limit=200)
+    runs = run_store.list_runs(session=session, namespace=check_text(namespace, "namespace") or None, limit=200)
     return _render(
         request, "runs.html", admin, runs=runs, namespace=namespace or "",
         namespaces=episode_store.namespaces(session=session), live=RunState.LIVE, shown=liveness.state_of,
@@ -284,7 +284,7 @@ def adapters_page(
     if admin is None:
         return _to_login(request)
     loaded = {info.name for info in engine.loaded_adapters()}
-    adapters = adapter_store.list_adapters(session=session, namespace=namespace or None)
+    adapters = adapter_store.list_adapters(session=session, namespace=check_text(namespace, "namespace") or None)
     return _render(
         request, "adapters.html", admin, adapters=adapters, loaded=loaded, namespace=namespace or "",
         namespaces=episode_store.namespaces(session=session),
@@ -301,7 +301,7 @@ def episodes_page(
     q: Annotated[str | None, Query(max_length=200)] = None,
     since: str | None = None,
     until: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
     if admin is None:
         return _to_login(request)
@@ -310,8 +310,9 @@ def episodes_page(
     rows = []
     try:
         rows = episode_store.list_episodes(
-            session=session, namespace=namespace or None, status=status if status in EpisodeStatus.ALL else None,
-            q=q or None, since=utc_bound(since), until=utc_bound(until, end=True, param="until"),
+            session=session, namespace=check_text(namespace, "namespace") or None,
+            status=status if status in EpisodeStatus.ALL else None,
+            q=check_text(q, "q") or None, since=utc_bound(since), until=utc_bound(until, end=True, param="until"),
             limit=PAGE_SIZE + 1, offset=offset,
         )
     except InvalidRequestError as exc:
@@ -319,7 +320,7 @@ def episodes_page(
     more = len(rows) > PAGE_SIZE
     query = "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
     return _render(
-        request, "episodes.html", admin, episodes=rows[:PAGE_SIZE], filters=filters, error=error,
+        request, "episodes.html", admin, status_code=400 if error else 200, episodes=rows[:PAGE_SIZE], filters=filters, error=error,
         namespaces=episode_store.namespaces(session=session), statuses=EpisodeStatus.ALL,
         offset=offset, page_size=PAGE_SIZE, more=more, query=query,
     )

@@ -40,9 +40,21 @@ def utc_bound(text: str | None, *, end: bool = False, param: str = "since") -> d
             day = date.fromisoformat(text)
             return datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=timezone.utc)
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidRequestError(f"'{param}' must be an ISO date or datetime, not {text!r}.", param=param) from exc
-    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError) as exc:  # OverflowError: the day after 9999-12-31, or before year 1 in UTC
+        raise InvalidRequestError(
+            f"'{param}' must be an ISO date or datetime from 0001-01-02 to 9999-12-30, not {text[:40]!r}.", param=param
+        ) from exc
+
+
+NO_NUL = r"^[^\x00]*$"  # a query text: any character but NUL, which no Postgres text holds
+
+
+def check_text(text: str | None, param: str) -> str | None:
+    """A filter text from a page's query string: NUL is refused (400), as the JSON API's pattern does."""
+    if text and "\x00" in text:
+        raise InvalidRequestError(f"'{param}' must not contain NUL characters.", param=param)
+    return text
 
 
 # --- episodes and forgetting -----------------------------------------------------------------------
