@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import Date, Text, cast, func, or_, select
+from sqlalchemy import Date, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from service.store.models import Adapter, Episode, EpisodeStatus, SleepRun, utcnow
@@ -189,9 +189,7 @@ def list_episodes(
     if status:
         query = query.where(Episode.status == status)
     if q:
-        query = query.where(
-            or_(Episode.response.icontains(q, autoescape=True), cast(Episode.messages, Text).icontains(q, autoescape=True))
-        )
+        query = query.where(or_(Episode.response.icontains(q, autoescape=True), _message_text_contains(session, q)))
     if since is not None:
         query = query.where(Episode.created_at >= since)
     if until is not None:
@@ -204,6 +202,19 @@ def has_episodes(*, session: Session, namespace: str) -> bool:
     """Whether the namespace holds any undeleted episode (a namespace exists through its episodes)."""
     query = select(Episode.id).where(Episode.namespace == namespace, Episode.deleted_at.is_(None)).limit(1)
     return session.scalar(query) is not None
+
+
+def _message_text_contains(session: Session, q: str):
+    """Some message's text contains `q` (case-insensitively): the decoded `content` of each message,
+    not the JSON encoding of the list (where `\\u00fc` stands for `ü`, `\\"` for a quote, and every
+    episode contains `role`)."""
+    if session.get_bind().dialect.name == "postgresql":
+        message = func.jsonb_array_elements(Episode.messages).table_valued("value").alias("message")
+        content = message.c.value.op("->>")("content")
+    else:
+        message = func.json_each(Episode.messages).table_valued("value").alias("message")
+        content = func.json_extract(message.c.value, "$.content")
+    return select(1).select_from(message).where(content.icontains(q, autoescape=True)).exists()
 
 
 def get_episode(*, session: Session, episode_id: uuid.UUID) -> Episode | None:
