@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from contextlib import asynccontextmanager
 
@@ -29,7 +28,7 @@ from service.serving.engines import build_engine
 from service.serving.engines.base import Engine
 from service.errors import ReverieError, StoreUnavailableError
 from service.serving.protocol import ErrorDetail, ErrorResponse
-from service.serving.limits import KeyLimiter, RequestLimits
+from service.serving.limits import FailureThrottle, KeyLimiter, RequestLimits, retry_after_headers
 from service.logs import RequestContext
 from service.telemetry import Telemetry
 from service.serving.recording import Recorder, store_is_down
@@ -44,11 +43,6 @@ log = logging.getLogger(__name__)
 def error_response(status: int, message: str, error_type: str, *, param=None, code=None) -> JSONResponse:
     body = ErrorResponse(error=ErrorDetail(message=message, type=error_type, param=param, code=code))
     return JSONResponse(body.model_dump(), status_code=status)
-
-
-def retry_after_headers(seconds: float) -> dict[str, str]:
-    """`Retry-After` in whole seconds rounded up (never early), and OpenAI's `retry-after-ms`."""
-    return {"Retry-After": str(max(1, math.ceil(seconds))), "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -297,6 +291,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     app.state.telemetry = telemetry
     app.state.started_at = int(time.time())
+    app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute)
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(sleep.router)

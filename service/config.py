@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     max_messages: int = Field(default=512, ge=1, description="Most messages in one request.")
     max_chars: int = Field(default=400_000, ge=1, description="Most characters of message content in one request.")
     rate_limit_per_minute: int = Field(default=0, ge=0, description="Requests per minute per API key (0: no limit).")
+    auth_failures_per_minute: int = Field(
+        default=10, ge=0,
+        description="Wrong API or admin keys (bearer or sign-in) per client address and minute before 429 (0: no limit).",
+    )
     max_inflight_per_key: int = Field(default=0, ge=0, description="Requests in flight per API key (0: no limit).")
     torch_threads: int | None = Field(default=None, description="torch intra-op threads of the local engine.")
     request_timeout_s: float = Field(

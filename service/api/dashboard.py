@@ -21,9 +21,10 @@ from fastapi.templating import Jinja2Templates
 from service import __version__
 from service.api import admin_session
 from service.api.admin_session import AdminSession
-from service.api.deps import EngineDep, LivenessDep, SchedulerDep, SessionDep, SettingsDep
+from service.api.deps import EngineDep, LivenessDep, SchedulerDep, SessionDep, SettingsDep, client_address, get_auth_throttle
 from service.api.schemas import EpisodeOut, Stats, WorkerOut, check_text, utc_bound
 from service.errors import InvalidRequestError
+from service.serving.limits import AuthThrottledError, retry_after_headers
 from service.store import adapters as adapter_store
 from service.store import episodes as episode_store
 from service.store import runs as run_store
@@ -205,7 +206,16 @@ def login_page(
 async def login(request: Request, settings: SettingsDep) -> Response:
     form = await _form(request)
     target = _safe_next(form.get("next"))
+    throttle, client = get_auth_throttle(request), client_address(request)
+    try:
+        throttle.check(client)
+    except AuthThrottledError as exc:
+        response = _render(request, "login.html", None, status_code=429, next=target, error=exc.message)
+        response.headers.update(retry_after_headers(exc.retry_after_s))
+        return response
     if not admin_session.key_matches(settings, form.get("key", "")):
+        if settings.admin_key:
+            throttle.failed(client)
         message = (
             "Wrong admin key." if settings.admin_key
             else "The dashboard is disabled: set REVERIE_ADMIN_KEY."

@@ -7,6 +7,7 @@ routers never read `app.state` themselves.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -15,10 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api import admin_session
 from service.serving import auth
 from service.config import Settings
-from service.errors import PermissionDeniedError
+from service.errors import AuthenticationError, PermissionDeniedError
 from service.serving.adapter_sync import AdapterSync
 from service.serving.chat import ChatService
 from service.serving.engines.base import Engine
+from service.serving.limits import FailureThrottle
 from service.serving.recording import Recorder
 from service.sleep.scheduler import NightScheduler
 from service.store import workers as worker_store
@@ -86,8 +88,34 @@ TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
 StartedAtDep = Annotated[int, Depends(get_started_at)]
 
 
-def get_namespace(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> str:
-    return auth.namespace_for(settings, authorization)
+def get_auth_throttle(request: Request) -> FailureThrottle:
+    return request.app.state.auth_throttle
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@contextmanager
+def throttled(request: Request, presented: bool) -> Iterator[None]:
+    """Refuse (429) a client with too many wrong keys; count this attempt if it presented a key and failed."""
+    throttle, client = get_auth_throttle(request), client_address(request)
+    throttle.check(client)
+    try:
+        yield
+    except AuthenticationError:
+        if presented:
+            throttle.failed(client)
+        raise
+
+
+def get_namespace(
+    request: Request, settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> str:
+    if settings.open_access:
+        return auth.namespace_for(settings, authorization)
+    with throttled(request, auth.bearer_token(authorization) is not None):
+        return auth.namespace_for(settings, authorization)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -100,7 +128,8 @@ def check_admin(
     `X-CSRF-Token` header for anything but GET/HEAD/OPTIONS). A bearer token that is not the admin
     key (a user API key) is refused even beside a valid cookie."""
     if authorization is not None or not settings.admin_key:
-        auth.require_admin(settings, authorization)
+        with throttled(request, auth.bearer_token(authorization) is not None):
+            auth.require_admin(settings, authorization)
         return
     session = admin_session.from_request(request, settings)
     if session is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,11 @@ class RequestLimits:
             raise InvalidRequestError(
                 f"max_tokens is {max_tokens}; at most {self.max_completion_tokens} is allowed.", param="max_tokens"
             )
+
+
+def retry_after_headers(seconds: float) -> dict[str, str]:
+    """`Retry-After` in whole seconds rounded up (never early), and OpenAI's `retry-after-ms`."""
+    return {"Retry-After": str(max(1, math.ceil(seconds))), "retry-after-ms": str(max(1, math.ceil(seconds * 1000)))}
 
 
 class RateLimitedError(QueueFullError):
@@ -89,3 +95,44 @@ class KeyLimiter:
                     del self._inflight[key]
 
         return release
+
+
+class AuthThrottledError(RateLimitedError):
+    code = "too_many_failed_attempts"
+
+
+class FailureThrottle:
+    """Wrong keys per client address: `per_minute` failures (0: off), refilled over a minute; past that,
+    every attempt from the address, right key or not, gets 429 until the bucket refills. Remembers at
+    most `max_clients` addresses (the fullest buckets are forgotten first), so guessing from many
+    addresses cannot grow it without bound."""
+
+    def __init__(self, per_minute: int, max_clients: int = 10_000):
+        self.per_minute = per_minute
+        self.max_clients = max_clients
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (failures left, last refill)
+
+    def _left(self, client: str, now: float) -> float:
+        left, last = self._buckets.get(client, (float(self.per_minute), now))
+        return min(float(self.per_minute), left + (now - last) * self.per_minute / 60.0)
+
+    def check(self, client: str) -> None:
+        """Raise `AuthThrottledError` while `client` has no failures left."""
+        if not self.per_minute:
+            return
+        with self._lock:
+            left = self._left(client, time.monotonic())
+        if left < 1.0:
+            wait = (1.0 - left) * 60.0 / self.per_minute
+            raise AuthThrottledError(f"Too many failed sign-in attempts from this address; retry in {wait:.0f} s.", wait)
+
+    def failed(self, client: str) -> None:
+        if not self.per_minute:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._buckets[client] = (self._left(client, now) - 1.0, now)
+            if len(self._buckets) > self.max_clients:
+                for full in sorted(self._buckets, key=lambda c: self._left(c, now), reverse=True)[: self.max_clients // 10]:
+                    del self._buckets[full]

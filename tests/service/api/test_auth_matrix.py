@@ -46,7 +46,7 @@ def test_no_unauthorised_2xx(tmp_path, tiny_model_dir):
     upgrade(url)
     settings = Settings(
         data_dir=tmp_path / "data", database_url=url, model=str(tiny_model_dir), api_keys="key-a:a,key-b:b",
-        admin_key="the-admin", scheduler=False, embedded_worker=False,
+        admin_key="the-admin", scheduler=False, embedded_worker=False, auth_failures_per_minute=0,
     )
     app = create_app(settings)
     routes = sorted({(route.path, method) for route in http_routes(app.routes) for method in route.methods if method != "HEAD"})

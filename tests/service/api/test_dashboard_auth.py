@@ -40,6 +40,7 @@ def client(tmp_path, tiny_model_dir, database_url):
     settings = Settings(
         data_dir=tmp_path / "data", database_url=database_url, model=str(tiny_model_dir),
         api_keys=f"{USER_KEY}:alpha", admin_key=ADMIN_KEY, scheduler=False, embedded_worker=False,
+        auth_failures_per_minute=0,  # this test tries every wrong key on every route; test_hardening throttles
     )
     app = create_app(settings)
     with TestClient(app, follow_redirects=False) as test_client:

@@ -9,10 +9,11 @@ import logging
 import httpx
 import pytest
 
-from service.app import create_app, retry_after_headers
+from service.app import create_app
 from service.config import Settings
 from service.errors import EngineError
 from service.serving.engines.local import LocalEngine
+from service.serving.limits import retry_after_headers
 from service.serving.protocol import ChatCompletionRequest
 from service.store.db import upgrade
 from tests.servers import server_in_thread
@@ -208,3 +209,36 @@ def test_sleep_for_a_namespace_without_episodes_is_refused(server):
     assert chat(server, {"max_tokens": 1}, key="k2").status_code == 200  # namespace `two` now has an episode
     r = httpx.post(f"{server}/sleep", json={"namespace": "two"}, headers=ADMIN)
     assert r.status_code == 202, r.text
+
+
+def test_wrong_keys_are_throttled_per_client(tiny_model_dir, tmp_path):
+    app = create_app(settings_for(tmp_path, tiny_model_dir, auth_failures_per_minute=3))
+    with server_in_thread(app) as base_url:
+        wrong = [chat(base_url, {"max_tokens": 1}, key=f"guess-{n}").status_code for n in range(3)]
+        assert wrong == [401, 401, 401]
+        throttled = chat(base_url, {"max_tokens": 1}, key="guess-4")
+        assert throttled.status_code == 429 and throttled.json()["error"]["code"] == "too_many_failed_attempts"
+        assert 1 <= int(throttled.headers["Retry-After"]) <= 20 and int(throttled.headers["retry-after-ms"]) > 0
+        assert chat(base_url, {"max_tokens": 1}).status_code == 429  # the right key too, from this address
+        assert httpx.get(f"{base_url}/admin/api/stats", headers={"Authorization": "Bearer nope"}).status_code == 429
+        login = httpx.post(f"{base_url}/admin/login", data={"key": "guess"})
+        assert login.status_code == 429 and "Retry-After" in login.headers and "set-cookie" not in login.headers
+        assert httpx.get(f"{base_url}/healthz").status_code == 200  # no key, no throttle
+
+
+def test_wrong_admin_keys_at_sign_in_are_throttled(tiny_model_dir, tmp_path):
+    app = create_app(settings_for(tmp_path, tiny_model_dir, auth_failures_per_minute=2))
+    with server_in_thread(app) as base_url:
+        statuses = [httpx.post(f"{base_url}/admin/login", data={"key": f"guess-{n}"}).status_code for n in range(3)]
+        assert statuses == [401, 401, 429]
+        assert httpx.post(f"{base_url}/admin/login", data={"key": ADMIN_KEY}).status_code == 429
+        assert chat(base_url, {"max_tokens": 1}).status_code == 429
+
+
+def test_the_throttle_forgets_addresses_beyond_its_bound():
+    from service.serving.limits import FailureThrottle
+
+    throttle = FailureThrottle(per_minute=5, max_clients=100)
+    for n in range(1000):
+        throttle.failed(f"10.0.{n // 256}.{n % 256}")
+    assert len(throttle._buckets) <= 100
