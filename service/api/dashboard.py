@@ -249,9 +249,19 @@ def overview(
     stats = Stats.of(namespace_overviews(session=session, now=now, days=days), now=now, days=days, scheduler=scheduler,
                      liveness=liveness)
     return _render(
-        request, "overview.html", admin, stats=stats,
+        request, "overview.html", admin, stats=stats, today_by_hour=_today_by_hour(session, now),
         cron=settings.sleep_cron, tz=settings.sleep_timezone,
     )
+
+
+def _today_by_hour(session, now: datetime) -> dict[str, list[list]]:
+    """Per namespace, today's episodes hour by hour (UTC, up to the current hour): the chart drawn
+    instead of the days' when all of the window's episodes are from today (one spike otherwise)."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    counts: dict[str, dict[int, int]] = {}
+    for ns, hour, n in episode_store.episodes_per_hour(session=session, since=midnight):
+        counts.setdefault(ns, {})[hour] = n
+    return {ns: [[f"{h:02d}:00", by_hour.get(h, 0)] for h in range(now.hour + 1)] for ns, by_hour in counts.items()}
 
 
 @router.get("/runs")

@@ -248,6 +248,20 @@ def episodes_per_day(*, session: Session, since: datetime) -> list[tuple[str, da
     ]
 
 
+def episodes_per_hour(*, session: Session, since: datetime) -> list[tuple[str, int, int]]:
+    """(namespace, UTC hour 0-23, episodes recorded in it) from `since` (at most a day back) on."""
+    if session.get_bind().dialect.name == "postgresql":
+        hour = func.to_char(func.timezone("UTC", Episode.created_at), "HH24")
+    else:  # SQLite stores naive UTC text, "YYYY-MM-DD HH:MM:SS"
+        hour = func.substr(Episode.created_at, 12, 2)
+    query = (
+        select(Episode.namespace, hour, func.count())
+        .where(Episode.created_at >= since, Episode.deleted_at.is_(None))
+        .group_by(Episode.namespace, hour)
+    )
+    return [(ns, int(h), int(n)) for ns, h, n in session.execute(query)]
+
+
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands back naive UTC datetimes; Postgres aware ones."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
