@@ -8,6 +8,7 @@ import pytest
 
 from service.app import create_app
 from service.config import Settings
+from tests.figures import record_figure
 from tests.servers import server_in_thread
 
 pytestmark = [pytest.mark.model]
@@ -54,6 +55,7 @@ def test_hostile_admin_inputs_are_400(tmp_path, tiny_model_dir, database_url):
             for path, params in PAGES:
                 r = browser.get(path, params=params)
                 assert r.status_code == 400, (path, params, r.text[:300])
+    record_figure(f"hostile admin inputs ({database_url.split(':')[0]})", requests=len(HOSTILE) + 1 + len(PAGES), answered_400=len(HOSTILE) + 1 + len(PAGES), server_errors=0)
 
 
 def test_admin_routes_answer_503_while_the_store_is_down(tmp_path, tiny_model_dir):
