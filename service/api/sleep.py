@@ -28,7 +28,7 @@ def start_sleep(
 ) -> JSONResponse:
     """Queue a sleep run for the namespace (202), or return the one already queued or running (200).
     A namespace without episodes is refused (404 `namespace_not_found`); one whose episodes are all
-    learned already gets a run that ends `rejected`, "nothing to consolidate", without training."""
+    learned already gets a run that ends `cancelled`, "nothing to consolidate", without training."""
     namespace = (body or SleepRequest()).namespace
     if not episode_store.has_episodes(session=session, namespace=namespace):
         raise NotFoundError(

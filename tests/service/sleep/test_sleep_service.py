@@ -14,7 +14,9 @@ from sqlalchemy import select
 from service.app import create_app
 from service.config import Settings
 from service.store.db import make_engine, make_sessionmaker
+from service.store.episodes import upsert_episodes
 from service.store.models import AdapterEpisode, Episode
+from tests.factories import make_record
 from tests.servers import REPO, server_in_thread
 
 pytestmark = [pytest.mark.model]
@@ -126,7 +128,11 @@ def test_sleep_publishes_swaps_and_rolls_back(sleepy_server):
 
 
 def test_sleep_with_nothing_new_is_cancelled(sleepy_server):
-    base_url, _, _ = sleepy_server
+    base_url, _, sessions = sleepy_server
+    refused = httpx.post(f"{base_url}/sleep", headers=ADMIN)  # `default` has no episodes at all
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "namespace_not_found"
+    with sessions() as session, session.begin():  # an episode, but none complete: nothing to learn
+        upsert_episodes(session=session, records=[make_record("default", status="error")])
     queued = httpx.post(f"{base_url}/sleep", headers=ADMIN)
     assert queued.status_code == 202 and queued.json()["namespace"] == "default"
     run, _ = wait_for_run(base_url, queued.json()["id"])
