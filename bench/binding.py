@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from trainer.benchmark import correct, load_jsonl
+from trainer.benchmark_scoring import correct, load_jsonl
 
 
 def binding(cases: list[dict], replies: dict[str, list[dict]]) -> dict[str, dict]:

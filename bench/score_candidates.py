@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from trainer.benchmark import _default_model, accuracy, general_accuracy, load_jsonl, probe_items, with_adapter
+from trainer.benchmark import _default_model, accuracy, general_accuracy, probe_items, with_adapter
+from trainer.benchmark_scoring import load_jsonl
 from trainer.config import SleepConfig
 
 

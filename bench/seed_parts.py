@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 import trainer.seeding as seeding
-from trainer.benchmark import load_jsonl, parse_overrides
+from trainer.benchmark import parse_overrides
+from trainer.benchmark_scoring import load_jsonl
 from trainer.config import SleepConfig
 from trainer.recipe import sleep
 

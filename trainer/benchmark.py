@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from trainer.benchmark_report import Phases, plot, report
-from trainer.benchmark_scoring import (  # noqa: F401 (load_jsonl, correct, normalise: bench scripts' imports)
+from trainer.benchmark_scoring import (
     Mark,
     Probe,
     by_category,
@@ -40,7 +40,6 @@ from trainer.benchmark_scoring import (  # noqa: F401 (load_jsonl, correct, norm
     load_jsonl,
     load_probes,
     no_sleep_marks,
-    normalise,
     share,
     summarise,
 )

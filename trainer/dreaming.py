@@ -39,32 +39,13 @@ from trainer.questions import (
     cloze_questions,
     distinctive,
     handle_questions,
-    handles,
     identifies,
     key_cloze_questions,
     template_questions,
     turned_questions,
-    value_start,
 )
-from trainer.text import entities, words
-
-# words that say how something was told, not what: never the kind of fact two statements share
-_DISCOURSE = {"way", "btw", "update", "actually", "news", "guess", "fun", "fact", "anyway", "oh", "well", "also"}
-# words that join a name to what it names: shared by facts of every kind about a person
-_GLUE = {"called", "named", "name"}
-
-
-def subject(question: str) -> tuple[set[str], str]:
-    """What a question is about, and how it is named: the people it names ("named"), else the user's own
-    things ("mine": "my dog"), else its words past the prompt's ("other")."""
-    people = set().union(*(words(n) for n in entities(question, 8)))
-    if people:
-        return people, "named"
-    mine = set().union(*(words(h) for h in handles(question)))
-    if mine:
-        return mine, "mine"
-    return words(question) - PROMPT_WORDS, "other"
-
+from trainer.corrections import Retirement, dream_key, recheck_questions, superseded
+from trainer.text import words
 
 @dataclass
 class Dream:
@@ -138,22 +119,6 @@ def model_questions(model, tokenizer, views: Sequence[tuple[str, int, Messages]]
     return [list(dict.fromkeys(q)) for q in questions]
 
 
-def recheck_questions(earlier: Sequence[dict], told_by_id: dict[str, str], limit: int) -> dict[str, list[str]]:
-    """Per tonight's episode, up to `limit` earlier questions about what it names again: each earlier dream
-    with key terms whose question's own words are all told tonight ("Where does Tenett Mirbel work?" of an
-    episode that mentions Tenett Mirbel). Asked of tonight's episode, they show whether it corrects them."""
-    out: dict[str, list[str]] = {}
-    if limit <= 0:
-        return out
-    for eid, text in told_by_id.items():
-        said = words(text)
-        asked = [d["question"] for d in earlier if d.get("key_terms")
-                 and (about := subject(d["question"])[0]) and about <= said]
-        if asked:
-            out[eid] = list(dict.fromkeys(asked))[:limit]
-    return out
-
-
 def candidates_of(tokenizer, episodes: Sequence[dict], views: dict[str, list[Messages]], told_by_id: dict[str, str],
                   rechecks: dict[str, list[str]], written: list[list[str]], config: SleepConfig,
                   rng: random.Random, night: str | None) -> list[Dream]:
@@ -193,21 +158,6 @@ def candidates_of(tokenizer, episodes: Sequence[dict], views: dict[str, list[Mes
 
 
 @dataclass
-class Retirement:
-    """An earlier dream that tonight's episode corrects, and tonight's answer to the same question."""
-
-    old: dict  # the earlier dream, as kept (`Dream.to_dict`)
-    new: Dream | None  # tonight's best answer to its question (None: retired with its episode's old value)
-    stale: set[str] = field(default_factory=set)  # the old value's words: a reply naming them is out of date
-
-    def to_dict(self) -> dict:
-        return {"question": self.old["question"], "answer": self.old["answer"], "night": self.old.get("night"),
-                "episode_id": self.old["episode_id"], "old_values": sorted(self.stale),
-                "by_episode": None if self.new is None else self.new.episode_id,
-                "new_answer": None if self.new is None else self.new.answer}
-
-
-@dataclass
 class NightDreams:
     """What dreaming returns: tonight's kept dreams (probes among them) and the earlier dreams retired."""
 
@@ -216,11 +166,6 @@ class NightDreams:
 
     def retired_keys(self) -> set[tuple]:
         return {dream_key(r.old) for r in self.retired}
-
-
-def dream_key(d: dict) -> tuple:
-    """What tells one kept dream from another across nights."""
-    return d["episode_id"], d.get("night"), d["question"], d["answer"]
 
 
 def dream(
@@ -299,49 +244,6 @@ def quotes(tokenizer, candidates: Sequence[Dream], views: dict[str, list[Message
             out.append(Dream(d.episode_id, d.question, text, "quote" if d.source != "recheck" else "recheck",
                              night=night, specific=d.specific, cloze=d.cloze, window=d.window))
     return out
-
-
-def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: dict[str, str]) -> list[Retirement]:
-    """The earlier dreams tonight corrects. An earlier question asked again of tonight's episode
-    (`recheck_questions`) whose best grounded answer names a value the earlier dream did not, where the
-    episode also names the old value ("she left Gorbel") or says the same kind of fact (a word of the old
-    answer besides its names and value: "works"), supersedes every earlier dream of that question; every
-    other earlier dream of the same episode that names a superseded value goes with it. A person has many
-    facts, the user's dog one name: words that only join a name to its value ("called") show the same
-    kind of fact for the user's own things, never for a person."""
-    best: dict[str, Dream] = {}
-    for d in answered:
-        if d.source == "recheck" and d.key_terms and (d.question not in best or d.score > best[d.question].score):
-            best[d.question] = d
-    retired: dict[tuple, Retirement] = {}
-    old_values: dict[str, set[str]] = {}
-    for old in earlier:
-        new = best.get(old["question"])
-        values = value_words(old["answer"], old.get("key_terms") or ())
-        if new is None or not values or not set(new.key_terms) - set(old.get("key_terms") or ()):
-            continue
-        said = words(told_by_id[new.episode_id])
-        about, naming = subject(old["question"])
-        kind = words(old["answer"]) - values - about - _DISCOURSE
-        if naming != "mine":
-            kind -= _GLUE
-        if values & said or kind & said:
-            retired[dream_key(old)] = Retirement(old, new, values - value_words(new.answer, new.key_terms))
-            old_values.setdefault(old["episode_id"], set()).update(retired[dream_key(old)].stale)
-    for old in earlier:  # the old episode's other dreams that still say a superseded value
-        values = old_values.get(old["episode_id"], set())
-        if dream_key(old) not in retired and values & words(old["answer"]):
-            retired[dream_key(old)] = Retirement(old, None, values & words(old["answer"]))
-    return list(retired.values())
-
-
-def value_words(answer: str, key_terms: Sequence[str]) -> set[str]:
-    """The words of an answer's value: its last run of key terms ("bakery called Gorbel"), less the words
-    that only join a name to it."""
-    start = value_start(answer, set(key_terms))
-    if start is None:
-        return set()
-    return words(" ".join(answer.split()[start:])) & set(key_terms) - _GLUE - _DISCOURSE
 
 
 def without_stale(tokenizer, model, answered: list[Dream], retired: Sequence[Retirement],

@@ -29,7 +29,8 @@ from trainer import gate, prompts, seal
 from trainer.chat import answers, load_model, render
 from trainer.config import SleepConfig
 from trainer.binding import rival_answers
-from trainer.dreaming import Dream, Retirement, dream, dream_key
+from trainer.corrections import Retirement, dream_key
+from trainer.dreaming import Dream, dream
 from trainer.experts import (
     EXPERT,
     MEMORY,
@@ -77,6 +78,8 @@ def sleep(
     show_progress: bool = False,
 ) -> SleepResult:
     """Consolidate `episodes` into a new expert on top of `adapter_dir` (None: the first night).
+
+    Length: the recipe on one page, phase after phase, as a torchtune recipe reads; each phase is one call.
 
     With `config.growth_mode == "layers"`, `config.grown_layers` decoder layers are grown instead (output
     projections zero: the function is unchanged) and trained alone, every teacher being the model

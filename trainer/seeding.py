@@ -255,7 +255,7 @@ def seed(
 ) -> dict:
     """Train the active trainable adapter for `config.steps` steps. Returns training metrics.
 
-    One loop that reads top to bottom (draw a batch, GKD, imitation, binding, step, re-plan); cut into
+    Length: one loop that reads top to bottom (draw a batch, GKD, imitation, binding, step, re-plan); cut into
     functions, its optimizer, schedule, plan and per-loss records would travel through every call.
 
     `binding`: own/rival answer pairs for the binding loss (used when `config.binding_weight` > 0).

@@ -1,7 +1,8 @@
 """Corrections: an earlier question asked again of tonight's episode and answered with a new value of the
 same kind of fact supersedes the earlier dreams; a new, different fact about the same person does not."""
 
-from trainer.dreaming import Dream, dream_key, recheck_questions, superseded
+from trainer.corrections import dream_key, recheck_questions, superseded
+from trainer.dreaming import Dream
 
 
 def old(question, answer, values, eid="old", night="1", **fields):

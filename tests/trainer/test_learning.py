@@ -6,7 +6,7 @@ Facts and names are invented here (not from shared/eval), and the probes are ask
 import pytest
 import torch
 
-from trainer.benchmark import correct
+from trainer.benchmark_scoring import correct
 from tests.learning import SHORT_NIGHT
 from trainer.config import SleepConfig
 from trainer.chat import answers, load_model
