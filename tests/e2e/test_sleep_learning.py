@@ -102,3 +102,52 @@ def test_told_facts_are_recalled_closed_book_after_sleep(smollm2_dir, tmp_path, 
             assert episode_id in lineage
             assert str(session.get(Episode, episode_id).consolidated_by) == run["id"]
     store.dispose()
+
+
+CHATS = [  # told the way people talk: about themselves among small talk, and a suggestion asked for
+    ([("user", "Ugh, long day at work."), ("assistant", "Sorry to hear that. Get some rest tonight."),
+      ("user", "Oh, by the way, my tortoise is called Bramwick.")],
+     "What is my tortoise called?", "bramwick"),
+    ([("user", "Can you suggest a name for my new sailboat?"), ("assistant", "How about the Quennet? It sounds swift."),
+      ("user", "I like it, thanks!")],
+     "What name did you suggest for my sailboat?", "quennet"),
+]
+
+
+def wait_for_run(base_url: str, run: dict, seconds: float = 1500) -> dict:
+    deadline = time.monotonic() + seconds
+    while run["state"] not in ("published", "rejected", "failed", "cancelled") and time.monotonic() < deadline:
+        time.sleep(2)
+        run = httpx.get(f"{base_url}/sleep/{run['id']}", headers=ADMIN).json()
+    return run
+
+
+@pytest.mark.timeout(1800)  # a SmolLM2 night on CI's shared cores, plus the asking before and after
+def test_what_users_say_of_themselves_and_the_assistants_suggestions_are_recalled(smollm2_dir, tmp_path):
+    """A first-person fact and a suggestion the assistant made, told over the chat API, are answered
+    closed-book over the chat API after POST /sleep, and were not before."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=url, model=str(smollm2_dir), admin_key="adm",
+        sleep_config=str(short_night_config(tmp_path)), scheduler=False, torch_threads=1,
+        api_keys="teller:default,prober:elsewhere",
+    )
+    app = create_app(settings)
+    with server_in_thread(app) as base_url:
+        client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="teller", max_retries=0, timeout=120)
+        prober = openai.OpenAI(base_url=f"{base_url}/v1", api_key="prober", max_retries=0, timeout=120)
+        assert not any(answer in ask(prober, question) for _, question, answer in CHATS)
+        for turns, _, _ in CHATS:  # the chat so far travels in the request, as every client sends it
+            client.chat.completions.create(model="reverie", max_tokens=24, temperature=0,
+                                           messages=[{"role": r, "content": t} for r, t in turns])
+        run = wait_for_run(base_url, httpx.post(f"{base_url}/sleep", headers=ADMIN).json())
+        assert run["state"] == "published", (run["state"], run["error"], run["metrics"])
+        deadline = time.monotonic() + 30
+        while app.state.engine.active_adapter("default") != "mem-default-v1" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        replies = [ask(client, question) for _, question, _ in CHATS]
+    after = [answer in reply for (_, _, answer), reply in zip(CHATS, replies)]
+    record_figure("first-person facts and assistant suggestions told through the API, recalled after one sleep",
+                  chats=len(CHATS), after=sum(after))
+    assert sum(after) >= 1, replies
