@@ -22,7 +22,7 @@ from service import __version__
 from service.api import admin_session
 from service.api.admin_session import AdminSession
 from service.api.deps import EngineDep, LivenessDep, SchedulerDep, SessionDep, SettingsDep, client_address, get_auth_throttle
-from service.api.schemas import EpisodeOut, Stats, WorkerOut, check_text, utc_bound
+from service.api.schemas import EpisodeOut, Stats, WorkerOut, check_namespace_filter, check_text, utc_bound
 from service.errors import InvalidRequestError
 from service.serving.limits import AuthThrottledError, retry_after_headers
 from service.store import adapters as adapter_store
@@ -270,7 +270,7 @@ def runs_page(
 ) -> Response:
     if admin is None:
         return _to_login(request)
-    runs = run_store.list_runs(session=session, namespace=check_text(namespace, "namespace") or None, limit=200)
+    runs = run_store.list_runs(session=session, namespace=check_namespace_filter(namespace), limit=200)
     return _render(
         request, "runs.html", admin, runs=runs, namespace=namespace or "",
         namespaces=episode_store.namespaces(session=session), live=RunState.LIVE, shown=liveness.state_of,
@@ -304,7 +304,7 @@ def adapters_page(
     if admin is None:
         return _to_login(request)
     loaded = {info.name for info in engine.loaded_adapters()}
-    adapters = adapter_store.list_adapters(session=session, namespace=check_text(namespace, "namespace") or None)
+    adapters = adapter_store.list_adapters(session=session, namespace=check_namespace_filter(namespace))
     return _render(
         request, "adapters.html", admin, adapters=adapters, loaded=loaded, namespace=namespace or "",
         namespaces=episode_store.namespaces(session=session),
@@ -330,7 +330,7 @@ def episodes_page(
     rows = []
     try:
         rows = episode_store.list_episodes(
-            session=session, namespace=check_text(namespace, "namespace") or None,
+            session=session, namespace=check_namespace_filter(namespace),
             status=status if status in EpisodeStatus.ALL else None,
             q=check_text(q, "q") or None, since=utc_bound(since), until=utc_bound(until, end=True, param="until"),
             limit=PAGE_SIZE + 1, offset=offset,

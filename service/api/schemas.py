@@ -5,6 +5,8 @@ Each is built from a store row with `of(...)`; routers import them from here and
 
 from __future__ import annotations
 
+import re
+
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated
 
@@ -55,6 +57,13 @@ def check_text(text: str | None, param: str) -> str | None:
     if text and "\x00" in text:
         raise InvalidRequestError(f"'{param}' must not contain NUL characters.", param=param)
     return text
+
+
+def check_namespace_filter(namespace: str | None) -> str | None:
+    """A page's namespace filter: empty (all of them) or a valid namespace (400 otherwise)."""
+    if namespace and not re.fullmatch(NAMESPACE_PATTERN, namespace):
+        raise InvalidRequestError(f"{namespace[:80]!r} is not a valid namespace.", param="namespace")
+    return namespace or None
 
 
 # --- episodes and forgetting -----------------------------------------------------------------------

@@ -32,6 +32,8 @@ PAGES = [
     ("/admin/episodes", {"namespace": "a\x00b"}),
     ("/admin/runs", {"namespace": "\x00"}),
     ("/admin/adapters", {"namespace": "\x00"}),
+    ("/admin/episodes", {"namespace": "../../etc"}),
+    ("/admin/runs", {"namespace": "a b"}),
 ]
 
 
