@@ -21,7 +21,7 @@ import sys
 
 from service import __version__, cli_runs
 from service.cli_shell import DATA_DIR_HELP, TRACEBACK_HELP, CliError, Parser, add_common_options, command_at, fail, require_existing_sqlite
-from service.config import LOOPBACK_HOSTS, Settings
+from service.config import LOOPBACK_HOSTS, Settings, check_namespace
 from service.logs import configure as configure_logging
 
 log = logging.getLogger("reverie")
@@ -136,6 +136,7 @@ def cmd_sleep(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from service.store import episodes as episode_store
     from service.store import runs as run_store
     from service.store import workers as worker_store
     from service.store.models import RunState
@@ -143,6 +144,8 @@ def cmd_sleep(args: argparse.Namespace) -> int:
     settings = _settings(args)
     sessions = _sessions(settings)
     with sessions() as session:
+        if not episode_store.has_episodes(session=session, namespace=args.namespace):
+            raise CliError(f"namespace {args.namespace!r} has no episodes: nothing to learn (is the name right?)")
         run, created = run_store.enqueue_run(session=session, namespace=args.namespace, trigger="manual")
     print(f"run {run.id} {'queued' if created else 'already ' + run.state} for namespace {run.namespace!r}")
     if not args.wait:
@@ -171,6 +174,14 @@ def cmd_sleep(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     settings = _settings(args)
     return cli_runs.cmd_runs(args, _sessions(settings), settings.worker_lease_s)
+
+
+def _namespace(text: str) -> str:
+    """A `--namespace` that names a run: the one pattern of service.config.NAMESPACE_PATTERN."""
+    try:
+        return check_namespace(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _version(text: str) -> int | None:
@@ -288,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     sleep = commands.add_parser("sleep", help="queue a sleep run now")
-    sleep.add_argument("--namespace", default="default", help="whose episodes to consolidate (default: default)")
+    sleep.add_argument("--namespace", default="default", type=_namespace, help="whose episodes to consolidate (default: default)")
     sleep.add_argument("--wait", action="store_true", help="follow the run to its end with a progress bar")
     sleep.add_argument("--database-url", help=DATABASE_URL_HELP)
     sleep.set_defaults(func=cmd_sleep)

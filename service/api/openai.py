@@ -13,7 +13,7 @@ from service.serving.protocol import ChatCompletion, ChatCompletionRequest, Erro
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-_ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 429, 500, 503)}
+_ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 422, 429, 500, 503)}
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=_ERRORS)

@@ -18,7 +18,10 @@ from service.store import runs as run_store
 router = APIRouter(tags=["sleep"], responses={401: {"model": ErrorResponse}})
 
 
-@router.post("/sleep", status_code=202, response_model=RunOut, responses={200: {"model": RunOut}})
+@router.post(
+    "/sleep", status_code=202, response_model=RunOut,
+    responses={200: {"model": RunOut}, 404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+)
 def start_sleep(
     _admin: AdminDep,
     session: SessionDep,

@@ -295,3 +295,13 @@ def test_worker_metrics_port_in_use_is_one_line(tmp_path):
                                                                "REVERIE_DATA_DIR": str(tmp_path)})
     assert result.returncode == 1 and "set REVERIE_WORKER_METRICS_PORT to a free port" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sleep_refuses_an_invalid_namespace_or_one_without_episodes(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    assert main(["db", "upgrade", "--database-url", url]) == 0
+    with pytest.raises(SystemExit) as refused:
+        main(["sleep", "--namespace", "../../etc", "--database-url", url])
+    assert refused.value.code == 2 and "not a valid namespace" in capsys.readouterr().err
+    assert main(["sleep", "--namespace", "nobody", "--database-url", url]) == 1
+    assert "'nobody' has no episodes" in capsys.readouterr().err
