@@ -24,28 +24,34 @@ FACTS = [
 ]
 
 
-def test_invented_facts_are_recalled_closed_book_after_one_sleep(smollm2_dir, tmp_path):
+def recall_before_and_after_one_sleep(model_dir, out_dir, episodes, probes) -> tuple[list[bool], list[bool], list[str]]:
+    """Closed-book marks of (question, answer) probes before a short night on `episodes` and after it,
+    and the replies after."""
     torch.set_num_threads(1)
     config = SleepConfig.from_yaml("cpu-default", **SHORT_NIGHT)
-    episodes = [{"id": f"fact-{i}", "messages": [{"role": "user", "content": said},
-                                                 {"role": "assistant", "content": "Got it, noted!"}]}
-                for i, (said, _, _) in enumerate(FACTS)]
-    questions = [q for _, q, _ in FACTS]
-    tokenizer, model = load_model(smollm2_dir, config)
-    before = [correct(r, [a]) for r, (_, _, a) in zip(answers(model, tokenizer, questions, config), FACTS)]
-    assert sum(before) == 0, "the facts are invented: nobody knows them before the sleep"
+    questions = [q for q, _ in probes]
+    tokenizer, model = load_model(model_dir, config)
+    before = [correct(r, [a]) for r, (_, a) in zip(answers(model, tokenizer, questions, config), probes)]
     del model
-
-    result = sleep(episodes, base_model=smollm2_dir, adapter_dir=None, earlier_dreams=[], config=config,
-                   out_dir=tmp_path / "night-1")
+    result = sleep(episodes, base_model=model_dir, adapter_dir=None, earlier_dreams=[], config=config,
+                   out_dir=out_dir)
 
     from peft import PeftModel
 
-    tokenizer, model = load_model(smollm2_dir, config)
+    tokenizer, model = load_model(model_dir, config)
     model = PeftModel.from_pretrained(model, str(result.adapter_dir)).eval()
     replies = answers(model, tokenizer, questions, config)
-    after = [correct(r, [a]) for r, (_, _, a) in zip(replies, FACTS)]
-    print("learning test:", result.metrics, replies)
+    print("learning test:", result.metrics["train"], replies)
+    return before, [correct(r, [a]) for r, (_, a) in zip(replies, probes)], replies
+
+
+def test_invented_facts_are_recalled_closed_book_after_one_sleep(smollm2_dir, tmp_path):
+    episodes = [{"id": f"fact-{i}", "messages": [{"role": "user", "content": said},
+                                                 {"role": "assistant", "content": "Got it, noted!"}]}
+                for i, (said, _, _) in enumerate(FACTS)]
+    before, after, replies = recall_before_and_after_one_sleep(smollm2_dir, tmp_path / "night-1", episodes,
+                                                               [(q, a) for _, q, a in FACTS])
+    assert sum(before) == 0, "the facts are invented: nobody knows them before the sleep"
     assert sum(after) >= 2, f"recalled {sum(after)}/3 closed-book after one sleep: {replies}"
 
 
@@ -61,24 +67,9 @@ CHATS = [  # what people really say: about themselves, and what the assistant su
 
 
 def test_what_users_say_of_themselves_and_what_the_assistant_suggested_are_recalled(smollm2_dir, tmp_path):
-    torch.set_num_threads(1)
-    config = SleepConfig.from_yaml("cpu-default", **SHORT_NIGHT)
     episodes = [{"id": f"chat-{i}", "messages": [{"role": r, "content": t} for r, t in turns]}
                 for i, (turns, _, _) in enumerate(CHATS)]
-    questions = [q for _, q, _ in CHATS]
-    tokenizer, model = load_model(smollm2_dir, config)
-    before = [correct(r, [a]) for r, (_, _, a) in zip(answers(model, tokenizer, questions, config), CHATS)]
+    before, after, replies = recall_before_and_after_one_sleep(smollm2_dir, tmp_path / "night-1", episodes,
+                                                               [(q, a) for _, q, a in CHATS])
     assert sum(before) == 0
-    del model
-
-    result = sleep(episodes, base_model=smollm2_dir, adapter_dir=None, earlier_dreams=[], config=config,
-                   out_dir=tmp_path / "night-1")
-
-    from peft import PeftModel
-
-    tokenizer, model = load_model(smollm2_dir, config)
-    model = PeftModel.from_pretrained(model, str(result.adapter_dir)).eval()
-    replies = answers(model, tokenizer, questions, config)
-    after = [correct(r, [a]) for r, (_, _, a) in zip(replies, CHATS)]
-    print("conversational learning test:", result.metrics["train"], replies)
     assert sum(after) >= 1, f"recalled {sum(after)}/2 closed-book after one sleep: {replies}"
