@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy import update
 
 from service.cli import main
+from service.store import episodes as episode_store
 from service.store import runs as run_store
 from service.store.db import make_engine, make_sessionmaker
 from service.store.models import SleepRun, utcnow
+from tests.factories import completed, make_record
 
 
 @pytest.fixture
@@ -61,6 +63,8 @@ def test_ctrl_c_on_sleep_wait_says_the_run_goes_on(database_url, sessions, capsy
     def interrupt(_seconds):
         raise KeyboardInterrupt
 
+    with sessions.begin() as session:  # a namespace with something to learn: one without is refused
+        episode_store.upsert_episodes(session=session, records=[completed(make_record(namespace="ns"))])
     monkeypatch.setattr(time, "sleep", interrupt)
     assert main(["sleep", "--namespace", "ns", "--wait", "--database-url", database_url]) == 130
     with sessions() as session:
