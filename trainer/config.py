@@ -160,8 +160,7 @@ class SleepConfig:
     general_teacher: str = _f(
         "base", "teacher of the general prompts: `base` (the model before any night) or `served` (the model "
         "served now, with every earlier expert). Tonight's expert matching the base on them must undo the "
-        "earlier experts' drift there. Measured on the public set's night 2 (docs/benchmarks-history.md): `served` "
-        "kept night 1 no better and repaired general skill less (58 against 75 %).")
+        "earlier experts' drift there (docs/benchmarks-history.md compares the two).")
     max_seq_len: int = _f(384, "longest teacher sequence (episode + question + answer) in tokens.")
 
     # --- eval gate ------------------------------------------------------------------------------

@@ -357,8 +357,8 @@ def write_night(out_dir: Path, dreams: Sequence[Dream], metrics: dict) -> None:
 
 def seed_deadline(started: float, seconds: dict[str, float], config: SleepConfig) -> float | None:
     """When seeding must end for the night to fit `config.night_seconds` (None: no budget). The gate after
-    seeding repeats the served model's pass and adds the general prompts (1.2-1.7x that pass on the CPU):
-    twice it, plus a few seconds to save, are kept for it."""
+    seeding repeats the served model's pass and adds the general prompts: twice that pass, plus a few
+    seconds to save, are kept for it."""
     if config.night_seconds is None:
         return None
     return started + config.night_seconds - (2 * seconds.get("served", 0.0) + 5.0)
