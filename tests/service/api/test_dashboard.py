@@ -5,6 +5,8 @@ and phone width, land in test-output/dashboard/."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import os
 import re
 import time
@@ -153,7 +155,10 @@ def test_dashboard_end_to_end(server, page):
     assert card(page, "alpha").locator(".backlog-episodes").inner_text() == "3"
     assert card(page, "beta").locator(".backlog-episodes").inner_text() == "1"
     assert card(page, "alpha").locator(".active-adapter").inner_text().strip() == "base model"
-    assert card(page, "alpha").locator("svg.chart rect.bar").count() == 14  # episodes per day, 14 days
+    # every episode is from today: the activity chart is drawn by the hour so far (not 13 empty days and a spike)
+    assert "Episodes per hour today" in card(page, "alpha").inner_text()
+    hours = datetime.now(timezone.utc).hour + 1
+    assert card(page, "alpha").locator("svg.chart rect.bar").count() in (hours, hours + 1)  # an hour may turn
     assert card(page, "alpha").locator("svg.chart polyline.line").count() == 1  # backlog over time
     shoot(page, "overview-backlog")
 
@@ -221,7 +226,8 @@ def test_dashboard_end_to_end(server, page):
     page.click("#episode-search button[type=submit]")
     assert page.locator("#no-episodes").is_visible()
     page.goto("/admin")
-    assert card(page, "alpha").locator(".backlog-episodes").inner_text() == "0"
+    # what is left in the backlog: the goats' move, which only v2 learned and the rollback gave back
+    assert card(page, "alpha").locator(".backlog-episodes").inner_text() == "1"
 
     # --- forget a whole namespace, confirmed by typing its name -------------------------------------
     page.goto("/admin/episodes?namespace=beta")
