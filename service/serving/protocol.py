@@ -17,8 +17,9 @@ from service.serving.engines.base import SamplingParams
 
 log = logging.getLogger(__name__)
 
-# OpenAI's seed is a 64-bit integer; torch and vLLM refuse larger ones.
-SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+# OpenAI's seed is a 64-bit integer; torch and vLLM refuse larger ones. Both bounds are powers of two, so
+# the OpenAPI schema states them exactly (2**64 - 1 as a JSON number rounds up to 2**64).
+SEED_MIN, SEED_LIMIT = -(2**63), 2**64
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -70,7 +71,7 @@ class ChatCompletionRequest(BaseModel):
     metadata: dict[str, str] | None = None
     n: int | None = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
+    seed: int | None = Field(default=None, ge=SEED_MIN, lt=SEED_LIMIT)
     stop: Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
