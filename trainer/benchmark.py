@@ -21,6 +21,7 @@ to a file shows where it is.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -178,6 +179,7 @@ class Bench:
     base_model: str | Path
     phases: Phases
     replies: list = field(default_factory=list)
+    steps_tonight: int | None = None  # the recipe's trained steps of the night: the naive baseline's too
 
     def evaluate(self, track: Track, n: int, name: str, seconds: float, accepted: bool = True) -> None:
         """Ask the probes of nights <= n and the general set of the track's model; record night n."""
@@ -206,14 +208,17 @@ class Bench:
             track.adapter, track.dreams = result.adapter_dir, result.dreams
             track.base = result.model_dir or track.base
         track.episodes.append(len(episodes))
+        self.steps_tonight = result.metrics["train"]["steps"]
         self.evaluate(track, n, f"night {n} | sleep", seconds, result.accepted)
         return result.accepted
 
     def naive_night(self, track: Track, n: int, episodes: list[dict]) -> None:
+        """Naive SFT on night n's transcripts, as many steps as the recipe trained that night."""
         t0 = time.monotonic()
-        with self.phases.phase(f"night {n} | naive SFT", self.config.steps) as update:
+        config = dataclasses.replace(self.config, steps=self.steps_tonight or self.config.steps)
+        with self.phases.phase(f"night {n} | naive SFT", config.steps) as update:
             track.adapter = naive_sft(episodes, base_model=self.base_model, adapter_dir=track.adapter,
-                                      config=self.config, out_dir=self.out / f"naive-{n}", progress=update)
+                                      config=config, out_dir=self.out / f"naive-{n}", progress=update)
         track.episodes.append(len(episodes))
         self.evaluate(track, n, f"night {n} | naive SFT", time.monotonic() - t0)
 
