@@ -114,7 +114,8 @@ def sleep(
     seal.unload_writer(model, writer)
     dreams, retired = night_dreams.dreams, night_dreams.retired
     # a corrected fact's earlier dreams leave replay, the gate's retention sample and the kept dreams
-    earlier_dreams = [d for d in earlier_dreams if dream_key(d) not in night_dreams.retired_keys()]
+    retired_keys = night_dreams.retired_keys()
+    earlier_dreams = [d for d in earlier_dreams if dream_key(d) not in retired_keys]
     probes = [d for d in dreams if d.held_out]
     trained = [d for d in dreams if not d.held_out]
 
