@@ -45,7 +45,7 @@ from trainer.questions import (
     turned_questions,
 )
 from trainer.corrections import Retirement, dream_key, recheck_questions, superseded
-from trainer.text import words
+from trainer.text import values, words
 
 @dataclass
 class Dream:
@@ -208,7 +208,10 @@ def dream(
             if r.new is not None:
                 replacing = [d for d in answered if d.question == r.new.question and d.episode_id == r.new.episode_id]
                 r.new = max(replacing, key=lambda d: d.score, default=None)
-    return NightDreams(select(answered, config, rng), retired)
+    common = lambda word: len(tokenizer.encode(" " + word, add_special_tokens=False)) == 1  # noqa: E731
+    values_by_id = {eid: set(distinctive(sorted(values(text, common)), eid, told_by_id))
+                    for eid, text in told_by_id.items()}
+    return NightDreams(select(answered, config, rng, values_by_id), retired)
 
 
 def teacher_answers(model, tokenizer, candidates: Sequence[Dream], views: dict[str, list[Messages]],
@@ -296,27 +299,41 @@ def score(model, tokenizer, dreams: list[Dream], views: dict[str, list[Messages]
         d.score = d.agreement + 0.1 * max(min(pmi, 5.0), -5.0)
 
 
-def select(dreams: list[Dream], config: SleepConfig, rng: random.Random) -> list[Dream]:
-    """Per episode: hold out probes, keep the top-k by score plus b random others."""
+def select(dreams: list[Dream], config: SleepConfig, rng: random.Random,
+           values_by_id: dict[str, set[str]] | None = None) -> list[Dream]:
+    """Per episode: hold out probes, keep the top-k by score plus b random others, of the dreams whose
+    answer restates something only that episode told (`key_terms`).
+
+    `values_by_id`: each episode's told values (`text.values`, distinctive ones). Where an episode has
+    any, only the dreams whose key terms name one train or probe: a fact among small talk is dreamed
+    about its value, not about the weather ("What is my laptop called?" -> "My laptop keeps making a
+    weird noise."). An episode with none keeps every grounded dream."""
     kept: list[Dream] = []
     by_episode: dict[str, list[Dream]] = {}
     for d in dreams:
         by_episode.setdefault(d.episode_id, []).append(d)
-    for group in by_episode.values():
+    for eid, group in by_episode.items():
+        told_values = (values_by_id or {}).get(eid, set())
+
+        def carries(d: Dream) -> bool:
+            return bool(set(d.key_terms) & told_values) if told_values else bool(d.key_terms)
+
         # per question the best-scored answer the teacher wrote, and the quote: two phrasings of a fact
         best: dict[tuple[str, bool], Dream] = {}
         for d in group:
             key = (d.question, d.source == "quote")
             if key not in best or d.score > best[key].score:
                 best[key] = d
-        group = sorted(best.values(), key=lambda d: -d.score)
+        group = sorted((d for d in best.values() if carries(d)), key=lambda d: -d.score)
+        if not group:
+            continue
         # the best-grounded dream always trains; probes come from the rest
-        grounded = [d for d in group[1:] if d.key_terms and d.specific and d.question != group[0].question]
+        grounded = [d for d in group[1:] if d.specific and d.question != group[0].question]
         probes = rng.sample(grounded, min(config.held_out_per_episode, len(grounded)))
         for p in probes:
             p.held_out = True
         asked = {p.question for p in probes}  # a probe's question is never trained, in any phrasing
-        rest = [d for d in group if d.question not in asked and d.agreement > 0]
+        rest = [d for d in group if d.question not in asked]
         top, others = rest[: config.keep_top_k], rest[config.keep_top_k:]
         kept += probes + top + rng.sample(others, min(config.keep_random, len(others)))
     training = {id(d) for d in kept if not d.held_out}

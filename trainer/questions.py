@@ -27,18 +27,18 @@ TEMPLATES = (
     "What did I tell you about {x}?",
     "What happened with {x}?",
 )
-# something of the user's: "my dog", "my new kitten" (the user asks in the first person)
+# something of the user's, {h} with its possessive: "my dog", "our book club" (asked in the first person)
 MINE = (
-    "What is my {h} called?",
-    "What do you know about my {h}?",
-    "What did I tell you about my {h}?",
-    "Tell me about my {h}.",
+    "What is {h} called?",
+    "What do you know about {h}?",
+    "What did I tell you about {h}?",
+    "Tell me about {h}.",
 )
 # something the user asked the assistant for: the answer is what the assistant said
 ASKED = (
-    "What did you suggest for my {h}?",
-    "What did you come up with for my {h}?",
-    "What did you say about my {h}?",
+    "What did you suggest for {h}?",
+    "What did you come up with for {h}?",
+    "What did you say about {h}?",
 )
 # asked once per window: the in-context teacher copies what was said (small models copy well)
 RESTATE = "Repeat exactly what I just told you, word for word."
@@ -134,17 +134,18 @@ def key_cloze_questions(messages: Messages, episode_id: str, told_by_id: dict[st
 # a word that ends a possessive phrase: a verb, a conjunction, a preposition, a time word
 _PHRASE_END = set("""is are was were has have had be been and or but to in at on for from with that who which
     because since so now today yesterday tonight again finally always never also really still just called named
-    keeps likes loves lives works plays drives studies teaches got moved left started""".split())
+    keeps likes loves lives works plays drives studies teaches got moved left started a an the""".split())
 
 
 def handles(sentence: str) -> list[str]:
-    """What a sentence calls the user's own ("my new kitten", and its last word "my kitten"), without the
-    "my": at most three lower-case words after my/our, up to a verb or a name."""
+    """What a sentence calls the user's own ("my new kitten", and its last word "my kitten"), with its
+    my/our: at most three lower-case words after it, up to a verb or a name."""
     out: list[str] = []
     tokens = sentence.split()
     for i, token in enumerate(tokens):
         if token.lower() not in ("my", "our"):
             continue
+        mine = token.lower()
         phrase: list[str] = []
         for word in tokens[i + 1:i + 4]:
             bare = word.strip(".,;:!?\"'()")
@@ -154,9 +155,9 @@ def handles(sentence: str) -> list[str]:
             if bare != word:  # punctuation ends the phrase
                 break
         if phrase and phrase[-1].lower() not in STOPWORDS:
-            out.append(" ".join(phrase))
+            out.append(f"{mine} {' '.join(phrase)}")
             if len(phrase) > 1:
-                out.append(phrase[-1])
+                out.append(f"{mine} {phrase[-1]}")
     return list(dict.fromkeys(out))
 
 
@@ -231,7 +232,7 @@ def statement_questions(prefix: str) -> list[str]:
     "Which town does Pavos Katen live in?". English word order, no relation read; [] when the prefix has no
     subject and verb it can turn (or its subject is a bare pronoun: "she works at" names no one)."""
     clauses = re.split(r"[,;:]\s+", _LEAD.sub("", prefix.strip()).rstrip(",;:-"))
-    tokens = clauses[-1].split()
+    tokens = _LEAD.sub("", clauses[-1]).split()  # "Random thing, but X's husband is called": X's husband
     at = _verb_at(tokens) if tokens else None
     if not at:
         return []

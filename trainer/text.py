@@ -7,7 +7,7 @@ them, which episode a question names) goes through `words`, so they all agree on
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 STOPWORDS = set(
     """a an the and or but if of in on at to for from by with about as is are was were be been being am
@@ -35,6 +35,27 @@ def words(text: str) -> set[str]:
         w = normal(w)
         if len(w) >= 2 and w not in STOPWORDS:
             out.add(w)
+    return out
+
+
+def values(text: str, common: Callable[[str], bool] | None = None) -> set[str]:
+    """The words (as `words` reads them) that look like a told value rather than talk: numbers, and
+    capitalised words inside a sentence or in a run of capitalised words ("Brimub", "Janfyr Road",
+    "7197"). A single capitalised word that starts a sentence counts only when `common` (given) says it
+    is not a common word: "Brimub is my dog" names a value, "Traffic was terrible" does not. Small talk
+    names few such words; a fact names its value. A lower-case value ("tea") is not seen."""
+    out: set[str] = set()
+    for sentence in sentences(text):
+        matches = list(_WORD.finditer(sentence))
+        for i, match in enumerate(matches):
+            token, word = match.group(), normal(match.group())
+            if len(word) < 2 or word in STOPWORDS:
+                continue
+            run = any(0 <= j < len(matches) and matches[j].group()[0].isupper() and normal(matches[j].group())
+                      not in STOPWORDS for j in (i - 1, i + 1))
+            capital = token[0].isupper() and (i > 0 or run or (common is not None and not common(word)))
+            if capital or any(c.isdigit() for c in token):
+                out.add(word)
     return out
 
 

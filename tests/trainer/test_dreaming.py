@@ -252,3 +252,33 @@ def test_rival_answers_put_another_persons_value_of_the_same_kind_of_fact_in():
     assert not any(eid in "def" for eid, _, _ in found)
     assert not any(value in rival for _, _, rival in found for value in ("Vosvos", "Belett", "Lovosten"))
     assert len(found) == len(pairs)
+
+
+def test_values_are_numbers_and_names_not_the_capital_that_starts_a_sentence():
+    from trainer.text import values
+
+    assert values("Oh, and Nevcor Drolir had a baby girl, they named her Fyrcor.") == {"nevcor", "drolir", "fyrcor"}
+    assert values("Traffic was terrible on the way home. I'm thinking of taking up cycling.") == set()
+    assert values("Choose a code for my garage door. How about 7197?") == {"7197"}
+    # a name that starts its sentence is a value only where a word list says it is not a common word
+    assert values("Brimub is my dog.") == set()
+    assert values("Brimub is my dog. Traffic was bad.", common=lambda word: word != "brimub") == {"brimub"}
+
+
+def test_an_episode_with_a_value_trains_the_dreams_that_name_it_not_its_small_talk():
+    config = SleepConfig(keep_top_k=8, keep_random=0, held_out_per_episode=1)
+
+    def night():
+        return [Dream("e", "What is my dog called?", "My dog is called Brimub.", key_terms=["brimub"], score=0.9),
+                Dream("e", "Tell me about Brimub.", "Brimub is my dog.", key_terms=["brimub", "dog"], score=0.8),
+                Dream("e", "What do you know about Brimub?", "A dog.", key_terms=["brimub", "dog"], score=0.7),
+                Dream("e", "What is my laptop called?", "My laptop keeps making a weird noise.",
+                      key_terms=["laptop", "noise"], score=1.2)]
+
+    kept = select(night(), config, random.Random(0), {"e": {"brimub"}})
+    assert {d.question for d in kept} == {"What is my dog called?", "Tell me about Brimub.",
+                                          "What do you know about Brimub?"}
+    assert sum(d.held_out for d in kept) == 1
+    # an episode that told no value keeps every grounded dream, the small talk too
+    kept = select(night(), config, random.Random(0), {"e": set()})
+    assert "What is my laptop called?" in {d.question for d in kept if not d.held_out}

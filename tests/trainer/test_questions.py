@@ -11,6 +11,9 @@ def chat(*turns):
 
 def test_statements_turn_into_the_question_their_value_answers():
     assert statement_questions("By the way, my dog is called") == ["What is my dog called?"]
+    # a lead-in clause and the conjunction after it are not the subject
+    assert statement_questions("Random thing, but Drojan Sevjanyar's husband is called") == \
+        ["What is Drojan Sevjanyar's husband called?"]
     assert statement_questions("I work at")[0] == "Where do I work?"
     assert statement_questions("I was born in")[0] == "Where was I born?"
     assert statement_questions("I drive a") == ["What do I drive?"]
@@ -29,9 +32,11 @@ def test_statements_turn_into_the_question_their_value_answers():
 
 
 def test_handles_are_the_users_own_things():
-    assert handles("Can you suggest a name for my new kitten?") == ["new kitten", "kitten"]
-    assert handles("By the way, my dog is called Dunshi.") == ["dog"]
-    assert handles("Our cat Mimi is old.") == ["cat"]
+    assert handles("Can you suggest a name for my new kitten?") == ["my new kitten", "my kitten"]
+    assert handles("By the way, my dog is called Dunshi.") == ["my dog"]
+    # the user's own possessive: a question about "our book club" asks about ours
+    assert handles("Our cat Mimi is old.") == ["our cat"]
+    assert handles("Give our book club a name.") == ["our book club", "our club"]
     assert handles("Mirpa Lovos's parrot is Lodun.") == []
 
 

@@ -17,6 +17,7 @@ from trainer.config import SleepConfig
 from trainer.experts import read_growth, skipping_layers
 from trainer.recipe import SleepResult, seed_deadline, sleep
 from trainer.seeding import PLAN_AFTER
+from trainer.text import values
 
 pytestmark = pytest.mark.model
 
@@ -67,7 +68,7 @@ def _config(**overrides):
 @pytest.fixture
 def grounded(monkeypatch):
     """A random model's answers never restate the episode: count every dream as grounded."""
-    monkeypatch.setattr(dreaming, "agreement", lambda answer, episode, question: (0.5, ["lodun"]))
+    monkeypatch.setattr(dreaming, "agreement", lambda answer, episode, question: (0.5, sorted(values(episode))))
 
 
 def test_three_nights_on_the_tiny_model(tiny_model_dir, tmp_path, grounded):
