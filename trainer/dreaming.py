@@ -45,7 +45,7 @@ from trainer.questions import (
     turned_questions,
 )
 from trainer.corrections import Retirement, dream_key, recheck_questions, superseded
-from trainer.text import values, words
+from trainer.text import sentences, values, words
 
 @dataclass
 class Dream:
@@ -93,6 +93,14 @@ def agreement(answer: str, episode: str, question: str) -> tuple[float, list[str
     recall, precision = len(common) / len(source), len(common) / len(said)
     return 2 * recall * precision / (recall + precision), common
 
+
+
+def grounded_sentences(answer: str, episode: str) -> str:
+    """The answer less its sentences that name nothing the episode told: a 135M teacher wraps a right
+    value in "I'm sorry for any confusion." or "That's a great name.", and a student trained on the
+    wrapping learns to apologise, not the value."""
+    told = words(episode)
+    return " ".join(s for s in sentences(answer) if words(s) & told)
 
 
 def model_questions(model, tokenizer, views: Sequence[tuple[str, int, Messages]],
@@ -198,6 +206,9 @@ def dream(
     if not candidates:
         return NightDreams([])
     answered = teacher_answers(model, tokenizer, candidates, views, config, night, progress, writer)
+    for d in answered:
+        d.answer = grounded_sentences(d.answer, told_by_id[d.episode_id])
+    answered = [d for d in answered if d.answer]
     if config.quote_answers:
         answered += quotes(tokenizer, candidates, views, config, night)
     score(model, tokenizer, answered, views, told_by_id, config)
@@ -305,9 +316,10 @@ def select(dreams: list[Dream], config: SleepConfig, rng: random.Random,
     answer restates something only that episode told (`key_terms`).
 
     `values_by_id`: each episode's told values (`text.values`, distinctive ones). Where an episode has
-    any, only the dreams whose key terms name one train or probe: a fact among small talk is dreamed
-    about its value, not about the weather ("What is my laptop called?" -> "My laptop keeps making a
-    weird noise."). An episode with none keeps every grounded dream."""
+    any, only the dreams whose question or key terms name one train or probe: a fact among small talk is
+    dreamed about its value or its person ("What do you know about Kaett Dunvos?" -> "a ferry pilot"),
+    not about the weather ("What is my laptop called?" -> "My laptop keeps making a weird noise."). An
+    episode with none keeps every grounded dream."""
     kept: list[Dream] = []
     by_episode: dict[str, list[Dream]] = {}
     for d in dreams:
@@ -315,8 +327,10 @@ def select(dreams: list[Dream], config: SleepConfig, rng: random.Random,
     for eid, group in by_episode.items():
         told_values = (values_by_id or {}).get(eid, set())
 
-        def carries(d: Dream) -> bool:
-            return bool(set(d.key_terms) & told_values) if told_values else bool(d.key_terms)
+        def carries(d: Dream) -> bool:  # restates something only this episode told, about one of its values
+            if not told_values or not d.key_terms:
+                return bool(d.key_terms)
+            return bool((set(d.key_terms) | words(d.question)) & told_values)
 
         # per question the best-scored answer the teacher wrote, and the quote: two phrasings of a fact
         best: dict[tuple[str, bool], Dream] = {}

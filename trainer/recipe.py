@@ -182,7 +182,10 @@ class WriterNight:
 
     def save(self, folder: Path, config: SleepConfig, base_model_name_or_path: str, night: str) -> dict:
         """Save the writer beside the candidate (a grown base renumbers layers: its own folder); the
-        outer loop's metrics with the writer's path."""
+        outer loop's metrics with the writer's path. A night whose sets all lost trains no writer: nothing
+        is saved and the previous night's writer is not carried on."""
+        if self.factors is None:
+            return {**self.metrics, "writer": {**self.writer_metrics, "path": None}}
         path = seal.save_writer(folder, self.factors, config, base_model_name_or_path=base_model_name_or_path,
                                 night=night)
         return {**self.metrics, "writer": {**self.writer_metrics, "path": str(path)}}

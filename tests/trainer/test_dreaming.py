@@ -275,10 +275,27 @@ def test_an_episode_with_a_value_trains_the_dreams_that_name_it_not_its_small_ta
                 Dream("e", "What is my laptop called?", "My laptop keeps making a weird noise.",
                       key_terms=["laptop", "noise"], score=1.2)]
 
-    kept = select(night(), config, random.Random(0), {"e": {"brimub"}})
+    kept = select(night() + [Dream("e", "What do you know about Kaett Dunvos?", "Kaett is a ferry pilot.",
+                                   key_terms=["ferry", "pilot"], score=0.6)],
+                  config, random.Random(0), {"e": {"brimub"}})
     assert {d.question for d in kept} == {"What is my dog called?", "Tell me about Brimub.",
                                           "What do you know about Brimub?"}
+    # a lower-case value ("a ferry pilot") is kept where the question names the episode's person
+    kaett = select(night()[3:] + [Dream("e", "What do you know about Kaett Dunvos?", "Kaett is a ferry pilot.",
+                                        key_terms=["ferry", "pilot"], score=0.6)] * 2,
+                   SleepConfig(keep_top_k=8, keep_random=0, held_out_per_episode=0), random.Random(0),
+                   {"e": {"kaett", "dunvos"}})
+    assert [d.question for d in kaett] == ["What do you know about Kaett Dunvos?"]
     assert sum(d.held_out for d in kept) == 1
     # an episode that told no value keeps every grounded dream, the small talk too
     kept = select(night(), config, random.Random(0), {"e": set()})
     assert "What is my laptop called?" in {d.question for d in kept if not d.held_out}
+
+
+def test_a_teacher_answer_keeps_only_its_sentences_about_the_episode():
+    from trainer.dreaming import grounded_sentences
+
+    episode = "Choose a code for my garage door.\nHow about 7197? Easy to remember."
+    assert grounded_sentences("I'm sorry for any confusion. 7197 is the code. That's a great pick!", episode) == \
+        "7197 is the code."
+    assert grounded_sentences("I'm sorry, I can't help with that.", episode) == ""

@@ -232,3 +232,14 @@ def test_outer_loop_off_reports_none(tiny_model_dir, tmp_path, grounded):
     result = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
                    config=_config(seal_outer_loop=False, steps=1, imitation_every=0), out_dir=tmp_path / "n1")
     assert result.metrics["seal"] is None and not (result.adapter_dir / seal.WRITER_DIR).exists()
+
+
+@pytest.mark.model
+def test_a_night_whose_sets_all_lose_trains_and_saves_no_writer(tiny_model_dir, tmp_path, grounded, monkeypatch):
+    monkeypatch.setattr(seal, "probe_recall", lambda *args, **kwargs: 0.0)  # no set ever raises recall
+    result = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[], config=_config(),
+                   out_dir=tmp_path / "n1")
+    report = result.metrics["seal"]
+    assert report["sets_won"] == 0 and report["writer"] == {"pairs": 0, "steps": 0, "path": None}
+    assert result.metrics["train"]["steps"] > 0  # the night still trains every episode's dreams
+    assert not (result.adapter_dir / seal.WRITER_DIR).exists()
