@@ -341,9 +341,13 @@ def select(dreams: list[Dream], config: SleepConfig, rng: random.Random,
         group = sorted((d for d in best.values() if carries(d)), key=lambda d: -d.score)
         if not group:
             continue
-        # the best-grounded dream always trains; probes come from the rest
+        # the best-grounded dream always trains; probes come from the rest, cloze prompts first: a probe's
+        # question never trains, and a cloze is the phrasing no user asks, so it costs recall least
         grounded = [d for d in group[1:] if d.specific and d.question != group[0].question]
-        probes = rng.sample(grounded, min(config.held_out_per_episode, len(grounded)))
+        wanted = min(config.held_out_per_episode, len(grounded))
+        clozes, questions = [d for d in grounded if d.cloze], [d for d in grounded if not d.cloze]
+        probes = rng.sample(clozes, min(wanted, len(clozes)))
+        probes += rng.sample(questions, wanted - len(probes))
         for p in probes:
             p.held_out = True
         asked = {p.question for p in probes}  # a probe's question is never trained, in any phrasing

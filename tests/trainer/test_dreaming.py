@@ -299,3 +299,13 @@ def test_a_teacher_answer_keeps_only_its_sentences_about_the_episode():
     assert grounded_sentences("I'm sorry for any confusion. 7197 is the code. That's a great pick!", episode) == \
         "7197 is the code."
     assert grounded_sentences("I'm sorry, I can't help with that.", episode) == ""
+
+
+def test_a_cloze_prompt_is_held_out_before_a_question_a_user_would_ask():
+    config = SleepConfig(keep_top_k=8, keep_random=0, held_out_per_episode=2)
+    dreams = [Dream("e", f"What is my dog called {i}?", "Brimub.", key_terms=["brimub"], score=1 - i / 10)
+              for i in range(4)]
+    dreams.append(Dream("e", 'Continue what I told you: "My dog is ..."', "called Brimub.", key_terms=["brimub"],
+                        score=0.1, cloze=True))
+    probes = [d for d in select(dreams, config, random.Random(0)) if d.held_out]
+    assert len(probes) == 2 and sum(d.cloze for d in probes) == 1  # the one cloze, then one question
