@@ -59,7 +59,8 @@ class SleepConfig:
         "my kitten?'); 0: none.")
     statement_questions: bool = _f(
         False, "also turn each told user sentence into the question its value answers ('I work at Lobel' -> "
-        "'Where do I work?').")
+        "'Where do I work?'), and each answered request into the question about what was chosen ('Choose a "
+        "code for my door.' -> 'What code did you choose for my door?').")
     recheck_questions: int = _f(
         0, "earlier nights' questions about what an episode names that the night asks again of it; one it "
         "answers with a new value of the same kind of fact supersedes the earlier dreams (corrections); 0: off.")

@@ -41,6 +41,7 @@ from trainer.questions import (
     handle_questions,
     identifies,
     key_cloze_questions,
+    request_questions,
     template_questions,
     turned_questions,
 )
@@ -145,7 +146,7 @@ def candidates_of(tokenizer, episodes: Sequence[dict], views: dict[str, list[Mes
             if config.handle_questions:
                 add(handle_questions(messages, config.handle_questions))
             if config.statement_questions:
-                add(turned_questions(messages, eid, told_by_id))
+                add(turned_questions(messages, eid, told_by_id) + request_questions(messages))
             clozes = cloze_questions(messages, config.cloze_questions)
             if config.key_cloze:
                 clozes += key_cloze_questions(messages, eid, told_by_id)

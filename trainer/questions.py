@@ -3,7 +3,8 @@
 Every question is something a user could ask later, in the user's own voice: about a name the chat
 mentions ("What do you know about Mirpa Lovos?"), about something of theirs ("What is my dog called?"),
 about what the assistant suggested when asked ("What did you suggest for my kitten?"), the statement
-turned into its own question ("I work at Lobel" -> "Where do I work?"), or the start of a told sentence
+turned into its own question ("I work at Lobel" -> "Where do I work?"), the request turned into the
+question about its answer ("Choose a code for my door." -> "What code did you choose for my door?"), or the start of a told sentence
 to continue (cloze). The in-context teacher answers them; none of them reads a relation or a probe.
 """
 
@@ -268,6 +269,38 @@ def statement_questions(prefix: str) -> list[str]:
     if len(rest) == 1 and rest[0] in _PLACE:  # "lives in" asks where, "ends in" asks what: ask both
         return [f"Where {aux} {subject} {base}?", f"What {aux} {subject} {base} {rest[0]}?"]
     return [f"What {aux} {subject} {base} {' '.join(rest)}".rstrip() + "?"]
+
+
+_POLITE = r"(?:(?:please|could you|can you|would you|will you|help me|now)\s+)*"
+_ASK_VERB = r"come up with|think of|decide on|suggest|pick|choose|recommend|find|propose|invent|make|plan|write|" \
+            r"create|draft|name|give|get"
+# "Can you suggest a name for my new kitten?" -> "What name did you suggest for my new kitten?"
+_ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:a|an|the|some)\s+(?:good\s+|nice\s+)?"
+                        rf"(?P<thing>\w+(?:\s+\w+)?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)(?:,?\s*please)?[.?!]*$",
+                        re.IGNORECASE)
+# "Give our book club a name, please." -> "What name did you give our book club?"
+_GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+(?:a|an)\s+"
+                     rf"(?P<thing>\w+)(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
+
+
+def request_questions(messages: Messages) -> list[str]:
+    """What the user asked the assistant for, as the question they would ask about it later: "Choose a code
+    for my garage door." -> "What code did you choose for my garage door?". Its answer is the assistant's
+    reply (`asks_what_you_said`). Only a request the assistant answered is turned."""
+    out: list[str] = []
+    for t in told(messages):
+        if t.role != "user" or not asks(messages[t.turn]) or t.turn + 1 >= len(messages):
+            continue
+        sentence = _LEAD.sub("", t.text.strip())
+        match = _ASKED_FOR.match(sentence)
+        if match:
+            out.append(f"What {match['thing'].lower()} did you {match['verb'].lower()} {match['prep'].lower()} "
+                       f"{match['rest']}?")
+            continue
+        match = _GIVE_A.match(sentence)
+        if match:
+            out.append(f"What {match['thing'].lower()} did you {match['verb'].lower()} {match['rest']}?")
+    return list(dict.fromkeys(out))
 
 
 def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str]) -> list[str]:

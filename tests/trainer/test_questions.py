@@ -2,7 +2,14 @@
 statements turned into their questions, and which turns of a chat carry information."""
 
 from trainer.episodes import asks, told, told_text, without_clauses
-from trainer.questions import handle_questions, handles, key_cloze_questions, statement_questions, turned_questions
+from trainer.questions import (
+    handle_questions,
+    handles,
+    key_cloze_questions,
+    request_questions,
+    statement_questions,
+    turned_questions,
+)
 
 
 def chat(*turns):
@@ -76,3 +83,16 @@ def test_turned_questions_come_from_told_user_sentences():
 def test_clauses_naming_a_corrected_value_are_left_out():
     assert without_clauses("She left Gorbel, she works at Lobel now.", {"gorbel"}) == "she works at Lobel now."
     assert without_clauses("Nothing to drop here.", {"gorbel"}) == "Nothing to drop here."
+
+
+def test_a_request_becomes_the_question_about_what_the_assistant_chose():
+    def asked(request, reply="How about Dunbel?"):
+        return request_questions(chat(request, reply))
+
+    assert asked("Can you suggest a name for my new kitten?") == ["What name did you suggest for my new kitten?"]
+    assert asked("Choose a code for my garage door.") == ["What code did you choose for my garage door?"]
+    assert asked("Give our book club a name, please.") == ["What name did you give our book club?"]
+    assert asked("By the way, could you recommend a good book to my sister?") == \
+        ["What book did you recommend to my sister?"]
+    # no request, or no reply to it: nothing was decided
+    assert asked("My dog is called Dunshi.") == [] and request_questions(chat("Pick a name for my boat.")) == []
