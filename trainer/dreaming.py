@@ -220,10 +220,16 @@ def dream(
             if r.new is not None:
                 replacing = [d for d in answered if d.question == r.new.question and d.episode_id == r.new.episode_id]
                 r.new = max(replacing, key=lambda d: d.score, default=None)
-    common = lambda word: len(tokenizer.encode(" " + word, add_special_tokens=False)) == 1  # noqa: E731
-    values_by_id = {eid: set(distinctive(sorted(values(text, common)), eid, told_by_id))
-                    for eid, text in told_by_id.items()}
-    return NightDreams(select(answered, config, rng, values_by_id), retired)
+    return NightDreams(select(answered, config, rng, told_values(tokenizer, told_by_id)), retired)
+
+
+def told_values(tokenizer, told_by_id: dict[str, str]) -> dict[str, set[str]]:
+    """Each episode's values (`text.values`) that no other episode told. A word the tokenizer keeps whole
+    (one token, lower-cased, after a space) is a common word, not a name."""
+    def common(word: str) -> bool:
+        return len(tokenizer.encode(" " + word, add_special_tokens=False)) == 1
+
+    return {eid: set(distinctive(sorted(values(text, common)), eid, told_by_id)) for eid, text in told_by_id.items()}
 
 
 def teacher_answers(model, tokenizer, candidates: Sequence[Dream], views: dict[str, list[Messages]],

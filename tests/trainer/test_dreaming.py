@@ -309,3 +309,14 @@ def test_a_cloze_prompt_is_held_out_before_a_question_a_user_would_ask():
                         score=0.1, cloze=True))
     probes = [d for d in select(dreams, config, random.Random(0)) if d.held_out]
     assert len(probes) == 2 and sum(d.cloze for d in probes) == 1  # the one cloze, then one question
+
+
+def test_told_values_read_a_sentence_initial_name_through_the_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from trainer.dreaming import told_values
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)  # SmolLM2's: "traffic" is one token, "brimub" is not
+    told = {"a": "Brimub is my dog.", "b": "Traffic was terrible today.", "c": "I met Brimub and Anna."}
+    assert told_values(tokenizer, told) == {"a": set(), "b": set(), "c": {"anna"}}  # Brimub is said twice
+    assert told_values(tokenizer, {"a": told["a"], "b": told["b"]}) == {"a": {"brimub"}, "b": set()}
