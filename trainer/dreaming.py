@@ -332,12 +332,12 @@ def select(dreams: list[Dream], config: SleepConfig, rng: random.Random,
     for d in dreams:
         by_episode.setdefault(d.episode_id, []).append(d)
     for eid, group in by_episode.items():
-        told_values = (values_by_id or {}).get(eid, set())
+        episode_values = (values_by_id or {}).get(eid, set())
 
         def carries(d: Dream) -> bool:  # restates something only this episode told, about one of its values
-            if not told_values or not d.key_terms:
+            if not episode_values or not d.key_terms:
                 return bool(d.key_terms)
-            return bool((set(d.key_terms) | words(d.question)) & told_values)
+            return bool((set(d.key_terms) | words(d.question)) & episode_values)
 
         # per question the best-scored answer the teacher wrote, and the quote: two phrasings of a fact
         best: dict[tuple[str, bool], Dream] = {}

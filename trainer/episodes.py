@@ -51,6 +51,12 @@ def asks(message: dict) -> bool:
                                              for s in sentences(message["content"]))
 
 
+def answered_request(messages: Messages, turn: int) -> bool:
+    """Whether the user turn `turn` asks for something and the next turn is the assistant's reply to it."""
+    return messages[turn]["role"] == "user" and asks(messages[turn]) and turn + 1 < len(messages) \
+        and messages[turn + 1]["role"] == "assistant"
+
+
 def told_turns(messages: Messages) -> list[int]:
     """Indices of the turns that carry information: every user turn, and each assistant turn that replies
     to a user turn asking for something."""
@@ -128,8 +134,7 @@ def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prom
     about = [t for t in said if words(t.text) & asked] or said
     parts: list[str] = []
     for t in about:
-        replied = t.role == "user" and asks(messages[t.turn]) and t.turn + 1 < len(messages) \
-            and messages[t.turn + 1]["role"] == "assistant"
+        replied = t.role == "user" and answered_request(messages, t.turn)
         if not (replies_only and replied):
             parts.append(t.text)
         if replied:

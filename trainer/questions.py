@@ -4,8 +4,8 @@ Every question is something a user could ask later, in the user's own voice: abo
 mentions ("What do you know about Mirpa Lovos?"), about something of theirs ("What is my dog called?"),
 about what the assistant suggested when asked ("What did you suggest for my kitten?"), the statement
 turned into its own question ("I work at Lobel" -> "Where do I work?"), the request turned into the
-question about its answer ("Choose a code for my door." -> "What code did you choose for my door?"), or the start of a told sentence
-to continue (cloze). The in-context teacher answers them; none of them reads a relation or a probe.
+question about its answer ("Choose a code for my door." -> "What code did you choose for my door?"), or
+the start of a told sentence to continue (cloze). The in-context teacher answers them; none of them reads a relation or a probe.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from trainer.chat import Messages
-from trainer.episodes import asks, told
+from trainer.episodes import answered_request, asks, told
 from trainer.text import STOPWORDS, entities, words
 
 TEMPLATES = (
@@ -289,7 +289,7 @@ def request_questions(messages: Messages) -> list[str]:
     reply (`asks_what_you_said`). Only a request the assistant answered is turned."""
     out: list[str] = []
     for t in told(messages):
-        if t.role != "user" or not asks(messages[t.turn]) or t.turn + 1 >= len(messages):
+        if t.role != "user" or not answered_request(messages, t.turn):
             continue
         sentence = _LEAD.sub("", t.text.strip())
         match = _ASKED_FOR.match(sentence)

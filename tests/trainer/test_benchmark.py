@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer import dreaming
+from trainer import dreaming, text
 from trainer.benchmark import main
 from trainer.benchmark_report import Phases, report
 from trainer.benchmark_scoring import (
@@ -21,7 +21,6 @@ from trainer.benchmark_scoring import (
     no_sleep_marks,
     summarise,
 )
-from trainer.text import values
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -256,7 +255,7 @@ def test_a_v2_file_reports_categories_and_stale(tiny_model_dir, tmp_path, monkey
 @pytest.mark.model
 def test_a_refused_night_carries_its_episodes_to_the_next(tiny_model_dir, tmp_path, monkeypatch):
     # every dream grounded on a word the random model never says: tonight's recall is 0, below the floor
-    monkeypatch.setattr(dreaming, "agreement", lambda answer, episode, question: (0.5, sorted(values(episode))))
+    monkeypatch.setattr(dreaming, "agreement", lambda answer, episode, question: (0.5, sorted(text.values(episode))))
     results = _run_eval(tiny_model_dir, tmp_path, "gate_reading=greedy", "min_recall=1", "gate_min_probes=1",
                          "max_general_drop=1")
     assert results["accepted"] == [False, False]

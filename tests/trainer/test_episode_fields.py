@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer import dreaming
+from trainer import dreaming, text
 from trainer.config import SleepConfig
 from trainer.recipe import sleep
-from trainer.text import values
 
 ALLOWED = {"id", "messages"}
 TEST_FIELDS = ("probes", "answers", "category", "relation", "supersedes", "superseded_by", "reject")
@@ -106,7 +105,7 @@ def _config(**overrides):
 @pytest.mark.model
 def test_a_sleep_reads_only_the_id_and_messages_of_an_episode(tiny_model_dir, tmp_path, monkeypatch):
     # a random model's answers never restate the episode: count every dream as grounded, so all paths run
-    monkeypatch.setattr(dreaming, "agreement", lambda answer, episode, question: (0.5, sorted(values(episode))))
+    monkeypatch.setattr(dreaming, "agreement", lambda answer, episode, question: (0.5, sorted(text.values(episode))))
     reads: list = []
     config = _config()
     first = sleep(_episodes(reads, 1), base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],

@@ -12,12 +12,11 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer import binding, dreaming
+from trainer import binding, dreaming, text
 from trainer.config import SleepConfig
 from trainer.experts import read_growth, skipping_layers
 from trainer.recipe import SleepResult, seed_deadline, sleep
 from trainer.seeding import PLAN_AFTER
-from trainer.text import values
 
 pytestmark = pytest.mark.model
 
@@ -68,7 +67,7 @@ def _config(**overrides):
 @pytest.fixture
 def grounded(monkeypatch):
     """A random model's answers never restate the episode: count every dream as grounded."""
-    monkeypatch.setattr(dreaming, "agreement", lambda answer, episode, question: (0.5, sorted(values(episode))))
+    monkeypatch.setattr(dreaming, "agreement", lambda answer, episode, question: (0.5, sorted(text.values(episode))))
 
 
 def test_three_nights_on_the_tiny_model(tiny_model_dir, tmp_path, grounded):
