@@ -51,6 +51,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if first.get("type") == "json_invalid":
         return "The request body is not valid JSON.", None
     param = ".".join(location) or None
+    if first.get("type") == "extra_forbidden":  # OpenAI's own wording for a field it does not define
+        return f"Unrecognized request argument supplied: {param}", param
     message = first.get("msg", "Invalid request.")
     return (f"Invalid value for '{param}': {message}" if param else message), param
 
@@ -257,8 +259,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(exc)
+        # A client that keeps sending a field Reverie refuses shows up here, not only in its own errors.
+        log.info("refused %s %s: %s", request.method, request.url.path, message)
         return error_response(400, message, "invalid_request_error", param=param)
 
     @app.exception_handler(StarletteHTTPException)

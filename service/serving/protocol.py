@@ -1,21 +1,24 @@
 """OpenAI wire types: requests, responses, stream chunks and errors, in the order of OpenAI's reference.
 
-Unknown request fields are accepted (clients send many) and logged in one line per request.
+Nothing a client asks for is silently dropped. Every field of OpenAI's chat-completions request is
+declared here and is either honoured, accepted because it cannot change the reply (the list
+`WITHOUT_EFFECT_ON_THE_REPLY`), or refused with a 400 whose `param` names it. A field OpenAI does not
+define is refused too, as OpenAI refuses it ("Unrecognized request argument"): vLLM accepts and only logs
+unknown fields, so a client written for vLLM's extensions (`top_k`, `guided_json`, ...) would otherwise
+get an unconstrained reply and no error.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from service.serving.engines.base import SamplingParams
-
-log = logging.getLogger(__name__)
 
 # OpenAI's seed is a 64-bit integer; torch and vLLM refuse larger ones. Both bounds are powers of two, so
 # the OpenAPI schema states them exactly (2**64 - 1 as a JSON number rounds up to 2**64).
@@ -36,17 +39,76 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 
 # -- requests --------------------------------------------------------------------------------------
+# Fields accepted although Reverie does nothing with them, because doing nothing is what they ask of a
+# server like this one: the reply is the same with or without them. Every other field is honoured or
+# refused. The request's fields are recorded with its episode (`recorded_params`) either way.
+WITHOUT_EFFECT_ON_THE_REPLY = {
+    "metadata": "tags for the caller's own bookkeeping; kept with the episode",
+    "parallel_tool_calls": "only matters once tools are offered, and `tools` is refused",
+    "prediction": "a latency hint (the expected output); the reply is the same without it",
+    "prompt_cache_key": "a prompt-caching hint; the reply is the same without it",
+    "prompt_cache_options": "a prompt-caching hint; the reply is the same without it",
+    "prompt_cache_retention": "a prompt-caching hint; the reply is the same without it",
+    "safety_identifier": "identifies the end user to OpenAI's abuse monitoring; kept with the episode",
+    "service_tier": "auto and default only: this server has one tier (flex, priority, ... are refused)",
+    "store": "false only: OpenAI's stored completions; Reverie records every request as an episode "
+    "whatever `store` says (that is its purpose; forget through the admin API)",
+    "stream_options.include_obfuscation": "random padding against side channels; Reverie pads nothing",
+    "user": "identifies the end user; kept with the episode",
+}
+
+
+def _refused(*accepted: Any, why: str) -> Any:
+    """The type of a field Reverie does not honour: null and the `accepted` values (the ones that ask for
+    nothing, such as `[]` or `"none"`) pass, anything else is a 400 naming the field and saying `why`.
+
+    The OpenAPI schema lists only the values that pass, so a schema-valid request is never refused.
+    """
+
+    def check(value: Any) -> Any:
+        if value is None or any(value == ok and isinstance(value, bool) == isinstance(ok, bool) for ok in accepted):
+            return value
+        raise PydanticCustomError("unsupported_value", why)
+
+    return Annotated[Any, BeforeValidator(check), WithJsonSchema({"enum": [None, *accepted], "description": why})]
+
+
+_NO_TOOLS = "tools and function calling are not supported yet"
+_NO_AUDIO = "this model reads and writes text only"
+
+
 class TextContentPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """One message of any role. Tool calls and audio, which Reverie cannot take yet, are refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextContentPart] | None = None
     name: str | None = None
+    refusal: _refused(why="an assistant refusal cannot be replayed as input") = None
+    audio: _refused(why=_NO_AUDIO) = None
+    tool_calls: _refused([], why=_NO_TOOLS) = None
+    function_call: _refused(why=_NO_TOOLS) = None
+    tool_call_id: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, value: Any) -> Any:
+        # Without this, an image part fails as "Input should be a valid string", which hides the reason.
+        if isinstance(value, list):
+            for part in value:
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind != "text" and kind is not None:
+                    message = "content parts of type '{kind}' are not supported: this model reads text only"
+                    raise PydanticCustomError("unsupported_value", message, {"kind": kind})
+        return value
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -55,29 +117,53 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_obfuscation: bool | None = None  # accepted without effect: see WITHOUT_EFFECT_ON_THE_REPLY
     include_usage: bool = False
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     model: str
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
-    logprobs: bool | None = None
+    audio: _refused(why=_NO_AUDIO) = None
+    frequency_penalty: _refused(0, why="frequency_penalty is not supported yet") = None
+    function_call: _refused("none", why=_NO_TOOLS) = None
+    functions: _refused([], why=_NO_TOOLS) = None
+    logit_bias: _refused({}, why="logit_bias is not supported yet") = None
+    logprobs: _refused(False, why="logprobs are not supported yet") = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     metadata: dict[str, str] | None = None
+    modalities: _refused(["text"], why=_NO_AUDIO) = None
+    moderation: _refused(why="moderation is not supported") = None
     n: int | None = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    parallel_tool_calls: bool | None = None
+    prediction: dict[str, Any] | None = None
+    presence_penalty: _refused(0, why="presence_penalty is not supported yet") = None
+    prompt_cache_key: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    reasoning_effort: _refused("none", why="this model does not reason before answering; only 'none' applies") = None
+    response_format: _refused({"type": "text"}, why="only plain text replies are supported yet") = None
+    safety_identifier: str | None = None
     seed: int | None = Field(default=None, ge=SEED_MIN, lt=SEED_LIMIT)
+    service_tier: _refused("auto", "default", why="this server has one service tier: 'auto' or 'default'") = None
     stop: Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | None = None
+    store: _refused(False, why="there are no stored completions to retrieve; every request is recorded as an "
+                    "episode regardless (send false or nothing)") = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
+    tool_choice: _refused("none", why=_NO_TOOLS) = None
+    tools: _refused([], why=_NO_TOOLS) = None
+    top_logprobs: _refused(0, why="logprobs are not supported yet") = None
     top_p: float | None = Field(default=None, gt=0, le=1)
     user: str | None = None
+    verbosity: _refused(why="this model has no verbosity control") = None
+    web_search_options: _refused(why="web search is not supported") = None
 
     @model_validator(mode="before")
     @classmethod
@@ -92,15 +178,6 @@ class ChatCompletionRequest(BaseModel):
     def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
         return [value] if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _log_unknown_fields(self) -> ChatCompletionRequest:
-        unknown = sorted(self.model_extra or {})
-        if unknown:
-            shown = ", ".join(repr(name[:64]) for name in unknown[:20])
-            more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-            log.info("ignoring unsupported request fields: %s%s", shown, more)
-        return self
-
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
@@ -114,8 +191,17 @@ class ChatCompletionRequest(BaseModel):
         )
 
     def plain_messages(self) -> list[dict]:
-        """Messages as the chat template and the store want them: role and text."""
-        return [{"role": m.role, "content": m.text()} for m in self.messages]
+        """Messages as the chat template and the store want them: role and text, and the participant's
+        `name` or the answered `tool_call_id` where the client gave one (templates that know them use them)."""
+        plain = []
+        for message in self.messages:
+            item = {"role": message.role, "content": message.text()}
+            if message.name is not None:
+                item["name"] = message.name
+            if message.tool_call_id is not None:
+                item["tool_call_id"] = message.tool_call_id
+            plain.append(item)
+        return plain
 
     def recorded_params(self) -> dict[str, Any]:
         return self.model_dump(exclude={"messages"}, exclude_none=True)
