@@ -224,8 +224,10 @@ class Bench:
 
 
 def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config: SleepConfig,
-        base_model: str | Path, log=print, phases: Phases | None = None) -> dict:
-    """The whole benchmark; returns the results dict (also written to out/results.json)."""
+        base_model: str | Path, log=print, phases: Phases | None = None, naive: bool = True) -> dict:
+    """The whole benchmark; returns the results dict (also written to out/results.json). `naive=False`
+    skips the naive-SFT baseline (it trains as many steps as the recipe: about half a run's time), for
+    comparing the recipe's own settings; `baselines` then holds `no_sleep` only."""
     out.mkdir(parents=True, exist_ok=True)
     cases = load_jsonl(dataset)
     bench = Bench(load_probes(cases, nights), load_jsonl(general_path) if general_path else [], config, out,
@@ -243,16 +245,18 @@ def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config
     del model
     results: dict = {"config": config.to_dict(), "base_model": str(base_model), "dataset": str(dataset),
                      "nights": nights, "general_before": general_before}
-    tracks = {"sleep": Track(base_model), "naive_sft": Track(base_model)}
+    tracks = {"sleep": Track(base_model), **({"naive_sft": Track(base_model)} if naive else {})}
     backlog: list[dict] = []  # a refused night's episodes wait for the next, as in the service
     for n in range(1, nights + 1):
         # the trainer sees an episode's id and messages, nothing that describes the test
         tonight = [{"id": c["id"], "messages": c["episode"]["messages"]} for c in cases if int(c["night"]) == n]
         accepted = bench.sleep_night(tracks["sleep"], n, backlog + tonight)
         backlog = [] if accepted else backlog + tonight
-        bench.naive_night(tracks["naive_sft"], n, tonight)
+        if naive:
+            bench.naive_night(tracks["naive_sft"], n, tonight)
         finish(results, bench, before, in_context, tracks, n, started)
-        for name, r in (("sleep", results), ("naive SFT", results["baselines"]["naive_sft"])):
+        shown = [("sleep", results)] + ([("naive SFT", results["baselines"]["naive_sft"])] if naive else [])
+        for name, r in shown:
             log(f"night {n}: {name} recall {_pct(r['closed_book_after'][-1])} retention "
                 f"{[_pct(x) for x in r['retention'][-1]]} general {_pct(r['general_after'][-1])}")
     return results
@@ -261,15 +265,15 @@ def run(dataset: Path, general_path: Path | None, nights: int, out: Path, config
 def finish(results: dict, bench: Bench, before, in_context, tracks: dict[str, Track], done: int, started) -> None:
     """Fill the result keys from the nights done so far and write the files (partial until the end)."""
     probes, nights, every = bench.probes, results["nights"], range(len(bench.probes))
-    after = {"sleep": tracks["sleep"].after, "naive_sft": tracks["naive_sft"].after,
-             "no_sleep": no_sleep_marks(probes, before, done)}
+    after = {name: track.after for name, track in tracks.items()}
+    after["no_sleep"] = no_sleep_marks(probes, before, done)
     sleep_track = tracks["sleep"]
     results.update(summarise(probes, every, before, in_context, after["sleep"], nights))
     results.update(general_after=sleep_track.general_after, seconds=sleep_track.seconds,
                    accepted=sleep_track.accepted, episodes_per_night=sleep_track.episodes,  # refused: counted again
                    nights_done=done, complete=done == nights)
-    extra = {"naive_sft": (tracks["naive_sft"].general_after, tracks["naive_sft"].seconds),
-             "no_sleep": ([results["general_before"]] * done, [0.0] * done)}
+    extra = {name: (track.general_after, track.seconds) for name, track in tracks.items() if name != "sleep"}
+    extra["no_sleep"] = ([results["general_before"]] * done, [0.0] * done)
     results["baselines"] = {}
     for system, (general_after, seconds) in extra.items():
         s = summarise(probes, every, before, in_context, after[system], nights)
@@ -301,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="cpu-default", help="shipped config name or YAML path")
     parser.add_argument("--model", default=None, help="base model folder (default: the bundled SmolLM2, exported once)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
+    parser.add_argument("--no-naive", action="store_true",
+                        help="skip the naive-SFT baseline (about half the run's time): for comparing settings")
     args = parser.parse_args(argv)
     try:
         config = SleepConfig.from_yaml(args.config, **parse_overrides(args.set))
@@ -308,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     base = args.model or _default_model()
     results = run(args.dataset, args.general, args.nights, args.out, config, base,
-                  log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                  log=lambda msg: print(msg, file=sys.stderr, flush=True), naive=not args.no_naive)
     print(json.dumps({k: results[k] for k in ("closed_book_before", "in_context", "closed_book_after",
                                               "general_before", "general_after", "seconds")}))
     return 0

@@ -90,13 +90,14 @@ def _head(nights: int, first: str = "") -> str:
 def _recall_rows(r: dict, baselines: dict, nights: int) -> list[str]:
     """Closed-book recall per night for the sleep and the baselines, the in-context ceiling, and the
     share of correcting probes' replies that still name the old value (where the set has corrections)."""
+    naive = baselines.get("naive_sft")  # absent from a run with --no-naive
     lines = [_row("sleep", r["closed_book_after"], nights),
-             _row("naive SFT", baselines["naive_sft"]["closed_book_after"], nights),
+             *([_row("naive SFT", naive["closed_book_after"], nights)] if naive else []),
              _row("no sleep", baselines["no_sleep"]["closed_book_after"], nights),
              _row("in-context", r["in_context_per_night"], nights)]
     if "stale" in r:
         lines += [_row("old value named, corrections so far (sleep)", r["stale"]["after"], nights),
-                  _row("old value named (naive SFT)", baselines["naive_sft"].get("stale", {}).get("after"), nights),
+                  *([_row("old value named (naive SFT)", naive.get("stale", {}).get("after"), nights)] if naive else []),
                   _row("old value named (no sleep)", baselines["no_sleep"].get("stale", {}).get("after"), nights)]
     return lines
 
@@ -121,7 +122,8 @@ def report(r: dict) -> str:
         _head(nights),
         *_recall_rows(r, r["baselines"], nights),
         _row("general (sleep)", r["general_after"], nights),
-        _row("general (naive)", r["baselines"]["naive_sft"]["general_after"], nights),
+        *([_row("general (naive)", r["baselines"]["naive_sft"]["general_after"], nights)]
+          if "naive_sft" in r["baselines"] else []),
         "| sleep seconds | " + " | ".join(f"{x:.0f}" for x in r["seconds"]) + " |",
         "| accepted by gate | " + " | ".join(str(x) for x in r["accepted"]) + " |",
         "| episodes slept on | " + " | ".join(str(x) for x in r.get("episodes_per_night", [])) + " |",
@@ -155,7 +157,8 @@ def plot(r: dict, out: Path) -> None:
     nights = list(range(1, r.get("nights_done", r["nights"]) + 1))
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(nights, _nan(r["closed_book_after"]), "o-", label="sleep")
-    ax.plot(nights, _nan(r["baselines"]["naive_sft"]["closed_book_after"]), "s--", label="naive SFT")
+    if "naive_sft" in r["baselines"]:
+        ax.plot(nights, _nan(r["baselines"]["naive_sft"]["closed_book_after"]), "s--", label="naive SFT")
     ax.plot(nights, _nan(r["baselines"]["no_sleep"]["closed_book_after"]), "x:", label="no sleep")
     ax.plot(nights, _nan(r["in_context_per_night"][: len(nights)]), "^-", alpha=0.5, label="in-context")
     ax.set(xlabel="night", ylabel="closed-book recall", ylim=(0, 1), xticks=nights, title="Recall per night")

@@ -150,7 +150,7 @@ def by_category(probes: Sequence[Probe], before, in_context, after: dict[str, li
     for name, ids in categories(probes).items():
         entry = summarise(probes, ids, before, in_context, after["sleep"], nights)
         entry["baselines"] = {}
-        for system in SYSTEMS[1:]:
+        for system in [system for system in SYSTEMS[1:] if system in after]:  # naive_sft: not with --no-naive
             s = summarise(probes, ids, before, in_context, after[system], nights)
             entry["baselines"][system] = {k: s[k] for k in ("closed_book_after", "retention", "stale") if k in s}
         out[name] = entry

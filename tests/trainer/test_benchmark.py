@@ -189,7 +189,7 @@ def test_the_dev_sets_load_and_pair_up(tmp_path):
         assert len(first_person) == len(set(first_person))  # one user: each first-person relation once
 
 
-def _run_eval(tiny_model_dir, tmp_path, *overrides: str, cases=None) -> dict:
+def _run_eval(tiny_model_dir, tmp_path, *overrides: str, cases=None, flags=()) -> dict:
     """`reverie eval` on two nights of one invented fact each; returns results.json."""
     cases = cases or [
         {"id": f"c{i}", "night": 1 + i % 2, "namespace": "default", "relation": "pet",
@@ -207,7 +207,7 @@ def _run_eval(tiny_model_dir, tmp_path, *overrides: str, cases=None) -> dict:
              "on_policy_max_new_tokens=4", "general_prompts=2", "gate_general_prompts=2", "imitation_every=0",
              "torch_threads=1", "expert_rank=4", "max_lora_rank=8", "semantic_model=self", "answers_per_question=2"]
     argv = ["--dataset", str(dataset), "--general", str(general), "--nights", "2", "--out", str(out),
-            "--model", str(tiny_model_dir), "--config", "cpu-default"]
+            "--model", str(tiny_model_dir), "--config", "cpu-default", *flags]
     for item in small + list(overrides):
         argv += ["--set", item]
     assert main(argv) == 0
@@ -250,6 +250,17 @@ def test_a_v2_file_reports_categories_and_stale(tiny_model_dir, tmp_path, monkey
     assert len(results["retention"][1]) == 2 and results["stale"]["probes"] == 1
     assert set(results["by_category"]["update"]["baselines"]) == {"naive_sft", "no_sleep"}
     assert "## Category `update`" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.model
+def test_no_naive_skips_the_baseline_and_keeps_the_rest(tiny_model_dir, tmp_path, capsys):
+    results = _run_eval(tiny_model_dir, tmp_path, "gate_reading=open", cases=V2, flags=["--no-naive"])
+    assert set(results["baselines"]) == {"no_sleep"}
+    assert set(results["by_category"]["update"]["baselines"]) == {"no_sleep"}
+    assert len(results["closed_book_after"]) == 2 and results["stale"]["probes"] == 1
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "naive" not in report and "| no sleep |" in report
+    assert not (tmp_path / "out" / "naive-1").exists() and "naive SFT" not in capsys.readouterr().err
 
 
 @pytest.mark.model
