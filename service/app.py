@@ -190,6 +190,7 @@ def _lifespan(settings: Settings, engine: Engine | None, telemetry: Telemetry):
                 max_messages=settings.max_messages,
                 max_chars=settings.max_chars,
                 max_completion_tokens=settings.max_completion_tokens,
+                max_choices=settings.max_choices,
             ),
             limiter=KeyLimiter(settings.rate_limit_per_minute, settings.max_inflight_per_key),
         )

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     max_queue: int = Field(default=64, description="Requests waiting for the engine beyond this get 429.")
     default_max_tokens: int = Field(default=256, description="Completion length when the request names none.")
     max_completion_tokens: int = Field(default=4096, ge=1, description="Largest max_tokens a request may ask for.")
+    max_choices: int = Field(default=4, ge=1, description="Largest n (choices generated for one request).")
     max_messages: int = Field(default=512, ge=1, description="Most messages in one request.")
     max_chars: int = Field(default=400_000, ge=1, description="Most characters of message content in one request.")
     rate_limit_per_minute: int = Field(default=0, ge=0, description="Requests per minute per API key (0: no limit).")

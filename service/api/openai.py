@@ -1,4 +1,4 @@
-"""`/v1/chat/completions` and `/v1/models`: validate, call the chat service, shape the response."""
+"""`/v1/chat/completions` and `/v1/models[/{id}]`: validate, call the chat service, shape the response."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 
+from service.errors import ModelNotFoundError
 from service.serving.auth import caller_id
 from service.api.deps import ChatDep, NamespaceDep, SettingsDep, StartedAtDep
 from service.serving.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelCard, ModelList
@@ -42,3 +43,15 @@ async def create_chat_completion(
 @router.get("/models", response_model=ModelList, responses=_ERRORS)
 async def list_models(settings: SettingsDep, started_at: StartedAtDep, _namespace: NamespaceDep) -> ModelList:
     return ModelList(data=[ModelCard(id=settings.model_name, created=started_at)])
+
+
+# `:path`: a model id may hold slashes (REVERIE_MODEL_NAME=HuggingFaceTB/SmolLM2-135M-Instruct).
+@router.get("/models/{model_id:path}", response_model=ModelCard, responses=_ERRORS)
+async def retrieve_model(
+    model_id: str, settings: SettingsDep, started_at: StartedAtDep, _namespace: NamespaceDep
+) -> ModelCard:
+    if model_id != settings.model_name:
+        raise ModelNotFoundError(
+            f"The model `{model_id}` does not exist; this server serves `{settings.model_name}`.", param="model"
+        )
+    return ModelCard(id=settings.model_name, created=started_at)

@@ -1,7 +1,14 @@
 """Serving one chat completion: validate, record `pending`, generate, record the final state, reply.
 
 The durable-record rule: the episode's final row (or spool line) is committed before the last byte
-of the reply (the JSON body, or the SSE finish chunk and `[DONE]`) is sent.
+of the reply (the JSON body, or the SSE finish chunks and `[DONE]`) is sent.
+
+With `n > 1` every choice is generated and sent, and the episode is the first choice (index 0): its
+text and finish reason are what a night learns from, so one request teaches one answer, however many
+the client asked to choose from. The episode's token counts are the usage the client was told (all
+choices). An Idempotency-Key replays the recorded episode, which holds that one choice's text and no
+log-probabilities, so a request with both a key and `n > 1` or `logprobs` is refused rather than
+answered by a replay that would drop them.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from service.adapter_naming import parse_adapter_name
-from service.serving.engines.base import Engine, GenerationChunk, GenerationRequest, Usage
+from service.serving.engines.base import Engine, GeneratedChoices, GenerationChunk, GenerationRequest, Usage
 from service.errors import (
     ConflictError,
     EngineError,
@@ -30,6 +37,7 @@ from service.serving.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     Choice,
+    ChoiceLogprobs,
     ChunkChoice,
     DeltaMessage,
     ErrorResponse,
@@ -109,8 +117,9 @@ class ChatService:
             raise EngineNotReadyError("The model is still loading; retry shortly.")
         messages = request.plain_messages()
         if self.limits is not None:
-            self.limits.check(messages, request.requested_max_tokens())
+            self.limits.check(messages, request.requested_max_tokens(), choices=request.n or 1)
         self._check_length(messages, request)
+        request.check_sampling(vocab_size=self.engine.vocab_size, replayable=bool(idempotency_key))
         release = self.limiter.acquire(caller)
         try:
             reply = await self._serve(request, messages, namespace, idempotency_key, conversation_id)
@@ -159,7 +168,7 @@ class ChatService:
 
         if request.stream:
             return ChatReply(stream=self._stream(request, record, generation, first, started))
-        return ChatReply(completion=await self._collect(record, generation, first, started))
+        return ChatReply(completion=await self._collect(request, record, generation, first, started))
 
     # -- checks ------------------------------------------------------------------------------------
     def _check_length(self, messages: list[dict], request: ChatCompletionRequest) -> None:
@@ -192,34 +201,45 @@ class ChatService:
         )
 
     # -- replies -----------------------------------------------------------------------------------
-    async def _collect(self, record, generation, first: GenerationChunk, started: float) -> ChatCompletion:
-        parts: list[str] = []
-        last = first
+    async def _collect(self, request, record, generation, first: GenerationChunk, started: float) -> ChatCompletion:
+        choices = GeneratedChoices.expecting(request.n or 1, bool(request.logprobs))
         try:
             chunk = first
             while True:
-                parts.append(chunk.text)
-                last = chunk
-                if chunk.finish_reason is not None:
+                choices.add(chunk)
+                if choices.done:
                     break
                 chunk = await generation.__anext__()
         except StopAsyncIteration:
             pass
         except BaseException as exc:
-            record.response = "".join(parts)
+            record.response = choices.text(0)
             await self._fail(record, exc)
             raise self._client_error(exc) from exc
         finally:
             await generation.aclose()
-        await self._finish(record, "".join(parts), last, started)
-        return self._completion(record)
+        await self._finish(record, choices, started)
+        return self._completion(record, choices)
 
-    def _completion(self, record: EpisodeRecord) -> ChatCompletion:
+    def _completion(self, record: EpisodeRecord, choices: GeneratedChoices | None = None) -> ChatCompletion:
+        """The reply: every generated choice, or (a replay) the one the episode holds."""
+        if choices is None:
+            replies = [Choice(message=AssistantMessage(content=record.response), finish_reason=record.finish_reason)]
+        else:
+            replies = [
+                Choice(
+                    index=index,
+                    message=AssistantMessage(content=choices.text(index)),
+                    logprobs=None if choices.logprobs is None else ChoiceLogprobs.of(choices.logprobs[index]),
+                    finish_reason=choices.finish_reason(index),
+                )
+                for index in range(len(choices.texts))
+            ]
         return ChatCompletion(
             id=self._response_id(record),
             created=int(record.created_at.timestamp()),
             model=self.model_name,
-            choices=[Choice(message=AssistantMessage(content=record.response), finish_reason=record.finish_reason)],
+            choices=replies,
             usage=self._usage(record),
         )
 
@@ -227,48 +247,48 @@ class ChatService:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         response_id = self._response_id(record)
         created = int(record.created_at.timestamp())
-        parts: list[str] = []
+        choices = GeneratedChoices.expecting(request.n or 1, bool(request.logprobs))
 
-        def chunk_json(delta: DeltaMessage, finish_reason=None, choices=True, usage=None) -> str:
+        def chunk_json(delta: DeltaMessage, index=0, finish_reason=None, logprobs=None, choices=True, usage=None):
+            choice = ChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish_reason)
             body = ChatCompletionChunk(
-                id=response_id,
-                created=created,
-                model=self.model_name,
-                choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)] if choices else [],
-                usage=usage,
+                id=response_id, created=created, model=self.model_name, choices=[choice] if choices else [], usage=usage
             )
             exclude = None if include_usage else {"usage"}
             return sse(body.model_dump_json(exclude=exclude))
 
         finished = False
         try:
-            yield chunk_json(DeltaMessage(role="assistant", content=""))
-            chunk, last = first, first
+            for index in range(len(choices.texts)):
+                yield chunk_json(DeltaMessage(role="assistant", content=""), index=index)
+            chunk = first
             while True:
-                if chunk.text:
-                    parts.append(chunk.text)
-                    yield chunk_json(DeltaMessage(content=chunk.text))
-                last = chunk
-                if chunk.finish_reason is not None:
+                choices.add(chunk)
+                if chunk.text or chunk.logprobs:
+                    logprobs = ChoiceLogprobs.of(chunk.logprobs or []) if request.logprobs else None
+                    yield chunk_json(DeltaMessage(content=chunk.text), index=chunk.index, logprobs=logprobs)
+                if choices.done:
                     break
                 try:
                     chunk = await generation.__anext__()
                 except StopAsyncIteration:
                     break
-            await self._finish(record, "".join(parts), last, started)
+            await self._finish(record, choices, started)
             finished = True
-            yield chunk_json(DeltaMessage(), finish_reason=record.finish_reason)
+            # Every choice's finish chunk waits for the record: the episode is committed before them.
+            for index in range(len(choices.texts)):
+                yield chunk_json(DeltaMessage(), index=index, finish_reason=choices.finish_reason(index))
             if include_usage:
                 yield chunk_json(DeltaMessage(), choices=False, usage=self._usage(record))
             yield sse("[DONE]")
         except (asyncio.CancelledError, GeneratorExit):
             if not finished:
-                record.response = "".join(parts)
+                record.response = choices.text(0)
                 await self._abort(record, started)
             raise
         except BaseException as exc:
             if not finished:
-                record.response = "".join(parts)
+                record.response = choices.text(0)
                 await self._fail(record, exc)
             error = self._client_error(exc)
             body = ErrorResponse(error={"message": error.client_message, "type": error.error_type, "code": error.code})
@@ -298,11 +318,12 @@ class ChatService:
         yield sse("[DONE]")
 
     # -- recording ---------------------------------------------------------------------------------
-    async def _finish(self, record: EpisodeRecord, text: str, last: GenerationChunk, started: float) -> None:
-        usage = last.usage or Usage()
+    async def _finish(self, record: EpisodeRecord, choices: GeneratedChoices, started: float) -> None:
+        """Record the episode: the first choice, with the usage of all (see the module docstring)."""
+        usage = choices.usage or Usage()
         record.status = EpisodeStatus.COMPLETE
-        record.response = text
-        record.finish_reason = last.finish_reason or "stop"
+        record.response = choices.text(0)
+        record.finish_reason = choices.finish_reason(0)
         record.prompt_tokens = usage.prompt_tokens
         record.completion_tokens = usage.completion_tokens
         record.latency_ms = (time.perf_counter() - started) * 1000

@@ -16,8 +16,9 @@ class RequestLimits:
     max_messages: int
     max_chars: int
     max_completion_tokens: int
+    max_choices: int = 4
 
-    def check(self, messages: list[dict], max_tokens: int | None) -> None:
+    def check(self, messages: list[dict], max_tokens: int | None, choices: int = 1) -> None:
         if len(messages) > self.max_messages:
             raise InvalidRequestError(
                 f"Too many messages: {len(messages)} > {self.max_messages}.", param="messages", code="too_many_messages"
@@ -33,6 +34,8 @@ class RequestLimits:
             raise InvalidRequestError(
                 f"max_tokens is {max_tokens}; at most {self.max_completion_tokens} is allowed.", param="max_tokens"
             )
+        if choices > self.max_choices:
+            raise InvalidRequestError(f"n is {choices}; at most {self.max_choices} choices are allowed.", param="n")
 
 
 def retry_after_headers(seconds: float) -> dict[str, str]:

@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from service.serving.engines.base import SamplingParams
+from service.errors import InvalidRequestError
+from service.serving.engines.base import SamplingParams, TokenLogprob
 
 # OpenAI's seed is a 64-bit integer; torch and vLLM refuse larger ones. Both bounds are powers of two, so
 # the OpenAPI schema states them exactly (2**64 - 1 as a JSON number rounds up to 2**64).
@@ -74,6 +75,8 @@ def _refused(*accepted: Any, why: str) -> Any:
 
 
 _NO_TOOLS = "tools and function calling are not supported yet"
+# logit_bias keys: a token id in decimal; whether the model has it is checked against the engine.
+TokenId = Annotated[str, Field(pattern=r"^[0-9]{1,9}$")]
 _NO_AUDIO = "this model reads and writes text only"
 
 
@@ -129,20 +132,20 @@ class ChatCompletionRequest(BaseModel):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     model: str
     audio: _refused(why=_NO_AUDIO) = None
-    frequency_penalty: _refused(0, why="frequency_penalty is not supported yet") = None
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     function_call: _refused("none", why=_NO_TOOLS) = None
     functions: _refused([], why=_NO_TOOLS) = None
-    logit_bias: _refused({}, why="logit_bias is not supported yet") = None
-    logprobs: _refused(False, why="logprobs are not supported yet") = None
+    logit_bias: dict[TokenId, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    logprobs: bool | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     metadata: dict[str, str] | None = None
     modalities: _refused(["text"], why=_NO_AUDIO) = None
     moderation: _refused(why="moderation is not supported") = None
-    n: int | None = Field(default=1, ge=1, le=1, description="Only one choice is generated.")
+    n: int | None = Field(default=1, ge=1, description="Choices to generate, at most REVERIE_MAX_CHOICES.")
     parallel_tool_calls: bool | None = None
     prediction: dict[str, Any] | None = None
-    presence_penalty: _refused(0, why="presence_penalty is not supported yet") = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     prompt_cache_key: str | None = None
     prompt_cache_options: dict[str, Any] | None = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
@@ -159,7 +162,7 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     tool_choice: _refused("none", why=_NO_TOOLS) = None
     tools: _refused([], why=_NO_TOOLS) = None
-    top_logprobs: _refused(0, why="logprobs are not supported yet") = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     top_p: float | None = Field(default=None, gt=0, le=1)
     user: str | None = None
     verbosity: _refused(why="this model has no verbosity control") = None
@@ -178,6 +181,27 @@ class ChatCompletionRequest(BaseModel):
     def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
         return [value] if isinstance(value, str) else value
 
+    def check_sampling(self, *, vocab_size: int, replayable: bool) -> None:
+        """What the schema cannot say, as a 400 naming the field: fields that depend on each other, on the
+        model's vocabulary, or on a replay (`replayable`: an Idempotency-Key's replay answers from the
+        episode, which holds one choice's text and no log-probabilities)."""
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequestError("top_logprobs needs logprobs set to true.", param="top_logprobs")
+        outside = sorted((token for token in (self.logit_bias or {}) if int(token) >= vocab_size), key=int)
+        if outside:
+            raise InvalidRequestError(
+                f"logit_bias names token ids outside this model's vocabulary of {vocab_size}: "
+                f"{', '.join(outside[:5])}.",
+                param="logit_bias",
+            )
+        for asked, param in (((self.n or 1) > 1, "n"), (bool(self.logprobs), "logprobs")):
+            if asked and replayable:
+                raise InvalidRequestError(
+                    "An Idempotency-Key replays the recorded reply, which keeps neither extra choices nor "
+                    f"log-probabilities; send {param} without the key.",
+                    param=param,
+                )
+
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
@@ -188,6 +212,11 @@ class ChatCompletionRequest(BaseModel):
             top_p=1.0 if self.top_p is None else self.top_p,
             seed=self.seed,
             stop=tuple(self.stop or ()),
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            logit_bias={int(token_id): bias for token_id, bias in (self.logit_bias or {}).items()},
+            logprobs=(self.top_logprobs or 0) if self.logprobs else None,
+            n=self.n or 1,
         )
 
     def plain_messages(self) -> list[dict]:
@@ -222,6 +251,33 @@ class UsageInfo(BaseModel):
     total_tokens: int
 
 
+# vLLM's floor for a log-probability: JSON has no -Infinity.
+LOGPROB_FLOOR = -9999.0
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprobContent(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprobContent] | None
+    refusal: list[TokenLogprobContent] | None = None
+
+    @classmethod
+    def of(cls, entries: list[TokenLogprob]) -> ChoiceLogprobs:
+        def top(entry: TokenLogprob) -> dict[str, Any]:
+            data = None if entry.bytes is None else list(entry.bytes)
+            return {"token": entry.token, "logprob": max(entry.logprob, LOGPROB_FLOOR), "bytes": data}
+
+        return cls(content=[{**top(entry), "top_logprobs": [top(alt) for alt in entry.top]} for entry in entries])
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
@@ -231,7 +287,7 @@ class AssistantMessage(BaseModel):
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: Literal["stop", "length"] | None
 
 
@@ -253,7 +309,7 @@ class DeltaMessage(BaseModel):
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: DeltaMessage
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: Literal["stop", "length"] | None = None
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,13 +19,27 @@ FinishReason = Literal["stop", "length"]
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to decode. `temperature == 0` means greedy."""
+    """How to decode, with OpenAI's meanings. `temperature == 0` means greedy.
+
+    Before each token is chosen, token j's logit is lowered by `frequency_penalty` times the times j was
+    generated so far in this choice, and by `presence_penalty` once j was generated at all (the prompt
+    does not count), and raised by `logit_bias[j]`. `logprobs` is None for no log-probabilities, or k for
+    the chosen token's plus the k most likely ones at each step, taken from the model's own distribution
+    (before penalties, biases and temperature, as vLLM reports them by default), for every generated
+    token but the end-of-sequence one (a stop string's tokens keep theirs). `n` choices are generated
+    for one prompt; with a seed, they differ from one another and are reproduced together.
+    """
 
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: Mapping[int, float] = field(default_factory=dict)
+    logprobs: int | None = None
+    n: int = 1
 
 
 @dataclass(frozen=True)
@@ -45,9 +59,22 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token's text, its exact UTF-8 bytes (None when unknown) and log-probability; for a generated
+    token, also the most likely tokens at its step, most likely first."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] | None = None
+    top: tuple[TokenLogprob, ...] = ()
+
+
 @dataclass
 class GenerationChunk:
-    """One step of a generation: new text, and on the last chunk the finish reason and usage."""
+    """One step of one choice (`index`): new text, and the log-probabilities of the tokens it came from
+    when asked for. A choice's last chunk carries its finish reason; the last chunk of the whole
+    generation also carries the usage of all choices (prompt counted once)."""
 
     text: str = ""
     finish_reason: FinishReason | None = None
@@ -55,6 +82,42 @@ class GenerationChunk:
     # On the first chunk: the adapter this request was pinned to when it was admitted (None: the base
     # model). A swap never changes a request already admitted, so this is what answered it.
     adapter: str | None = None
+    index: int = 0
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass
+class GeneratedChoices:
+    """A generation's chunks gathered per choice; the generation is over once `usage` is known."""
+
+    texts: list[list[str]]
+    logprobs: list[list[TokenLogprob]] | None  # None: not asked for
+    finish: list[FinishReason | None]
+    usage: Usage | None = None
+
+    @classmethod
+    def expecting(cls, n: int, with_logprobs: bool) -> GeneratedChoices:
+        return cls([[] for _ in range(n)], [[] for _ in range(n)] if with_logprobs else None, [None] * n)
+
+    def add(self, chunk: GenerationChunk) -> None:
+        self.texts[chunk.index].append(chunk.text)
+        if self.logprobs is not None and chunk.logprobs:
+            self.logprobs[chunk.index].extend(chunk.logprobs)
+        if chunk.finish_reason is not None:
+            self.finish[chunk.index] = chunk.finish_reason
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+
+    @property
+    def done(self) -> bool:
+        return self.usage is not None
+
+    def text(self, index: int) -> str:
+        return "".join(self.texts[index])
+
+    def finish_reason(self, index: int) -> FinishReason:
+        """A choice's finish reason; "stop" for one the engine ended without saying."""
+        return self.finish[index] or "stop"
 
 
 @dataclass
@@ -83,13 +146,19 @@ class Engine(abc.ABC):
     def max_model_len(self) -> int:
         """Prompt plus completion tokens may not exceed this."""
 
+    @property
+    @abc.abstractmethod
+    def vocab_size(self) -> int:
+        """Token ids a request may name (`logit_bias`) are 0 <= id < vocab_size."""
+
     @abc.abstractmethod
     def count_prompt_tokens(self, messages: list[dict]) -> int:
         """Tokens of the chat-templated prompt, to reject oversized requests before queueing."""
 
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        """Stream the completion. Raises `QueueFullError` when the engine cannot take more work.
+        """Stream the completion's `params.n` choices (see `GenerationChunk`); the generation is over
+        with the chunk that carries the usage. Raises `QueueFullError` when the engine cannot take more work.
 
         Closing the iterator early (client gone) cancels the generation.
         """

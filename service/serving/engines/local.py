@@ -32,11 +32,19 @@ from service.serving.engines.base import (
     FinishReason,
     GenerationChunk,
     GenerationRequest,
+    TokenLogprob,
     Usage,
     wait_for_requests_on,
 )
 from service.serving.engines.registry import AdapterRegistry
-from service.serving.engines.sampling import IncrementalDetokenizer, sample_next_token, stop_cut
+from service.serving.engines.sampling import (
+    IncrementalDetokenizer,
+    TokenBytes,
+    penalized_logits,
+    sample_next_token,
+    stop_cut,
+    token_logprobs,
+)
 from service.adapter_check import check_adapter, check_fits_model
 from service.errors import (
     AdapterError,
@@ -73,6 +81,30 @@ class _Job:
             self.cancelled.set()
 
 
+@dataclass(eq=False)
+class _Choice:
+    """One of a request's `n` choices while the worker decodes it."""
+
+    index: int
+    detok: IncrementalDetokenizer
+    text: str = ""
+    emitted: int = 0  # text[:emitted] has been sent
+    completion: int = 0  # tokens generated, the end-of-sequence token included
+    last_token: int = 0
+    finish: FinishReason | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of tokens whose chunk is not sent yet
+
+    def take(self, length: int, with_logprobs: bool) -> GenerationChunk:
+        """The next `length` characters of text and the log-probabilities gathered since the last chunk."""
+        chunk = GenerationChunk(
+            text=self.text[self.emitted : self.emitted + length], index=self.index,
+            logprobs=self.logprobs if with_logprobs else None,
+        )
+        self.emitted += length
+        self.logprobs = []
+        return chunk
+
+
 class LocalEngine(Engine):
     """Serve a Hugging Face causal LM (and PEFT LoRA adapters on it) from this process."""
 
@@ -104,6 +136,8 @@ class LocalEngine(Engine):
         self._base: Any = None  # the transformers model, LoRA layers injected in place once wrapped
         self._peft: Any = None  # the PeftModel wrapping `_base` while at least one adapter is loaded
         self._eos_ids: frozenset[int] = frozenset()
+        self._token_bytes: TokenBytes | None = None
+        self._vocab_size = 0
         self._max_model_len = 0
         self._keep_last_logits = False
         self._cache_arg = "past_key_values"
@@ -157,6 +191,10 @@ class LocalEngine(Engine):
     def max_model_len(self) -> int:
         return self._max_model_len
 
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
     def _load(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -174,6 +212,9 @@ class LocalEngine(Engine):
             raise ValueError("neither the tokenizer nor the generation config names an end-of-sequence token")
 
         self._tokenizer, self._base, self._eos_ids = tokenizer, model, frozenset(eos_ids)
+        self._token_bytes = TokenBytes(tokenizer)
+        # Ids the tokenizer knows and the model scores (an embedding may be padded beyond the tokenizer).
+        self._vocab_size = min(len(tokenizer), model.get_output_embeddings().weight.shape[0])
         self._max_model_len = self._max_model_len_setting or model.config.max_position_embeddings
         # Only the last position's logits are needed; computing all of them for a long prompt costs
         # prompt_len x vocab floats.
@@ -237,7 +278,7 @@ class LocalEngine(Engine):
                 if first:
                     item, first = replace(item, adapter=job.adapter), False
                 yield item
-                if item.finish_reason is not None:
+                if item.usage is not None:
                     return
         finally:
             job.cancelled.set()
@@ -289,50 +330,97 @@ class LocalEngine(Engine):
                 item.send(EngineNotReadyError("the engine stopped"))
 
     def _run(self, job: _Job) -> None:
-        """Decode one request token by token with the KV cache, streaming text deltas to its consumer."""
+        """Decode one request's choices token by token with the KV cache, streaming text deltas to its
+        consumer. The `n` choices are the rows of one batch: they share each forward pass and advance
+        together; a finished row keeps being fed until all are done, and its output is ignored."""
         params = job.request.params
-        adapter = job.adapter
         generator = torch.Generator(device=self._device)
         if params.seed is None:
             generator.seed()
         else:
             generator.manual_seed(params.seed)
-        detok = IncrementalDetokenizer(self._decode, job.prompt_ids)
         extra: dict[str, Any] = {"use_cache": True}
         if self._keep_last_logits:
             extra["logits_to_keep"] = 1
 
-        text, emitted, completion = "", 0, 0
-        finish: FinishReason = "length"
-        input_ids = torch.tensor([job.prompt_ids], device=self._device)
+        choices = [_Choice(index, IncrementalDetokenizer(self._decode, job.prompt_ids)) for index in range(params.n)]
+        penalized = bool(params.presence_penalty or params.frequency_penalty)
+        counts = bias = None  # made at the first step, sized by the model's output (which may exceed the tokenizer)
+        input_ids = torch.tensor([job.prompt_ids] * params.n, device=self._device)
         cache = None
-        with torch.inference_mode(), self._adapter_scope(adapter):
-            while completion < params.max_tokens:
+        with torch.inference_mode(), self._adapter_scope(job.adapter):
+            while True:
                 if job.cancelled.is_set():
                     return
                 if self._stopping.is_set():
                     raise EngineNotReadyError("the engine stopped")
                 out = self._model(input_ids=input_ids, **{self._cache_arg: cache}, **extra)
                 cache = out[self._cache_arg]
-                token = sample_next_token(
-                    out.logits[0, -1], temperature=params.temperature, top_p=params.top_p, generator=generator
-                )
-                completion += 1
-                if token in self._eos_ids:
-                    finish = "stop"
-                    break
-                text += detok.push(token)
-                end, stopped = stop_cut(text[emitted:], params.stop)
-                if stopped:
-                    text, finish = text[: emitted + end], "stop"
-                    break
-                if end:
-                    job.send(GenerationChunk(text=text[emitted : emitted + end]))
-                    emitted += end
-                input_ids = torch.tensor([[token]], device=self._device)
+                logits = out.logits[:, -1]
+                if counts is None and penalized:
+                    counts = torch.zeros_like(logits, dtype=torch.float32)
+                if bias is None and params.logit_bias:
+                    bias = self._bias_vector(params.logit_bias, logits.shape[-1])
+                chunks: list[GenerationChunk] = []
+                for choice in choices:
+                    if choice.finish is None:
+                        row = choice.index
+                        seen = None if counts is None else counts[row]
+                        chunks.append(self._step(choice, logits[row], seen, bias, params, generator))
+                if all(choice.finish is not None for choice in choices):
+                    usage = Usage(len(job.prompt_ids), sum(choice.completion for choice in choices))
+                    chunks[-1] = replace(chunks[-1], usage=usage)
+                for chunk in chunks:
+                    if chunk.text or chunk.logprobs or chunk.finish_reason:
+                        job.send(chunk)
+                if chunks[-1].usage is not None:
+                    return
+                input_ids = torch.tensor([[choice.last_token] for choice in choices], device=self._device)
+
+    def _step(self, choice: _Choice, logits, counts, bias, params, generator) -> GenerationChunk:
+        """Choose one choice's next token from its row of `logits`; what of its text is now final."""
+        scored = penalized_logits(
+            logits, counts, presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
+            bias=bias,
+        )
+        token = sample_next_token(scored, temperature=params.temperature, top_p=params.top_p, generator=generator)
+        choice.completion += 1
+        choice.last_token = token
+        if counts is not None:
+            counts[token] += 1
+        if token in self._eos_ids:
+            choice.finish = "stop"
+        else:
+            if params.logprobs is not None:
+                choice.logprobs.append(self._logprob_of(logits, token, params.logprobs))
+            choice.text += choice.detok.push(token)
+            end, stopped = stop_cut(choice.text[choice.emitted :], params.stop)
+            if stopped:
+                choice.text, choice.finish = choice.text[: choice.emitted + end], "stop"
+            elif choice.completion >= params.max_tokens:
+                choice.finish = "length"
+            elif end:
+                return choice.take(end, params.logprobs is not None)
+            else:  # the new text may still grow into a stop string or a whole character: hold it
+                return GenerationChunk(index=choice.index)
         # Held-back text that never became a stop string is ordinary output.
-        usage = Usage(prompt_tokens=len(job.prompt_ids), completion_tokens=completion)
-        job.send(GenerationChunk(text=text[emitted:], finish_reason=finish, usage=usage))
+        chunk = choice.take(len(choice.text) - choice.emitted, params.logprobs is not None)
+        return replace(chunk, finish_reason=choice.finish)
+
+    def _logprob_of(self, logits: torch.Tensor, token: int, k: int) -> TokenLogprob:
+        logprob, top = token_logprobs(logits, token, k)
+
+        def entry(token_id: int, value: float) -> TokenLogprob:
+            text, data = self._token_bytes(token_id)
+            return TokenLogprob(token=text, logprob=value, bytes=data)
+
+        return replace(entry(token, logprob), top=tuple(entry(i, v) for i, v in top))
+
+    def _bias_vector(self, logit_bias, size: int) -> torch.Tensor:
+        bias = torch.zeros(size, device=self._device)
+        for token_id, value in logit_bias.items():
+            bias[token_id] = value
+        return bias
 
     def _decode(self, ids: list[int]) -> str:
         return self._tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)

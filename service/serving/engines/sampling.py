@@ -6,6 +6,7 @@ No model, no threads: each function works on tensors, token ids or strings, so t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -79,3 +80,72 @@ class IncrementalDetokenizer:
             return ""
         self._prefix, self._read = self._read, len(self._ids)
         return full_text[len(prefix_text) :]
+
+
+def penalized_logits(
+    logits: torch.Tensor,
+    counts: torch.Tensor | None,
+    *,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """OpenAI's penalties and logit bias on one step's `logits` of shape `(vocab,)`.
+
+    `counts` (vocab,) is how often each token was generated so far in this choice (the prompt does not
+    count): token j loses `frequency_penalty * counts[j]`, and `presence_penalty` once `counts[j] > 0`.
+    `bias` (vocab,) is added as it is. With neither, `logits` is returned unchanged.
+    """
+    if counts is not None and (presence_penalty or frequency_penalty):
+        logits = logits.float() - frequency_penalty * counts - presence_penalty * (counts > 0).float()
+    if bias is not None:
+        logits = logits.float() + bias
+    return logits
+
+
+def token_logprobs(logits: torch.Tensor, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
+    """The log-probability of `token` under softmax(`logits`) of shape `(vocab,)`, and the `k` most
+    likely ids with theirs, most likely first."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    top: list[tuple[int, float]] = []
+    if k:
+        values, ids = torch.topk(logprobs, min(k, logprobs.shape[-1]))
+        top = list(zip(ids.tolist(), values.tolist()))
+    return float(logprobs[token]), top
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE writes byte b as one printable character; this maps each back to b."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = {b: b for b in kept}
+    shifted = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = 256 + shifted
+            shifted += 1
+    return {chr(c): b for b, c in chars.items()}
+
+
+class TokenBytes:
+    """The bytes each token id stands for, and its text as OpenAI's logprobs show it.
+
+    For a byte-level BPE tokenizer (GPT-2, Llama 3, SmolLM2) the bytes are exact, also for a token that
+    holds part of a UTF-8 character; its text then shows the bytes that are not a whole character as
+    `\\xNN` escapes. For other tokenizers the bytes are those of the token's decoded text.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer = tokenizer
+        decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+        self._alphabet = _byte_level_alphabet() if type(decoder).__name__ == "ByteLevel" else None
+        self._seen: dict[int, tuple[str, tuple[int, ...]]] = {}
+
+    def __call__(self, token_id: int) -> tuple[str, tuple[int, ...]]:
+        if token_id not in self._seen:
+            raw = self._tokenizer.convert_ids_to_tokens(token_id)
+            if self._alphabet is not None and raw is not None and all(c in self._alphabet for c in raw):
+                data = bytes(self._alphabet[c] for c in raw)
+            else:
+                data = self._tokenizer.decode([token_id]).encode("utf-8")
+            self._seen[token_id] = (data.decode("utf-8", errors="backslashreplace"), tuple(data))
+        return self._seen[token_id]

@@ -33,6 +33,7 @@ from service.serving.engines.base import (
     FinishReason,
     GenerationChunk,
     GenerationRequest,
+    TokenLogprob,
     Usage,
     wait_for_requests_on,
 )
@@ -159,6 +160,10 @@ class VLLMEngine(Engine):
     @property
     def max_model_len(self) -> int:
         return self._max_model_len
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tokenizer) if self._tokenizer is not None else 0
 
     @property
     def served_model_name(self) -> str:
@@ -293,6 +298,18 @@ class VLLMEngine(Engine):
             payload["seed"] = params.seed
         if params.stop:
             payload["stop"] = list(params.stop)
+        # vLLM 0.32 applies these with OpenAI's meanings; only what was asked for is sent.
+        if params.presence_penalty:
+            payload["presence_penalty"] = params.presence_penalty
+        if params.frequency_penalty:
+            payload["frequency_penalty"] = params.frequency_penalty
+        if params.logit_bias:
+            payload["logit_bias"] = {str(token_id): bias for token_id, bias in params.logit_bias.items()}
+        if params.logprobs is not None:
+            payload["logprobs"] = True
+            payload["top_logprobs"] = params.logprobs
+        if params.n > 1:
+            payload["n"] = params.n
         return payload
 
     async def _stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
@@ -306,29 +323,38 @@ class VLLMEngine(Engine):
                         self._restore_needed = True
                         raise EngineError(f"vLLM does not know adapter {model!r} (any more); reloading it")
                     raise self._http_error(resp, f"vLLM refused the request for {model!r}")
-                text, finish, usage = "", None, None
+                n = request.params.n
+                texts, logprobs = [""] * n, [[] for _ in range(n)]
+                finish: list[str | None] = [None] * n
+                usage = None
                 async for event in _sse_events(resp):
                     if "error" in event or event.get("object") == "error":
                         raise EngineError(f"vLLM failed mid-stream: {_error_message(event)}")
                     for choice in event.get("choices") or []:  # vLLM's usage chunk has `choices: null`
-                        text += (choice.get("delta") or {}).get("content") or ""
-                        finish = choice.get("finish_reason") or finish
+                        index = int(choice.get("index") or 0)
+                        if not 0 <= index < n:
+                            raise EngineError(f"vLLM sent choice {index} of a request for {n}")
+                        texts[index] += (choice.get("delta") or {}).get("content") or ""
+                        logprobs[index] += _token_logprobs(choice.get("logprobs"))
+                        finish[index] = choice.get("finish_reason") or finish[index]
+                        if finish[index] is None and (texts[index] or logprobs[index]):
+                            yield self._chunk(request, index, texts[index], logprobs[index])
+                            texts[index], logprobs[index] = "", []
                     if event.get("usage"):
                         usage = event["usage"]
-                    if finish is None and text:
-                        yield GenerationChunk(text=text)
-                        text = ""
-                # The finish reason arrives before the usage chunk; report both on one last chunk.
-                if finish is None:
+                # The finish reasons arrive before the usage chunk; each choice's last chunk is held until
+                # then, and the last of them carries the usage.
+                if None in finish:
                     raise EngineError("vLLM ended the stream without a finish reason")
-                yield GenerationChunk(
-                    text=text,
-                    finish_reason=_finish_reason(finish),
-                    usage=Usage(
-                        prompt_tokens=int((usage or {}).get("prompt_tokens") or 0),
-                        completion_tokens=int((usage or {}).get("completion_tokens") or 0),
-                    ),
-                )
+                for index in range(n):
+                    last = self._chunk(request, index, texts[index], logprobs[index])
+                    last.finish_reason = _finish_reason(finish[index])
+                    if index == n - 1:
+                        last.usage = Usage(
+                            prompt_tokens=int((usage or {}).get("prompt_tokens") or 0),
+                            completion_tokens=int((usage or {}).get("completion_tokens") or 0),
+                        )
+                    yield last
         except httpx.ConnectError as exc:
             self._ready = False
             raise EngineNotReadyError(f"vLLM at {self._base_url} is unreachable: {exc}") from exc
@@ -336,6 +362,11 @@ class VLLMEngine(Engine):
             raise EngineError(f"vLLM did not answer within {self._read_timeout_s:.0f} s") from exc
         except httpx.HTTPError as exc:
             raise EngineError(f"the connection to vLLM broke: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _chunk(request: GenerationRequest, index: int, text: str, logprobs: list[TokenLogprob]) -> GenerationChunk:
+        wanted = request.params.logprobs is not None
+        return GenerationChunk(text=text, index=index, logprobs=logprobs if wanted else None)
 
     # --- adapters ------------------------------------------------------------------------------------
 
@@ -497,6 +528,22 @@ def _error_message(body: Any) -> str:
         if body.get("detail"):
             return str(body["detail"])
     return str(body)[:500]
+
+
+def _token_logprobs(logprobs: dict | None) -> list[TokenLogprob]:
+    """A stream chunk's `logprobs.content` (OpenAI's shape, as vLLM sends it) as the engine's type."""
+
+    def entry(item: dict, top=()) -> TokenLogprob:
+        data = item.get("bytes")
+        return TokenLogprob(
+            token=item.get("token") or "", logprob=float(item.get("logprob", -9999.0)),
+            bytes=None if data is None else tuple(data), top=tuple(top),
+        )
+
+    return [
+        entry(item, (entry(alt) for alt in item.get("top_logprobs") or []))
+        for item in (logprobs or {}).get("content") or []
+    ]
 
 
 def _finish_reason(reason: str) -> FinishReason:

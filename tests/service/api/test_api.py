@@ -176,7 +176,7 @@ def test_stop_sequence(server):
         (json.dumps({"model": "reverie", "messages": "hello"}), "messages"),
         (json.dumps({"model": "reverie", "messages": MESSAGES, "max_tokens": "many"}), "max_tokens"),
         (json.dumps({"model": "reverie", "messages": MESSAGES, "temperature": 9}), "temperature"),
-        (json.dumps({"model": "reverie", "messages": MESSAGES, "n": 3}), "n"),
+        (json.dumps({"model": "reverie", "messages": MESSAGES, "n": 5}), "n"),  # over REVERIE_MAX_CHOICES
         (json.dumps({"model": "reverie", "messages": MESSAGES, "max_tokens": 100_000}), "max_tokens"),
     ],
 )

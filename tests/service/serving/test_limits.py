@@ -23,7 +23,8 @@ def limited(tiny_model_dir, tmp_path_factory):
     settings = Settings(
         data_dir=data, database_url=f"sqlite:///{data / 'store.db'}", model=str(tiny_model_dir),
         api_keys="k1:one,k2:two", admin_key="adm", scheduler=False, embedded_worker=False,
-        max_messages=3, max_chars=100, max_completion_tokens=20, rate_limit_per_minute=4, max_inflight_per_key=1,
+        max_messages=3, max_chars=100, max_completion_tokens=20, max_choices=2, rate_limit_per_minute=4,
+        max_inflight_per_key=1,
     )
     from service.store.db import upgrade
 
@@ -42,7 +43,7 @@ def post(base_url, body, key="k1"):
         ({"messages": MESSAGES * 4}, "too_many_messages"),
         ({"messages": [{"role": "user", "content": "x" * 101}]}, "messages_too_long"),
         ({"messages": MESSAGES, "max_tokens": 21}, None),
-        ({"messages": MESSAGES, "n": 2}, None),
+        ({"messages": MESSAGES, "n": 3}, None),
     ],
 )
 def test_request_limits_are_400(limited, body, code):

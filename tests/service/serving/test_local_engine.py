@@ -24,9 +24,9 @@ HELLO = [{"role": "user", "content": "Hello! Tell me a story."}]
 ADAPTER_T = 0.03
 
 
-def req(max_tokens=16, temperature=0.0, seed=None, stop=(), namespace="default", top_p=1.0, messages=HELLO):
+def req(max_tokens=16, temperature=0.0, seed=None, stop=(), namespace="default", top_p=1.0, messages=HELLO, **more):
     params = SamplingParams(
-        max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=tuple(stop)
+        max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=tuple(stop), **more
     )
     return GenerationRequest(messages=messages, params=params, namespace=namespace)
 
@@ -134,6 +134,62 @@ async def test_stop_string_cuts_and_is_excluded(engine):
     assert text == full[:cut]
     assert chunks[-1].finish_reason == "stop"
     assert chunks[-1].usage.completion_tokens < 24
+
+
+async def test_logprobs_are_the_models_own_and_spell_the_text(engine, tokenizer, tiny_model_dir):
+    text, chunks = await run(engine, req(max_tokens=10, temperature=0.5, seed=4, logprobs=3))
+    entries = [entry for chunk in chunks for entry in chunk.logprobs]
+    assert len(entries) == chunks[-1].usage.completion_tokens == 10  # max_tokens: no end-of-sequence token
+    assert b"".join(bytes(entry.bytes) for entry in entries).decode("utf-8") == text
+    for entry in entries:
+        top = [t.logprob for t in entry.top]
+        assert len(top) == 3 and top == sorted(top, reverse=True)
+        assert entry.logprob <= entry.top[0].logprob <= 0
+    # the first step's log-probabilities are the model's own, before temperature (as vLLM reports them)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    prompt = tokenizer.apply_chat_template(HELLO, add_generation_prompt=True, return_dict=True)["input_ids"]
+    with torch.inference_mode():
+        expected = torch.log_softmax(model(input_ids=torch.tensor([prompt])).logits[0, -1], dim=-1)
+    assert [t.logprob for t in entries[0].top] == pytest.approx(torch.topk(expected, 3).values.tolist(), abs=1e-4)
+    assert torch.isclose(expected, torch.tensor(entries[0].logprob), atol=1e-5).any()
+    # greedy: the chosen token is the most likely one; without logprobs asked, chunks carry none
+    _, greedy = await run(engine, req(max_tokens=4, logprobs=0))
+    assert all(entry.top == () for chunk in greedy for entry in chunk.logprobs)
+    assert all(chunk.logprobs is None for chunk in (await run(engine, req(max_tokens=4)))[1])
+
+
+async def test_logit_bias_and_penalties_follow_openais_formula(engine, tokenizer):
+    paris = tokenizer.convert_tokens_to_ids("ĠParis")
+    newline = tokenizer.encode("\n", add_special_tokens=False)[0]
+    assert set(await text_of(engine, max_tokens=8)) == {"\n"}  # the tiny model's greedy reply
+    assert "\n" not in await text_of(engine, max_tokens=8, logit_bias={newline: -100.0})
+    boosted = dict(max_tokens=8, logit_bias={paris: 3.0})
+    assert await text_of(engine, **boosted) == " Paris" * 8
+    # presence: a flat 2 once the token appeared, less than its bias of 3, so it keeps winning
+    assert await text_of(engine, **boosted, presence_penalty=2.0) == " Paris" * 8
+    # frequency: 2 per earlier occurrence, which soon outweighs the bias
+    penalized = await text_of(engine, **boosted, frequency_penalty=2.0)
+    assert penalized.startswith(" Paris") and 1 <= penalized.count(" Paris") < 8
+
+
+async def test_n_choices_share_a_batch_and_differ_under_one_seed(engine):
+    async def choices(**params):
+        chunks = [chunk async for chunk in engine.generate(req(**params))]
+        assert [chunk.usage is not None for chunk in chunks].count(True) == 1 and chunks[-1].usage is not None
+        texts: dict[int, str] = {}
+        for chunk in chunks:
+            texts[chunk.index] = texts.get(chunk.index, "") + chunk.text
+        assert sorted(c.index for c in chunks if c.finish_reason) == list(range(params["n"]))
+        return [texts.get(i, "") for i in range(params["n"])], chunks[-1].usage
+
+    sampled, usage = await choices(n=3, max_tokens=6, temperature=1.0, seed=9)
+    assert len(set(sampled)) == 3  # one generator draws for all rows: the choices differ
+    assert usage.completion_tokens == 18 and usage.prompt_tokens == engine.count_prompt_tokens(HELLO)
+    assert (await choices(n=3, max_tokens=6, temperature=1.0, seed=9))[0] == sampled
+    greedy, _ = await choices(n=2, max_tokens=6)
+    assert greedy == [await text_of(engine, max_tokens=6)] * 2
 
 
 async def test_prompt_plus_max_tokens_over_the_context_is_refused(engine):

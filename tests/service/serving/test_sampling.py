@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from service.serving.engines.sampling import REPLACEMENT_CHAR, IncrementalDetokenizer, sample_next_token, stop_cut
+import math
+
+import pytest
+
+from service.serving.engines.sampling import (
+    REPLACEMENT_CHAR,
+    IncrementalDetokenizer,
+    TokenBytes,
+    penalized_logits,
+    sample_next_token,
+    stop_cut,
+    token_logprobs,
+)
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -75,3 +87,38 @@ def test_detokenizer_uses_context_for_leading_space_rules():
     decode = lambda ids: "".join(vocab[i] for i in ids).replace("▁", " ").removeprefix(" ")  # noqa: E731
     detok = IncrementalDetokenizer(decode, prompt_ids=[1])
     assert [detok.push(2), detok.push(3)] == [" world", "!"]
+
+
+def test_penalties_and_bias_by_hand():
+    logits = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    counts = torch.tensor([2.0, 1.0, 0.0, 0.0])
+    # frequency 0.5 per occurrence, presence 0.25 once a token appeared, bias added as it is
+    bias = torch.tensor([0, 0, 0, -100.0])
+    out = penalized_logits(logits, counts, presence_penalty=0.25, frequency_penalty=0.5, bias=bias)
+    assert out.tolist() == [1 - 1.0 - 0.25, 1 - 0.5 - 0.25, 1.0, -99.0]
+    # negative penalties encourage repeats; nothing asked for returns the logits untouched
+    assert penalized_logits(logits, counts, presence_penalty=-1.0).tolist() == [2.0, 2.0, 1.0, 1.0]
+    assert penalized_logits(logits, counts) is logits
+
+
+def test_token_logprobs_by_hand():
+    logits = torch.tensor([0.5, 0.3, 0.2]).log()
+    chosen, top = token_logprobs(logits, 1, 2)
+    assert chosen == pytest.approx(math.log(0.3))
+    assert [i for i, _ in top] == [0, 1] and [v for _, v in top] == pytest.approx([math.log(0.5), math.log(0.3)])
+    assert token_logprobs(logits + 7.0, 2, 0) == (pytest.approx(math.log(0.2)), [])  # shift-invariant, no top
+
+
+def test_token_bytes_are_exact_for_pieces_of_a_character(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    token_bytes = TokenBytes(tokenizer)
+    text = "héllo 🐝 world"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    views = [token_bytes(token_id) for token_id in ids]
+    assert b"".join(bytes(data) for _, data in views).decode("utf-8") == text
+    # the bee's four bytes are split over tokens: a piece shows its bytes escaped, not U+FFFD
+    assert any("\\xf0\\x9f" in shown for shown, _ in views)
+    assert not any(REPLACEMENT_CHAR in shown for shown, _ in views)
+    assert token_bytes(ids[0]) == ("h", (104,))

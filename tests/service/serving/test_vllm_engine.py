@@ -388,10 +388,14 @@ async def vllm_models(url: str) -> set[str]:
         return {m["id"] for m in (await client.get(f"{url}/v1/models")).json()["data"]}
 
 
-def fake_vllm(stream_lines: list[str], status: int = 200) -> httpx.MockTransport:
-    """A vLLM that answers `/health`, `/v1/models`, and every chat request with `stream_lines`."""
+def fake_vllm(stream_lines: list[str], status: int = 200, bodies: list | None = None) -> httpx.MockTransport:
+    """A vLLM that answers `/health`, `/v1/models`, and every chat request with `stream_lines`; the chat
+    request bodies are appended to `bodies`."""
+    import json
 
     def handle(request: httpx.Request) -> httpx.Response:
+        if bodies is not None and request.url.path == "/v1/chat/completions":
+            bodies.append(json.loads(request.content))
         if request.url.path == "/health":
             return httpx.Response(200)
         if request.url.path == "/v1/models":
@@ -402,11 +406,11 @@ def fake_vllm(stream_lines: list[str], status: int = 200) -> httpx.MockTransport
     return httpx.MockTransport(handle)
 
 
-def chunk(content=None, finish=None, choices=True, usage=None) -> str:
+def chunk(content=None, finish=None, choices=True, usage=None, index=0, logprobs=None) -> str:
     import json
 
     body = {"object": "chat.completion.chunk", "model": "fake"}
-    choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+    choice = {"index": index, "delta": {"content": content}, "finish_reason": finish, "logprobs": logprobs}
     body["choices"] = [choice] if choices else None
     if usage:
         body["usage"] = usage
@@ -444,4 +448,50 @@ async def test_stream_mapping_with_a_fake_vllm(smollm2_dir):
     with pytest.raises(InvalidRequestError, match="bad things") as info:
         await run(engine, req())
     assert info.value.param == "messages"
+    await engine.stop()
+
+
+@aio
+async def test_sampling_fields_pass_through_and_choices_map_back_with_a_fake_vllm(smollm2_dir):
+    """What vLLM 0.32 is sent for penalties, logit_bias, logprobs and n, and how its stream of several
+    choices (OpenAI's shape: `index` per choice, `logprobs.content`) comes back. No server needed."""
+
+    def logprob(token, value, top=()):
+        return {"token": token, "logprob": value, "bytes": list(token.encode()),
+                "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in top]}
+
+    lines = [
+        chunk("", index=0), chunk("", index=1),
+        chunk("Hi", index=0, logprobs={"content": [logprob("Hi", -0.5, [("Hi", -0.5), ("Yo", -1.5)])]}),
+        chunk("Yo", index=1, logprobs={"content": [logprob("Yo", -1.5, [("Hi", -0.5), ("Yo", -1.5)])]}),
+        chunk("!", index=1, finish="stop", logprobs={"content": [logprob("!", -0.1, [("!", -0.1), (".", -2.0)])]}),
+        chunk("", index=0, finish="length"),
+        chunk(choices=False, usage={"prompt_tokens": 7, "completion_tokens": 3}), "[DONE]",
+    ]  # fmt: skip
+    bodies: list[dict] = []
+    engine = VLLMEngine("http://vllm.invalid", tokenizer_path=smollm2_dir, transport=fake_vllm(lines, bodies=bodies))
+    await engine.start()
+    assert engine.vocab_size == 49152
+    params = dict(presence_penalty=0.5, frequency_penalty=-0.25, logit_bias={7042: 3.0}, logprobs=2, n=2)
+    chunks = [c async for c in engine.generate(req(**params))]
+    sent = bodies[-1]
+    assert {k: sent[k] for k in ("presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "n")} == {
+        "presence_penalty": 0.5, "frequency_penalty": -0.25, "logit_bias": {"7042": 3.0}, "logprobs": True,
+        "top_logprobs": 2, "n": 2,
+    }
+    texts = {i: "".join(c.text for c in chunks if c.index == i) for i in (0, 1)}
+    assert texts == {0: "Hi", 1: "Yo!"}
+    assert [(c.index, c.finish_reason) for c in chunks if c.finish_reason] == [(0, "length"), (1, "stop")]
+    assert chunks[-1].usage.completion_tokens == 3 and all(c.usage is None for c in chunks[:-1])
+    second = [entry for c in chunks if c.index == 1 for entry in c.logprobs]
+    assert [(e.token, e.logprob, e.bytes) for e in second] == [("Yo", -1.5, tuple(b"Yo")), ("!", -0.1, (33,))]
+    assert [t.token for t in second[0].top] == ["Hi", "Yo"]
+    await engine.stop()
+    # nothing asked for, nothing sent: vLLM's own defaults stay
+    plain = [chunk("Hi"), chunk("", finish="stop"), chunk(choices=False, usage={"prompt_tokens": 7, "completion_tokens": 1})]
+    engine = VLLMEngine("http://vllm.invalid", tokenizer_path=smollm2_dir, transport=fake_vllm(plain, bodies=bodies))
+    await engine.start()
+    text, chunks = await run(engine, req())
+    assert text == "Hi" and chunks[-1].logprobs is None
+    assert not {"presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "n"} & set(bodies[-1])
     await engine.stop()
