@@ -41,10 +41,9 @@ from trainer.questions import (
     handle_questions,
     identifies,
     key_cloze_questions,
-    request_questions,
     template_questions,
-    turned_questions,
 )
+from trainer.statements import request_questions, turned_questions
 from trainer.corrections import Retirement, dream_key, recheck_questions, superseded
 from trainer.text import sentences, values, words
 
@@ -130,7 +129,7 @@ def model_questions(model, tokenizer, views: Sequence[tuple[str, int, Messages]]
 
 def candidates_of(tokenizer, episodes: Sequence[dict], views: dict[str, list[Messages]], told_by_id: dict[str, str],
                   rechecks: dict[str, list[str]], written: list[list[str]], config: SleepConfig,
-                  rng: random.Random, night: str | None) -> list[Dream]:
+                  rng: random.Random, night: str | None, values_by_id: dict[str, set[str]] | None = None) -> list[Dream]:
     """Every question of tonight, one unanswered `Dream` each, per episode and window."""
     candidates: list[Dream] = []
     view = 0
@@ -146,7 +145,8 @@ def candidates_of(tokenizer, episodes: Sequence[dict], views: dict[str, list[Mes
             if config.handle_questions:
                 add(handle_questions(messages, config.handle_questions))
             if config.statement_questions:
-                add(turned_questions(messages, eid, told_by_id) + request_questions(messages))
+                add(turned_questions(messages, eid, told_by_id, (values_by_id or {}).get(eid, ()))
+                    + request_questions(messages))
             clozes = cloze_questions(messages, config.cloze_questions)
             if config.key_cloze:
                 clozes += key_cloze_questions(messages, eid, told_by_id)
@@ -203,7 +203,9 @@ def dream(
     flat = [(eid, w, m) for eid in by_id for w, m in enumerate(views[eid])]
     written = model_questions(model, tokenizer, flat, config)
     rechecks = recheck_questions(earlier, told_by_id, config.recheck_questions)
-    candidates = candidates_of(tokenizer, episodes, views, told_by_id, rechecks, written, config, rng, night)
+    values_by_id = told_values(tokenizer, told_by_id)
+    candidates = candidates_of(tokenizer, episodes, views, told_by_id, rechecks, written, config, rng, night,
+                               values_by_id)
     if not candidates:
         return NightDreams([])
     answered = teacher_answers(model, tokenizer, candidates, views, config, night, progress, writer)
@@ -220,7 +222,7 @@ def dream(
             if r.new is not None:
                 replacing = [d for d in answered if d.question == r.new.question and d.episode_id == r.new.episode_id]
                 r.new = max(replacing, key=lambda d: d.score, default=None)
-    return NightDreams(select(answered, config, rng, told_values(tokenizer, told_by_id)), retired)
+    return NightDreams(select(answered, config, rng, values_by_id), retired)
 
 
 def told_values(tokenizer, told_by_id: dict[str, str]) -> dict[str, set[str]]:

@@ -6,6 +6,7 @@ about what the assistant suggested when asked ("What did you suggest for my kitt
 turned into its own question ("I work at Lobel" -> "Where do I work?"), the request turned into the
 question about its answer ("Choose a code for my door." -> "What code did you choose for my door?"), or
 the start of a told sentence to continue (cloze). The in-context teacher answers them; none of them reads a relation or a probe.
+Statements and requests are turned into questions in `trainer.statements`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections.abc import Sequence
 
 from trainer.chat import Messages
-from trainer.episodes import answered_request, asks, told
+from trainer.episodes import asks, told
 from trainer.text import STOPWORDS, entities, words
 
 TEMPLATES = (
@@ -133,7 +134,7 @@ def key_cloze_questions(messages: Messages, episode_id: str, told_by_id: dict[st
 
 
 # a word that ends a possessive phrase: a verb, a conjunction, a preposition, a time word
-_PHRASE_END = set("""is are was were has have had be been and or but to in at on for from with that who which
+PHRASE_END = set("""is are was were has have had be been and or but to in at on for from with that who which
     because since so now today yesterday tonight again finally always never also really still just called named
     keeps likes loves lives works plays drives studies teaches got moved left started a an the""".split())
 
@@ -150,7 +151,7 @@ def handles(sentence: str) -> list[str]:
         phrase: list[str] = []
         for word in tokens[i + 1:i + 4]:
             bare = word.strip(".,;:!?\"'()")
-            if not bare or not bare[0].islower() or bare.lower() in _PHRASE_END:
+            if not bare or not bare[0].islower() or bare.lower() in PHRASE_END:
                 break
             phrase.append(bare)
             if bare != word:  # punctuation ends the phrase
@@ -173,144 +174,3 @@ def handle_questions(messages: Messages, limit: int) -> list[str]:
         for handle in handles(t.text):
             out += [q.format(h=handle) for q in templates[:limit]]
     return list(dict.fromkeys(out))
-
-
-_LEAD = re.compile(r"^(?:(?:by the way|btw|quick update|update on [^:]+|oh|also|actually|so|well|anyway|"
-                   r"fun fact|guess what|just so you know|you know what|news|and|but)[:,!]?\s+)+", re.IGNORECASE)
-_PRONOUNS = {"i": "do", "we": "do", "you": "do", "they": "do"}
-_VAGUE = {"he", "she", "it", "they", "this", "that", "there"}
-_COPULA = {"is", "are", "was", "were"}
-_PLACE = {"in", "at", "near", "on", "from", "to"}
-_ARTICLES = {"a", "an", "the"}
-_MODAL = {"might", "may", "will", "would", "can", "could", "should", "must", "shall", "am", "'m", "think", "guess"}
-_PAST = {"was", "were", "had", "got", "bought", "went", "took", "made", "gave", "found", "met", "saw", "left", "sold",
-         "grew", "became", "began", "chose", "wrote", "won", "built", "drove", "ran", "kept", "brought", "named"}
-
-
-def _verb_at(tokens: Sequence[str]) -> int | None:
-    """Where the sentence's verb is: right after a pronoun subject, else the first copula or
-    third-person/past verb after the subject."""
-    if tokens[0].lower() in _PRONOUNS:
-        return 1 if len(tokens) > 1 and tokens[1].lower() not in _MODAL else None
-    for i, token in enumerate(tokens[1:], 1):
-        low = token.lower()
-        if low in _COPULA or low in ("has", "had"):
-            return i
-        if token[0].islower() and len(low) > 3 and not low.endswith(("'s", "ss", "us")) \
-                and (low.endswith("s") or low.endswith("ed")) and low not in STOPWORDS:
-            return i
-    return None
-
-
-def _base(verb: str) -> str:
-    """The bare form of a third-person or regular past verb (works -> work, studies -> study, named -> name)."""
-    low = verb.lower()
-    irregular = {"has": "have", "had": "have", "does": "do", "goes": "go", "got": "get", "bought": "buy",
-                 "went": "go", "took": "take", "made": "make", "gave": "give", "found": "find", "met": "meet",
-                 "saw": "see", "left": "leave", "sold": "sell", "grew": "grow", "became": "become",
-                 "began": "begin", "chose": "choose", "wrote": "write", "won": "win", "built": "build",
-                 "drove": "drive", "ran": "run", "kept": "keep", "brought": "bring"}
-    if low in irregular:
-        return irregular[low]
-    if low.endswith("ies"):
-        return low[:-3] + "y"
-    if low.endswith(("ches", "shes", "sses", "xes", "zes", "oes")):
-        return low[:-2]
-    if low.endswith("ed"):
-        stem = low[:-2]
-        if len(stem) >= 2 and stem[-1] == stem[-2]:
-            return stem[:-1]
-        cvc = len(stem) <= 4 and len(stem) >= 3 and stem[-1] not in "aeiouwy" and stem[-2] in "aeiou" \
-            and stem[-3] not in "aeiou"
-        return stem + "e" if cvc else stem
-    return low[:-1] if low.endswith("s") else low
-
-
-def statement_questions(prefix: str) -> list[str]:
-    """The questions whose answer is what a statement says after `prefix` (the statement up to its value):
-    "I work at" -> "Where do I work?", "my dog is called" -> "What is my dog called?", "Kalo Loka's phone
-    number ends in" -> "What does Kalo Loka's phone number end in?", "Pavos Katen lives in a town called" ->
-    "Which town does Pavos Katen live in?". English word order, no relation read; [] when the prefix has no
-    subject and verb it can turn (or its subject is a bare pronoun: "she works at" names no one)."""
-    clauses = re.split(r"[,;:]\s+", _LEAD.sub("", prefix.strip()).rstrip(",;:-"))
-    tokens = _LEAD.sub("", clauses[-1]).split()  # "Random thing, but X's husband is called": X's husband
-    at = _verb_at(tokens) if tokens else None
-    if not at:
-        return []
-    subject, verb, rest = " ".join(tokens[:at]), tokens[at], [t.lower() for t in tokens[at + 1:]]
-    if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
-        named = entities(prefix[:prefix.rfind(clauses[-1])], 8)
-        if not named or subject.lower() in ("it", "this", "that", "there"):
-            return []
-        people = [n for n in named if len(n.split()) > 1] or named  # "Tenett Mirbel" over "Gorbel"
-        subject = max(people, key=lambda n: prefix.rfind(n))
-    if subject.lower() in _PRONOUNS:
-        subject = subject.upper() if subject.lower() == "i" else subject.lower()
-    elif subject.split()[0].lower() in ("my", "our", "the", "a"):
-        subject = subject[0].lower() + subject[1:]
-    low = verb.lower()
-    if low in _COPULA:
-        if rest and rest[-1] in _PLACE:
-            return [f"Where {low} {subject} {' '.join(rest[:-1])}".rstrip() + "?",
-                    f"What {low} {subject} {' '.join(rest)}?"]
-        if rest and rest[-1] in _ARTICLES:
-            rest = rest[:-1]
-        return [f"What {low} {subject} {' '.join(rest)}".rstrip() + "?"]
-    past = low in _PAST or low.endswith("ed")
-    aux = "did" if past else _PRONOUNS.get(subject.lower(), "does")
-    base = _base(verb) if (past or aux == "does") else low
-    named = re.fullmatch(r"(?:(\w+) )?(?:a|an|the) (\w+) (?:called|named)", " ".join(rest))
-    if named:
-        prep = f" {named[1]}" if named[1] else ""
-        out = [f"Which {named[2]} {aux} {subject} {base}{prep}?"]
-        return out + ([f"Where {aux} {subject} {base}?"] if named[1] in _PLACE else [])
-    if rest and rest[-1] in _ARTICLES:
-        rest = rest[:-1]
-    if len(rest) == 1 and rest[0] in _PLACE:  # "lives in" asks where, "ends in" asks what: ask both
-        return [f"Where {aux} {subject} {base}?", f"What {aux} {subject} {base} {rest[0]}?"]
-    return [f"What {aux} {subject} {base} {' '.join(rest)}".rstrip() + "?"]
-
-
-_POLITE = r"(?:(?:please|could you|can you|would you|will you|help me|now)\s+)*"
-_ASK_VERB = r"come up with|think of|decide on|suggest|pick|choose|recommend|find|propose|invent|make|plan|write|" \
-            r"create|draft|name|give|get"
-# "Can you suggest a name for my new kitten?" -> "What name did you suggest for my new kitten?"
-_ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:a|an|the|some)\s+(?:good\s+|nice\s+)?"
-                        rf"(?P<thing>\w+(?:\s+\w+)?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)(?:,?\s*please)?[.?!]*$",
-                        re.IGNORECASE)
-# "Give our book club a name, please." -> "What name did you give our book club?"
-_GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+(?:a|an)\s+"
-                     rf"(?P<thing>\w+)(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
-
-
-def request_questions(messages: Messages) -> list[str]:
-    """What the user asked the assistant for, as the question they would ask about it later: "Choose a code
-    for my garage door." -> "What code did you choose for my garage door?". Its answer is the assistant's
-    reply (`asks_what_you_said`). Only a request the assistant answered is turned."""
-    out: list[str] = []
-    for t in told(messages):
-        if t.role != "user" or not answered_request(messages, t.turn):
-            continue
-        sentence = _LEAD.sub("", t.text.strip())
-        match = _ASKED_FOR.match(sentence)
-        if match:
-            out.append(f"What {match['thing'].lower()} did you {match['verb'].lower()} {match['prep'].lower()} "
-                       f"{match['rest']}?")
-            continue
-        match = _GIVE_A.match(sentence)
-        if match:
-            out.append(f"What {match['thing'].lower()} did you {match['verb'].lower()} {match['rest']}?")
-    return list(dict.fromkeys(out))
-
-
-def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str]) -> list[str]:
-    """`statement_questions` of every told user sentence, cut where its value begins."""
-    out: list[str] = []
-    for t in told(messages):
-        if t.role != "user" or t.text.endswith("?"):  # a question states nothing to turn
-            continue
-        start = value_start(t.text, set(distinctive(sorted(words(t.text)), episode_id, told_by_id)))
-        if start:
-            out += statement_questions(" ".join(t.text.split()[:start]))
-    return list(dict.fromkeys(out))
-

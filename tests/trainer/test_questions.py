@@ -2,14 +2,8 @@
 statements turned into their questions, and which turns of a chat carry information."""
 
 from trainer.episodes import asks, told, told_text, without_clauses
-from trainer.questions import (
-    handle_questions,
-    handles,
-    key_cloze_questions,
-    request_questions,
-    statement_questions,
-    turned_questions,
-)
+from trainer.questions import handle_questions, handles, key_cloze_questions
+from trainer.statements import request_questions, statement_questions, turned_questions
 
 
 def chat(*turns):
@@ -78,6 +72,36 @@ def test_turned_questions_come_from_told_user_sentences():
                     "Good to know.")
     told_by_id = {"a": told_text({"messages": messages}), "b": "I finally finished that long novel."}
     assert turned_questions(messages, "a", told_by_id) == ["Where do I work?", "What do I work at?"]
+
+
+def test_how_people_say_things_still_turns_into_the_question():
+    # contractions and the verb group after the subject
+    assert statement_questions("I've been studying an ancient language called") == \
+        ["Which language have I been studying?"]
+    assert statement_questions("I'm reading") == ["What am I reading?"]
+    # a second verb after "and" has the first one's subject; "it" is what the first one introduced
+    assert statement_questions("Tamsin Orlo left Brindle and joined") == ["What did Tamsin Orlo join?"]
+    assert statement_questions("Wex Parrin rescued a kitten and named it") == ["What did Wex Parrin name the kitten?"]
+    # "someone called" is asked after with who; an adverb is no part of the subject
+    assert statement_questions("Dana Quell is engaged to someone named") == ["Who is Dana Quell engaged to?"]
+    assert statement_questions("Omar Velt always drinks") == ["What does Omar Velt drink?"]
+    assert statement_questions("Oswin Brae buys bread from a baker named")[0] == \
+        "Which baker does Oswin Brae buy bread from?"
+    # a heading before a colon: the thing it names; a subject that names no one turns into nothing
+    assert statement_questions("Anyway, the new password for Lia Moss's router:") == \
+        ["What is the new password for Lia Moss's router?"]
+    assert statement_questions("Honestly, nothing beats") == []
+
+
+def test_turned_questions_cut_at_the_told_values():
+    messages = chat("Sorry, long day. Teo Brisk's boat Velmar needs new sails. The weather is grim.", "Oh no!",
+                    "Just so you know, I drive a Corvane, it's old but reliable.", "Noted.")
+    told_by_id = {"a": told_text({"messages": messages}), "b": "The weather is grim."}
+    asked = turned_questions(messages, "a", told_by_id, {"teo", "brisk", "velmar", "corvane"})
+    # cut before the value, not before the last word no one else said ("reliable")
+    assert "What is Teo Brisk's boat called?" in asked and "What do I drive?" in asked
+    # a sentence without a value in an episode with values is small talk: nothing asked of it
+    assert not any("weather" in q or "day" in q or "reliable" in q for q in asked)
 
 
 def test_clauses_naming_a_corrected_value_are_left_out():

@@ -1,0 +1,297 @@
+"""What a user said, turned into the question it answers: a statement cut where its value begins ("I work
+at Lobel" -> "Where do I work?"), a request the assistant answered ("Choose a code for my garage door." ->
+"What code did you choose for my garage door?"). English word order, no relation and no model: the
+in-context teacher answers the questions (`trainer.dreaming`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+
+from trainer.chat import Messages
+from trainer.episodes import answered_request, told
+from trainer.questions import PHRASE_END, distinctive, value_start
+from trainer.text import STOPWORDS, entities, sentences, words
+
+_LEAD = re.compile(r"^(?:(?:by the way|btw|quick update|update on [^:]+|oh|also|actually|so|well|anyway|"
+                   r"fun fact|guess what|just so you know|you know what|news|and|but)[:,!]?\s+)+", re.IGNORECASE)
+_PRONOUNS = {"i": "do", "we": "do", "you": "do", "they": "do"}
+_VAGUE = {"he", "she", "it", "they", "this", "that", "there"}
+_NOBODY = {"nothing", "everything", "something", "anything", "nobody", "everyone", "someone", "anyone"}
+_COPULA = {"is", "are", "was", "were", "am"}
+_PLACE = {"in", "at", "near", "on", "from", "to"}
+_ARTICLES = {"a", "an", "the"}
+_MODAL = {"might", "may", "will", "would", "can", "could", "should", "must", "shall", "'m", "think", "guess"}
+_PAST = {"was", "were", "had", "got", "bought", "went", "took", "made", "gave", "found", "met", "saw", "left", "sold",
+         "grew", "became", "began", "chose", "wrote", "won", "built", "drove", "ran", "kept", "brought", "named",
+         "quit", "put", "set", "read", "sang", "swam", "taught", "caught", "thought", "told", "heard"}
+# how often or when, between a subject and its verb: "Gilhepnev Fyrzil always orders", "I just started"
+_ADVERBS = {"always", "usually", "often", "sometimes", "just", "recently", "finally", "still", "also", "really",
+            "already", "never", "mostly", "only", "even", "actually", "now"}
+# "I've been learning" is "I have been learning"; "she's" before "been" or a past participle is "she has"
+_CONTRACTED = {"i've": "I have", "we've": "we have", "you've": "you have", "they've": "they have",
+               "i'm": "I am", "we're": "we are", "you're": "you are", "they're": "they are"}
+_HAVE = {"have", "has", "had"}
+# whoever a fact names as "someone called X" is asked after with who
+_SOMEONE = {"someone", "somebody", "a guy", "a man", "a woman", "a girl", "a boy", "a friend"}
+
+
+def _verb_at(tokens: Sequence[str]) -> int | None:
+    """Where the sentence's verb is: right after a pronoun subject, else the first copula or
+    third-person/past verb after the subject."""
+    if tokens[0].lower() in _PRONOUNS:
+        return 1 if len(tokens) > 1 and tokens[1].lower() not in _MODAL else None
+    for i, token in enumerate(tokens[1:], 1):
+        low = token.lower()
+        if low in _COPULA or low in ("has", "had") or (low in _PAST and token[0].islower()):
+            return i
+        if token[0].islower() and len(low) > 3 and not low.endswith(("'s", "ss", "us")) \
+                and (low.endswith("s") or low.endswith("ed")) and low not in STOPWORDS:
+            return i
+    return None
+
+
+def _is_verb(token: str) -> bool:
+    """Whether a lower-case word reads as a past or third-person verb ("joined", "quit", "plays")."""
+    low = token.lower()
+    return token[:1].islower() and (low in _PAST or (len(low) > 3 and low.endswith(("ed", "s"))
+                                                     and not low.endswith(("'s", "ss", "us")) and low not in STOPWORDS))
+
+
+def _participle(token: str) -> bool:
+    """A verb form that follows have/am/is: learning, adopted, quit, gone."""
+    low = token.lower()
+    return low.endswith(("ing", "ed")) or low in _PAST or low in ("gone", "done", "been", "seen", "taken", "given",
+                                                                  "written", "chosen", "begun", "grown", "known")
+
+
+def _base(verb: str) -> str:
+    """The bare form of a third-person or regular past verb (works -> work, studies -> study, named -> name)."""
+    low = verb.lower()
+    irregular = {"has": "have", "had": "have", "does": "do", "goes": "go", "got": "get", "bought": "buy",
+                 "went": "go", "took": "take", "made": "make", "gave": "give", "found": "find", "met": "meet",
+                 "saw": "see", "left": "leave", "sold": "sell", "grew": "grow", "became": "become",
+                 "began": "begin", "chose": "choose", "wrote": "write", "won": "win", "built": "build",
+                 "drove": "drive", "ran": "run", "kept": "keep", "brought": "bring", "sang": "sing", "swam": "swim",
+                 "taught": "teach", "caught": "catch", "thought": "think", "told": "tell", "heard": "hear"}
+    if low in irregular:
+        return irregular[low]
+    if low in ("quit", "put", "set", "read"):
+        return low
+    if low.endswith("ies"):
+        return low[:-3] + "y"
+    if low.endswith(("ches", "shes", "sses", "xes", "zes", "oes")):
+        return low[:-2]
+    if low.endswith("ed"):
+        stem = low[:-2]
+        if len(stem) >= 2 and stem[-1] == stem[-2]:
+            return stem[:-1]
+        cvc = len(stem) <= 4 and len(stem) >= 3 and stem[-1] not in "aeiouwy" and stem[-2] in "aeiou" \
+            and stem[-3] not in "aeiou"
+        return stem + "e" if cvc else stem
+    return low[:-1] if low.endswith("s") else low
+
+
+def _expand(tokens: list[str]) -> list[str]:
+    """Contractions spelled out ("I've" -> "I have"; "she's been" -> "she has been") and adverbs dropped."""
+    out: list[str] = []
+    for i, token in enumerate(tokens):
+        low = token.lower()
+        if low in _CONTRACTED:
+            out += _CONTRACTED[low].split()
+        elif low in ("he's", "she's") and i + 1 < len(tokens) and _participle(tokens[i + 1]):
+            out += [token[:-2], "is" if tokens[i + 1].lower().endswith("ing") else "has"]
+        elif low in _ADVERBS and out:
+            continue
+        else:
+            out.append(token)
+    return out
+
+
+def _lower(token: str) -> str:
+    """A word as a question repeats it: lower-cased unless it is a name ("Fyrull" stays)."""
+    return token if token[:1].isupper() and token.lower() not in _PRONOUNS else token.lower()
+
+
+def _last_object(text: str) -> str | None:
+    """The last thing a text introduced with a/an ("had a baby girl" -> "baby girl"), for an "it"/"her"
+    that names it later."""
+    found = re.findall(r"\b(?:a|an)\s+((?:[a-z]+\s+)?[a-z]+)\b", text)
+    return found[-1] if found else None
+
+
+def statement_questions(prefix: str) -> list[str]:
+    """The questions whose answer is what a statement says after `prefix` (the statement up to its value):
+    "I work at" -> "Where do I work?", "my dog is called" -> "What is my dog called?", "Kalo Loka's phone
+    number ends in" -> "What does Kalo Loka's phone number end in?", "Pavos Katen lives in a town called" ->
+    "Which town does Pavos Katen live in?", "I've been learning an old card game called" -> "Which game
+    have I been learning?", "Hepev Mubust quit Fyrull and joined" -> "What did Hepev Mubust join?". English
+    word order, no relation read; [] when the prefix has no subject and verb it can turn (or its subject is
+    a bare pronoun: "she works at" names no one)."""
+    stripped = _LEAD.sub("", prefix.strip())
+    clauses = re.split(r"[,;:]\s+", stripped.rstrip(",;:-"))
+    tokens = _expand(_LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
+    if not tokens:
+        return []
+    before = prefix[:prefix.rfind(clauses[-1])]
+    # "X quit Fyrull and joined": the verb after "and" has the subject before it
+    joined = [i for i, t in enumerate(tokens) if t.lower() in ("and", "but") and i + 1 < len(tokens)
+              and _is_verb(tokens[i + 1])]
+    if joined and (first := _verb_at(tokens[:joined[-1]])):
+        before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
+    at = _verb_at(tokens)
+    if not at:
+        if re.search(r"[:\-]\s*$", prefix) and len(tokens) >= 2 and tokens[0][0].islower():  # "new code for X's shop:"
+            np = " ".join(tokens)
+            return [f"What is {np}?" if tokens[0].lower() in ("my", "our", "the") else f"What is the {np}?"]
+        return []
+    subject, verb, rest = " ".join(tokens[:at]), tokens[at], [_lower(t) for t in tokens[at + 1:]]
+    if subject.lower() in _NOBODY:
+        return []
+    if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
+        named = entities(before, 8)
+        if not named or subject.lower() in ("it", "this", "that", "there"):
+            return []
+        people = [n for n in named if len(n.split()) > 1] or named  # "Tenett Mirbel" over "Gorbel"
+        subject = max(people, key=lambda n: before.rfind(n))
+    if subject.lower() in _PRONOUNS:
+        subject = subject.upper() if subject.lower() == "i" else subject.lower()
+    elif subject.split()[0].lower() in ("my", "our", "the", "a"):
+        subject = subject[0].lower() + subject[1:]
+    if rest and rest[-1] in ("it", "her", "him", "them") and (thing := _last_object(before + " " + " ".join(
+            tokens[:at]))):  # "adopted a puppy and named it" -> "name the puppy"
+        rest[-1] = f"the {thing}"
+    low = verb.lower()
+    if (low in _HAVE or low in _COPULA) and rest and _participle(rest[0]) and not (low in _COPULA and rest[0] in (
+            "born", "married", "called", "named")):
+        chain = []  # "I have been learning": the question keeps the whole verb group after its subject
+        while rest and rest[0] == "been":
+            chain.append(rest.pop(0))
+        if rest and _participle(rest[0]):
+            chain.append(rest.pop(0))
+        return _object_questions(low, subject, " ".join(chain), rest)
+    if low in _COPULA:
+        if rest and rest[-1] in _PLACE:
+            return [f"Where {low} {subject} {' '.join(rest[:-1])}".rstrip() + "?",
+                    f"What {low} {subject} {' '.join(rest)}?"]
+        if re.fullmatch(r"(?:a|an|the) (?:\w+ )*\w+ (?:called|named)", " ".join(rest)):  # "is a stew called"
+            return [f"What {low} {subject}?"]
+        if (named := _NAMED.fullmatch(" ".join(rest))) and named["who"]:  # "is married to someone called"
+            prep = f" {named['prep']}" if named["prep"] else ""
+            return [f"Who {low} {subject} {named['obj'].strip()}{prep}".replace("  ", " ") + "?"]
+        if rest and rest[-1] in _ARTICLES:
+            rest = rest[:-1]
+        return [f"What {low} {subject} {' '.join(rest)}".rstrip() + "?"]
+    past = low in _PAST or low.endswith("ed")
+    aux = "did" if past else _PRONOUNS.get(subject.lower(), "does")
+    base = _base(verb) if (past or aux == "does") else low
+    return _object_questions(aux, subject, base, rest)
+
+
+def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> list[str]:
+    """The questions about what follows a verb: "Which town does X live in?" for "lives in a town called",
+    "Who ..." for "someone called", "Where ..." for a place, else "What ...?"."""
+    said = " ".join(rest)
+    named = _NAMED.fullmatch(said)
+    if named:
+        ask = "Who" if named["who"] else f"Which {named['noun']}"
+        head = f"{aux} {subject} {verb}" + (f" {named['obj'].strip()}" if named["obj"] else "")
+        prep = f" {named['prep']}" if named["prep"] else ""
+        out = [f"{ask} {head}{prep}?"]
+        return out + ([f"Where {head}?"] if named["prep"] in _PLACE and not named["who"] else [])
+    if rest and rest[-1] in _ARTICLES:
+        rest = rest[:-1]
+    if rest and rest[-1] in _PLACE:  # "lives in" asks where, "ends in" asks what: ask both
+        return [f"Where {aux} {subject} {' '.join([verb] + rest[:-1])}?", f"What {aux} {subject} {verb} {said}?"]
+    return [f"What {aux} {subject} {verb} {' '.join(rest)}".rstrip() + "?"]
+
+
+# what follows a verb up to a value it names: "(violin lessons) (from) a (teacher) named", "(in) a (town) called"
+_NAMED = re.compile(rf"(?P<obj>(?:\S+ )*?)(?:(?P<prep>in|at|from|with|for|on|to|by|into) )?"
+                    rf"(?:(?P<who>{'|'.join(sorted(_SOMEONE, key=len, reverse=True))})|(?:a|an|the) (?:\S+ )*?(?P<noun>\S+))"
+                    rf" (?:called|named)")
+
+
+_POLITE = r"(?:(?:please|could you|can you|would you|will you|help me|now)\s+)*"
+_ASK_VERB = r"come up with|think of|decide on|suggest|pick|choose|recommend|find|propose|invent|make|plan|write|" \
+            r"create|draft|name|give|get"
+# "Can you suggest a name for my new kitten?" -> "What name did you suggest for my new kitten?"
+_ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:a|an|the|some)\s+(?:good\s+|nice\s+)?"
+                        rf"(?P<thing>\w+(?:\s+\w+)?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)(?:,?\s*please)?[.?!]*$",
+                        re.IGNORECASE)
+# "Give our book club a name, please." -> "What name did you give our book club?"
+_GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+(?:a|an)\s+"
+                     rf"(?P<thing>\w+)(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
+
+
+def request_questions(messages: Messages) -> list[str]:
+    """What the user asked the assistant for, as the question they would ask about it later: "Choose a code
+    for my garage door." -> "What code did you choose for my garage door?". Its answer is the assistant's
+    reply (`asks_what_you_said`). Only a request the assistant answered is turned."""
+    out: list[str] = []
+    for t in told(messages):
+        if t.role != "user" or not answered_request(messages, t.turn):
+            continue
+        sentence = _LEAD.sub("", t.text.strip())
+        match = _ASKED_FOR.match(sentence)
+        if match:
+            out.append(f"What {match['thing'].lower()} did you {match['verb'].lower()} {match['prep'].lower()} "
+                       f"{match['rest']}?")
+            continue
+        match = _GIVE_A.match(sentence)
+        if match:
+            out.append(f"What {match['thing'].lower()} did you {match['verb'].lower()} {match['rest']}?")
+    return list(dict.fromkeys(out))
+
+
+def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str],
+                     values: Collection[str] = ()) -> list[str]:
+    """`statement_questions` of every told user sentence, cut where a value begins: each of its last two
+    runs of `values` (the episode's told values: names, numbers; a sentence without any, in an episode
+    with some, is small talk), else its last run of words no other episode says; and "What is X's band called?" where a value names someone's thing ("X's band Cavyar")."""
+    out: list[str] = []
+    for t in told(messages):
+        if t.role != "user":
+            continue
+        for sentence in sentences(t.text):
+            if sentence.endswith("?"):  # a question states nothing to turn
+                continue
+            tokens = sentence.split()
+            own = set(values) & words(sentence)
+            if own:
+                starts = value_runs(sentence, own)[-2:]
+            elif values:  # the episode tells values, this sentence none: small talk
+                continue
+            else:
+                start = value_start(sentence, set(distinctive(sorted(words(sentence)), episode_id, told_by_id)))
+                starts = [] if start is None else [start]
+            for start in starts:
+                if start:
+                    out += statement_questions(" ".join(tokens[:start]))
+                    out += named_thing_questions(tokens[:start])
+    return list(dict.fromkeys(out))
+
+
+def value_runs(sentence: str, own: set[str]) -> list[int]:
+    """Where each run of `own` words in `sentence.split()` begins, in order."""
+    marked = [bool(words(t) & own) for t in sentence.split()]
+    return [i for i, m in enumerate(marked) if m and (i == 0 or not marked[i - 1])]
+
+
+def named_thing_questions(before: Sequence[str]) -> list[str]:
+    """"What is X's band called?" when the words before a value are someone's thing: a capitalised
+    possessor and one or two lower-case nouns ("Obrmub Mubkedjan's band" before "Cavyar")."""
+    thing: list[str] = []
+    for token in reversed(before):
+        if token[:1].islower() and token.isalpha() and len(thing) < 2 and token not in STOPWORDS | PHRASE_END:
+            thing.insert(0, token)
+            continue
+        break
+    rest = list(before[:len(before) - len(thing)])
+    if not thing or not rest or not rest[-1].endswith("'s") or not rest[-1][:1].isupper():
+        return []
+    owner = [rest.pop()]
+    while rest and rest[-1][:1].isupper() and rest[-1].isalpha() and len(owner) < 3:
+        owner.insert(0, rest.pop())
+    return [f"What is {' '.join(owner)} {' '.join(thing)} called?"]
