@@ -51,8 +51,6 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if first.get("type") == "json_invalid":
         return "The request body is not valid JSON.", None
     param = ".".join(location) or None
-    if first.get("type") == "extra_forbidden":  # OpenAI's own wording for a field it does not define
-        return f"Unrecognized request argument supplied: {param}", param
     message = first.get("msg", "Invalid request.")
     return (f"Invalid value for '{param}': {message}" if param else message), param
 

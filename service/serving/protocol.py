@@ -1,15 +1,18 @@
 """OpenAI wire types: requests, responses, stream chunks and errors, in the order of OpenAI's reference.
 
-Nothing a client asks for is silently dropped. Every field of OpenAI's chat-completions request is
-declared here and is either honoured, accepted because it cannot change the reply (the list
-`WITHOUT_EFFECT_ON_THE_REPLY`), or refused with a 400 whose `param` names it. A field OpenAI does not
-define is refused too, as OpenAI refuses it ("Unrecognized request argument"): vLLM accepts and only logs
-unknown fields, so a client written for vLLM's extensions (`top_k`, `guided_json`, ...) would otherwise
-get an unconstrained reply and no error.
+Nothing a client asks for from OpenAI's API is silently dropped. Every field of OpenAI's chat-completions
+request is declared here and is either honoured, accepted because it cannot change the reply (the list
+`WITHOUT_EFFECT_ON_THE_REPLY`), or refused with a 400 whose `param` names it.
+
+A field OpenAI does not define (on the request, a message, a content part or `stream_options`) is
+accepted and logged in one line per request, as vLLM does: clients and SDKs send many of their own
+(`cache_control`, `top_k`, `guided_json`, ...), and refusing them would break those clients for fields
+that are not part of the API Reverie implements. The log line is where an operator sees them.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -20,6 +23,8 @@ from pydantic_core import PydanticCustomError
 
 from service.errors import InvalidRequestError
 from service.serving.engines.base import SamplingParams, TokenLogprob
+
+log = logging.getLogger(__name__)
 
 # OpenAI's seed is a 64-bit integer; torch and vLLM refuse larger ones. Both bounds are powers of two, so
 # the OpenAPI schema states them exactly (2**64 - 1 as a JSON number rounds up to 2**64).
@@ -41,8 +46,8 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 # -- requests --------------------------------------------------------------------------------------
 # Fields accepted although Reverie does nothing with them, because doing nothing is what they ask of a
-# server like this one: the reply is the same with or without them. Every other field is honoured or
-# refused. The request's fields are recorded with its episode (`recorded_params`) either way.
+# server like this one: the reply is the same with or without them. Every other field OpenAI defines is
+# honoured or refused. The request's fields are recorded with its episode (`recorded_params`) either way.
 WITHOUT_EFFECT_ON_THE_REPLY = {
     "metadata": "tags for the caller's own bookkeeping; kept with the episode",
     "parallel_tool_calls": "only matters once tools are offered, and `tools` is refused",
@@ -81,7 +86,7 @@ _NO_AUDIO = "this model reads and writes text only"
 
 
 class TextContentPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")  # fields OpenAI does not define: logged by the request
 
     type: Literal["text"]
     text: str
@@ -90,7 +95,7 @@ class TextContentPart(BaseModel):
 class ChatMessage(BaseModel):
     """One message of any role. Tool calls and audio, which Reverie cannot take yet, are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")  # fields OpenAI does not define: logged by the request
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextContentPart] | None = None
@@ -120,14 +125,14 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")  # fields OpenAI does not define: logged by the request
 
     include_obfuscation: bool | None = None  # accepted without effect: see WITHOUT_EFFECT_ON_THE_REPLY
     include_usage: bool = False
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")  # fields OpenAI does not define: see `_log_unknown_fields`
 
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     model: str
@@ -180,6 +185,27 @@ class ChatCompletionRequest(BaseModel):
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _log_unknown_fields(self) -> ChatCompletionRequest:
+        unknown = self.unknown_fields()
+        if unknown:
+            shown = ", ".join(repr(name[:64]) for name in unknown[:20])
+            more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+            log.info("ignoring request fields OpenAI does not define: %s%s", shown, more)
+        return self
+
+    def unknown_fields(self) -> list[str]:
+        """The fields of this request that OpenAI does not define, as dotted paths
+        (`top_k`, `messages.0.cache_control`, `messages.1.content.0.cache_control`, `stream_options.x`)."""
+        found = sorted(self.model_extra or {})
+        for i, message in enumerate(self.messages):
+            found += [f"messages.{i}.{name}" for name in sorted(message.model_extra or {})]
+            for j, part in enumerate(message.content if isinstance(message.content, list) else []):
+                found += [f"messages.{i}.content.{j}.{name}" for name in sorted(part.model_extra or {})]
+        if self.stream_options is not None:
+            found += [f"stream_options.{name}" for name in sorted(self.stream_options.model_extra or {})]
+        return found
 
     def check_sampling(self, *, vocab_size: int, replayable: bool) -> None:
         """What the schema cannot say, as a 400 naming the field: fields that depend on each other, on the

@@ -14,6 +14,7 @@ from service.config import Settings
 from service.errors import EngineError
 from service.serving.engines.local import LocalEngine
 from service.serving.limits import retry_after_headers
+from service.serving.protocol import ChatCompletionRequest
 from service.store.db import upgrade
 from tests.servers import server_in_thread
 
@@ -169,6 +170,26 @@ def test_request_id_accepted_only_in_a_safe_shape(server, given, kept):
         assert r.headers["x-request-id"] == given
     else:
         assert r.headers["x-request-id"] != given and len(r.headers["x-request-id"]) == 32
+
+
+def test_unknown_fields_are_logged_in_one_line_per_request(caplog):
+    caplog.set_level(logging.INFO, logger="service.serving.protocol")
+    for _ in range(2):
+        ChatCompletionRequest.model_validate(
+            {"model": "reverie", "messages": MESSAGES, "tools_x": 1, "parallel_x": True, "zeta": None}
+        )
+    lines = [r.getMessage() for r in caplog.records if "OpenAI does not define" in r.getMessage()]
+    assert len(lines) == 2  # each request, not each field, and not only the first time a name is seen
+    assert all("'parallel_x'" in line and "'tools_x'" in line and "'zeta'" in line for line in lines)
+    import service.serving.protocol as protocol
+
+    assert not [name for name, value in vars(protocol).items() if isinstance(value, set)]
+
+
+def test_a_request_without_unknown_fields_logs_nothing_about_them(caplog):
+    caplog.set_level(logging.INFO, logger="service.serving.protocol")
+    ChatCompletionRequest.model_validate({"model": "reverie", "messages": MESSAGES, "top_p": 0.5, "user": "u"})
+    assert not [r for r in caplog.records if "OpenAI does not define" in r.getMessage()]
 
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

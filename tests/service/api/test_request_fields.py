@@ -1,9 +1,11 @@
 """Nothing a client asks for is silently dropped (issue 24): every field of OpenAI's chat-completions
 request is honoured, accepted because it cannot change the reply, or refused with a 400 naming it; a
-field OpenAI does not define is refused too. Over a real uvicorn server with the official `openai` client."""
+field OpenAI does not define is accepted and logged (the house style, as vLLM does). Over a real uvicorn
+server with the official `openai` client."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import httpx
@@ -112,26 +114,43 @@ def test_a_value_that_asks_for_nothing_is_served(server, field, value):
 
 
 @pytest.mark.parametrize("field", ["top_k", "guided_json", "repetition_penalty", "chat_template_kwargs"])
-def test_a_field_openai_does_not_define_is_refused_like_openai_refuses_it(server, field):
+def test_a_field_openai_does_not_define_is_accepted_and_logged(server, field, caplog):
     base_url, sessions = server
+    caplog.set_level(logging.INFO, logger="service.serving.protocol")
     before = episodes(sessions)
+    plain = post(base_url, ASK).json()["choices"][0]["message"]["content"]
     r = post(base_url, {**ASK, field: 1})
-    assert r.status_code == 400, r.text
-    assert r.json()["error"] == {
-        "message": f"Unrecognized request argument supplied: {field}", "type": "invalid_request_error",
-        "param": field, "code": None,
-    }
-    assert episodes(sessions) == before
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == plain  # ignored: the reply is the one without it
+    assert episodes(sessions) == before + 2
+    logged = [record.getMessage() for record in caplog.records if "OpenAI does not define" in record.getMessage()]
+    assert logged == [f"ignoring request fields OpenAI does not define: {field!r}"]
+
+
+def test_unknown_fields_on_messages_and_parts_are_accepted_and_logged_in_one_line(server, caplog):
+    base_url, _ = server
+    caplog.set_level(logging.INFO, logger="service.serving.protocol")
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": "Hello.", "cache_control": {"type": "ephemeral"}},
+    ]
+    r = post(base_url, {**ASK, "messages": messages, "top_k": 3, "stream_options": None})
+    assert r.status_code == 200, r.text
+    logged = [record.getMessage() for record in caplog.records if "OpenAI does not define" in record.getMessage()]
+    assert logged == [
+        "ignoring request fields OpenAI does not define: "
+        "'top_k', 'messages.0.content.0.cache_control', 'messages.1.cache_control'"
+    ]
 
 
 @pytest.mark.parametrize(
     "message, param",
     [
-        ({"role": "user", "content": "Hi.", "cache_control": {"type": "ephemeral"}}, "messages.0.cache_control"),
         ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}, "messages.0.content"),
         ({"role": "assistant", "content": None, "tool_calls": [
             {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}, "messages.0.tool_calls"),
         ({"role": "assistant", "content": "No.", "refusal": "I cannot help with that."}, "messages.0.refusal"),
+        ({"role": "user", "content": "Hi.", "audio": {"id": "a1"}}, "messages.0.audio"),
     ],
 )
 def test_message_fields_not_honoured_are_400_naming_them(server, message, param):
