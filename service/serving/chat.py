@@ -120,6 +120,8 @@ class ChatService:
             self.limits.check(messages, request.requested_max_tokens(), choices=request.n or 1)
         self._check_length(messages, request)
         request.check_sampling(vocab_size=self.engine.vocab_size, replayable=bool(idempotency_key))
+        if (response_format := request.structured_format()) is not None:
+            await self.engine.check_response_format(response_format)  # a schema it cannot enforce records nothing
         release = self.limiter.acquire(caller)
         try:
             reply = await self._serve(request, messages, namespace, idempotency_key, conversation_id)

@@ -8,6 +8,9 @@ A field OpenAI does not define (on the request, a message, a content part or `st
 accepted and logged in one line per request, as vLLM does: clients and SDKs send many of their own
 (`cache_control`, `top_k`, `guided_json`, ...), and refusing them would break those clients for fields
 that are not part of the API Reverie implements. The log line is where an operator sees them.
+
+Length: over 400 lines because every OpenAI wire type lives in this one module (the house style): the
+request, its messages and response formats, the responses, stream chunks and errors.
 """
 
 from __future__ import annotations
@@ -124,6 +127,43 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+class TextFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")  # fields OpenAI does not define: logged by the request
+
+    type: Literal["text"]
+
+
+class JsonObjectFormat(BaseModel):
+    """Any JSON object, by grammar-constrained decoding."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["json_object"]
+
+
+class JsonSchema(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    # `schema` is OpenAI's name; as a pydantic field name it would shadow BaseModel.schema.
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class JsonSchemaFormat(BaseModel):
+    """A JSON value matching `json_schema.schema`, by grammar-constrained decoding whether `strict` is
+    true or not (a schema that cannot be enforced is a 400, not a best effort)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+
+ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")]
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")  # fields OpenAI does not define: logged by the request
 
@@ -155,7 +195,7 @@ class ChatCompletionRequest(BaseModel):
     prompt_cache_options: dict[str, Any] | None = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     reasoning_effort: _refused("none", why="this model does not reason before answering; only 'none' applies") = None
-    response_format: _refused({"type": "text"}, why="only plain text replies are supported yet") = None
+    response_format: ResponseFormat | None = None
     safety_identifier: str | None = None
     seed: int | None = Field(default=None, ge=SEED_MIN, lt=SEED_LIMIT)
     service_tier: _refused("auto", "default", why="this server has one service tier: 'auto' or 'default'") = None
@@ -203,8 +243,11 @@ class ChatCompletionRequest(BaseModel):
             found += [f"messages.{i}.{name}" for name in sorted(message.model_extra or {})]
             for j, part in enumerate(message.content if isinstance(message.content, list) else []):
                 found += [f"messages.{i}.content.{j}.{name}" for name in sorted(part.model_extra or {})]
-        if self.stream_options is not None:
-            found += [f"stream_options.{name}" for name in sorted(self.stream_options.model_extra or {})]
+        nested = {"stream_options": self.stream_options, "response_format": self.response_format}
+        if isinstance(self.response_format, JsonSchemaFormat):
+            nested["response_format.json_schema"] = self.response_format.json_schema
+        for path, part in nested.items():
+            found += [f"{path}.{name}" for name in sorted(getattr(part, "model_extra", None) or {})]
         return found
 
     def check_sampling(self, *, vocab_size: int, replayable: bool) -> None:
@@ -228,6 +271,17 @@ class ChatCompletionRequest(BaseModel):
                     param=param,
                 )
 
+    def structured_format(self) -> dict[str, Any] | None:
+        """The response_format as the engines take it (OpenAI's shape, OpenAI's fields only), or None for
+        plain text."""
+        chosen = self.response_format
+        if chosen is None or chosen.type == "text":
+            return None
+        if chosen.type == "json_object":
+            return {"type": "json_object"}
+        schema = chosen.json_schema.model_dump(by_alias=True, exclude_none=True, include=set(JsonSchema.model_fields))
+        return {"type": "json_schema", "json_schema": schema}
+
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
@@ -243,6 +297,7 @@ class ChatCompletionRequest(BaseModel):
             logit_bias={int(token_id): bias for token_id, bias in (self.logit_bias or {}).items()},
             logprobs=(self.top_logprobs or 0) if self.logprobs else None,
             n=self.n or 1,
+            response_format=self.structured_format(),
         )
 
     def plain_messages(self) -> list[dict]:
@@ -259,7 +314,7 @@ class ChatCompletionRequest(BaseModel):
         return plain
 
     def recorded_params(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"messages"}, exclude_none=True)
+        return self.model_dump(exclude={"messages"}, exclude_none=True, by_alias=True)
 
 
 # -- responses -------------------------------------------------------------------------------------

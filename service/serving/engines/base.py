@@ -10,7 +10,7 @@ import abc
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from service.errors import EngineError
 
@@ -28,6 +28,11 @@ class SamplingParams:
     (before penalties, biases and temperature, as vLLM reports them by default), for every generated
     token but the end-of-sequence one (a stop string's tokens keep theirs). `n` choices are generated
     for one prompt; with a seed, they differ from one another and are reproduced together.
+
+    `response_format` is None for free text, or OpenAI's `{"type": "json_object"}` or
+    `{"type": "json_schema", "json_schema": {"name", "schema", ...}}`: every choice is then decoded under
+    that grammar, so it parses and matches the schema, unless `max_tokens` cuts it first (finish reason
+    "length", as on OpenAI).
     """
 
     max_tokens: int
@@ -40,6 +45,7 @@ class SamplingParams:
     logit_bias: Mapping[int, float] = field(default_factory=dict)
     logprobs: int | None = None
     n: int = 1
+    response_format: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def count_prompt_tokens(self, messages: list[dict]) -> int:
         """Tokens of the chat-templated prompt, to reject oversized requests before queueing."""
+
+    async def check_response_format(self, response_format: Mapping[str, Any]) -> None:
+        """Raise `InvalidRequestError` naming `response_format` if this engine cannot enforce it, before
+        anything is recorded. By default the model server behind the engine judges it when generating."""
 
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:

@@ -18,7 +18,7 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +37,7 @@ from service.serving.engines.base import (
     wait_for_requests_on,
 )
 from service.serving.engines.registry import AdapterRegistry
+from service.serving.engines.structured import GrammarCompiler, TokenConstraint
 from service.serving.engines.sampling import (
     IncrementalDetokenizer,
     TokenBytes,
@@ -70,6 +71,7 @@ class _Job:
     prompt_ids: list[int]
     loop: asyncio.AbstractEventLoop
     adapter: str | None = None  # pinned at admission: a swap while it waits does not change it
+    grammar: str | None = None  # the compiled response_format, if any
     out: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -87,6 +89,7 @@ class _Choice:
 
     index: int
     detok: IncrementalDetokenizer
+    constraint: TokenConstraint | None = None  # the response_format's grammar, where one was asked for
     text: str = ""
     emitted: int = 0  # text[:emitted] has been sent
     completion: int = 0  # tokens generated, the end-of-sequence token included
@@ -137,6 +140,7 @@ class LocalEngine(Engine):
         self._peft: Any = None  # the PeftModel wrapping `_base` while at least one adapter is loaded
         self._eos_ids: frozenset[int] = frozenset()
         self._token_bytes: TokenBytes | None = None
+        self._grammars: GrammarCompiler | None = None
         self._vocab_size = 0
         self._max_model_len = 0
         self._keep_last_logits = False
@@ -213,6 +217,7 @@ class LocalEngine(Engine):
 
         self._tokenizer, self._base, self._eos_ids = tokenizer, model, frozenset(eos_ids)
         self._token_bytes = TokenBytes(tokenizer)
+        self._grammars = GrammarCompiler(tokenizer, eos_ids)
         # Ids the tokenizer knows and the model scores (an embedding may be padded beyond the tokenizer).
         self._vocab_size = min(len(tokenizer), model.get_output_embeddings().weight.shape[0])
         self._max_model_len = self._max_model_len_setting or model.config.max_position_embeddings
@@ -239,6 +244,15 @@ class LocalEngine(Engine):
     def count_prompt_tokens(self, messages: list[dict]) -> int:
         return len(self._encode(messages))
 
+    async def check_response_format(self, response_format: Mapping[str, Any]) -> None:
+        await self._compile(response_format)
+
+    async def _compile(self, response_format: Mapping[str, Any]) -> str:
+        """The grammar of `response_format`, compiled off the event loop (a large schema takes a while)."""
+        if self._grammars is None:
+            raise EngineNotReadyError("the engine is not running")
+        return await asyncio.to_thread(self._grammars.compile, response_format)
+
     # --- generation: event-loop side -----------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
@@ -261,6 +275,8 @@ class LocalEngine(Engine):
                 param="max_tokens",
             )
         job = _Job(request, prompt_ids, asyncio.get_running_loop())
+        if request.params.response_format is not None:
+            job.grammar = await self._compile(request.params.response_format)
         with self._pending_lock:
             if self._pending >= self._max_queue:
                 raise QueueFullError(f"{self._pending} requests are already waiting; retry later")
@@ -344,6 +360,9 @@ class LocalEngine(Engine):
             extra["logits_to_keep"] = 1
 
         choices = [_Choice(index, IncrementalDetokenizer(self._decode, job.prompt_ids)) for index in range(params.n)]
+        if job.grammar is not None:
+            for choice, constraint in zip(choices, self._grammars.constraints(job.grammar, params.n)):
+                choice.constraint = constraint
         penalized = bool(params.presence_penalty or params.frequency_penalty)
         counts = bias = None  # made at the first step, sized by the model's output (which may exceed the tokenizer)
         input_ids = torch.tensor([job.prompt_ids] * params.n, device=self._device)
@@ -378,16 +397,23 @@ class LocalEngine(Engine):
                 input_ids = torch.tensor([[choice.last_token] for choice in choices], device=self._device)
 
     def _step(self, choice: _Choice, logits, counts, bias, params, generator) -> GenerationChunk:
-        """Choose one choice's next token from its row of `logits`; what of its text is now final."""
+        """Choose one choice's next token from its row of `logits`; what of its text is now final.
+
+        Under a response_format the grammar has the last word on which tokens may come (after penalties
+        and bias), and a reply whose grammar is complete ends there: nothing may follow it."""
         scored = penalized_logits(
             logits, counts, presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
             bias=bias,
         )
+        if choice.constraint is not None:
+            scored = choice.constraint.mask(scored)
         token = sample_next_token(scored, temperature=params.temperature, top_p=params.top_p, generator=generator)
         choice.completion += 1
         choice.last_token = token
         if counts is not None:
             counts[token] += 1
+        if choice.constraint is not None:
+            choice.constraint.advance(token)
         if token in self._eos_ids:
             choice.finish = "stop"
         else:
@@ -397,6 +423,8 @@ class LocalEngine(Engine):
             end, stopped = stop_cut(choice.text[choice.emitted :], params.stop)
             if stopped:
                 choice.text, choice.finish = choice.text[: choice.emitted + end], "stop"
+            elif choice.constraint is not None and choice.constraint.complete:
+                choice.finish = "stop"
             elif choice.completion >= params.max_tokens:
                 choice.finish = "length"
             elif end:

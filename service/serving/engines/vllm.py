@@ -310,6 +310,9 @@ class VLLMEngine(Engine):
             payload["top_logprobs"] = params.logprobs
         if params.n > 1:
             payload["n"] = params.n
+        if params.response_format is not None:
+            # OpenAI's shape is vLLM's: json_object and json_schema become its own structured outputs.
+            payload["response_format"] = dict(params.response_format)
         return payload
 
     async def _stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:

@@ -74,8 +74,9 @@ def test_every_field_of_openais_request_is_declared():
         ("tool_choice", {"type": "function", "function": {"name": "lookup"}}),
         ("functions", [{"name": "lookup"}]),
         ("function_call", "auto"),
-        ("response_format", {"type": "json_object"}),
-        ("response_format", {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}),
+        ("response_format", {"type": "grammar", "grammar": "start: 'a'"}),  # vLLM's and others', not OpenAI's
+        ("response_format", {"type": "json_schema", "json_schema": {"name": "no spaces", "schema": {}}}),
+        ("response_format", {"type": "json_schema"}),
         ("audio", {"voice": "alloy", "format": "wav"}),
         ("modalities", ["text", "audio"]),
         ("web_search_options", {}),

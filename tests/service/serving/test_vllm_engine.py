@@ -495,3 +495,21 @@ async def test_sampling_fields_pass_through_and_choices_map_back_with_a_fake_vll
     assert text == "Hi" and chunks[-1].logprobs is None
     assert not {"presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "n"} & set(bodies[-1])
     await engine.stop()
+
+
+@aio
+async def test_response_format_passes_through_in_openais_shape_with_a_fake_vllm(smollm2_dir):
+    """vLLM 0.32's chat request takes OpenAI's `response_format` (json_object, json_schema with `schema`)
+    and turns it into its own structured outputs; it is sent as the client gave it. No server needed."""
+    lines = [chunk('{"a":1}'), chunk("", finish="stop"), chunk(choices=False, usage={"prompt_tokens": 7, "completion_tokens": 4})]
+    bodies: list[dict] = []
+    engine = VLLMEngine("http://vllm.invalid", tokenizer_path=smollm2_dir, transport=fake_vllm(lines, bodies=bodies))
+    await engine.start()
+    schema_format = {"type": "json_schema", "json_schema": {"name": "A", "schema": {"type": "object"}, "strict": True}}
+    for response_format in ({"type": "json_object"}, schema_format):
+        text, _ = await run(engine, req(response_format=response_format))
+        assert text == '{"a":1}' and bodies[-1]["response_format"] == response_format
+    await engine.check_response_format(schema_format)  # vLLM judges the schema itself, when generating
+    await run(engine, req())
+    assert "response_format" not in bodies[-1]
+    await engine.stop()
