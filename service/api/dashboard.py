@@ -8,6 +8,8 @@ a run's progress live.
 
 from __future__ import annotations
 
+import json
+
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,11 +98,29 @@ def _number(value, digits: int = 3) -> str:
 
 
 def _content(message: dict) -> str:
-    """A message's text; multi-part content (OpenAI's list of parts) joined."""
+    """A message's text (multi-part content, OpenAI's list of parts, joined), then the function calls
+    an assistant made, one a line; a tool's result says which call it answers."""
     content = message.get("content") if isinstance(message, dict) else None
     if isinstance(content, list):
-        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return "" if content is None else str(content)
+        text = "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    else:
+        text = "" if content is None else str(content)
+    if not isinstance(message, dict):
+        return text
+    if message.get("tool_call_id"):
+        text = f"(result of {message['tool_call_id']})\n{text}"
+    return "\n".join(filter(None, [text, _calls(message.get("tool_calls"))]))
+
+
+def _calls(tool_calls) -> str:
+    """Function calls as `→ name({"argument": value})`, one a line."""
+    lines = []
+    for call in tool_calls or []:
+        function = (call.get("function") or {}) if isinstance(call, dict) else {}
+        arguments = function.get("arguments")
+        shown = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        lines.append(f"→ {function.get('name', '?')}({shown})")
+    return "\n".join(lines)
 
 
 def _prompt(messages: list) -> str:
@@ -162,7 +182,7 @@ def _uuid(text: str) -> uuid.UUID | None:
 
 
 templates.env.filters.update(
-    ago=_ago, when=_when, number=_number, content=_content, prompt=_prompt,
+    ago=_ago, when=_when, number=_number, content=_content, calls=_calls, prompt=_prompt,
     backlog_points=_backlog_points, day_points=_day_points,
 )
 templates.env.globals.update(version=__version__, duration=_duration)

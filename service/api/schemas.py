@@ -76,6 +76,7 @@ class EpisodeOut(BaseModel):
     status: str
     messages: list[dict]
     response: str | None
+    tool_calls: list[dict] | None = None  # the reply's function calls
     finish_reason: str | None
     model: str
     adapter_version: int | None

@@ -21,7 +21,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from service.adapter_naming import parse_adapter_name
-from service.serving.engines.base import Engine, GeneratedChoices, GenerationChunk, GenerationRequest, Usage
+from service.serving.engines.base import (
+    Engine,
+    GeneratedChoices,
+    GenerationChunk,
+    GenerationRequest,
+    Usage,
+)
 from service.errors import (
     ConflictError,
     EngineError,
@@ -40,8 +46,11 @@ from service.serving.protocol import (
     ChoiceLogprobs,
     ChunkChoice,
     DeltaMessage,
+    DeltaToolCall,
     ErrorResponse,
     UsageInfo,
+    calls_of,
+    template_call,
 )
 from service.serving.poisoning import flags_for
 from service.serving.limits import KeyLimiter, RequestLimits
@@ -116,15 +125,20 @@ class ChatService:
         if not self.engine.ready:
             raise EngineNotReadyError("The model is still loading; retry shortly.")
         messages = request.plain_messages()
+        tools = request.tool_spec()
         if self.limits is not None:
             self.limits.check(messages, request.requested_max_tokens(), choices=request.n or 1)
-        self._check_length(messages, request)
         request.check_sampling(vocab_size=self.engine.vocab_size, replayable=bool(idempotency_key))
+        # What the engine cannot serve (tools its template does not take, a schema it cannot enforce)
+        # is refused before anything is recorded.
+        if tools is not None:
+            await self.engine.check_tools(tools)
+        self._check_length(messages, tools, request)
         if (response_format := request.structured_format()) is not None:
-            await self.engine.check_response_format(response_format)  # a schema it cannot enforce records nothing
+            await self.engine.check_response_format(response_format)
         release = self.limiter.acquire(caller)
         try:
-            reply = await self._serve(request, messages, namespace, idempotency_key, conversation_id)
+            reply = await self._serve(request, messages, tools, namespace, idempotency_key, conversation_id)
         except BaseException:
             release()
             raise
@@ -133,7 +147,7 @@ class ChatService:
             return reply
         return ChatReply(stream=_released_after(reply.stream, release))
 
-    async def _serve(self, request, messages, namespace, idempotency_key, conversation_id) -> ChatReply:
+    async def _serve(self, request, messages, tools, namespace, idempotency_key, conversation_id) -> ChatReply:
         params = request.to_sampling_params(self.default_max_tokens)
         record = EpisodeRecord(
             id=uuid.uuid4(),
@@ -153,7 +167,8 @@ class ChatService:
         else:
             await self.recorder.record(record)
 
-        generation = self.engine.generate(GenerationRequest(messages=messages, params=params, namespace=namespace))
+        request_ = GenerationRequest(messages=messages, params=params, namespace=namespace, tools=tools)
+        generation = self.engine.generate(request_)
         started = time.perf_counter()
         try:
             # Admission (queue full, bad length) fails here, while an HTTP status can still be sent.
@@ -173,8 +188,8 @@ class ChatService:
         return ChatReply(completion=await self._collect(request, record, generation, first, started))
 
     # -- checks ------------------------------------------------------------------------------------
-    def _check_length(self, messages: list[dict], request: ChatCompletionRequest) -> None:
-        prompt_tokens = self.engine.count_prompt_tokens(messages)
+    def _check_length(self, messages: list[dict], tools, request: ChatCompletionRequest) -> None:
+        prompt_tokens = self.engine.count_prompt_tokens(messages, tools)
         limit = self.engine.max_model_len
         wanted = request.requested_max_tokens() or 0
         if prompt_tokens + max(wanted, 1) > limit:
@@ -226,12 +241,13 @@ class ChatService:
     def _completion(self, record: EpisodeRecord, choices: GeneratedChoices | None = None) -> ChatCompletion:
         """The reply: every generated choice, or (a replay) the one the episode holds."""
         if choices is None:
-            replies = [Choice(message=AssistantMessage(content=record.response), finish_reason=record.finish_reason)]
+            message = AssistantMessage.of(record.response or "", calls_of(record.tool_calls))
+            replies = [Choice(message=message, finish_reason=record.finish_reason)]
         else:
             replies = [
                 Choice(
                     index=index,
-                    message=AssistantMessage(content=choices.text(index)),
+                    message=AssistantMessage.of(choices.text(index), choices.calls[index]),
                     logprobs=None if choices.logprobs is None else ChoiceLogprobs.of(choices.logprobs[index]),
                     finish_reason=choices.finish_reason(index),
                 )
@@ -265,10 +281,14 @@ class ChatService:
                 yield chunk_json(DeltaMessage(role="assistant", content=""), index=index)
             chunk = first
             while True:
+                seen = len(choices.calls[chunk.index])
                 choices.add(chunk)
                 if chunk.text or chunk.logprobs:
                     logprobs = ChoiceLogprobs.of(chunk.logprobs or []) if request.logprobs else None
                     yield chunk_json(DeltaMessage(content=chunk.text), index=chunk.index, logprobs=logprobs)
+                for number, call in enumerate(chunk.tool_calls or (), start=seen):
+                    for piece in DeltaToolCall.pieces(number, call):
+                        yield chunk_json(DeltaMessage(tool_calls=[piece]), index=chunk.index)
                 if choices.done:
                     break
                 try:
@@ -311,6 +331,8 @@ class ChatService:
         deltas = [(DeltaMessage(role="assistant", content=""), None)]
         if record.response:
             deltas.append((DeltaMessage(content=record.response), None))
+        for number, call in enumerate(calls_of(record.tool_calls)):
+            deltas += [(DeltaMessage(tool_calls=[piece]), None) for piece in DeltaToolCall.pieces(number, call)]
         deltas.append((DeltaMessage(), record.finish_reason))
         for delta, finish_reason in deltas:
             chunk = ChatCompletionChunk(**common, choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)])
@@ -325,6 +347,7 @@ class ChatService:
         usage = choices.usage or Usage()
         record.status = EpisodeStatus.COMPLETE
         record.response = choices.text(0)
+        record.tool_calls = [template_call(c.id, c.name, c.arguments) for c in choices.calls[0]] or None
         record.finish_reason = choices.finish_reason(0)
         record.prompt_tokens = usage.prompt_tokens
         record.completion_tokens = usage.completion_tokens

@@ -15,17 +15,27 @@ request, its messages and response formats, the responses, stream chunks and err
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from service.errors import InvalidRequestError
-from service.serving.engines.base import SamplingParams, TokenLogprob
+from service.serving.engines.base import SamplingParams, TokenLogprob, ToolCall, ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +63,6 @@ def _has_lone_surrogate(value: Any) -> bool:
 # honoured or refused. The request's fields are recorded with its episode (`recorded_params`) either way.
 WITHOUT_EFFECT_ON_THE_REPLY = {
     "metadata": "tags for the caller's own bookkeeping; kept with the episode",
-    "parallel_tool_calls": "only matters once tools are offered, and `tools` is refused",
     "prediction": "a latency hint (the expected output); the reply is the same without it",
     "prompt_cache_key": "a prompt-caching hint; the reply is the same without it",
     "prompt_cache_options": "a prompt-caching hint; the reply is the same without it",
@@ -82,7 +91,7 @@ def _refused(*accepted: Any, why: str) -> Any:
     return Annotated[Any, BeforeValidator(check), WithJsonSchema({"enum": [None, *accepted], "description": why})]
 
 
-_NO_TOOLS = "tools and function calling are not supported yet"
+_NO_FUNCTIONS = "the deprecated `functions`/`function_call` are not supported: send `tools`/`tool_choice`"
 # logit_bias keys: a token id in decimal; whether the model has it is checked against the engine.
 TokenId = Annotated[str, Field(pattern=r"^[0-9]{1,9}$")]
 _NO_AUDIO = "this model reads and writes text only"
@@ -95,8 +104,26 @@ class TextContentPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="allow")  # fields OpenAI does not define: logged by the request
+
+    name: str
+    arguments: str  # the arguments object as JSON text, as the model wrote it
+
+
+class MessageToolCall(BaseModel):
+    """A call an assistant message made (input), or a reply makes (output)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
-    """One message of any role. Tool calls and audio, which Reverie cannot take yet, are refused."""
+    """One message of any role: an assistant's may carry its `tool_calls`, a tool's answers one by
+    `tool_call_id`. Audio, which Reverie cannot take, is refused."""
 
     model_config = ConfigDict(extra="allow")  # fields OpenAI does not define: logged by the request
 
@@ -105,8 +132,8 @@ class ChatMessage(BaseModel):
     name: str | None = None
     refusal: _refused(why="an assistant refusal cannot be replayed as input") = None
     audio: _refused(why=_NO_AUDIO) = None
-    tool_calls: _refused([], why=_NO_TOOLS) = None
-    function_call: _refused(why=_NO_TOOLS) = None
+    tool_calls: list[MessageToolCall] | None = None
+    function_call: _refused(why=_NO_FUNCTIONS) = None
     tool_call_id: str | None = None
 
     @field_validator("content", mode="before")
@@ -125,6 +152,35 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
         return self.content or ""
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema; none: no arguments
+    strict: bool | None = None  # a forced call matches its schema whether strict or not
+
+
+class ToolDefinition(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class TextFormat(BaseModel):
@@ -178,8 +234,8 @@ class ChatCompletionRequest(BaseModel):
     model: str
     audio: _refused(why=_NO_AUDIO) = None
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    function_call: _refused("none", why=_NO_TOOLS) = None
-    functions: _refused([], why=_NO_TOOLS) = None
+    function_call: _refused("none", why=_NO_FUNCTIONS) = None
+    functions: _refused([], why=_NO_FUNCTIONS) = None
     logit_bias: dict[TokenId, Annotated[float, Field(ge=-100, le=100)]] | None = None
     logprobs: bool | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -205,8 +261,8 @@ class ChatCompletionRequest(BaseModel):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
-    tool_choice: _refused("none", why=_NO_TOOLS) = None
-    tools: _refused([], why=_NO_TOOLS) = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    tools: list[ToolDefinition] | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     top_p: float | None = Field(default=None, gt=0, le=1)
     user: str | None = None
@@ -246,9 +302,43 @@ class ChatCompletionRequest(BaseModel):
         nested = {"stream_options": self.stream_options, "response_format": self.response_format}
         if isinstance(self.response_format, JsonSchemaFormat):
             nested["response_format.json_schema"] = self.response_format.json_schema
+        for i, tool in enumerate(self.tools or []):
+            nested[f"tools.{i}"], nested[f"tools.{i}.function"] = tool, tool.function
+        if isinstance(self.tool_choice, NamedToolChoice):
+            nested["tool_choice"], nested["tool_choice.function"] = self.tool_choice, self.tool_choice.function
+        for i, message in enumerate(self.messages):
+            for j, call in enumerate(message.tool_calls or []):
+                nested[f"messages.{i}.tool_calls.{j}"] = call
+                nested[f"messages.{i}.tool_calls.{j}.function"] = call.function
         for path, part in nested.items():
             found += [f"{path}.{name}" for name in sorted(getattr(part, "model_extra", None) or {})]
         return found
+
+    def tool_spec(self) -> ToolSpec | None:
+        """The tools offered and what the reply must do with them, or None when the model is offered
+        none (no tools, or tool_choice "none": the template does not see them and the reply is text).
+        A tool_choice that names no offered function, or forces a call without tools, is a 400 naming
+        `tool_choice`, as on OpenAI."""
+        choice, tools = self.tool_choice, self.tools or []
+        names = [tool.function.name for tool in tools]
+        if len(set(names)) < len(names):
+            raise InvalidRequestError("tools must not name a function twice.", param="tools")
+        if not tools:
+            if choice not in (None, "none"):
+                raise InvalidRequestError("tool_choice needs tools: send the tools it may choose from.", param="tool_choice")
+            return None
+        if choice == "none":
+            return None
+        function = choice.function.name if isinstance(choice, NamedToolChoice) else None
+        if function is not None and function not in names:
+            raise InvalidRequestError(f"tool_choice names {function!r}, which is not among the tools.", param="tool_choice")
+        offered = tuple(tool.model_dump(exclude_none=True, include={"type", "function"}) for tool in tools)
+        for tool in offered:  # OpenAI's fields only: the template and vLLM get no client extras
+            tool["function"] = {k: v for k, v in tool["function"].items() if k in FunctionDefinition.model_fields}
+        return ToolSpec(
+            tools=offered, choice="required" if choice == "required" else "auto", function=function,
+            parallel=self.parallel_tool_calls is not False,
+        )
 
     def check_sampling(self, *, vocab_size: int, replayable: bool) -> None:
         """What the schema cannot say, as a 400 naming the field: fields that depend on each other, on the
@@ -302,19 +392,44 @@ class ChatCompletionRequest(BaseModel):
 
     def plain_messages(self) -> list[dict]:
         """Messages as the chat template and the store want them: role and text, and the participant's
-        `name` or the answered `tool_call_id` where the client gave one (templates that know them use them)."""
+        `name` or the answered `tool_call_id` where the client gave one (templates that know them use
+        them). An assistant's `tool_calls` are kept in transformers' shape, arguments as an object
+        (templates write them with `tojson`; a string would be quoted twice), readable in the store."""
         plain = []
         for message in self.messages:
-            item = {"role": message.role, "content": message.text()}
+            item: dict[str, Any] = {"role": message.role, "content": message.text()}
             if message.name is not None:
                 item["name"] = message.name
             if message.tool_call_id is not None:
                 item["tool_call_id"] = message.tool_call_id
+            if message.tool_calls:
+                item["tool_calls"] = [template_call(call.id, call.function.name, call.function.arguments)
+                                      for call in message.tool_calls]
             plain.append(item)
         return plain
 
     def recorded_params(self) -> dict[str, Any]:
         return self.model_dump(exclude={"messages"}, exclude_none=True, by_alias=True)
+
+
+def template_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """A call as chat templates and the episode store take it: arguments parsed to an object where
+    they are JSON (kept as the text the client sent where they are not)."""
+    try:
+        parsed: Any = json.loads(arguments)
+    except ValueError:
+        parsed = arguments
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": parsed}}
+
+
+def calls_of(template_calls: list[dict] | None) -> list[ToolCall]:
+    """`template_call`'s inverse: the calls an episode keeps, as a reply carries them (a replay)."""
+    calls = []
+    for call in template_calls or []:
+        arguments = call["function"]["arguments"]
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        calls.append(ToolCall(id=call["id"], name=call["function"]["name"], arguments=text))
+    return calls
 
 
 # -- responses -------------------------------------------------------------------------------------
@@ -363,13 +478,25 @@ class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
+    tool_calls: list[MessageToolCall] | None = None
+
+    @classmethod
+    def of(cls, text: str, calls: list[ToolCall]) -> AssistantMessage:
+        """A reply's message; one that is only calls has no content (null), as on OpenAI."""
+        if not calls:
+            return cls(content=text)
+        tool_calls = [MessageToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments)) for c in calls]
+        return cls(content=text or None, tool_calls=tool_calls)
+
+
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
     logprobs: ChoiceLogprobs | None = None
-    finish_reason: Literal["stop", "length"] | None
+    finish_reason: FinishReason | None
 
 
 class ChatCompletion(BaseModel):
@@ -382,16 +509,59 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str | None = None
 
 
+# A local call is parsed whole before it is sent; its arguments still go out in pieces of this many
+# characters, the shape clients must reassemble from OpenAI and vLLM.
+_ARGUMENT_PIECE = 16
+
+
+class DeltaFunctionCall(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class DeltaToolCall(BaseModel):
+    """A piece of the call at `index` of a streamed choice: the first carries its id, type and name,
+    the next ones its arguments' text, to be concatenated (as OpenAI streams them)."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: DeltaFunctionCall
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler):
+        # OpenAI sends a piece's absent fields not at all; clients concatenate what is there.
+        data = handler(self)
+        data["function"] = {k: v for k, v in data["function"].items() if v is not None}
+        return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def pieces(cls, index: int, call: ToolCall) -> list[DeltaToolCall]:
+        head = cls(index=index, id=call.id, type="function", function=DeltaFunctionCall(name=call.name, arguments=""))
+        size = _ARGUMENT_PIECE
+        text = call.arguments
+        return [head, *(cls(index=index, function=DeltaFunctionCall(arguments=text[i : i + size]))
+                        for i in range(0, len(text), size))]
+
+
 class DeltaMessage(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[DeltaToolCall] | None = None
+
+    @model_serializer(mode="wrap")
+    def _calls_only_when_made(self, handler):
+        data = handler(self)
+        if data.get("tool_calls") is None:
+            data.pop("tool_calls", None)
+        return data
 
 
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: DeltaMessage
     logprobs: ChoiceLogprobs | None = None
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FinishReason | None = None
 
 
 class ChatCompletionChunk(BaseModel):

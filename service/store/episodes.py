@@ -28,6 +28,7 @@ class EpisodeRecord:
     idempotency_key: str | None = None
     params: dict | None = None
     response: str | None = None
+    tool_calls: list[dict] | None = None  # the reply's calls: [{"id", "type", "function": {"name", "arguments"}}]
     finish_reason: str | None = None
     adapter_version: int | None = None
     prompt_tokens: int | None = None
@@ -94,6 +95,7 @@ def _dialect_insert(session: Session):
 _MUTABLE_COLUMNS = (
     "status",
     "response",
+    "tool_calls",
     "finish_reason",
     "adapter_version",
     "prompt_tokens",

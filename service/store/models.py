@@ -63,6 +63,7 @@ class Episode(Base):
     messages: Mapped[list] = mapped_column(JSONType)
     params: Mapped[dict | None] = mapped_column(JSONType)
     response: Mapped[str | None] = mapped_column(Text)
+    tool_calls: Mapped[list | None] = mapped_column(JSONType)  # the reply's function calls, arguments as objects
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(256))
     adapter_version: Mapped[int | None] = mapped_column(Integer)

@@ -14,7 +14,38 @@ from typing import Any, Literal
 
 from service.errors import EngineError
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """The tools a request offers the model, and what it must do with them.
+
+    `tools` are OpenAI's function tools (`{"type": "function", "function": {"name", "description",
+    "parameters"}}`), handed to the chat template. `choice` is "auto" (the model decides between text and
+    calls) or "required" (at least one call); `function` names the one function it must call (OpenAI's
+    named tool_choice), and `parallel` whether a reply may hold more than one call. tool_choice "none" is
+    no ToolSpec at all: the template is not offered the tools.
+    """
+
+    tools: tuple[Mapping[str, Any], ...]
+    choice: Literal["auto", "required"] = "auto"
+    function: str | None = None
+    parallel: bool = True
+
+    @property
+    def forced(self) -> bool:
+        """Whether the reply must be tool calls (required or a named function)."""
+        return self.choice == "required" or self.function is not None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call of a reply: `arguments` is the JSON text of the arguments object."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
@@ -53,6 +84,7 @@ class GenerationRequest:
     messages: list[dict]
     params: SamplingParams
     namespace: str = "default"
+    tools: ToolSpec | None = None
 
 
 @dataclass
@@ -90,6 +122,7 @@ class GenerationChunk:
     adapter: str | None = None
     index: int = 0
     logprobs: list[TokenLogprob] | None = None
+    tool_calls: list[ToolCall] | None = None  # calls completed in this step (whole: id, name, arguments)
 
 
 @dataclass
@@ -100,13 +133,16 @@ class GeneratedChoices:
     logprobs: list[list[TokenLogprob]] | None  # None: not asked for
     finish: list[FinishReason | None]
     usage: Usage | None = None
+    calls: list[list[ToolCall]] = field(default_factory=list)
 
     @classmethod
     def expecting(cls, n: int, with_logprobs: bool) -> GeneratedChoices:
-        return cls([[] for _ in range(n)], [[] for _ in range(n)] if with_logprobs else None, [None] * n)
+        logprobs = [[] for _ in range(n)] if with_logprobs else None
+        return cls([[] for _ in range(n)], logprobs, [None] * n, calls=[[] for _ in range(n)])
 
     def add(self, chunk: GenerationChunk) -> None:
         self.texts[chunk.index].append(chunk.text)
+        self.calls[chunk.index].extend(chunk.tool_calls or ())
         if self.logprobs is not None and chunk.logprobs:
             self.logprobs[chunk.index].extend(chunk.logprobs)
         if chunk.finish_reason is not None:
@@ -158,12 +194,18 @@ class Engine(abc.ABC):
         """Token ids a request may name (`logit_bias`) are 0 <= id < vocab_size."""
 
     @abc.abstractmethod
-    def count_prompt_tokens(self, messages: list[dict]) -> int:
-        """Tokens of the chat-templated prompt, to reject oversized requests before queueing."""
+    def count_prompt_tokens(self, messages: list[dict], tools: ToolSpec | None = None) -> int:
+        """Tokens of the chat-templated prompt (with the tools offered), to reject oversized requests
+        before queueing."""
 
     async def check_response_format(self, response_format: Mapping[str, Any]) -> None:
         """Raise `InvalidRequestError` naming `response_format` if this engine cannot enforce it, before
         anything is recorded. By default the model server behind the engine judges it when generating."""
+
+    async def check_tools(self, tools: ToolSpec) -> None:
+        """Raise `InvalidRequestError` naming `tools` (or `tool_choice`) if this engine cannot serve them
+        (a chat template that does not take tools, a schema it cannot enforce), before anything is
+        recorded. By default the model server behind the engine judges it when generating."""
 
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:

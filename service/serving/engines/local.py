@@ -33,11 +33,13 @@ from service.serving.engines.base import (
     GenerationChunk,
     GenerationRequest,
     TokenLogprob,
+    ToolSpec,
     Usage,
     wait_for_requests_on,
 )
 from service.serving.engines.registry import AdapterRegistry
 from service.serving.engines.structured import GrammarCompiler, TokenConstraint
+from service.serving.engines.tools import check_tool_format, forced_call_grammar, split_tool_calls, template_tool_format
 from service.serving.engines.sampling import (
     IncrementalDetokenizer,
     TokenBytes,
@@ -141,6 +143,7 @@ class LocalEngine(Engine):
         self._eos_ids: frozenset[int] = frozenset()
         self._token_bytes: TokenBytes | None = None
         self._grammars: GrammarCompiler | None = None
+        self._tool_format: str | None = None  # how the chat template has calls written (tools.py); None: no tools
         self._vocab_size = 0
         self._max_model_len = 0
         self._keep_last_logits = False
@@ -218,6 +221,7 @@ class LocalEngine(Engine):
         self._tokenizer, self._base, self._eos_ids = tokenizer, model, frozenset(eos_ids)
         self._token_bytes = TokenBytes(tokenizer)
         self._grammars = GrammarCompiler(tokenizer, eos_ids)
+        self._tool_format = template_tool_format(tokenizer)
         # Ids the tokenizer knows and the model scores (an embedding may be padded beyond the tokenizer).
         self._vocab_size = min(len(tokenizer), model.get_output_embeddings().weight.shape[0])
         self._max_model_len = self._max_model_len_setting or model.config.max_position_embeddings
@@ -230,22 +234,40 @@ class LocalEngine(Engine):
 
     # --- prompts -------------------------------------------------------------------------------------
 
-    def _encode(self, messages: list[dict]) -> list[int]:
+    def _encode(self, messages: list[dict], tools: ToolSpec | None = None) -> list[int]:
         if self._tokenizer is None:
             raise EngineNotReadyError("the engine is not running")
+        offered = [dict(tool) for tool in tools.tools] if tools is not None else None
         try:
-            text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            text = self._tokenizer.apply_chat_template(
+                messages, tools=offered, add_generation_prompt=True, tokenize=False
+            )
         except Exception as exc:  # jinja raises its own types for messages the template cannot render
             message = f"messages do not fit the chat template: {exc}"
             raise InvalidRequestError(message, param="messages") from exc
         # The template already wrote the special tokens; adding a BOS again would change the prompt.
         return self._tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def count_prompt_tokens(self, messages: list[dict]) -> int:
-        return len(self._encode(messages))
+    def count_prompt_tokens(self, messages: list[dict], tools: ToolSpec | None = None) -> int:
+        return len(self._encode(messages, tools))
 
     async def check_response_format(self, response_format: Mapping[str, Any]) -> None:
         await self._compile(response_format)
+
+    async def check_tools(self, tools: ToolSpec) -> None:
+        await self._tool_grammar(tools)
+
+    async def _tool_grammar(self, tools: ToolSpec) -> str | None:
+        """The grammar forcing a call, for tool_choice required or named (None for auto); a template
+        without tools is refused first."""
+        if self._grammars is None:
+            raise EngineNotReadyError("the engine is not running")
+        check_tool_format(self._tool_format)
+        if not tools.forced:
+            return None
+        lark = forced_call_grammar(tools)
+        compile_lark = self._grammars.compile_lark
+        return await asyncio.to_thread(compile_lark, lark, param="tools", what="the function's parameters schema")
 
     async def _compile(self, response_format: Mapping[str, Any]) -> str:
         """The grammar of `response_format`, compiled off the event loop (a large schema takes a while)."""
@@ -255,16 +277,22 @@ class LocalEngine(Engine):
 
     # --- generation: event-loop side -----------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        """Stream the completion; see `Engine.generate`.
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """Stream the completion; see `Engine.generate`. With tools offered, each choice's calls are
+        parsed out of its text in the template's format (tools.py).
 
         Raises `QueueFullError`, `InvalidRequestError` or `EngineNotReadyError` before the first chunk,
         and `EngineError` if the model fails mid-way. Closing the iterator (aclose, or cancelling the
         task that awaits it) tells the worker to drop the request at its next token.
         """
+        if request.tools is None:
+            return self._generate(request, None)
+        return split_tool_calls(self._generate(request, request.tools), request.params.n, self._tool_format)
+
+    async def _generate(self, request: GenerationRequest, tools: ToolSpec | None) -> AsyncIterator[GenerationChunk]:
         if not self._ready:
             raise EngineNotReadyError("the engine is not running")
-        prompt_ids = self._encode(request.messages)
+        prompt_ids = self._encode(request.messages, tools)
         max_tokens = request.params.max_tokens
         if max_tokens < 1:
             raise InvalidRequestError("max_tokens must be at least 1", param="max_tokens")
@@ -275,7 +303,10 @@ class LocalEngine(Engine):
                 param="max_tokens",
             )
         job = _Job(request, prompt_ids, asyncio.get_running_loop())
-        if request.params.response_format is not None:
+        # A forced call's grammar wins over response_format, which shapes text (a forced reply has none).
+        if tools is not None:
+            job.grammar = await self._tool_grammar(tools)
+        if job.grammar is None and request.params.response_format is not None:
             job.grammar = await self._compile(request.params.response_format)
         with self._pending_lock:
             if self._pending >= self._max_queue:

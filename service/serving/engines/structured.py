@@ -98,20 +98,33 @@ class GrammarCompiler:
         llguidance cannot compile its schema (unknown keywords, formats or types, contradictions)."""
         from llguidance import LLMatcher
 
+        def build() -> str:
+            return LLMatcher.grammar_from_json_schema(schema_of(response_format), overrides=_COMPILE_OPTIONS)
+
         key = json.dumps(response_format, sort_keys=True)
+        return self._compiled(key, build, "response_format", "response_format's schema")
+
+    def compile_lark(self, lark: str, *, param: str, what: str) -> str:
+        """The grammar of a Lark text (llguidance's dialect, JSON schemas inline); `InvalidRequestError`
+        naming `param` when it cannot be compiled (`what` says what the request asked for)."""
+        from llguidance import LLMatcher
+
+        return self._compiled(lark, lambda: LLMatcher.grammar_from_lark(lark), param, what)
+
+    def _compiled(self, key: str, build, param: str, what: str) -> str:
+        from llguidance import LLMatcher
+
         with self._lock:
             if key in self._grammars:
                 self._grammars.move_to_end(key)
                 return self._grammars[key]
         try:
-            grammar = LLMatcher.grammar_from_json_schema(schema_of(response_format), overrides=_COMPILE_OPTIONS)
+            grammar = build()
             error = LLMatcher.validate_grammar(grammar, self._tokenizer_view())
         except ValueError as exc:
             error = str(exc)
         if error:
-            raise InvalidRequestError(
-                f"response_format's schema cannot be enforced: {error}", param="response_format"
-            )
+            raise InvalidRequestError(f"{what} cannot be enforced: {error}", param=param)
         with self._lock:
             self._grammars[key] = grammar
             while len(self._grammars) > _CACHED_GRAMMARS:

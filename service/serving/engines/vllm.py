@@ -34,6 +34,7 @@ from service.serving.engines.base import (
     GenerationChunk,
     GenerationRequest,
     TokenLogprob,
+    ToolSpec,
     Usage,
     wait_for_requests_on,
 )
@@ -247,11 +248,14 @@ class VLLMEngine(Engine):
 
     # --- prompts -------------------------------------------------------------------------------------
 
-    def count_prompt_tokens(self, messages: list[dict]) -> int:
+    def count_prompt_tokens(self, messages: list[dict], tools: ToolSpec | None = None) -> int:
         if self._tokenizer is None:
             raise EngineNotReadyError("the engine is not running")
+        offered = [dict(tool) for tool in tools.tools] if tools is not None else None
         try:
-            text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            text = self._tokenizer.apply_chat_template(
+                messages, tools=offered, add_generation_prompt=True, tokenize=False
+            )
         except Exception as exc:  # jinja raises its own types for messages the template cannot render
             message = f"messages do not fit the chat template: {exc}"
             raise InvalidRequestError(message, param="messages") from exc
