@@ -127,6 +127,14 @@ class SleepConfig:
         "giving an old question a new night's answer; only its own samples, scored by the previous model, "
         "let the loss see that.")
     gkd_temperature: float = _f(1.0, "temperature applied to both teacher and student logits in GKD.")
+    teacher_temperature: float = _f(
+        1.0, "temperature applied to the teacher's logits only in GKD: below 1 the student learns the teacher's "
+        "likeliest answer more than its hedges (the 135M teacher spreads mass on apologies).")
+    answer_weight: float = _f(
+        0.0, "weight w of cross-entropy on each example's own answer (the dream's grounded words, a replayed "
+        "answer, a general reply) in (1 - w) * GKD + w * CE, on the rows not sampled on-policy. The 135M "
+        "teacher in context gives a told value's first token a few percent (docs/benchmarks-history.md): "
+        "its distribution alone teaches the hedge around the value more than the value.")
     on_policy_max_new_tokens: int = _f(32, "length of on-policy student samples.")
     on_policy_unit: str = _f(
         "example", "what the lmbda draw decides: `example` (each continuation on its own) or `batch` (one draw "
@@ -231,7 +239,9 @@ class SleepConfig:
             (0.0 <= self.imitation_prefix < 1.0, "imitation_prefix must be in [0, 1)."),
             (self.imitation_group >= 2, "imitation_group must be at least 2 for a group baseline."),
             (self.imitation_every >= 0, "imitation_every must not be negative."),
-            (self.gkd_temperature > 0, "gkd_temperature must be positive."),
+            (0.0 <= self.answer_weight <= 1.0, "answer_weight must be in [0, 1]."),
+            (self.gkd_temperature > 0 and self.teacher_temperature > 0,
+             "gkd_temperature and teacher_temperature must be positive."),
             (self.binding_weight >= 0 and self.binding_pairs >= 1 and self.binding_beta > 0,
              "binding_weight must not be negative, binding_pairs must be at least 1, binding_beta positive."),
             (0.0 <= self.replay_fraction and 0.0 <= self.general_fraction

@@ -17,6 +17,7 @@ def generalized_jsd(
     mask: torch.Tensor | None = None,
     beta: float = 0.5,
     temperature: float = 1.0,
+    teacher_temperature: float = 1.0,
 ) -> torch.Tensor:
     """Token-level generalized Jensen-Shannon divergence, averaged over the unmasked tokens.
 
@@ -30,6 +31,9 @@ def generalized_jsd(
         mask: (B, T) bool/0-1, the positions that count; None counts all.
         beta: interpolation in [0, 1].
         temperature: applied to both sets of logits.
+        teacher_temperature: applied to the teacher's logits only, after `temperature`. Below 1 the
+            target leans toward the teacher's likeliest tokens (0 < t < 1: a sharpened teacher; as t
+            goes to 0, cross-entropy on the teacher's argmax).
     Returns:
         a scalar: the sum of per-token divergences over unmasked tokens / their count (0 if none).
     """
@@ -40,6 +44,8 @@ def generalized_jsd(
     s, t = student_logits.float(), teacher_logits.float()
     if temperature != 1.0:  # x / 1.0 == x: at the default, spare two passes over (B, T, V)
         s, t = s / temperature, t / temperature
+    if teacher_temperature != 1.0:
+        t = t / teacher_temperature
     s, t = F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1)
     if beta == 0.0:
         per_token = _kl(t, s)
@@ -53,6 +59,16 @@ def generalized_jsd(
     # where, not a product: a non-finite value at a masked (padding) position must not leak in
     mask = mask.to(torch.bool)
     return torch.where(mask, per_token, 0.0).sum() / mask.sum().clamp(min=1)
+
+
+def masked_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of `targets` (B, T) under `logits` (B, T, V), averaged over the `mask`ed tokens (0 if
+    none). Added to forward KL(teacher || student) with weight w, it is forward KL from the mixture
+    `(1 - w) * teacher + w * one_hot(target)` up to a constant: the told words themselves, where the
+    teacher's distribution only half says them."""
+    mask = mask.to(torch.bool)
+    nll = -token_logprobs(logits, targets)
+    return torch.where(mask, nll, 0.0).sum() / mask.sum().clamp(min=1)
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:

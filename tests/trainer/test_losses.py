@@ -11,6 +11,7 @@ from trainer.losses import (
     edit_similarity,
     generalized_jsd,
     imitation_reward,
+    masked_nll,
     policy_gradient_loss,
     sequence_logprob,
     token_logprobs,
@@ -67,6 +68,34 @@ def test_temperature_scales_both():
     p = torch.softmax(LP.flatten() / t, 0).tolist()
     q = torch.softmax(LQ.flatten() / t, 0).tolist()
     assert generalized_jsd(LQ, LP, beta=0.0, temperature=t).item() == pytest.approx(_kl(p, q), rel=1e-5)
+
+
+def test_teacher_temperature_sharpens_the_teacher_only():
+    # teacher [1/4, 3/4] at temperature 1/2 is [1/10, 9/10]; the student [1/2, 1/2] is left as it is
+    teacher = torch.tensor([0.0, math.log(3.0)]).view(1, 1, 2)
+    student = torch.zeros(1, 1, 2)
+    sharpened = generalized_jsd(student, teacher, beta=0.0, teacher_temperature=0.5).item()
+    assert sharpened == pytest.approx(_kl([0.1, 0.9], [0.5, 0.5]), rel=1e-5)
+    assert generalized_jsd(student, teacher, beta=0.0).item() == pytest.approx(_kl([0.25, 0.75], [0.5, 0.5]), rel=1e-5)
+    # a student already on the sharpened teacher has nothing left to learn
+    assert generalized_jsd(teacher * 2, teacher, beta=0.0, teacher_temperature=0.5).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_masked_nll_averages_the_told_tokens_only():
+    logits = torch.tensor([[0.25, 0.75], [0.5, 0.5]]).log().view(1, 2, 2)  # two positions of one row
+    targets = torch.tensor([[1, 0]])
+    both = masked_nll(logits, targets, torch.tensor([[True, True]])).item()
+    assert both == pytest.approx((-math.log(0.75) - math.log(0.5)) / 2, rel=1e-5)
+    assert masked_nll(logits, targets, torch.tensor([[True, False]])).item() == pytest.approx(-math.log(0.75), rel=1e-5)
+    assert masked_nll(logits, targets, torch.tensor([[False, False]])).item() == 0.0
+    # with weight w beside forward KL it is KL from the teacher mixed with the told token, less a constant
+    teacher, w = torch.tensor([0.6, 0.4]), 0.5
+    student = torch.tensor([0.3, 0.7]).log().view(1, 1, 2)
+    mixed = (1 - w) * teacher + w * torch.tensor([0.0, 1.0])
+    combined = (1 - w) * generalized_jsd(student, teacher.log().view(1, 1, 2), beta=0.0) + \
+        w * masked_nll(student, torch.tensor([[1]]), torch.tensor([[True]]))
+    entropy_gap = (1 - w) * -(teacher * teacher.log()).sum() - (-(mixed * mixed.log()).sum())
+    assert combined.item() == pytest.approx(_kl(mixed.tolist(), [0.3, 0.7]) - entropy_gap.item(), rel=1e-5)
 
 
 def test_jsd_gradient_flows_to_student_only():
