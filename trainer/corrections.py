@@ -9,6 +9,7 @@ recipe records them in `metrics.retired`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -98,13 +99,27 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
         if naming != "mine":
             kind -= _GLUE
         if values & said or kind & said:
-            retired[dream_key(old)] = Retirement(old, new, values - value_words(new.answer, new.key_terms))
+            retired[dream_key(old)] = Retirement(old, new, values - current_values(new.answer, new.key_terms))
             old_values.setdefault(old["episode_id"], set()).update(retired[dream_key(old)].stale)
     for old in earlier:  # the old episode's other dreams that still say a superseded value
         values = old_values.get(old["episode_id"], set())
         if dream_key(old) not in retired and values & words(old["answer"]):
             retired[dream_key(old)] = Retirement(old, None, values & words(old["answer"]))
     return list(retired.values())
+
+
+# a clause with one of these says what no longer holds: "not Brimub", "she left Gorbel", "instead of Moxwyn"
+_NO_LONGER = re.compile(r"\b(?:not|no longer|instead of|anymore|left|quit|used to|moved from|wrong)\b",
+                        re.IGNORECASE)
+
+
+def current_values(answer: str, key_terms: Sequence[str]) -> set[str]:
+    """The key terms an answer states as holding now: those outside its clauses (split at , ; : "and", and
+    before "not"/"instead of") that say what no longer holds. "Evdrotuz, not Brimub" -> {evdrotuz}; "she left Gorbel,
+    she works at Lobel now" -> {lobel}. A correction often names the old value last, where the answer's
+    last run of key terms (`value_words`) would read it as the new one."""
+    clauses = re.split(r"[,;:]\s*|\s+and\s+|\s+(?=(?:not|instead of)\b)", answer)
+    return set(key_terms) & set().union(*(words(c) for c in clauses if not _NO_LONGER.search(c)))
 
 
 def value_words(answer: str, key_terms: Sequence[str]) -> set[str]:

@@ -73,16 +73,18 @@ def sentences(text: str) -> list[str]:
 def entities(text: str, limit: int) -> list[str]:
     """Names in a text, relation-agnostic: capitalised word runs; multi-word names first.
 
-    A single capitalised word that starts a sentence is ignored (it is usually just capitalised).
+    A single capitalised word that starts a sentence, or a quotation at its start, is ignored (it is
+    usually just capitalised: 'Continue what I told you: "Before I forget, ..."' names no one).
     """
     found: list[tuple[int, str]] = []
     for sentence in re.split(r"(?<=[.!?:;])\s+|\n+", text):
         for match in _NAME.finditer(sentence):
             name = match.group(0).removesuffix("'s")
             parts = name.split()
-            if match.start() == 0 and parts[0].lower() in STOPWORDS | {"remember", "did", "my", "the", "quick"}:
+            initial = not sentence[:match.start()].strip(" \"'\u201c\u2018(")
+            if initial and parts[0].lower() in STOPWORDS | {"remember", "did", "my", "the", "quick"}:
                 parts = parts[1:]
-            if not parts or (match.start() == 0 and len(parts) == 1 and len(name.split()) == 1):
+            if not parts or (initial and len(parts) == 1 and len(name.split()) == 1):
                 continue
             name = " ".join(parts)
             if name.lower() in STOPWORDS:

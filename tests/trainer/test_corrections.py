@@ -57,3 +57,21 @@ def test_the_same_value_again_is_no_correction():
     told = {"new": "Actually my dog is called Pamir now, we renamed him."}
     answered = [recheck("new", "What is my dog called?", "Your dog is called Pamir.", ["pamir"])]
     assert [r.old["answer"] for r in superseded(EARLIER, answered, told)] == ["By the way, my dog is called Dunshi."]
+
+
+def test_a_correction_that_names_the_old_value_last_still_marks_it_stale():
+    from trainer.corrections import current_values
+
+    # "X, not Y" names the old value last, where the answer's last run of key terms would read it as the new
+    assert current_values("Sorry, I got that wrong: my dog is called Evdrotuz, not Dunshi.",
+                          ["evdrotuz", "dunshi"]) == {"evdrotuz"}
+    assert current_values("It's Hepab now instead of Moxwyn.", ["hepab", "moxwyn"]) == {"hepab"}
+    assert current_values("Hepev Mubust quit Fyrull and joined Sevistmox.", ["fyrull", "sevistmox"]) == {"sevistmox"}
+    # nothing negated: everything the answer names holds
+    assert current_values("My parrot Lodun learned to talk.", ["lodun", "talk"]) == {"lodun", "talk"}
+    told = {"new": "Sorry, I got that wrong: my dog is called Evdrotuz, not Dunshi."}
+    answered = [recheck("new", "What is my dog called?", "Your dog is called Evdrotuz, not Dunshi.",
+                        ["evdrotuz", "dunshi"])]
+    retired = superseded(EARLIER, answered, told)
+    assert [r.old["answer"] for r in retired] == ["By the way, my dog is called Dunshi."]
+    assert retired[0].stale == {"dunshi"}  # tonight's dreams naming Dunshi are rewritten without it

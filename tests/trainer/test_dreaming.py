@@ -15,6 +15,9 @@ def test_entities_are_names_not_sentence_starts():
     assert entities("Did you know Ettra Ettett became a clockmaker?", 4) == ["Ettra Ettett"]
     assert entities("I think so. Really.", 4) == []
     assert entities("Ann Lee met Bob Ray and Cy.", 1) == ["Ann Lee"]
+    # a quotation at a sentence's start starts a sentence too: a cloze prompt of a lead-in names no one
+    assert entities('Continue what I told you: "Before I forget, my older brother ..."', 4) == []
+    assert entities('Continue what I told you: "Mirpa Lovos\'s new parrot is named ..."', 4) == ["Mirpa Lovos"]
 
 
 def test_words_drop_stopwords_and_possessives():
