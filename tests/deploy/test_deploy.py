@@ -173,6 +173,8 @@ def test_vllm_is_private_pinned_and_serves_the_trainers_rank():
     assert tag == f"v{pinned}"
     args = flags(vllm["command"])
     assert "--enable-lora" in args and "--enable-sleep-mode" in args
+    # tools: vLLM parses calls itself, in the served family's format (hermes: the local engine's too)
+    assert "--enable-auto-tool-choice" in args and default_of(args["--tool-call-parser"]) == "hermes"
     gpu_default = load(REPO / "trainer" / "configs" / "gpu-default.yaml")
     assert int(default_of(args["--max-lora-rank"])) == gpu_default["max_lora_rank"]
     assert "REVERIE_MAX_LORA_RANK" in args["--max-lora-rank"]

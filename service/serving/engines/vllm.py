@@ -34,11 +34,13 @@ from service.serving.engines.base import (
     GenerationChunk,
     GenerationRequest,
     TokenLogprob,
+    ToolCall,
     ToolSpec,
     Usage,
     wait_for_requests_on,
 )
 from service.serving.engines.registry import AdapterRegistry
+from service.serving.engines.tools import call_id, check_tool_format, template_tool_format
 from service.errors import (
     AdapterError,
     EngineError,
@@ -261,6 +263,15 @@ class VLLMEngine(Engine):
             raise InvalidRequestError(message, param="messages") from exc
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    async def check_tools(self, tools: ToolSpec) -> None:
+        """vLLM renders whatever template it has and never refuses tools; the template is the model
+        folder's, as for counting, so one that ignores tools is refused here, as on the local engine.
+        The call format is vLLM's --tool-call-parser's business."""
+        if self._tokenizer is None:
+            raise EngineNotReadyError("the engine is not running")
+        if template_tool_format(self._tokenizer) is None:
+            check_tool_format(None)
+
     # --- generation ----------------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
@@ -291,7 +302,7 @@ class VLLMEngine(Engine):
         params = request.params
         payload: dict[str, Any] = {
             "model": model,
-            "messages": request.messages,
+            "messages": [_openai_message(message) for message in request.messages],
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -317,6 +328,14 @@ class VLLMEngine(Engine):
         if params.response_format is not None:
             # OpenAI's shape is vLLM's: json_object and json_schema become its own structured outputs.
             payload["response_format"] = dict(params.response_format)
+        if request.tools is not None:
+            # vLLM renders them through the template and parses calls with its --tool-call-parser; "auto"
+            # needs --enable-auto-tool-choice, required and named are its own guided decoding.
+            tools = request.tools
+            payload["tools"] = [dict(tool) for tool in tools.tools]
+            named = {"type": "function", "function": {"name": tools.function}}
+            payload["tool_choice"] = named if tools.function else tools.choice
+            payload["parallel_tool_calls"] = tools.parallel
         return payload
 
     async def _stream(self, model: str, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
@@ -333,6 +352,7 @@ class VLLMEngine(Engine):
                 n = request.params.n
                 texts, logprobs = [""] * n, [[] for _ in range(n)]
                 finish: list[str | None] = [None] * n
+                calls: list[dict[int, dict]] = [{} for _ in range(n)]  # per choice, vLLM's call index: the call so far
                 usage = None
                 async for event in _sse_events(resp):
                     if "error" in event or event.get("object") == "error":
@@ -341,7 +361,9 @@ class VLLMEngine(Engine):
                         index = int(choice.get("index") or 0)
                         if not 0 <= index < n:
                             raise EngineError(f"vLLM sent choice {index} of a request for {n}")
-                        texts[index] += (choice.get("delta") or {}).get("content") or ""
+                        delta = choice.get("delta") or {}
+                        texts[index] += delta.get("content") or ""
+                        _add_call_pieces(calls[index], delta.get("tool_calls"))
                         logprobs[index] += _token_logprobs(choice.get("logprobs"))
                         finish[index] = choice.get("finish_reason") or finish[index]
                         if finish[index] is None and (texts[index] or logprobs[index]):
@@ -356,6 +378,8 @@ class VLLMEngine(Engine):
                 for index in range(n):
                     last = self._chunk(request, index, texts[index], logprobs[index])
                     last.finish_reason = _finish_reason(finish[index])
+                    # A call's arguments come in pieces; it is whole only once its choice has finished.
+                    last.tool_calls = [_tool_call(calls[index][number]) for number in sorted(calls[index])] or None
                     if index == n - 1:
                         last.usage = Usage(
                             prompt_tokens=int((usage or {}).get("prompt_tokens") or 0),
@@ -554,4 +578,34 @@ def _token_logprobs(logprobs: dict | None) -> list[TokenLogprob]:
 
 
 def _finish_reason(reason: str) -> FinishReason:
-    return "length" if reason == "length" else "stop"
+    return reason if reason in ("length", "tool_calls") else "stop"
+
+
+def _openai_message(message: dict) -> dict:
+    """A message as OpenAI's API (and so vLLM's) takes it: a call's arguments as JSON text, where the
+    chat template and the store keep them as an object."""
+    if not message.get("tool_calls"):
+        return message
+    calls = []
+    for call in message["tool_calls"]:
+        arguments = call["function"]["arguments"]
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        calls.append({**call, "function": {**call["function"], "arguments": text}})
+    return {**message, "tool_calls": calls}
+
+
+def _add_call_pieces(calls: dict[int, dict], pieces: list[dict] | None) -> None:
+    """Gather a stream's `delta.tool_calls` pieces: the first of a call has its id and name, the
+    next ones more of its arguments' text."""
+    for piece in pieces or []:
+        call = calls.setdefault(int(piece.get("index") or 0), {"id": None, "name": "", "arguments": ""})
+        function = piece.get("function") or {}
+        call["id"] = piece.get("id") or call["id"]
+        call["name"] += function.get("name") or ""
+        call["arguments"] += function.get("arguments") or ""
+
+
+def _tool_call(call: dict) -> ToolCall:
+    if not call["name"]:
+        raise EngineError("vLLM streamed a tool call without a function name")
+    return ToolCall(id=call["id"] or call_id(), name=call["name"], arguments=call["arguments"] or "{}")

@@ -513,3 +513,59 @@ async def test_response_format_passes_through_in_openais_shape_with_a_fake_vllm(
     await run(engine, req())
     assert "response_format" not in bodies[-1]
     await engine.stop()
+
+
+@aio
+async def test_tools_pass_through_and_streamed_calls_map_back_with_a_fake_vllm(smollm2_dir):
+    """vLLM 0.32 takes OpenAI's tools, tool_choice and parallel_tool_calls, and (with
+    --enable-auto-tool-choice and a --tool-call-parser) streams calls as OpenAI does: `delta.tool_calls`
+    pieces by index, id and name first, arguments in pieces, finish_reason "tool_calls". No server needed."""
+    from service.serving.engines.base import ToolSpec
+
+    def piece(index, arguments, id=None, name=None):
+        function = {"arguments": arguments, **({"name": name} if name else {})}
+        return {"index": index, **({"id": id, "type": "function"} if id else {}), "function": function}
+
+    def call_chunk(*pieces, finish=None):
+        import json
+
+        return json.dumps({"object": "chat.completion.chunk", "model": "fake", "choices": [
+            {"index": 0, "delta": {"tool_calls": list(pieces)}, "finish_reason": finish}]})
+
+    lines = [
+        chunk(""), call_chunk(piece(0, "", id="chatcmpl-tool-1", name="get_weather")), call_chunk(piece(0, '{"city": ')),
+        call_chunk(piece(0, '"Lyon"}')), call_chunk(piece(1, '{}', id="chatcmpl-tool-2", name="get_time")),
+        chunk("", finish="tool_calls"), chunk(choices=False, usage={"prompt_tokens": 30, "completion_tokens": 12}),
+    ]  # fmt: skip
+    bodies: list[dict] = []
+    engine = VLLMEngine("http://vllm.invalid", tokenizer_path=smollm2_dir, transport=fake_vllm(lines, bodies=bodies))
+    await engine.start()
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    history = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "c0", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "tool_call_id": "c0", "content": "Rain."},
+    ]
+    for spec, choice in (
+        (ToolSpec(tools=(weather,)), "auto"),
+        (ToolSpec(tools=(weather,), choice="required", parallel=False), "required"),
+        (ToolSpec(tools=(weather,), function="get_weather"), {"type": "function", "function": {"name": "get_weather"}}),
+    ):
+        request = GenerationRequest(messages=history, params=SamplingParams(max_tokens=20), tools=spec)
+        chunks = [c async for c in engine.generate(request)]
+        sent = bodies[-1]
+        assert (sent["tools"], sent["tool_choice"], sent["parallel_tool_calls"]) == ([weather], choice, spec.parallel)
+        # OpenAI's shape on the wire: a call's arguments as JSON text
+        assert sent["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'
+        calls = [call for c in chunks for call in c.tool_calls or []]
+        assert [(c.id, c.name, c.arguments) for c in calls] == [
+            ("chatcmpl-tool-1", "get_weather", '{"city": "Lyon"}'), ("chatcmpl-tool-2", "get_time", "{}")]
+        assert chunks[-1].finish_reason == "tool_calls" and chunks[-1].usage.completion_tokens == 12
+    await run(engine, req())
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & set(bodies[-1])  # none offered, none sent
+    # SmolLM2's template ignores tools, and vLLM would render it without them: refused before vLLM is asked
+    with pytest.raises(InvalidRequestError, match="does not support tools") as info:
+        await engine.check_tools(ToolSpec(tools=(weather,)))
+    assert info.value.param == "tools"
+    await engine.stop()
