@@ -174,7 +174,8 @@ def test_a_tool_result_conversation_round_trips_and_is_recorded_readably(server,
         "name": "get_weather", "arguments": json.loads(call.function.arguments)}}]
     assert recorded.params["tool_choice"]["function"]["name"] == "get_weather" and len(recorded.params["tools"]) == 2
 
-    conversation = [*MESSAGES, first.choices[0].message.model_dump(exclude_none=True),
+    # the reply's message object as it came, as the README's example sends it back
+    conversation = [*MESSAGES, first.choices[0].message,
                     {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 24 degrees."}]
     second = client.chat.completions.create(
         model="reverie", messages=conversation, tools=TOOLS, tool_choice="none", max_tokens=8, seed=2
