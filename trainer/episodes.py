@@ -33,8 +33,18 @@ class Told:
 
 
 def episode_messages(episode: dict) -> Messages:
-    """The episode's chat, without any system message (the serving prompt is added at render time)."""
-    return [{"role": m["role"], "content": str(m["content"])} for m in episode["messages"] if m["role"] != "system"]
+    """The episode's chat, without any system message (the serving prompt is added at render time). An
+    agent's turn that only called a tool has no content (null): it is empty text here, never "None"."""
+    return [{"role": m["role"], "content": _text(m.get("content"))} for m in episode["messages"] if m["role"] != "system"]
+
+
+def _text(content) -> str:
+    """A message's content as text: a string, the text of its parts, or "" for none."""
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content)
 
 
 def episode_text(episode: dict) -> str:

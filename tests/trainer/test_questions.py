@@ -120,3 +120,17 @@ def test_a_request_becomes_the_question_about_what_the_assistant_chose():
         ["What book did you recommend to my sister?"]
     # no request, or no reply to it: nothing was decided
     assert asked("My dog is called Dunshi.") == [] and request_questions(chat("Pick a name for my boat.")) == []
+
+
+def test_an_agents_tool_call_turn_is_empty_text_not_none():
+    from trainer.episodes import episode_messages
+
+    episode = {"id": "a", "messages": [
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+                                                                 "function": {"name": "weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "Sunny, 21 C"}]},
+        {"role": "assistant", "content": "It's sunny in Paris."}]}
+    messages = episode_messages(episode)
+    assert [m["content"] for m in messages] == ["What's the weather in Paris?", "", "Sunny, 21 C", "It's sunny in Paris."]
+    assert "None" not in told_text(episode)
