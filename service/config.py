@@ -12,6 +12,9 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODEL = "bundled:SmolLM2-135M-Instruct"
+# SmolLM2's own ChatML template with Hermes-style tools: the bundled model's template ignores `tools`.
+BUNDLED_CHAT_TEMPLATE = Path(__file__).resolve().parent / "chat_templates" / "smollm2_tools.jinja"
+MODEL_OWN_TEMPLATE = "model"
 DEFAULT_NAMESPACE = "default"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # A namespace names folders, adapters (`mem-<namespace>-v<N>`) and metric labels: a letter or digit,
@@ -61,6 +64,12 @@ class Settings(BaseSettings):
         description="HF model folder or id; the default is the bundled SmolLM2-135M-Instruct, exported once.",
     )
     model_name: str = Field(default="reverie", description="The public model id clients ask for.")
+    chat_template: str | None = Field(
+        default=None,
+        description="A Jinja chat template file used in place of the model's own (vLLM's --chat-template: give "
+        "vLLM the same file); default: the shipped SmolLM2 template with tools for the bundled model, else the "
+        "model's own; `model`: always the model's own.",
+    )
     api_keys: str = Field(
         default="", description="`key:namespace,...`; empty accepts any bearer token as namespace `default`."
     )
@@ -127,6 +136,15 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("REVERIE_MODEL_NAME must not be empty")
         return value
+
+    @property
+    def resolved_chat_template(self) -> Path | None:
+        """The chat template file that replaces the model's own, or None to keep the model's."""
+        if self.chat_template == MODEL_OWN_TEMPLATE:
+            return None
+        if self.chat_template is not None:
+            return Path(self.chat_template).expanduser()
+        return BUNDLED_CHAT_TEMPLATE if self.model == BUNDLED_MODEL else None
 
     @cached_property
     def key_namespaces(self) -> dict[str, str]:

@@ -123,10 +123,13 @@ class LocalEngine(Engine):
         device: str = "cpu",
         dtype: torch.dtype | str | None = None,
         drain_timeout_s: float = 300.0,
+        chat_template: str | None = None,
     ):
+        """`chat_template`: Jinja text used in place of the model's own template (REVERIE_CHAT_TEMPLATE)."""
         if max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
         self._model_path = Path(model_path)
+        self._chat_template = chat_template
         self._max_model_len_setting = max_model_len
         self._max_queue = max_queue
         self._drain_timeout_s = drain_timeout_s
@@ -208,6 +211,8 @@ class LocalEngine(Engine):
         if self._torch_threads:
             torch.set_num_threads(self._torch_threads)
         tokenizer = AutoTokenizer.from_pretrained(self._model_path)
+        if self._chat_template is not None:
+            tokenizer.chat_template = self._chat_template
         model = AutoModelForCausalLM.from_pretrained(self._model_path, dtype=self._dtype)
         model.to(self._device).eval()
 

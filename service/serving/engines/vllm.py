@@ -71,6 +71,7 @@ class VLLMEngine(Engine):
         drain_timeout_s: float = 300.0,
         health_interval_s: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        chat_template: str | None = None,
     ):
         """
         Args:
@@ -85,11 +86,15 @@ class VLLMEngine(Engine):
             drain_timeout_s: how long `unload_adapter` waits for the adapter's requests to finish.
             health_interval_s: how often `ready` is refreshed from `/health` once started.
             transport: an httpx transport in place of the network (tests with a fake vLLM).
+            chat_template: Jinja text in place of the folder's template (REVERIE_CHAT_TEMPLATE), for
+                counting prompts and checking tools; vLLM must be started with the same file
+                (`--chat-template`).
         """
         if max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
         self._base_url = base_url.rstrip("/").removesuffix("/v1")
         self._tokenizer_path = tokenizer_path
+        self._chat_template = chat_template
         self._served_name_setting = served_model_name
         self._api_key = api_key
         self._max_model_len_setting = max_model_len
@@ -122,7 +127,10 @@ class VLLMEngine(Engine):
 
             try:
                 path = str(self._tokenizer_path)
-                self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, path)
+                tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, path)
+                if self._chat_template is not None:
+                    tokenizer.chat_template = self._chat_template
+                self._tokenizer = tokenizer
             except Exception as exc:
                 raise EngineError(f"could not load the tokenizer from {self._tokenizer_path}: {exc}") from exc
         if self._client is None:

@@ -569,3 +569,27 @@ async def test_tools_pass_through_and_streamed_calls_map_back_with_a_fake_vllm(s
         await engine.check_tools(ToolSpec(tools=(weather,)))
     assert info.value.param == "tools"
     await engine.stop()
+
+
+@aio
+async def test_a_chat_template_setting_replaces_the_folders_for_counting_and_tools(smollm2_dir):
+    """REVERIE_CHAT_TEMPLATE reaches the vLLM engine's tokenizer: the shipped SmolLM2 template takes the
+    tools its own template refuses, and counts a plain prompt as SmolLM2's own does."""
+    from service.config import BUNDLED_CHAT_TEMPLATE
+    from service.serving.engines.base import ToolSpec
+
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    lines = [chunk("", finish="stop"), "[DONE]"]
+    own = VLLMEngine("http://vllm.invalid", tokenizer_path=smollm2_dir, transport=fake_vllm(lines))
+    shipped = VLLMEngine("http://vllm.invalid", tokenizer_path=smollm2_dir, transport=fake_vllm(lines),
+                         chat_template=BUNDLED_CHAT_TEMPLATE.read_text())
+    await own.start()
+    await shipped.start()
+    try:
+        await shipped.check_tools(ToolSpec(tools=(weather,)))
+        plain = [{"role": "user", "content": "Hello"}]
+        assert shipped.count_prompt_tokens(plain) == own.count_prompt_tokens(plain)
+        assert shipped.count_prompt_tokens(plain, ToolSpec(tools=(weather,))) > own.count_prompt_tokens(plain) + 50
+    finally:
+        await own.stop()
+        await shipped.stop()
