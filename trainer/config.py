@@ -131,8 +131,9 @@ class SleepConfig:
         1.0, "temperature applied to the teacher's logits only in GKD: below 1 the student learns the teacher's "
         "likeliest answer more than its hedges (the 135M teacher spreads mass on apologies).")
     answer_weight: float = _f(
-        0.0, "weight w of cross-entropy on each example's own answer (the dream's grounded words, a replayed "
-        "answer, a general reply) in (1 - w) * GKD + w * CE, on the rows not sampled on-policy. The 135M "
+        0.0, "weight w of cross-entropy on each dream's own answer (tonight's grounded words, a replayed "
+        "answer; not a general prompt's reply, whose whole distribution is kept) in (1 - w) * GKD + w * CE, "
+        "on the rows not sampled on-policy. The 135M "
         "teacher in context gives a told value's first token a few percent (docs/benchmarks-history.md): "
         "its distribution alone teaches the hedge around the value more than the value.")
     on_policy_max_new_tokens: int = _f(32, "length of on-policy student samples.")

@@ -18,6 +18,7 @@ def generalized_jsd(
     beta: float = 0.5,
     temperature: float = 1.0,
     teacher_temperature: float = 1.0,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Token-level generalized Jensen-Shannon divergence, averaged over the unmasked tokens.
 
@@ -34,8 +35,10 @@ def generalized_jsd(
         teacher_temperature: applied to the teacher's logits only, after `temperature`. Below 1 the
             target leans toward the teacher's likeliest tokens (0 < t < 1: a sharpened teacher; as t
             goes to 0, cross-entropy on the teacher's argmax).
+        reduction: "mean" or "none".
     Returns:
-        a scalar: the sum of per-token divergences over unmasked tokens / their count (0 if none).
+        "mean": a scalar, the sum of per-token divergences over unmasked tokens / their count (0 if none);
+        "none": (B, T) per-token divergences, 0 at masked positions.
     """
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must be in [0, 1], got {beta}.")
@@ -55,20 +58,33 @@ def generalized_jsd(
         m = torch.logsumexp(torch.stack([s + math.log(1.0 - beta), t + math.log(beta)]), dim=0)
         per_token = beta * _kl(t, m) + (1.0 - beta) * _kl(s, m)
     if mask is None:
-        return per_token.mean()
+        return per_token.mean() if reduction == "mean" else per_token
     # where, not a product: a non-finite value at a masked (padding) position must not leak in
     mask = mask.to(torch.bool)
+    per_token = torch.where(mask, per_token, 0.0)
+    return per_token.sum() / mask.sum().clamp(min=1) if reduction == "mean" else per_token
+
+
+def distillation_with_answers(
+    jsd: torch.Tensor,
+    student_logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    told: torch.Tensor,
+    weight: float,
+) -> torch.Tensor:
+    """Per-token divergence `jsd` (B, T) where only the teacher teaches, and `(1 - weight) * jsd + weight *
+    cross-entropy of targets` at the `told` positions (the example's own answer), averaged over `mask`.
+
+    With forward KL, `(1 - w) * KL(teacher || student) + w * CE(target)` is KL from the mixture
+    `(1 - w) * teacher + w * one_hot(target)`, less a constant: the told words themselves, where the
+    teacher's distribution only half says them. Positions outside `told` (a student's sample, a prompt
+    whose whole distribution is to be kept) keep the divergence at full weight.
+    """
+    mask, told = mask.to(torch.bool), told.to(torch.bool) & mask.to(torch.bool)
+    nll = -token_logprobs(student_logits, targets)
+    per_token = torch.where(told, (1.0 - weight) * jsd + weight * nll, jsd)
     return torch.where(mask, per_token, 0.0).sum() / mask.sum().clamp(min=1)
-
-
-def masked_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of `targets` (B, T) under `logits` (B, T, V), averaged over the `mask`ed tokens (0 if
-    none). Added to forward KL(teacher || student) with weight w, it is forward KL from the mixture
-    `(1 - w) * teacher + w * one_hot(target)` up to a constant: the told words themselves, where the
-    teacher's distribution only half says them."""
-    mask = mask.to(torch.bool)
-    nll = -token_logprobs(logits, targets)
-    return torch.where(mask, nll, 0.0).sum() / mask.sum().clamp(min=1)
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:

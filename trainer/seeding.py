@@ -28,8 +28,8 @@ from trainer.config import SleepConfig
 from trainer.dreaming import Dream
 from trainer.episodes import windows
 from trainer.experts import adapters
-from trainer.losses import (binding_loss, generalized_jsd, imitation_reward, masked_nll, policy_gradient_loss,
-                            sequence_logprob, token_logprobs)
+from trainer.losses import (binding_loss, distillation_with_answers, generalized_jsd, imitation_reward,
+                            policy_gradient_loss, sequence_logprob, token_logprobs)
 
 BASE = None  # teacher adapters: None is the bare base model
 
@@ -148,8 +148,8 @@ def on_policy_fraction(example: Example, config: SleepConfig) -> float:
 
 def gkd_loss(model, tokenizer, batch: Sequence[Example], config: SleepConfig, rng: random.Random) -> torch.Tensor:
     """GKD on one batch: a fraction lambda of continuations (`replay_lmbda` of replayed ones) sampled
-    on-policy from the student; with `answer_weight` w, the off-policy rows also learn their own answer
-    (`(1 - w) * GKD + w * cross-entropy`)."""
+    on-policy from the student; with `answer_weight` w, the off-policy rows of tonight's and replayed
+    dreams also learn their own answer (`(1 - w) * GKD + w * cross-entropy`, `losses.distillation_with_answers`)."""
     conts: list[list[int]] = [ex.continuation for ex in batch]
     if config.on_policy_unit == "batch":
         draw = rng.random()
@@ -166,14 +166,14 @@ def gkd_loss(model, tokenizer, batch: Sequence[Example], config: SleepConfig, rn
     logits, targets, mask = continuation_logits(model, [ex.student_prompt for ex in batch], conts,
                                                 tokenizer.pad_token_id)
     teacher = teacher_logits(model, tokenizer, batch, conts, logits.shape[1])
-    loss = generalized_jsd(logits, teacher, mask, beta=config.beta, temperature=config.gkd_temperature,
-                           teacher_temperature=config.teacher_temperature)
-    if config.answer_weight > 0:  # the example's own answer, where it was not replaced by a student sample
-        own = mask.clone()
-        own[on_policy] = False
-        if own.any():
-            loss = (1 - config.answer_weight) * loss + config.answer_weight * masked_nll(logits, targets, own)
-    return loss
+    jsd = generalized_jsd(logits, teacher, mask, beta=config.beta, temperature=config.gkd_temperature,
+                          teacher_temperature=config.teacher_temperature, reduction="none")
+    # the example's own answer, where it was not replaced by a student sample; a general prompt keeps the
+    # base's whole distribution (one sampled reply as a hard target drifted the general answers)
+    told = mask.clone()
+    told[on_policy] = False
+    told[[i for i, ex in enumerate(batch) if ex.kind == "general"]] = False
+    return distillation_with_answers(jsd, logits, targets, mask, told, config.answer_weight)
 
 
 def imitation_loss(model, tokenizer, example: Example, config: SleepConfig, similarity, rng: random.Random):

@@ -7,11 +7,11 @@ import torch
 
 from trainer.losses import (
     binding_loss,
+    distillation_with_answers,
     edit_distance,
     edit_similarity,
     generalized_jsd,
     imitation_reward,
-    masked_nll,
     policy_gradient_loss,
     sequence_logprob,
     token_logprobs,
@@ -81,21 +81,26 @@ def test_teacher_temperature_sharpens_the_teacher_only():
     assert generalized_jsd(teacher * 2, teacher, beta=0.0, teacher_temperature=0.5).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_masked_nll_averages_the_told_tokens_only():
-    logits = torch.tensor([[0.25, 0.75], [0.5, 0.5]]).log().view(1, 2, 2)  # two positions of one row
-    targets = torch.tensor([[1, 0]])
-    both = masked_nll(logits, targets, torch.tensor([[True, True]])).item()
-    assert both == pytest.approx((-math.log(0.75) - math.log(0.5)) / 2, rel=1e-5)
-    assert masked_nll(logits, targets, torch.tensor([[True, False]])).item() == pytest.approx(-math.log(0.75), rel=1e-5)
-    assert masked_nll(logits, targets, torch.tensor([[False, False]])).item() == 0.0
-    # with weight w beside forward KL it is KL from the teacher mixed with the told token, less a constant
-    teacher, w = torch.tensor([0.6, 0.4]), 0.5
-    student = torch.tensor([0.3, 0.7]).log().view(1, 1, 2)
-    mixed = (1 - w) * teacher + w * torch.tensor([0.0, 1.0])
-    combined = (1 - w) * generalized_jsd(student, teacher.log().view(1, 1, 2), beta=0.0) + \
-        w * masked_nll(student, torch.tensor([[1]]), torch.tensor([[True]]))
-    entropy_gap = (1 - w) * -(teacher * teacher.log()).sum() - (-(mixed * mixed.log()).sum())
-    assert combined.item() == pytest.approx(_kl(mixed.tolist(), [0.3, 0.7]) - entropy_gap.item(), rel=1e-5)
+def test_distillation_with_answers_mixes_in_the_told_tokens_only():
+    # two positions: the first is a told answer token, the second a sampled one (divergence only)
+    student = torch.tensor([[0.3, 0.7], [0.5, 0.5]]).log().view(1, 2, 2)
+    teacher = torch.tensor([[0.6, 0.4], [0.9, 0.1]]).log().view(1, 2, 2)
+    targets, mask, told = torch.tensor([[1, 0]]), torch.tensor([[True, True]]), torch.tensor([[True, False]])
+    jsd = generalized_jsd(student, teacher, mask, beta=0.0, reduction="none")
+    assert jsd[0].tolist() == pytest.approx([_kl([0.6, 0.4], [0.3, 0.7]), _kl([0.9, 0.1], [0.5, 0.5])], rel=1e-5)
+    w = 0.5
+    loss = distillation_with_answers(jsd, student, targets, mask, told, w).item()
+    first = (1 - w) * _kl([0.6, 0.4], [0.3, 0.7]) + w * -math.log(0.7)
+    assert loss == pytest.approx((first + _kl([0.9, 0.1], [0.5, 0.5])) / 2, rel=1e-5)
+    # weight 0 is the divergence alone; at a told position it is KL from the teacher mixed with the token
+    assert distillation_with_answers(jsd, student, targets, mask, told, 0.0).item() == pytest.approx(
+        jsd.mean().item(), rel=1e-5)
+    mixed = [(1 - w) * 0.6, (1 - w) * 0.4 + w]
+    entropy = lambda p: -sum(x * math.log(x) for x in p)  # noqa: E731
+    assert first == pytest.approx(_kl(mixed, [0.3, 0.7]) + entropy(mixed) - (1 - w) * entropy([0.6, 0.4]), rel=1e-5)
+    # a masked position counts nowhere, told or not
+    only_first = distillation_with_answers(jsd, student, targets, torch.tensor([[True, False]]), told, w).item()
+    assert only_first == pytest.approx(first, rel=1e-5)
 
 
 def test_jsd_gradient_flows_to_student_only():

@@ -137,31 +137,32 @@ def test_replay_lmbda_samples_replayed_dreams_on_policy_and_leaves_tonight_to_lm
     assert tuple(tonight.student_prompt) not in sampled_for
 
 
-def test_answer_weight_teaches_the_examples_own_answer_where_not_sampled(tiny_model_dir):
+def test_answer_weight_teaches_a_dreams_own_answer_where_not_sampled(tiny_model_dir):
     import random
 
     from trainer.chat import continuation_logits
-    from trainer.losses import masked_nll
+    from trainer.losses import token_logprobs
     from trainer.seeding import gkd_loss
 
-    tokenizer, model, config, example = _setup(tiny_model_dir)
+    tokenizer, model, config, general = _setup(tiny_model_dir)
+    dream = build_example(tokenizer, general.student_prompt, general.teacher_prompt, "Mirpa Lovos has a parrot.",
+                          None, "tonight")
+    cache_teacher(model, tokenizer, [dream])
+
+    def loss(example, **changes):
+        with torch.no_grad():
+            return gkd_loss(model, tokenizer, [example], dataclasses.replace(config, **changes), random.Random(0)).item()
+
     with torch.no_grad():
-        logits, targets, mask = continuation_logits(model, [example.student_prompt], [example.continuation],
+        logits, targets, mask = continuation_logits(model, [dream.student_prompt], [dream.continuation],
                                                     tokenizer.pad_token_id)
-        told = masked_nll(logits, targets, mask).item()
-        only_answer = gkd_loss(model, tokenizer, [example], dataclasses.replace(config, answer_weight=1.0),
-                               random.Random(0)).item()
-        plain = gkd_loss(model, tokenizer, [example], config, random.Random(0)).item()
-        half = gkd_loss(model, tokenizer, [example], dataclasses.replace(config, answer_weight=0.5),
-                        random.Random(0)).item()
-        # a row sampled on-policy has no answer of its own to learn: plain GKD on the sample
-        sampled = dataclasses.replace(config, lmbda=1.0)
-        on_policy = gkd_loss(model, tokenizer, [example], dataclasses.replace(sampled, answer_weight=1.0),
-                             random.Random(0)).item()
-        on_policy_plain = gkd_loss(model, tokenizer, [example], sampled, random.Random(0)).item()
-    assert only_answer == pytest.approx(told, rel=1e-4)
-    assert half == pytest.approx((plain + told) / 2, rel=1e-4) and abs(plain - told) > 1e-3
-    assert on_policy == pytest.approx(on_policy_plain, rel=1e-4)
+        told = (-(token_logprobs(logits, targets) * mask).sum() / mask.sum()).item()
+    plain = loss(dream)
+    assert loss(dream, answer_weight=1.0) == pytest.approx(told, rel=1e-4) and abs(plain - told) > 1e-3
+    assert loss(dream, answer_weight=0.5) == pytest.approx((plain + told) / 2, rel=1e-4)
+    # a row sampled on-policy has no answer of its own to learn, a general prompt keeps its whole distribution
+    assert loss(dream, answer_weight=1.0, lmbda=1.0) == pytest.approx(loss(dream, lmbda=1.0), rel=1e-4)
+    assert loss(general, answer_weight=1.0) == pytest.approx(loss(general), rel=1e-4)
 
 
 def test_replay_lmbda_defaults_to_lmbda():
