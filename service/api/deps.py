@@ -19,6 +19,7 @@ from service.config import Settings
 from service.errors import AuthenticationError, PermissionDeniedError
 from service.serving.adapter_sync import AdapterSync
 from service.serving.chat import ChatService
+from service.serving.responses import ResponsesService
 from service.serving.engines.base import Engine
 from service.serving.limits import FailureThrottle
 from service.serving.recording import Recorder
@@ -78,6 +79,13 @@ def get_started_at(request: Request) -> int:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ChatDep = Annotated[ChatService, Depends(get_chat_service)]
+
+
+def get_responses_service(chat: ChatDep) -> ResponsesService:
+    return ResponsesService(chat)  # stateless: the Responses API on the chat service
+
+
+ResponsesDep = Annotated[ResponsesService, Depends(get_responses_service)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 SessionDep = Annotated[Session, Depends(get_session)]
 RecorderDep = Annotated[Recorder, Depends(get_recorder)]

@@ -1,4 +1,5 @@
-"""`/v1/chat/completions` and `/v1/models[/{id}]`: validate, call the chat service, shape the response."""
+"""`/v1/chat/completions`, `/v1/responses` and `/v1/models[/{id}]`: validate, call the chat (or responses)
+service, shape the response."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from fastapi.responses import StreamingResponse
 
 from service.errors import ModelNotFoundError
 from service.serving.auth import caller_id
-from service.api.deps import ChatDep, NamespaceDep, SettingsDep, StartedAtDep
+from service.api.deps import ChatDep, NamespaceDep, ResponsesDep, SettingsDep, StartedAtDep
 from service.serving.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse, ModelCard, ModelList
+from service.serving.protocol_responses import ResponseObject, ResponsesRequest
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 _ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 422, 429, 500, 503)}
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=_ERRORS)
@@ -34,10 +37,29 @@ async def create_chat_completion(
         conversation_id=x_conversation_id,
     )
     if reply.stream is not None:
-        return StreamingResponse(
-            reply.stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
+        return StreamingResponse(reply.stream, media_type="text/event-stream", headers=_SSE_HEADERS)
     return reply.completion
+
+
+@router.post("/responses", response_model=ResponseObject, responses=_ERRORS)
+async def create_response(
+    body: ResponsesRequest,
+    responses: ResponsesDep,
+    namespace: NamespaceDep,
+    authorization: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
+    x_conversation_id: Annotated[str | None, Header(max_length=256)] = None,
+):
+    reply = await responses.create(
+        body,
+        namespace=namespace,
+        caller=caller_id(authorization),
+        idempotency_key=idempotency_key,
+        conversation_id=x_conversation_id,
+    )
+    if reply.stream is not None:
+        return StreamingResponse(reply.stream, media_type="text/event-stream", headers=_SSE_HEADERS)
+    return reply.response
 
 
 @router.get("/models", response_model=ModelList, responses=_ERRORS)

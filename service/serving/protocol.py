@@ -76,7 +76,7 @@ WITHOUT_EFFECT_ON_THE_REPLY = {
 }
 
 
-def _refused(*accepted: Any, why: str) -> Any:
+def refused(*accepted: Any, why: str) -> Any:
     """The type of a field Reverie does not honour: null and the `accepted` values (the ones that ask for
     nothing, such as `[]` or `"none"`) pass, anything else is a 400 naming the field and saying `why`.
 
@@ -130,10 +130,10 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextContentPart] | None = None
     name: str | None = None
-    refusal: _refused(why="an assistant refusal cannot be replayed as input") = None
-    audio: _refused(why=_NO_AUDIO) = None
+    refusal: refused(why="an assistant refusal cannot be replayed as input") = None
+    audio: refused(why=_NO_AUDIO) = None
     tool_calls: list[MessageToolCall] | None = None
-    function_call: _refused(why=_NO_FUNCTIONS) = None
+    function_call: refused(why=_NO_FUNCTIONS) = None
     tool_call_id: str | None = None
 
     @field_validator("content", mode="before")
@@ -232,17 +232,17 @@ class ChatCompletionRequest(BaseModel):
 
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     model: str
-    audio: _refused(why=_NO_AUDIO) = None
+    audio: refused(why=_NO_AUDIO) = None
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    function_call: _refused("none", why=_NO_FUNCTIONS) = None
-    functions: _refused([], why=_NO_FUNCTIONS) = None
+    function_call: refused("none", why=_NO_FUNCTIONS) = None
+    functions: refused([], why=_NO_FUNCTIONS) = None
     logit_bias: dict[TokenId, Annotated[float, Field(ge=-100, le=100)]] | None = None
     logprobs: bool | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     metadata: dict[str, str] | None = None
-    modalities: _refused(["text"], why=_NO_AUDIO) = None
-    moderation: _refused(why="moderation is not supported") = None
+    modalities: refused(["text"], why=_NO_AUDIO) = None
+    moderation: refused(why="moderation is not supported") = None
     n: int | None = Field(default=1, ge=1, description="Choices to generate, at most REVERIE_MAX_CHOICES.")
     parallel_tool_calls: bool | None = None
     prediction: dict[str, Any] | None = None
@@ -250,13 +250,13 @@ class ChatCompletionRequest(BaseModel):
     prompt_cache_key: str | None = None
     prompt_cache_options: dict[str, Any] | None = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
-    reasoning_effort: _refused("none", why="this model does not reason before answering; only 'none' applies") = None
+    reasoning_effort: refused("none", why="this model does not reason before answering; only 'none' applies") = None
     response_format: ResponseFormat | None = None
     safety_identifier: str | None = None
     seed: int | None = Field(default=None, ge=SEED_MIN, lt=SEED_LIMIT)
-    service_tier: _refused("auto", "default", why="this server has one service tier: 'auto' or 'default'") = None
+    service_tier: refused("auto", "default", why="this server has one service tier: 'auto' or 'default'") = None
     stop: Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | None = None
-    store: _refused(False, why="there are no stored completions to retrieve; every request is recorded as an "
+    store: refused(False, why="there are no stored completions to retrieve; every request is recorded as an "
                     "episode regardless (send false or nothing)") = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -266,8 +266,8 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     top_p: float | None = Field(default=None, gt=0, le=1)
     user: str | None = None
-    verbosity: _refused(why="this model has no verbosity control") = None
-    web_search_options: _refused(why="web search is not supported") = None
+    verbosity: refused(why="this model has no verbosity control") = None
+    web_search_options: refused(why="web search is not supported") = None
 
     @model_validator(mode="before")
     @classmethod
