@@ -362,10 +362,12 @@ def write_night(out_dir: Path, dreams: Sequence[Dream], metrics: dict) -> None:
 def seed_deadline(started: float, seconds: dict[str, float], config: SleepConfig) -> float | None:
     """When seeding must end for the night to fit `config.night_seconds` (None: no budget). The gate after
     seeding repeats the served model's pass and adds the general prompts: twice that pass, plus a few
-    seconds to save, are kept for it."""
+    seconds to save, are kept for it, and a twentieth of the night besides: the gate's greedy replies to
+    the general prompts and the last step's overrun took nights 9-21 s past 600 s on memory-public
+    (2026-12-04, the gate taking up to 46 s against 17 s kept)."""
     if config.night_seconds is None:
         return None
-    return started + config.night_seconds - (2 * seconds.get("served", 0.0) + 5.0)
+    return started + config.night_seconds - (2 * seconds.get("served", 0.0) + 5.0 + config.night_seconds / 20)
 
 
 def replay_pairs(model, tokenizer, replayable: Sequence[Dream], teacher, config: SleepConfig,

@@ -115,7 +115,7 @@ def test_a_night_budget_cuts_the_seed_steps_to_fit(tiny_model_dir, tmp_path, gro
 
 
 def test_seed_deadline_keeps_room_for_the_gate():
-    assert seed_deadline(100.0, {"served": 10.0}, _config(night_seconds=600.0)) == 100.0 + 600.0 - 25.0
+    assert seed_deadline(100.0, {"served": 10.0}, _config(night_seconds=600.0)) == 100.0 + 600.0 - 25.0 - 30.0
     assert seed_deadline(100.0, {"served": 10.0}, _config()) is None
 
 
