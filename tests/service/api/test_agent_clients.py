@@ -1,0 +1,246 @@
+"""Agent frameworks as clients (issue 24): LangChain's `ChatOpenAI` and the OpenAI Agents SDK, over a real
+uvicorn server on loopback.
+
+The tiny random model on the shipped SmolLM2 template with tools (service/chat_templates/), as in
+test_responses: a random model writes nonsense, so what is checked is what each framework makes of our
+replies: text and streams reassembled as the server sent them, tool calls and structured outputs parsed
+and validated by the framework itself (forced by grammar, so well formed whatever the model), and every
+request recorded as an episode. Strings are bounded, tool schemas strict (a schema that allows more
+properties lets a random model write keys until max_tokens cuts the call) and calls forced one at a time
+(parallel_tool_calls false), as a random model under the call grammar otherwise writes calls until cut.
+LiteLLM is not tested: the package list the project installs from has no version of it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+import pytest
+from agents import (Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_default_openai_client,
+                    set_tracing_disabled)
+from agents.models import _openai_shared
+from langchain_openai import ChatOpenAI
+from openai import AsyncOpenAI
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from service.app import create_app
+from service.config import BUNDLED_CHAT_TEMPLATE, Settings
+from service.store.db import make_engine, make_sessionmaker, upgrade
+from service.store.models import Episode
+from tests.servers import server_in_thread
+
+pytestmark = [pytest.mark.model]
+
+KEY = "k1"
+QUESTION = "What is the weather in Lyon?"
+
+
+class Weather(BaseModel):
+    """The forecast for a city."""
+
+    city: Annotated[str, Field(max_length=10)]
+    unit: Literal["celsius", "fahrenheit"]
+
+
+class SaveNote(BaseModel):
+    """Keep a note."""
+
+    text: Annotated[str, Field(max_length=12)]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    data = tmp_path_factory.mktemp("agent-clients")
+    settings = Settings(
+        data_dir=data, database_url=f"sqlite:///{data / 'store.db'}", model=str(tiny_model_dir),
+        api_keys=f"{KEY}:one", admin_key="adm-0123456789abcdef", scheduler=False, embedded_worker=False,
+        torch_threads=1, chat_template=str(BUNDLED_CHAT_TEMPLATE),
+    )
+    upgrade(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    with server_in_thread(create_app(settings)) as base_url:
+        yield f"{base_url}/v1", make_sessionmaker(engine)
+    engine.dispose()
+
+
+def episode(sessions, reply_id: str) -> Episode:
+    """The episode a chat completion (chatcmpl-...) or a response (resp_...) was recorded as."""
+    key = reply_id.removeprefix("chatcmpl-").removeprefix("resp_")
+    with sessions() as session:
+        return session.get(Episode, uuid.UUID(key))
+
+
+def latest_episode(sessions) -> Episode:
+    """The episode recorded last (for a client that keeps no reply id)."""
+    with sessions() as session:
+        return session.scalars(select(Episode).order_by(Episode.created_at.desc()).limit(1)).one()
+
+
+# LangChain ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chat(server):
+    return ChatOpenAI(base_url=server[0], api_key=KEY, model="reverie", max_retries=0, max_tokens=80, timeout=120,
+                      stream_usage=True)
+
+
+def test_langchain_invoke_and_stream_give_the_recorded_text(server, chat):
+    _, sessions = server
+    greedy = chat.bind(temperature=0, max_tokens=12)
+    reply = greedy.invoke("Hello there")
+    assert isinstance(reply.content, str) and reply.response_metadata["id"].startswith("chatcmpl-")
+    recorded = episode(sessions, reply.response_metadata["id"])
+    assert recorded.messages == [{"role": "user", "content": "Hello there"}] and recorded.response == reply.content
+    assert reply.usage_metadata["output_tokens"] == recorded.completion_tokens
+    assert reply.usage_metadata["input_tokens"] == recorded.prompt_tokens > 0
+
+    chunks = list(greedy.stream("Hello there"))
+    assert len(chunks) > 2
+    streamed = sum(chunks[1:], chunks[0])
+    assert streamed.content == reply.content  # greedy: the stream is the unstreamed reply
+    assert streamed.usage_metadata["output_tokens"] == reply.usage_metadata["output_tokens"]
+    assert latest_episode(sessions).response == reply.content  # LangChain keeps no id from a stream
+
+
+@pytest.mark.parametrize("tool_choice", ["Weather", "any"])
+def test_langchain_bind_tools_returns_calls_whose_args_validate(server, chat, tool_choice):
+    _, sessions = server
+    bound = chat.bind_tools([Weather, SaveNote], tool_choice=tool_choice, parallel_tool_calls=False,
+                           strict=True)
+    reply = bound.invoke(QUESTION)
+    (call,) = reply.tool_calls
+    assert not reply.invalid_tool_calls and reply.response_metadata["finish_reason"] == "tool_calls"
+    schema = {"Weather": Weather, "SaveNote": SaveNote}[call["name"]]
+    assert tool_choice == "any" or call["name"] == "Weather"
+    schema.model_validate(call["args"])
+    recorded = episode(sessions, reply.response_metadata["id"])
+    assert recorded.tool_calls[0]["id"] == call["id"] and recorded.tool_calls[0]["function"]["arguments"] == call["args"]
+
+
+def test_langchain_streamed_tool_call_reassembles(chat):
+    bound = chat.bind_tools([Weather], tool_choice="Weather", parallel_tool_calls=False, strict=True)
+    chunks = list(bound.stream(QUESTION))
+    assert sum(len(chunk.tool_call_chunks) for chunk in chunks) > 1  # the arguments came in pieces
+    streamed = sum(chunks[1:], chunks[0])
+    (call,) = streamed.tool_calls
+    assert call["name"] == "Weather" and call["id"].startswith("call_") and not streamed.invalid_tool_calls
+    Weather.model_validate(call["args"])
+
+
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+def test_langchain_structured_output_returns_a_validated_object(server, chat, method):
+    _, sessions = server
+    structured = chat.with_structured_output(Weather, method=method, include_raw=True, strict=True)
+    for temperature in (0, 1):
+        out = structured.invoke(f"Invent a forecast ({temperature}).", temperature=temperature)
+        assert out["parsing_error"] is None and isinstance(out["parsed"], Weather), out
+    recorded = episode(sessions, out["raw"].response_metadata["id"])
+    if method == "json_schema":
+        assert recorded.params["response_format"]["json_schema"]["name"] == "Weather"
+        assert Weather.model_validate_json(recorded.response) == out["parsed"]
+    else:
+        assert recorded.tool_calls[0]["function"]["name"] == "Weather"
+        assert Weather.model_validate(recorded.tool_calls[0]["function"]["arguments"]) == out["parsed"]
+
+
+def test_langchain_through_the_responses_api(server):
+    _, sessions = server
+
+    def responses_chat(max_tokens: int):  # LangChain's Responses path ignores max_tokens given to invoke
+        return ChatOpenAI(base_url=server[0], api_key=KEY, model="reverie", max_retries=0, max_tokens=max_tokens,
+                          timeout=120, use_responses_api=True, temperature=0)
+
+    reply = responses_chat(12).invoke("Hello there")
+    assert reply.response_metadata["id"].startswith("resp_") and reply.text
+    recorded = episode(sessions, reply.response_metadata["id"])
+    assert recorded.messages == [{"role": "user", "content": "Hello there"}] and recorded.response == reply.text
+    assert reply.usage_metadata["output_tokens"] == recorded.completion_tokens <= 12
+
+    bound = responses_chat(80).bind_tools([Weather], tool_choice="Weather", parallel_tool_calls=False, strict=True)
+    called = bound.invoke(QUESTION)
+    (call,) = called.tool_calls
+    assert call["name"] == "Weather" and not called.invalid_tool_calls
+    Weather.model_validate(call["args"])
+    assert episode(sessions, called.response_metadata["id"]).tool_calls[0]["function"]["arguments"] == call["args"]
+
+
+# OpenAI Agents SDK --------------------------------------------------------------------------------
+
+
+def forecast_agent(model=None):
+    """An agent whose one tool records its calls; forced to call it, and stopped by its first result."""
+    calls = []
+
+    @function_tool
+    def get_weather(city: Literal["Lyon", "Paris", "Oslo"], unit: Literal["celsius", "fahrenheit"]) -> str:
+        """The forecast for a city."""
+        calls.append((city, unit))
+        return f"Sunny in {city}, 24 degrees {unit}."
+
+    agent = Agent(
+        name="forecaster", instructions="Answer with the tool.", tools=[get_weather],
+        model_settings=ModelSettings(tool_choice="get_weather", parallel_tool_calls=False, max_tokens=60),
+        tool_use_behavior="stop_on_first_tool", model=model or "reverie",
+    )
+    return agent, calls
+
+
+@pytest.fixture
+def agents_client(server):
+    """The SDK's default client pointed at the server (its default API: Responses), tracing off."""
+    previous = _openai_shared.get_default_openai_client()
+    client = AsyncOpenAI(base_url=server[0], api_key=KEY, max_retries=0)
+    set_tracing_disabled(True)
+    set_default_openai_client(client, use_for_tracing=False)
+    yield client
+    _openai_shared.set_default_openai_client(previous)
+
+
+async def test_an_agent_calls_its_tool_through_the_responses_api(server, agents_client):
+    _, sessions = server
+    agent, calls = forecast_agent()
+    question = f"{QUESTION} ({uuid.uuid4().hex[:6]})"
+    result = await Runner.run(agent, question, max_turns=2)
+    ((city, unit),) = calls
+    assert result.final_output == f"Sunny in {city}, 24 degrees {unit}."
+    (response,) = result.raw_responses
+    assert response.response_id.startswith("resp_")
+    recorded = episode(sessions, response.response_id)
+    assert recorded.messages == [{"role": "system", "content": "Answer with the tool."},
+                                 {"role": "user", "content": question}]
+    assert recorded.tool_calls[0]["function"] == {"name": "get_weather", "arguments": {"city": city, "unit": unit}}
+    assert recorded.params["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_an_agent_calls_its_tool_through_chat_completions(server, agents_client):
+    _, sessions = server
+    agent, calls = forecast_agent(OpenAIChatCompletionsModel(model="reverie", openai_client=agents_client))
+    question = f"{QUESTION} ({uuid.uuid4().hex[:6]})"
+    result = await Runner.run(agent, question, max_turns=2)
+    ((city, unit),) = calls
+    assert result.final_output == f"Sunny in {city}, 24 degrees {unit}."
+    assert result.raw_responses[0].response_id is None  # the SDK keeps no chat completion id
+    recorded = latest_episode(sessions)
+    assert recorded.messages == [{"role": "system", "content": "Answer with the tool."},
+                                 {"role": "user", "content": question}]
+    assert recorded.tool_calls[0]["function"] == {"name": "get_weather", "arguments": {"city": city, "unit": unit}}
+    assert recorded.finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("api", ["responses", "chat_completions"])
+async def test_a_streamed_agent_run_calls_its_tool(server, agents_client, api):
+    _, sessions = server
+    agent, calls = forecast_agent(
+        OpenAIChatCompletionsModel(model="reverie", openai_client=agents_client) if api == "chat_completions" else None
+    )
+    result = Runner.run_streamed(agent, f"{QUESTION} (streamed)", max_turns=2)
+    kinds = [event.item.type async for event in result.stream_events() if event.type == "run_item_stream_event"]
+    ((city, unit),) = calls
+    assert kinds == ["tool_call_item", "tool_call_output_item"]
+    assert result.final_output == f"Sunny in {city}, 24 degrees {unit}."
+    (response,) = result.raw_responses
+    recorded = episode(sessions, response.response_id) if api == "responses" else latest_episode(sessions)
+    assert recorded.tool_calls[0]["function"] == {"name": "get_weather", "arguments": {"city": city, "unit": unit}}
