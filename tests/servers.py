@@ -38,6 +38,21 @@ def wait_ready(base_url: str, timeout_s: float = 120, process: subprocess.Popen 
 
 
 @contextmanager
+def served_with_store(settings):
+    """The app for `settings` on loopback over its store, migrated first: yields (base URL, sessionmaker)."""
+    from service.app import create_app
+    from service.store.db import make_engine, make_sessionmaker, upgrade
+
+    upgrade(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with server_in_thread(create_app(settings)) as base_url:
+            yield base_url, make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
 def server_in_thread(app, wait: bool = True):
     """Serve `app` with uvicorn on a free loopback port; yields its base URL once ready (or started)."""
     port = free_port()

@@ -25,11 +25,9 @@ from openai import AsyncOpenAI
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from service.app import create_app
 from service.config import BUNDLED_CHAT_TEMPLATE, Settings
-from service.store.db import make_engine, make_sessionmaker, upgrade
 from service.store.models import Episode
-from tests.servers import server_in_thread
+from tests.servers import served_with_store
 
 pytestmark = [pytest.mark.model]
 
@@ -58,11 +56,8 @@ def server(tiny_model_dir, tmp_path_factory):
         api_keys=f"{KEY}:one", admin_key="adm-0123456789abcdef", scheduler=False, embedded_worker=False,
         torch_threads=1, chat_template=str(BUNDLED_CHAT_TEMPLATE),
     )
-    upgrade(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    with server_in_thread(create_app(settings)) as base_url:
-        yield f"{base_url}/v1", make_sessionmaker(engine)
-    engine.dispose()
+    with served_with_store(settings) as (base_url, sessions):
+        yield f"{base_url}/v1", sessions
 
 
 def episode(sessions, reply_id: str) -> Episode:

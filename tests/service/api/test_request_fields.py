@@ -15,12 +15,10 @@ from openai.types.chat.completion_create_params import CompletionCreateParamsBas
 from openai.types.chat.chat_completion_stream_options_param import ChatCompletionStreamOptionsParam
 from sqlalchemy import func, select
 
-from service.app import create_app
 from service.config import Settings
 from service.serving.protocol import WITHOUT_EFFECT_ON_THE_REPLY, ChatCompletionRequest, StreamOptions
-from service.store.db import make_engine, make_sessionmaker, upgrade
 from service.store.models import Episode
-from tests.servers import server_in_thread
+from tests.servers import served_with_store
 
 pytestmark = [pytest.mark.model]
 
@@ -35,11 +33,8 @@ def server(tiny_model_dir, tmp_path_factory):
         data_dir=data, database_url=f"sqlite:///{data / 'store.db'}", model=str(tiny_model_dir), api_keys="k1:one",
         admin_key="adm-0123456789abcdef", scheduler=False, embedded_worker=False, default_max_tokens=4,
     )
-    upgrade(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    with server_in_thread(create_app(settings)) as base_url:
-        yield base_url, make_sessionmaker(engine)
-    engine.dispose()
+    with served_with_store(settings) as (base_url, sessions):
+        yield base_url, sessions
 
 
 def client(base_url: str) -> openai.OpenAI:

@@ -19,11 +19,9 @@ import pytest
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from service.app import create_app
 from service.config import BUNDLED_CHAT_TEMPLATE, Settings
-from service.store.db import make_engine, make_sessionmaker, upgrade
 from service.store.models import Episode
-from tests.servers import server_in_thread
+from tests.servers import served_with_store
 
 pytestmark = [pytest.mark.model]
 
@@ -46,11 +44,8 @@ def server(tiny_model_dir, tmp_path_factory):
         admin_key="adm-0123456789abcdef", scheduler=False, embedded_worker=False, torch_threads=1,
         chat_template=str(BUNDLED_CHAT_TEMPLATE),
     )
-    upgrade(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    with server_in_thread(create_app(settings)) as base_url:
-        yield base_url, make_sessionmaker(engine)
-    engine.dispose()
+    with served_with_store(settings) as (base_url, sessions):
+        yield base_url, sessions
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,9 @@ import pytest
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from service.app import create_app
 from service.config import Settings
-from service.store.db import make_engine, make_sessionmaker, upgrade
 from service.store.models import Episode
-from tests.servers import server_in_thread
+from tests.servers import served_with_store
 
 pytestmark = [pytest.mark.model]
 
@@ -75,11 +73,8 @@ def server(tiny_model_dir, tmp_path_factory):
         data_dir=data, database_url=f"sqlite:///{data / 'store.db'}", model=str(tiny_model_dir), api_keys="k1:one",
         admin_key="adm-0123456789abcdef", scheduler=False, embedded_worker=False, torch_threads=1, max_choices=3,
     )
-    upgrade(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    with server_in_thread(create_app(settings)) as base_url:
-        yield base_url, make_sessionmaker(engine)
-    engine.dispose()
+    with served_with_store(settings) as (base_url, sessions):
+        yield base_url, sessions
 
 
 @pytest.fixture(scope="module")
