@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from service.errors import InvalidRequestError
-from service.serving.protocol import ChatCompletion, ChatCompletionRequest, refused
+from service.serving.protocol import ChatCompletion, ChatCompletionRequest, FunctionDefinition, refused
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +98,10 @@ InputItem = Annotated[
 ]
 
 
-class FunctionTool(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class FunctionTool(FunctionDefinition):
+    """The Responses API's function tool: chat's function definition, flat beside its type."""
 
     type: Literal["function"]
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
 
 
 class FunctionToolChoice(BaseModel):
