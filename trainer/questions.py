@@ -104,17 +104,17 @@ def cloze_questions(messages: Messages, limit: int) -> list[str]:
     return list(dict.fromkeys(out))[:limit]
 
 
+def value_runs(sentence: str, own: set[str]) -> list[int]:
+    """Where each run of `own` words in `sentence.split()` begins, in order."""
+    marked = [bool(words(t) & own) for t in sentence.split()]
+    return [i for i, m in enumerate(marked) if m and (i == 0 or not marked[i - 1])]
+
+
 def value_start(sentence: str, own: set[str]) -> int | None:
     """Index (in `sentence.split()`) where the sentence's last run of `own` words (what only this episode
     says: the value) begins; None when it has none."""
-    tokens = sentence.split()
-    marked = [i for i, t in enumerate(tokens) if words(t) & own]
-    if not marked:
-        return None
-    start = marked[-1]
-    while start > 0 and start - 1 in marked:
-        start -= 1
-    return start
+    runs = value_runs(sentence, own)
+    return runs[-1] if runs else None
 
 
 def key_cloze_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str]) -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 
 from trainer.chat import Messages
 from trainer.episodes import answered_request, told
-from trainer.questions import PHRASE_END, distinctive, value_start
+from trainer.questions import PHRASE_END, distinctive, value_runs, value_start
 from trainer.text import STOPWORDS, entities, sentences, words
 
 _LEAD = re.compile(r"^(?:(?:by the way|btw|quick update|update on [^:]+|oh|also|actually|so|well|anyway|"
@@ -271,12 +271,6 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                     out += statement_questions(" ".join(tokens[:start]))
                     out += named_thing_questions(tokens[:start])
     return list(dict.fromkeys(out))
-
-
-def value_runs(sentence: str, own: set[str]) -> list[int]:
-    """Where each run of `own` words in `sentence.split()` begins, in order."""
-    marked = [bool(words(t) & own) for t in sentence.split()]
-    return [i for i, m in enumerate(marked) if m and (i == 0 or not marked[i - 1])]
 
 
 def named_thing_questions(before: Sequence[str]) -> list[str]:
