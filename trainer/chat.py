@@ -12,14 +12,18 @@ from collections.abc import Sequence
 
 import torch
 
+from trainer.tool_turns import presented
+
 Messages = list[dict[str, str]]
 
 
 def render(tokenizer, messages: Messages, system_prompt: str | None = None) -> list[int]:
-    """Token ids of a chat ending with the assistant's generation prompt (the serving format)."""
+    """Token ids of a chat ending with the assistant's generation prompt (the serving format). An agent's
+    calls and tool results are shown in plain user/assistant turns (`trainer.tool_turns.presented`), so
+    any chat template renders them."""
     if system_prompt is not None:
         messages = [{"role": "system", "content": system_prompt}, *[m for m in messages if m["role"] != "system"]]
-    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    out = tokenizer.apply_chat_template(presented(messages), tokenize=True, add_generation_prompt=True)
     if hasattr(out, "keys") and "input_ids" in out:
         out = out["input_ids"]
     return list(out)
