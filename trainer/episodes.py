@@ -1,8 +1,10 @@
 """What an episode tells: its turns, the sentences that carry information, and the windows it is read in.
 
-An episode is a chat (`messages`). Its information is what the user said, and what the assistant said
-when the user asked for something (a name it suggested, a plan it made): an assistant turn that only
-acknowledges a statement ("Thanks, I'll remember that.") is the model's own filler and tells nothing.
+An episode is a chat (`messages`). Its information is what the user said, what the tools an agent called
+returned (what it looked up, it learned), and what the assistant said when the user asked for something
+(a name it suggested, a plan it made, the answer it gave after looking something up): an assistant turn
+that only acknowledges a statement ("Thanks, I'll remember that.") is the model's own filler and tells
+nothing, and a call is never information (`trainer.tool_turns`).
 A chat longer than the training length is read in overlapping windows of whole messages, so every turn
 is some window's context; a short chat is one window, the whole of it.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 from trainer.chat import Messages
 from trainer.text import sentences, words
+from trainer.tool_turns import call_notes, readable_result, turn_text, without_calls
 
 # A user turn asks for something when one of its sentences is a question or starts with a request verb;
 # the assistant's reply to it is then information (a suggestion, a decision, an answer).
@@ -27,15 +30,31 @@ _REQUEST = re.compile(r"\?$|^(?:please\s+|could you\s+|can you\s+|would you\s+)?
 class Told:
     """One sentence of information: who said it, and its turn's place in the chat."""
 
-    role: str  # "user" or "assistant"
+    role: str  # "user", "assistant" or "tool"
     text: str
     turn: int
 
 
 def episode_messages(episode: dict) -> Messages:
-    """The episode's chat, without any system message (the serving prompt is added at render time). An
-    agent's turn that only called a tool has no content (null): it is empty text here, never "None"."""
-    return [{"role": m["role"], "content": _text(m.get("content"))} for m in episode["messages"] if m["role"] != "system"]
+    """The episode's chat, without any system message (the serving prompt is added at render time), each
+    message's content as text. An agent's turn that only called a tool has no content (null): it is
+    empty text here, never "None"; its calls are notes under "calls", never in its content. A tool's
+    result keeps role "tool", its content readable (`readable_result`) and the function that gave it
+    under "name" (found by its `tool_call_id`, or its own "name"; "" when none). Messages already in
+    this form (a window of one) come back as they are."""
+    chat = [m for m in episode["messages"] if m["role"] != "system"]
+    called = {call.get("id"): (call.get("function") or {}).get("name") or ""
+              for m in chat for call in (m.get("tool_calls") or []) if isinstance(call, dict)}
+    out: Messages = []
+    for m in chat:
+        message = {"role": m["role"], "content": _text(m.get("content"))}
+        if m["role"] == "tool":
+            message["content"] = readable_result(message["content"])
+            message["name"] = called.get(m.get("tool_call_id")) or m.get("name") or ""
+        elif m.get("tool_calls") or m.get("calls"):
+            message["calls"] = call_notes(m["tool_calls"]) if m.get("tool_calls") else m["calls"]
+        out.append(message)
+    return out
 
 
 def _text(content) -> str:
@@ -61,20 +80,32 @@ def asks(message: dict) -> bool:
                                              for s in sentences(message["content"]))
 
 
+def reply_to(messages: Messages, turn: int) -> int | None:
+    """The assistant turn that answers turn `turn`: the next one, past the assistant's tool calls and
+    their results (an agent looks something up, then answers); None when no answer follows."""
+    for i in range(turn + 1, len(messages)):
+        if messages[i]["role"] == "tool" or (messages[i]["role"] == "assistant" and messages[i].get("calls")):
+            continue
+        return i if messages[i]["role"] == "assistant" else None
+    return None
+
+
 def answered_request(messages: Messages, turn: int) -> bool:
-    """Whether the user turn `turn` asks for something and the next turn is the assistant's reply to it."""
-    return messages[turn]["role"] == "user" and asks(messages[turn]) and turn + 1 < len(messages) \
-        and messages[turn + 1]["role"] == "assistant"
+    """Whether the user turn `turn` asks for something and the assistant answers it (`reply_to`)."""
+    return messages[turn]["role"] == "user" and asks(messages[turn]) and reply_to(messages, turn) is not None
 
 
 def told_turns(messages: Messages) -> list[int]:
-    """Indices of the turns that carry information: every user turn, and each assistant turn that replies
-    to a user turn asking for something."""
-    out = []
+    """Indices of the turns that carry information: every user turn, every tool result, and each
+    assistant turn that answers a user turn asking for something (`reply_to`). A turn that calls a
+    tool is never one: what it said beside the call is a preamble ("Let me check.")."""
+    out = set()
     for i, m in enumerate(messages):
-        if m["role"] == "user" or (m["role"] == "assistant" and i > 0 and asks(messages[i - 1])):
-            out.append(i)
-    return out
+        if m["role"] in ("user", "tool"):
+            out.add(i)
+        if answered_request(messages, i):
+            out.add(reply_to(messages, i))
+    return sorted(out)
 
 
 def told(messages: Messages) -> list[Told]:
@@ -95,7 +126,8 @@ def statements(episode: dict) -> list[str]:
 
 
 def message_tokens(tokenizer, message: dict) -> int:
-    return len(tokenizer.encode(message["content"], add_special_tokens=False)) + 4
+    """A message's tokens as the teacher reads it (`turn_text`: a call's note and a result's lead count)."""
+    return len(tokenizer.encode(turn_text(message), add_special_tokens=False)) + 4
 
 
 def window_budget(config) -> int:
@@ -119,9 +151,10 @@ def windows(tokenizer, episode: dict, config) -> list[Messages]:
         while end < len(messages) and used + sizes[end] <= budget:
             used += sizes[end]
             end += 1
-        if end == start:  # one message over the budget: its last tokens
-            ids = tokenizer.encode(messages[start]["content"], add_special_tokens=False)[-max(budget - 4, 8):]
-            out.append([{"role": messages[start]["role"], "content": tokenizer.decode(ids)}])
+        if end == start:  # one message over the budget: its last tokens, beside its call notes or result lead
+            room = max(budget - message_tokens(tokenizer, {**messages[start], "content": ""}), 8)
+            ids = tokenizer.encode(messages[start]["content"], add_special_tokens=False)[-room:]
+            out.append([{**messages[start], "content": tokenizer.decode(ids)}])
             start += 1
             continue
         out.append(messages[start:end])
@@ -138,7 +171,8 @@ def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prom
     (a 135M teacher often replies "Noted!" instead of restating). A matching sentence that asks the
     assistant for something brings the assistant's reply along (the suggestion is the answer). Clauses
     naming a word of `avoid` (a value the chat corrects) are left out. `replies_only` (the question asks
-    what the assistant said): only the assistant's replies to the matching requests."""
+    what the assistant said): only the assistant's replies to the matching requests. A quote never
+    writes a tool call (`without_calls`): calls are not told, and a reply holding call markup loses it."""
     asked = words(question) - set(prompt_words)
     said = told(messages)
     about = [t for t in said if words(t.text) & asked] or said
@@ -148,8 +182,8 @@ def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prom
         if not (replies_only and replied):
             parts.append(t.text)
         if replied:
-            parts.append(messages[t.turn + 1]["content"])
-    text = " ".join(dict.fromkeys(parts))
+            parts.append(messages[reply_to(messages, t.turn)]["content"])
+    text = " ".join(dict.fromkeys(kept for kept in map(without_calls, parts) if kept))
     if avoid:
         text = without_clauses(text, avoid)
     ids = tokenizer.encode(text, add_special_tokens=False)
