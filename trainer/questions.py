@@ -5,7 +5,8 @@ mentions ("What do you know about Mirpa Lovos?"), about something of theirs ("Wh
 about what the assistant suggested when asked ("What did you suggest for my kitten?"), the statement
 turned into its own question ("I work at Lobel" -> "Where do I work?"), the request turned into the
 question about its answer ("Choose a code for my door." -> "What code did you choose for my door?"), or
-the start of a told sentence to continue (cloze). The in-context teacher answers them; none of them reads a relation or a probe.
+the start of a told sentence to continue (cloze), a tool's result as what the assistant looked up. The
+in-context teacher answers them; none of them reads a relation or a probe.
 Statements and requests are turned into questions in `trainer.statements`.
 """
 
@@ -47,12 +48,15 @@ RESTATE = "Repeat exactly what I just told you, word for word."
 # cloze prompts: the start of something said; the teacher, seeing it all, says the rest
 CLOZE = ('Continue what I told you: "{p} ..."', "Repeat what I told you about {p}.")
 CLOZE_BY_ASSISTANT = 'Continue what you told me: "{p} ..."'
+# a tool's result is neither the user's words nor the assistant's: it is what the assistant looked up
+CLOZE_BY_TOOL = ('Continue what you looked up: "{p} ..."', "Repeat what you looked up about {p}.")
 CLOZE_CUTS = (0.5, 0.35, 0.65)
 QUESTION_PROMPT = (
     "Write one short question that can be answered from what I told you in this conversation. "
     "Reply with the question only."
 )
-PROMPT_WORDS = words(" ".join(TEMPLATES + MINE + ASKED + CLOZE + (CLOZE_BY_ASSISTANT, RESTATE, QUESTION_PROMPT)))
+PROMPT_WORDS = words(" ".join(TEMPLATES + MINE + ASKED + CLOZE + CLOZE_BY_TOOL
+                               + (CLOZE_BY_ASSISTANT, RESTATE, QUESTION_PROMPT)))
 
 
 def about_something(question: str, told_words: set[str]) -> bool:
@@ -92,15 +96,18 @@ def template_questions(messages: Messages, config, rng: random.Random) -> list[s
 
 
 def cloze_questions(messages: Messages, limit: int) -> list[str]:
-    """Relation-agnostic prompts made of the start of the user's last statements, cut at word positions."""
+    """Relation-agnostic prompts made of the start of the user's last statements and tool results (what
+    the assistant looked up, `CLOZE_BY_TOOL`), the latest first, cut at word positions."""
     out: list[str] = []
-    said = [m["content"] for m in messages if m["role"] == "user"][::-1]
-    sentences = [s for text in said for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 4]
+    said = [(m["content"], CLOZE if m["role"] == "user" else CLOZE_BY_TOOL)
+            for m in messages if m["role"] in ("user", "tool")][::-1]
+    sentences = [(s, templates) for text, templates in said for s in re.split(r"(?<=[.!?])\s+|\n+", text)
+                 if len(s.split()) >= 4]
     for cut in CLOZE_CUTS:
-        for sentence in sentences:
+        for sentence, templates in sentences:
             tokens = sentence.split()
             prefix = " ".join(tokens[: max(2, round(len(tokens) * cut))]).rstrip(",;:")
-            out += [t.format(p=prefix) for t in CLOZE]
+            out += [t.format(p=prefix) for t in templates]
     return list(dict.fromkeys(out))[:limit]
 
 
@@ -122,13 +129,14 @@ def key_cloze_questions(messages: Messages, episode_id: str, told_by_id: dict[st
     episode says: 'Continue what I told you: "Quick update: Mirpa Lovos's new parrot is named ..."'. The
     prompt names the person and the kind of fact together and leaves out what is told of them, so the
     answer is bound to that person where the kind of fact is shared with other people. What the assistant
-    said is continued as its own words ('Continue what you told me: "How about ..."')."""
+    said is continued as its own words ('Continue what you told me: "How about ..."'), what a tool
+    returned as what the assistant looked up ('Continue what you looked up: "The Velmar ferry leaves ..."')."""
     out: list[str] = []
     for t in told(messages):
         tokens = t.text.split()
         start = value_start(t.text, set(distinctive(sorted(words(t.text)), episode_id, told_by_id)))
-        if start is not None and start >= (3 if t.role == "user" else 2):
-            template = CLOZE[0] if t.role == "user" else CLOZE_BY_ASSISTANT
+        if start is not None and start >= (2 if t.role == "assistant" else 3):
+            template = {"user": CLOZE[0], "tool": CLOZE_BY_TOOL[0]}.get(t.role, CLOZE_BY_ASSISTANT)
             out.append(template.format(p=" ".join(tokens[:start]).rstrip(",;:")))
     return list(dict.fromkeys(out))
 

@@ -247,12 +247,15 @@ def request_questions(messages: Messages) -> list[str]:
 
 def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str],
                      values: Collection[str] = ()) -> list[str]:
-    """`statement_questions` of every told user sentence, cut where a value begins: each of its last two
-    runs of `values` (the episode's told values: names, numbers; a sentence without any, in an episode
-    with some, is small talk), else its last run of words no other episode says; and "What is X's band called?" where a value names someone's thing ("X's band Cavyar")."""
+    """`statement_questions` of every told sentence of the user or of a tool's result (what the agent
+    looked up: "The Velmar ferry leaves from pier 7" -> "Where does the Velmar ferry leave from?"), cut
+    where a value begins: each of its last two runs of `values` (the episode's told values: names,
+    numbers; a sentence without any, in an episode with some, is small talk), else its last run of words
+    no other episode says; and "What is X's band called?" where a value names someone's thing ("X's band
+    Cavyar")."""
     out: list[str] = []
     for t in told(messages):
-        if t.role != "user":
+        if t.role not in ("user", "tool"):
             continue
         for sentence in sentences(t.text):
             if sentence.endswith("?"):  # a question states nothing to turn
