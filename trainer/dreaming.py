@@ -46,6 +46,7 @@ from trainer.questions import (
 from trainer.statements import request_questions, turned_questions
 from trainer.corrections import Retirement, dream_key, recheck_questions, superseded
 from trainer.text import sentences, values, words
+from trainer.tool_turns import names_a_call
 
 @dataclass
 class Dream:
@@ -98,9 +99,10 @@ def agreement(answer: str, episode: str, question: str) -> tuple[float, list[str
 def grounded_sentences(answer: str, episode: str) -> str:
     """The answer less its sentences that name nothing the episode told: a 135M teacher wraps a right
     value in "I'm sorry for any confusion." or "That's a great name.", and a student trained on the
-    wrapping learns to apologise, not the value."""
+    wrapping learns to apologise, not the value. A sentence that writes a tool call (a teacher copying
+    the note of a call in its context, `names_a_call`) goes too: a night never teaches a call."""
     told = words(episode)
-    return " ".join(s for s in sentences(answer) if words(s) & told)
+    return " ".join(s for s in sentences(answer) if words(s) & told and not names_a_call(s))
 
 
 def model_questions(model, tokenizer, views: Sequence[tuple[str, int, Messages]],
