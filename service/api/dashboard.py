@@ -97,9 +97,10 @@ def _number(value, digits: int = 3) -> str:
     return str(value)
 
 
-def _content(message: dict) -> str:
+def _content(message: dict, called: dict[str, str] | None = None) -> str:
     """A message's text (multi-part content, OpenAI's list of parts, joined), then the function calls
-    an assistant made, one a line; a tool's result says which call it answers."""
+    an assistant made, one a line; a tool's result says which call it answers, by the function's name
+    where `called` (`_call_names`) knows the call."""
     content = message.get("content") if isinstance(message, dict) else None
     if isinstance(content, list):
         text = "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
@@ -108,7 +109,8 @@ def _content(message: dict) -> str:
     if not isinstance(message, dict):
         return text
     if message.get("tool_call_id"):
-        text = f"(result of {message['tool_call_id']})\n{text}"
+        name = (called or {}).get(message["tool_call_id"])
+        text = f"(result of {name + ', ' if name else ''}{message['tool_call_id']})\n{text}"
     return "\n".join(filter(None, [text, _calls(message.get("tool_calls"))]))
 
 
@@ -121,6 +123,19 @@ def _calls(tool_calls) -> str:
         shown = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
         lines.append(f"→ {function.get('name', '?')}({shown})")
     return "\n".join(lines)
+
+
+def _call_names(messages: list) -> dict[str, str]:
+    """The function each call of a chat's assistant messages names, by call id."""
+    return {call["id"]: (call.get("function") or {}).get("name", "?")
+            for message in messages or [] if isinstance(message, dict)
+            for call in message.get("tool_calls") or [] if isinstance(call, dict) and call.get("id")}
+
+
+def _offered(params: dict | None) -> str:
+    """The names of the functions a request offered the model, comma-separated ("" when none)."""
+    tools = (params or {}).get("tools") or []
+    return ", ".join(str((tool.get("function") or {}).get("name", "?")) for tool in tools if isinstance(tool, dict))
 
 
 def _prompt(messages: list) -> str:
@@ -182,7 +197,7 @@ def _uuid(text: str) -> uuid.UUID | None:
 
 
 templates.env.filters.update(
-    ago=_ago, when=_when, number=_number, content=_content, calls=_calls, prompt=_prompt,
+    ago=_ago, when=_when, number=_number, content=_content, calls=_calls, call_names=_call_names, prompt=_prompt,
     backlog_points=_backlog_points, day_points=_day_points,
 )
 templates.env.globals.update(version=__version__, duration=_duration)
@@ -373,4 +388,4 @@ def episode_page(request: Request, admin: PageSession, session: SessionDep, epis
     row = episode_store.get_episode(session=session, episode_id=_uuid(episode_id)) if _uuid(episode_id) else None
     if row is None:
         return _render(request, "missing.html", admin, status_code=404, what=f"episode {episode_id}")
-    return _render(request, "episode.html", admin, episode=EpisodeOut.of(row))
+    return _render(request, "episode.html", admin, episode=EpisodeOut.of(row), offered=_offered(row.params))

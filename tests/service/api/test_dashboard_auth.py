@@ -1,9 +1,11 @@
 """The dashboard's locks without a browser: every /admin page and admin JSON endpoint refuses requests
 without a valid session or the admin key, never takes a user API key, and a session's writes need
-its CSRF token. Plus the store functions the pages read (search, per day, backlog history, delete)."""
+its CSRF token. Plus the store functions the pages read (search, per day, backlog history, delete), and an
+agent's episode as its page shows it."""
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 from types import SimpleNamespace
@@ -177,6 +179,31 @@ def test_session_opens_pages_and_api_and_writes_need_the_csrf_token(client):
     client.cookies.set(admin_session.COOKIE, cookie)
     assert_refused(client.get("/admin"), page=True)
     assert_refused(client.get("/admin/api/stats"), page=False)
+
+
+def test_an_agents_episode_page_shows_the_tools_offered_the_calls_and_what_they_returned(client):
+    tools = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+             for name in ("lookup_ferry", "book_ticket")]
+    agent = EpisodeRecord(
+        id=uuid.uuid4(), namespace="alpha", model="reverie", status=EpisodeStatus.COMPLETE,
+        params={"tools": tools}, response="", finish_reason="tool_calls",
+        tool_calls=[{"id": "c2", "type": "function", "function": {"name": "book_ticket", "arguments": {"seat": "4A"}}}],
+        messages=[{"role": "user", "content": "When does the ferry to Osk leave?"},
+                  {"role": "assistant", "content": None, "tool_calls": [
+                      {"id": "c1", "type": "function", "function": {"name": "lookup_ferry", "arguments": {"route": "Osk"}}}]},
+                  {"role": "tool", "tool_call_id": "c1", "content": "The Velmar ferry to Osk leaves from pier 7."}],
+    )
+    with client.app.state.session_factory() as session:
+        episode_store.upsert_episodes(session=session, records=[agent])
+        session.commit()
+    sign_in(client)
+    page = html.unescape(client.get(f"/admin/episodes/{agent.id}").text)
+    assert re.search(r'id="episode-tools">lookup_ferry, book_ticket<', page)
+    assert '→ lookup_ferry({"route": "Osk"})' in page  # the call, then the result naming the function it answers
+    assert "(result of lookup_ferry, c1)\nThe Velmar ferry to Osk leaves from pier 7." in page
+    assert re.search(r'id="episode-response">→ book_ticket\(\{"seat": "4A"\}\)<', page)  # the reply's call
+    plain = seed(client)  # an episode offered no tools shows no such line
+    assert "Tools offered" not in client.get(f"/admin/episodes/{plain.id}").text
 
 
 def test_sign_in_redirects_only_into_the_dashboard(client):
