@@ -93,6 +93,12 @@ class _Lease:
             self.beat()
 
 
+def _reply(episode) -> dict:
+    """The reply the client got as the episode's last message: its text, and its tool calls if it made any."""
+    reply = {"role": "assistant", "content": episode.response or ""}
+    return reply | {"tool_calls": episode.tool_calls} if episode.tool_calls else reply
+
+
 def _beat_worker(session_factory: sessionmaker[Session], owner: str, run_id: uuid.UUID | None) -> None:
     """The worker's own heartbeat row (dashboard, /readyz); a failed write only makes it look older."""
     try:
@@ -195,11 +201,9 @@ class Worker:
             )
             current = adapter_store.active_adapter(session=session, namespace=run.namespace)
             episode_ids = [episode.id for episode in episodes]
-            # An episode is the whole interaction: the request's messages and the reply the client got.
-            material = [
-                {"id": str(e.id), "messages": [*e.messages, {"role": "assistant", "content": e.response or ""}]}
-                for e in episodes
-            ]
+            # An episode is the whole interaction: the request's messages and the reply the client got,
+            # its tool calls too (the trainer shows a call to the teacher but never trains on one).
+            material = [{"id": str(e.id), "messages": [*e.messages, _reply(e)]} for e in episodes]
             current_path = Path(current.path) if current else None
         if not episodes:
             with self.session_factory() as session:

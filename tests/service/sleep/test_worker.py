@@ -19,11 +19,14 @@ pytestmark = [pytest.mark.model]
 def test_the_trainer_sees_the_request_and_the_reply(tmp_path, tiny_model_dir, database_url):
     sessions = make_sessionmaker(make_engine(database_url))
     told = completed(make_record(messages=[{"role": "user", "content": "My dog is Pixel."}]), response="Nice name!")
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup_ferry", "arguments": {"route": "Osk"}}}
+    agent = completed(make_record(messages=[{"role": "user", "content": "When is the ferry?"}]), response="")
+    agent.tool_calls, agent.finish_reason = [call], "tool_calls"
     planted = completed(make_record(messages=[{"role": "user", "content": "x"}]), response="y")
     planted.flags = ["planted_instruction"]
     other = completed(make_record(namespace="other"))
     with sessions.begin() as session:
-        episode_store.upsert_episodes(session=session, records=[told, planted, other])
+        episode_store.upsert_episodes(session=session, records=[told, agent, planted, other])
     with sessions() as session:
         run_store.enqueue_run(session=session, namespace="default", trigger="manual")
     seen = []
@@ -35,8 +38,12 @@ def test_the_trainer_sees_the_request_and_the_reply(tmp_path, tiny_model_dir, da
     worker = Worker(session_factory=sessions, consolidator=consolidate, base_model=lambda: tiny_model_dir,
                     adapters_dir=tmp_path / "adapters")
     assert worker.run_once().state == "published"
-    assert seen == [{"id": str(told.id), "messages": [{"role": "user", "content": "My dog is Pixel."},
-                                                       {"role": "assistant", "content": "Nice name!"}]}]
+    assert sorted(seen, key=lambda e: e["id"] != str(told.id)) == [
+        {"id": str(told.id), "messages": [{"role": "user", "content": "My dog is Pixel."},
+                                          {"role": "assistant", "content": "Nice name!"}]},
+        # a reply that called a tool: the call comes with it
+        {"id": str(agent.id), "messages": [{"role": "user", "content": "When is the ferry?"},
+                                           {"role": "assistant", "content": "", "tool_calls": [call]}]}]
 
 
 def test_the_trainer_consolidator_refuses_grown_layers(tmp_path):
