@@ -171,11 +171,13 @@ def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prom
     (a 135M teacher often replies "Noted!" instead of restating). A matching sentence that asks the
     assistant for something brings the assistant's reply along (the suggestion is the answer). Clauses
     naming a word of `avoid` (a value the chat corrects) are left out. `replies_only` (the question asks
-    what the assistant said): only the assistant's replies to the matching requests. A quote never
+    what the assistant said): only the assistant's replies to the matching requests. What a tool returned
+    comes first: it states what the agent found out, where the user's turn before it mostly asks for it
+    ("Can you check which hotel Mara Tellen is staying at?") and would take the budget. A quote never
     writes a tool call (`without_calls`): calls are not told, and a reply holding call markup loses it."""
     asked = words(question) - set(prompt_words)
     said = told(messages)
-    about = [t for t in said if words(t.text) & asked] or said
+    about = sorted([t for t in said if words(t.text) & asked] or said, key=lambda t: t.role != "tool")
     parts: list[str] = []
     for t in about:
         replied = t.role == "user" and answered_request(messages, t.turn)

@@ -152,6 +152,21 @@ def test_no_dream_answer_writes_a_call(tiny_model_dir):
     assert FACT in episodes.quote(messages, "When does the Velmar ferry leave?", tokenizer, 60, prompt_words=PROMPT_WORDS)
 
 
+def test_a_quote_puts_what_a_tool_returned_before_the_request_for_it(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    hotel = {"messages": [
+        {"role": "user", "content": "Can you check which hotel Mara Tellen is staying at? I want to send flowers."},
+        {"role": "assistant", "content": None, "tool_calls": [call("h", "lookup_booking", {"guest": "Mara Tellen"})]},
+        {"role": "tool", "tool_call_id": "h", "content": "Mara Tellen is staying at the Hotel Quarnby."},
+        {"role": "assistant", "content": "Lovely idea! I can help you order them."}]}
+    # the request and its reply name her too, but the answer's budget goes to what the lookup found
+    quoted = episodes.quote(episode_messages(hotel), "What do you know about Mara Tellen?", tokenizer, 12,
+                            prompt_words=PROMPT_WORDS)
+    assert quoted.startswith("Mara Tellen is staying at the Hotel Quarnby")
+
+
 def test_call_text_is_told_from_ordinary_text():
     for text in ('(called lookup_ferry with {"route": "Osk"})', "(called a tool)", "(weather returned: Rain.)",
                  "<tool_call>{}</tool_call>", "<tool_response>Rain</tool_response>", "[TOOL_CALLS] [{}]"):
