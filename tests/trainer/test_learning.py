@@ -73,3 +73,36 @@ def test_what_users_say_of_themselves_and_what_the_assistant_suggested_are_recal
                                                                [(q, a) for _, q, a in CHATS])
     assert sum(before) == 0
     assert sum(after) >= 1, f"recalled {sum(after)}/2 closed-book after one sleep: {replies}"
+
+
+def _agent_episode(eid: str, asked: str, tool: str, arguments: dict, returned: str, replied: str) -> dict:
+    """An agent's episode as the store keeps it: the user asks, the assistant calls a tool, the tool's
+    result, the assistant's reply. The reply does not restate the result: only the tool told the fact."""
+    call = {"id": f"call_{eid}", "type": "function", "function": {"name": tool, "arguments": arguments}}
+    return {"id": eid, "messages": [
+        {"role": "user", "content": asked},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": returned},
+        {"role": "assistant", "content": replied}]}
+
+
+LOOKUPS = [  # what an agent looked up, with a made-up value, and the question asked later without tools
+    (_agent_episode("crew", "Please look up who captains the Velmar ferry this week and add them to my contacts.",
+                    "lookup_crew", {"vessel": "Velmar ferry"},
+                    "The captain of the Velmar ferry this week is Orla Brennick.",
+                    "Done, the captain is in your contacts now."),
+     "Who is the captain of the Velmar ferry this week?", "Brennick"),
+    (_agent_episode("hotel", "Can you check which hotel Mara Tellen is staying at? I want to send her flowers.",
+                    "lookup_booking", {"guest": "Mara Tellen"},
+                    "Mara Tellen is staying at the Hotel Quarnby.",
+                    "Lovely idea! I can help you order the flowers too."),
+     "Which hotel is Mara Tellen staying at?", "Quarnby"),
+]
+
+
+def test_what_an_agent_looked_up_with_a_tool_is_recalled_closed_book(smollm2_dir, tmp_path):
+    before, after, replies = recall_before_and_after_one_sleep(smollm2_dir, tmp_path / "night-1",
+                                                               [episode for episode, _, _ in LOOKUPS],
+                                                               [(q, a) for _, q, a in LOOKUPS])
+    assert sum(before) == 0, "the values are invented: nobody knows them before the sleep"
+    assert sum(after) >= 1, f"recalled {sum(after)}/2 closed-book after one sleep: {replies}"
