@@ -239,14 +239,25 @@ def told_values(tokenizer, told_by_id: dict[str, str]) -> dict[str, set[str]]:
 def teacher_answers(model, tokenizer, candidates: Sequence[Dream], views: dict[str, list[Messages]],
                     config: SleepConfig, night, progress, writer) -> list[Dream]:
     """The in-context teacher's answers to every candidate question: greedy first, then samples."""
+    # each window's questions in batches of their own: a batch reads its window once (`chat.generate`)
+    by_window: dict[tuple[str, int], list[int]] = {}
+    for i, d in enumerate(candidates):
+        by_window.setdefault((d.episode_id, d.window), []).append(i)
     prompts = [render(tokenizer, views[d.episode_id][d.window] + [{"role": "user", "content": d.question}],
                       config.system_prompt) for d in candidates]
     answered: list[Dream] = []
     for k in range(config.answers_per_question):
+        out: list[list[int]] = [[] for _ in candidates]
         with adapters(model, writer) if writer else nullcontext():
-            out = generate(model, tokenizer, prompts, max_new_tokens=config.dream_max_new_tokens,
-                           temperature=0.0 if k == 0 else config.dream_temperature,
-                           generator_seed=config.seed + k, batch_size=config.generation_batch_size)
+            for g, group in enumerate(by_window.values()):
+                generated = generate(model, tokenizer, [prompts[i] for i in group],
+                                     max_new_tokens=config.dream_max_new_tokens,
+                                     temperature=0.0 if k == 0 else config.dream_temperature,
+                                     generator_seed=config.seed + k + 1000 * g,  # each window its own samples
+                                     batch_size=config.generation_batch_size,
+                                     shared_prefix=True)
+                for i, ids in zip(group, generated):
+                    out[i] = ids
         for d, ids in zip(candidates, out):
             text = decode(tokenizer, ids)
             if text:
@@ -296,20 +307,24 @@ def without_stale(tokenizer, model, answered: list[Dream], retired: Sequence[Ret
 
 @torch.no_grad()
 def score(model, tokenizer, dreams: list[Dream], views: dict[str, list[Messages]], told_by_id: dict[str, str],
-          config: SleepConfig, batch_size: int = 8) -> None:
+          config: SleepConfig, batch_size: int = 16) -> None:
     """Fill agreement, teacher loss (with the dream's window in context) and student loss (without it)."""
     pad = tokenizer.pad_token_id
     for d in dreams:
         d.agreement, d.key_terms = agreement(d.answer, told_by_id[d.episode_id], d.question)
         d.key_terms = distinctive(d.key_terms, d.episode_id, told_by_id)
-    for start in range(0, len(dreams), batch_size):
-        chunk = dreams[start:start + batch_size]
+    # batches of one window's dreams: its tokens are read once per batch (`chat.continuation_logits`)
+    by_window: dict[tuple[str, int], list[Dream]] = {}
+    for d in dreams:
+        by_window.setdefault((d.episode_id, d.window), []).append(d)
+    chunks = [group[i:i + batch_size] for group in by_window.values() for i in range(0, len(group), batch_size)]
+    for chunk in chunks:
         conts = [answer_ids(tokenizer, d.answer) for d in chunk]
         with_ctx = [render(tokenizer, views[d.episode_id][d.window] + [{"role": "user", "content": d.question}],
                            config.system_prompt) for d in chunk]
         without = [render(tokenizer, [{"role": "user", "content": d.question}], config.system_prompt) for d in chunk]
         for prompts, attr in ((with_ctx, "teacher_loss"), (without, "student_loss")):
-            logits, targets, mask = continuation_logits(model, prompts, conts, pad)
+            logits, targets, mask = continuation_logits(model, prompts, conts, pad, shared_prefix=True)
             nll = -(token_logprobs(logits, targets) * mask).sum(-1) / mask.sum(-1)
             for row, (d, value) in enumerate(zip(chunk, nll.tolist())):
                 setattr(d, attr, value)
