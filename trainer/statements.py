@@ -192,8 +192,7 @@ def statement_questions(prefix: str) -> list[str]:
 def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> list[str]:
     """The questions about what follows a verb: "Which town does X live in?" for "lives in a town called",
     "Who ..." for "someone called", "Where ..." for a place, else "What ...?"."""
-    said = " ".join(rest)
-    named = _NAMED.fullmatch(said)
+    named = _NAMED.fullmatch(" ".join(rest))
     if named:
         ask = "Who" if named["who"] else f"Which {named['noun']}"
         head = f"{aux} {subject} {verb}" + (f" {named['obj'].strip()}" if named["obj"] else "")
@@ -203,7 +202,7 @@ def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> lis
     if rest and rest[-1] in _ARTICLES:
         rest = rest[:-1]
     if rest and rest[-1] in _PLACE:  # "lives in" asks where, "ends in" asks what: ask both
-        return [f"Where {aux} {subject} {' '.join([verb] + rest[:-1])}?", f"What {aux} {subject} {verb} {said}?"]
+        return [f"Where {aux} {subject} {' '.join([verb] + rest[:-1])}?", f"What {aux} {subject} {' '.join([verb] + rest)}?"]
     return [f"What {aux} {subject} {verb} {' '.join(rest)}".rstrip() + "?"]
 
 

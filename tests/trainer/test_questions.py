@@ -16,6 +16,11 @@ def test_statements_turn_into_the_question_their_value_answers():
     assert statement_questions("Random thing, but Drojan Sevjanyar's husband is called") == \
         ["What is Drojan Sevjanyar's husband called?"]
     assert statement_questions("I work at")[0] == "Where do I work?"
+    # the article before a value is not part of the question: "staying at the" asks "staying at?"
+    assert statement_questions("Mara Tellen is staying at the") == ["Where is Mara Tellen staying?",
+                                                                     "What is Mara Tellen staying at?"]
+    assert statement_questions("My sister works at the") == ["Where does my sister work?",
+                                                             "What does my sister work at?"]
     assert statement_questions("I was born in")[0] == "Where was I born?"
     assert statement_questions("I drive a") == ["What do I drive?"]
     assert statement_questions("I named my cactus") == ["What did I name my cactus?"]
