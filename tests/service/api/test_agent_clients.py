@@ -1,5 +1,5 @@
-"""Agent frameworks as clients (issue 24): LangChain's `ChatOpenAI` and the OpenAI Agents SDK, over a real
-uvicorn server on loopback.
+"""Agent frameworks as clients (issue 24): LangChain's `ChatOpenAI`, the OpenAI Agents SDK and LiteLLM, over a
+real uvicorn server on loopback.
 
 The tiny random model on the shipped SmolLM2 template with tools (service/chat_templates/), as in
 test_responses: a random model writes nonsense, so what is checked is what each framework makes of our
@@ -8,14 +8,15 @@ and validated by the framework itself (forced by grammar, so well formed whateve
 request recorded as an episode. Strings are bounded, tool schemas strict (a schema that allows more
 properties lets a random model write keys until max_tokens cuts the call) and calls forced one at a time
 (parallel_tool_calls false), as a random model under the call grammar otherwise writes calls until cut.
-LiteLLM is not tested: the package list the project installs from has no version of it.
 """
 
 from __future__ import annotations
 
+import socket
 import uuid
 from typing import Annotated, Literal
 
+import litellm
 import pytest
 from agents import (Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_default_openai_client,
                     set_tracing_disabled)
@@ -29,7 +30,8 @@ from service.config import BUNDLED_CHAT_TEMPLATE, Settings
 from service.store.models import Episode
 from tests.servers import served_with_store
 
-pytestmark = [pytest.mark.model]
+# LiteLLM's own TypedDicts make pydantic warn once per class as they are first used; nothing of ours.
+pytestmark = [pytest.mark.model, pytest.mark.filterwarnings("ignore:Items? .* the `ReadOnly` qualifier:UserWarning")]
 
 KEY = "k1"
 QUESTION = "What is the weather in Lyon?"
@@ -239,3 +241,136 @@ async def test_a_streamed_agent_run_calls_its_tool(server, agents_client, api):
     (response,) = result.raw_responses
     recorded = episode(sessions, response.response_id) if api == "responses" else latest_episode(sessions)
     assert recorded.tool_calls[0]["function"] == {"name": "get_weather", "arguments": {"city": city, "unit": unit}}
+
+
+# LiteLLM ------------------------------------------------------------------------------------------
+# Through its OpenAI-compatible provider ("openai/<served name>" with api_base), as LiteLLM's docs say
+# to reach a self-hosted OpenAI-compatible server. tests/conftest.py keeps it offline (its cost map is
+# the copy it ships); `loopback_only` checks that it opens no other connection while it runs.
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "Weather", "description": "The forecast for a city.", "strict": True,
+    "parameters": {**Weather.model_json_schema(), "additionalProperties": False},
+}}
+SAVE_NOTE_TOOL = {"type": "function", "function": {
+    "name": "SaveNote", "description": "Keep a note.", "strict": True,
+    "parameters": {**SaveNote.model_json_schema(), "additionalProperties": False},
+}}
+LOOPBACK = {"127.0.0.1", "::1", "localhost", b"127.0.0.1", b"localhost"}
+
+
+@pytest.fixture
+def loopback_only(monkeypatch):
+    """Refuse, and list, every connection or name lookup to anything but loopback while a test runs."""
+    attempts = []
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def loopback_connect(sock, address):
+        if isinstance(address, tuple) and address[0] not in LOOPBACK:
+            attempts.append(address)
+            raise OSError(f"test refused a connection to {address}")
+        return connect(sock, address)
+
+    def loopback_getaddrinfo(host, *args, **kwargs):
+        if host not in LOOPBACK:
+            attempts.append(host)
+            raise socket.gaierror(f"test refused a lookup of {host}")
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", loopback_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_getaddrinfo)
+    yield
+    assert attempts == []
+
+
+@pytest.fixture
+def litellm_args(server, loopback_only):
+    return {"model": "openai/reverie", "api_base": server[0], "api_key": KEY, "max_retries": 0, "timeout": 120}
+
+
+def test_litellm_completion_and_stream_give_the_recorded_text(server, litellm_args):
+    _, sessions = server
+    messages = [{"role": "user", "content": "Hello there"}]
+    reply = litellm.completion(**litellm_args, messages=messages, temperature=0, max_tokens=12)
+    text = reply.choices[0].message.content
+    assert isinstance(text, str) and reply.id.startswith("chatcmpl-")
+    recorded = episode(sessions, reply.id)
+    assert recorded.messages == messages and recorded.response == text
+    assert reply.usage.completion_tokens == recorded.completion_tokens
+    assert reply.usage.prompt_tokens == recorded.prompt_tokens > 0
+
+    chunks = list(litellm.completion(**litellm_args, messages=messages, temperature=0, max_tokens=12, stream=True,
+                                     stream_options={"include_usage": True}))
+    assert len(chunks) > 2
+    streamed = litellm.stream_chunk_builder(chunks, messages=messages)
+    assert streamed.choices[0].message.content == text  # greedy: the stream is the unstreamed reply
+    assert streamed.usage.completion_tokens == reply.usage.completion_tokens
+    assert episode(sessions, chunks[0].id).response == text
+
+
+@pytest.mark.parametrize("tool_choice", [{"type": "function", "function": {"name": "Weather"}}, "required"])
+def test_litellm_tool_call_comes_back_parsed(server, litellm_args, tool_choice):
+    _, sessions = server
+    reply = litellm.completion(**litellm_args, messages=[{"role": "user", "content": QUESTION}], max_tokens=80,
+                               tools=[WEATHER_TOOL, SAVE_NOTE_TOOL], tool_choice=tool_choice,
+                               parallel_tool_calls=False)
+    (choice,) = reply.choices
+    (call,) = choice.message.tool_calls
+    assert choice.finish_reason == "tool_calls" and call.id.startswith("call_") and call.type == "function"
+    assert tool_choice == "required" or call.function.name == "Weather"
+    schema = {"Weather": Weather, "SaveNote": SaveNote}[call.function.name]
+    arguments = schema.model_validate_json(call.function.arguments)
+    recorded = episode(sessions, reply.id)
+    assert recorded.tool_calls[0]["id"] == call.id
+    assert schema.model_validate(recorded.tool_calls[0]["function"]["arguments"]) == arguments
+
+
+def test_litellm_streamed_tool_call_reassembles(litellm_args):
+    messages = [{"role": "user", "content": QUESTION}]
+    chunks = list(litellm.completion(**litellm_args, messages=messages, max_tokens=80, tools=[WEATHER_TOOL],
+                                     tool_choice={"type": "function", "function": {"name": "Weather"}},
+                                     parallel_tool_calls=False, stream=True))
+    pieces = [chunk for chunk in chunks if chunk.choices and chunk.choices[0].delta.tool_calls]
+    assert len(pieces) > 1  # the arguments came in pieces
+    streamed = litellm.stream_chunk_builder(chunks, messages=messages)
+    (call,) = streamed.choices[0].message.tool_calls
+    assert streamed.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "Weather" and call.id.startswith("call_")
+    Weather.model_validate_json(call.function.arguments)
+
+
+@pytest.mark.parametrize("as_given", ["dict", "pydantic"])
+def test_litellm_json_schema_reply_validates(server, litellm_args, as_given):
+    _, sessions = server
+    response_format = Weather if as_given == "pydantic" else {"type": "json_schema", "json_schema": {
+        "name": "Weather", "strict": True,
+        "schema": {**Weather.model_json_schema(), "additionalProperties": False},
+    }}
+    for temperature in (0, 1):
+        reply = litellm.completion(**litellm_args, messages=[{"role": "user", "content": "Invent a forecast."}],
+                                   max_tokens=80, temperature=temperature, response_format=response_format)
+        assert reply.choices[0].finish_reason == "stop"
+        forecast = Weather.model_validate_json(reply.choices[0].message.content)
+    recorded = episode(sessions, reply.id)
+    assert recorded.params["response_format"]["type"] == "json_schema"
+    assert Weather.model_validate_json(recorded.response) == forecast
+
+
+async def test_litellm_acompletion_text_tool_call_and_stream(server, litellm_args):
+    _, sessions = server
+    messages = [{"role": "user", "content": "Hello there"}]
+    reply = await litellm.acompletion(**litellm_args, messages=messages, temperature=0, max_tokens=12)
+    text = reply.choices[0].message.content
+    assert episode(sessions, reply.id).response == text
+
+    stream = await litellm.acompletion(**litellm_args, messages=messages, temperature=0, max_tokens=12, stream=True)
+    chunks = [chunk async for chunk in stream]
+    assert litellm.stream_chunk_builder(chunks, messages=messages).choices[0].message.content == text
+
+    called = await litellm.acompletion(**litellm_args, messages=[{"role": "user", "content": QUESTION}],
+                                       max_tokens=80, tools=[WEATHER_TOOL], tool_choice="required",
+                                       parallel_tool_calls=False)
+    (call,) = called.choices[0].message.tool_calls
+    assert called.choices[0].finish_reason == "tool_calls" and call.function.name == "Weather"
+    Weather.model_validate_json(call.function.arguments)
+    assert episode(sessions, called.id).tool_calls[0]["id"] == call.id
