@@ -261,7 +261,7 @@ class VLLMEngine(Engine):
     def count_prompt_tokens(self, messages: list[dict], tools: ToolSpec | None = None) -> int:
         if self._tokenizer is None:
             raise EngineNotReadyError("the engine is not running")
-        offered = [dict(tool) for tool in tools.tools] if tools is not None else None
+        offered = _sent_tools(tools) if tools is not None else None  # as vLLM will render them
         try:
             text = self._tokenizer.apply_chat_template(
                 messages, tools=offered, add_generation_prompt=True, tokenize=False
@@ -338,9 +338,10 @@ class VLLMEngine(Engine):
             payload["response_format"] = dict(params.response_format)
         if request.tools is not None:
             # vLLM renders them through the template and parses calls with its --tool-call-parser; "auto"
-            # needs --enable-auto-tool-choice, required and named are its own guided decoding.
+            # needs --enable-auto-tool-choice, required and named are its own guided decoding (of the
+            # arguments only for strict functions: `_sent_tools`).
             tools = request.tools
-            payload["tools"] = [dict(tool) for tool in tools.tools]
+            payload["tools"] = _sent_tools(tools)
             named = {"type": "function", "function": {"name": tools.function}}
             payload["tool_choice"] = named if tools.function else tools.choice
             payload["parallel_tool_calls"] = tools.parallel
@@ -385,9 +386,9 @@ class VLLMEngine(Engine):
                     raise EngineError("vLLM ended the stream without a finish reason")
                 for index in range(n):
                     last = self._chunk(request, index, texts[index], logprobs[index])
-                    last.finish_reason = _finish_reason(finish[index])
                     # A call's arguments come in pieces; it is whole only once its choice has finished.
                     last.tool_calls = [_tool_call(calls[index][number]) for number in sorted(calls[index])] or None
+                    last.finish_reason = _finish_reason(finish[index], called=last.tool_calls is not None)
                     if index == n - 1:
                         last.usage = Usage(
                             prompt_tokens=int((usage or {}).get("prompt_tokens") or 0),
@@ -585,8 +586,23 @@ def _token_logprobs(logprobs: dict | None) -> list[TokenLogprob]:
     ]
 
 
-def _finish_reason(reason: str) -> FinishReason:
-    return reason if reason in ("length", "tool_calls") else "stop"
+def _finish_reason(reason: str, called: bool) -> FinishReason:
+    """vLLM's reason as the local engine gives it: a choice that made calls and stopped by itself
+    finishes with "tool_calls" (vLLM 0.32 says "stop" after a named function's call)."""
+    if reason == "length":
+        return "length"
+    return "tool_calls" if called or reason == "tool_calls" else "stop"
+
+
+def _sent_tools(tools: ToolSpec) -> list[dict]:
+    """The tools as vLLM is sent them (and renders them into the prompt): for tool_choice required or
+    named, every function `strict`. With its Hermes parser, vLLM 0.32 forces only a call's envelope and
+    pins the arguments of strict functions alone, so SmolLM2 wrote arguments outside the schema (or never
+    closed them); a forced call's arguments match its schema, as on the local engine, whatever `strict`
+    the client gave."""
+    if not tools.forced:
+        return [dict(tool) for tool in tools.tools]
+    return [{**tool, "function": {**tool["function"], "strict": True}} for tool in tools.tools]
 
 
 def _openai_message(message: dict) -> dict:

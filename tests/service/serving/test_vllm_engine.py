@@ -555,7 +555,9 @@ async def test_tools_pass_through_and_streamed_calls_map_back_with_a_fake_vllm(s
         request = GenerationRequest(messages=history, params=SamplingParams(max_tokens=20), tools=spec)
         chunks = [c async for c in engine.generate(request)]
         sent = bodies[-1]
-        assert (sent["tools"], sent["tool_choice"], sent["parallel_tool_calls"]) == ([weather], choice, spec.parallel)
+        # a forced call's functions are sent strict: vLLM 0.32 pins only strict functions' arguments
+        offered = weather if choice == "auto" else {**weather, "function": {**weather["function"], "strict": True}}
+        assert (sent["tools"], sent["tool_choice"], sent["parallel_tool_calls"]) == ([offered], choice, spec.parallel)
         # OpenAI's shape on the wire: a call's arguments as JSON text
         assert sent["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'
         calls = [call for c in chunks for call in c.tool_calls or []]
@@ -564,6 +566,16 @@ async def test_tools_pass_through_and_streamed_calls_map_back_with_a_fake_vllm(s
         assert chunks[-1].finish_reason == "tool_calls" and chunks[-1].usage.completion_tokens == 12
     await run(engine, req())
     assert not {"tools", "tool_choice", "parallel_tool_calls"} & set(bodies[-1])  # none offered, none sent
+    await engine.stop()
+    # vLLM 0.32 finishes a named function's call with "stop"; it is "tool_calls", as on the local engine
+    named = [chunk(""), call_chunk(piece(0, '{"city": "Lyon"}', id="chatcmpl-tool-3", name="get_weather")),
+             chunk("", finish="stop"), chunk(choices=False, usage={"prompt_tokens": 30, "completion_tokens": 8})]
+    engine = VLLMEngine("http://vllm.invalid", tokenizer_path=smollm2_dir, transport=fake_vllm(named))
+    await engine.start()
+    spec = ToolSpec(tools=(weather,), function="get_weather", parallel=False)
+    request = GenerationRequest(messages=history, params=SamplingParams(max_tokens=20), tools=spec)
+    chunks = [c async for c in engine.generate(request)]
+    assert chunks[-1].finish_reason == "tool_calls" and chunks[-1].tool_calls[0].name == "get_weather"
     # SmolLM2's template ignores tools, and vLLM would render it without them: refused before vLLM is asked
     with pytest.raises(InvalidRequestError, match="does not support tools") as info:
         await engine.check_tools(ToolSpec(tools=(weather,)))
@@ -590,6 +602,9 @@ async def test_a_chat_template_setting_replaces_the_folders_for_counting_and_too
         plain = [{"role": "user", "content": "Hello"}]
         assert shipped.count_prompt_tokens(plain) == own.count_prompt_tokens(plain)
         assert shipped.count_prompt_tokens(plain, ToolSpec(tools=(weather,))) > own.count_prompt_tokens(plain) + 50
+        # a forced call's tools are sent strict, and counted as vLLM renders them
+        forced, offered = ToolSpec(tools=(weather,), choice="required"), ToolSpec(tools=(weather,))
+        assert shipped.count_prompt_tokens(plain, forced) > shipped.count_prompt_tokens(plain, offered)
     finally:
         await own.stop()
         await shipped.stop()
