@@ -6,19 +6,26 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from service.config import BUNDLED_CHAT_TEMPLATE
 from tests.servers import REPO, free_port
 
 VLLM_PYTHON = Path(os.environ.get("REVERIE_VLLM_VENV", REPO / ".venv-vllm")) / "bin" / "python"
 SERVED_NAME = "smollm2"
 MAX_LORA_RANK = 64
 MAX_MODEL_LEN = 1024
+# How docs/vllm.md and the compose files start vLLM for tools on SmolLM2: its calls parsed in Hermes markup,
+# the shipped template (SmolLM2's own ignores tools) given to vLLM as to the API (REVERIE_CHAT_TEMPLATE).
+TOOL_ARGS = (
+    "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+    "--chat-template", str(BUNDLED_CHAT_TEMPLATE),
+)
 
 
 def require_vllm() -> None:
@@ -34,8 +41,12 @@ def require_vllm() -> None:
 class VLLMServer:
     """vLLM serving `model_dir` with runtime LoRA loading on a loopback port, as a real process."""
 
-    def __init__(self, model_dir: Path, log_path: Path, *, port: int | None = None, timeout_s: float = 240):
+    def __init__(
+        self, model_dir: Path, log_path: Path, *, port: int | None = None, timeout_s: float = 240,
+        extra_args: Sequence[str] = (),
+    ):
         self.model_dir, self.log_path, self.timeout_s = model_dir, log_path, timeout_s
+        self.extra_args = tuple(extra_args)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -59,6 +70,7 @@ class VLLMServer:
             "--enable-lora", "--max-lora-rank", str(MAX_LORA_RANK), "--max-loras", "4",
             "--max-model-len", str(MAX_MODEL_LEN),
             "--host", "127.0.0.1", "--port", str(self.port),
+            *self.extra_args,
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             # A session of its own, so a stuck server and its engine-core child can be killed together.
@@ -100,9 +112,11 @@ class VLLMServer:
 
 
 @contextmanager
-def vllm_server(model_dir: Path, log_path: Path, timeout_s: float = 240) -> Iterator[VLLMServer]:
-    """A started `VLLMServer`, stopped on exit."""
-    server = VLLMServer(model_dir, log_path, timeout_s=timeout_s)
+def vllm_server(
+    model_dir: Path, log_path: Path, timeout_s: float = 240, extra_args: Sequence[str] = ()
+) -> Iterator[VLLMServer]:
+    """A started `VLLMServer` (with `extra_args` after the usual flags), stopped on exit."""
+    server = VLLMServer(model_dir, log_path, timeout_s=timeout_s, extra_args=extra_args)
     try:
         server.start()
         yield server
