@@ -202,7 +202,8 @@ def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> lis
     if rest and rest[-1] in _ARTICLES:
         rest = rest[:-1]
     if rest and rest[-1] in _PLACE:  # "lives in" asks where, "ends in" asks what: ask both
-        return [f"Where {aux} {subject} {' '.join([verb] + rest[:-1])}?", f"What {aux} {subject} {' '.join([verb] + rest)}?"]
+        return [f"Where {aux} {subject} {' '.join([verb] + rest[:-1])}?",
+                f"What {aux} {subject} {' '.join([verb] + rest)}?"]
     return [f"What {aux} {subject} {verb} {' '.join(rest)}".rstrip() + "?"]
 
 

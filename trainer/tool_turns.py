@@ -11,8 +11,9 @@ the assistant's turn, `(called lookup_ferry with {"route": "Osk"})`, and the res
 `(lookup_ferry returned: The Velmar ferry ...)`, results of consecutive calls in one turn. Every chat
 template takes user and assistant turns that alternate, while a "tool" role is refused by some (Gemma's,
 Mistral's without their call ids) and dropped by others, and SmolLM2's ChatML only writes its name as
-a header its own template never produces; Qwen2.5's own template also puts a result in a user turn. Plain-language notes, not a model's call markup
-(`<tool_call>`), keep the teacher from being prompted to write a call when it answers a question.
+a header its own template never produces; Qwen2.5's own template also puts a result in a user turn.
+Plain-language notes, not a model's call markup (`<tool_call>`), keep the teacher from being prompted to
+write a call when it answers a question.
 """
 
 from __future__ import annotations
