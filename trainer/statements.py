@@ -228,7 +228,12 @@ _GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:
 def request_questions(messages: Messages) -> list[str]:
     """What the user asked the assistant for, as the question they would ask about it later: "Choose a code
     for my garage door." -> "What code did you choose for my garage door?". Its answer is the assistant's
-    reply (`asks_what_you_said`). Only a request the assistant answered is turned."""
+    reply (`asks_what_you_said`). Only a request the assistant answered is turned.
+
+    Each is asked in the request's own verb and as the user may recall it later: "Which code did you pick
+    for ...?" and "What code did you suggest for ...?". One phrasing taught alone was not recalled when the
+    question later came with another verb (dev set A: "Choose a code" trained, "Which code did you pick"
+    asked, not recalled)."""
     out: list[str] = []
     for t in told(messages):
         if t.role != "user" or not answered_request(messages, t.turn):
@@ -236,12 +241,15 @@ def request_questions(messages: Messages) -> list[str]:
         sentence = _LEAD.sub("", t.text.strip())
         match = _ASKED_FOR.match(sentence)
         if match:
-            out.append(f"What {match['thing'].lower()} did you {match['verb'].lower()} {match['prep'].lower()} "
-                       f"{match['rest']}?")
+            thing, verb, rest = match["thing"].lower(), match["verb"].lower(), match["rest"]
+            out += [f"What {thing} did you {verb} {match['prep'].lower()} {rest}?",
+                    f"Which {thing} did you pick for {rest}?", f"What {thing} did you suggest for {rest}?"]
             continue
         match = _GIVE_A.match(sentence)
         if match:
-            out.append(f"What {match['thing'].lower()} did you {match['verb'].lower()} {match['rest']}?")
+            thing, verb = match["thing"].lower(), match["verb"].lower()
+            out += [f"What {thing} did you {verb} {match['rest']}?",
+                    f"Which {thing} did you pick for {match['rest']}?", f"What {thing} did you suggest for {match['rest']}?"]
     return list(dict.fromkeys(out))
 
 

@@ -118,11 +118,18 @@ def test_a_request_becomes_the_question_about_what_the_assistant_chose():
     def asked(request, reply="How about Dunbel?"):
         return request_questions(chat(request, reply))
 
-    assert asked("Can you suggest a name for my new kitten?") == ["What name did you suggest for my new kitten?"]
-    assert asked("Choose a code for my garage door.") == ["What code did you choose for my garage door?"]
-    assert asked("Give our book club a name, please.") == ["What name did you give our book club?"]
-    assert asked("By the way, could you recommend a good book to my sister?") == \
-        ["What book did you recommend to my sister?"]
+    assert asked("Can you suggest a name for my new kitten?") == [
+        "What name did you suggest for my new kitten?", "Which name did you pick for my new kitten?"]
+    # in the request's verb, and as it may be asked later: "pick", "suggest"
+    assert asked("Choose a code for my garage door.") == [
+        "What code did you choose for my garage door?", "Which code did you pick for my garage door?",
+        "What code did you suggest for my garage door?"]
+    assert asked("Give our book club a name, please.") == [
+        "What name did you give our book club?", "Which name did you pick for our book club?",
+        "What name did you suggest for our book club?"]
+    assert asked("By the way, could you recommend a good book to my sister?") == [
+        "What book did you recommend to my sister?", "Which book did you pick for my sister?",
+        "What book did you suggest for my sister?"]
     # no request, or no reply to it: nothing was decided
     assert asked("My dog is called Dunshi.") == [] and request_questions(chat("Pick a name for my boat.")) == []
 
