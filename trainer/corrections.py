@@ -38,17 +38,30 @@ def subject(question: str) -> tuple[set[str], str]:
     return words(question) - PROMPT_WORDS, "other"
 
 
+def dream_subject(dream: dict) -> set[str]:
+    """What an earlier dream is about (`subject` of its question), a person by the whole name its answer
+    gives: a cloze prompt cut after a first name ('Continue what I told you: "I heard Lora ..."') is about
+    Lora Padun, not about every Lora (facts-public night 3 retired Lora Padun's home for Pashi Lora's)."""
+    about, naming = subject(dream["question"])
+    if naming == "named":
+        for name in entities(dream.get("answer", ""), 8):
+            if words(name) & about:
+                about |= words(name)
+    return about
+
+
 def recheck_questions(earlier: Sequence[dict], told_by_id: dict[str, str], limit: int) -> dict[str, list[str]]:
     """Per tonight's episode, up to `limit` earlier questions about what it names again: each earlier dream
-    with key terms whose question's own words are all told tonight ("Where does Tenett Mirbel work?" of an
-    episode that mentions Tenett Mirbel). Asked of tonight's episode, they show whether it corrects them."""
+    with key terms whose subject's words (`dream_subject`) are all told tonight ("Where does Tenett Mirbel
+    work?" of an episode that mentions Tenett Mirbel). Asked of tonight's episode, they show whether it
+    corrects them."""
     out: dict[str, list[str]] = {}
     if limit <= 0:
         return out
     for eid, text in told_by_id.items():
         said = words(text)
         asked = [d["question"] for d in earlier if d.get("key_terms")
-                 and (about := subject(d["question"])[0]) and about <= said]
+                 and (about := dream_subject(d)) and about <= said]
         if asked:
             out[eid] = list(dict.fromkeys(asked))[:limit]
     return out
@@ -129,3 +142,16 @@ def value_words(answer: str, key_terms: Sequence[str]) -> set[str]:
     if start is None:
         return set()
     return words(" ".join(answer.split()[start:])) & set(key_terms) - _GLUE - _DISCOURSE
+
+
+# a question that already asks about the present
+_ASKS_NOW = re.compile(r"\b(?:now|these days|currently|at the moment|anymore|still)\b", re.IGNORECASE)
+
+
+def asked_now(question: str) -> str | None:
+    """The question as it is asked after a correction: "What is Dara's dog called?" -> "What is Dara's dog
+    called now?". None for a prompt that is not a question or already asks about the present."""
+    question = question.strip()
+    if not question.endswith("?") or _ASKS_NOW.search(question):
+        return None
+    return question[:-1].rstrip() + " now?"

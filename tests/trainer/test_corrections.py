@@ -29,6 +29,15 @@ def test_earlier_questions_are_asked_again_of_an_episode_that_names_their_subjec
     assert recheck_questions(EARLIER, told, limit=0) == {}
 
 
+def test_a_person_is_rechecked_by_the_whole_name_the_earlier_answer_gave():
+    earlier = [old('Continue what I told you: "I heard Lora ..."', "I heard Lora Padun now lives in Lovosten.",
+                   ["lovosten"])]
+    # another person who shares a name with her is not her
+    assert recheck_questions(earlier, {"new": "I heard Pashi Lora now lives in Kabello."}, limit=8) == {}
+    assert recheck_questions(earlier, {"new": "Lora Padun moved to Kabello."}, limit=8) == {
+        "new": ['Continue what I told you: "I heard Lora ..."']}
+
+
 def test_a_new_value_of_the_same_kind_of_fact_retires_the_old_dreams():
     told = {"new": "Update on Tenett Mirbel: she left Gorbel, she works at Lobel now."}
     answered = [recheck("new", "Where does Tenett Mirbel work?", "She works at Lobel now.", ["lobel"]),
@@ -75,3 +84,33 @@ def test_a_correction_that_names_the_old_value_last_still_marks_it_stale():
     retired = superseded(EARLIER, answered, told)
     assert [r.old["answer"] for r in retired] == ["By the way, my dog is called Dunshi."]
     assert retired[0].stale == {"dunshi"}  # tonight's dreams naming Dunshi are rewritten without it
+
+
+def test_a_corrected_question_is_also_asked_now():
+    from trainer.corrections import asked_now
+
+    assert asked_now("What is Dara Pell's dog called?") == "What is Dara Pell's dog called now?"
+    assert asked_now("Where does Tenett Mirbel work ?") == "Where does Tenett Mirbel work now?"
+    # already about the present, or not a question: nothing to add
+    assert asked_now("Where does Tenett Mirbel work now?") is None
+    assert asked_now("Which band is Kavos in these days?") is None
+    assert asked_now('Continue what I told you: "Tenett Mirbel works at ..."') is None
+
+
+def test_the_answer_that_replaces_a_corrected_one_is_dreamed_asked_now(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.config import SleepConfig
+    from trainer.dreaming import corrected_now
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    messages = [{"role": "user", "content": "Update on Tenett Mirbel: she left Gorbel, she works at Lobel now."},
+                {"role": "assistant", "content": "Got it."}]
+    new = recheck("new", "Where does Tenett Mirbel work?", "She works at Lobel now.", ["lobel"])
+    already = recheck("new", "Where does Tenett Mirbel work these days?", "At Lobel.", ["lobel"])
+    dreams = corrected_now(model, tokenizer, [new, new, already], {"new": [messages]},
+                           {"new": messages[0]["content"]}, SleepConfig())
+    assert [(d.question, d.answer) for d in dreams] == [("Where does Tenett Mirbel work now?", "She works at Lobel now.")]
+    assert "lobel" in dreams[0].key_terms and dreams[0].teacher_logits is not None  # scored in its window
