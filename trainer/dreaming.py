@@ -44,7 +44,7 @@ from trainer.questions import (
     template_questions,
 )
 from trainer.statements import request_questions, turned_questions
-from trainer.corrections import Retirement, dream_key, recheck_questions, superseded
+from trainer.corrections import Retirement, asked_now, dream_key, recheck_questions, superseded
 from trainer.text import sentences, values, words
 from trainer.tool_turns import names_a_call
 
@@ -224,7 +224,27 @@ def dream(
             if r.new is not None:
                 replacing = [d for d in answered if d.question == r.new.question and d.episode_id == r.new.episode_id]
                 r.new = max(replacing, key=lambda d: d.score, default=None)
+        answered += corrected_now(model, tokenizer, [r.new for r in retired if r.new is not None], views,
+                                  told_by_id, config)
     return NightDreams(select(answered, config, rng, values_by_id), retired)
+
+
+def corrected_now(model, tokenizer, replacing: Sequence[Dream], views: dict[str, list[Messages]],
+                  told_by_id: dict[str, str], config: SleepConfig) -> list[Dream]:
+    """Each answer that replaces a corrected one, also as the answer to its question asked "now" ("What is
+    Dara's dog called now?"), scored in its window: after a correction the user asks what holds now, and
+    the words the earlier night trained ("What is Dara's dog called?") are the ones that still lead to the
+    old value."""
+    out, seen = [], set()
+    for d in replacing:
+        question = asked_now(d.question)
+        if question is None or (d.episode_id, question) in seen:
+            continue
+        seen.add((d.episode_id, question))
+        out.append(Dream(d.episode_id, question, d.answer, d.source, night=d.night, specific=d.specific,
+                         window=d.window))
+    score(model, tokenizer, out, views, told_by_id, config)
+    return out
 
 
 def told_values(tokenizer, told_by_id: dict[str, str]) -> dict[str, set[str]]:
