@@ -136,6 +136,9 @@ class SleepConfig:
         "on the rows not sampled on-policy. The 135M "
         "teacher in context gives a told value's first token a few percent (docs/benchmarks-history.md): "
         "its distribution alone teaches the hedge around the value more than the value.")
+    answer_on_replay: bool = _f(
+        True, "with `answer_weight`, replayed earlier answers learn their own words too; False: replay keeps "
+        "KL to the served model alone, as general prompts do.")
     on_policy_max_new_tokens: int = _f(32, "length of on-policy student samples.")
     on_policy_unit: str = _f(
         "example", "what the lmbda draw decides: `example` (each continuation on its own) or `batch` (one draw "

@@ -172,7 +172,8 @@ def gkd_loss(model, tokenizer, batch: Sequence[Example], config: SleepConfig, rn
     # base's whole distribution (one sampled reply as a hard target drifted the general answers)
     told = mask.clone()
     told[on_policy] = False
-    told[[i for i, ex in enumerate(batch) if ex.kind == "general"]] = False
+    told[[i for i, ex in enumerate(batch)
+          if ex.kind == "general" or (ex.kind == "replay" and not config.answer_on_replay)]] = False
     return distillation_with_answers(jsd, logits, targets, mask, told, config.answer_weight)
 
 

@@ -163,6 +163,11 @@ def test_answer_weight_teaches_a_dreams_own_answer_where_not_sampled(tiny_model_
     # a row sampled on-policy has no answer of its own to learn, a general prompt keeps its whole distribution
     assert loss(dream, answer_weight=1.0, lmbda=1.0) == pytest.approx(loss(dream, lmbda=1.0), rel=1e-4)
     assert loss(general, answer_weight=1.0) == pytest.approx(loss(general), rel=1e-4)
+    # a replayed answer learns its words unless answer_on_replay is off
+    replayed = dataclasses.replace(dream, kind="replay")
+    assert loss(replayed, answer_weight=1.0, replay_lmbda=0.0) == pytest.approx(told, rel=1e-4)
+    assert loss(replayed, answer_weight=1.0, replay_lmbda=0.0, answer_on_replay=False) == \
+        pytest.approx(loss(replayed, replay_lmbda=0.0), rel=1e-4)
 
 
 def test_replay_lmbda_defaults_to_lmbda():
