@@ -220,6 +220,9 @@ _ASK_VERB = r"come up with|think of|decide on|suggest|pick|choose|recommend|find
 _ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:a|an|the|some)\s+(?:good\s+|nice\s+)?"
                         rf"(?P<thing>\w+(?:\s+\w+)?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)(?:,?\s*please)?[.?!]*$",
                         re.IGNORECASE)
+# "What should I cook for the potluck?" -> "What did you suggest I cook for the potluck?"
+_SHOULD = re.compile(r"^(?P<wh>what|where|which\s+\w+|who|when|how)\s+should\s+(?P<who>i|we)\s+(?P<rest>[^?]+?)\?*$",
+                     re.IGNORECASE)
 # "Give our book club a name, please." -> "What name did you give our book club?"
 _GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+(?:a|an)\s+"
                      rf"(?P<thing>\w+)(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
@@ -241,9 +244,17 @@ def request_questions(messages: Messages) -> list[str]:
         sentence = _LEAD.sub("", t.text.strip())
         match = _ASKED_FOR.match(sentence)
         if match:
-            thing, verb, rest = match["thing"].lower(), match["verb"].lower(), match["rest"]
+            # what it is for, without a clause after it ("for our lunch, somewhere we haven't been")
+            thing, verb, rest = match["thing"].lower(), match["verb"].lower(), match["rest"].split(",")[0].strip()
             out += [f"What {thing} did you {verb} {match['prep'].lower()} {rest}?",
                     f"Which {thing} did you pick for {rest}?", f"What {thing} did you suggest for {rest}?"]
+            continue
+        match = _SHOULD.match(sentence)
+        if match:
+            wh, who, rest = match["wh"].lower().capitalize(), match["who"].lower(), match["rest"].split(",")[0].strip()
+            pronoun = {"i": "I", "we": "we"}[who]
+            out += [f"{wh} did you suggest {pronoun} {rest}?",
+                    f"{wh} did you tell {'me' if who == 'i' else 'us'} to {rest}?"]
             continue
         match = _GIVE_A.match(sentence)
         if match:

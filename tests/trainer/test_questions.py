@@ -130,6 +130,13 @@ def test_a_request_becomes_the_question_about_what_the_assistant_chose():
     assert asked("By the way, could you recommend a good book to my sister?") == [
         "What book did you recommend to my sister?", "Which book did you pick for my sister?",
         "What book did you suggest for my sister?"]
+    # a request asked as a question, and what it is for without the clause after it
+    assert asked("What should I cook for the potluck?") == ["What did you suggest I cook for the potluck?",
+                                                            "What did you tell me to cook for the potluck?"]
+    assert asked("Where should we go for the birthday lunch? You decide.") == [
+        "Where did you suggest we go for the birthday lunch?", "Where did you tell us to go for the birthday lunch?"]
+    assert asked("Pick a restaurant for our birthday lunch, somewhere we haven't been.")[:2] == [
+        "What restaurant did you pick for our birthday lunch?", "Which restaurant did you pick for our birthday lunch?"]
     # no request, or no reply to it: nothing was decided
     assert asked("My dog is called Dunshi.") == [] and request_questions(chat("Pick a name for my boat.")) == []
 
