@@ -9,7 +9,7 @@ have to write but still scores (its logits on it are the training target). Dream
 agreement (overlap of the answer with what the episode *told*, so an echoed "Noted!" counts for nothing,
 and how much more likely the context makes the answer) and by student loss (the answer's loss without
 context: what the model does not know yet); the top-k plus a few random ones are kept, and a few are
-held out as tonight's probes for the eval gate.
+held out as tonight's probes for the eval gate (`trainer.selection`).
 
 Corrections: earlier nights' questions about what an episode names are asked of it again
 (`recheck_questions`); one it answers with a new value of the same kind of fact supersedes the earlier
@@ -43,6 +43,7 @@ from trainer.questions import (
     key_cloze_questions,
     template_questions,
 )
+from trainer.selection import select
 from trainer.statements import request_questions, turned_questions
 from trainer.corrections import Retirement, asked_now, dream_key, recheck_questions, superseded
 from trainer.text import sentences, values, words
@@ -354,54 +355,3 @@ def score(model, tokenizer, dreams: list[Dream], views: dict[str, list[Messages]
         # grounded in the episode, supported by the context, and not yet known without it
         pmi = d.student_loss - d.teacher_loss
         d.score = d.agreement + 0.1 * max(min(pmi, 5.0), -5.0)
-
-
-def select(dreams: list[Dream], config: SleepConfig, rng: random.Random,
-           values_by_id: dict[str, set[str]] | None = None) -> list[Dream]:
-    """Per episode: hold out probes, keep the top-k by score plus b random others, of the dreams whose
-    answer restates something only that episode told (`key_terms`).
-
-    `values_by_id`: each episode's told values (`text.values`, distinctive ones). Where an episode has
-    any, only the dreams whose question or key terms name one train or probe: a fact among small talk is
-    dreamed about its value or its person ("What do you know about Kaett Dunvos?" -> "a ferry pilot"),
-    not about the weather ("What is my laptop called?" -> "My laptop keeps making a weird noise."). An
-    episode with none keeps every grounded dream."""
-    kept: list[Dream] = []
-    by_episode: dict[str, list[Dream]] = {}
-    for d in dreams:
-        by_episode.setdefault(d.episode_id, []).append(d)
-    for eid, group in by_episode.items():
-        episode_values = (values_by_id or {}).get(eid, set())
-
-        def carries(d: Dream) -> bool:  # restates something only this episode told, about one of its values
-            if not episode_values or not d.key_terms:
-                return bool(d.key_terms)
-            return bool((set(d.key_terms) | words(d.question)) & episode_values)
-
-        # per question the best-scored answer the teacher wrote, and the quote: two phrasings of a fact
-        best: dict[tuple[str, bool], Dream] = {}
-        for d in group:
-            key = (d.question, d.source == "quote")
-            if key not in best or d.score > best[key].score:
-                best[key] = d
-        group = sorted((d for d in best.values() if carries(d)), key=lambda d: -d.score)
-        if not group:
-            continue
-        # the best-grounded dream always trains; probes come from the rest, cloze prompts first: a probe's
-        # question never trains, and a cloze is the phrasing no user asks, so it costs recall least
-        grounded = [d for d in group[1:] if d.specific and d.question != group[0].question]
-        wanted = min(config.held_out_per_episode, len(grounded))
-        clozes, questions = [d for d in grounded if d.cloze], [d for d in grounded if not d.cloze]
-        probes = rng.sample(clozes, min(wanted, len(clozes)))
-        probes += rng.sample(questions, wanted - len(probes))
-        for p in probes:
-            p.held_out = True
-        asked = {p.question for p in probes}  # a probe's question is never trained, in any phrasing
-        rest = [d for d in group if d.question not in asked]
-        top, others = rest[: config.keep_top_k], rest[config.keep_top_k:]
-        kept += probes + top + rng.sample(others, min(config.keep_random, len(others)))
-    training = {id(d) for d in kept if not d.held_out}
-    for d in dreams:
-        if id(d) not in training:
-            d.teacher_logits = None
-    return kept

@@ -4,7 +4,8 @@ import random
 
 from trainer.config import SleepConfig
 from trainer import dreaming, questions
-from trainer.dreaming import Dream, agreement, select
+from trainer.dreaming import Dream, agreement
+from trainer.selection import select
 from trainer.questions import cloze_questions, template_questions
 from trainer.text import entities, words
 
