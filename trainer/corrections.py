@@ -106,7 +106,7 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
         values = value_words(old["answer"], old.get("key_terms") or ())
         if new is None or not values or not set(new.key_terms) - set(old.get("key_terms") or ()):
             continue
-        said = words(told_by_id[new.episode_id])
+        said = changed_facts(words(told_by_id[new.episode_id]))
         about, naming = subject(old["question"])
         kind = words(old["answer"]) - values - about - _DISCOURSE
         if naming != "mine":
@@ -119,6 +119,20 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
         if dream_key(old) not in retired and values & words(old["answer"]):
             retired[dream_key(old)] = Retirement(old, None, values & words(old["answer"]))
     return list(retired.values())
+
+
+# a change names the fact it changes in other words: "moved to Drolir" changes where someone lives
+_CHANGES = {
+    "moved": {"lives", "live", "living", "village", "town", "city", "house", "home", "flat"},
+    "relocated": {"lives", "live", "living", "village", "town", "city"},
+    "hired": {"works", "work", "job"}, "joined": {"works", "work", "plays", "band", "team"},
+    "renamed": {"called", "named", "name"},
+}
+
+
+def changed_facts(said: set[str]) -> set[str]:
+    """A correcting episode's words, with the words of the facts its change verbs change (`_CHANGES`)."""
+    return said.union(*(facts for verb, facts in _CHANGES.items() if verb in said))
 
 
 # a clause with one of these says what no longer holds: "not Brimub", "she left Gorbel", "instead of Moxwyn"

@@ -52,6 +52,17 @@ def test_a_new_value_of_the_same_kind_of_fact_retires_the_old_dreams():
     assert record["old_values"] == ["gorbel"] and record["by_episode"] == "new"
 
 
+def test_a_move_corrects_where_someone_lives():
+    earlier = [old("Where does Kedlirwyn Janwyn live?", "Kedlirwyn Janwyn lives in a village called Nevab.", ["nevab"])]
+    told = {"new": "Just so you know, Kedlirwyn Janwyn moved to Drolir last month."}
+    answered = [recheck("new", "Where does Kedlirwyn Janwyn live?", "Kedlirwyn Janwyn moved to Drolir.", ["drolir"])]
+    assert [r.old["answer"] for r in superseded(earlier, answered, told)] == [earlier[0]["answer"]]
+    # a move of something else is no news about where she lives: the new value must answer the question
+    told = {"new": "Kedlirwyn Janwyn adopted a parrot called Lodun."}
+    answered = [recheck("new", "Where does Kedlirwyn Janwyn live?", "She adopted a parrot called Lodun.", ["lodun"])]
+    assert superseded(earlier, answered, told) == []
+
+
 def test_a_different_fact_about_the_same_person_retires_nothing():
     told = {"new": "Tenett Mirbel adopted a parrot called Lodun."}
     answered = [recheck("new", "What do you know about Tenett Mirbel?", "She adopted a parrot called Lodun.",
