@@ -14,7 +14,6 @@ same greedy tokens on SmolLM2), about 2-4x faster on a dream night's batches.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch

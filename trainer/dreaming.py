@@ -257,20 +257,30 @@ def told_values(tokenizer, told_by_id: dict[str, str]) -> dict[str, set[str]]:
     return {eid: set(distinctive(sorted(values(text, common)), eid, told_by_id)) for eid, text in told_by_id.items()}
 
 
+def in_context(tokenizer, d: Dream, views: dict[str, list[Messages]], config: SleepConfig) -> list[int]:
+    """The teacher's prompt for a dream: its window of the episode, then its question."""
+    return render(tokenizer, views[d.episode_id][d.window] + [{"role": "user", "content": d.question}],
+                  config.system_prompt)
+
+
+def window_groups(dreams: Sequence[Dream]) -> list[list[int]]:
+    """The dreams' indices by (episode, window), in first-seen order: the batches that share a context."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, d in enumerate(dreams):
+        groups.setdefault((d.episode_id, d.window), []).append(i)
+    return list(groups.values())
+
+
 def teacher_answers(model, tokenizer, candidates: Sequence[Dream], views: dict[str, list[Messages]],
                     config: SleepConfig, night, progress, writer) -> list[Dream]:
     """The in-context teacher's answers to every candidate question: greedy first, then samples."""
     # each window's questions in batches of their own: a batch reads its window once (`chat.generate`)
-    by_window: dict[tuple[str, int], list[int]] = {}
-    for i, d in enumerate(candidates):
-        by_window.setdefault((d.episode_id, d.window), []).append(i)
-    prompts = [render(tokenizer, views[d.episode_id][d.window] + [{"role": "user", "content": d.question}],
-                      config.system_prompt) for d in candidates]
+    prompts = [in_context(tokenizer, d, views, config) for d in candidates]
     answered: list[Dream] = []
     for k in range(config.answers_per_question):
         out: list[list[int]] = [[] for _ in candidates]
         with adapters(model, writer) if writer else nullcontext():
-            for g, group in enumerate(by_window.values()):
+            for g, group in enumerate(window_groups(candidates)):
                 generated = generate(model, tokenizer, [prompts[i] for i in group],
                                      max_new_tokens=config.dream_max_new_tokens,
                                      temperature=0.0 if k == 0 else config.dream_temperature,
@@ -335,14 +345,10 @@ def score(model, tokenizer, dreams: list[Dream], views: dict[str, list[Messages]
         d.agreement, d.key_terms = agreement(d.answer, told_by_id[d.episode_id], d.question)
         d.key_terms = distinctive(d.key_terms, d.episode_id, told_by_id)
     # batches of one window's dreams: its tokens are read once per batch (`chat.continuation_logits`)
-    by_window: dict[tuple[str, int], list[Dream]] = {}
-    for d in dreams:
-        by_window.setdefault((d.episode_id, d.window), []).append(d)
-    chunks = [group[i:i + batch_size] for group in by_window.values() for i in range(0, len(group), batch_size)]
-    for chunk in chunks:
+    groups = [[dreams[i] for i in group] for group in window_groups(dreams)]
+    for chunk in (group[i:i + batch_size] for group in groups for i in range(0, len(group), batch_size)):
         conts = [answer_ids(tokenizer, d.answer) for d in chunk]
-        with_ctx = [render(tokenizer, views[d.episode_id][d.window] + [{"role": "user", "content": d.question}],
-                           config.system_prompt) for d in chunk]
+        with_ctx = [in_context(tokenizer, d, views, config) for d in chunk]
         without = [render(tokenizer, [{"role": "user", "content": d.question}], config.system_prompt) for d in chunk]
         for prompts, attr in ((with_ctx, "teacher_loss"), (without, "student_loss")):
             logits, targets, mask = continuation_logits(model, prompts, conts, pad, shared_prefix=True)

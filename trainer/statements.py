@@ -246,22 +246,24 @@ def request_questions(messages: Messages) -> list[str]:
         if match:
             # what it is for, without a clause after it ("for our lunch, somewhere we haven't been")
             thing, verb, rest = match["thing"].lower(), match["verb"].lower(), match["rest"].split(",")[0].strip()
-            out += [f"What {thing} did you {verb} {match['prep'].lower()} {rest}?",
-                    f"Which {thing} did you pick for {rest}?", f"What {thing} did you suggest for {rest}?"]
+            out += [f"What {thing} did you {verb} {match['prep'].lower()} {rest}?", *_recalled_as(thing, rest)]
             continue
         match = _SHOULD.match(sentence)
         if match:
             wh, who, rest = match["wh"].lower().capitalize(), match["who"].lower(), match["rest"].split(",")[0].strip()
-            pronoun = {"i": "I", "we": "we"}[who]
-            out += [f"{wh} did you suggest {pronoun} {rest}?",
-                    f"{wh} did you tell {'me' if who == 'i' else 'us'} to {rest}?"]
+            subject, obj = ("I", "me") if who == "i" else ("we", "us")
+            out += [f"{wh} did you suggest {subject} {rest}?", f"{wh} did you tell {obj} to {rest}?"]
             continue
         match = _GIVE_A.match(sentence)
         if match:
             thing, verb = match["thing"].lower(), match["verb"].lower()
-            out += [f"What {thing} did you {verb} {match['rest']}?",
-                    f"Which {thing} did you pick for {match['rest']}?", f"What {thing} did you suggest for {match['rest']}?"]
+            out += [f"What {thing} did you {verb} {match['rest']}?", *_recalled_as(thing, match["rest"])]
     return list(dict.fromkeys(out))
+
+
+def _recalled_as(thing: str, purpose: str) -> list[str]:
+    """A decision asked in the verbs a user recalls it with, whatever verb the request used."""
+    return [f"Which {thing} did you pick for {purpose}?", f"What {thing} did you suggest for {purpose}?"]
 
 
 def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str],
