@@ -5,7 +5,10 @@
 For each size a one-night dev set is made by `bench/make_memory_set.py` (seed = the size; every
 category but corrections, which need a second night; first-person facts capped at the relations one user
 has), the night is slept once with the given config (`trainer.recipe.sleep`, the gate's verdict ignored)
-and the probes are asked closed-book of the candidate, scored as `reverie eval` scores. No baselines and
+and the probes of the episodes it dreamed are asked closed-book of the candidate, scored as `reverie
+eval` scores. With a night budget, dreaming stops where its share of the night runs out
+(`trainer.budget`): the episodes it did not reach are the next night's backlog, and their probes are not
+asked. No baselines and
 no in-context pass: the curve is what one night does as its backlog grows. `runs/backlog/curve.json`
 and `curve.md` hold, per size: episodes, trained dreams, planned and trained seeding steps, seconds per
 phase, closed-book recall overall and per category. The numbers are in docs/benchmarks.md.
@@ -53,7 +56,9 @@ def point(size: int, out: Path, config: SleepConfig, model: Path) -> dict:
 
     tokenizer, base = load_model(model, config)
     candidate = PeftModel.from_pretrained(base, str(result.adapter_dir)).eval()
-    probes = [(c.get("category", "facts"), p) for c in cases for p in c["probes"]]
+    # the episodes the dreaming budget did not reach are the next night's backlog: their probes wait for it
+    dreamed = set(result.episode_ids)
+    probes = [(c.get("category", "facts"), p) for c in cases if c["id"] in dreamed for p in c["probes"]]
     replies = answers(candidate, tokenizer, [p["question"] for _, p in probes], config)
     marks = [(cat, correct(r, p["answers"], p.get("reject", ()))) for (cat, p), r in zip(probes, replies)]
     by_category: dict[str, list[bool]] = {}
@@ -62,6 +67,7 @@ def point(size: int, out: Path, config: SleepConfig, model: Path) -> dict:
     metrics = result.metrics
     return {
         "episodes": size,
+        "episodes_dreamed": len(dreamed),
         "dreams": metrics["dreams"],
         "planned_steps": metrics["train"].get("planned_steps"),
         "steps": metrics["train"]["steps"],
@@ -74,11 +80,11 @@ def point(size: int, out: Path, config: SleepConfig, model: Path) -> dict:
 
 
 def table(points: list[dict]) -> str:
-    lines = ["| episodes | dreams | steps (planned) | dream s | seed s | night s | closed-book | per category |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| episodes | dreamed | dreams | steps (planned) | dream s | seed s | night s | closed-book, dreamed "
+             "episodes | per category |", "|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         s = p["seconds"]
-        lines.append(f"| {p['episodes']} | {p['dreams']} | {p['steps']} ({p['planned_steps']}) | {s['dream']:.0f} | "
+        lines.append(f"| {p['episodes']} | {p['episodes_dreamed']} | {p['dreams']} | {p['steps']} ({p['planned_steps']}) | {s['dream']:.0f} | "
                      f"{s['seed']:.0f} | {s['total']:.0f} | {p['closed_book_after']:.1%} | "
                      + ", ".join(f"{c} {v:.0%}" for c, v in p["by_category"].items()) + " |")
     return "\n".join(lines) + "\n"

@@ -114,6 +114,12 @@ class SleepConfig:
         "plans how many of `steps` fit before the night must end (keeping room for the gate, estimated from "
         "the served model's pass), and the learning-rate schedule follows that count; a night that fits "
         "runs exactly as without a budget.")
+    dream_share: float | None = _f(
+        0.5, "share of `night_seconds` that dreaming may take. Past `dream_chunk` episodes, dreaming goes a chunk "
+        "at a time, oldest first, and stops before a chunk its measured pace says would not fit: the episodes "
+        "it did not reach are not consumed and stay in the backlog for the next night (None: dream them all).")
+    dream_chunk: int = _f(24, "episodes dreamed together while the dreaming budget lasts (`dream_share`); a "
+                          "backlog of at most this many is dreamed in one pass, as with no budget.")
     batch_size: int = _f(8, "sequences per optimizer step.")
     learning_rate: float = _f(1e-3, "AdamW learning rate of the new expert.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
@@ -228,6 +234,8 @@ class SleepConfig:
             (self.steps_per_dream is None or self.steps_per_dream > 0, "steps_per_dream must be positive (or None)."),
             (0 <= self.min_steps, "min_steps must not be negative."),
             (self.night_seconds is None or self.night_seconds > 0, "night_seconds must be positive (or None)."),
+            (self.dream_share is None or 0 < self.dream_share <= 1, "dream_share must be in (0, 1] (or None)."),
+            (self.dream_chunk >= 1, "dream_chunk must be at least 1."),
             (self.batch_size >= 1, "batch_size must be at least 1."),
             (self.learning_rate > 0, "learning_rate must be positive."),
             (self.weight_decay >= 0 and self.warmup_steps >= 0 and self.grad_clip >= 0,

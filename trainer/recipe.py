@@ -9,7 +9,9 @@ the served model, `experts` saves the stack as one PEFT folder.
 
 `episodes` are dicts with `messages` (the chat) and `id`; nothing else of them is read. The result
 carries the candidate adapter folder (standard PEFT LoRA), the metrics, the dreams to keep for the
-next nights (held-out probes included: they measure retention later) and the gate's verdict.
+next nights (held-out probes included: they measure retention later), the gate's verdict and the ids of
+the episodes the night consumed: with a night budget, the oldest that dreaming reached
+(`trainer.budget`); the rest belong to the next night's backlog.
 With `growth_mode: layers` the candidate is a new base folder instead (`model_dir`, no adapter).
 """
 
@@ -30,7 +32,8 @@ from trainer.chat import answers, load_model, render
 from trainer.config import SleepConfig
 from trainer.binding import rival_answers
 from trainer.corrections import Retirement, dream_key
-from trainer.dreaming import Dream, dream
+from trainer.budget import dream_within_budget, seed_deadline
+from trainer.dreaming import Dream
 from trainer.experts import (
     EXPERT,
     MEMORY,
@@ -62,6 +65,7 @@ class SleepResult:
     dreams: list[dict] = field(default_factory=list)  # to keep: pass back as `earlier_dreams` next night
     reasons: list[str] = field(default_factory=list)  # why the gate rejected it (empty when accepted)
     model_dir: Path | None = None  # `layers` growth mode: the candidate base folder (None in `lora` mode)
+    episode_ids: list[str] = field(default_factory=list)  # the episodes consumed: the others were not dreamed
 
 
 def sleep(
@@ -109,8 +113,9 @@ def sleep(
 
     # --- dream: the current model, with each episode in context, writes tonight's dreams ------------
     with timed(seconds, "dream"), adapters(model, served.teacher):
-        night_dreams = dream(model, tokenizer, episodes, config, night=night, progress=progress, writer=writer,
-                             earlier=earlier_dreams)
+        backlog = len(episodes)  # from here on `episodes` are the ones dreamed: the night consumes those only
+        night_dreams, episodes = dream_within_budget(model, tokenizer, episodes, config, night=night,
+                                                     progress=progress, writer=writer, earlier=earlier_dreams)
     seal.unload_writer(model, writer)
     dreams, retired = night_dreams.dreams, night_dreams.retired
     # a corrected fact's earlier dreams leave replay, the gate's retention sample and the kept dreams
@@ -163,12 +168,13 @@ def sleep(
     seconds["total"] = time.monotonic() - started
     metrics = {**verdict.metrics, **night_metrics(model, trained, night_set, experts, grown, served, config),
                "retired": [r.to_dict() for r in retired], "train": train_metrics, "seal": seal_metrics,
+               "episodes_dreamed": len(episodes), "episodes_left": backlog - len(episodes),
                "seconds": seconds}
     accepted = not verdict.reasons
     write_night(out_dir, dreams, {"accepted": accepted, "reasons": verdict.reasons, **metrics})
     report("save", 1, 1, None)
     keep = [d.to_dict() for d in dreams] + [d for d in earlier_dreams]
-    return SleepResult(adapter, accepted, metrics, keep, verdict.reasons, model_dir=model_dir)
+    return SleepResult(adapter, accepted, metrics, keep, verdict.reasons, model_dir=model_dir, episode_ids=episode_ids)
 
 
 @dataclass
@@ -357,17 +363,6 @@ def write_night(out_dir: Path, dreams: Sequence[Dream], metrics: dict) -> None:
     with open(out_dir / "dreams.jsonl", "w") as fh:
         for d in dreams:
             fh.write(json.dumps(d.to_dict()) + "\n")
-
-
-def seed_deadline(started: float, seconds: dict[str, float], config: SleepConfig) -> float | None:
-    """When seeding must end for the night to fit `config.night_seconds` (None: no budget). The gate after
-    seeding repeats the served model's pass and adds the general prompts: twice that pass, plus a few
-    seconds to save, are kept for it, and a twentieth of the night besides: the gate's greedy replies to
-    the general prompts and the last step's overrun took nights 9-21 s past 600 s on memory-public
-    (2026-12-04, the gate taking up to 46 s against 17 s kept)."""
-    if config.night_seconds is None:
-        return None
-    return started + config.night_seconds - (2 * seconds.get("served", 0.0) + 5.0 + config.night_seconds / 20)
 
 
 def replay_pairs(model, tokenizer, replayable: Sequence[Dream], teacher, config: SleepConfig,

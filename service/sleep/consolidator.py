@@ -62,4 +62,5 @@ class TrainerConsolidator:
             metrics={**result.metrics, "rejected_because": result.reasons},
             rank=adapter_rank(adapter_dir),
             experts=len(read_experts(adapter_dir)),
+            episode_ids=result.episode_ids,
         )

@@ -30,6 +30,9 @@ class SleepOutcome:
     metrics: dict = field(default_factory=dict)
     rank: int = 0
     experts: int = 1
+    # the episodes the night consumed (ids as handed in); None: all of them. The others were not dreamed
+    # (the night's dreaming budget ran out) and stay in the backlog for the next run.
+    episode_ids: list[str] | None = None
 
 
 class Consolidator(Protocol):

@@ -93,6 +93,14 @@ class _Lease:
             self.beat()
 
 
+def consumed_episodes(handed: list[uuid.UUID], consumed: list[str] | None) -> list[uuid.UUID]:
+    """The episodes of `handed` that a night consumed (`SleepOutcome.episode_ids`; None: all of them)."""
+    if consumed is None:
+        return handed
+    ids = set(consumed)
+    return [i for i in handed if str(i) in ids]
+
+
 def _reply(episode) -> dict:
     """The reply the client got as the episode's last message: its text, and its tool calls if it made any."""
     reply = {"role": "assistant", "content": episode.response or ""}
@@ -240,7 +248,8 @@ class Worker:
                 lease.beat()
                 if lease.lost.is_set():
                     raise run_store.LeaseLostError(f"run {run.id} was taken over before publishing")
-                metrics = {**outcome.metrics, "episodes": len(episode_ids)}
+                consumed = consumed_episodes(episode_ids, outcome.episode_ids)
+                metrics = {**outcome.metrics, "episodes": len(consumed)}
                 # A broken candidate fails the run here, before anything is published or served.
                 check_adapter(outcome.adapter_dir, base_model=job.base_model, max_rank=self.max_rank)
                 final = self.adapters_dir / run.namespace / f"{run.id.hex}-e{run.epoch}"
@@ -250,7 +259,7 @@ class Worker:
                         adapter = adapter_store.publish(
                             session=session, run_id=run.id, epoch=run.epoch, namespace=run.namespace,
                             path=str(final), rank=outcome.rank, experts=outcome.experts, metrics=metrics,
-                            episode_ids=episode_ids,
+                            episode_ids=consumed,
                         )
                     else:
                         adapter = adapter_store.record_rejected(

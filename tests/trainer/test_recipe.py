@@ -14,8 +14,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainer import binding, dreaming, text
 from trainer.config import SleepConfig
-from trainer.experts import read_growth, skipping_layers
-from trainer.recipe import SleepResult, seed_deadline, sleep
+from trainer.experts import read_experts, read_growth, skipping_layers
+from trainer.budget import episodes_that_fit, seed_deadline
+from trainer.recipe import SleepResult, sleep
 from trainer.seeding import PLAN_AFTER
 
 pytestmark = pytest.mark.model
@@ -117,6 +118,33 @@ def test_a_night_budget_cuts_the_seed_steps_to_fit(tiny_model_dir, tmp_path, gro
 def test_seed_deadline_keeps_room_for_the_gate():
     assert seed_deadline(100.0, {"served": 10.0}, _config(night_seconds=600.0)) == 100.0 + 600.0 - 25.0 - 30.0
     assert seed_deadline(100.0, {"served": 10.0}, _config()) is None
+
+
+def test_episodes_that_fit_stop_at_the_first_that_does_not():
+    assert episodes_that_fit([1, 2, 1], 10.0, 35.0) == 2  # 10 and 30 s fit, 40 s does not
+    assert episodes_that_fit([1, 2, 1], 10.0, 40.0) == 3
+    assert episodes_that_fit([3, 1], 10.0, 25.0) == 0  # the next one alone is too long: none, not a later one
+    assert episodes_that_fit([], 10.0, 100.0) == 0
+
+
+BACKLOG = [*EPISODES, *NIGHT_2]
+
+
+def test_a_spent_dreaming_budget_leaves_the_later_episodes_to_the_next_night(tiny_model_dir, tmp_path, grounded):
+    # one episode a chunk, a dreaming budget spent by the first: the night consumes that episode alone
+    result = sleep(BACKLOG, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
+                   config=_config(night_seconds=600.0, dream_share=1e-6, dream_chunk=1), out_dir=tmp_path / "n1")
+    assert result.episode_ids == ["e1"]
+    assert result.metrics["episodes_dreamed"] == 1 and result.metrics["episodes_left"] == 3
+    assert result.dreams and {d["episode_id"] for d in result.dreams} == {"e1"}
+    assert read_experts(result.adapter_dir)[-1]["episodes"] == ["e1"]
+
+
+def test_a_dreaming_budget_that_lasts_dreams_every_chunk(tiny_model_dir, tmp_path, grounded):
+    result = sleep(BACKLOG, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
+                   config=_config(night_seconds=3600.0, dream_share=1.0, dream_chunk=1), out_dir=tmp_path / "n1")
+    assert result.episode_ids == ["e1", "e2", "e3", "e4"] and result.metrics["episodes_left"] == 0
+    assert {d["episode_id"] for d in result.dreams} == {"e1", "e2", "e3", "e4"}
 
 
 def test_gate_rejects_below_thresholds(tiny_model_dir, tmp_path, grounded):

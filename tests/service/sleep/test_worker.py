@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from service.store import episodes as episode_store
@@ -59,3 +61,30 @@ def test_the_trainer_consolidator_refuses_grown_layers(tmp_path):
     consolidator = TrainerConsolidator(config, growth_mode="layers")
     with pytest.raises(ValueError, match="LoRA adapters"):
         consolidator(job, lambda *_: None)
+
+
+def test_episodes_a_night_did_not_consume_stay_for_the_next_run(tmp_path, tiny_model_dir, database_url):
+    """A night whose dreaming budget ran out consumes the oldest episodes only: the rest are the next run's."""
+    sessions = make_sessionmaker(make_engine(database_url))
+    told_at = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    records = [completed(make_record(messages=[{"role": "user", "content": f"Note {i}."}],
+                                     created_at=told_at + timedelta(minutes=i)), response="Noted.")
+               for i in range(3)]
+    with sessions.begin() as session:
+        episode_store.upsert_episodes(session=session, records=records)
+    handed: list[list[str]] = []
+
+    def consolidate_the_first(job, progress):
+        handed.append([e["id"] for e in job.episodes])
+        return SleepOutcome(adapter_dir=make_lora(tiny_model_dir, job.workdir / "a", seed=1), accepted=True, rank=4,
+                            episode_ids=[job.episodes[0]["id"]])
+
+    worker = Worker(session_factory=sessions, consolidator=consolidate_the_first, base_model=lambda: tiny_model_dir,
+                    adapters_dir=tmp_path / "adapters")
+    for _ in range(2):
+        with sessions() as session:
+            run_store.enqueue_run(session=session, namespace="default", trigger="manual")
+        run = worker.run_once()
+        assert run.state == "published" and run.metrics["episodes"] == 1
+    ids = [str(r.id) for r in records]
+    assert handed == [ids, ids[1:]]  # the second night is handed what the first left, oldest first
