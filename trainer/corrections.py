@@ -91,7 +91,8 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
     """The earlier dreams tonight corrects. An earlier question asked again of tonight's episode
     (`recheck_questions`) whose best grounded answer names a value the earlier dream did not, where the
     episode also names the old value ("she left Gorbel") or says the same kind of fact (a word of the old
-    answer besides its names and value: "works"), supersedes every earlier dream of that question; every
+    answer besides its names and value, compared by `stems`: "worked" says what "works" said), or the old
+    answer said nothing of the user's own thing but its value, supersedes every earlier dream of that question; every
     other earlier dream of the same episode that names a superseded value goes with it. A person has many
     facts, the user's dog one name: words that only join a name to its value ("called") show the same
     kind of fact for the user's own things, never for a person."""
@@ -111,7 +112,9 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
         kind = words(old["answer"]) - values - about - _DISCOURSE
         if naming != "mine":
             kind -= _GLUE
-        if values & said or kind & said:
+        # the user's own thing (re-named tonight, asked the same question, a new value) told bare: "Tuesday."
+        bare_own = naming == "mine" and not kind
+        if values & said or stems(kind) & stems(said) or bare_own:
             retired[dream_key(old)] = Retirement(old, new, values - current_values(new.answer, new.key_terms))
             old_values.setdefault(old["episode_id"], set()).update(retired[dream_key(old)].stale)
     for old in earlier:  # the old episode's other dreams that still say a superseded value
@@ -128,6 +131,26 @@ _CHANGES = {
     "hired": {"works", "work", "job"}, "joined": {"works", "work", "plays", "band", "team"},
     "renamed": {"called", "named", "name"},
 }
+
+
+_SUFFIXES = ("ing", "ed", "es", "s")
+
+
+def stems(found: set[str]) -> set[str]:
+    """Words as the same kind of fact compares them: a few English inflections cut ("lived", "lives",
+    "living" -> "liv"; "jobs" -> "job"), and every word that joins a name to its value one (`_GLUE`:
+    "named", "naming", "called" -> "called"), so "we ended up naming him Kofi" says what "is called" said."""
+    out = set()
+    for word in found:
+        if word in _GLUE or word in ("naming", "calls", "calling", "names"):
+            out.add("called")
+            continue
+        for suffix in _SUFFIXES:
+            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+                word = word[:-len(suffix)]
+                break
+        out.add(word[:-1] if word.endswith("e") and len(word) > 3 else word)
+    return out
 
 
 def changed_facts(said: set[str]) -> set[str]:

@@ -125,3 +125,34 @@ def test_the_answer_that_replaces_a_corrected_one_is_dreamed_asked_now(tiny_mode
                            {"new": messages[0]["content"]}, SleepConfig())
     assert [(d.question, d.answer) for d in dreams] == [("Where does Tenett Mirbel work now?", "She works at Lobel now.")]
     assert "lobel" in dreams[0].key_terms and dreams[0].teacher_logits is not None  # scored in its window
+
+
+def test_the_same_kind_of_fact_is_read_through_inflections_and_naming_words():
+    from trainer.corrections import stems
+
+    assert stems({"lived", "lives", "living", "live"}) == {"liv"}
+    assert stems({"jobs", "job"}) == {"job"} and stems({"worked", "working"}) == {"work"}
+    assert stems({"naming", "named", "called", "name"}) == {"called"}
+    assert stems({"bus", "tea"}) == {"bus", "tea"}  # too short to cut
+    earlier = [old("Where does Ommi Vask live?", "Ommi Vask lives in Tarnholt.", ["tarnholt"]),
+               old("What is my puppy called?", "Your puppy is called Brimub.", ["brimub"], eid="pup"),
+               old("When is my dentist appointment?", "Tuesday.", ["tuesday"], eid="dent")]
+    cases = [
+        ("Ommi Vask isn't living up north any more, she's in Sallow Creek.", "Where does Ommi Vask live?",
+         "Ommi Vask is in Sallow Creek.", ["sallow", "creek"], "Ommi Vask lives in Tarnholt."),
+        ("We ended up naming the puppy Kofi after all.", "What is my puppy called?",
+         "Your puppy is called Kofi.", ["kofi"], "Your puppy is called Brimub."),
+        # the user's own thing whose old answer said nothing but the value
+        ("The dentist appointment got pushed back to Thursday.", "When is my dentist appointment?",
+         "Thursday.", ["thursday"], "Tuesday."),
+    ]
+    for told, question, answer, values, retired_answer in cases:
+        retired = superseded(earlier, [recheck("new", question, answer, values)], {"new": told})
+        assert [r.old["answer"] for r in retired] == [retired_answer], told
+
+
+def test_another_kind_of_fact_about_a_person_is_still_no_correction_through_stems():
+    earlier = [old("Where does Ommi Vask live?", "Ommi Vask lives in Tarnholt.", ["tarnholt"])]
+    told = {"new": "Ommi Vask started a pottery class at Brennan Hall."}
+    answered = [recheck("new", "Where does Ommi Vask live?", "She goes to Brennan Hall.", ["brennan", "hall"])]
+    assert superseded(earlier, answered, told) == []
