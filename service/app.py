@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import __version__
 from service.api import admin, dashboard, health, openai, sleep
 from service.api import metrics as metrics_api
+from service.object_store import adapter_object_store
 from service.serving.adapter_sync import AdapterSync
 from service.serving.chat import ChatService
 from service.config import Settings
@@ -193,8 +194,7 @@ def _lifespan(settings: Settings, engine: Engine | None, telemetry: Telemetry):
             limiter=KeyLimiter(settings.rate_limit_per_minute, settings.max_inflight_per_key),
         )
         app.state.adapter_sync = adapter_sync = AdapterSync(
-            model_engine,
-            app.state.session_factory,
+            model_engine, app.state.session_factory, object_store=adapter_object_store(settings),
             on_swap=lambda namespace, _name: telemetry.adapter_swaps.labels(namespace=namespace).inc(),
         )
         if settings.open_access:

@@ -238,6 +238,7 @@ def _uuid(text: str):
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
+    from service.object_store import adapter_object_store
     from service.sleep.adapter_folders import remove_retired_folders
     from service.sleep.forgetting import forget
     from service.store.spool import Spool
@@ -255,7 +256,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
         episode_ids=args.episode or None,
         conversation_id=args.conversation,
     )
-    remove_retired_folders(report.retired_paths)
+    remove_retired_folders(report.retired_paths, adapter_object_store(settings))
     print(
         f"forgot {report.deleted} episodes ({report.spooled_removed} spooled) of {args.namespace!r}; "
         f"retired adapters {report.retired_versions or 'none'}; serving "

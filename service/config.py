@@ -129,6 +129,26 @@ class Settings(BaseSettings):
         default=8002, ge=0, le=65535, description="`reverie worker` serves its own /metrics on this port (0: off)."
     )
     adapter_sync_interval_s: float = Field(default=2.0, gt=0, description="How often the API checks for new adapters.")
+    adapter_store: str | None = Field(
+        default=None,
+        description="`s3://bucket/prefix`: published adapters are uploaded there (checksummed, immutable) and every "
+        "host fetches them into its adapters folder, now a cache; unset: the adapters folder alone.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3 API of REVERIE_ADAPTER_STORE for MinIO and other S3-compatible stores; unset: AWS. "
+        "Credentials: boto3's chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, a role).",
+    )
+
+    @field_validator("adapter_store", "s3_endpoint_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None, info) -> str | None:
+        value = (value or "").strip() or None
+        if info.field_name == "adapter_store" and value is not None:
+            bucket, _, _ = value.removeprefix("s3://").partition("/")
+            if not value.startswith("s3://") or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+                raise ValueError(f"REVERIE_ADAPTER_STORE {value!r} is not s3://bucket/prefix (a bucket name of 3-63 characters)")
+        return value
 
     @field_validator("model_name")
     @classmethod

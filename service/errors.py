@@ -107,3 +107,13 @@ class AdapterError(ReverieError):
     status_code = 400
     error_type = "invalid_request_error"
     code = "invalid_adapter"
+
+
+class AdapterStoreError(ReverieError):
+    """The adapter object store (REVERIE_ADAPTER_STORE) could not be reached or refused a request: worth
+    retrying, unlike an `AdapterError`, which no retry mends."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "adapter_store_unavailable"
+    public_message = "The adapter store is unavailable; retry shortly."

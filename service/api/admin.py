@@ -97,7 +97,8 @@ class _Forgetting:
     async def __call__(self, namespace: str, **which) -> Deleted:
         report = await forget_and_swap(
             session_factory=self.sessions, spool=self.recorder.spool, namespace=namespace,
-            swap=self.adapter_sync.sync_once, wake_worker=self.wake, **which,
+            swap=self.adapter_sync.sync_once, wake_worker=self.wake, object_store=self.adapter_sync.object_store,
+            **which,
         )
         return Deleted(
             deleted=report.deleted,

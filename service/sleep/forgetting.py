@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.object_store import AdapterObjectStore
 from service.sleep.adapter_folders import remove_retired_folders
 from service.store import runs as run_store
 from service.store.forgetting import erase_episodes
@@ -87,16 +88,17 @@ async def forget_and_swap(
     wake_worker: Callable[[], None] | None,
     episode_ids: list[uuid.UUID] | None = None,
     conversation_id: str | None = None,
+    object_store: AdapterObjectStore | None = None,
 ) -> ForgetReport:
     """`forget`, then serve the clean adapter (or the base model) on this replica before deleting the
-    retired folders, and wake the worker for the rebuild."""
+    retired folders (and their objects in `object_store`), and wake the worker for the rebuild."""
     report = await asyncio.to_thread(
         forget, session_factory=session_factory, spool=spool, namespace=namespace,
         episode_ids=episode_ids, conversation_id=conversation_id,
     )
     if report.retired_versions:
         await swap()
-        remove_retired_folders(report.retired_paths)
+        await asyncio.to_thread(remove_retired_folders, report.retired_paths, object_store)
     if report.rebuild_run_id and wake_worker is not None:
         wake_worker()
     return report

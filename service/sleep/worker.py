@@ -5,8 +5,10 @@
 
 A run is claimed with a lease (heartbeats from a side thread) and a fencing epoch. The adapter folder
 is published atomically before the one transaction that records the adapter, its lineage and marks
-the episodes consolidated, so no episode is ever consolidated without a published adapter. A worker
-killed mid-run leaves a run whose lease expires; the next worker retakes it and runs it again.
+the episodes consolidated, so no episode is ever consolidated without a published adapter; with an
+object store (REVERIE_ADAPTER_STORE) the folder is uploaded before that transaction too, so no host
+sees an adapter it cannot fetch. A worker killed mid-run leaves a run whose lease expires; the next
+worker retakes it and runs it again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.adapter_check import check_adapter
+from service.object_store import AdapterObjectStore, adapter_object_store, local_adapter_folder
 from service.sleep.adapter_folders import publish_folder
 from service.sleep.consolidator import TrainerConsolidator
 from service.sleep.job import Consolidator, SleepJob
@@ -136,6 +139,7 @@ class Worker:
         around_training: Callable[[], AbstractContextManager] = nullcontext,
         owner: str | None = None,
         on_published: Callable[[Adapter], None] | None = None,
+        object_store: AdapterObjectStore | None = None,
     ):
         self.session_factory = session_factory
         self.consolidator = consolidator
@@ -149,6 +153,7 @@ class Worker:
         self.around_training = around_training
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_published = on_published
+        self.object_store = object_store
         self.polled_at: float | None = None  # last look for a run (Unix time), and the run held: /metrics
         self.running: uuid.UUID | None = None
 
@@ -212,7 +217,7 @@ class Worker:
             # An episode is the whole interaction: the request's messages and the reply the client got,
             # its tool calls too (the trainer shows a call to the teacher but never trains on one).
             material = [{"id": str(e.id), "messages": [*e.messages, _reply(e)]} for e in episodes]
-            current_path = Path(current.path) if current else None
+            current_recorded = current.path if current else None
         if not episodes:
             with self.session_factory() as session:
                 run_store.finish_run(
@@ -239,7 +244,7 @@ class Worker:
                     namespace=run.namespace,
                     episodes=material,
                     base_model=self.base_model(),
-                    current_adapter=current_path,
+                    current_adapter=local_adapter_folder(current_recorded, self.object_store),
                     workdir=workdir,
                 )
                 with self.around_training():
@@ -252,19 +257,18 @@ class Worker:
                 metrics = {**outcome.metrics, "episodes": len(consumed)}
                 # A broken candidate fails the run here, before anything is published or served.
                 check_adapter(outcome.adapter_dir, base_model=job.base_model, max_rank=self.max_rank)
-                final = self.adapters_dir / run.namespace / f"{run.id.hex}-e{run.epoch}"
-                publish_folder(outcome.adapter_dir, final)
+                recorded = self._publish(run, outcome.adapter_dir, accepted=outcome.accepted)
                 with self.session_factory() as session:
                     if outcome.accepted:
                         adapter = adapter_store.publish(
                             session=session, run_id=run.id, epoch=run.epoch, namespace=run.namespace,
-                            path=str(final), rank=outcome.rank, experts=outcome.experts, metrics=metrics,
+                            path=recorded, rank=outcome.rank, experts=outcome.experts, metrics=metrics,
                             episode_ids=consumed,
                         )
                     else:
                         adapter = adapter_store.record_rejected(
                             session=session, run_id=run.id, epoch=run.epoch, namespace=run.namespace,
-                            path=str(final), rank=outcome.rank, experts=outcome.experts, metrics=metrics,
+                            path=recorded, rank=outcome.rank, experts=outcome.experts, metrics=metrics,
                         )
             log.info("run %s %s adapter v%d", run.id, "published" if outcome.accepted else "rejected", adapter.version)
             if outcome.accepted and self.on_published is not None:
@@ -274,6 +278,14 @@ class Worker:
                     log.exception("activating adapter v%d failed; the API's adapter sync retries", adapter.version)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def _publish(self, run: SleepRun, adapter_dir: Path, *, accepted: bool) -> str:
+        """Publish the candidate here, atomically, and upload a served one to the object store; returns
+        the path to record. Recorded only after this returns, so no host sees an adapter it cannot fetch."""
+        final = publish_folder(adapter_dir, self.adapters_dir / run.namespace / f"{run.id.hex}-e{run.epoch}")
+        if not accepted or self.object_store is None:
+            return str(final)  # a rejected candidate is never served: it stays on this host
+        return self.object_store.upload(final, run.namespace)
 
     def _fail(self, run: SleepRun, error: str) -> None:
         try:
@@ -332,4 +344,5 @@ def build_worker(settings, session_factory: sessionmaker[Session], on_published=
         include_flagged=settings.sleep_include_flagged,
         max_rank=settings.max_lora_rank,
         on_published=on_published,
+        object_store=adapter_object_store(settings),
     )
