@@ -23,7 +23,8 @@ from trainer.tool_turns import call_notes, readable_result, turn_text, without_c
 # the assistant's reply to it is then information (a suggestion, a decision, an answer).
 _REQUEST = re.compile(r"\?$|^(?:please\s+|could you\s+|can you\s+|would you\s+)?(?:give|suggest|pick|choose|name|"
                       r"recommend|tell|help|make|plan|write|come up|think of|decide|find|propose|list|book|"
-                      r"draft|create|invent)\b", re.IGNORECASE)
+                      r"draft|create|invent)\b|^(?:i|we)\s*(?:need|want|'m looking for|'re looking for)\s+(?:a|an|some)\s+\w+\s+"
+                      r"(?:for|to)\b|\bneeds\s+(?:a|an)\s+(?:good\s+|new\s+)?\w+[.!]?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

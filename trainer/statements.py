@@ -6,6 +6,7 @@ in-context teacher answers the questions (`trainer.dreaming`).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Collection, Sequence
 
@@ -228,6 +229,22 @@ _GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:
                      rf"(?P<thing>\w+)(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
 
 
+# a need stated, then asked about: "I need a dish for the potluck. Any idea?" / "Our quiz team needs a name."
+_NEED = re.compile(r"^(?:(?:i|we)\s*(?:need|want|(?:am|are|'m|'re)\s+looking\s+for)|what's|what\s+is|what\s+would\s+be|"
+                   r"any\s+ideas\s+for|got)\s+(?:a|an|some)\s+(?:good\s+|nice\s+|new\s+)?"
+                   r"(?P<thing>\w+)\s+(?P<prep>for|to)\s+(?P<rest>.+?)[.?!]*$", re.IGNORECASE)
+_NEEDS_A = re.compile(r"^(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+needs\s+(?:a|an)\s+(?:good\s+|new\s+)?(?P<thing>\w+(?:\s+\w+)?)[.?!]*$",
+                      re.IGNORECASE)
+# "Name the villain for me." -> "What did you name the villain?"
+_NAME_THE = re.compile(rf"^{_POLITE}name\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)(?:\s+for\s+(?:me|us))?[.?!]*$",
+                       re.IGNORECASE)
+# what a request's "it" stands for, told just before: "I just got a kitten." -> "my kitten"
+_GOT_A = re.compile(r"\b(?P<who>i|we)\b.*?\b(?:got|adopted|bought|have|planning|writing|building|organi[sz]ing|started)\s+"
+                    r"(?:a|an)\s+(?:new\s+)?(?P<thing>[\w'-]+(?:\s+[\w'-]+){0,3})\s*[.!,]", re.IGNORECASE)
+_THING_ENDS = {"last", "this", "yesterday", "today", "recently", "on", "in", "at", "for", "from", "and", "but", "with", "so"}
+_VAGUE_OBJECT = re.compile(r"\s+(?:it|them|him|her|one|this|that)$", re.IGNORECASE)
+
+
 def request_questions(messages: Messages) -> list[str]:
     """What the user asked the assistant for, as the question they would ask about it later: "Choose a code
     for my garage door." -> "What code did you choose for my garage door?". Its answer is the assistant's
@@ -238,28 +255,58 @@ def request_questions(messages: Messages) -> list[str]:
     question later came with another verb (dev set A: "Choose a code" trained, "Which code did you pick"
     asked, not recalled)."""
     out: list[str] = []
+    earlier: dict[int, str] = {}  # per turn, the thing told so far that an "it" may stand for ("my kitten")
     for t in told(messages):
         if t.role != "user" or not answered_request(messages, t.turn):
             continue
         sentence = _LEAD.sub("", t.text.strip())
-        match = _ASKED_FOR.match(sentence)
-        if match:
-            # what it is for, without a clause after it ("for our lunch, somewhere we haven't been")
-            thing, verb, rest = match["thing"].lower(), match["verb"].lower(), match["rest"].split(",")[0].strip()
-            out += [f"What {thing} did you {verb} {match['prep'].lower()} {rest}?", *_recalled_as(thing, rest)]
-            continue
-        match = _SHOULD.match(sentence)
-        if match:
-            wh, who, rest = match["wh"].lower().capitalize(), match["who"].lower(), match["rest"].split(",")[0].strip()
-            subject, obj = ("I", "me") if who == "i" else ("we", "us")
-            out += [f"{wh} did you suggest {subject} {rest}?", f"{wh} did you tell {obj} to {rest}?"]
-            continue
-        match = _GIVE_A.match(sentence)
-        if match:
-            thing, verb = match["thing"].lower(), match["verb"].lower()
-            out += [f"What {thing} did you {verb} {match['rest']}?", *_recalled_as(thing, match["rest"])]
+        got = _GOT_A.search(sentence)
+        if got:
+            thing = list(itertools.takewhile(lambda w: w not in _THING_ENDS, got["thing"].lower().split()))
+            earlier[t.turn] = f"{'my' if got['who'].lower() == 'i' else 'our'} {' '.join(thing)}"
+        out += _asked(sentence, earlier.get(t.turn))
     return list(dict.fromkeys(out))
 
+
+def _asked(sentence: str, it: str | None) -> list[str]:
+    """The questions one sentence of a request is recalled by; `it`: what a vague "it" stands for."""
+    match = _NAME_THE.match(sentence)
+    if match:
+        rest = _owner_lower(match["rest"])
+        return [f"What did you name {rest}?", *_recalled_as("name", rest)]
+    match = _ASKED_FOR.match(sentence) or _NEED.match(sentence)
+    if match:
+        # what it is for, without a clause after it ("for our lunch, somewhere we haven't been")
+        thing, rest = match["thing"].lower(), match["rest"].split(",")[0].strip()
+        verb = match.groupdict().get("verb")
+        own = [f"What {thing} did you {verb.lower()} {match['prep'].lower()} {rest}?"] if verb else []
+        return [*own, *_recalled_as(thing, rest)]
+    match = _SHOULD.match(sentence)
+    if match:
+        wh, who, rest = match["wh"].lower().capitalize(), match["who"].lower(), match["rest"].split(",")[0].strip()
+        subject, obj = ("I", "me") if who == "i" else ("we", "us")
+        named = None
+        if it and (_VAGUE_OBJECT.search(rest) or len(rest.split()) == 1):
+            # "I just got a kitten. What should I call it?" -> "What did you suggest I call my kitten?"
+            verb = rest.split()[0]
+            rest = f"{_VAGUE_OBJECT.sub('', rest)} {it}"
+            named = it if verb.lower() in ("call", "name") else None
+        out = [f"{wh} did you suggest {subject} {rest}?", f"{wh} did you tell {obj} to {rest}?"]
+        return out + (_recalled_as("name", f"{named}") if named else [])
+    match = _GIVE_A.match(sentence)
+    if match:
+        thing, verb = match["thing"].lower(), match["verb"].lower()
+        return [f"What {thing} did you {verb} {match['rest']}?", *_recalled_as(thing, match["rest"])]
+    match = _NEEDS_A.match(sentence)
+    if match:
+        return _recalled_as(match["thing"].lower(), _owner_lower(match["rest"]))
+    return []
+
+
+def _owner_lower(phrase: str) -> str:
+    """A phrase that began a sentence, as it reads inside a question: "Our quiz team" -> "our quiz team"."""
+    first, _, rest = phrase.partition(" ")
+    return f"{first.lower()} {rest}" if first.lower() in ("my", "our", "the") else phrase
 
 def _recalled_as(thing: str, purpose: str) -> list[str]:
     """A decision asked in the verbs a user recalls it with, whatever verb the request used."""

@@ -141,6 +141,32 @@ def test_a_request_becomes_the_question_about_what_the_assistant_chose():
     assert asked("My dog is called Dunshi.") == [] and request_questions(chat("Pick a name for my boat.")) == []
 
 
+def test_a_need_and_a_vague_request_become_questions_about_what_the_assistant_chose():
+    def asked(request, reply="How about Tessaly?"):
+        return request_questions(chat(request, reply))
+
+    # a need stated, then asked about in a word that names nothing
+    assert asked("We're looking for a venue for the wedding. Ideas?") == [
+        "Which venue did you pick for the wedding?", "What venue did you suggest for the wedding?"]
+    assert asked("What's a good name for my goldfish?") == [
+        "Which name did you pick for my goldfish?", "What name did you suggest for my goldfish?"]
+    assert asked("Our sailing crew needs a name. Can you come up with one?") == [
+        "Which name did you pick for our sailing crew?", "What name did you suggest for our sailing crew?"]
+    # "it" is what the user told just before
+    assert asked("We adopted a puppy last week! What should we name him?") == [
+        "What did you suggest we name our puppy?", "What did you tell us to name our puppy?",
+        "Which name did you pick for our puppy?", "What name did you suggest for our puppy?"]
+    assert asked("I'm writing a play. Name the innkeeper for me.") == [
+        "What did you name the innkeeper?", "Which name did you pick for the innkeeper?",
+        "What name did you suggest for the innkeeper?"]
+    # a need stated without a question mark is a request too: the reply is what was decided
+    assert asked("I need a name for my bakery.") == [
+        "Which name did you pick for my bakery?", "What name did you suggest for my bakery?"]
+    assert asked("I need a break.") == []
+    # a question that asks for no decision turns into nothing
+    assert asked("What's the capital of France?", "Paris.") == [] and asked("I need to relax, any tips?") == []
+
+
 def test_an_agents_tool_call_turn_is_empty_text_not_none():
     from trainer.episodes import episode_messages
 
