@@ -19,7 +19,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
-from service.api import admin, dashboard, health, openai, sleep
+from service.api import admin, dashboard, health, openai, pages, sleep
 from service.api import metrics as metrics_api
 from service.object_store import adapter_object_store
 from service.serving.adapter_sync import AdapterSync
@@ -29,7 +29,8 @@ from service.serving.engines import build_engine
 from service.serving.engines.base import Engine
 from service.errors import ReverieError, StoreUnavailableError
 from service.serving.protocol import ErrorDetail, ErrorResponse
-from service.serving.limits import FailureThrottle, KeyLimiter, RequestLimits, retry_after_headers
+from service.serving.auth import StoreKeys
+from service.serving.limits import FailureThrottle, KeyLimiter, RequestLimits, StoreBuckets, retry_after_headers
 from service.logs import RequestContext
 from service.telemetry import Telemetry
 from service.serving.recording import Recorder, store_is_down
@@ -171,13 +172,12 @@ def _lifespan(settings: Settings, engine: Engine | None, telemetry: Telemetry):
     async def lifespan(app: FastAPI):
         private_dir(settings.data_dir, tighten=True)
         db = make_engine(settings.resolved_database_url)
-        app.state.session_factory = make_sessionmaker(db)
+        app.state.session_factory = session_factory = make_sessionmaker(db)
         app.state.recorder = recorder = Recorder(
             app.state.session_factory, Spool(settings.resolved_spool_dir), pending_timeout_s=settings.request_timeout_s
         )
         recorder.start()
         app.state.engine = model_engine = engine or build_engine(settings)
-        session_factory = app.state.session_factory
         telemetry.watch(engine=model_engine, recorder=recorder, session_factory=session_factory, lease_s=settings.worker_lease_s)
         app.state.chat = ChatService(
             telemetry=telemetry,
@@ -191,13 +191,15 @@ def _lifespan(settings: Settings, engine: Engine | None, telemetry: Telemetry):
                 max_completion_tokens=settings.max_completion_tokens,
                 max_choices=settings.max_choices,
             ),
-            limiter=KeyLimiter(settings.rate_limit_per_minute, settings.max_inflight_per_key),
+            limiter=KeyLimiter(settings.rate_limit_per_minute, settings.max_inflight_per_key,
+                               buckets=StoreBuckets(session_factory, settings.rate_limit_per_minute)),
         )
         app.state.adapter_sync = adapter_sync = AdapterSync(
             model_engine, app.state.session_factory, object_store=adapter_object_store(settings),
             on_swap=lambda namespace, _name: telemetry.adapter_swaps.labels(namespace=namespace).inc(),
         )
-        if settings.open_access:
+        app.state.api_keys = api_keys = StoreKeys(session_factory)
+        if settings.open_access and not api_keys.has_keys():
             log.warning("no API keys configured: serving everyone as namespace 'default' (bind to loopback only)")
 
         async def start_engine_then_sync() -> None:
@@ -301,7 +303,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(metrics_api.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
-    app.mount("/admin/static", StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static")
+    app.mount("/admin/static", StaticFiles(directory=pages.STATIC_DIR), name="dashboard-static")
 
     _install_error_handlers(app)
     app.openapi = lambda: _openapi_with_openai_errors(app)

@@ -7,6 +7,7 @@
     reverie sleep [--namespace NS] [--wait]    # fall asleep now
     reverie adapters list | activate VERSION|base [--namespace NS]
     reverie runs list | show ID | cancel ID [--json]
+    reverie keys create --namespace NS [--label TEXT] | list | revoke PREFIX-OR-ID   # API keys, no restart
     reverie forget --namespace NS (--episode ID ... | --conversation ID | --all)
     reverie eval --dataset FILE [--general FILE] --nights N --out DIR [--config NAME]
 """
@@ -19,7 +20,7 @@ import os
 import secrets
 import sys
 
-from service import __version__, cli_runs
+from service import __version__, cli_keys, cli_runs
 from service.cli_shell import DATA_DIR_HELP, TRACEBACK_HELP, CliError, Parser, add_common_options, command_at, fail, require_existing_sqlite
 from service.config import LOOPBACK_HOSTS, Settings, check_namespace
 from service.logs import configure as configure_logging
@@ -58,8 +59,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.store.db import upgrade
 
     settings = _settings(args)
-    if settings.open_access and settings.host not in LOOPBACK_HOSTS:
-        log.error("no API keys are configured (REVERIE_API_KEYS): refusing to listen on %s; use 127.0.0.1", settings.host)
+    if settings.open_access and settings.host not in LOOPBACK_HOSTS and not cli_keys.store_has_keys(settings.resolved_database_url):
+        log.error("no API keys are configured (REVERIE_API_KEYS, `reverie keys create`): refusing to listen on %s; "
+                  "use 127.0.0.1", settings.host)
         return 2
     if problem := settings.admin_key_problem():
         log.error("%s: refusing to start", problem)
@@ -174,6 +176,10 @@ def cmd_sleep(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     settings = _settings(args)
     return cli_runs.cmd_runs(args, _sessions(settings), settings.worker_lease_s)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    return cli_keys.cmd_keys(args, _sessions(_settings(args)))
 
 
 def _namespace(text: str) -> str:
@@ -325,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     forget_cmd.add_argument("--database-url", help=DATABASE_URL_HELP)
     forget_cmd.set_defaults(func=cmd_forget)
     cli_runs.add_parser(commands, cmd_runs)
+    cli_keys.add_parser(commands, cmd_keys)
     commands.add_parser("eval", help="the knowledge-incorporation benchmark (reverie eval --help)", add_help=False)
     add_common_options(parser)
     return parser

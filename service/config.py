@@ -71,7 +71,9 @@ class Settings(BaseSettings):
         "model's own; `model`: always the model's own.",
     )
     api_keys: str = Field(
-        default="", description="`key:namespace,...`; empty accepts any bearer token as namespace `default`."
+        default="",
+        description="`key:namespace,...`, read at start, beside the store's keys (`reverie keys`); with no key in "
+        "either, any bearer token is namespace `default` (loopback only).",
     )
     admin_key: str | None = Field(default=None, description="Bearer key of the admin API and dashboard.")
     host: str = "127.0.0.1"
@@ -89,12 +91,17 @@ class Settings(BaseSettings):
     max_choices: int = Field(default=4, ge=1, description="Largest n (choices generated for one request).")
     max_messages: int = Field(default=512, ge=1, description="Most messages in one request.")
     max_chars: int = Field(default=400_000, ge=1, description="Most characters of message content in one request.")
-    rate_limit_per_minute: int = Field(default=0, ge=0, description="Requests per minute per API key (0: no limit).")
+    rate_limit_per_minute: int = Field(
+        default=0, ge=0,
+        description="Requests per minute per API key, counted across every replica in the store (0: no limit).",
+    )
     auth_failures_per_minute: int = Field(
         default=10, ge=0,
         description="Wrong API or admin keys (bearer or sign-in) per client address and minute before 429 (0: no limit).",
     )
-    max_inflight_per_key: int = Field(default=0, ge=0, description="Requests in flight per API key (0: no limit).")
+    max_inflight_per_key: int = Field(
+        default=0, ge=0, description="Requests in flight per API key, per replica (0: no limit)."
+    )
     torch_threads: int | None = Field(default=None, description="torch intra-op threads of the local engine.")
     request_timeout_s: float = Field(
         default=600.0, gt=0,
@@ -193,7 +200,8 @@ class Settings(BaseSettings):
 
     @property
     def open_access(self) -> bool:
-        """No keys configured: the embedded default, loopback only, namespace `default`."""
+        """No REVERIE_API_KEYS: the embedded default (loopback only, namespace `default`) unless the store
+        holds keys (`serving.auth.namespace_for`)."""
         return not self.key_namespaces
 
     @property

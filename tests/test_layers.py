@@ -16,7 +16,9 @@ from pathlib import Path
 
 from tests.servers import REPO
 
-ROUTER_HELPERS = {"service.api", "service.api.deps", "service.api.schemas", "service.api.admin_session"}
+ROUTER_HELPERS = {
+    "service.api", "service.api.deps", "service.api.schemas", "service.api.admin_session", "service.api.pages",
+}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 

@@ -1,4 +1,4 @@
-"""Admin API (the admin key, or a dashboard session): episodes, the memory backlog, runs, adapters.
+"""Admin API (the admin key, or a dashboard session): episodes, the memory backlog, runs, adapters, API keys.
 The dashboard's pages build on these."""
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from service.api.deps import (
 from service.api.schemas import (
     AdapterList,
     AdapterOut,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyOut,
     Backlog,
     BacklogItem,
     BaseActivated,
@@ -42,6 +46,7 @@ from service.serving.protocol import ErrorResponse
 from service.sleep.forgetting import forget_and_swap
 from service.sleep.rollback import activate_version
 from service.store import adapters as adapter_store
+from service.store import api_keys as key_store
 from service.store import episodes as store
 from service.store import runs as run_store
 from service.store.models import EpisodeStatus
@@ -218,3 +223,29 @@ def get_stats(
     now = datetime.now(timezone.utc)
     overviews = namespace_overviews(session=session, now=now, days=days, namespace=namespace)
     return Stats.of(overviews, now=now, days=days, scheduler=scheduler, liveness=liveness)
+
+
+@router.get("/keys", response_model=ApiKeyList)
+def list_keys(
+    _admin: AdminDep, session: SessionDep, namespace: NamespaceQuery = None, include_revoked: bool = True
+) -> ApiKeyList:
+    """The store's API keys, newest first (REVERIE_API_KEYS are not listed: they live in the environment)."""
+    rows = key_store.list_keys(session=session, namespace=namespace, include_revoked=include_revoked)
+    return ApiKeyList(items=[ApiKeyOut.of(row) for row in rows])
+
+
+@router.post("/keys", response_model=ApiKeyCreated, status_code=201)
+def create_key(_admin: AdminDep, session: SessionDep, body: ApiKeyCreate) -> ApiKeyCreated:
+    """A new API key for a namespace, working on every replica at its next request. The reply holds
+    the key itself, the only time it is shown."""
+    row, key = key_store.create_key(session=session, namespace=body.namespace, label=body.label)
+    return ApiKeyCreated(**ApiKeyOut.of(row).model_dump(), key=key)
+
+
+@router.delete("/keys/{key_id}", response_model=ApiKeyOut, responses={404: {"model": ErrorResponse}})
+def revoke_key(_admin: AdminDep, session: SessionDep, key_id: uuid.UUID) -> ApiKeyOut:
+    """Revoke a key: refused from its next request on, on every replica (revoking twice changes nothing)."""
+    row = key_store.revoke_key(session=session, key_id=key_id)
+    if row is None:
+        raise NotFoundError(f"No API key {key_id}.", param="key_id")
+    return ApiKeyOut.of(row)

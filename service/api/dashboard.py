@@ -12,89 +12,30 @@ import json
 
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs, quote
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
-from service import __version__
 from service.api import admin_session
-from service.api.admin_session import AdminSession
-from service.api.deps import EngineDep, LivenessDep, SchedulerDep, SessionDep, SettingsDep, client_address, get_auth_throttle
+from service.api.deps import (
+    EngineDep, LivenessDep, SchedulerDep, SessionDep, SessionFactoryDep, SettingsDep, client_address, get_auth_throttle,
+)
+from service.api.pages import SECURITY_HEADERS, PageSession, number, render, templates, to_login
 from service.api.schemas import EpisodeOut, Stats, WorkerOut, check_namespace_filter, check_text, utc_bound
 from service.errors import InvalidRequestError
 from service.serving.limits import AuthThrottledError, retry_after_headers
 from service.store import adapters as adapter_store
+from service.store import api_keys as key_store
 from service.store import episodes as episode_store
 from service.store import runs as run_store
 from service.store.models import EpisodeStatus, RunState
 from service.store.stats import namespace_overviews
 
-HERE = Path(__file__).resolve().parent.parent
-STATIC_DIR = HERE / "static"
-templates = Jinja2Templates(directory=str(HERE / "templates"))
-
 router = APIRouter(prefix="/admin", include_in_schema=False)
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 PAGE_SIZE = 50
-
-
-def _page_session(request: Request, settings: SettingsDep) -> AdminSession | None:
-    return admin_session.from_request(request, settings)
-
-
-PageSession = Annotated[AdminSession | None, Depends(_page_session)]
-
-
-def _ago(moment: datetime | None, now: datetime | None = None) -> str:
-    if moment is None:
-        return "—"
-    moment = episode_store.as_utc(moment)
-    seconds = ((now or datetime.now(timezone.utc)) - moment).total_seconds()
-    future = seconds < 0
-    seconds = abs(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            text = f"{seconds / size:.0f} {unit}"
-            break
-    else:
-        text = f"{seconds:.0f} s"
-    return f"in {text}" if future else f"{text} ago"
-
-
-def _when(moment: datetime | None) -> str:
-    return episode_store.as_utc(moment).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "—"
-
-
-def _duration(start: datetime | None, end: datetime | None) -> str:
-    if start is None:
-        return "—"
-    seconds = ((episode_store.as_utc(end) if end else datetime.now(timezone.utc)) - episode_store.as_utc(start)).total_seconds()
-    text = f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-    return text if end else text + " so far"
-
-
-def _number(value, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if value == 0 or abs(value) >= 10 ** -digits else f"{value:.2e}"
-    return str(value)
 
 
 def _content(message: dict, called: dict[str, str] | None = None) -> str:
@@ -154,7 +95,7 @@ def _day_points(days) -> list[list]:
     return [[day.day.strftime("%m-%d"), day.episodes] for day in days]
 
 
-def _is_number(value) -> bool:
+def _isnumber(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -164,13 +105,13 @@ def _curves(metrics: dict) -> list[dict]:
     train = metrics.get("train") if isinstance(metrics.get("train"), dict) else {}
     curves = []
     for key, value in [*train.items(), *metrics.items()]:
-        if isinstance(value, list) and len(value) >= 2 and all(_is_number(v) for v in value):
+        if isinstance(value, list) and len(value) >= 2 and all(_isnumber(v) for v in value):
             curves.append({"name": key.replace("_", " "), "points": [[i + 1, v] for i, v in enumerate(value)]})
     if not curves:
-        steps = train.get("steps") if _is_number(train.get("steps")) else 2
+        steps = train.get("steps") if _isnumber(train.get("steps")) else 2
         for stem in ("loss", "gkd"):
             first, last = train.get(f"{stem}_first"), train.get(f"{stem}_last")
-            if _is_number(first) and _is_number(last):
+            if _isnumber(first) and _isnumber(last):
                 curves.append({"name": f"{stem}: first step → last steps", "points": [[1, first], [max(steps, 2), last]]})
     return curves
 
@@ -182,7 +123,7 @@ def _flatten(metrics: dict, prefix: str = "", depth: int = 0) -> list[tuple[str,
         if isinstance(value, dict) and depth < 3:
             rows.extend(_flatten(value, name + ".", depth + 1))
         elif isinstance(value, list):
-            shown = ", ".join(_number(v) if _is_number(v) else str(v) for v in value[:8])
+            shown = ", ".join(number(v) if _isnumber(v) else str(v) for v in value[:8])
             rows.append((name, f"[{shown}{', …' if len(value) > 8 else ''}]"))
         else:
             rows.append((name, value))
@@ -197,22 +138,9 @@ def _uuid(text: str) -> uuid.UUID | None:
 
 
 templates.env.filters.update(
-    ago=_ago, when=_when, number=_number, content=_content, calls=_calls, call_names=_call_names, prompt=_prompt,
-    backlog_points=_backlog_points, day_points=_day_points,
+    content=_content, calls=_calls, call_names=_call_names, prompt=_prompt, backlog_points=_backlog_points,
+    day_points=_day_points,
 )
-templates.env.globals.update(version=__version__, duration=_duration)
-
-
-def _render(request: Request, name: str, admin: AdminSession | None, status_code: int = 200, **context) -> HTMLResponse:
-    context.update(request=request, admin=admin, csrf=admin.csrf if admin else "")
-    response = templates.TemplateResponse(request, name, context, status_code=status_code)
-    response.headers.update(SECURITY_HEADERS)
-    return response
-
-
-def _to_login(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/admin/login?next={quote(target, safe='')}", status_code=303)
 
 
 def _safe_next(target: str | None) -> str:
@@ -234,18 +162,18 @@ def login_page(
 ) -> Response:
     if admin is not None:
         return RedirectResponse(_safe_next(target), status_code=303)
-    return _render(request, "login.html", None, next=_safe_next(target), error=None)
+    return render(request, "login.html", None, next=_safe_next(target), error=None)
 
 
 @router.post("/login")
-async def login(request: Request, settings: SettingsDep) -> Response:
+async def login(request: Request, settings: SettingsDep, sessions: SessionFactoryDep) -> Response:
     form = await _form(request)
     target = _safe_next(form.get("next"))
     throttle, client = get_auth_throttle(request), client_address(request)
     try:
         throttle.check(client)
     except AuthThrottledError as exc:
-        response = _render(request, "login.html", None, status_code=429, next=target, error=exc.message)
+        response = render(request, "login.html", None, status_code=429, next=target, error=exc.message)
         response.headers.update(retry_after_headers(exc.retry_after_s))
         return response
     if not admin_session.key_matches(settings, form.get("key", "")):
@@ -255,8 +183,8 @@ async def login(request: Request, settings: SettingsDep) -> Response:
             "Wrong admin key." if settings.admin_key
             else "The dashboard is disabled: set REVERIE_ADMIN_KEY."
         )
-        return _render(request, "login.html", None, status_code=401, next=target, error=message)
-    value, _ = admin_session.issue(settings)
+        return render(request, "login.html", None, status_code=401, next=target, error=message)
+    value, _ = await run_in_threadpool(admin_session.issue, settings, sessions)
     response = RedirectResponse(target, status_code=303)
     admin_session.set_cookie(response, request, value)
     response.headers["Cache-Control"] = "no-store"
@@ -264,12 +192,12 @@ async def login(request: Request, settings: SettingsDep) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, admin: PageSession) -> Response:
+async def logout(request: Request, admin: PageSession, sessions: SessionFactoryDep) -> Response:
     form = await _form(request)
     if admin is not None and not admin_session.csrf_ok(admin, form.get(admin_session.CSRF_FIELD)):
         return HTMLResponse("Missing or wrong CSRF token.", status_code=403, headers=SECURITY_HEADERS)
     response = RedirectResponse("/admin/login", status_code=303)
-    admin_session.sign_out(response, admin)
+    await run_in_threadpool(admin_session.sign_out, response, admin, sessions)
     return response
 
 
@@ -279,11 +207,11 @@ def overview(
     liveness: LivenessDep,
 ) -> Response:
     if admin is None:
-        return _to_login(request)
+        return to_login(request)
     now, days = datetime.now(timezone.utc), 14
     stats = Stats.of(namespace_overviews(session=session, now=now, days=days), now=now, days=days, scheduler=scheduler,
                      liveness=liveness)
-    return _render(
+    return render(
         request, "overview.html", admin, stats=stats, today_by_hour=_today_by_hour(session, now),
         cron=settings.sleep_cron, tz=settings.sleep_timezone,
     )
@@ -304,9 +232,9 @@ def runs_page(
     request: Request, admin: PageSession, session: SessionDep, liveness: LivenessDep, namespace: str | None = None
 ) -> Response:
     if admin is None:
-        return _to_login(request)
+        return to_login(request)
     runs = run_store.list_runs(session=session, namespace=check_namespace_filter(namespace), limit=200)
-    return _render(
+    return render(
         request, "runs.html", admin, runs=runs, namespace=namespace or "",
         namespaces=episode_store.namespaces(session=session), live=RunState.LIVE, shown=liveness.state_of,
     )
@@ -315,17 +243,17 @@ def runs_page(
 @router.get("/runs/{run_id}")
 def run_page(request: Request, admin: PageSession, session: SessionDep, liveness: LivenessDep, run_id: str) -> Response:
     if admin is None:
-        return _to_login(request)
+        return to_login(request)
     run = run_store.get_run(session=session, run_id=_uuid(run_id)) if _uuid(run_id) else None
     if run is None:
-        return _render(request, "missing.html", admin, status_code=404, what=f"sleep run {run_id}")
+        return render(request, "missing.html", admin, status_code=404, what=f"sleep run {run_id}")
     adapter = next((a for a in adapter_store.list_adapters(session=session, namespace=run.namespace) if a.run_id == run.id), None)
     metrics = run.metrics or {}
     headline = [(label, metrics.get(key)) for key, label in (
         ("recall", "Recall of new facts"), ("retention", "Retention of earlier nights"),
         ("general_agreement", "General score"), ("episodes", "Episodes"),
     ) if key in metrics]
-    return _render(
+    return render(
         request, "run.html", admin, run=run, adapter=adapter, headline=headline, metrics=metrics,
         curves=_curves(metrics), flat_metrics=sorted(_flatten(metrics), key=lambda row: row[0]), live=run.state in RunState.LIVE,
         state=liveness.state_of(run), note=liveness.note_of(run),
@@ -337,10 +265,10 @@ def adapters_page(
     request: Request, admin: PageSession, session: SessionDep, engine: EngineDep, namespace: str | None = None
 ) -> Response:
     if admin is None:
-        return _to_login(request)
+        return to_login(request)
     loaded = {info.name for info in engine.loaded_adapters()}
     adapters = adapter_store.list_adapters(session=session, namespace=check_namespace_filter(namespace))
-    return _render(
+    return render(
         request, "adapters.html", admin, adapters=adapters, loaded=loaded, namespace=namespace or "",
         namespaces=episode_store.namespaces(session=session),
     )
@@ -359,7 +287,7 @@ def episodes_page(
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Response:
     if admin is None:
-        return _to_login(request)
+        return to_login(request)
     filters = {"namespace": namespace or "", "status": status or "", "q": q or "", "since": since or "", "until": until or ""}
     error = None
     rows = []
@@ -374,7 +302,7 @@ def episodes_page(
         error = exc.message
     more = len(rows) > PAGE_SIZE
     query = "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
-    return _render(
+    return render(
         request, "episodes.html", admin, status_code=400 if error else 200, episodes=rows[:PAGE_SIZE], filters=filters, error=error,
         namespaces=episode_store.namespaces(session=session), statuses=EpisodeStatus.ALL,
         offset=offset, page_size=PAGE_SIZE, more=more, query=query,
@@ -384,8 +312,23 @@ def episodes_page(
 @router.get("/episodes/{episode_id}")
 def episode_page(request: Request, admin: PageSession, session: SessionDep, episode_id: str) -> Response:
     if admin is None:
-        return _to_login(request)
+        return to_login(request)
     row = episode_store.get_episode(session=session, episode_id=_uuid(episode_id)) if _uuid(episode_id) else None
     if row is None:
-        return _render(request, "missing.html", admin, status_code=404, what=f"episode {episode_id}")
-    return _render(request, "episode.html", admin, episode=EpisodeOut.of(row), offered=_offered(row.params))
+        return render(request, "missing.html", admin, status_code=404, what=f"episode {episode_id}")
+    return render(request, "episode.html", admin, episode=EpisodeOut.of(row), offered=_offered(row.params))
+
+
+@router.get("/keys")
+def keys_page(
+    request: Request, admin: PageSession, session: SessionDep, settings: SettingsDep, namespace: str | None = None
+) -> Response:
+    """The store's API keys; the page's form and buttons create and revoke them through `/admin/api/keys`."""
+    if admin is None:
+        return to_login(request)
+    keys = key_store.list_keys(session=session, namespace=check_namespace_filter(namespace))
+    named = {key.namespace for key in key_store.list_keys(session=session)} | set(episode_store.namespaces(session=session))
+    return render(
+        request, "keys.html", admin, keys=keys, namespace=namespace or "", namespaces=sorted(named),
+        configured=len(settings.key_namespaces),
+    )

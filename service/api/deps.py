@@ -117,20 +117,24 @@ def throttled(request: Request, presented: bool) -> Iterator[None]:
         raise
 
 
+def get_api_keys(request: Request) -> auth.StoreKeys:
+    return request.app.state.api_keys
+
+
 def get_namespace(
     request: Request, settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
 ) -> str:
-    if settings.open_access:
-        return auth.namespace_for(settings, authorization)
+    """A sync dependency on purpose: FastAPI runs it in a thread, where the store's key lookup may wait."""
     with throttled(request, auth.bearer_token(authorization) is not None):
-        return auth.namespace_for(settings, authorization)
+        return auth.namespace_for(settings, authorization, get_api_keys(request))
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def check_admin(
-    request: Request, settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+    request: Request, settings: SettingsDep, sessions: SessionFactoryDep,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     """The admin key as a Bearer token, or a dashboard session cookie (plus its CSRF token in the
     `X-CSRF-Token` header for anything but GET/HEAD/OPTIONS). A bearer token that is not the admin
@@ -139,7 +143,7 @@ def check_admin(
         with throttled(request, auth.bearer_token(authorization) is not None):
             auth.require_admin(settings, authorization)
         return
-    session = admin_session.from_request(request, settings)
+    session = admin_session.from_request(request, settings, sessions)
     if session is None:
         auth.require_admin(settings, authorization)  # raises: no key, no valid session
     if request.method not in SAFE_METHODS and not admin_session.csrf_ok(

@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from service.adapter_naming import adapter_name
 from service.config import DEFAULT_NAMESPACE, NAMESPACE_PATTERN
 from service.errors import InvalidRequestError
-from service.store.models import Adapter, Episode, SleepRun
+from service.store.models import Adapter, ApiKey, Episode, SleepRun
 from service.store.stats import NamespaceOverview
 from service.store.workers import Liveness
 
@@ -236,6 +236,38 @@ class BaseActivated(BaseModel):
     namespace: str
     version: None = None
     returned_to_backlog: int
+
+
+# --- API keys --------------------------------------------------------------------------------------
+
+
+class ApiKeyCreate(BaseModel):
+    namespace: str = Field(pattern=NAMESPACE_PATTERN, description="The namespace the key's requests are served in.")
+    label: str | None = Field(default=None, max_length=200, pattern=NO_NUL, description="What the key is for.")
+
+
+class ApiKeyOut(BaseModel):
+    """A key of the store as listings show it: never the key, only its first characters."""
+
+    id: str
+    prefix: str
+    namespace: str
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ApiKey) -> ApiKeyOut:
+        return cls(id=str(row.id), prefix=row.prefix, namespace=row.namespace, label=row.label,
+                   created_at=row.created_at, revoked_at=row.revoked_at)
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The key itself, shown this once: the store keeps only its hash.")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyOut]
 
 
 # --- the overview ----------------------------------------------------------------------------------

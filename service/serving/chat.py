@@ -136,7 +136,7 @@ class ChatService:
         self._check_length(messages, tools, request)
         if (response_format := request.structured_format()) is not None:
             await self.engine.check_response_format(response_format)
-        release = self.limiter.acquire(caller)
+        release = await self.limiter.admit(caller)
         try:
             reply = await self._serve(request, messages, tools, namespace, idempotency_key, conversation_id)
         except BaseException:

@@ -161,7 +161,7 @@
   }
 
   function onClick(event) {
-    var button = event.target.closest("button[data-namespace], button[data-episode-id]");
+    var button = event.target.closest("button[data-namespace], button[data-episode-id], button[data-key-id]");
     if (!button) { return; }
     var ns = button.getAttribute("data-namespace");
     if (button.classList.contains("cancel-run")) {
@@ -180,6 +180,11 @@
         toast("Now serving v" + adapter.version + " of " + adapter.namespace + ".");
         window.location.reload();
       }));
+    } else if (button.classList.contains("revoke-key")) {
+      if (!window.confirm("Revoke key " + button.getAttribute("data-prefix") + "…? Its next request is refused, on every replica. This cannot be undone.")) { return; }
+      busy(button, api("DELETE", "/admin/api/keys/" + encodeURIComponent(button.getAttribute("data-key-id"))).then(function () {
+        window.location.reload();
+      }));
     } else if (button.classList.contains("delete-episode")) {
       if (!window.confirm("Delete this episode? Its text is erased and it leaves the backlog. This cannot be undone.")) { return; }
       busy(button, api("DELETE", "/admin/api/episodes/" + encodeURIComponent(button.getAttribute("data-episode-id"))).then(function () {
@@ -196,6 +201,21 @@
     }
   }
 
+  /* A new key is shown once, in the page, from the API's reply; the store keeps only its hash. */
+  function onCreateKey(event) {
+    event.preventDefault();
+    var form = event.target;
+    var button = form.querySelector("button[type=submit]");
+    var label = form.elements.label.value.trim();
+    busy(button, api("POST", "/admin/api/keys", { namespace: form.elements.namespace.value.trim(), label: label || null }).then(function (created) {
+      document.getElementById("new-key-namespace").textContent = created.namespace;
+      document.getElementById("new-key-value").textContent = created.key;
+      document.getElementById("new-key").hidden = false;
+      form.reset();
+      button.disabled = false;
+    }));
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var charts = document.querySelectorAll("svg.chart");
     Array.prototype.forEach.call(charts, drawChart);
@@ -207,5 +227,7 @@
     var run = document.getElementById("run");
     if (run && run.getAttribute("data-live") === "true") { followRun(run); }
     document.addEventListener("click", onClick);
+    var createKey = document.getElementById("create-key");
+    if (createKey) { createKey.addEventListener("submit", onCreateKey); }
   });
 })();

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, TypeDecorator, text, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import JSON, DateTime, Double, TypeDecorator, text, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -169,3 +169,40 @@ class AdapterEpisode(Base):
 
     adapter_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("adapters.id", ondelete="CASCADE"), primary_key=True)
     episode_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ApiKey(Base):
+    """An API key of the store (`reverie keys create`): its digest, never the key (`store/api_keys.py`)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # HMAC-SHA256 of the key, hex
+    prefix: Mapped[str] = mapped_column(String(16), index=True)  # the key's first characters, shown in listings
+    namespace: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RateBucket(Base):
+    """One API key's token bucket (REVERIE_RATE_LIMIT_PER_MINUTE), shared by every replica.
+
+    `refilled_at` is Unix seconds rather than a timestamp: the refill is arithmetic inside one upsert,
+    and numbers subtract the same way on Postgres and SQLite."""
+
+    __tablename__ = "rate_buckets"
+
+    caller: Mapped[str] = mapped_column(String(64), primary_key=True)  # `serving.auth.caller_id`
+    tokens: Mapped[float] = mapped_column(Double)
+    refilled_at: Mapped[float] = mapped_column(Double)
+
+
+class DashboardSession(Base):
+    """A signed-in dashboard session; signing out deletes it, so its cookie fails on every replica."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the cookie's session id, hex
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

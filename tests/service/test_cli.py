@@ -23,6 +23,7 @@ def test_db_upgrade_creates_the_schema_on_sqlite(tmp_path, capsys):
     assert main(["db", "upgrade", "--database-url", url]) == 0
     tables = set(inspect(make_engine(url)).get_table_names())
     assert {"episodes", "sleep_runs", "adapters", "adapter_episodes", "alembic_version"} <= tables
+    assert {"api_keys", "rate_buckets", "dashboard_sessions"} <= tables
 
 
 @pytest.mark.db

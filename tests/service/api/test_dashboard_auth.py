@@ -78,14 +78,15 @@ def admin_routes(client: TestClient) -> list[tuple[str, str]]:
         if not (path.startswith("/admin/") or path.startswith("/sleep")):
             continue
         concrete = (path.replace("{run_id}", str(uuid.uuid4())).replace("{episode_id}", str(uuid.uuid4()))
-                    .replace("{version}", "1").replace("{namespace}", "alpha").replace("{conversation_id}", "c1"))
+                    .replace("{version}", "1").replace("{namespace}", "alpha").replace("{conversation_id}", "c1")
+                    .replace("{key_id}", str(uuid.uuid4())))
         assert "{" not in concrete, path
         routes.extend((method.upper(), concrete) for method in operations)
     return routes
 
 
 PAGES = ["/admin", "/admin/runs", f"/admin/runs/{uuid.uuid4()}", "/admin/adapters", "/admin/episodes",
-         f"/admin/episodes/{uuid.uuid4()}", "/admin/episodes?q=orla"]
+         f"/admin/episodes/{uuid.uuid4()}", "/admin/episodes?q=orla", "/admin/keys"]
 
 
 def assert_refused(response, *, page: bool) -> None:
@@ -102,8 +103,9 @@ def test_everything_refuses_without_a_session_or_the_admin_key(client):
     routes = admin_routes(client)
     assert {("GET", "/admin/api/stats"), ("POST", "/sleep")} <= {(m, re.sub(r"/[0-9a-f-]{36}$", "", p)) for m, p in routes}
     assert any(m == "DELETE" for m, _ in routes)
-    forged, _ = admin_session.issue(Settings(admin_key="another-key"))
-    expired, _ = admin_session.issue(client.app.state.settings, now=1_000_000)
+    sessions = client.app.state.session_factory  # both are in the store: refused for their signature and their age
+    forged, _ = admin_session.issue(Settings(admin_key="another-key"), sessions)
+    expired, _ = admin_session.issue(client.app.state.settings, sessions, now=1_000_000)
     for headers, cookies in [
         ({}, {}),
         ({"Authorization": f"Bearer {USER_KEY}"}, {}),  # a user API key
