@@ -1,7 +1,7 @@
 """The admin dashboard in headless Chromium (Debian's `chromium`, driven by Playwright) against a real
 server on loopback with Postgres and the tiny model: sign in, the backlog, Sleep now with live progress,
-adapters and rollback, finding and deleting episodes, signing out. Screenshots of every page, laptop
-and phone width, land in test-output/dashboard/."""
+adapters and rollback, finding and deleting episodes, signing out; the Keys page (create, shown once,
+revoke). Screenshots of every page, laptop and phone width, land in test-output/dashboard/."""
 
 from __future__ import annotations
 
@@ -268,3 +268,72 @@ def test_dashboard_assets_are_served_by_reverie(server):
     assert "script-src 'self'" in login.headers["content-security-policy"]
     assert not re.search(r"(src|href)=\"(https?:)?//", login.text)
 
+
+
+def test_keys_page_creates_shows_once_and_revokes(server, page):
+    """The Keys page in the browser: a key made with its form is shown once, works on the same server's
+    API, is listed only by its prefix, and its Revoke button makes the API refuse it."""
+    import httpx
+
+    base_url, _ = server
+
+    def models(key: str) -> int:
+        return httpx.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code
+
+    page.goto("/admin/keys")
+    assert page.url.startswith(f"{base_url}/admin/login?next=")
+    page.fill("#key", ADMIN_KEY)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/admin/keys")
+    assert page.locator("#keys").count() == 0  # none in the store yet (ka and kb live in the environment)
+    assert "REVERIE_API_KEYS holds 2 more keys" in page.inner_text("main")
+
+    # --- create: the key is shown once, in the page, and works at once ------------------------------
+    label = "ci runner <nightly>"
+    page.fill("#key-namespace", "gamma")
+    page.fill("#key-label", label)
+    page.click("#create-key button[type=submit]")
+    page.wait_for_selector("#new-key:not([hidden])")
+    assert page.inner_text("#new-key-namespace") == "gamma"
+    key = page.inner_text("#new-key-value").strip()
+    assert re.fullmatch(r"rk_[A-Za-z0-9_-]{43}", key), key
+    assert page.input_value("#key-label") == ""  # the form is ready for the next one
+    assert page.locator("#create-key button[type=submit]").is_enabled()
+    shoot(page, "keys-created")
+    assert models(key) == 200
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
+    assert client.models.list().data
+
+    # --- listed by its prefix only, never the key ---------------------------------------------------
+    page.click("#new-key a")  # Done
+    page.wait_for_selector("#keys")
+    assert page.locator("#new-key").is_hidden()
+    rows = page.locator("#keys tbody tr")
+    assert rows.count() == 1
+    row = rows.first
+    assert row.locator("code").inner_text() == key[:11] + "…"
+    assert row.locator('td[data-label="Namespace"]').inner_text() == "gamma"
+    assert row.locator('td[data-label="Label"]').inner_text() == label  # shown as text, not markup
+    assert row.locator(".badge").inner_text() == "active"
+    assert key not in page.content()
+    shoot(page, "keys")
+
+    # --- revoke through the button, after a confirmation; the API refuses the key -------------------
+    revoke = row.locator("button.revoke-key")
+    page.once("dialog", lambda dialog: dialog.dismiss())  # changed our mind: nothing happens
+    revoke.click()
+    page.wait_for_timeout(300)
+    assert models(key) == 200
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    with page.expect_navigation():
+        revoke.click()
+    assert asked and key[:11] in asked[0] and key not in asked[0]
+    row = page.locator("#keys tbody tr").first
+    assert row.locator(".badge").inner_text().startswith("revoked")
+    assert row.locator("button.revoke-key").count() == 0
+    shoot(page, "keys-revoked")
+    assert models(key) == 401
+    assert models("ka") == 200  # the environment's keys are untouched
+
+    assert page.problems == []
