@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     vllm_api_key: str | None = Field(default=None, description="vLLM's --api-key, if it was started with one.")
     vllm_sleep_during_training: bool = Field(
         default=False,
-        description="One GPU for vLLM and training: the worker puts vLLM to sleep while it trains (--enable-sleep-mode).",
+        description="A GPU too small to share: the worker puts vLLM to sleep while it trains (--enable-sleep-mode); "
+        "default: vLLM keeps serving beside the night.",
     )
     vllm_served_model_name: str | None = Field(
         default=None, description="vLLM's --served-model-name; default: the one base model vLLM serves."
@@ -130,6 +131,11 @@ class Settings(BaseSettings):
     scheduler: bool = Field(default=True, description="Run the night-job scheduler in `reverie serve`.")
     embedded_worker: bool = Field(
         default=True, description="Run the sleep worker inside `reverie serve` (the embedded default)."
+    )
+    train_gpu_memory_gib: float | None = Field(
+        default=None, ge=0,
+        description="GPU memory a night needs free when it starts, checked before training (0: no check); "
+        "default: estimated from the base model and the trainer config.",
     )
     worker_lease_s: float = Field(default=60.0, gt=0, description="A run whose worker is silent this long is retaken.")
     worker_metrics_port: int = Field(

@@ -326,17 +326,20 @@ class EmbeddedWorker:
 def build_worker(settings, session_factory: sessionmaker[Session], on_published=None) -> Worker:
     """A worker for these settings: the trainer's recipe on the configured model."""
     from service.modelprep import prepare_model
+    from service.sleep.gpu_share import TrainerFit, VLLMSleeper, gpu_night
 
-    around_training = nullcontext
-    if settings.vllm_sleep_during_training:
-        from service.sleep.gpu_share import VLLMSleeper
+    def base_model() -> Path:
+        return prepare_model(settings)
 
-        around_training = VLLMSleeper(settings.vllm_url, api_key=settings.vllm_api_key).asleep
+    # One GPU: vLLM serves beside the night unless it is put to sleep; either way the night checks first
+    # that the trainer fits in the GPU memory left free (docs/deploy.md, "One GPU: serve while training").
+    fit = TrainerFit(base_model, settings.sleep_config, settings.train_gpu_memory_gib)
+    sleeper = VLLMSleeper(settings.vllm_url, api_key=settings.vllm_api_key) if settings.vllm_sleep_during_training else None
     return Worker(
         session_factory=session_factory,
-        around_training=around_training,
+        around_training=lambda: gpu_night(fit, sleeper),
         consolidator=TrainerConsolidator(settings.sleep_config),
-        base_model=lambda: prepare_model(settings),
+        base_model=base_model,
         adapters_dir=settings.adapters_dir,
         lease_s=settings.worker_lease_s,
         max_episodes=settings.sleep_max_episodes,

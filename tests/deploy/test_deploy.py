@@ -1,5 +1,5 @@
 """Static checks of the deployment files: the Dockerfiles pass hadolint, the compose file validates with a
-real compose client (`docker-compose config -q`, no engine needed) in both GPU profiles, and its
+real compose client (`docker-compose config -q`, no engine needed) in its three GPU profiles, and its
 invariants hold: vLLM publishes no port, the API waits for a healthy Postgres, a finished migration and
 a healthy vLLM, the worker and vLLM share the adapters volume (vLLM read-only) at the path the worker
 records, and the images run the commands the README documents."""
@@ -22,6 +22,7 @@ from tests.servers import REPO
 
 COMPOSE = REPO / "docker-compose.yml"
 SPLIT = REPO / "deploy" / "compose.gpu-split.yml"
+SLEEP = REPO / "deploy" / "compose.gpu-sleep.yml"
 DOCKERFILES = [REPO / "deploy" / "Dockerfile", REPO / "deploy" / "Dockerfile.worker"]
 ENV_EXAMPLE = REPO / ".env.example"
 SECRETS = {
@@ -127,8 +128,8 @@ def compose(*files: Path, env: dict[str, str], args=("config", "-q")) -> subproc
 
 @pytest.mark.parametrize(
     "files,extra",
-    [((COMPOSE,), {}), ((COMPOSE, SPLIT), {"TRAIN_GPU": "1"})],
-    ids=["one-gpu-shared", "separate-training-gpu"],
+    [((COMPOSE,), {}), ((COMPOSE, SPLIT), {"TRAIN_GPU": "1"}), ((COMPOSE, SLEEP), {})],
+    ids=["one-gpu-shared", "separate-training-gpu", "one-gpu-vllm-sleeps"],
 )
 def test_compose_validates(files, extra):
     result = compose(*files, env={**SECRETS, **extra})
@@ -172,14 +173,16 @@ def test_vllm_is_private_pinned_and_serves_the_trainers_rank():
     ).group(1)
     assert tag == f"v{pinned}"
     args = flags(vllm["command"])
-    assert "--enable-lora" in args and "--enable-sleep-mode" in args
+    # one GPU shared by default: vLLM keeps serving while the worker trains, so no sleep mode and no
+    # development endpoints (deploy/compose.gpu-sleep.yml turns both on for cards too small to share)
+    assert "--enable-lora" in args and "--enable-sleep-mode" not in args
     # tools: vLLM parses calls itself, in the served family's format (hermes: the local engine's too)
     assert "--enable-auto-tool-choice" in args and default_of(args["--tool-call-parser"]) == "hermes"
     gpu_default = load(REPO / "trainer" / "configs" / "gpu-default.yaml")
     assert int(default_of(args["--max-lora-rank"])) == gpu_default["max_lora_rank"]
     assert "REVERIE_MAX_LORA_RANK" in args["--max-lora-rank"]
     env = vllm["environment"]
-    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["VLLM_SERVER_DEV_MODE"] == "1"
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and "VLLM_SERVER_DEV_MODE" not in env
     assert env["VLLM_API_KEY"].startswith("${REVERIE_VLLM_API_KEY:?")
     device = vllm["deploy"]["resources"]["reservations"]["devices"][0]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["device_ids"]
@@ -223,22 +226,34 @@ def test_worker_and_vllm_share_the_adapters_volume_at_the_recorded_path():
         assert mode == "ro" and default_of(model).startswith(path + "/")
     assert "volumes" in load(COMPOSE) and {"pgdata", "models", "adapters"} <= set(load(COMPOSE)["volumes"])
     worker_env = svc["worker"]["environment"]
-    assert worker_env["REVERIE_VLLM_SLEEP_DURING_TRAINING"] == "true"  # one GPU shared by default
+    assert worker_env["REVERIE_VLLM_SLEEP_DURING_TRAINING"] == "false"  # one GPU shared: vLLM keeps serving
     assert default_of(worker_env["REVERIE_SLEEP_CONFIG"]) == "gpu-default"
     assert worker_env["REVERIE_MAX_LORA_RANK"] == flags(svc["vllm"]["command"])["--max-lora-rank"]
     assert svc["worker"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
 
 
-def test_split_profile_turns_gpu_sharing_off_and_keeps_the_rest():
+def without_share(command: list[str]) -> list[str]:
+    return [arg for arg in command if not arg.startswith("--gpu-memory-utilization")]
+
+
+def test_split_profile_gives_vllm_the_gpu_and_keeps_the_rest():
     base, split = services(), load(SPLIT)["services"]
-    base_command = [arg for arg in base["vllm"]["command"] if not arg.startswith("--gpu-memory-utilization")]
-    split_command = [
-        arg for arg in split["vllm"]["command"] if not arg.startswith("--gpu-memory-utilization")
-    ]
-    assert split_command == [arg for arg in base_command if arg != "--enable-sleep-mode"]
-    assert split["vllm"]["environment"]["VLLM_SERVER_DEV_MODE"] == "0"
+    assert without_share(split["vllm"]["command"]) == without_share(base["vllm"]["command"])
+    assert default_of(flags(split["vllm"]["command"])["--gpu-memory-utilization"]) == "0.9"
+    assert "environment" not in split["vllm"]
     assert split["worker"]["environment"]["REVERIE_VLLM_SLEEP_DURING_TRAINING"] == "false"
     assert set(split) == {"vllm", "worker"}
+
+
+def test_sleep_profile_adds_sleep_mode_and_keeps_the_rest():
+    """Cards too small to share: vLLM takes most of the GPU and sleeps while the worker trains."""
+    base, asleep = services(), load(SLEEP)["services"]
+    assert without_share(asleep["vllm"]["command"]) == [*without_share(base["vllm"]["command"]), "--enable-sleep-mode"]
+    assert float(default_of(flags(asleep["vllm"]["command"])["--gpu-memory-utilization"])) > float(
+        default_of(flags(base["vllm"]["command"])["--gpu-memory-utilization"]))
+    assert asleep["vllm"]["environment"] == {"VLLM_SERVER_DEV_MODE": "1"}  # /sleep and /wake_up
+    assert asleep["worker"]["environment"] == {"REVERIE_VLLM_SLEEP_DURING_TRAINING": "true"}
+    assert set(asleep) == {"vllm", "worker"}
 
 
 def readme_commands() -> set[str]:
@@ -288,7 +303,7 @@ def test_env_example_lists_every_setting():
     for name in SECRETS:
         assert re.search(rf"^{name}=$", text, re.MULTILINE), name
     # every compose variable is documented
-    used = set(re.findall(r"\$\{(\w+)", COMPOSE.read_text() + SPLIT.read_text()))
+    used = set(re.findall(r"\$\{(\w+)", COMPOSE.read_text() + SPLIT.read_text() + SLEEP.read_text()))
     assert used - listed == set(), used - listed
 
 
