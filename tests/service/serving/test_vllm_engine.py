@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import statistics
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -15,6 +17,7 @@ import httpx
 import openai
 import pytest
 import torch
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
@@ -24,6 +27,8 @@ from service.serving.engines.vllm import VLLMEngine
 from service.errors import AdapterError, EngineNotReadyError, InvalidRequestError
 from service.store.db import make_engine, make_sessionmaker, upgrade
 from service.store.models import Episode
+from tests.e2e.test_deploy_walkthrough import SLEEP_CONFIG
+from tests.figures import record_figure
 from tests.servers import free_port, server_in_thread
 from tests.vllm_server import MAX_LORA_RANK, MAX_MODEL_LEN, SERVED_NAME, VLLMServer, require_vllm, vllm_server
 
@@ -342,6 +347,122 @@ def test_full_app_streams_and_records_the_episode(vllm_url, smollm2_dir, tmp_pat
             assert episode.prompt_tokens == chunks[-1].usage.prompt_tokens > 0
     finally:
         db.dispose()
+
+
+class ChatLoad:
+    """Clients asking in a loop through the official `openai` client, streamed and not, until stopped;
+    each request's (started, finished, completion id) or its failure is kept."""
+
+    def __init__(self, base_url: str, api_key: str, clients: int = 3):
+        self.base_url, self.api_key = base_url, api_key
+        self.done: list[tuple[float, float, str]] = []
+        self.failures: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(i % 2 == 0,)) for i in range(clients)]
+
+    def _client(self, stream: bool) -> None:
+        client = openai.OpenAI(base_url=f"{self.base_url}/v1", api_key=self.api_key, max_retries=0, timeout=120)
+        ask = dict(model="reverie", messages=[{"role": "user", "content": "Where does Orla Venn keep her llamas?"}],
+                   max_tokens=8, temperature=0)
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                if stream:
+                    chunks = list(client.chat.completions.create(**ask, stream=True))
+                    assert chunks[-1].choices[0].finish_reason, "the stream ended without a finish reason"
+                    completion_id = chunks[0].id
+                else:
+                    completion_id = client.chat.completions.create(**ask).id
+                self.done.append((started, time.monotonic(), completion_id))
+            except BaseException as exc:  # noqa: BLE001 - every failure counts; none is expected
+                self.failures.append(exc)
+
+    def __enter__(self) -> ChatLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=120)
+
+    def latencies(self, after: float, before: float = float("inf")) -> list[float]:
+        return [end - start for start, end, _ in self.done if start >= after and end <= before]
+
+    def wait(self, condition, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert not self.failures, self.failures
+            assert time.monotonic() < deadline, what
+            time.sleep(0.2)
+
+
+def test_chat_is_served_through_a_whole_night_and_its_hot_swap(vllm_url, smollm2_dir, tmp_path):
+    """One GPU shared, the default: vLLM keeps serving while the worker trains beside it. Three clients
+    chat before, through a whole `POST /sleep` run of the embedded worker and through the hot-swap to its
+    adapter: no request fails, and the requests after the swap are answered by the new adapter. The
+    latency during the night against before it is recorded (docs/benchmarks.md, "Serving through a night")."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    config = tmp_path / "night.yaml"
+    config.write_text(yaml.safe_dump({**SLEEP_CONFIG, "torch_threads": 1}))  # the test process's one thread
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path / "data", database_url=url, engine="vllm", vllm_url=vllm_url,
+        vllm_served_model_name=SERVED_NAME, model=str(smollm2_dir), api_keys="sk-night:night",
+        admin_key="night-admin-key-0123", scheduler=False, sleep_config=str(config), sleep_max_episodes=2,
+        adapter_sync_interval_s=0.5,
+    )  # fmt: skip
+    admin = {"Authorization": "Bearer night-admin-key-0123"}
+    with server_in_thread(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+        client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sk-night", max_retries=0)
+        for told in ("My neighbour Orla Venn keeps three llamas in Tromsø.", "Orla Venn's oldest llama is called Biscuit."):
+            client.chat.completions.create(model="reverie", messages=[{"role": "user", "content": told}], max_tokens=8)
+        with ChatLoad(base_url, "sk-night") as load:
+            load_started = time.monotonic()
+            load.wait(lambda: len(load.done) >= 9 and time.monotonic() - load_started > 5, 60, "no load before the night")
+            queued = http.post("/sleep", json={"namespace": "night"}, headers=admin)
+            assert queued.status_code == 202, queued.text
+            night_started = time.monotonic()
+
+            def finished() -> bool:
+                run = http.get(f"/sleep/{queued.json()['id']}", headers=admin).json()
+                return run["state"] in ("published", "rejected", "failed", "cancelled")
+
+            load.wait(finished, 300, "the night did not end")
+            night_ended = time.monotonic()
+
+            def swapped() -> bool:
+                items = http.get("/admin/api/adapters", params={"namespace": "night"}, headers=admin).json()["items"]
+                return [(a["version"], a["state"], a["loaded"]) for a in items] == [(1, "active", True)]
+
+            load.wait(swapped, 60, "the new adapter was not loaded")
+            swapped_at = time.monotonic()
+            load.wait(lambda: len(load.latencies(after=swapped_at)) >= 6, 120, "no load after the swap")
+        run = http.get(f"/sleep/{queued.json()['id']}", headers=admin).json()
+    assert load.failures == [], load.failures
+    assert run["state"] == "published", run["error"]
+    assert "mem-night-v1" in {m["id"] for m in httpx.get(f"{vllm_url}/v1/models").json()["data"]}
+    db = make_engine(url)
+    try:
+        with make_sessionmaker(db)() as session:
+            def versions(after: float, before: float = float("inf")) -> list[int | None]:
+                return [session.get(Episode, uuid.UUID(cid.removeprefix("chatcmpl-"))).adapter_version
+                        for start, end, cid in load.done if start >= after and end <= before]
+
+            assert set(versions(load_started, night_started)) == {None}  # the base model before the night
+            assert set(versions(swapped_at)) == {1}  # the night's adapter after its hot-swap
+    finally:
+        db.dispose()
+    before, during = load.latencies(load_started, night_started), load.latencies(night_started, night_ended)
+    assert len(before) >= 9 and len(during) >= 3, (len(before), len(during))
+    ratio = statistics.median(during) / statistics.median(before)
+    figure = {"requests": len(load.done), "before": len(before), "during": len(during), "failed": 0,
+              "night_s": round(night_ended - night_started, 1),
+              "median_before_s": round(statistics.median(before), 3),
+              "median_during_s": round(statistics.median(during), 3), "latency_ratio": round(ratio, 2)}
+    record_figure("serving_through_a_night", **figure)
+    print(f"serving through a night: {figure}")
 
 
 @aio
