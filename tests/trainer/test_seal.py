@@ -12,7 +12,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer import dreaming, recipe, seal
+from trainer import budget, dreaming, seal
 from trainer.config import SleepConfig
 from trainer.dreaming import Dream
 from trainer.text import words
@@ -196,13 +196,13 @@ def scripted_recall(monkeypatch):
 @pytest.mark.model
 def test_sleep_with_the_outer_loop(tiny_model_dir, tmp_path, grounded, scripted_recall, monkeypatch):
     writers = []
-    real_dream = recipe.dream
+    real_dream = budget.dream  # the recipe dreams through trainer.budget
 
     def spy(*args, **kwargs):
         writers.append(kwargs.get("writer"))
         return real_dream(*args, **kwargs)
 
-    monkeypatch.setattr(recipe, "dream", spy)
+    monkeypatch.setattr(budget, "dream", spy)
     config = _config()
     first = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[], config=config,
                   out_dir=tmp_path / "n1", served_base="served-base", night="1")
