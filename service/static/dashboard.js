@@ -211,6 +211,8 @@
       document.getElementById("new-key-namespace").textContent = created.namespace;
       document.getElementById("new-key-value").textContent = created.key;
       document.getElementById("new-key").hidden = false;
+      var empty = document.getElementById("no-keys");  // there is a key now; the list shows it after "Done"
+      if (empty) { empty.hidden = true; }
       form.reset();
       button.disabled = false;
     }));

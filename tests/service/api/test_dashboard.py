@@ -286,6 +286,7 @@ def test_keys_page_creates_shows_once_and_revokes(server, page):
     page.click("button[type=submit]")
     page.wait_for_url(f"{base_url}/admin/keys")
     assert page.locator("#keys").count() == 0  # none in the store yet (ka and kb live in the environment)
+    assert page.is_visible("#no-keys")
     assert "REVERIE_API_KEYS holds 2 more keys" in page.inner_text("main")
 
     # --- create: the key is shown once, in the page, and works at once ------------------------------
@@ -299,6 +300,7 @@ def test_keys_page_creates_shows_once_and_revokes(server, page):
     assert re.fullmatch(r"rk_[A-Za-z0-9_-]{43}", key), key
     assert page.input_value("#key-label") == ""  # the form is ready for the next one
     assert page.locator("#create-key button[type=submit]").is_enabled()
+    assert not page.is_visible("#no-keys")  # the empty-store notice no longer contradicts the new key
     shoot(page, "keys-created")
     assert models(key) == 200
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
