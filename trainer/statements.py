@@ -285,14 +285,13 @@ def _asked(sentence: str, it: str | None) -> list[str]:
     if match:
         wh, who, rest = match["wh"].lower().capitalize(), match["who"].lower(), match["rest"].split(",")[0].strip()
         subject, obj = ("I", "me") if who == "i" else ("we", "us")
-        named = None
+        naming = []
         if it and (_VAGUE_OBJECT.search(rest) or len(rest.split()) == 1):
             # "I just got a kitten. What should I call it?" -> "What did you suggest I call my kitten?"
-            verb = rest.split()[0]
+            if rest.split()[0].lower() in ("call", "name"):
+                naming = _recalled_as("name", it)
             rest = f"{_VAGUE_OBJECT.sub('', rest)} {it}"
-            named = it if verb.lower() in ("call", "name") else None
-        out = [f"{wh} did you suggest {subject} {rest}?", f"{wh} did you tell {obj} to {rest}?"]
-        return out + (_recalled_as("name", f"{named}") if named else [])
+        return [f"{wh} did you suggest {subject} {rest}?", f"{wh} did you tell {obj} to {rest}?", *naming]
     match = _GIVE_A.match(sentence)
     if match:
         thing, verb = match["thing"].lower(), match["verb"].lower()
@@ -307,6 +306,7 @@ def _owner_lower(phrase: str) -> str:
     """A phrase that began a sentence, as it reads inside a question: "Our quiz team" -> "our quiz team"."""
     first, _, rest = phrase.partition(" ")
     return f"{first.lower()} {rest}" if first.lower() in ("my", "our", "the") else phrase
+
 
 def _recalled_as(thing: str, purpose: str) -> list[str]:
     """A decision asked in the verbs a user recalls it with, whatever verb the request used."""
