@@ -104,11 +104,12 @@ class SleepConfig:
     )
     max_lora_rank: int = _f(64, "rank budget of the served adapter; a vLLM --max-lora-rank value.")
     grown_layers: int = _f(1, "decoder layers added per night in `layers` growth mode.")
-    steps: int = _f(60, "optimizer steps of knowledge seeding (the most, with `steps_per_dream`).")
-    steps_per_dream: float | None = _f(
-        None, "scale seeding with the backlog: round(steps_per_dream x tonight's trained dreams) steps, at least "
+    steps: int = _f(60, "optimizer steps of knowledge seeding (the most, with `dream_exposures`).")
+    dream_exposures: float | None = _f(
+        None, "scale seeding with the backlog: enough steps that each of tonight's trained dreams is drawn this "
+        "many times on average, whatever share of a batch replay and general prompts take; at least "
         "`min_steps` and at most `steps` (None: always `steps`). The night budget still cuts what does not fit.")
-    min_steps: int = _f(20, "fewest seeding steps of a night that scales with its backlog (`steps_per_dream`).")
+    min_steps: int = _f(20, "fewest seeding steps of a night that scales with its backlog (`dream_exposures`).")
     night_seconds: float | None = _f(
         None, "time budget of one night, setup to save (None: no limit). After its first few steps, seeding "
         "plans how many of `steps` fit before the night must end (keeping room for the gate, estimated from "
@@ -211,12 +212,23 @@ class SleepConfig:
         0.25, "likelihood gate: the base's replies to the held-out general prompts may lose at most this "
               "(nats per token).")
 
-    def for_backlog(self, dreams: int) -> SleepConfig:
-        """This config with `steps` set for a night of `dreams` trained dreams (`steps_per_dream`)."""
-        if self.steps_per_dream is None:
+    def tonight_per_batch(self, replaying: bool) -> int:
+        """Places for tonight's dreams in a batch: what replay (when there are earlier dreams) and the
+        general prompts leave."""
+        taken = round(self.batch_size * self.general_fraction)
+        if replaying:
+            taken += round(self.batch_size * self.replay_fraction)
+        return max(self.batch_size - taken, 1)
+
+    def for_backlog(self, dreams: int, replaying: bool = False) -> SleepConfig:
+        """This config with `steps` set for a night of `dreams` trained dreams (`dream_exposures`).
+
+        `replaying`: earlier nights' dreams take their share of each batch, so a night after the first needs
+        more steps to show each of its own dreams as often as the first night did."""
+        if self.dream_exposures is None:
             return self
-        steps = min(self.steps, max(self.min_steps, round(self.steps_per_dream * dreams)))
-        return dataclasses.replace(self, steps=steps)
+        wanted = round(self.dream_exposures * dreams / self.tonight_per_batch(replaying))
+        return dataclasses.replace(self, steps=min(self.steps, max(self.min_steps, wanted)))
 
     def __post_init__(self) -> None:
         checks = [
@@ -231,7 +243,7 @@ class SleepConfig:
             (self.expert_alpha > 0, "expert_alpha must be positive."),
             (self.torch_threads is None or self.torch_threads >= 1, "torch_threads must be at least 1."),
             (self.steps >= 0, "steps must not be negative."),
-            (self.steps_per_dream is None or self.steps_per_dream > 0, "steps_per_dream must be positive (or None)."),
+            (self.dream_exposures is None or self.dream_exposures > 0, "dream_exposures must be positive (or None)."),
             (0 <= self.min_steps, "min_steps must not be negative."),
             (self.night_seconds is None or self.night_seconds > 0, "night_seconds must be positive (or None)."),
             (self.dream_share is None or 0 < self.dream_share <= 1, "dream_share must be in (0, 1] (or None)."),

@@ -141,7 +141,7 @@ def sleep(
         trained = writer_night.kept
 
     # --- seed: grow tonight's expert (or layers) and train only it, for as long as the backlog needs ------
-    config = config.for_backlog(len(trained))
+    config = config.for_backlog(len(trained), replaying=any(not d.get("held_out") for d in earlier_dreams))
     with timed(seconds, "seed"):
         model, grown = grow(model, served, config)
         night_set = training_set(model, tokenizer, episodes, trained, earlier_dreams, reading, served.teacher,

@@ -46,7 +46,7 @@ def test_every_field_has_help():
         ({"gate_reading": "lenient"}, "gate_reading must be one of"),
         ({"max_general_logprob_drop": -0.1}, "must not be negative"),
         ({"night_seconds": 0}, "night_seconds must be positive"),
-        ({"steps_per_dream": 0}, "steps_per_dream must be positive"),
+        ({"dream_exposures": 0}, "dream_exposures must be positive"),
         ({"handle_questions": -1}, "question counts must not be negative"),
     ],
 )
@@ -56,6 +56,18 @@ def test_range_checks_raise_a_sentence(change, words):
 
 
 def test_a_night_scales_its_steps_with_its_dreams():
-    config = SleepConfig(steps=200, steps_per_dream=0.5, min_steps=20)
+    # batch 8, general 1 of them: 7 places for tonight's dreams, each dream drawn 3.5 times = a step per two
+    config = SleepConfig(steps=200, dream_exposures=3.5, min_steps=20, batch_size=8, general_fraction=0.125,
+                         replay_fraction=0.25)
     assert [config.for_backlog(n).steps for n in (0, 10, 60, 100, 1000)] == [20, 20, 30, 50, 200]
     assert SleepConfig(steps=60).for_backlog(1000).steps == 60  # no scaling: always `steps`
+
+
+def test_replay_taking_its_places_gives_tonight_more_steps_not_fewer_exposures():
+    config = SleepConfig(steps=200, dream_exposures=3.5, min_steps=20, batch_size=8, general_fraction=0.125,
+                         replay_fraction=0.25)
+    assert config.tonight_per_batch(replaying=False) == 7
+    assert config.tonight_per_batch(replaying=True) == 5  # replay takes 2 of the 8
+    night = config.for_backlog(100, replaying=True)
+    assert night.steps == 70
+    assert night.steps * config.tonight_per_batch(True) / 100 == 3.5  # as often as on the first night
