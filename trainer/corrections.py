@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from trainer.questions import PROMPT_WORDS, handles, value_start
-from trainer.text import entities, words
+from trainer.text import entities, inflection_stem, words
 
 if TYPE_CHECKING:
     from trainer.dreaming import Dream
@@ -133,9 +133,6 @@ _CHANGES = {
 }
 
 
-_SUFFIXES = ("ing", "ed", "es", "s")
-
-
 def stems(found: set[str]) -> set[str]:
     """Words as the same kind of fact compares them: a few English inflections cut ("lived", "lives",
     "living" -> "liv"; "jobs" -> "job"), and every word that joins a name to its value one (`_GLUE`:
@@ -145,11 +142,7 @@ def stems(found: set[str]) -> set[str]:
         if word in _GLUE or word in ("naming", "calls", "calling", "names"):
             out.add("called")
             continue
-        for suffix in _SUFFIXES:
-            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-                word = word[:-len(suffix)]
-                break
-        out.add(word[:-1] if word.endswith("e") and len(word) > 3 else word)
+        out.add(inflection_stem(word))
     return out
 
 

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 from trainer.chat import Messages
 from trainer.episodes import asks, told
-from trainer.text import STOPWORDS, entities, words
+from trainer.text import STOPWORDS, entities, inflection_stem, words
+from trainer.text import sentences as split_sentences
 
 TEMPLATES = (
     "Repeat what I told you about {x}.",
@@ -62,7 +63,11 @@ PROMPT_WORDS = words(" ".join(TEMPLATES + MINE + ASKED + CLOZE + CLOZE_BY_TOOL
 def about_something(question: str, told_words: set[str]) -> bool:
     """Whether a question names something the chat told (a cloze of "I might ..." names nothing): one
     that names nothing would be answered with the whole chat."""
-    return question == RESTATE or bool((words(question) - PROMPT_WORDS) & told_words)
+    asked = words(question) - PROMPT_WORDS
+    if question == RESTATE or asked & told_words:
+        return True
+    # a told verb asked in its bare form: "I switched to Oskaro" -> "What did I switch to?"
+    return bool({inflection_stem(w) for w in asked} & {inflection_stem(w) for w in told_words})
 
 
 def asks_what_you_said(question: str) -> bool:
@@ -101,7 +106,7 @@ def cloze_questions(messages: Messages, limit: int) -> list[str]:
     out: list[str] = []
     said = [(m["content"], CLOZE if m["role"] == "user" else CLOZE_BY_TOOL)
             for m in messages if m["role"] in ("user", "tool")][::-1]
-    sentences = [(s, templates) for text, templates in said for s in re.split(r"(?<=[.!?])\s+|\n+", text)
+    sentences = [(s, templates) for text, templates in said for s in split_sentences(text)
                  if len(s.split()) >= 4]
     for cut in CLOZE_CUTS:
         for sentence, templates in sentences:

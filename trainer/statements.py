@@ -86,12 +86,25 @@ def _base(verb: str) -> str:
         return low[:-2]
     if low.endswith("ed"):
         stem = low[:-2]
-        if len(stem) >= 2 and stem[-1] == stem[-2]:
+        if stem in _E_DROPPED:
+            return stem + "e"
+        if stem.endswith("i") and len(stem) > 2:  # "studied", "married"
+            return stem[:-1] + "y"
+        if len(stem) >= 2 and stem[-1] == stem[-2] and stem[-1] not in "sl":
             return stem[:-1]
         cvc = len(stem) <= 4 and len(stem) >= 3 and stem[-1] not in "aeiouwy" and stem[-2] in "aeiou" \
-            and stem[-3] not in "aeiou"
-        return stem + "e" if cvc else stem
+            and stem[-3] not in "aeiou" and stem[0] not in "aeiou"  # "named", not "opened" or "edited"
+        return stem + "e" if cvc or _LOST_E.search(stem) else stem
     return low[:-1] if low.endswith("s") else low
+
+
+# a regular past whose bare form ends in a silent e the suffix swallowed: "settled", "arrived", "organized",
+# "relocated", "changed", "retired", "decided", "produced". No English verb ends in v or z, or in a consonant
+# then l; "-eat"/"-oat" and "-ain"/"-oin" verbs keep their stem ("heated", "joined")
+_LOST_E = re.compile(r"(?:v|z|[bcdfgkpt]l|[^aeiou]at|[ui]at|[aeiou]c|[nr]c|[ae]ng|ag|dg|[^aeiou](?:id|ut|ib|ud)|"
+                     r"[^aeiou]ir|[^aeiou]ur|[^aeiou]in|[^aeiouc]us|aus|[rnpl]s|[^aeious]is|[^aeiou]ap|[^aeiou]od)$")
+_E_DROPPED = {"creat", "us", "clos", "pleas", "purchas", "releas", "increas", "decreas", "chos", "lov", "liv",
+              "stor", "scor", "explor", "ignor", "restor", "escap", "rais", "prais"}
 
 
 def _expand(tokens: list[str]) -> list[str]:
@@ -137,10 +150,19 @@ def statement_questions(prefix: str) -> list[str]:
         return []
     before = prefix[:prefix.rfind(clauses[-1])]
     # "X quit Fyrull and joined": the verb after "and" has the subject before it
+    # "I used to work at Vintrel but I switched to": the value ends the clause after the conjunction
+    restart = [i for i, t in enumerate(tokens[:-2]) if t.lower() in ("and", "but", "so")
+               and tokens[i + 1].lower() in {*_PRONOUNS, "he", "she"}]
+    if restart:
+        before, tokens = f"{before} {' '.join(tokens[:restart[-1]])}", tokens[restart[-1] + 1:]
     joined = [i for i, t in enumerate(tokens) if t.lower() in ("and", "but") and i + 1 < len(tokens)
               and _is_verb(tokens[i + 1])]
     if joined and (first := _verb_at(tokens[:joined[-1]])):
         before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
+    named_for = _NAME_FOR.search(prefix)
+    if named_for:  # "We settled on a name for the cat:" -> "What is the cat called?"
+        thing = _owner_lower(named_for["thing"])
+        return [f"What is {thing} called?", f"What is the name of {thing}?"]
     at = _verb_at(tokens)
     if not at:
         if re.search(r"[:\-]\s*$", prefix) and len(tokens) >= 2 and tokens[0][0].islower():  # "new code for X's shop:"
@@ -190,6 +212,11 @@ def statement_questions(prefix: str) -> list[str]:
     return _object_questions(aux, subject, base, rest)
 
 
+# a naming told as "a name for X" just before the name: "We finally settled on a name for the cat:"
+_NAME_FOR = re.compile(r"\bname\s+for\s+(?P<thing>(?:my|our|the|his|her|their)\s+[\w'-]+(?:\s+[\w'-]+)?)\s*[:,\-]?\s*$",
+                       re.IGNORECASE)
+
+
 def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> list[str]:
     """The questions about what follows a verb: "Which town does X live in?" for "lives in a town called",
     "Who ..." for "someone called", "Where ..." for a place, else "What ...?"."""
@@ -222,7 +249,8 @@ _ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:
                         rf"(?P<thing>\w+(?:\s+\w+)?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)(?:,?\s*please)?[.?!]*$",
                         re.IGNORECASE)
 # "What should I cook for the potluck?" -> "What did you suggest I cook for the potluck?"
-_SHOULD = re.compile(r"^(?P<wh>what|where|which\s+\w+|who|when|how)\s+should\s+(?P<who>i|we)\s+(?P<rest>[^?]+?)\?*$",
+_SHOULD = re.compile(r"^(?P<wh>(?:what|which)(?:\s+\w+)?|where|who|when|how(?:\s+many\s+\w+|\s+much|\s+long)?)"
+                     r"\s+should\s+(?P<who>i|we)\s+(?P<rest>[^?]+?)\?*$",
                      re.IGNORECASE)
 # "Give our book club a name, please." -> "What name did you give our book club?"
 _GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+(?:a|an)\s+"

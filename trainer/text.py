@@ -19,8 +19,11 @@ STOPWORDS = set(
     thanks thank got noted lovely hear great good okay ok sure really quick update heard did""".split()
 )
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
-_NAME = re.compile(r"(?:[A-Z][\w\-]+)(?:\s+[A-Z][\w\-]+)*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_NAME = re.compile(r"(?:(?:Mr|Mrs|Ms|Dr|Prof|St)\.\s+)?(?:[A-Z][\w\-]+)(?:\s+[A-Z][\w\-]+)*")  # "Dr. Alvo Pen"
+# a title's full stop ends no sentence: "my landlord is Mr. Grebbins" is one
+_TITLE = r"(?<!\bMr\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bJr\.)(?<!\bMrs\.)(?<!\bProf\.)"
+_SENTENCE_END = re.compile(rf"(?<=[.!?]){_TITLE}\s+|\n+")
+_CLAUSE_END = re.compile(rf"(?<=[.!?:;]){_TITLE}\s+|\n+")
 
 
 def normal(word: str) -> str:
@@ -70,6 +73,19 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 
+_SUFFIXES = ("ing", "ed", "es", "s")
+
+
+def inflection_stem(word: str) -> str:
+    """A lower-case word with a few English inflections cut, so that forms of one word meet: "lived",
+    "lives", "living", "live" -> "liv"; "switched", "switch" -> "switch"; "jobs" -> "job"."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[:-len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
 def entities(text: str, limit: int) -> list[str]:
     """Names in a text, relation-agnostic: capitalised word runs; multi-word names first.
 
@@ -77,7 +93,7 @@ def entities(text: str, limit: int) -> list[str]:
     usually just capitalised: 'Continue what I told you: "Before I forget, ..."' names no one).
     """
     found: list[tuple[int, str]] = []
-    for sentence in re.split(r"(?<=[.!?:;])\s+|\n+", text):
+    for sentence in _CLAUSE_END.split(text):
         for match in _NAME.finditer(sentence):
             name = match.group(0).removesuffix("'s")
             parts = name.split()

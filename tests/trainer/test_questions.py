@@ -37,6 +37,40 @@ def test_statements_turn_into_the_question_their_value_answers():
     assert statement_questions("Lovely") == []
 
 
+def test_statements_told_in_two_clauses_and_past_tenses_turn_too():
+    # the value ends the clause after "but"/"and" with its own subject; a pronoun is the name before it
+    assert statement_questions("I used to work at Vintrel but I switched to") == [
+        "Where did I switch?", "What did I switch to?"]
+    assert statement_questions("My sister's name is Tavrenne and she lives in") == [
+        "Where does Tavrenne live?", "What does Tavrenne live in?"]
+    # a regular past whose e the suffix swallowed asks in the bare verb
+    assert statement_questions("I relocated to")[0] == "Where did I relocate?"
+    assert statement_questions("Joss arrived in")[0] == "Where did Joss arrive?"
+    assert statement_questions("I used to live in")[0] == "Where did I use to live?"
+    assert statement_questions("My brother studied")[0] == "What did my brother study?"
+    assert statement_questions("We opened a shop in")[0] == "Where did we open a shop?"
+    # a name told after "a name for ...:"
+    assert statement_questions("We finally settled on a name for the cat:") == [
+        "What is the cat called?", "What is the name of the cat?"]
+
+
+def test_a_question_keeps_a_told_verb_in_its_bare_form():
+    from trainer.questions import about_something
+    from trainer.text import words
+
+    told_words = words("I switched to Oskaro last month.")
+    assert about_something("What did I switch to?", told_words)
+    assert not about_something("What did I buy?", told_words)
+
+
+def test_a_title_ends_no_sentence_and_stays_with_its_name():
+    from trainer.text import entities, sentences
+
+    text = "Anyway, my landlord is Mr. Grebbins, he's fine. Dr. Alvo Pen says hi."
+    assert sentences(text) == ["Anyway, my landlord is Mr. Grebbins, he's fine.", "Dr. Alvo Pen says hi."]
+    assert entities(text, 8) == ["Dr. Alvo Pen", "Mr. Grebbins"]
+
+
 def test_handles_are_the_users_own_things():
     assert handles("Can you suggest a name for my new kitten?") == ["my new kitten", "my kitten"]
     assert handles("By the way, my dog is called Dunshi.") == ["my dog"]
@@ -133,6 +167,9 @@ def test_a_request_becomes_the_question_about_what_the_assistant_chose():
     # a request asked as a question, and what it is for without the clause after it
     assert asked("What should I cook for the potluck?") == ["What did you suggest I cook for the potluck?",
                                                             "What did you tell me to cook for the potluck?"]
+    assert asked("What time should we start the hike on Saturday?", "Let's start at 6:45.")[:2] == [
+        "What time did you suggest we start the hike on Saturday?",
+        "What time did you tell us to start the hike on Saturday?"]
     assert asked("Where should we go for the birthday lunch? You decide.") == [
         "Where did you suggest we go for the birthday lunch?", "Where did you tell us to go for the birthday lunch?"]
     assert asked("Pick a restaurant for our birthday lunch, somewhere we haven't been.")[:2] == [
