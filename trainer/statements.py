@@ -241,7 +241,7 @@ _NAMED = re.compile(rf"(?P<obj>(?:\S+ )*?)(?:(?P<prep>in|at|from|with|for|on|to|
                     rf" (?:called|named)")
 
 
-_POLITE = r"(?:(?:please|could you|can you|would you|will you|help me|now)\s+)*"
+_POLITE = r"(?:(?:please|could you|can you|would you|will you|help me|now|let's|let us)\s+)*"
 _ASK_VERB = r"come up with|think of|decide on|suggest|pick|choose|recommend|find|propose|invent|make|plan|write|" \
             r"create|draft|name|give|get"
 # "Can you suggest a name for my new kitten?" -> "What name did you suggest for my new kitten?"
@@ -250,15 +250,28 @@ _ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:
                         re.IGNORECASE)
 # "What should I cook for the potluck?" -> "What did you suggest I cook for the potluck?"
 _SHOULD = re.compile(r"^(?P<wh>(?:what|which)(?:\s+\w+)?|where|who|when|how(?:\s+many\s+\w+|\s+much|\s+long)?)"
-                     r"\s+should\s+(?P<who>i|we)\s+(?P<rest>[^?]+?)\?*$",
+                     r"\s+should\s+(?P<who>i|we|(?:the|my|our)\s+\w+)\s+(?P<rest>[^?]+?)\?*$",
                      re.IGNORECASE)
+# "What do you think I should name my bike?" asks as "What should I name my bike?" does
+_THINK = re.compile(r"^((?:what|which|where|who|when|how)(?:\s+\w+)?)\s+do\s+you\s+think\s+(i|we)\s+should\b",
+                    re.IGNORECASE)
+# "Which restaurant do you recommend for our anniversary?", "Any hotel you'd recommend in Pelbrook?"
+_YOU_RECOMMEND = re.compile(r"^(?:any|which|what)\s+(?P<thing>\w+(?:\s+\w+)?)\s+(?:would\s+you|do\s+you|you'd|can\s+you|"
+                            r"could\s+you)\s+(?P<verb>recommend|suggest|pick|choose)\s*(?:(?P<prep>for|in|to|at|near)"
+                            r"\s+(?P<rest>[^?]+?))?[.?!]*$", re.IGNORECASE)
+# "Which day works best for the launch party?"
+_WORKS_BEST = re.compile(r"^(?:which|what)\s+(?P<thing>\w+)\s+(?:works|would\s+work|is|would\s+be)\s+best\s+"
+                         r"(?P<prep>for|in|to|at)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
+# "What would you call a robot butler?"
+_YOU_CALL = re.compile(r"^what\s+would\s+you\s+(?:call|name)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
 # "Give our book club a name, please." -> "What name did you give our book club?"
 _GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+(?:a|an)\s+"
                      rf"(?P<thing>\w+)(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
 
 
 # a need stated, then asked about: "I need a dish for the potluck. Any idea?" / "Our quiz team needs a name."
-_NEED = re.compile(r"^(?:(?:i|we)\s*(?:need|want|(?:am|are|'m|'re)\s+looking\s+for)|what's|what\s+is|what\s+would\s+be|"
+_NEED = re.compile(r"^(?:(?:i|we)\s*(?:need|want|(?:am|are|'m|'re)\s+(?:looking\s+for|stuck\s+on)|"
+                   r"(?:can't|cannot)\s+decide\s+on)|what's|what\s+is|what\s+would\s+be|"
                    r"any\s+ideas\s+for|got)\s+(?:a|an|some)\s+(?:good\s+|nice\s+|new\s+)?"
                    r"(?P<thing>\w+)\s+(?P<prep>for|to)\s+(?P<rest>.+?)[.?!]*$", re.IGNORECASE)
 _NEEDS_A = re.compile(r"^(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+needs\s+(?:a|an)\s+(?:good\s+|new\s+)?(?P<thing>\w+(?:\s+\w+)?)[.?!]*$",
@@ -309,16 +322,28 @@ def _asked(sentence: str, it: str | None) -> list[str]:
         verb = match.groupdict().get("verb")
         own = [f"What {thing} did you {verb.lower()} {match['prep'].lower()} {rest}?"] if verb else []
         return [*own, *_recalled_as(thing, rest)]
-    match = _SHOULD.match(sentence)
+    match = _YOU_RECOMMEND.match(sentence) or _WORKS_BEST.match(sentence)
+    if match:
+        thing, prep = match["thing"].lower(), (match["prep"] or "").lower()
+        rest = (match["rest"] or "").split(",")[0].strip()
+        verb = match.groupdict().get("verb")
+        own = [f"Which {thing} did you {verb.lower()} {prep} {rest}".rstrip() + "?"] if verb else []
+        return [*own, *(_recalled_as(thing, rest, prep) if rest else [])]
+    match = _YOU_CALL.match(sentence)
+    if match:
+        return [f"What did you call {match['rest']}?", *_recalled_as("name", match["rest"])]
+    match = _SHOULD.match(_THINK.sub(r"\1 should \2", sentence))
     if match:
         wh, who, rest = match["wh"].lower().capitalize(), match["who"].lower(), match["rest"].split(",")[0].strip()
-        subject, obj = ("I", "me") if who == "i" else ("we", "us")
+        subject, obj = {"i": ("I", "me"), "we": ("we", "us")}.get(who, (who, who))
         naming = []
         if it and (_VAGUE_OBJECT.search(rest) or len(rest.split()) == 1):
             # "I just got a kitten. What should I call it?" -> "What did you suggest I call my kitten?"
             if rest.split()[0].lower() in ("call", "name"):
                 naming = _recalled_as("name", it)
             rest = f"{_VAGUE_OBJECT.sub('', rest)} {it}"
+        elif rest.split()[0].lower() in ("call", "name") and len(rest.split()) > 1 and not _VAGUE_OBJECT.search(rest):
+            naming = _recalled_as("name", rest.split(maxsplit=1)[1])  # "What should I name my bike?"
         return [f"{wh} did you suggest {subject} {rest}?", f"{wh} did you tell {obj} to {rest}?", *naming]
     match = _GIVE_A.match(sentence)
     if match:
@@ -336,9 +361,9 @@ def _owner_lower(phrase: str) -> str:
     return f"{first.lower()} {rest}" if first.lower() in ("my", "our", "the") else phrase
 
 
-def _recalled_as(thing: str, purpose: str) -> list[str]:
+def _recalled_as(thing: str, purpose: str, prep: str = "for") -> list[str]:
     """A decision asked in the verbs a user recalls it with, whatever verb the request used."""
-    return [f"Which {thing} did you pick for {purpose}?", f"What {thing} did you suggest for {purpose}?"]
+    return [f"Which {thing} did you pick {prep} {purpose}?", f"What {thing} did you suggest {prep} {purpose}?"]
 
 
 def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str],

@@ -204,6 +204,30 @@ def test_a_need_and_a_vague_request_become_questions_about_what_the_assistant_ch
     assert asked("What's the capital of France?", "Paris.") == [] and asked("I need to relax, any tips?") == []
 
 
+def test_more_ways_of_asking_the_assistant_to_decide():
+    def asked(request, reply="How about Velmora?"):
+        return request_questions(chat(request, reply))
+
+    assert asked("Which restaurant do you recommend for our anniversary?") == [
+        "Which restaurant did you recommend for our anniversary?", "Which restaurant did you pick for our anniversary?",
+        "What restaurant did you suggest for our anniversary?"]
+    assert asked("Any hotel you'd recommend in Pelbrook?")[0] == "Which hotel did you recommend in Pelbrook?"
+    assert asked("Which day works best for the launch party?") == [
+        "Which day did you pick for the launch party?", "What day did you suggest for the launch party?"]
+    assert asked("What would you call a robot butler?")[0] == "What did you call a robot butler?"
+    assert asked("What do you think I should name my bike?") == [
+        "What did you suggest I name my bike?", "What did you tell me to name my bike?",
+        "Which name did you pick for my bike?", "What name did you suggest for my bike?"]
+    assert asked("What should the team call the new project?")[0] == \
+        "What did you suggest the team call the new project?"
+    # a request without a question mark: "let's", "can't decide on", "stuck on"
+    assert asked("Let's name our new puppy. Your pick!")[:2] == [
+        "What did you name our new puppy?", "Which name did you pick for our new puppy?"]
+    assert asked("I can't decide on a name for my podcast.") == [
+        "Which name did you pick for my podcast?", "What name did you suggest for my podcast?"]
+    assert asked("I'm stuck on a title for my novel, any suggestions?")[0] == "Which title did you pick for my novel?"
+
+
 def test_an_agents_tool_call_turn_is_empty_text_not_none():
     from trainer.episodes import episode_messages
 
