@@ -1,4 +1,4 @@
-"""Serving one chat completion: validate, record `pending`, generate, record the final state, reply.
+"""Serving one chat completion: validate, record `pending` while generating, record the final state, reply.
 
 The durable-record rule: the episode's final row (or spool line) is committed before the last byte
 of the reply (the JSON body, or the SSE finish chunks and `[DONE]`) is sent.
@@ -21,20 +21,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from service.adapter_naming import parse_adapter_name
-from service.serving.engines.base import (
-    Engine,
-    GeneratedChoices,
-    GenerationChunk,
-    GenerationRequest,
-    Usage,
-)
+from service.serving.engines.base import Engine, GeneratedChoices, GenerationChunk, GenerationRequest, Usage
 from service.errors import (
-    ConflictError,
-    EngineError,
-    EngineNotReadyError,
-    InvalidRequestError,
-    ModelNotFoundError,
-    ReverieError,
+    ConflictError, EngineError, EngineNotReadyError, InvalidRequestError, ModelNotFoundError, ReverieError,
     UnprocessableError,
 )
 from service.serving.protocol import (
@@ -160,12 +149,13 @@ class ChatService:
             adapter_version=adapter_version(self.engine.active_adapter(namespace)),
             flags=flags_for(messages) or None,
         )
+        pending = []  # the pending row commits while the first token is computed; nothing is sent before it
         if idempotency_key:
             replay = await self._claim_idempotency_key(record)
             if replay is not None:
                 return self._replay(replay, request)
         else:
-            await self.recorder.record(record)
+            pending.append(asyncio.ensure_future(self.recorder.record(record)))
 
         request_ = GenerationRequest(messages=messages, params=params, namespace=namespace, tools=tools)
         generation = self.engine.generate(request_)
@@ -174,12 +164,19 @@ class ChatService:
             # Admission (queue full, bad length) fails here, while an HTTP status can still be sent.
             first = await generation.__anext__()
             # A swap between recording and admission: the episode names the version that answered.
-            record.adapter_version = adapter_version(first.adapter)
+            answered_by = adapter_version(first.adapter)
         except StopAsyncIteration:
-            first = GenerationChunk(finish_reason="stop", usage=Usage())
+            first, answered_by = GenerationChunk(finish_reason="stop", usage=Usage()), record.adapter_version
         except BaseException as exc:
+            await asyncio.gather(*pending)  # the failure's record follows the pending one
             await self._fail(record, exc)
             raise self._client_error(exc) from exc
+        try:
+            await asyncio.gather(*pending)
+        except BaseException:  # neither the store nor the spool took it: 503, and the generation stops
+            await generation.aclose()
+            raise
+        record.adapter_version = answered_by
         if self.telemetry is not None:
             self.telemetry.time_to_first_token.observe(time.perf_counter() - started)
 

@@ -7,10 +7,12 @@ import asyncio
 import json
 import signal
 import subprocess
+import threading
 import time
 
 import httpx
 import openai
+import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -140,6 +142,51 @@ def test_store_and_spool_both_down_is_503_with_no_answer(tmp_path, tiny_model_di
             r = httpx.post(f"{base_url}/v1/chat/completions", json={"model": "reverie", "messages": MESSAGES, "stream": stream})
             assert r.status_code == 503, r.text
             assert r.json()["error"]["code"] == "store_unavailable"
+        assert app.state.engine.queue_depth == 0  # the generation begun beside the failed record was closed
+
+
+class WatchedEngine(LocalEngine):
+    """A real engine that tells when it was first asked to generate."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked = threading.Event()
+
+    async def generate(self, request):
+        self.asked.set()
+        async for chunk in super().generate(request):
+            yield chunk
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_engine_starts_while_the_pending_row_commits_and_nothing_is_sent_before_it(
+    tmp_path, tiny_model_dir, postgres_url, stream
+):
+    """The pending row's commit runs beside the engine's first token (it is not on the time to first
+    token), and no byte of the reply leaves before that commit: here the row waits on a locked table."""
+    engine = WatchedEngine(tiny_model_dir)
+    app = create_app(settings_for(tmp_path, tiny_model_dir, postgres_url), engine=engine)
+    answered = threading.Event()
+    lines: list[str] = []
+
+    def ask(base_url: str) -> None:
+        body = {"model": "reverie", "messages": MESSAGES, "max_tokens": 4, "stream": stream}
+        with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, timeout=60) as response:
+            answered.set()  # the status line and headers: the first bytes of the reply
+            lines.extend(line for line in response.iter_lines() if line)
+
+    with server_in_thread(app) as base_url, psycopg.connect(postgres_url) as lock:
+        lock.execute("LOCK TABLE episodes IN ACCESS EXCLUSIVE MODE")  # held until the rollback below
+        client = threading.Thread(target=ask, args=(base_url,))
+        client.start()
+        assert engine.asked.wait(30), "the engine waited for the pending row's commit"
+        assert not answered.wait(1.0), "a reply left before its pending row was committed"
+        lock.rollback()
+        client.join(timeout=60)
+    assert answered.is_set() and (lines[-1] == "data: [DONE]" if stream else json.loads(lines[0])["choices"])
+    [episode] = all_episodes(postgres_url)
+    assert episode.status == "complete" and episode.completion_tokens > 0
 
 
 def pg_cluster(action: str) -> None:
