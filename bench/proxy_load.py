@@ -1,7 +1,6 @@
-"""The proxy under load: streams through Reverie (vLLM engine) against the same requests sent straight to vLLM.
+"""The proxy under load: streams through Reverie (vLLM engine) against the same requests sent to vLLM itself.
 
-    nice -n 19 .venv/bin/python bench/proxy_load.py [--concurrency 1 8 32] [--rounds 8] [--max-tokens 64] \
-        [--out runs/proxy-load]
+    .venv/bin/python bench/proxy_load.py [--concurrency 1 8 32] [--rounds 8] [--max-tokens 64] [--out runs/proxy-load]
 
 One vLLM (the CPU build from `.venv-vllm`, SmolLM2-135M-Instruct, the flags of docs/vllm.md) serves both
 paths. Reverie runs as `reverie serve`, a process of its own, with `REVERIE_ENGINE=vllm` pointing at that
@@ -101,7 +100,7 @@ def summarise(rounds: list[Round]) -> dict:
 def ratios(direct: dict, reverie: dict) -> dict:
     """Reverie / direct for each latency and throughput figure (above 1: Reverie higher)."""
     keys = ("tokens_per_s", "ttft_p50_ms", "ttft_mean_ms", "itl_p50_ms", "itl_mean_ms")
-    return {key: reverie[key] / direct[key] for key in keys if direct.get(key) and reverie.get(key) is not None}
+    return {key: reverie[key] / direct[key] for key in keys if direct.get(key) and reverie.get(key)}
 
 
 def paired_throughput_ratios(rounds: list[Round]) -> list[float]:
@@ -116,9 +115,9 @@ def paired_throughput_ratios(rounds: list[Round]) -> list[float]:
 
 def markdown(results: dict) -> str:
     lines = [
-        "| streams | throughput ratio | TTFT p50 ratio | TTFT mean ratio | ITL p50 ratio | tok/s direct / Reverie "
-        "| TTFT p50 ms direct / Reverie | ITL p50 ms direct / Reverie | paired throughput ratios (min-max) "
-        "| Reverie CPU ms/request |",
+        "| streams | throughput ratio | TTFT p50 ratio | TTFT mean ratio | ITL p50 ratio "
+        "| tok/s direct / Reverie | TTFT p50 ms direct / Reverie | ITL p50 ms direct / Reverie "
+        "| throughput ratio of each pair: median (min-max) | Reverie CPU ms/request |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c, point in results["concurrency"].items():
@@ -127,8 +126,10 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {c} | **{q['tokens_per_s']:.3f}** | **{q['ttft_p50_ms']:.3f}** | {q['ttft_mean_ms']:.3f} "
             f"| {q.get('itl_p50_ms', float('nan')):.3f} | {d['tokens_per_s']:.1f} / {r['tokens_per_s']:.1f} "
-            f"| {d['ttft_p50_ms']:.0f} / {r['ttft_p50_ms']:.0f} | {d['itl_p50_ms']:.1f} / {r['itl_p50_ms']:.1f} "
-            f"| {min(pairs):.3f}-{max(pairs):.3f} | {r['proxy_cpu_ms_per_request']:.1f} |"
+            f"| {d['ttft_p50_ms']:.0f} / {r['ttft_p50_ms']:.0f} "
+            f"| {d['itl_p50_ms']:.1f} / {r['itl_p50_ms']:.1f} "
+            f"| {statistics.median(pairs):.3f} ({min(pairs):.3f}-{max(pairs):.3f}) "
+            f"| {r['proxy_cpu_ms_per_request']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -136,7 +137,9 @@ def markdown(results: dict) -> str:
 # --- the load -----------------------------------------------------------------------------------------
 
 
-async def one_stream(client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int, t0: float) -> Stream:
+async def one_stream(
+    client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int, t0: float
+) -> Stream:
     stream = Stream(sent=time.perf_counter() - t0)
     chunks = await client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
@@ -299,7 +302,8 @@ def main() -> int:
     results = {
         "commit": commit.stdout.strip(), "date": time.strftime("%Y-%m-%d"), "model": args.model.name,
         "cpu_count": os.cpu_count(), "load_average_before_after": [load_before[0], os.getloadavg()[0]],
-        "max_tokens": args.max_tokens, "rounds": args.rounds, "concurrency": results_of(measured), "records": records,
+        "max_tokens": args.max_tokens, "rounds": args.rounds, "concurrency": results_of(measured),
+        "records": records,
     }  # fmt: skip
     (args.out / "proxy-load.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
