@@ -44,7 +44,8 @@ from trainer.questions import (
     template_questions,
 )
 from trainer.selection import select
-from trainer.statements import request_questions, turned_questions
+from trainer.decisions import request_questions
+from trainer.statements import turned_questions
 from trainer.corrections import Retirement, asked_now, dream_key, recheck_questions, superseded
 from trainer.text import sentences, values, words
 from trainer.tool_turns import names_a_call

@@ -1,21 +1,20 @@
 """What a user said, turned into the question it answers: a statement cut where its value begins ("I work
-at Lobel" -> "Where do I work?"), a request the assistant answered ("Choose a code for my garage door." ->
-"What code did you choose for my garage door?"). English word order, no relation and no model: the
-in-context teacher answers the questions (`trainer.dreaming`).
+at Lobel" -> "Where do I work?"); what the user asked the assistant to decide is `trainer.decisions`.
+English word order, no relation and no model: the in-context teacher answers the questions
+(`trainer.dreaming`).
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Collection, Sequence
 
 from trainer.chat import Messages
-from trainer.episodes import answered_request, told
+from trainer.episodes import told
 from trainer.questions import PHRASE_END, distinctive, value_runs, value_start
-from trainer.text import STOPWORDS, entities, sentences, words
+from trainer.text import STOPWORDS, entities, owner_lower, sentences, words
 
-_LEAD = re.compile(r"^(?:(?:by the way|btw|quick update|update on [^:]+|oh|also|actually|so|well|anyway|"
+LEAD = re.compile(r"^(?:(?:by the way|btw|quick update|update on [^:]+|oh|also|actually|so|well|anyway|"
                    r"fun fact|guess what|just so you know|you know what|news|and|but)[:,!]?\s+)+", re.IGNORECASE)
 _PRONOUNS = {"i": "do", "we": "do", "you": "do", "they": "do"}
 _VAGUE = {"he", "she", "it", "they", "this", "that", "there"}
@@ -143,9 +142,9 @@ def statement_questions(prefix: str) -> list[str]:
     have I been learning?", "Hepev Mubust quit Fyrull and joined" -> "What did Hepev Mubust join?". English
     word order, no relation read; [] when the prefix has no subject and verb it can turn (or its subject is
     a bare pronoun: "she works at" names no one)."""
-    stripped = _LEAD.sub("", prefix.strip())
+    stripped = LEAD.sub("", prefix.strip())
     clauses = re.split(r"[,;:]\s+", stripped.rstrip(",;:-"))
-    tokens = _expand(_LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
+    tokens = _expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
     if not tokens:
         return []
     before = prefix[:prefix.rfind(clauses[-1])]
@@ -161,7 +160,7 @@ def statement_questions(prefix: str) -> list[str]:
         before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
     named_for = _NAME_FOR.search(prefix)
     if named_for:  # "We settled on a name for the cat:" -> "What is the cat called?"
-        thing = _owner_lower(named_for["thing"])
+        thing = owner_lower(named_for["thing"])
         return [f"What is {thing} called?", f"What is the name of {thing}?"]
     at = _verb_at(tokens)
     if not at:
@@ -239,131 +238,6 @@ def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> lis
 _NAMED = re.compile(rf"(?P<obj>(?:\S+ )*?)(?:(?P<prep>in|at|from|with|for|on|to|by|into) )?"
                     rf"(?:(?P<who>{'|'.join(sorted(_SOMEONE, key=len, reverse=True))})|(?:a|an|the) (?:\S+ )*?(?P<noun>\S+))"
                     rf" (?:called|named)")
-
-
-_POLITE = r"(?:(?:please|could you|can you|would you|will you|help me|now|let's|let us)\s+)*"
-_ASK_VERB = r"come up with|think of|decide on|suggest|pick|choose|recommend|find|propose|invent|make|plan|write|" \
-            r"create|draft|name|give|get"
-# "Can you suggest a name for my new kitten?" -> "What name did you suggest for my new kitten?"
-_ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:a|an|the|some)\s+(?:good\s+|nice\s+)?"
-                        rf"(?P<thing>\w+(?:\s+\w+)?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)(?:,?\s*please)?[.?!]*$",
-                        re.IGNORECASE)
-# "What should I cook for the potluck?" -> "What did you suggest I cook for the potluck?"
-_SHOULD = re.compile(r"^(?P<wh>(?:what|which)(?:\s+\w+)?|where|who|when|how(?:\s+many\s+\w+|\s+much|\s+long)?)"
-                     r"\s+should\s+(?P<who>i|we|(?:the|my|our)\s+\w+)\s+(?P<rest>[^?]+?)\?*$",
-                     re.IGNORECASE)
-# "What do you think I should name my bike?" asks as "What should I name my bike?" does
-_THINK = re.compile(r"^((?:what|which|where|who|when|how)(?:\s+\w+)?)\s+do\s+you\s+think\s+(i|we)\s+should\b",
-                    re.IGNORECASE)
-# "Which restaurant do you recommend for our anniversary?", "Any hotel you'd recommend in Pelbrook?"
-_YOU_RECOMMEND = re.compile(r"^(?:any|which|what)\s+(?P<thing>\w+(?:\s+\w+)?)\s+(?:would\s+you|do\s+you|you'd|can\s+you|"
-                            r"could\s+you)\s+(?P<verb>recommend|suggest|pick|choose)\s*(?:(?P<prep>for|in|to|at|near)"
-                            r"\s+(?P<rest>[^?]+?))?[.?!]*$", re.IGNORECASE)
-# "Which day works best for the launch party?"
-_WORKS_BEST = re.compile(r"^(?:which|what)\s+(?P<thing>\w+)\s+(?:works|would\s+work|is|would\s+be)\s+best\s+"
-                         r"(?P<prep>for|in|to|at)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
-# "What would you call a robot butler?"
-_YOU_CALL = re.compile(r"^what\s+would\s+you\s+(?:call|name)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
-# "Give our book club a name, please." -> "What name did you give our book club?"
-_GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+(?:a|an)\s+"
-                     rf"(?P<thing>\w+)(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
-
-
-# a need stated, then asked about: "I need a dish for the potluck. Any idea?" / "Our quiz team needs a name."
-_NEED = re.compile(r"^(?:(?:i|we)\s*(?:need|want|(?:am|are|'m|'re)\s+(?:looking\s+for|stuck\s+on)|"
-                   r"(?:can't|cannot)\s+decide\s+on)|what's|what\s+is|what\s+would\s+be|"
-                   r"any\s+ideas\s+for|got)\s+(?:a|an|some)\s+(?:good\s+|nice\s+|new\s+)?"
-                   r"(?P<thing>\w+)\s+(?P<prep>for|to)\s+(?P<rest>.+?)[.?!]*$", re.IGNORECASE)
-_NEEDS_A = re.compile(r"^(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+needs\s+(?:a|an)\s+(?:good\s+|new\s+)?(?P<thing>\w+(?:\s+\w+)?)[.?!]*$",
-                      re.IGNORECASE)
-# "Name the villain for me." -> "What did you name the villain?"
-_NAME_THE = re.compile(rf"^{_POLITE}name\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)(?:\s+for\s+(?:me|us))?[.?!]*$",
-                       re.IGNORECASE)
-# what a request's "it" stands for, told just before: "I just got a kitten." -> "my kitten"
-_GOT_A = re.compile(r"\b(?P<who>i|we)\b.*?\b(?:got|adopted|bought|have|planning|writing|building|organi[sz]ing|started)\s+"
-                    r"(?:a|an)\s+(?:new\s+)?(?P<thing>[\w'-]+(?:\s+[\w'-]+){0,3})\s*[.!,]", re.IGNORECASE)
-_THING_ENDS = {"last", "this", "yesterday", "today", "recently", "on", "in", "at", "for", "from", "and", "but", "with", "so"}
-_VAGUE_OBJECT = re.compile(r"\s+(?:it|them|him|her|one|this|that)$", re.IGNORECASE)
-
-
-def request_questions(messages: Messages) -> list[str]:
-    """What the user asked the assistant for, as the question they would ask about it later: "Choose a code
-    for my garage door." -> "What code did you choose for my garage door?". Its answer is the assistant's
-    reply (`asks_what_you_said`). Only a request the assistant answered is turned.
-
-    Each is asked in the request's own verb and as the user may recall it later: "Which code did you pick
-    for ...?" and "What code did you suggest for ...?". One phrasing taught alone was not recalled when the
-    question later came with another verb (dev set A: "Choose a code" trained, "Which code did you pick"
-    asked, not recalled)."""
-    out: list[str] = []
-    earlier: dict[int, str] = {}  # per turn, the thing told so far that an "it" may stand for ("my kitten")
-    for t in told(messages):
-        if t.role != "user" or not answered_request(messages, t.turn):
-            continue
-        sentence = _LEAD.sub("", t.text.strip())
-        got = _GOT_A.search(sentence)
-        if got:
-            thing = list(itertools.takewhile(lambda w: w not in _THING_ENDS, got["thing"].lower().split()))
-            earlier[t.turn] = f"{'my' if got['who'].lower() == 'i' else 'our'} {' '.join(thing)}"
-        out += _asked(sentence, earlier.get(t.turn))
-    return list(dict.fromkeys(out))
-
-
-def _asked(sentence: str, it: str | None) -> list[str]:
-    """The questions one sentence of a request is recalled by; `it`: what a vague "it" stands for."""
-    match = _NAME_THE.match(sentence)
-    if match:
-        rest = _owner_lower(match["rest"])
-        return [f"What did you name {rest}?", *_recalled_as("name", rest)]
-    match = _ASKED_FOR.match(sentence) or _NEED.match(sentence)
-    if match:
-        # what it is for, without a clause after it ("for our lunch, somewhere we haven't been")
-        thing, rest = match["thing"].lower(), match["rest"].split(",")[0].strip()
-        verb = match.groupdict().get("verb")
-        own = [f"What {thing} did you {verb.lower()} {match['prep'].lower()} {rest}?"] if verb else []
-        return [*own, *_recalled_as(thing, rest)]
-    match = _YOU_RECOMMEND.match(sentence) or _WORKS_BEST.match(sentence)
-    if match:
-        thing, prep = match["thing"].lower(), (match["prep"] or "").lower()
-        rest = (match["rest"] or "").split(",")[0].strip()
-        verb = match.groupdict().get("verb")
-        own = [f"Which {thing} did you {verb.lower()} {prep} {rest}".rstrip() + "?"] if verb else []
-        return [*own, *(_recalled_as(thing, rest, prep) if rest else [])]
-    match = _YOU_CALL.match(sentence)
-    if match:
-        return [f"What did you call {match['rest']}?", *_recalled_as("name", match["rest"])]
-    match = _SHOULD.match(_THINK.sub(r"\1 should \2", sentence))
-    if match:
-        wh, who, rest = match["wh"].lower().capitalize(), match["who"].lower(), match["rest"].split(",")[0].strip()
-        subject, obj = {"i": ("I", "me"), "we": ("we", "us")}.get(who, (who, who))
-        naming = []
-        if it and (_VAGUE_OBJECT.search(rest) or len(rest.split()) == 1):
-            # "I just got a kitten. What should I call it?" -> "What did you suggest I call my kitten?"
-            if rest.split()[0].lower() in ("call", "name"):
-                naming = _recalled_as("name", it)
-            rest = f"{_VAGUE_OBJECT.sub('', rest)} {it}"
-        elif rest.split()[0].lower() in ("call", "name") and len(rest.split()) > 1 and not _VAGUE_OBJECT.search(rest):
-            naming = _recalled_as("name", rest.split(maxsplit=1)[1])  # "What should I name my bike?"
-        return [f"{wh} did you suggest {subject} {rest}?", f"{wh} did you tell {obj} to {rest}?", *naming]
-    match = _GIVE_A.match(sentence)
-    if match:
-        thing, verb = match["thing"].lower(), match["verb"].lower()
-        return [f"What {thing} did you {verb} {match['rest']}?", *_recalled_as(thing, match["rest"])]
-    match = _NEEDS_A.match(sentence)
-    if match:
-        return _recalled_as(match["thing"].lower(), _owner_lower(match["rest"]))
-    return []
-
-
-def _owner_lower(phrase: str) -> str:
-    """A phrase that began a sentence, as it reads inside a question: "Our quiz team" -> "our quiz team"."""
-    first, _, rest = phrase.partition(" ")
-    return f"{first.lower()} {rest}" if first.lower() in ("my", "our", "the") else phrase
-
-
-def _recalled_as(thing: str, purpose: str, prep: str = "for") -> list[str]:
-    """A decision asked in the verbs a user recalls it with, whatever verb the request used."""
-    return [f"Which {thing} did you pick {prep} {purpose}?", f"What {thing} did you suggest {prep} {purpose}?"]
 
 
 def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str],

@@ -113,3 +113,9 @@ def entities(text: str, limit: int) -> list[str]:
 def mask_names(text: str) -> str:
     """The text with every capitalised word run replaced by `_`."""
     return _NAME.sub("_", text)
+
+
+def owner_lower(phrase: str) -> str:
+    """A phrase that began a sentence, as it reads inside a question: "Our quiz team" -> "our quiz team"."""
+    first, _, rest = phrase.partition(" ")
+    return f"{first.lower()} {rest}" if first.lower() in ("my", "our", "the") else phrase

@@ -3,7 +3,8 @@ statements turned into their questions, and which turns of a chat carry informat
 
 from trainer.episodes import asks, told, told_text, without_clauses
 from trainer.questions import handle_questions, handles, key_cloze_questions
-from trainer.statements import request_questions, statement_questions, turned_questions
+from trainer.decisions import request_questions
+from trainer.statements import statement_questions, turned_questions
 
 
 def chat(*turns):
