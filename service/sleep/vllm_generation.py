@@ -100,7 +100,7 @@ class VLLMGeneration:
 
     def __enter__(self) -> VLLMGeneration:
         try:
-            models = self._get("/v1/models")["data"]
+            models = self._call("GET", "/v1/models")["data"]
             # a worker that died in this very run (now retaken) left its adapters loaded and its copies
             for leftover in [m["id"] for m in models if m["id"].startswith(night_adapter_name(self.run, ""))]:
                 self._unload(leftover)
@@ -184,7 +184,7 @@ class VLLMGeneration:
                     "stop_token_ids": [eot], "return_token_ids": True}
             if temperature > 0 and seed is not None:
                 body["seed"] = seed
-            choice = self._post("/v1/completions", body)["choices"][0]
+            choice = self._call("POST", "/v1/completions", json=body)["choices"][0]
             return cut_after_end_of_turn(choice["token_ids"], eot, choice.get("finish_reason") == "stop")
 
         self.requests += len(prompts)
@@ -201,23 +201,22 @@ class VLLMGeneration:
         return bases[0]
 
     def _load(self, name: str, folder: Path) -> None:
-        self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder)})
+        self._call("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(folder)})
         self._loaded[name] = folder
 
     def _unload(self, name: str) -> None:
         try:
-            self._post("/v1/unload_lora_adapter", {"lora_name": name})
-        except (NightGenerationError, httpx.HTTPError) as exc:  # gone already (vLLM restarted), or down
+            self._call("POST", "/v1/unload_lora_adapter", json={"lora_name": name})
+        except NightGenerationError as exc:  # gone already (vLLM restarted), or vLLM is down
             log.warning("could not unload the night's adapter %s from vLLM: %s", name, exc)
 
-    def _get(self, path: str) -> dict:
-        return self._answer(self._client.get(path), f"GET {path}")
-
-    def _post(self, path: str, body: dict):
-        return self._answer(self._client.post(path, json=body), f"POST {path}")
-
-    @staticmethod
-    def _answer(resp: httpx.Response, what: str):
+    def _call(self, method: str, path: str, **kwargs):
+        """One request to vLLM: its JSON (or text) answer, or `NightGenerationError` saying what failed."""
+        what = f"{method} {path}"
+        try:
+            resp = self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise NightGenerationError(f"{what} to vLLM at {self._client.base_url} failed: {exc!r}") from exc
         if resp.status_code != 200:
             raise NightGenerationError(f"{what} to vLLM answered {resp.status_code}: {resp.text[:500]}")
         try:
