@@ -4,7 +4,7 @@ candidate's recall of the night's probes and the general set, side by side.
 
     PYTHONPATH=. .venv/bin/python bench/night_generation.py --dataset ../shared/eval/facts-public.jsonl \\
         --out runs/night-generation [--night 1] [--config cpu-default] [--set key=value ...] \\
-        [--vllm-url http://127.0.0.1:8001 --served-model-name NAME]
+        [--vllm-url http://127.0.0.1:8001 --served-model-name NAME | --vllm-arg=--dtype --vllm-arg=float32]
 
 Without --vllm-url it starts vLLM from `.venv-vllm` on the model (tests/vllm_server.py: runtime LoRA
 loading, --max-lora-rank 64) and stops it after. Night N > 1 needs the adapter and dreams of night N-1:
@@ -34,14 +34,14 @@ MODEL = Path(".cache/models/SmolLM2-135M-Instruct")
 
 
 @contextmanager
-def vllm_at(url: str | None, model: Path, log: Path):
-    """The given vLLM's URL, or that of one started here for the run."""
+def vllm_at(url: str | None, model: Path, log: Path, extra_args: list[str]):
+    """The given vLLM's URL, or that of one started here for the run (with `extra_args`)."""
     if url:
         yield url
         return
     from tests.vllm_server import vllm_server
 
-    with vllm_server(model, log) as server:
+    with vllm_server(model, log, extra_args=extra_args) as server:
         yield server.url
 
 
@@ -72,6 +72,9 @@ def main() -> None:
     parser.add_argument("--config", default="cpu-default")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--vllm-url")
+    parser.add_argument("--vllm-arg", action="append", default=[],
+                        help="for the vLLM started here: --vllm-arg=--dtype --vllm-arg=float32 (the trainer's "
+                        "dtype on a CPU: greedy answers then match token for token)")
     parser.add_argument("--served-model-name", help="vLLM's name of the base model (default: the one it serves)")
     parser.add_argument("--only", choices=["local", "vllm"], help="run one of the two nights")
     args = parser.parse_args()
@@ -85,12 +88,12 @@ def main() -> None:
     earlier = [d for i in range(1, args.night) for d in load_jsonl(args.previous / f"night-{i}" / "dreams.jsonl")]
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"dataset": str(args.dataset), "night": args.night, "episodes": len(episodes),
-                    "config": args.config, "overrides": args.set}
+                    "config": args.config, "overrides": args.set, "vllm_args": args.vllm_arg}
     if args.only != "vllm":
         report["local"] = night(LOCAL, episodes, args, config, previous, earlier, args.out / "local", cases, general)
         print(json.dumps({"local": report["local"]}, indent=1), flush=True)
     if args.only != "local":
-        with vllm_at(args.vllm_url, args.model, args.out / "vllm.log") as url:
+        with vllm_at(args.vllm_url, args.model, args.out / "vllm.log", args.vllm_arg) as url:
             t0 = time.monotonic()
             with VLLMGeneration(url, run="bench", served=previous, base_model=args.model.resolve(),
                                 folder=(args.out / "vllm-student").resolve(), sync_steps=config.student_sync_steps,
