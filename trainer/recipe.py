@@ -34,6 +34,7 @@ from trainer.binding import rival_answers
 from trainer.corrections import Retirement, dream_key
 from trainer.budget import dream_within_budget, seed_deadline
 from trainer.dreaming import Dream
+from trainer.generation import LOCAL, Generation
 from trainer.experts import (
     EXPERT,
     MEMORY,
@@ -80,6 +81,7 @@ def sleep(
     night: str | None = None,
     progress: Progress | None = None,
     show_progress: bool = False,
+    generation: Generation = LOCAL,
 ) -> SleepResult:
     """Consolidate `episodes` into a new expert on top of `adapter_dir` (None: the first night).
 
@@ -91,6 +93,9 @@ def sleep(
     `adapter_dir` None). The next night passes that folder as `base_model`, with `adapter_dir=None`. An
     `adapter_dir` given in this mode is a LoRA adapter over `base_model` (the stack served before a
     switch of mode): it is merged into the weights before growing, so the new base carries it.
+
+    `generation` writes the teacher's answers and the student's samples (`trainer.generation`): by default
+    `chat.generate` on the model in memory; an inference server serving `adapter_dir` can stand in.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
@@ -115,7 +120,8 @@ def sleep(
     with timed(seconds, "dream"), adapters(model, served.teacher):
         backlog = len(episodes)  # from here on `episodes` are the ones dreamed: the night consumes those only
         night_dreams, episodes = dream_within_budget(model, tokenizer, episodes, config, night=night,
-                                                     progress=progress, writer=writer, earlier=earlier_dreams)
+                                                     progress=progress, writer=writer, earlier=earlier_dreams,
+                                                     generation=generation)
     seal.unload_writer(model, writer)
     dreams, retired = night_dreams.dreams, night_dreams.retired
     # a corrected fact's earlier dreams leave replay, the gate's retention sample and the kept dreams
@@ -149,7 +155,7 @@ def sleep(
         with step_bar(show_progress, config.steps) as bar:
             train_metrics = seed(model, tokenizer, night_set.examples, config, similarity=similarity,
                                  progress=progress, bar=bar, binding=night_set.binding,
-                                 deadline=seed_deadline(started, seconds, config))
+                                 deadline=seed_deadline(started, seconds, config), generation=generation)
 
     # --- evaluate: the gate ------------------------------------------------------------------------
     with timed(seconds, "evaluate"):

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer.chat import answer_ids, continuation_logits, decode, generate, render
+from trainer.chat import answer_ids, continuation_logits, decode, render
 from trainer.config import SleepConfig
 from trainer.dreaming import Dream
 from trainer.episodes import windows
 from trainer.experts import adapters
+from trainer.generation import LOCAL, Generation
 from trainer.losses import (binding_loss, distillation_with_answers, generalized_jsd, imitation_reward,
                             policy_gradient_loss, sequence_logprob, token_logprobs)
 
@@ -146,7 +147,8 @@ def on_policy_fraction(example: Example, config: SleepConfig) -> float:
     return config.lmbda
 
 
-def gkd_loss(model, tokenizer, batch: Sequence[Example], config: SleepConfig, rng: random.Random) -> torch.Tensor:
+def gkd_loss(model, tokenizer, batch: Sequence[Example], config: SleepConfig, rng: random.Random,
+             generation: Generation = LOCAL) -> torch.Tensor:
     """GKD on one batch: a fraction lambda of continuations (`replay_lmbda` of replayed ones) sampled
     on-policy from the student; with `answer_weight` w, the off-policy rows of tonight's and replayed
     dreams also learn their own answer (`(1 - w) * GKD + w * cross-entropy`, `losses.distillation_with_answers`)."""
@@ -157,9 +159,9 @@ def gkd_loss(model, tokenizer, batch: Sequence[Example], config: SleepConfig, rn
     else:
         on_policy = [i for i, ex in enumerate(batch) if rng.random() < on_policy_fraction(ex, config)]
     if on_policy:
-        sampled = generate(model, tokenizer, [batch[i].student_prompt for i in on_policy],
-                           max_new_tokens=config.on_policy_max_new_tokens, temperature=1.0,
-                           generator_seed=rng.randrange(2**31))
+        sampled = generation.student(model, tokenizer, [batch[i].student_prompt for i in on_policy],
+                                     max_new_tokens=config.on_policy_max_new_tokens, temperature=1.0,
+                                     seed=rng.randrange(2**31))
         for i, ids in zip(on_policy, sampled):
             if ids:
                 conts[i] = ids
@@ -177,7 +179,8 @@ def gkd_loss(model, tokenizer, batch: Sequence[Example], config: SleepConfig, rn
     return distillation_with_answers(jsd, logits, targets, mask, told, config.answer_weight)
 
 
-def imitation_loss(model, tokenizer, example: Example, config: SleepConfig, similarity, rng: random.Random):
+def imitation_loss(model, tokenizer, example: Example, config: SleepConfig, similarity, rng: random.Random,
+                   generation: Generation = LOCAL):
     """The student completes a truncated teacher answer G times; policy gradient on the rewards.
 
     Returns (loss, mean reward).
@@ -188,9 +191,9 @@ def imitation_loss(model, tokenizer, example: Example, config: SleepConfig, simi
     if not reference_ids:
         return None, 0.0
     prompt = example.student_prompt + prefix
-    completions = generate(model, tokenizer, [prompt] * config.imitation_group,
-                           max_new_tokens=max(len(reference_ids), 4), temperature=1.0,
-                           generator_seed=rng.randrange(2**31))
+    completions = generation.student(model, tokenizer, [prompt] * config.imitation_group,
+                                     max_new_tokens=max(len(reference_ids), 4), temperature=1.0,
+                                     seed=rng.randrange(2**31))
     completions = [c if c else [tokenizer.eos_token_id] for c in completions]
     texts = [decode(tokenizer, c) for c in completions]
     reference = decode(tokenizer, reference_ids)
@@ -262,6 +265,7 @@ def seed(
     bar=None,
     binding: Sequence[BindingPair] = (),
     deadline: float | None = None,
+    generation: Generation = LOCAL,
 ) -> dict:
     """Train the active trainable adapter for `config.steps` steps. Returns training metrics.
 
@@ -272,7 +276,9 @@ def seed(
     `deadline` (`time.monotonic()`): when the last step must have ended. From step `PLAN_AFTER` on, each
     step re-plans the step count from the mean step time so far (up or down, never past `config.steps`:
     a ratchet that only lowers it would keep the slowest early estimate), and the cosine schedule decays
-    over that count; when every step fits, the run is the same as without a deadline."""
+    over that count; when every step fits, the run is the same as without a deadline.
+    `generation`: where the student's on-policy and imitation samples come from (`trainer.generation`);
+    it is told of every optimizer step."""
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     pools = {k: [e for e in examples if e.kind == k] for k in ("tonight", "replay", "general")}
@@ -302,11 +308,12 @@ def seed(
         if step >= planned:
             break
         batch = _mix(pools, config, rng)
-        gkd = gkd_loss(model, tokenizer, batch, config, rng)
+        gkd = gkd_loss(model, tokenizer, batch, config, rng, generation)
         loss = (1 - config.alpha) * gkd
         imitation = None
         if config.alpha > 0 and config.imitation_every and step % config.imitation_every == 0 and imitation_pool:
-            imitation, reward = imitation_loss(model, tokenizer, rng.choice(imitation_pool), config, similarity, rng)
+            imitation, reward = imitation_loss(model, tokenizer, rng.choice(imitation_pool), config, similarity, rng,
+                                               generation)
             if imitation is not None:
                 loss = loss + config.alpha * imitation
                 rewards.append(reward)
@@ -328,6 +335,7 @@ def seed(
         finite = bool(torch.isfinite(loss) and torch.isfinite(norm))
         if finite:
             optimizer.step()
+            generation.stepped(model)
             losses.append(loss.item())
             gkd_losses.append(gkd.item())
         else:  # one bad batch (an overflow in low precision, say) must not poison the expert: no update

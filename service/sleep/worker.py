@@ -327,6 +327,7 @@ def build_worker(settings, session_factory: sessionmaker[Session], on_published=
     """A worker for these settings: the trainer's recipe on the configured model."""
     from service.modelprep import prepare_model
     from service.sleep.gpu_share import TrainerFit, VLLMSleeper, gpu_night
+    from service.sleep.vllm_generation import vllm_night_generation
 
     def base_model() -> Path:
         return prepare_model(settings)
@@ -335,10 +336,12 @@ def build_worker(settings, session_factory: sessionmaker[Session], on_published=
     # that the trainer fits in the GPU memory left free (docs/deploy.md, "One GPU: serve while training").
     fit = TrainerFit(base_model, settings.sleep_config, settings.train_gpu_memory_gib)
     sleeper = VLLMSleeper(settings.vllm_url, api_key=settings.vllm_api_key) if settings.vllm_sleep_during_training else None
+    # The night's text from the serving vLLM, or from transformers' generate here (REVERIE_NIGHT_GENERATION).
+    generation = vllm_night_generation(settings) if settings.resolved_night_generation == "vllm" else None
     return Worker(
         session_factory=session_factory,
         around_training=lambda: gpu_night(fit, sleeper),
-        consolidator=TrainerConsolidator(settings.sleep_config),
+        consolidator=TrainerConsolidator(settings.sleep_config, generation=generation),
         base_model=base_model,
         adapters_dir=settings.adapters_dir,
         lease_s=settings.worker_lease_s,

@@ -113,7 +113,7 @@ def test_the_schedule_decays_over_the_steps_planned_at_each_step(tiny_model_dir,
 
 
 def test_replay_lmbda_samples_replayed_dreams_on_policy_and_leaves_tonight_to_lmbda(tiny_model_dir, monkeypatch):
-    import trainer.seeding as seeding
+    import trainer.generation as generation
 
     tokenizer, model, config, _ = _setup(tiny_model_dir)
     config = dataclasses.replace(config, lmbda=0.0, replay_lmbda=1.0, replay_fraction=0.5, general_fraction=0.0)
@@ -124,13 +124,13 @@ def test_replay_lmbda_samples_replayed_dreams_on_policy_and_leaves_tonight_to_lm
                            "Mirpa Lovos has a parrot named Lodun.", None, "replay")
     cache_teacher(model, tokenizer, [tonight, replay])
     sampled_for = []
-    real_generate = seeding.generate
+    real_generate = generation.generate
 
     def spy(model, tokenizer, prompts, **kwargs):
         sampled_for.extend(tuple(p) for p in prompts)
         return real_generate(model, tokenizer, prompts, **kwargs)
 
-    monkeypatch.setattr(seeding, "generate", spy)
+    monkeypatch.setattr(generation, "generate", spy)  # the local generation's `chat.generate`
     metrics = seed(model, tokenizer, [tonight, replay], config, similarity=load_similarity("self", model, tokenizer))
     assert metrics["steps"] == 3
     assert sampled_for.count(tuple(replay.student_prompt)) == 3  # every step's replayed dream
@@ -219,7 +219,7 @@ def test_binding_is_off_at_weight_zero(tiny_model_dir):
 
 @pytest.mark.parametrize("unit", ["example", "batch"])
 def test_on_policy_unit_decides_per_sequence_or_per_batch(tiny_model_dir, monkeypatch, unit):
-    import trainer.seeding as seeding
+    import trainer.generation as generation
 
     tokenizer, model, config, _ = _setup(tiny_model_dir)
     config = dataclasses.replace(config, steps=12, batch_size=4, lmbda=0.5, on_policy_unit=unit,
@@ -229,13 +229,13 @@ def test_on_policy_unit_decides_per_sequence_or_per_batch(tiny_model_dir, monkey
                               f"Tenra Pamir {i} lives in Rabelten.", None, "tonight") for i in range(4)]
     cache_teacher(model, tokenizer, examples)
     calls = []
-    real_generate = seeding.generate
+    real_generate = generation.generate
 
     def spy(model, tokenizer, prompts, **kwargs):
         calls.append(len(prompts))
         return real_generate(model, tokenizer, prompts, **kwargs)
 
-    monkeypatch.setattr(seeding, "generate", spy)
+    monkeypatch.setattr(generation, "generate", spy)  # the local generation's `chat.generate`
     seed(model, tokenizer, examples, config, similarity=load_similarity("self", model, tokenizer))
     assert calls, "lmbda 0.5 over 12 steps samples at least once"
     if unit == "batch":  # one draw a step: the whole batch or none of it

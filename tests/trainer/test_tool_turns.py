@@ -183,14 +183,14 @@ def test_a_night_on_an_agents_episode_dreams_of_the_result_and_never_of_the_call
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainer import dreaming
+    from trainer import dreaming, generation
     from trainer.config import SleepConfig
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     # the teacher writes the call's note before the fact, as a small model copying its context might
     answer = '(called lookup_ferry with {"route": "Osk"})\nThe Velmar ferry leaves from pier 7 at 06:40.'
-    monkeypatch.setattr(dreaming, "generate", lambda model, tokenizer, prompts, **kw: [
+    monkeypatch.setattr(generation, "generate", lambda model, tokenizer, prompts, **kw: [
         tokenizer.encode(answer, add_special_tokens=False) for _ in prompts])
     config = SleepConfig(model_questions=0, dream_max_new_tokens=32, keep_top_k=50, keep_random=0,
                          held_out_per_episode=1, torch_threads=1)

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from service.adapter_naming import is_night_adapter
 from service.serving.engines.base import (
     AdapterInfo,
     Engine,
@@ -215,8 +216,12 @@ class VLLMEngine(Engine):
         served_len = int(base.get("max_model_len") or 0) or self._tokenizer.model_max_length
         self._max_model_len = min(filter(None, (served_len, self._max_model_len_setting)))
         # vLLM lists a runtime-loaded LoRA with `parent` = the base and `root` = its folder. A vLLM that
-        # outlived a restart of this service still holds them; loading them again would fail.
+        # outlived a restart of this service still holds them; loading them again would fail. A night's
+        # private adapters (a worker generating through vLLM) are the worker's: never adopted, so never
+        # routed, listed or restored here.
         for model in models:
+            if is_night_adapter(model["id"]):
+                continue
             if model.get("parent") == self._served_name and model["id"] not in self._registry:
                 self._registry.add(model["id"], model.get("root") or "")
                 log.info("adopted adapter %s already loaded in vLLM", model["id"])
