@@ -65,7 +65,10 @@ def test_told_facts_are_recalled_closed_book_after_sleep(smollm2_dir, tmp_path, 
         api_keys="teller:default,prober:elsewhere",
     )
     with serving_engine(engine_kind, smollm2_dir, tmp_path) as engine:
-        app = create_app(settings.model_copy(update={"engine": engine_kind}), engine=engine)
+        # the night generates in the worker as when this learning was shown; a night generated through
+        # vLLM is tests/service/sleep/test_vllm_night.py (this test's vLLM is not settings.vllm_url)
+        app = create_app(settings.model_copy(update={"engine": engine_kind, "night_generation": "local"}),
+                         engine=engine)
         with server_in_thread(app) as base_url:
             client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="teller", max_retries=0, timeout=120)
             # asked from another namespace, so the wrong guesses are not part of what "default" sleeps on

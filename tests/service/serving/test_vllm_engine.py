@@ -412,6 +412,7 @@ def test_chat_is_served_through_a_whole_night_and_its_hot_swap(vllm_url, smollm2
         vllm_served_model_name=SERVED_NAME, model=str(smollm2_dir), api_keys="sk-night:night",
         admin_key="night-admin-key-0123", scheduler=False, sleep_config=str(config), sleep_max_episodes=2,
         adapter_sync_interval_s=0.5,
+        night_generation="local",  # chat load against the worker's night; vLLM generating it: test_vllm_night.py
     )  # fmt: skip
     admin = {"Authorization": "Bearer night-admin-key-0123"}
     with server_in_thread(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
