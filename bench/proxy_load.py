@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -267,6 +268,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "proxy-load")
     parser.add_argument("--model", type=Path, default=REPO / ".cache" / "models" / "SmolLM2-135M-Instruct")
     args = parser.parse_args()
+    # A background job ignores SIGINT: SIGTERM too stops vLLM, Reverie and the scratch database on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from service.config import BUNDLED_CHAT_TEMPLATE
     from service.store import api_keys as key_store
