@@ -56,7 +56,8 @@ def test_ratios_are_reverie_over_direct_and_pairs_follow_the_run_order():
 
 def test_markdown_has_a_row_per_concurrency():
     point = {
-        "direct": {"tokens_per_s": 100.0, "ttft_p50_ms": 200.0, "itl_p50_ms": 50.0},
+        "direct": {"tokens_per_s": 100.0, "ttft_p50_ms": 200.0, "itl_p50_ms": 50.0,
+                   "proxy_cpu_ms_per_request": 2.5},
         "reverie": {"tokens_per_s": 98.0, "ttft_p50_ms": 204.0, "itl_p50_ms": 50.5,
                     "proxy_cpu_ms_per_request": 12.5},
         "ratios": {"tokens_per_s": 0.98, "ttft_p50_ms": 1.02, "ttft_mean_ms": 1.01, "itl_p50_ms": 1.01},
@@ -65,5 +66,5 @@ def test_markdown_has_a_row_per_concurrency():
     table = markdown({"concurrency": {"8": point}})
     assert table.splitlines()[2] == (
         "| 8 | **0.980** | **1.020** | 1.010 | 1.010 | 100.0 / 98.0 | 200 / 204 | 50.0 / 50.5 "
-        "| 0.980 (0.970-0.990) | 12.5 |"
+        "| 0.980 (0.970-0.990) | 10.0 |"
     )
