@@ -39,6 +39,7 @@ from pathlib import Path
 import httpx
 
 from service.adapter_naming import night_adapter_name
+from service.serving.engines.vllm import served_base
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,10 @@ class VLLMGeneration:
             for leftover in [m["id"] for m in models if m["id"].startswith(night_adapter_name(self.run, ""))]:
                 self._unload(leftover)
             shutil.rmtree(self.folder, ignore_errors=True)
-            base = self._base_model_name(models)
+            try:
+                base = served_base(models, self._served_model_name)["id"]
+            except ValueError as exc:
+                raise NightGenerationError(f"vLLM at {self._client.base_url} {exc}") from None
             if self.served is None:
                 self.teacher_name = base
             else:
@@ -189,16 +193,6 @@ class VLLMGeneration:
 
         self.requests += len(prompts)
         return list(self._pool.map(one, prompts))
-
-    def _base_model_name(self, models: list[dict]) -> str:
-        bases = [m["id"] for m in models if not m.get("parent")]
-        if self._served_model_name:
-            if self._served_model_name not in bases:
-                raise NightGenerationError(f"vLLM does not serve {self._served_model_name!r} ({bases})")
-            return self._served_model_name
-        if len(bases) != 1:
-            raise NightGenerationError(f"vLLM serves {len(bases)} base models {bases}: set the served model name")
-        return bases[0]
 
     def _load(self, name: str, folder: Path) -> None:
         self._call("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(folder)})

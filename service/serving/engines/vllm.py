@@ -55,6 +55,20 @@ log = logging.getLogger(__name__)
 _WARMUP_MESSAGES = [{"role": "user", "content": "Hello"}]
 
 
+def served_base(models: list[dict], wanted: str | None) -> dict:
+    """The base model in vLLM's `/v1/models` list that requests name: `wanted` (its --served-model-name),
+    else the one base it serves (a LoRA lists a `parent`). ValueError says why there is none."""
+    bases = [m for m in models if not m.get("parent")]
+    if wanted:
+        base = next((m for m in bases if m["id"] == wanted), None)
+        if base is None:
+            raise ValueError(f"does not serve {wanted!r} (it serves: {', '.join(m['id'] for m in bases) or 'none'})")
+        return base
+    if len(bases) != 1:
+        raise ValueError(f"serves {len(bases)} base models; set the served model name")
+    return bases[0]
+
+
 class VLLMEngine(Engine):
     """Serve chat completions and LoRA adapters through a vLLM OpenAI server at `base_url`."""
 
@@ -201,17 +215,10 @@ class VLLMEngine(Engine):
     async def _read_models(self) -> None:
         """Find the base model and its context length; adopt adapters an earlier run left loaded."""
         models = (await self._call("GET", "/v1/models"))["data"]
-        bases = [m for m in models if not m.get("parent")]
-        if self._served_name_setting:
-            base = next((m for m in bases if m["id"] == self._served_name_setting), None)
-            if base is None:
-                names = ", ".join(m["id"] for m in bases) or "none"
-                wanted = self._served_name_setting
-                raise EngineError(f"vLLM at {self._base_url} does not serve {wanted!r} (it serves: {names})")
-        elif len(bases) == 1:
-            base = bases[0]
-        else:
-            raise EngineError(f"vLLM serves {len(bases)} base models; set the served model name")
+        try:
+            base = served_base(models, self._served_name_setting)
+        except ValueError as exc:
+            raise EngineError(f"vLLM at {self._base_url} {exc}") from None
         self._served_name = base["id"]
         served_len = int(base.get("max_model_len") or 0) or self._tokenizer.model_max_length
         self._max_model_len = min(filter(None, (served_len, self._max_model_len_setting)))
