@@ -102,8 +102,8 @@ def _base(verb: str) -> str:
 # then l; "-eat"/"-oat" and "-ain"/"-oin" verbs keep their stem ("heated", "joined")
 _LOST_E = re.compile(r"(?:v|z|[bcdfgkpt]l|[^aeiou]at|[ui]at|[aeiou]c|[nr]c|[ae]ng|ag|dg|[^aeiou](?:id|ut|ib|ud)|"
                      r"[^aeiou]ir|[^aeiou]ur|[^aeiou]in|[^aeiouc]us|aus|[rnpl]s|[^aeious]is|[^aeiou]ap|[^aeiou]od)$")
-_E_DROPPED = {"creat", "us", "clos", "pleas", "purchas", "releas", "increas", "decreas", "chos", "lov", "liv",
-              "stor", "scor", "explor", "ignor", "restor", "escap", "rais", "prais"}
+_E_DROPPED = {"creat", "us", "clos", "pleas", "purchas", "releas", "increas", "decreas", "chos", "stor", "scor",
+              "explor", "ignor", "restor", "rais", "prais"}
 
 
 def _expand(tokens: list[str]) -> list[str]:
@@ -142,26 +142,26 @@ def statement_questions(prefix: str) -> list[str]:
     have I been learning?", "Hepev Mubust quit Fyrull and joined" -> "What did Hepev Mubust join?". English
     word order, no relation read; [] when the prefix has no subject and verb it can turn (or its subject is
     a bare pronoun: "she works at" names no one)."""
+    named_for = _NAME_FOR.search(prefix)
+    if named_for:  # "We settled on a name for the cat:" -> "What is the cat called?"
+        thing = owner_lower(named_for["thing"])
+        return [f"What is {thing} called?", f"What is the name of {thing}?"]
     stripped = LEAD.sub("", prefix.strip())
     clauses = re.split(r"[,;:]\s+", stripped.rstrip(",;:-"))
     tokens = _expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
     if not tokens:
         return []
     before = prefix[:prefix.rfind(clauses[-1])]
-    # "X quit Fyrull and joined": the verb after "and" has the subject before it
     # "I used to work at Vintrel but I switched to": the value ends the clause after the conjunction
     restart = [i for i, t in enumerate(tokens[:-2]) if t.lower() in ("and", "but", "so")
                and tokens[i + 1].lower() in {*_PRONOUNS, "he", "she"}]
     if restart:
         before, tokens = f"{before} {' '.join(tokens[:restart[-1]])}", tokens[restart[-1] + 1:]
+    # "X quit Fyrull and joined": the verb after "and" has the subject before it
     joined = [i for i, t in enumerate(tokens) if t.lower() in ("and", "but") and i + 1 < len(tokens)
               and _is_verb(tokens[i + 1])]
     if joined and (first := _verb_at(tokens[:joined[-1]])):
         before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
-    named_for = _NAME_FOR.search(prefix)
-    if named_for:  # "We settled on a name for the cat:" -> "What is the cat called?"
-        thing = owner_lower(named_for["thing"])
-        return [f"What is {thing} called?", f"What is the name of {thing}?"]
     at = _verb_at(tokens)
     if not at:
         if re.search(r"[:\-]\s*$", prefix) and len(tokens) >= 2 and tokens[0][0].islower():  # "new code for X's shop:"
