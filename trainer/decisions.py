@@ -14,8 +14,8 @@ from trainer.statements import LEAD
 from trainer.text import owner_lower
 
 _POLITE = r"(?:(?:please|could you|can you|would you|will you|help me|now|let's|let us)\s+)*"
-_ASK_VERB = r"come up with|think of|decide on|suggest|pick|choose|recommend|find|propose|invent|make|plan|write|" \
-            r"create|draft|name|give|get"
+_ASK_VERB = r"come up with|think of|think up|decide on|make up|dream up|suggest|pick|choose|recommend|find|propose|invent|" \
+            r"make|plan|write|create|draft|name|give|get"
 # "Can you suggest a name for my new kitten?" -> "What name did you suggest for my new kitten?"
 _ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:a|an|the|some)\s+(?:good\s+|nice\s+)?"
                         rf"(?P<thing>\w+(?:\s+\w+)?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)(?:,?\s*please)?[.?!]*$",

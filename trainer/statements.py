@@ -14,11 +14,18 @@ from trainer.episodes import told
 from trainer.questions import PHRASE_END, distinctive, value_runs, value_start
 from trainer.text import STOPWORDS, entities, owner_lower, sentences, words
 
-LEAD = re.compile(r"^(?:(?:by the way|btw|quick update|update on [^:]+|oh|also|actually|so|well|anyway|"
-                   r"fun fact|guess what|just so you know|you know what|news|and|but)[:,!]?\s+)+", re.IGNORECASE)
+LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|update on [^:]+|oh|also|actually|so|well|anyway|okay|ok|"
+                   r"fun fact|guess what|just so you know|you know what|news|and|but|(?:it )?turns out(?: that)?|"
+                   r"funny enough|believe it or not|long story short|honestly|heads up|for the record)[:,!]?\s+)+",
+                   re.IGNORECASE)
 _PRONOUNS = {"i": "do", "we": "do", "you": "do", "they": "do"}
 _VAGUE = {"he", "she", "it", "they", "this", "that", "there"}
-_NOBODY = {"nothing", "everything", "something", "anything", "nobody", "everyone", "someone", "anyone"}
+# "everyone calls me Tiko" names what everyone does; "someone said" names nothing
+_NOBODY = {"nothing", "everything", "something", "anything", "nobody", "someone", "anyone"}
+# a relative clause's verb is not the sentence's: "The plumber who fixed our sink was called"
+_RELATIVE = {"who", "that", "which", "whose"}
+# a subject's first word that is lower-cased inside a question: "What is her tutor?"
+_OWNERS = {"my", "our", "his", "her", "their", "the", "a", "everyone", "everybody", "people"}
 _COPULA = {"is", "are", "was", "were", "am"}
 _PLACE = {"in", "at", "near", "on", "from", "to"}
 _ARTICLES = {"a", "an", "the"}
@@ -42,12 +49,18 @@ def _verb_at(tokens: Sequence[str]) -> int | None:
     third-person/past verb after the subject."""
     if tokens[0].lower() in _PRONOUNS:
         return 1 if len(tokens) > 1 and tokens[1].lower() not in _MODAL else None
+    relative = False
     for i, token in enumerate(tokens[1:], 1):
         low = token.lower()
-        if low in _COPULA or low in ("has", "had") or (low in _PAST and token[0].islower()):
-            return i
-        if token[0].islower() and len(low) > 3 and not low.endswith(("'s", "ss", "us")) \
-                and (low.endswith("s") or low.endswith("ed")) and low not in STOPWORDS:
+        if low in _RELATIVE:
+            relative = True
+            continue
+        verb = low in _COPULA or low in ("has", "had") or (low in _PAST and token[0].islower()) or (
+            token[0].islower() and len(low) > 3 and not low.endswith(("'s", "ss", "us"))
+            and (low.endswith("s") or low.endswith("ed")) and low not in STOPWORDS)
+        if verb and relative:  # the relative clause's own verb: the sentence's comes after it
+            relative = False
+        elif verb:
             return i
     return None
 
@@ -151,6 +164,9 @@ def statement_questions(prefix: str) -> list[str]:
     tokens = _expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
     if not tokens:
         return []
+    if len(clauses) >= 2 and _is_verb(tokens[0]):  # "My best friend, Ravik, lives in": Ravik and my best friend
+        subjects = [c for c in clauses[-3:-1] if c[:1].isupper() or c.split()[0].lower() in ("my", "our")]
+        return list(dict.fromkeys(q for c in reversed(subjects) for q in statement_questions(f"{c} {clauses[-1]}")))
     before = prefix[:prefix.rfind(clauses[-1])]
     # "I used to work at Vintrel but I switched to": the value ends the clause after the conjunction
     restart = [i for i, t in enumerate(tokens[:-2]) if t.lower() in ("and", "but", "so")
@@ -167,6 +183,9 @@ def statement_questions(prefix: str) -> list[str]:
         if re.search(r"[:\-]\s*$", prefix) and len(tokens) >= 2 and tokens[0][0].islower():  # "new code for X's shop:"
             np = " ".join(tokens)
             return [f"What is {np}?" if tokens[0].lower() in ("my", "our", "the") else f"What is the {np}?"]
+        if prefix.rstrip().endswith(",") and len(tokens) >= 2 and tokens[0].lower() in ("my", "our"):
+            np = owner_lower(" ".join(tokens))  # "My new roommate, Tasko," names who the roommate is
+            return [f"Who is {np}?", f"What is {np}'s name?"]
         return []
     subject, verb, rest = " ".join(tokens[:at]), tokens[at], [_lower(t) for t in tokens[at + 1:]]
     if subject.lower() in _NOBODY:
@@ -179,7 +198,7 @@ def statement_questions(prefix: str) -> list[str]:
         subject = max(people, key=lambda n: before.rfind(n))
     if subject.lower() in _PRONOUNS:
         subject = subject.upper() if subject.lower() == "i" else subject.lower()
-    elif subject.split()[0].lower() in ("my", "our", "the", "a"):
+    elif subject.split()[0].lower() in _OWNERS:
         subject = subject[0].lower() + subject[1:]
     if rest and rest[-1] in ("it", "her", "him", "them") and (thing := _last_object(before + " " + " ".join(
             tokens[:at]))):  # "adopted a puppy and named it" -> "name the puppy"
@@ -197,11 +216,12 @@ def statement_questions(prefix: str) -> list[str]:
         if rest and rest[-1] in _PLACE:
             return [f"Where {low} {subject} {' '.join(rest[:-1])}".rstrip() + "?",
                     f"What {low} {subject} {' '.join(rest)}?"]
+        if (named := _NAMED.fullmatch(" ".join(rest))) and named["who"]:  # "is married to someone called"
+            who = " ".join(f"Who {low} {subject} {named['obj']} {named['prep'] or ''}".split()) + "?"
+            plain = not named["obj"].strip() and not named["prep"] and subject.split()[0] in ("my", "our", "the")
+            return [who] + ([f"What {low} {owner_lower(subject)}'s name?"] if plain else [])
         if re.fullmatch(r"(?:a|an|the) (?:\w+ )*\w+ (?:called|named)", " ".join(rest)):  # "is a stew called"
             return [f"What {low} {subject}?"]
-        if (named := _NAMED.fullmatch(" ".join(rest))) and named["who"]:  # "is married to someone called"
-            prep = f" {named['prep']}" if named["prep"] else ""
-            return [f"Who {low} {subject} {named['obj'].strip()}{prep}".replace("  ", " ") + "?"]
         if rest and rest[-1] in _ARTICLES:
             rest = rest[:-1]
         return [f"What {low} {subject} {' '.join(rest)}".rstrip() + "?"]
@@ -236,7 +256,8 @@ def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> lis
 
 # what follows a verb up to a value it names: "(violin lessons) (from) a (teacher) named", "(in) a (town) called"
 _NAMED = re.compile(rf"(?P<obj>(?:\S+ )*?)(?:(?P<prep>in|at|from|with|for|on|to|by|into) )?"
-                    rf"(?:(?P<who>{'|'.join(sorted(_SOMEONE, key=len, reverse=True))})|(?:a|an|the) (?:\S+ )*?(?P<noun>\S+))"
+                    rf"(?:(?P<who>{'|'.join(sorted(_SOMEONE, key=len, reverse=True))})|"
+                    rf"(?:a|an|the) (?:(?!(?:in|at|from|with|for|on|to|by|into|a|an|the) )\S+ )*?(?P<noun>\S+))"
                     rf" (?:called|named)")
 
 
@@ -265,9 +286,31 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                 start = value_start(sentence, set(distinctive(sorted(words(sentence)), episode_id, told_by_id)))
                 starts = [] if start is None else [start]
             for start in starts:
-                if start:
-                    out += statement_questions(" ".join(tokens[:start]))
-                    out += named_thing_questions(tokens[:start])
+                while start and tokens[start - 1] in _TITLES:  # "a teacher called Ms. Arvel": the name is "Ms. Arvel"
+                    start -= 1
+                if start and not _REPLACED.search(" ".join(tokens[:start])):
+                    asked = statement_questions(" ".join(tokens[:start])) + named_thing_questions(tokens[:start])
+                    out += _when(asked) + [q for q in asked if not q.startswith("Where")] \
+                        if _DATE.match(tokens[start]) else asked
+    return list(dict.fromkeys(out))
+
+
+_TITLES = {"Mr.", "Mrs.", "Ms.", "Dr.", "Prof.", "Mr", "Mrs", "Ms", "Dr"}
+# a value told as what something no longer is: "at Pellix instead of Dorvan" asks nothing about Dorvan
+_REPLACED = re.compile(r"\b(?:instead of|rather than|not)\s*$", re.IGNORECASE)
+# a value that is a day, a date or a time of day
+_DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|"
+                   r"may|june|july|august|september|october|november|december|tomorrow|tonight|noon|midnight|"
+                   r"\d{1,2}(?::\d\d)?\s*(?:am|pm|a\.m\.|p\.m\.)?[.,!]?$|\d{1,2}(?:st|nd|rd|th)\b)", re.IGNORECASE)
+
+
+def _when(questions: Sequence[str]) -> list[str]:
+    """The "When ...?" of each "What/Where ...?" about a date or time: "What is the meeting on?" -> "When is the
+    meeting?", "Where is my husband's birthday?" -> "When is my husband's birthday?"."""
+    out = []
+    for q in questions:
+        if m := re.fullmatch(r"(?:What|Where) (?P<body>.+?)(?: (?:on|at|in|for))?\?", q):
+            out.append(f"When {m['body']}?")
     return list(dict.fromkeys(out))
 
 

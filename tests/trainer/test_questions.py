@@ -55,6 +55,39 @@ def test_statements_told_in_two_clauses_and_past_tenses_turn_too():
         "What is the cat called?", "What is the name of the cat?"]
 
 
+def test_who_someone_is_told_beside_their_name_turns_too():
+    # an appositive names who "my new roommate" is; a clause that starts with its verb has the name before it
+    assert statement_questions("My new roommate,") == ["Who is my new roommate?", "What is my new roommate's name?"]
+    assert statement_questions("My best friend from college, Ravik, lives in")[:2] == [
+        "Where does Ravik live?", "What does Ravik live in?"]
+    assert "Where does my best friend from college live?" in \
+        statement_questions("My best friend from college, Ravik, lives in")
+    # "someone named" after a copula asks who, and a told lead-in ("turns out") is not the subject
+    assert statement_questions("Turns out my landlord is a guy named") == [
+        "Who is my landlord?", "What is my landlord's name?"]
+    # a relative clause's verb is not the sentence's
+    assert statement_questions("The plumber who fixed our sink was called") == [
+        "What was the plumber who fixed our sink called?"]
+    assert statement_questions("Everyone calls me") == ["What does everyone call me?"]
+    # an article inside what the verb takes does not swallow the preposition before "a teacher called"
+    assert statement_questions("My daughter started playing the cello with a teacher called") == [
+        "Which teacher did my daughter start playing the cello with?"]
+
+
+def test_a_date_is_asked_when_and_a_replaced_value_is_not_asked():
+    def turned(sentence, values):
+        return turned_questions(chat(sentence), "e", {"e": sentence, "o": "My dog is called Dunshi."}, values)
+
+    assert turned("Scratch that, the meeting is on Thursday.", {"thursday"}) == [
+        "When is the meeting?", "What is the meeting on?"]
+    assert turned("My husband's birthday is March 3.", {"march", "3"})[0] == "When is my husband's birthday?"
+    # the old value after "instead of" is no question's answer (it would rehearse what was corrected)
+    assert turned("I'm now working at Pellix instead of Dorvan.", {"pellix", "dorvan"}) == [
+        "Where am I working?", "What am I working at?"]
+    # a title belongs to the name: the question is cut before "Ms."
+    assert turned("Her tutor is Ms. Arvel.", {"arvel"}) == ["What is her tutor?"]
+
+
 def test_a_question_keeps_a_told_verb_in_its_bare_form():
     from trainer.questions import about_something
     from trainer.text import words
@@ -175,6 +208,8 @@ def test_a_request_becomes_the_question_about_what_the_assistant_chose():
         "Where did you suggest we go for the birthday lunch?", "Where did you tell us to go for the birthday lunch?"]
     assert asked("Pick a restaurant for our birthday lunch, somewhere we haven't been.")[:2] == [
         "What restaurant did you pick for our birthday lunch?", "Which restaurant did you pick for our birthday lunch?"]
+    # a phrasal verb stays whole ("make up", not "make")
+    assert asked("Make up a nickname for my grandpa.")[0] == "What nickname did you make up for my grandpa?"
     # no request, or no reply to it: nothing was decided
     assert asked("My dog is called Dunshi.") == [] and request_questions(chat("Pick a name for my boat.")) == []
 
