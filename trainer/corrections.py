@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from trainer.questions import PROMPT_WORDS, handles, value_start
-from trainer.text import entities, inflection_stem, words
+from trainer.statements import LEAD
+from trainer.text import STOPWORDS, entities, inflection_stem, sentences, words
 
 if TYPE_CHECKING:
     from trainer.dreaming import Dream
@@ -163,6 +164,39 @@ def current_values(answer: str, key_terms: Sequence[str]) -> set[str]:
     last run of key terms (`value_words`) would read it as the new one."""
     clauses = re.split(r"[,;:]\s*|\s+and\s+|\s+(?=(?:not|instead of)\b)", answer)
     return set(key_terms) & set().union(*(words(c) for c in clauses if not _NO_LONGER.search(c)))
+
+
+# a clause that names what no longer holds, in an answer about what holds: "not 6942", "instead of Dorvan",
+# "she used to live in Mubzil" ("left"/"quit" stay: "X quit Fyrull and joined Cavyar" answers what X quit)
+_NOT_NOW = re.compile(r"^(?:not|instead of|rather than)\b|\b(?:no longer|anymore|used to|moved from)\b", re.IGNORECASE)
+# a question about what held before: its answer keeps the old value
+_ASKS_BEFORE = re.compile(r"\b(?:use to|used to|before|previous(?:ly)?|old|originally|formerly|earlier)\b",
+                          re.IGNORECASE)
+
+
+def as_it_holds_now(answer: str, question: str) -> str:
+    """An answer as the student should learn it: each sentence without its lead-in ("By the way, ...") and,
+    unless the question asks what held before, without the clauses that name what no longer holds ("the
+    code is 9152 now, not 6942" -> "the code is 9152 now."), so a correction does not teach the value it
+    corrects. A clause goes only when one that names a value (a capitalised word or a number past the
+    sentence's first word) stays."""
+    out = []
+    for sentence in sentences(answer):
+        sentence = LEAD.sub("", sentence)
+        clauses = [c for c in re.split(r"\s*[,;]\s*|\s+but\s+|\s+(?=(?:not|instead of|rather than)\b)", sentence) if c]
+        kept = [c for c in clauses if not _NOT_NOW.search(c)]
+        if len(kept) < len(clauses) and not _ASKS_BEFORE.search(question) and _names_a_value(kept):
+            sentence = ", ".join(kept).rstrip(".!?") + "."
+        out.append(sentence[:1].upper() + sentence[1:])
+    return " ".join(s for s in out if s)
+
+
+def _names_a_value(clauses: Sequence[str]) -> bool:
+    """Whether the clauses name a number or a name: a capitalised word that is no function word ("Evdrotuz",
+    "Moxev"; not "She", "I")."""
+    tokens = " ".join(clauses).split()
+    return any(any(ch.isdigit() for ch in t) or (t[:1].isupper() and t.lower().strip(",.!?") not in STOPWORDS)
+               for t in tokens)
 
 
 def value_words(answer: str, key_terms: Sequence[str]) -> set[str]:

@@ -47,7 +47,7 @@ from trainer.questions import (
 from trainer.selection import select
 from trainer.decisions import request_questions
 from trainer.statements import turned_questions
-from trainer.corrections import Retirement, asked_now, dream_key, recheck_questions, superseded
+from trainer.corrections import Retirement, as_it_holds_now, asked_now, dream_key, recheck_questions, superseded
 from trainer.text import sentences, values, words
 from trainer.tool_turns import names_a_call
 
@@ -221,6 +221,8 @@ def dream(
     answered = [d for d in answered if d.answer]
     if config.quote_answers:
         answered += quotes(tokenizer, candidates, views, config, night)
+    for d in answered:
+        d.answer = as_it_holds_now(d.answer, d.question)
     score(model, tokenizer, answered, views, told_by_id, config)
     retired = superseded(earlier, answered, told_by_id)
     if retired:
