@@ -290,8 +290,9 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                     start -= 1
                 if start and not _REPLACED.search(" ".join(tokens[:start])):
                     asked = statement_questions(" ".join(tokens[:start])) + named_thing_questions(tokens[:start])
-                    out += _when(asked) + [q for q in asked if not q.startswith("Where")] \
-                        if _DATE.match(tokens[start]) else asked
+                    if _DATE.match(tokens[start]):
+                        asked = _when(asked) + [q for q in asked if not q.startswith("Where")]
+                    out += asked + [p for q in asked for p in _asked_otherwise(q)]
     return list(dict.fromkeys(out))
 
 
@@ -302,6 +303,21 @@ _REPLACED = re.compile(r"\b(?:instead of|rather than|not)\s*$", re.IGNORECASE)
 _DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|"
                    r"may|june|july|august|september|october|november|december|tomorrow|tonight|noon|midnight|"
                    r"\d{1,2}(?::\d\d)?\s*(?:am|pm|a\.m\.|p\.m\.)?[.,!]?$|\d{1,2}(?:st|nd|rd|th)\b)", re.IGNORECASE)
+
+
+def _asked_otherwise(question: str) -> list[str]:
+    """How the same thing is often asked instead: a name as "called" or "'s name", a favourite as what one
+    likes best ("What is my favourite band?" -> "Which band do I like best?")."""
+    if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our|the|his|her|their|[A-Z]\S*) .+?) (?:called|named)\?",
+                         question):
+        return [f"What is {m['x']}'s name?"]
+    if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our) .+?)'s name\?", question):
+        return [f"What is {m['x']} called?"]
+    if m := re.fullmatch(r"What (?:did|do) (?:I|we) (?:name|call) (?P<x>(?:my|our) [\w -]+)\?", question):
+        return [f"What is {m['x']} called?"]
+    if m := re.fullmatch(r"What is (?P<own>my|our) favou?rite (?P<kind>[\w -]+)\?", question):
+        return [f"Which {m['kind']} do {'I' if m['own'] == 'my' else 'we'} like best?"]
+    return []
 
 
 def _when(questions: Sequence[str]) -> list[str]:

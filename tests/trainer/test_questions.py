@@ -74,6 +74,16 @@ def test_who_someone_is_told_beside_their_name_turns_too():
         "Which teacher did my daughter start playing the cello with?"]
 
 
+def test_a_told_name_or_favourite_is_also_asked_as_people_often_ask_it():
+    def turned(sentence, values):
+        return turned_questions(chat(sentence), "e", {"e": sentence, "o": "My dog is called Dunshi."}, values)
+
+    assert turned("My cat is called Ullfyrlir.", {"ullfyrlir"}) == ["What is my cat called?", "What is my cat's name?"]
+    assert turned("We call our dog Pim.", {"pim"}) == ["What do we call our dog?", "What is our dog called?"]
+    assert turned("My favourite author is Zilmox Cavgil.", {"zilmox", "cavgil"}) == [
+        "What is my favourite author?", "Which author do I like best?"]
+
+
 def test_a_date_is_asked_when_and_a_replaced_value_is_not_asked():
     def turned(sentence, values):
         return turned_questions(chat(sentence), "e", {"e": sentence, "o": "My dog is called Dunshi."}, values)
