@@ -9,7 +9,7 @@ import itertools
 import re
 
 from trainer.chat import Messages
-from trainer.episodes import answered_request, told
+from trainer.episodes import answered_request, suggests, told
 from trainer.statements import LEAD
 from trainer.text import owner_lower
 
@@ -78,6 +78,32 @@ def request_questions(messages: Messages) -> list[str]:
             thing = list(itertools.takewhile(lambda w: w not in _THING_ENDS, got["thing"].lower().split()))
             earlier[t.turn] = f"{'my' if got['who'].lower() == 'i' else 'our'} {' '.join(thing)}"
         out += _asked(sentence, earlier.get(t.turn))
+    return list(dict.fromkeys(out))
+
+
+# what an unasked suggestion names: "(try the tarts at) a (bakery) called Velmora", "call (the routine) Fernday"
+_SUGGESTED_KIND = re.compile(r"\b(?:a|an|the)\s+(?:[\w'-]+\s+){0,2}?(?P<noun>[a-z][\w'-]*)\s+(?:called|named)\s+[A-Z\d\"']")
+_SUGGESTED_NAME = re.compile(r"\b(?:call|name)\s+(?P<what>(?:the|your)\s+[a-z][\w' -]*?)\s+[\"']?[A-Z]")
+_SUGGESTED_TRY = re.compile(r"\b(?P<verb>(?i:try|check out|go with))\s+(?:the\s+)?[\"']?[A-Z]")
+
+
+def suggestion_questions(messages: Messages) -> list[str]:
+    """What the assistant recommended unasked (`episodes.suggests`), as the user would ask about it later:
+    "Try the tarts at a bakery called Velmora." -> "Which bakery did you recommend?"; "Let's call the
+    routine Fernday." -> "What name did you suggest for the routine?"; "Try Quizlo." -> "What did you
+    suggest I try?"."""
+    out: list[str] = []
+    for t in told(messages):
+        if t.role != "assistant" or not suggests(messages[t.turn]):
+            continue
+        for match in _SUGGESTED_KIND.finditer(t.text):
+            noun = match["noun"]
+            out += [f"Which {noun} did you recommend?", f"What {noun} did you suggest?"]
+        for match in _SUGGESTED_NAME.finditer(t.text):
+            what = re.sub(r"^your\b", "my", match["what"])
+            out += [f"What did you suggest calling {what}?", *_recalled_as("name", what)]
+        for match in _SUGGESTED_TRY.finditer(t.text):
+            out.append(f"What did you suggest I {match['verb'].lower()}?")
     return list(dict.fromkeys(out))
 
 

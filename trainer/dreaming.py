@@ -45,7 +45,7 @@ from trainer.questions import (
     template_questions,
 )
 from trainer.selection import select
-from trainer.decisions import request_questions
+from trainer.decisions import request_questions, suggestion_questions
 from trainer.statements import turned_questions
 from trainer.corrections import Retirement, as_it_holds_now, asked_now, dream_key, recheck_questions, superseded
 from trainer.text import sentences, values, words
@@ -151,7 +151,7 @@ def candidates_of(tokenizer, episodes: Sequence[dict], views: dict[str, list[Mes
                 add(handle_questions(messages, config.handle_questions))
             if config.statement_questions:
                 add(turned_questions(messages, eid, told_by_id, (values_by_id or {}).get(eid, ()))
-                    + request_questions(messages))
+                    + request_questions(messages) + suggestion_questions(messages))
             clozes = cloze_questions(messages, config.cloze_questions)
             if config.key_cloze:
                 clozes += key_cloze_questions(messages, eid, told_by_id)

@@ -2,7 +2,8 @@
 
 An episode is a chat (`messages`). Its information is what the user said, what the tools an agent called
 returned (what it looked up, it learned), and what the assistant said when the user asked for something
-(a name it suggested, a plan it made, the answer it gave after looking something up): an assistant turn
+(a name it suggested, a plan it made, the answer it gave after looking something up) or when it
+recommended a named thing unasked ("Try the tarts at a bakery called Velmora."): an assistant turn
 that only acknowledges a statement ("Thanks, I'll remember that.") is the model's own filler and tells
 nothing, and a call is never information (`trainer.tool_turns`).
 A chat longer than the training length is read in overlapping windows of whole messages, so every turn
@@ -26,6 +27,21 @@ _REQUEST = re.compile(r"\?$|^(?:please\s+|could you\s+|can you\s+|would you\s+|l
                       r"draft|create|invent)\b|^(?:i|we)\s*(?:need|want|'m looking for|'re looking for|'m stuck on|"
                       r"'re stuck on|can't decide on|cannot decide on)\s+(?:a|an|some)\s+\w+\s+"
                       r"(?:for|to)\b|\bneeds\s+(?:a|an)\s+(?:good\s+|new\s+)?\w+[.!]?$", re.IGNORECASE)
+
+
+# An assistant turn suggests something unasked when one of its sentences recommends a named thing: "Try
+# the tarts at a bakery called Velmora.", "I'd go with Zelbo.", "Let's call the routine Fernday."
+_SUGGESTS = re.compile(r"(?:^|[,;:]\s*|\b(?:and|so|then)\s+)(?:try|check out|i'd recommend|i recommend|i'd suggest|"
+                       r"i suggest|how about|you could|you might|you should|i'd go with|go with|let's|consider|"
+                       r"my pick is|i'd pick|i picked|i chose|call it|name it)\b", re.IGNORECASE)
+
+
+def suggests(message: dict) -> bool:
+    """Whether an assistant turn (not a tool call) recommends something that has a name or a number."""
+    if message["role"] != "assistant" or message.get("calls"):
+        return False
+    return any(_SUGGESTS.search(s) and any(t[:1].isupper() or any(c.isdigit() for c in t) for t in s.split()[1:])
+               for s in sentences(message["content"]))
 
 
 @dataclass(frozen=True)
@@ -98,12 +114,13 @@ def answered_request(messages: Messages, turn: int) -> bool:
 
 
 def told_turns(messages: Messages) -> list[int]:
-    """Indices of the turns that carry information: every user turn, every tool result, and each
-    assistant turn that answers a user turn asking for something (`reply_to`). A turn that calls a
-    tool is never one: what it said beside the call is a preamble ("Let me check.")."""
+    """Indices of the turns that carry information: every user turn, every tool result, each assistant
+    turn that answers a user turn asking for something (`reply_to`), and each that suggests a named thing
+    unasked (`suggests`). A turn that calls a tool is never one: what it said beside the call is a
+    preamble ("Let me check.")."""
     out = set()
     for i, m in enumerate(messages):
-        if m["role"] in ("user", "tool"):
+        if m["role"] in ("user", "tool") or suggests(m):
             out.add(i)
         if answered_request(messages, i):
             out.add(reply_to(messages, i))

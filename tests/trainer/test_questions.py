@@ -224,6 +224,25 @@ def test_a_request_becomes_the_question_about_what_the_assistant_chose():
     assert asked("My dog is called Dunshi.") == [] and request_questions(chat("Pick a name for my boat.")) == []
 
 
+def test_what_the_assistant_recommended_unasked_is_told_and_asked_about():
+    from trainer.decisions import suggestion_questions
+
+    messages = chat("I'm heading to Lisbon next week.",
+                    "Sounds fun! While you're there, try the custard tarts at a bakery called Velmora.")
+    assert [t.role for t in told(messages)] == ["user", "assistant", "assistant"]
+    assert suggestion_questions(messages) == ["Which bakery did you recommend?", "What bakery did you suggest?"]
+    assert suggestion_questions(chat("I keep forgetting to water my ferns.",
+                                     "Let's water them every Tuesday and call the routine Fernday.")) == [
+        "What did you suggest calling the routine?", "Which name did you pick for the routine?",
+        "What name did you suggest for the routine?"]
+    assert suggestion_questions(chat("I want to learn Spanish.", "Try Quizlo, it's free.")) == [
+        "What did you suggest I try?"]
+    # an acknowledgement, or advice that names nothing, tells nothing
+    for reply in ("Thanks, I'll remember that your dog is called Dunshi.", "You should drink more water."):
+        assert [t.role for t in told(chat("My dog is called Dunshi.", reply))] == ["user"]
+        assert suggestion_questions(chat("My dog is called Dunshi.", reply)) == []
+
+
 def test_a_need_and_a_vague_request_become_questions_about_what_the_assistant_chose():
     def asked(request, reply="How about Tessaly?"):
         return request_questions(chat(request, reply))
