@@ -164,7 +164,7 @@ def statement_questions(prefix: str) -> list[str]:
     tokens = _expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
     if not tokens:
         return []
-    if len(clauses) >= 2 and _is_verb(tokens[0]):  # "My best friend, Ravik, lives in": Ravik and my best friend
+    if len(clauses) >= 2 and (_is_verb(tokens[0]) or tokens[0] in _COPULA | _HAVE):  # "My friend, Ravik, lives in"
         subjects = [c for c in clauses[-3:-1] if c[:1].isupper() or c.split()[0].lower() in ("my", "our")]
         return list(dict.fromkeys(q for c in reversed(subjects) for q in statement_questions(f"{c} {clauses[-1]}")))
     before = prefix[:prefix.rfind(clauses[-1])]
@@ -282,9 +282,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                 starts = value_runs(sentence, own)[-2:]
             elif values:  # the episode tells values, this sentence none: small talk
                 continue
-            else:
-                start = value_start(sentence, set(distinctive(sorted(words(sentence)), episode_id, told_by_id)))
-                starts = [] if start is None else [start]
+            else:  # each run of words no other episode says may be the value: "I'm allergic to cashews, so ..."
+                starts = value_runs(sentence, set(distinctive(sorted(words(sentence)), episode_id, told_by_id)))[:3]
             for start in starts:
                 while start and tokens[start - 1] in _TITLES:  # "a teacher called Ms. Arvel": the name is "Ms. Arvel"
                     start -= 1

@@ -74,6 +74,17 @@ def test_who_someone_is_told_beside_their_name_turns_too():
         "Which teacher did my daughter start playing the cello with?"]
 
 
+def test_a_fact_without_a_name_is_cut_at_each_run_of_its_own_words():
+    # no told value (a name, a number): any run of words no other episode says may be the value
+    sentence = "I'm allergic to cashews, so no nut dishes please."
+    assert "What am I allergic to?" in turned_questions(chat(sentence), "e", {"e": sentence, "o": "My dog is Dunshi."})
+    # an appositive's clause that starts with its copula has the name before it as its subject
+    sentence = "My new roommate, Tasko, is a chef at a place called Brindle."
+    turned = turned_questions(chat(sentence), "e", {"e": sentence}, {"tasko", "brindle"})
+    assert turned[:2] == ["Who is my new roommate?", "What is my new roommate's name?"]
+    assert "What is Tasko?" in turned and not any(" did is " in q for q in turned)
+
+
 def test_a_told_name_or_favourite_is_also_asked_as_people_often_ask_it():
     def turned(sentence, values):
         return turned_questions(chat(sentence), "e", {"e": sentence, "o": "My dog is called Dunshi."}, values)
