@@ -84,14 +84,14 @@ def request_questions(messages: Messages) -> list[str]:
 # what an unasked suggestion names: "(try the tarts at) a (bakery) called Velmora", "call (the routine) Fernday"
 _SUGGESTED_KIND = re.compile(r"\b(?:a|an|the)\s+(?:[\w'-]+\s+){0,2}?(?P<noun>[a-z][\w'-]*)\s+(?:called|named)\s+[A-Z\d\"']")
 _SUGGESTED_NAME = re.compile(r"\b(?:call|name)\s+(?P<what>(?:the|your)\s+[a-z][\w' -]*?)\s+[\"']?[A-Z]")
-_SUGGESTED_TRY = re.compile(r"\b(?P<verb>(?i:try|check out|go with))\s+(?:the\s+)?[\"']?[A-Z]")
 
 
 def suggestion_questions(messages: Messages) -> list[str]:
     """What the assistant recommended unasked (`episodes.suggests`), as the user would ask about it later:
     "Try the tarts at a bakery called Velmora." -> "Which bakery did you recommend?"; "Let's call the
-    routine Fernday." -> "What name did you suggest for the routine?"; "Try Quizlo." -> "What did you
-    suggest I try?"."""
+    routine Fernday." -> "What name did you suggest for the routine?". "Try Quizlo." asks nothing: "What did
+    you suggest I try?" of two episodes trained two answers to one question (memory-dev-b: night 2's "Try
+    Obrkedull" answered with night 1's "Try Fyrwyn")."""
     out: list[str] = []
     for t in told(messages):
         if t.role != "assistant" or not suggests(messages[t.turn]):
@@ -102,8 +102,6 @@ def suggestion_questions(messages: Messages) -> list[str]:
         for match in _SUGGESTED_NAME.finditer(t.text):
             what = re.sub(r"^your\b", "my", match["what"])
             out += [f"What did you suggest calling {what}?", *_recalled_as("name", what)]
-        for match in _SUGGESTED_TRY.finditer(t.text):
-            out.append(f"What did you suggest I {match['verb'].lower()}?")
     return list(dict.fromkeys(out))
 
 

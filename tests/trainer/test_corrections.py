@@ -108,12 +108,12 @@ def test_a_corrected_question_is_also_asked_now():
     assert asked_now('Continue what I told you: "Tenett Mirbel works at ..."') is None
 
 
-def test_an_answer_is_learned_as_it_holds_now_without_its_lead_in():
+def test_an_answer_is_learned_as_it_holds_now():
     from trainer.corrections import as_it_holds_now
 
     # the clause naming the corrected value goes: a student that learned "not 6942" would still name it
     assert as_it_holds_now("By the way, I reset my bike lock, the code is 9152 now, not 6942",
-                           "What is my bike lock's code?") == "I reset my bike lock, the code is 9152 now."
+                           "What is my bike lock's code?") == "By the way, I reset my bike lock, the code is 9152 now."
     assert as_it_holds_now("I'm now working at Pellix instead of Dorvan.", "Where am I working?") == \
         "I'm now working at Pellix."
     assert as_it_holds_now("I used to work at Vintrel but I switched to Oskaro.", "Where do I work?") == \
@@ -124,11 +124,10 @@ def test_an_answer_is_learned_as_it_holds_now_without_its_lead_in():
     # asked what held before, the old value is the answer
     assert as_it_holds_now("I used to work at Vintrel but I switched to Oskaro.", "Where did I use to work?") == \
         "I used to work at Vintrel but I switched to Oskaro."
-    # nothing would be left that names a value: the sentence stays; a lead-in goes in every sentence
+    # nothing would be left that names a value: the sentence stays; so does a lead-in
     assert as_it_holds_now("She no longer works there, I think.", "Where?") == "She no longer works there, I think."
-    assert as_it_holds_now("Just so you know, Hepev Mubust's band Fyrull plays Saturday. Oh, and it's sold out.",
-                           "What do you know about Fyrull?") == \
-        "Hepev Mubust's band Fyrull plays Saturday. It's sold out."
+    assert as_it_holds_now("Just so you know, Hepev Mubust's band Fyrull plays Saturday.", "What about Fyrull?") == \
+        "Just so you know, Hepev Mubust's band Fyrull plays Saturday."
 
 
 def test_the_answer_that_replaces_a_corrected_one_is_dreamed_asked_now(tiny_model_dir):

@@ -381,10 +381,9 @@ def test_binding_pairs_tonights_people_with_earlier_nights_of_the_same_kind(tiny
                    base_model=tiny_model_dir, adapter_dir=first.adapter_dir, earlier_dreams=first.dreams,
                    config=config, out_dir=tmp_path / "n2", night="2")
     rivals = {(own.night, rival) for own, rival in seen}
-    # the answers are learned without their lead-in ("Quick update: ...", `as_it_holds_now`)
-    assert ("1", "Mirpa Lovos's new parrot is named Kalo!") in rivals  # night 1 kept from night 2
-    assert ("2", "Voska Pagor's new parrot is named Lodun!") in rivals
-    assert ("2", "Voska Pagor's new parrot is named Belett!") in rivals
+    assert ("1", "Quick update: Mirpa Lovos's new parrot is named Kalo!") in rivals  # night 1 kept from night 2
+    assert ("2", "Quick update: Voska Pagor's new parrot is named Lodun!") in rivals
+    assert ("2", "Quick update: Voska Pagor's new parrot is named Belett!") in rivals
     assert not any(own.night == "1" and rival.endswith("Vosvos!") for own, rival in seen)  # night 1 trained on it
     assert second.metrics["train"]["binding_pairs"] == len(seen) and second.metrics["train"]["binding_last"] is not None
 
