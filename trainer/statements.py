@@ -180,13 +180,7 @@ def statement_questions(prefix: str) -> list[str]:
         before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
     at = _verb_at(tokens)
     if not at:
-        if re.search(r"[:\-]\s*$", prefix) and len(tokens) >= 2 and tokens[0][0].islower():  # "new code for X's shop:"
-            np = " ".join(tokens)
-            return [f"What is {np}?" if tokens[0].lower() in ("my", "our", "the") else f"What is the {np}?"]
-        if prefix.rstrip().endswith(",") and len(tokens) >= 2 and tokens[0].lower() in ("my", "our"):
-            np = owner_lower(" ".join(tokens))  # "My new roommate, Tasko," names who the roommate is
-            return [f"Who is {np}?", f"What is {np}'s name?"]
-        return []
+        return _verbless_questions(prefix, tokens)
     subject, verb, rest = " ".join(tokens[:at]), tokens[at], [_lower(t) for t in tokens[at + 1:]]
     if subject.lower() in _NOBODY:
         return []
@@ -229,6 +223,19 @@ def statement_questions(prefix: str) -> list[str]:
     aux = "did" if past else _PRONOUNS.get(subject.lower(), "does")
     base = _base(verb) if (past or aux == "does") else low
     return _object_questions(aux, subject, base, rest)
+
+
+def _verbless_questions(prefix: str, tokens: Sequence[str]) -> list[str]:
+    """The questions of a prefix with no verb: a thing named before a colon ("new code for X's shop:" ->
+    "What is the new code for X's shop?"), or someone named beside an appositive ("My new roommate, Tasko,"
+    -> "Who is my new roommate?")."""
+    if re.search(r"[:\-]\s*$", prefix) and len(tokens) >= 2 and tokens[0][0].islower():
+        np = " ".join(tokens)
+        return [f"What is {np}?" if tokens[0].lower() in ("my", "our", "the") else f"What is the {np}?"]
+    if prefix.rstrip().endswith(",") and len(tokens) >= 2 and tokens[0].lower() in ("my", "our"):
+        np = owner_lower(" ".join(tokens))
+        return [f"Who is {np}?", f"What is {np}'s name?"]
+    return []
 
 
 # a naming told as "a name for X" just before the name: "We finally settled on a name for the cat:"
