@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 
 from trainer.chat import Messages
 from trainer.episodes import told
-from trainer.questions import PHRASE_END, distinctive, value_runs, value_start
+from trainer.questions import PHRASE_END, distinctive, value_runs
 from trainer.text import STOPWORDS, entities, owner_lower, sentences, words
 
 LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|update on [^:]+|oh|also|actually|so|well|anyway|okay|ok|"
@@ -55,9 +55,7 @@ def _verb_at(tokens: Sequence[str]) -> int | None:
         if low in _RELATIVE:
             relative = True
             continue
-        verb = low in _COPULA or low in ("has", "had") or (low in _PAST and token[0].islower()) or (
-            token[0].islower() and len(low) > 3 and not low.endswith(("'s", "ss", "us"))
-            and (low.endswith("s") or low.endswith("ed")) and low not in STOPWORDS)
+        verb = low in _COPULA or low in ("has", "had") or _is_verb(token)
         if verb and relative:  # the relative clause's own verb: the sentence's comes after it
             relative = False
         elif verb:
