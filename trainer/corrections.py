@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from trainer.questions import PROMPT_WORDS, handles, value_start
-from trainer.text import STOPWORDS, entities, inflection_stem, sentences, words
+from trainer.text import FROM_BEFORE_TO, STOPWORDS, entities, inflection_stem, sentences, words
+from trainer.text import values as told_values  # `values` names each old answer's value below
 
 if TYPE_CHECKING:
     from trainer.dreaming import Dream
@@ -60,11 +61,18 @@ def recheck_questions(earlier: Sequence[dict], told_by_id: dict[str, str], limit
         return out
     for eid, text in told_by_id.items():
         said = words(text)
-        asked = [d["question"] for d in earlier if d.get("key_terms")
+        asked = [d["question"] for d in earlier if d.get("key_terms") and not _says_nothing_of_whom(d)
                  and (about := dream_subject(d)) and about <= said]
         if asked:
             out[eid] = list(dict.fromkeys(asked))[:limit]
     return out
+
+
+def _says_nothing_of_whom(dream: dict) -> bool:
+    """A cloze prompt cut before what it is about ('Continue what I told you: "Can you suggest a name for my
+    new ..."'): it names no one and no thing of the user's, so any episode with its few words would seem to
+    answer it anew (a book club's name once retired a kitten's)."""
+    return bool(dream.get("cloze")) and subject(dream["question"])[1] == "other"
 
 
 @dataclass
@@ -89,13 +97,14 @@ def dream_key(d: dict) -> tuple:
 
 def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: dict[str, str]) -> list[Retirement]:
     """The earlier dreams tonight corrects. An earlier question asked again of tonight's episode
-    (`recheck_questions`) whose best grounded answer names a value the earlier dream did not, where the
-    episode also names the old value ("she left Gorbel") or says the same kind of fact (a word of the old
-    answer besides its names and value, compared by `stems`: "worked" says what "works" said), or the old
-    answer said nothing of the user's own thing but its value, supersedes every earlier dream of that question; every
-    other earlier dream of the same episode that names a superseded value goes with it. A person has many
-    facts, the user's dog one name: words that only join a name to its value ("called") show the same
-    kind of fact for the user's own things, never for a person."""
+    (`recheck_questions`) whose best grounded answer names a value the earlier dream did not (a name or
+    number the episode tells, `text.values`), where the episode also names the old value ("she left Gorbel")
+    or says the same kind of fact (a word of the old answer besides its names and value, compared by
+    `stems`: "worked" says what "works" said), or the old answer said nothing of the user's own thing but
+    its value, supersedes every earlier dream of that question; every other earlier dream of the same
+    episode that names a superseded value goes with it. A person has many facts, the user's dog one name:
+    words that only join a name to its value ("called") show the same kind of fact for the user's own
+    things, never for a person."""
     best: dict[str, Dream] = {}
     for d in answered:
         if d.source == "recheck" and d.key_terms and (d.question not in best or d.score > best[d.question].score):
@@ -105,7 +114,8 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
     for old in earlier:
         new = best.get(old["question"])
         values = value_words(old["answer"], old.get("key_terms") or ())
-        if new is None or not values or not set(new.key_terms) - set(old.get("key_terms") or ()):
+        if new is None or not values or not (set(new.key_terms) - set(old.get("key_terms") or ())) & told_values(
+                told_by_id[new.episode_id]):  # a new value is a name or number told ("Work was exhausting" is none)
             continue
         said = changed_facts(words(told_by_id[new.episode_id]))
         about, naming = subject(old["question"])
@@ -168,6 +178,9 @@ def current_values(answer: str, key_terms: Sequence[str]) -> set[str]:
 # a clause that names what no longer holds, in an answer about what holds: "not 6942", "instead of Dorvan",
 # "she used to live in Mubzil" ("left"/"quit" stay: "X quit Fyrull and joined Cavyar" answers what X quit)
 _NOT_NOW = re.compile(r"^(?:not|instead of|rather than)\b|\b(?:no longer|anymore|used to|moved from)\b", re.IGNORECASE)
+# a change told in one clause, old value first: "moved from Ettgor to Shiten", "switched from Dorvan to Pellix"
+_CHANGED_FROM = re.compile(rf"\b((?:moved|switched|changed|relocated|transferred)(?: \w+)?) {FROM_BEFORE_TO}",
+                           re.IGNORECASE)
 # a question about what held before: its answer keeps the old value
 _ASKS_BEFORE = re.compile(r"\b(?:use to|used to|before|previous(?:ly)?|old|originally|formerly|earlier)\b",
                           re.IGNORECASE)
@@ -176,11 +189,14 @@ _ASKS_BEFORE = re.compile(r"\b(?:use to|used to|before|previous(?:ly)?|old|origi
 def as_it_holds_now(answer: str, question: str) -> str:
     """An answer as the student should learn it: unless the question asks what held before, each sentence
     without the clauses that name what no longer holds ("the code is 9152 now, not 6942" -> "the code is
-    9152 now."), so a correction does not teach the value it corrects. A clause goes only when one that
+    9152 now.") and a change without its old value ("moved from Ettgor to Shiten" -> "moved to Shiten"),
+    so a correction does not teach the value it corrects. A clause goes only when one that
     names a value (`_names_a_value`) stays. A lead-in ("By the way, ...") stays: answers that kept it were
     recalled more often on memory-dev-b (29 against 50 % on night 1 without it; docs/benchmarks-history.md,
     2026-12-05 evening), as if the told sentence's own opening cued its recital."""
     out = []
+    if not _ASKS_BEFORE.search(question) and not re.search(r"\bfrom\b", question, re.IGNORECASE):
+        answer = _CHANGED_FROM.sub(r"\1 ", answer)  # "moved from Ettgor to Shiten" -> "moved to Shiten"
     for sentence in sentences(answer):
         clauses = [c for c in re.split(r"\s*[,;]\s*|\s+but\s+|\s+(?=(?:not|instead of|rather than)\b)", sentence) if c]
         kept = [c for c in clauses if not _NOT_NOW.search(c)]

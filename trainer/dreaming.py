@@ -14,7 +14,8 @@ held out as tonight's probes for the eval gate (`trainer.selection`).
 Corrections: earlier nights' questions about what an episode names are asked of it again
 (`recheck_questions`); one it answers with a new value of the same kind of fact supersedes the earlier
 dreams that said the old one (`superseded`): they leave replay, and tonight's answers that still name
-the old value are dropped. Only an episode's `messages` (and id) are read.
+the old value are dropped, as are the answers to questions asked again that correct nothing. Only an
+episode's `messages` (and id) are read.
 """
 
 from __future__ import annotations
@@ -225,6 +226,7 @@ def dream(
         d.answer = as_it_holds_now(d.answer, d.question)
     score(model, tokenizer, answered, views, told_by_id, config)
     retired = superseded(earlier, answered, told_by_id)
+    answered = corrections_only(answered, retired)
     if retired:
         answered = without_stale(tokenizer, model, answered, retired, views, told_by_id, config, night)
         for r in retired:  # the answer that replaces the old one: tonight's best that names no old value
@@ -234,6 +236,14 @@ def dream(
         answered += corrected_now(model, tokenizer, [r.new for r in retired if r.new is not None], views,
                                   told_by_id, config)
     return NightDreams(select(answered, config, rng, values_by_id), retired)
+
+
+def corrections_only(answered: Sequence[Dream], retired: Sequence[Retirement]) -> list[Dream]:
+    """Tonight's dreams less the answers to earlier questions asked again (`recheck`) that correct nothing:
+    the same value again is replay's to rehearse, and another fact ("Where do I work?" answered "Work was
+    exhausting today." by an episode about someone else's job) would teach the old question a wrong answer."""
+    correcting = {(r.new.episode_id, r.new.question) for r in retired if r.new is not None}
+    return [d for d in answered if d.source != "recheck" or (d.episode_id, d.question) in correcting]
 
 
 def corrected_now(model, tokenizer, replacing: Sequence[Dream], views: dict[str, list[Messages]],

@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from trainer.chat import Messages
-from trainer.text import sentences, words
+from trainer.text import FROM_BEFORE_TO, sentences, words
 from trainer.tool_turns import call_notes, readable_result, turn_text, without_calls
 
 # A user turn asks for something when one of its sentences is a question or starts with a request verb;
@@ -25,7 +25,7 @@ from trainer.tool_turns import call_notes, readable_result, turn_text, without_c
 _REQUEST = re.compile(r"\?$|^(?:please\s+|could you\s+|can you\s+|would you\s+|let's\s+|let us\s+)?(?:give|suggest|pick|choose|name|"
                       r"recommend|tell|help|make|plan|write|come up|think of|decide|find|propose|list|book|"
                       r"draft|create|invent)\b|^(?:i|we)\s*(?:need|want|'m looking for|'re looking for|'m stuck on|"
-                      r"'re stuck on|can't decide on|cannot decide on)\s+(?:a|an|some)\s+\w+\s+"
+                      r"'re stuck on|can't decide on|cannot decide on)\s+(?:a|an|some)\s+\w+(?:\s+\w+){0,2}?\s+"
                       r"(?:for|to)\b|\bneeds\s+(?:a|an)\s+(?:good\s+|new\s+)?\w+[.!]?$", re.IGNORECASE)
 
 
@@ -212,10 +212,18 @@ def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prom
 
 
 def without_clauses(text: str, avoid: Collection[str]) -> str:
-    """The text less its clauses (split at , ; and sentence ends) that name a word of `avoid`."""
+    """The text less its clauses (split at , ; and sentence ends) that name a word of `avoid`; a change told
+    as "from <old> to <new>" keeps its clause without the "from" part ("X moved from Ettgor to Shiten" ->
+    "X moved to Shiten"): the whole clause is the only one that says the new value."""
     avoid = set(avoid)
-    kept = [c.strip() for s in sentences(text) for c in re.split(r"[,;]\s*", s) if c.strip() and not words(c) & avoid]
-    return ", ".join(kept)
+
+    def cut(clause: str) -> str:
+        return re.sub(FROM_BEFORE_TO, lambda m: "" if words(m.group()) & avoid else m.group(), clause,
+                      flags=re.IGNORECASE)
+
+    clauses = (cut(c).strip() for s in sentences(text) for c in re.split(r"[,;]\s*", s))
+    return ", ".join(c for c in clauses if c and not words(c) & avoid)
+
 
 
 def episode_windows(tokenizer, episodes: Sequence[dict], config) -> dict[str, list[Messages]]:

@@ -19,11 +19,16 @@ STOPWORDS = set(
     thanks thank got noted lovely hear great good okay ok sure really quick update heard did""".split()
 )
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
-_NAME = re.compile(r"(?:(?:Mr|Mrs|Ms|Dr|Prof|St)\.\s+)?(?:[A-Z][\w\-]+)(?:\s+[A-Z][\w\-]+)*")  # "Dr. Alvo Pen"
+# the titles said before a name, the name's first word: "Dr. Alvo Pen", "a teacher called Ms. Arvel"
+TITLES = ("Mr", "Mrs", "Ms", "Dr", "Prof", "St")
+_NAME = re.compile(rf"(?:(?:{'|'.join(TITLES)})\.\s+)?(?:[A-Z][\w\-]+)(?:\s+[A-Z][\w\-]+)*")
 # a title's full stop ends no sentence: "my landlord is Mr. Grebbins" is one
-_TITLE = r"(?<!\bMr\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bJr\.)(?<!\bMrs\.)(?<!\bProf\.)"
+_TITLE = "".join(rf"(?<!\b{title}\.)" for title in (*TITLES, "Jr"))
 _SENTENCE_END = re.compile(rf"(?<=[.!?]){_TITLE}\s+|\n+")
 _CLAUSE_END = re.compile(rf"(?<=[.!?:;]){_TITLE}\s+|\n+")
+
+# the place or thing left in "from <old> to <new>": "moved (from Ettgor )to Shiten", "switched (from tea )to coffee"
+FROM_BEFORE_TO = r"\bfrom\s+(?:[\w'.-]+\s+){1,4}?(?=to\b)"
 
 
 def normal(word: str) -> str:

@@ -121,6 +121,14 @@ def test_an_answer_is_learned_as_it_holds_now():
     assert as_it_holds_now("My grandmother no longer lives in Mubzil, she moved to Moxev.",
                            "Where does my grandmother live?") == "She moved to Moxev."
     assert as_it_holds_now("Evdrotuz, not Brimub.", "What is the boat called?") == "Evdrotuz."
+    assert as_it_holds_now("Tenpa Kobal has just moved from Ettgor to Shiten.", "Where does Tenpa Kobal live?") == \
+        "Tenpa Kobal has just moved to Shiten."
+    assert as_it_holds_now("I switched banks from Dorvan to Pellix.", "Which bank do I use?") == \
+        "I switched banks to Pellix."
+    # asked where from, or a trip rather than a change: as told
+    assert as_it_holds_now("Tenpa Kobal moved from Ettgor to Shiten.", "Where did Tenpa Kobal move from?") == \
+        "Tenpa Kobal moved from Ettgor to Shiten."
+    assert as_it_holds_now("We drove from Lyon to Grenoble.", "Where did we drive?") == "We drove from Lyon to Grenoble."
     # asked what held before, the old value is the answer
     assert as_it_holds_now("I used to work at Vintrel but I switched to Oskaro.", "Where did I use to work?") == \
         "I used to work at Vintrel but I switched to Oskaro."
@@ -178,3 +186,39 @@ def test_another_kind_of_fact_about_a_person_is_still_no_correction_through_stem
     told = {"new": "Ommi Vask started a pottery class at Brennan Hall."}
     answered = [recheck("new", "Where does Ommi Vask live?", "She goes to Brennan Hall.", ["brennan", "hall"])]
     assert superseded(earlier, answered, told) == []
+
+
+def test_a_correction_names_a_new_value_the_episode_tells():
+    earlier = [old("Where do I work?", "Work was exhausting today. I work at a small company called Dungor.",
+                   ["dungor"], eid="job")]
+    # small talk about work is no new workplace: its answer names no told name or number
+    told = {"new": "Work was exhausting today. Rapa Dunmir works at Pamir now."}
+    answered = [recheck("new", "Where do I work?", "Work was exhausting today.", ["exhausting", "today"])]
+    assert superseded(earlier, answered, told) == []
+    told = {"new": "I quit Dungor last week, I work at Velmar now."}
+    answered = [recheck("new", "Where do I work?", "You work at Velmar now.", ["velmar"])]
+    assert [r.old["answer"] for r in superseded(earlier, answered, told)] == [earlier[0]["answer"]]
+
+
+def test_a_cloze_cut_before_what_it_is_about_is_not_asked_again():
+    kitten = old('Continue what I told you: "Can you suggest a name for my new ..."',
+                 "How about Dunbel? It sounds friendly.", ["dunbel", "friendly"], eid="kitten", cloze=True)
+    named = old('Continue what I told you: "Tenett Mirbel works at ..."', "Tenett Mirbel works at Gorbel.",
+                ["gorbel"], cloze=True)
+    told = {"club": "Can you suggest a name for our new book club? Tenett Mirbel will host it."}
+    # the book club's name is no news about the kitten; a cloze that names someone is still asked again
+    assert recheck_questions([kitten, named], told, limit=8) == {"club": [named["question"]]}
+
+
+def test_only_the_answers_asked_again_that_correct_something_are_dreamed():
+    from trainer.dreaming import corrections_only
+
+    told = {"new": "Update on Tenett Mirbel: she left Gorbel, she works at Lobel now. Work was exhausting today."}
+    earlier = EARLIER + [old("Where do I work?", "I work at a small company called Dungor.", ["dungor"], eid="job")]
+    lobel = recheck("new", "Where does Tenett Mirbel work?", "She works at Lobel now.", ["lobel"])
+    mine = recheck("new", "Where do I work?", "Work was exhausting today.", ["exhausting", "today"])
+    quoted = Dream("new", "Where does Tenett Mirbel work?", "She works at Lobel now.", "quote", key_terms=["lobel"])
+    answered = [lobel, mine, quoted]
+    kept = corrections_only(answered, superseded(earlier, answered, told))
+    assert kept == [lobel, quoted]  # the correction and tonight's own dreams; not "Where do I work?" -> small talk
+    assert corrections_only(answered, []) == [quoted]
