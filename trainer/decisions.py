@@ -45,7 +45,9 @@ _GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:
 _NEED = re.compile(r"^(?:(?:i|we)\s*(?:need|want|(?:am|are|'m|'re)\s+(?:looking\s+for|stuck\s+on)|"
                    r"(?:can't|cannot)\s+decide\s+on)|what's|what\s+is|what\s+would\s+be|"
                    r"any\s+ideas\s+for|got)\s+(?:a|an|some)\s+(?:good\s+|nice\s+|new\s+)?"
-                   r"(?P<thing>\w+)\s+(?P<prep>for|to)\s+(?P<rest>.+?)[.?!]*$", re.IGNORECASE)
+                   r"(?P<thing>\w+(?:\s+\w+){0,2}?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)[.?!]*$", re.IGNORECASE)
+# "a password hint idea": the thing asked for is the hint
+_IDEA = re.compile(r"\s+(?:idea|ideas|suggestion|suggestions|option|options)$")
 _NEEDS_A = re.compile(r"^(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+needs\s+(?:a|an)\s+(?:good\s+|new\s+)?(?P<thing>\w+(?:\s+\w+)?)[.?!]*$",
                       re.IGNORECASE)
 # "Name the villain for me." -> "What did you name the villain?"
@@ -83,12 +85,17 @@ def request_questions(messages: Messages) -> list[str]:
 
 # what an unasked suggestion names: "(try the tarts at) a (bakery) called Velmora", "call (the routine) Fernday"
 _SUGGESTED_KIND = re.compile(r"\b(?:a|an|the)\s+(?:[\w'-]+\s+){0,2}?(?P<noun>[a-z][\w'-]*)\s+(?:called|named)\s+[A-Z\d\"']")
+# or names it right after its kind: "You might enjoy the novel Ashes of Corvel", "I'd try the app Fenly"
+_SUGGESTED_TITLE = re.compile(r"\b(?:a|an|the)\s+(?P<noun>[a-z][\w'-]*)\s+[\"']?[A-Z]")
+_DESCRIBING = {"new", "great", "good", "nice", "little", "small", "big", "lovely", "local", "popular", "classic",
+               "famous", "old", "cosy", "cozy", "cute", "fun", "quick", "short", "long", "best", "same"}
 _SUGGESTED_NAME = re.compile(r"\b(?:call|name)\s+(?P<what>(?:the|your)\s+[a-z][\w' -]*?)\s+[\"']?[A-Z]")
 
 
 def suggestion_questions(messages: Messages) -> list[str]:
     """What the assistant recommended unasked (`episodes.suggests`), as the user would ask about it later:
-    "Try the tarts at a bakery called Velmora." -> "Which bakery did you recommend?"; "Let's call the
+    "Try the tarts at a bakery called Velmora." or "You might enjoy the novel Ashes of Corvel." -> "Which
+    bakery (novel) did you recommend?"; "Let's call the
     routine Fernday." -> "What name did you suggest for the routine?". "Try Quizlo." asks nothing: "What did
     you suggest I try?" of two episodes trained two answers to one question (memory-dev-b: night 2's "Try
     Obrkedull" answered with night 1's "Try Fyrwyn")."""
@@ -96,8 +103,10 @@ def suggestion_questions(messages: Messages) -> list[str]:
     for t in told(messages):
         if t.role != "assistant" or not suggests(messages[t.turn]):
             continue
-        for match in _SUGGESTED_KIND.finditer(t.text):
-            noun = match["noun"]
+        nouns = [m["noun"] for m in _SUGGESTED_KIND.finditer(t.text)] or [
+            m["noun"] for m in _SUGGESTED_TITLE.finditer(t.text)
+            if m["noun"] not in _DESCRIBING and not _SUGGESTED_NAME.search(t.text)]  # "call the routine Fernday"
+        for noun in nouns:
             out += [f"Which {noun} did you recommend?", f"What {noun} did you suggest?"]
         for match in _SUGGESTED_NAME.finditer(t.text):
             what = re.sub(r"^your\b", "my", match["what"])
@@ -114,7 +123,7 @@ def _asked(sentence: str, it: str | None) -> list[str]:
     match = _ASKED_FOR.match(sentence) or _NEED.match(sentence)
     if match:
         # what it is for, without a clause after it ("for our lunch, somewhere we haven't been")
-        thing, rest = match["thing"].lower(), match["rest"].split(",")[0].strip()
+        thing, rest = _IDEA.sub("", match["thing"].lower()), match["rest"].split(",")[0].strip()
         verb = match.groupdict().get("verb")
         own = [f"What {thing} did you {verb.lower()} {match['prep'].lower()} {rest}?"] if verb else []
         return [*own, *_recalled_as(thing, rest)]

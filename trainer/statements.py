@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from trainer.chat import Messages
 from trainer.episodes import told
 from trainer.questions import PHRASE_END, distinctive, value_runs
-from trainer.text import STOPWORDS, entities, owner_lower, sentences, words
+from trainer.text import FROM_BEFORE_TO, STOPWORDS, TITLES, entities, owner_lower, sentences, words
 
 LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|update on [^:]+|oh|also|actually|so|well|anyway|okay|ok|"
                    r"fun fact|guess what|just so you know|you know what|news|and|but|(?:it )?turns out(?: that)?|"
@@ -40,6 +40,7 @@ _ADVERBS = {"always", "usually", "often", "sometimes", "just", "recently", "fina
 _CONTRACTED = {"i've": "I have", "we've": "we have", "you've": "you have", "they've": "they have",
                "i'm": "I am", "we're": "we are", "you're": "you are", "they're": "they are"}
 _HAVE = {"have", "has", "had"}
+_POSSESSIVE = {"i": "my", "we": "our", "you": "your", "they": "their"}
 # whoever a fact names as "someone called X" is asked after with who
 _SOMEONE = {"someone", "somebody", "a guy", "a man", "a woman", "a girl", "a boy", "a friend"}
 
@@ -153,6 +154,7 @@ def statement_questions(prefix: str) -> list[str]:
     have I been learning?", "Hepev Mubust quit Fyrull and joined" -> "What did Hepev Mubust join?". English
     word order, no relation read; [] when the prefix has no subject and verb it can turn (or its subject is
     a bare pronoun: "she works at" names no one)."""
+    prefix = re.sub(FROM_BEFORE_TO, "", prefix, flags=re.IGNORECASE)  # "X moved from Ettgor to": where X moved
     named_for = _NAME_FOR.search(prefix)
     if named_for:  # "We settled on a name for the cat:" -> "What is the cat called?"
         thing = owner_lower(named_for["thing"])
@@ -179,6 +181,8 @@ def statement_questions(prefix: str) -> list[str]:
     at = _verb_at(tokens)
     if not at:
         return _verbless_questions(prefix, tokens)
+    if at > 1 and tokens[at - 1].lower() in {*_PRONOUNS, "he", "she"} and tokens[at - 2].lower() not in ("and", "or"):
+        before, tokens, at = f"{before} {' '.join(tokens[:at - 1])}", tokens[at - 1:], 1  # "Over the weekend I saw"
     subject, verb, rest = " ".join(tokens[:at]), tokens[at], [_lower(t) for t in tokens[at + 1:]]
     if subject.lower() in _NOBODY:
         return []
@@ -205,22 +209,31 @@ def statement_questions(prefix: str) -> list[str]:
             chain.append(rest.pop(0))
         return _object_questions(low, subject, " ".join(chain), rest)
     if low in _COPULA:
-        if rest and rest[-1] in _PLACE:
-            return [f"Where {low} {subject} {' '.join(rest[:-1])}".rstrip() + "?",
-                    f"What {low} {subject} {' '.join(rest)}?"]
-        if (named := _NAMED.fullmatch(" ".join(rest))) and named["who"]:  # "is married to someone called"
-            who = " ".join(f"Who {low} {subject} {named['obj']} {named['prep'] or ''}".split()) + "?"
-            plain = not named["obj"].strip() and not named["prep"] and subject.split()[0] in ("my", "our", "the")
-            return [who] + ([f"What {low} {owner_lower(subject)}'s name?"] if plain else [])
-        if re.fullmatch(r"(?:a|an|the) (?:\w+ )*\w+ (?:called|named)", " ".join(rest)):  # "is a stew called"
-            return [f"What {low} {subject}?"]
-        if rest and rest[-1] in _ARTICLES:
-            rest = rest[:-1]
-        return [f"What {low} {subject} {' '.join(rest)}".rstrip() + "?"]
+        return _copula_questions(low, subject, rest)
     past = low in _PAST or low.endswith("ed")
     aux = "did" if past else _PRONOUNS.get(subject.lower(), "does")
     base = _base(verb) if (past or aux == "does") else low
     return _object_questions(aux, subject, base, rest)
+
+
+def _copula_questions(low: str, subject: str, rest: list[str]) -> list[str]:
+    """The questions of "<subject> is/was ... <value>": "Where is X from?" for a place, "Who is my landlord?"
+    for someone named, "Which potter is X married to?", else "What is X ...?"."""
+    if rest and rest[-1] in _PLACE:
+        return [f"Where {low} {subject} {' '.join(rest[:-1])}".rstrip() + "?",
+                f"What {low} {subject} {' '.join(rest)}?"]
+    if (named := _NAMED.fullmatch(" ".join(rest))) and named["who"]:  # "is married to someone called"
+        who = " ".join(f"Who {low} {subject} {named['obj']} {named['prep'] or ''}".split()) + "?"
+        plain = not named["obj"].strip() and not named["prep"] and subject.split()[0] in ("my", "our", "the")
+        return [who] + ([f"What {low} {owner_lower(subject)}'s name?"] if plain else [])
+    which = [" ".join(f"Which {named['noun']} {low} {subject} {named['obj']} {named['prep']}".split()) + "?"
+             ] if named and named["obj"].strip() and named["prep"] else []  # "is married to a potter named"
+    if re.fullmatch(r"(?:a|an|the) (?:\w+ )*\w+ (?:called|named)", " ".join(rest)):  # "is a stew called"
+        return [f"What {low} {subject}?"] + which
+    if which:
+        return which
+    rest = _without_describing(rest)
+    return [f"What {low} {subject} {' '.join(rest)}".rstrip() + "?"]
 
 
 def _verbless_questions(prefix: str, tokens: Sequence[str]) -> list[str]:
@@ -251,12 +264,24 @@ def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> lis
         prep = f" {named['prep']}" if named["prep"] else ""
         out = [f"{ask} {head}{prep}?"]
         return out + ([f"Where {head}?"] if named["prep"] in _PLACE and not named["who"] else [])
-    if rest and rest[-1] in _ARTICLES:
-        rest = rest[:-1]
+    rest = _without_describing(rest)
     if rest and rest[-1] in _PLACE:  # "lives in" asks where, "ends in" asks what: ask both
         return [f"Where {aux} {subject} {' '.join([verb] + rest[:-1])}?",
                 f"What {aux} {subject} {' '.join([verb] + rest)}?"]
     return [f"What {aux} {subject} {verb} {' '.join(rest)}".rstrip() + "?"]
+
+
+def _without_describing(rest: list[str]) -> list[str]:
+    """What follows a verb less the article and words that describe the value about to be named ("I drive
+    a blue" -> "I drive"): the question asks for the whole thing. A preposition after the article keeps
+    them ("got a new job at" asks where)."""
+    articles = [i for i, t in enumerate(rest) if t in _ARTICLES]
+    if articles and not set(rest[articles[-1]:]) & _PREPOSITIONS:
+        return rest[:articles[-1]]
+    return rest
+
+
+_PREPOSITIONS = {"in", "at", "from", "with", "for", "on", "to", "by", "into", "of", "about"}
 
 
 # what follows a verb up to a value it names: "(violin lessons) (from) a (teacher) named", "(in) a (town) called"
@@ -283,26 +308,31 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                 continue
             tokens = sentence.split()
             own = set(values) & words(sentence)
-            if own:
-                starts = value_runs(sentence, own)[-2:]
+            if own:  # a value that only names the subject ("Dunka Lodun works as a clockmaker"): cut at the rest
+                starts = [s for s in value_runs(sentence, own)[-2:] if s] or value_runs(
+                    sentence, set(distinctive(sorted(words(sentence) - own), episode_id, told_by_id)))[:3]
             elif values:  # the episode tells values, this sentence none: small talk
                 continue
             else:  # each run of words no other episode says may be the value: "I'm allergic to cashews, so ..."
                 starts = value_runs(sentence, set(distinctive(sorted(words(sentence)), episode_id, told_by_id)))[:3]
             for start in starts:
-                while start and tokens[start - 1] in _TITLES:  # "a teacher called Ms. Arvel": the name is "Ms. Arvel"
-                    start -= 1
+                while start and (tokens[start - 1] in _TITLES or tokens[start - 1] == "The" and start > 1):
+                    start -= 1  # "a teacher called Ms. Arvel", "a band called The Low Tides": the title is the name's
                 if start and not _REPLACED.search(" ".join(tokens[:start])):
                     asked = statement_questions(" ".join(tokens[:start])) + named_thing_questions(tokens[:start])
                     if _DATE.match(tokens[start]):
                         asked = _when(asked) + [q for q in asked if not q.startswith("Where")]
+                    elif tokens[start] in _TITLES:  # "My doctor is Dr. Fenwick": a person
+                        asked = [re.sub(r"^What ", "Who ", q) for q in asked]
                     out += asked + [p for q in asked for p in _asked_otherwise(q)]
     return list(dict.fromkeys(out))
 
 
-_TITLES = {"Mr.", "Mrs.", "Ms.", "Dr.", "Prof.", "Mr", "Mrs", "Ms", "Dr"}
-# a value told as what something no longer is: "at Pellix instead of Dorvan" asks nothing about Dorvan
-_REPLACED = re.compile(r"\b(?:instead of|rather than|not)\s*$", re.IGNORECASE)
+_TITLES = {title + stop for title in TITLES for stop in ("", ".")}
+# a value told as what something no longer is: "at Pellix instead of Dorvan", "moved from Ettgor to Shiten"
+# ask nothing about Dorvan or Ettgor
+_REPLACED = re.compile(r"\b(?:instead of|rather than|not|(?:moved|switched|changed|relocated|transferred)"
+                       r"(?: \w+)? from)\s*$", re.IGNORECASE)
 # a value that is a day, a date or a time of day
 _DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|"
                    r"may|june|july|august|september|october|november|december|tomorrow|tonight|noon|midnight|"
@@ -311,7 +341,9 @@ _DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday
 
 def _asked_otherwise(question: str) -> list[str]:
     """How the same thing is often asked instead: a name as "called" or "'s name", a favourite as what one
-    likes best ("What is my favourite band?" -> "Which band do I like best?")."""
+    likes best ("What is my favourite band?" -> "Which band do I like best?"), a move as where one lives
+    ("Where did my sister move?" -> "Where does my sister live now?"), what one works as as a job ("What
+    does X work as?" -> "What is X's job?")."""
     if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our|the|his|her|their|[A-Z]\S*) .+?) (?:called|named)\?",
                          question):
         return [f"What is {m['x']}'s name?"]
@@ -321,6 +353,14 @@ def _asked_otherwise(question: str) -> list[str]:
         return [f"What is {m['x']} called?"]
     if m := re.fullmatch(r"What is (?P<own>my|our) favou?rite (?P<kind>[\w -]+)\?", question):
         return [f"Which {m['kind']} do {'I' if m['own'] == 'my' else 'we'} like best?"]
+    if m := re.fullmatch(r"What (?:do|does|did) (?P<who>.+?) work as\?", question):  # a job
+        whose = _POSSESSIVE.get(m["who"].lower(), f"{m['who']}'s")
+        does = question.split()[1]
+        return [f"What is {whose} job?", f"What {does} {m['who']} do for a living?"]
+    if m := re.fullmatch(r"Where (?:did|has|have|had) (?P<who>.+?) (?:move|moved|relocate|relocated)(?: back)?\?",
+                         question):  # a move tells where someone lives now
+        does = "do" if m["who"].lower() in _PRONOUNS else "does"
+        return [f"Where {does} {m['who']} live now?", f"Where {does} {m['who']} live?"]
     return []
 
 

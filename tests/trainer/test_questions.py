@@ -83,6 +83,7 @@ def test_a_fact_without_a_name_is_cut_at_each_run_of_its_own_words():
     turned = turned_questions(chat(sentence), "e", {"e": sentence}, {"tasko", "brindle"})
     assert turned[:2] == ["Who is my new roommate?", "What is my new roommate's name?"]
     assert "What is Tasko?" in turned and not any(" did is " in q for q in turned)
+    assert "Which place is Tasko a chef at?" in turned
 
 
 def test_a_told_name_or_favourite_is_also_asked_as_people_often_ask_it():
@@ -106,7 +107,49 @@ def test_a_date_is_asked_when_and_a_replaced_value_is_not_asked():
     assert turned("I'm now working at Pellix instead of Dorvan.", {"pellix", "dorvan"}) == [
         "Where am I working?", "What am I working at?"]
     # a title belongs to the name: the question is cut before "Ms."
-    assert turned("Her tutor is Ms. Arvel.", {"arvel"}) == ["What is her tutor?"]
+    assert turned("Her tutor is Ms. Arvel.", {"arvel"}) == ["Who is her tutor?"]
+
+
+def test_a_move_is_asked_where_one_lives_now_and_the_place_left_is_not_asked():
+    def turned(sentence, values):
+        return turned_questions(chat(sentence), "e", {"e": sentence, "o": "My dog is called Dunshi."}, values)
+
+    assert turned("My aunt moved from Kelvor to Drisna.", {"kelvor", "drisna"}) == [
+        "Where did my aunt move?", "What did my aunt move to?", "Where does my aunt live now?",
+        "Where does my aunt live?"]
+    assert turned("Oh, and Lio Braddek has relocated to Fenwick.", {"lio", "braddek", "fenwick"})[-2:] == [
+        "Where does Lio Braddek live now?", "Where does Lio Braddek live?"]
+    assert "Where do we live now?" in turned("We just moved to Ostrava.", {"ostrava"})
+    # a trip from one place to another is asked as told, and changes nowhere anyone lives
+    trip = turned("I drove from Lyon to Grenoble.", {"lyon", "grenoble"})
+    assert "What did I drive from?" in trip and "What did I drive to?" in trip and not any("live" in q for q in trip)
+
+
+def test_a_lower_case_value_after_a_named_subject_is_still_asked():
+    def turned(sentence, values):
+        return turned_questions(chat(sentence), "e", {"e": sentence, "o": "My dog is called Dunshi."}, values)
+
+    # the told values only name the subject: the question is cut where the rest no one else said begins
+    asked = turned("Bera Kolst works as a glassblower at the docks, by the way.", {"bera", "kolst"})
+    assert asked[:3] == ["What does Bera Kolst work as?", "What is Bera Kolst's job?",
+                         "What does Bera Kolst do for a living?"]
+    # words before a pronoun subject say when, not who
+    assert turned("Over the weekend I saw Bera Kolst at the market.", {"bera", "kolst"})[0] == "What did I see?"
+    assert turned("I work as a nurse.", set())[:3] == ["What do I work as?", "What is my job?",
+                                                        "What do I do for a living?"]
+
+
+def test_what_describes_a_value_or_belongs_to_its_name_is_not_asked_about():
+    def turned(sentence, values):
+        return turned_questions(chat(sentence), "e", {"e": sentence, "o": "My dog is called Dunshi."}, values)
+
+    assert turned("I drive a blue Subaru.", {"subaru"}) == ["What do I drive?"]  # not "What do I drive a blue?"
+    assert turned("I got a new job at Castellan Labs.", {"castellan", "labs"})[:2] == [
+        "Where did I get a new job?", "What did I get a new job at?"]
+    assert turned("I play bass in a band called The Low Tides.", {"low", "tides"})[0] == "Which band do I play bass in?"
+    assert turned("Ilse Warrow is married to a potter named Benno.", {"ilse", "warrow", "benno"}) == [
+        "Which potter is Ilse Warrow married to?"]
+    assert turned("My doctor is Dr. Fenwick.", {"fenwick"}) == ["Who is my doctor?"]  # a title names a person
 
 
 def test_a_question_keeps_a_told_verb_in_its_bare_form():
@@ -201,6 +244,12 @@ def test_turned_questions_cut_at_the_told_values():
 def test_clauses_naming_a_corrected_value_are_left_out():
     assert without_clauses("She left Gorbel, she works at Lobel now.", {"gorbel"}) == "she works at Lobel now."
     assert without_clauses("Nothing to drop here.", {"gorbel"}) == "Nothing to drop here."
+    # a change told in one clause keeps its new value: only the "from" part goes
+    assert without_clauses("Tenpa Kobal has just moved from Ettgor to Shiten.", {"ettgor"}) == \
+        "Tenpa Kobal has just moved to Shiten."
+    assert without_clauses("I switched from Dorvan Bank to Pellix, finally.", {"dorvan", "bank"}) == \
+        "I switched to Pellix, finally."
+    assert without_clauses("We drove from Lyon to Grenoble.", {"gorbel"}) == "We drove from Lyon to Grenoble."
 
 
 def test_a_request_becomes_the_question_about_what_the_assistant_chose():
@@ -246,6 +295,10 @@ def test_what_the_assistant_recommended_unasked_is_told_and_asked_about():
                                      "Let's water them every Tuesday and call the routine Fernday.")) == [
         "What did you suggest calling the routine?", "Which name did you pick for the routine?",
         "What name did you suggest for the routine?"]
+    # a kind named just before the title, not a word that only describes it
+    assert suggestion_questions(chat("I'm bored.", "You might enjoy the novel Ashes of Corvel by Mira Tenn.")) == [
+        "Which novel did you recommend?", "What novel did you suggest?"]
+    assert suggestion_questions(chat("I'm hungry.", "You should try a great Italian place near the station.")) == []
     # a bare "try X" names no kind of thing: its question would be every such episode's
     assert suggestion_questions(chat("I want to learn Spanish.", "Try Quizlo, it's free.")) == []
     # an acknowledgement, or advice that names nothing, tells nothing
@@ -276,6 +329,9 @@ def test_a_need_and_a_vague_request_become_questions_about_what_the_assistant_ch
     assert asked("I need a name for my bakery.") == [
         "Which name did you pick for my bakery?", "What name did you suggest for my bakery?"]
     assert asked("I need a break.") == []
+    # the thing needed in a few words, less the "idea" it is asked as
+    assert asked("I need a password hint idea for my laptop.", "Use 'blue heron at dusk'.") == [
+        "Which password hint did you pick for my laptop?", "What password hint did you suggest for my laptop?"]
     # a question that asks for no decision turns into nothing
     assert asked("What's the capital of France?", "Paris.") == [] and asked("I need to relax, any tips?") == []
 
