@@ -10,11 +10,12 @@ recipe records them in `metrics.retired`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from trainer.questions import PROMPT_WORDS, handles, value_start
+from trainer.questions import PROMPT_WORDS, asks_what_you_said, handles, value_start
 from trainer.text import FROM_BEFORE_TO, STOPWORDS, entities, inflection_stem, sentences, words
 from trainer.text import values as told_values  # `values` names each old answer's value below
 
@@ -95,7 +96,8 @@ def dream_key(d: dict) -> tuple:
     return d["episode_id"], d.get("night"), d["question"], d["answer"]
 
 
-def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: dict[str, str]) -> list[Retirement]:
+def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: dict[str, str],
+               replied_by_id: Mapping[str, str] = MappingProxyType({})) -> list[Retirement]:
     """The earlier dreams tonight corrects. An earlier question asked again of tonight's episode
     (`recheck_questions`) whose best grounded answer names a value the earlier dream did not (a name or
     number the episode tells, `text.values`), where the episode also names the old value ("she left Gorbel")
@@ -104,7 +106,9 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
     its value, supersedes every earlier dream of that question; every other earlier dream of the same
     episode that names a superseded value goes with it. A person has many facts, the user's dog one name:
     words that only join a name to its value ("called") show the same kind of fact for the user's own
-    things, never for a person."""
+    things, never for a person. What the assistant said ("What did you come up with for our club?") is
+    corrected only by what it says again: its new value must be in the episode's told assistant turns
+    (`replied_by_id`); a user's "I play Gorka in a board game club" changes no suggestion."""
     best: dict[str, Dream] = {}
     for d in answered:
         if d.source == "recheck" and d.key_terms and (d.question not in best or d.score > best[d.question].score):
@@ -114,8 +118,14 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
     for old in earlier:
         new = best.get(old["question"])
         values = value_words(old["answer"], old.get("key_terms") or ())
-        if new is None or not values or not (set(new.key_terms) - set(old.get("key_terms") or ())) & told_values(
-                told_by_id[new.episode_id]):  # a new value is a name or number told ("Work was exhausting" is none)
+        if new is None or not values:
+            continue
+        # a new value is a name or number told ("Work was exhausting" names none), by the assistant when it
+        # is what the assistant said that is asked
+        fresh = (set(new.key_terms) - set(old.get("key_terms") or ())) & told_values(told_by_id[new.episode_id])
+        if asks_what_you_said(old["question"]):
+            fresh &= words(replied_by_id.get(new.episode_id, ""))
+        if not fresh:
             continue
         said = changed_facts(words(told_by_id[new.episode_id]))
         about, naming = subject(old["question"])

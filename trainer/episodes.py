@@ -221,8 +221,13 @@ def without_clauses(text: str, avoid: Collection[str]) -> str:
         return re.sub(FROM_BEFORE_TO, lambda m: "" if words(m.group()) & avoid else m.group(), clause,
                       flags=re.IGNORECASE)
 
-    clauses = (cut(c).strip() for s in sentences(text) for c in re.split(r"[,;]\s*", s))
-    return ", ".join(c for c in clauses if c and not words(c) & avoid)
+    out = []
+    for sentence in sentences(text):
+        kept = [c for c in (cut(c).strip() for c in re.split(r"[,;]\s*", sentence)) if c and not words(c) & avoid]
+        if kept:  # each sentence keeps its own end: "Work was exhausting today. She works at Pamir now."
+            joined = ", ".join(kept)
+            out.append(joined if joined[-1] in ".!?" or sentence[-1] not in ".!?" else joined + sentence[-1])
+    return " ".join(out)
 
 
 

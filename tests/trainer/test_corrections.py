@@ -222,3 +222,18 @@ def test_only_the_answers_asked_again_that_correct_something_are_dreamed():
     kept = corrections_only(answered, superseded(earlier, answered, told))
     assert kept == [lobel, quoted]  # the correction and tonight's own dreams; not "Where do I work?" -> small talk
     assert corrections_only(answered, []) == [quoted]
+
+
+def test_what_the_assistant_suggested_is_corrected_only_by_what_it_suggests_again():
+    earlier = [old("What did you come up with for our club?", "How about the Ettlo Circle?", ["ettlo", "circle"],
+                   eid="club")]
+    question = "What did you come up with for our club?"
+    # the user's own club is not the assistant's suggestion: nothing retired
+    told = {"new": "I play Gorka in a board game club on Fridays."}
+    answered = [recheck("new", question, "I play Gorka in a board game club on Fridays.", ["gorka"])]
+    assert superseded(earlier, answered, told, {"new": ""}) == []
+    # the assistant suggesting another name for the club is a correction
+    told = {"new": "Can you suggest another name for our club?\nLet's go with the Marrow Lanterns instead."}
+    answered = [recheck("new", question, "Let's go with the Marrow Lanterns instead.", ["marrow", "lanterns"])]
+    replied = {"new": "Let's go with the Marrow Lanterns instead."}
+    assert [r.old["answer"] for r in superseded(earlier, answered, told, replied)] == [earlier[0]["answer"]]
