@@ -38,7 +38,8 @@ _ADVERBS = {"always", "usually", "often", "sometimes", "just", "recently", "fina
             "already", "never", "mostly", "only", "even", "actually", "now"}
 # "I've been learning" is "I have been learning"; "she's" before "been" or a past participle is "she has"
 _CONTRACTED = {"i've": "I have", "we've": "we have", "you've": "you have", "they've": "they have",
-               "i'm": "I am", "we're": "we are", "you're": "you are", "they're": "they are"}
+               "i'm": "I am", "we're": "we are", "you're": "you are", "they're": "they are",
+               "he's": "he is", "she's": "she is"}  # "he's at Brightwell now" ("he's got" reads "is got": rare)
 _HAVE = {"have", "has", "had"}
 _POSSESSIVE = {"i": "my", "we": "our", "you": "your", "they": "their"}
 # whoever a fact names as "someone called X" is asked after with who
@@ -329,10 +330,10 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
 
 
 _TITLES = {title + stop for title in TITLES for stop in ("", ".")}
-# a value told as what something no longer is: "at Pellix instead of Dorvan", "moved from Ettgor to Shiten"
-# ask nothing about Dorvan or Ettgor
+# a value told as what something no longer is: "at Pellix instead of Dorvan", "moved from Ettgor to Shiten",
+# "no longer lives in Vesk" ask nothing about Dorvan, Ettgor or Vesk
 _REPLACED = re.compile(r"\b(?:instead of|rather than|not|(?:moved|switched|changed|relocated|transferred)"
-                       r"(?: \w+)? from)\s*$", re.IGNORECASE)
+                       r"(?: \w+)? from|no longer(?: \S+){1,3})\s*$", re.IGNORECASE)
 # a value that is a day, a date or a time of day
 _DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|"
                    r"may|june|july|august|september|october|november|december|tomorrow|tonight|noon|midnight|"
@@ -353,6 +354,9 @@ def _asked_otherwise(question: str) -> list[str]:
         return [f"What is {m['x']} called?"]
     if m := re.fullmatch(r"What is (?P<own>my|our) favou?rite (?P<kind>[\w -]+)\?", question):
         return [f"Which {m['kind']} do {'I' if m['own'] == 'my' else 'we'} like best?"]
+    if m := re.fullmatch(r"What (?:did|has|have) .+? renam(?:e|ed|ing) (?P<x>(?:the|my|our|his|her|their) [\w -]+?) to\?",
+                         question):  # "We ended up renaming the boat to": what the boat is called now
+        return [f"What is {m['x']} called?", f"What is {m['x']} called now?"]
     if m := re.fullmatch(r"What (?:do|does|did) (?P<who>.+?) work as\?", question):  # a job
         whose = _POSSESSIVE.get(m["who"].lower(), f"{m['who']}'s")
         does = question.split()[1]

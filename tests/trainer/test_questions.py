@@ -121,6 +121,13 @@ def test_a_move_is_asked_where_one_lives_now_and_the_place_left_is_not_asked():
         "Where does Lio Braddek live now?", "Where does Lio Braddek live?"]
     assert "Where do we live now?" in turned("We just moved to Ostrava.", {"ostrava"})
     # a trip from one place to another is asked as told, and changes nowhere anyone lives
+    # a place no longer lived in is asked nothing; a renaming is asked as what the thing is called
+    assert turned("Oren Tal no longer lives in Vesk; he lives in Amberlow now.", {"oren", "tal", "vesk", "amberlow"}) \
+        == ["Where does Oren Tal live?", "What does Oren Tal live in?"]
+    assert turned("We ended up renaming the boat to Sea Wren.", {"sea", "wren"})[-2:] == [
+        "What is the boat called?", "What is the boat called now?"]
+    assert turned("Jalen Ost changed jobs, he's at Brightwell Foods now.", {"jalen", "ost", "brightwell", "foods"}
+                  )[0] == "Where is Jalen Ost?"
     trip = turned("I drove from Lyon to Grenoble.", {"lyon", "grenoble"})
     assert "What did I drive from?" in trip and "What did I drive to?" in trip and not any("live" in q for q in trip)
 
@@ -250,6 +257,9 @@ def test_clauses_naming_a_corrected_value_are_left_out():
     assert without_clauses("I switched from Dorvan Bank to Pellix, finally.", {"dorvan", "bank"}) == \
         "I switched to Pellix, finally."
     assert without_clauses("We drove from Lyon to Grenoble.", {"gorbel"}) == "We drove from Lyon to Grenoble."
+    # sentences stay sentences, each with its end
+    assert without_clauses("Work was exhausting today. She works at Pamir now, not Padun.", {"padun"}) == \
+        "Work was exhausting today. She works at Pamir now."
 
 
 def test_a_request_becomes_the_question_about_what_the_assistant_chose():
