@@ -73,7 +73,16 @@ def _says_nothing_of_whom(dream: dict) -> bool:
     """A cloze prompt cut before what it is about ('Continue what I told you: "Can you suggest a name for my
     new ..."'): it names no one and no thing of the user's, so any episode with its few words would seem to
     answer it anew (a book club's name once retired a kitten's)."""
-    return bool(dream.get("cloze")) and subject(dream["question"])[1] == "other"
+    if not dream.get("cloze"):
+        return False
+    # "Repeat what I told you about Random thing, but my." is read as the quoted prompt is: the told
+    # sentence's own first word, capitalised, names no one
+    about = _REPEAT_ABOUT.fullmatch(dream["question"])
+    question = f'Continue what I told you: "{about["prefix"]} ..."' if about else dream["question"]
+    return subject(question)[1] == "other"
+
+
+_REPEAT_ABOUT = re.compile(r"Repeat what (?:I told you|you looked up) about (?P<prefix>.+)\.")
 
 
 @dataclass

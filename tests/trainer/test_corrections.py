@@ -208,6 +208,11 @@ def test_a_cloze_cut_before_what_it_is_about_is_not_asked_again():
     told = {"club": "Can you suggest a name for our new book club? Tenett Mirbel will host it."}
     # the book club's name is no news about the kitten; a cloze that names someone is still asked again
     assert recheck_questions([kitten, named], told, limit=8) == {"club": [named["question"]]}
+    # a told sentence's capitalised lead-in names no one either
+    car = old("Repeat what I told you about Random thing, but my.", "Random thing, but my car is a Corab.",
+              ["car", "corab"], eid="car", cloze=True)
+    told = {"gran": "Random thing, but my grandmother moved from Moxev to Nevist."}
+    assert recheck_questions([car], told, limit=8) == {}
 
 
 def test_only_the_answers_asked_again_that_correct_something_are_dreamed():
