@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -98,6 +98,31 @@ class Retirement:
                 "episode_id": self.old["episode_id"], "old_values": sorted(self.stale),
                 "by_episode": None if self.new is None else self.new.episode_id,
                 "new_answer": None if self.new is None else self.new.answer}
+
+
+def relearned(retired: Sequence[Retirement], told_by_id: dict[str, str]) -> list[Dream]:
+    """Each earlier question retired only because its episode's old value was corrected (not asked again
+    tonight: `Retirement.new` is None), answered with the correction's best answer that names a told value
+    of its own ("Which town does Pavos Katen live in?" -> "Pavos Katen has just moved to Kamir."). Learned
+    on earlier nights and never trained again, such a question kept its old answer after the correction's
+    night (memory-public at b443fbe, night 3: "Which town does Pavos Katen live in now?" -> "... Palo").
+    Cloze prompts and questions that name the old value are left alone. Unscored (the caller scores)."""
+    best: dict[str, Dream] = {}
+    for r in retired:
+        new = r.new
+        if new is None or not (words(new.answer) & told_values(told_by_id[new.episode_id])) - r.stale:
+            continue
+        if r.old["episode_id"] not in best or new.score > best[r.old["episode_id"]].score:
+            best[r.old["episode_id"]] = new
+    out, seen = [], set()
+    for r in retired:
+        new, question = best.get(r.old["episode_id"]), r.old["question"]
+        if r.new is not None or new is None or r.old.get("cloze") or words(question) & r.stale:
+            continue
+        if (new.episode_id, question) not in seen:
+            seen.add((new.episode_id, question))
+            out.append(replace(new, question=question, specific=False, held_out=False, teacher_logits=None))
+    return out
 
 
 def dream_key(d: dict) -> tuple:

@@ -14,8 +14,9 @@ held out as tonight's probes for the eval gate (`trainer.selection`).
 Corrections: earlier nights' questions about what an episode names are asked of it again
 (`recheck_questions`); one it answers with a new value of the same kind of fact supersedes the earlier
 dreams that said the old one (`superseded`): they leave replay, and tonight's answers that still name
-the old value are dropped, as are the answers to questions asked again that correct nothing. Only an
-episode's `messages` (and id) are read.
+the old value are dropped, as are the answers to questions asked again that correct nothing; the old
+episode's other questions are answered with the correction (`relearned`). Only an episode's `messages`
+(and id) are read.
 """
 
 from __future__ import annotations
@@ -48,7 +49,15 @@ from trainer.questions import (
 from trainer.selection import select
 from trainer.decisions import request_questions, suggestion_questions
 from trainer.statements import turned_questions
-from trainer.corrections import Retirement, as_it_holds_now, asked_now, dream_key, recheck_questions, superseded
+from trainer.corrections import (
+    Retirement,
+    as_it_holds_now,
+    asked_now,
+    dream_key,
+    recheck_questions,
+    relearned,
+    superseded,
+)
 from trainer.text import sentences, values, words
 from trainer.tool_turns import names_a_call
 
@@ -235,8 +244,10 @@ def dream(
             if r.new is not None:
                 replacing = [d for d in answered if d.question == r.new.question and d.episode_id == r.new.episode_id]
                 r.new = max(replacing, key=lambda d: d.score, default=None)
-        answered += corrected_now(model, tokenizer, [r.new for r in retired if r.new is not None], views,
-                                  told_by_id, config)
+        again = relearned(retired, told_by_id)  # the old episode's other questions, answered anew
+        score(model, tokenizer, again, views, told_by_id, config)
+        answered += again + corrected_now(model, tokenizer, [r.new for r in retired if r.new is not None] + again,
+                                          views, told_by_id, config)
     return NightDreams(select(answered, config, rng, values_by_id), retired)
 
 

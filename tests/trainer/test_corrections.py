@@ -1,7 +1,7 @@
 """Corrections: an earlier question asked again of tonight's episode and answered with a new value of the
 same kind of fact supersedes the earlier dreams; a new, different fact about the same person does not."""
 
-from trainer.corrections import dream_key, recheck_questions, superseded
+from trainer.corrections import Retirement, dream_key, recheck_questions, superseded
 from trainer.dreaming import Dream
 
 
@@ -242,3 +242,25 @@ def test_what_the_assistant_suggested_is_corrected_only_by_what_it_suggests_agai
     answered = [recheck("new", question, "Let's go with the Marrow Lanterns instead.", ["marrow", "lanterns"])]
     replied = {"new": "Let's go with the Marrow Lanterns instead."}
     assert [r.old["answer"] for r in superseded(earlier, answered, told, replied)] == [earlier[0]["answer"]]
+
+
+def test_the_old_episodes_other_questions_are_answered_with_the_correction():
+    from trainer.corrections import relearned
+
+    earlier = [old('Continue what I told you: "Pavos Kell lives in ..."', "Pavos Kell lives in a town called Palo.",
+                   ["palo"], cloze=True),
+               old("Which town does Pavos Kell live in?", "Pavos Kell lives in a town called Palo.", ["palo"]),
+               old("What do you know about Palo?", "Pavos Kell lives in a town called Palo.", ["palo"])]
+    told = {"new": "Pavos Kell has just moved from Palo to Kamir.\nWork was exhausting today."}
+    answered = [recheck("new", earlier[0]["question"], "Pavos Kell has just moved to Kamir.", ["kamir"])]
+    retired = superseded(earlier, answered, told)
+    assert [r.new is None for r in retired] == [False, True, True]
+    again = relearned(retired, told)
+    # the question the earlier nights trained, now with the new answer; not the one that names the old value
+    assert [(d.question, d.answer, d.episode_id) for d in again] == [
+        ("Which town does Pavos Kell live in?", "Pavos Kell has just moved to Kamir.", "new")]
+    assert again[0].teacher_logits is None and not again[0].specific
+    # an answer that names no told value of its own replaces nothing
+    small_talk = recheck("new", earlier[0]["question"], "Work was exhausting today.", [])
+    assert relearned([Retirement(earlier[0], small_talk, {"palo"}), Retirement(earlier[1], None, {"palo"})],
+                     told) == []
