@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from trainer.questions import PROMPT_WORDS, asks_what_you_said, handles, value_start
-from trainer.text import FROM_BEFORE_TO, STOPWORDS, entities, inflection_stem, sentences, words
+from trainer.text import CHANGE_VERBS, FROM_BEFORE_TO, STOPWORDS, entities, inflection_stem, sentences, words
 from trainer.text import values as told_values  # `values` names each old answer's value below
 
 if TYPE_CHECKING:
@@ -223,8 +223,7 @@ def current_values(answer: str, key_terms: Sequence[str]) -> set[str]:
 # "she used to live in Mubzil" ("left"/"quit" stay: "X quit Fyrull and joined Cavyar" answers what X quit)
 _NOT_NOW = re.compile(r"^(?:not|instead of|rather than)\b|\b(?:no longer|anymore|used to|moved from)\b", re.IGNORECASE)
 # a change told in one clause, old value first: "moved from Ettgor to Shiten", "switched from Dorvan to Pellix"
-_CHANGED_FROM = re.compile(rf"\b((?:moved|switched|changed|relocated|transferred)(?: \w+)?) {FROM_BEFORE_TO}",
-                           re.IGNORECASE)
+_CHANGED_FROM = re.compile(rf"\b({CHANGE_VERBS}(?: \w+)?) {FROM_BEFORE_TO.pattern}", re.IGNORECASE)
 # a question about what held before: its answer keeps the old value
 _ASKS_BEFORE = re.compile(r"\b(?:use to|used to|before|previous(?:ly)?|old|originally|formerly|earlier)\b",
                           re.IGNORECASE)

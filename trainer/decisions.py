@@ -95,20 +95,19 @@ _SUGGESTED_NAME = re.compile(r"\b(?:call|name)\s+(?P<what>(?:the|your)\s+[a-z][\
 def suggestion_questions(messages: Messages) -> list[str]:
     """What the assistant recommended unasked (`episodes.suggests`), as the user would ask about it later:
     "Try the tarts at a bakery called Velmora." or "You might enjoy the novel Ashes of Corvel." -> "Which
-    bakery (novel) did you recommend?"; "Let's call the
-    routine Fernday." -> "What name did you suggest for the routine?". "Try Quizlo." asks nothing: "What did
-    you suggest I try?" of two episodes trained two answers to one question (memory-dev-b: night 2's "Try
-    Obrkedull" answered with night 1's "Try Fyrwyn")."""
+    bakery (novel) did you recommend?"; "Let's call the routine Fernday." -> "What name did you suggest for
+    the routine?". "Try Quizlo." asks nothing: "What did you suggest I try?" of two episodes trained two
+    answers to one question (memory-dev-b: night 2's "Try Obrkedull" answered with night 1's "Try Fyrwyn")."""
     out: list[str] = []
     for t in told(messages):
         if t.role != "assistant" or not suggests(messages[t.turn]):
             continue
-        nouns = [m["noun"] for m in _SUGGESTED_KIND.finditer(t.text)] or [
-            m["noun"] for m in _SUGGESTED_TITLE.finditer(t.text)
-            if m["noun"] not in _DESCRIBING and not _SUGGESTED_NAME.search(t.text)]  # "call the routine Fernday"
+        naming = list(_SUGGESTED_NAME.finditer(t.text))
+        nouns = [m["noun"] for m in _SUGGESTED_KIND.finditer(t.text)] or ([] if naming else [  # "call the routine X"
+            m["noun"] for m in _SUGGESTED_TITLE.finditer(t.text) if m["noun"] not in _DESCRIBING])
         for noun in nouns:
             out += [f"Which {noun} did you recommend?", f"What {noun} did you suggest?"]
-        for match in _SUGGESTED_NAME.finditer(t.text):
+        for match in naming:
             what = re.sub(r"^your\b", "my", match["what"])
             out += [f"What did you suggest calling {what}?", *_recalled_as("name", what)]
     return list(dict.fromkeys(out))

@@ -30,7 +30,7 @@ import torch
 
 from trainer.chat import Messages, answer_ids, continuation_logits, decode, render
 from trainer.config import SleepConfig
-from trainer.episodes import episode_messages, episode_windows, quote, told, told_text
+from trainer.episodes import episode_windows, quote, told_replies, told_text
 from trainer.experts import adapters
 from trainer.generation import LOCAL, Generation
 from trainer.losses import token_logprobs
@@ -234,8 +234,7 @@ def dream(
     for d in answered:
         d.answer = as_it_holds_now(d.answer, d.question)
     score(model, tokenizer, answered, views, told_by_id, config)
-    replied_by_id = {eid: " ".join(t.text for t in told(episode_messages(e)) if t.role == "assistant")
-                     for eid, e in by_id.items()}
+    replied_by_id = {eid: told_replies(e) for eid, e in by_id.items()}
     retired = superseded(earlier, answered, told_by_id, replied_by_id)
     answered = corrections_only(answered, retired)
     if retired:

@@ -139,6 +139,11 @@ def told_text(episode: dict) -> str:
     return "\n".join(said) if said else episode_text(episode)
 
 
+def told_replies(episode: dict) -> str:
+    """What the assistant's told turns say (`told`), as one text: the suggestions it made."""
+    return " ".join(t.text for t in told(episode_messages(episode)) if t.role == "assistant")
+
+
 def statements(episode: dict) -> list[str]:
     """The told sentences, in order."""
     return [t.text for t in told(episode_messages(episode))]
@@ -218,8 +223,7 @@ def without_clauses(text: str, avoid: Collection[str]) -> str:
     avoid = set(avoid)
 
     def cut(clause: str) -> str:
-        return re.sub(FROM_BEFORE_TO, lambda m: "" if words(m.group()) & avoid else m.group(), clause,
-                      flags=re.IGNORECASE)
+        return FROM_BEFORE_TO.sub(lambda m: "" if words(m.group()) & avoid else m.group(), clause)
 
     out = []
     for sentence in sentences(text):
@@ -228,7 +232,6 @@ def without_clauses(text: str, avoid: Collection[str]) -> str:
             joined = ", ".join(kept)
             out.append(joined if joined[-1] in ".!?" or sentence[-1] not in ".!?" else joined + sentence[-1])
     return " ".join(out)
-
 
 
 def episode_windows(tokenizer, episodes: Sequence[dict], config) -> dict[str, list[Messages]]:

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from trainer.chat import Messages
 from trainer.episodes import told
 from trainer.questions import PHRASE_END, distinctive, value_runs
-from trainer.text import FROM_BEFORE_TO, STOPWORDS, TITLES, entities, owner_lower, sentences, words
+from trainer.text import CHANGE_VERBS, FROM_BEFORE_TO, STOPWORDS, TITLES, entities, owner_lower, sentences, words
 
 LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|update on [^:]+|oh|also|actually|so|well|anyway|okay|ok|"
                    r"fun fact|guess what|just so you know|you know what|news|and|but|(?:it )?turns out(?: that)?|"
@@ -155,7 +155,7 @@ def statement_questions(prefix: str) -> list[str]:
     have I been learning?", "Hepev Mubust quit Fyrull and joined" -> "What did Hepev Mubust join?". English
     word order, no relation read; [] when the prefix has no subject and verb it can turn (or its subject is
     a bare pronoun: "she works at" names no one)."""
-    prefix = re.sub(FROM_BEFORE_TO, "", prefix, flags=re.IGNORECASE)  # "X moved from Ettgor to": where X moved
+    prefix = FROM_BEFORE_TO.sub("", prefix)  # "X moved from Ettgor to": where X moved
     named_for = _NAME_FOR.search(prefix)
     if named_for:  # "We settled on a name for the cat:" -> "What is the cat called?"
         thing = owner_lower(named_for["thing"])
@@ -282,13 +282,15 @@ def _without_describing(rest: list[str]) -> list[str]:
     return rest
 
 
-_PREPOSITIONS = {"in", "at", "from", "with", "for", "on", "to", "by", "into", "of", "about"}
+# the prepositions between a verb and the kind of thing a value names ("lives in a town called")
+_NAMING_PREPOSITIONS = "in|at|from|with|for|on|to|by|into"
+_PREPOSITIONS = {*_NAMING_PREPOSITIONS.split("|"), "of", "about"}
 
 
 # what follows a verb up to a value it names: "(violin lessons) (from) a (teacher) named", "(in) a (town) called"
-_NAMED = re.compile(rf"(?P<obj>(?:\S+ )*?)(?:(?P<prep>in|at|from|with|for|on|to|by|into) )?"
+_NAMED = re.compile(rf"(?P<obj>(?:\S+ )*?)(?:(?P<prep>{_NAMING_PREPOSITIONS}) )?"
                     rf"(?:(?P<who>{'|'.join(sorted(_SOMEONE, key=len, reverse=True))})|"
-                    rf"(?:a|an|the) (?:(?!(?:in|at|from|with|for|on|to|by|into|a|an|the) )\S+ )*?(?P<noun>\S+))"
+                    rf"(?:a|an|the) (?:(?!(?:{_NAMING_PREPOSITIONS}|a|an|the) )\S+ )*?(?P<noun>\S+))"
                     rf" (?:called|named)")
 
 
@@ -332,8 +334,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
 _TITLES = {title + stop for title in TITLES for stop in ("", ".")}
 # a value told as what something no longer is: "at Pellix instead of Dorvan", "moved from Ettgor to Shiten",
 # "no longer lives in Vesk" ask nothing about Dorvan, Ettgor or Vesk
-_REPLACED = re.compile(r"\b(?:instead of|rather than|not|(?:moved|switched|changed|relocated|transferred)"
-                       r"(?: \w+)? from|no longer(?: \S+){1,3})\s*$", re.IGNORECASE)
+_REPLACED = re.compile(rf"\b(?:instead of|rather than|not|{CHANGE_VERBS}(?: \w+)? from|no longer(?: \S+){{1,3}})\s*$",
+                       re.IGNORECASE)
 # a value that is a day, a date or a time of day
 _DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|"
                    r"may|june|july|august|september|october|november|december|tomorrow|tonight|noon|midnight|"

@@ -28,7 +28,9 @@ _SENTENCE_END = re.compile(rf"(?<=[.!?]){_TITLE}\s+|\n+")
 _CLAUSE_END = re.compile(rf"(?<=[.!?:;]){_TITLE}\s+|\n+")
 
 # the place or thing left in "from <old> to <new>": "moved (from Ettgor )to Shiten", "switched (from tea )to coffee"
-FROM_BEFORE_TO = r"\bfrom\s+(?:[\w'.-]+\s+){1,4}?(?=to\b)"
+FROM_BEFORE_TO = re.compile(r"\bfrom\s+(?:[\w'.-]+\s+){1,4}?(?=to\b)", re.IGNORECASE)
+# the verbs that tell a change of value: what follows their "from" no longer holds
+CHANGE_VERBS = r"(?:moved|switched|changed|relocated|transferred)"
 
 
 def normal(word: str) -> str:
