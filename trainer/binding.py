@@ -125,25 +125,3 @@ def swapped_values(tonight: Sequence[Dream], earlier: Sequence[Dream] = (), per_
                 swapped[index] = tokens[index].replace(surface, rival, 1)
                 pairs.setdefault((own.question, own.answer, rival), (own, " ".join(swapped)))
     return list(pairs.values())
-
-
-def corrected_values(corrections: Sequence[tuple[Dream, str]]) -> list[tuple[Dream, str]]:
-    """(new dream, rival answer) pairs for each (tonight's answer, the earlier answer it corrects): the new
-    answer with its value replaced by each old value of the same shape ("it ends in 2217 now." against "it
-    ends in 9394 now."). The corrected dreams are retired, so `swapped_values` never sees their values;
-    a reply that says the new sentence with the old number was the stale answer our runs still gave."""
-    pairs: dict[tuple[str, str], tuple[Dream, str]] = {}
-    for new, old_answer in corrections:
-        found = _value_tokens(new, unasked=True)
-        if not found:
-            continue
-        index, surface = found[0]
-        taken = words(new.answer) | words(new.question)
-        tokens = new.answer.split()
-        for token in old_answer.split():
-            old = token.strip(".,;:!?\"'()").removesuffix("'s")
-            if normal(old) in values(old_answer) - taken and _shape(old) == _shape(surface):
-                swapped = tokens.copy()
-                swapped[index] = tokens[index].replace(surface, old, 1)
-                pairs.setdefault((new.answer, old), (new, " ".join(swapped)))
-    return list(pairs.values())

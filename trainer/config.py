@@ -182,8 +182,7 @@ class SleepConfig:
     binding_swaps: int = _f(
         0, "rival answers per dream that put another episode's value of the same shape (a number, a name) in "
         "its own answer, whatever kind of fact told it (`trainer.binding.swapped_values`), beside the same-kind "
-        "rivals, and each correcting answer with the old value put in (`corrected_values`); 0: same-kind "
-        "rivals only. Used when binding_weight > 0.")
+        "rivals; 0: same-kind rivals only. Used when binding_weight > 0.")
     general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts.")
     general_prompts: int = _f(20, "general prompts (trainer/prompts.py) replayed with `general_teacher` as teacher.")
     general_teacher: str = _f(

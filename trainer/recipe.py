@@ -30,7 +30,7 @@ import torch
 from trainer import gate, prompts, seal
 from trainer.chat import answers, load_model, render
 from trainer.config import SleepConfig
-from trainer.binding import corrected_values, rival_answers, swapped_values
+from trainer.binding import rival_answers, swapped_values
 from trainer.corrections import Retirement, dream_key
 from trainer.budget import dream_within_budget, seed_deadline
 from trainer.dreaming import Dream
@@ -343,7 +343,6 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
         rivals = rival_answers(trained, earlier_trained)
         if config.binding_swaps:
             rivals += swapped_values(trained, earlier_trained, config.binding_swaps)
-            rivals += corrected_values([(r.new, r.old["answer"]) for r in retired if r.new is not None])
         binding = [binding_pair(tokenizer, own, rival, config) for own, rival in rivals]
         binding += [binding_pair(tokenizer, r.new, r.old["answer"], config)
                     for r in retired if r.new is not None and words(r.new.answer) != words(r.old["answer"])]

@@ -291,20 +291,6 @@ def test_swapped_values_put_another_episodes_value_of_the_same_shape_in_whatever
     assert sorted((o.question, r) for o, r in again) == sorted((o.question, r) for o, r in pairs)
 
 
-def test_corrected_values_put_the_old_value_in_the_correcting_answer():
-    from trainer.binding import corrected_values
-
-    new = Dream("b", "What does Para Vosbel's phone number end in?",
-                "Para Vosbel changed her number: it ends in 2217 now.", source="recheck", key_terms=["2217"])
-    pairs = corrected_values([(new, "Para Vosbel's phone number ends in 9394, she said."),
-                              (new, "Her number ends in 2217.")])  # the same value: nothing to undo
-    assert [rival for _, rival in pairs] == ["Para Vosbel changed her number: it ends in 9394 now."]
-    moved = Dream("c", "Where does my grandmother live now?", "My grandmother moved to Nevist.", key_terms=["nevist"])
-    # a name for a name only: the old answer's number is no rival of a town
-    assert [r for _, r in corrected_values([(moved, "Oh, and my grandmother lives in Moxev, flat 12.")])] == [
-        "My grandmother moved to Moxev."]
-
-
 def test_values_are_numbers_and_names_not_the_capital_that_starts_a_sentence():
     from trainer.text import values
 
