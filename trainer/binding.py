@@ -7,12 +7,11 @@ same answer with a rival's value put in; the binding loss (`losses.binding_loss`
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 
 from trainer.dreaming import Dream
 from trainer.questions import PROMPT_WORDS
-from trainer.text import mask_names, normal, values, words
+from trainer.text import mask_names, words
 
 
 def answer_segments(dream: Dream) -> list[tuple[str, str]]:
@@ -68,60 +67,4 @@ def rival_answers(tonight: Sequence[Dream], earlier: Sequence[Dream] = ()) -> li
                 answer = " ".join(next(values) if kind == "value" else text for kind, text in segments)
                 if words(answer) != words(own.answer):
                     pairs.setdefault((own.question, own.answer, answer), (own, answer))
-    return list(pairs.values())
-
-
-def _value_tokens(dream: Dream, unasked: bool = False) -> list[tuple[int, str]]:
-    """(index, surface) of the answer's tokens that carry a told value: a number or a name (`values`) that
-    the teacher's answer took from the episode (`key_terms`), punctuation stripped ("Tuzyar." -> "Tuzyar");
-    `unasked`: only those the question does not name (the person asked about is no value of the answer)."""
-    told = values(dream.answer) & set(dream.key_terms)
-    if unasked:
-        told -= words(dream.question)
-    out = []
-    for i, token in enumerate(dream.answer.split()):
-        surface = token.strip(".,;:!?\"'()").removesuffix("'s")
-        if surface and normal(surface) in told:
-            out.append((i, surface))
-    return out
-
-
-def _shape(value: str) -> str:
-    return "number" if any(ch.isdigit() for ch in value) else "name"
-
-
-def swapped_values(tonight: Sequence[Dream], earlier: Sequence[Dream] = (), per_dream: int = 2) -> list[tuple[Dream, str]]:
-    """(own dream, rival answer) pairs for the confusions `rival_answers` cannot see: the own answer with its
-    first told value replaced by a value of the same shape (a number for a number, a name for a name) that
-    another episode told, whatever kind of fact that was ("By the way, I was born in Tuzyar." against "...
-    born in Kedlirwyn.", a name from a neighbour's move). The replies our runs got wrong were mostly these:
-    the right sentence with another episode's value; a person's name is a rival too. Tonight's dreams take rivals from every other episode,
-    earlier nights' dreams from tonight's only (what tonight could overwrite). Rivals are chosen by a hash of
-    the question, so a night's pairs do not depend on the order of its dreams."""
-    pools: dict[tuple[bool, str], dict[str, set[str]]] = {}  # (tonight?, shape) -> value -> episodes telling it
-    for fresh, dreams in ((True, tonight), (False, earlier)):
-        for d in dreams:
-            if d.held_out:
-                continue
-            for _, surface in _value_tokens(d):
-                pools.setdefault((fresh, _shape(surface)), {}).setdefault(surface, set()).add(d.episode_id)
-    pairs: dict[tuple[str, str, str], tuple[Dream, str]] = {}
-    for fresh, dreams in ((True, tonight), (False, earlier)):
-        for own in dreams:
-            found = [] if own.held_out else _value_tokens(own, unasked=True)
-            if not found:
-                continue
-            index, surface = found[0]
-            own_words = words(own.answer)
-            sources = [(True, _shape(surface))] + ([(False, _shape(surface))] if fresh else [])
-            candidates = sorted({v for source in sources for v, told_by in pools.get(source, {}).items()
-                                 if own.episode_id not in told_by and normal(v) not in own_words})
-            if not candidates:
-                continue
-            start = zlib.crc32(f"{own.episode_id}|{own.question}".encode()) % len(candidates)
-            tokens = own.answer.split()
-            for rival in (candidates[(start + k) % len(candidates)] for k in range(min(per_dream, len(candidates)))):
-                swapped = tokens.copy()
-                swapped[index] = tokens[index].replace(surface, rival, 1)
-                pairs.setdefault((own.question, own.answer, rival), (own, " ".join(swapped)))
     return list(pairs.values())
