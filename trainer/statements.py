@@ -233,8 +233,32 @@ def _copula_questions(low: str, subject: str, rest: list[str]) -> list[str]:
         return [f"What {low} {subject}?"] + which
     if which:
         return which
+    kind = _kind_questions(subject) if rest and low in ("is", "are") and not _without_describing(rest) else []
     rest = _without_describing(rest)
-    return [f"What {low} {subject} {' '.join(rest)}".rstrip() + "?"]
+    return [f"What {low} {subject} {' '.join(rest)}".rstrip() + "?"] + kind
+
+
+# whose thing a subject names, and how a question about having it is asked: "my car" -> "do I have"
+_HAVER = {"my": "do I", "our": "do we"}
+
+
+def _kind_questions(subject: str) -> list[str]:
+    """"my car is a Corab" is also asked as what one has: "What kind of car do I have?", "What car do I
+    have?" ("Bera Kolst's car" -> "does Bera Kolst have"). Only a subject that says whose thing it is."""
+    owner, _, thing = subject.partition(" ")
+    if owner.lower() in _HAVER:
+        haver = _HAVER[owner.lower()]
+    elif owner.endswith("'s") and owner[:1].isupper():  # "Bera's car"; "Bera Kolst's car" below
+        haver, thing = f"does {owner[:-2]}", thing
+    else:
+        named = re.fullmatch(r"((?:[A-Z][\w-]+ )+?[A-Z][\w-]+)'s (.+)", subject)
+        if not named:
+            return []
+        haver, thing = f"does {named[1]}", named[2]
+    thing = re.sub(r"^(?:new|old)\s+", "", thing)  # "What kind of car do we have?" for "Our new car is a"
+    if not thing or len(thing.split()) > 3:
+        return []
+    return [f"What kind of {thing} {haver} have?", f"What {thing} {haver} have?"]
 
 
 def _verbless_questions(prefix: str, tokens: Sequence[str]) -> list[str]:

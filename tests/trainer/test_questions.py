@@ -26,6 +26,13 @@ def test_statements_turn_into_the_question_their_value_answers():
     assert statement_questions("I drive a") == ["What do I drive?"]
     assert statement_questions("I named my cactus") == ["What did I name my cactus?"]
     assert statement_questions("my favourite band is") == ["What is my favourite band?"]
+    # a thing that "is a" value is also asked as what its owner has; a thing of no one's, only as itself
+    assert statement_questions("Random thing, but my car is a") == [
+        "What is my car?", "What kind of car do I have?", "What car do I have?"]
+    assert statement_questions("Our new boat is an")[1:] == ["What kind of boat do we have?", "What boat do we have?"]
+    assert statement_questions("Bera Kolst's phone is a")[1] == "What kind of phone does Bera Kolst have?"
+    assert statement_questions("the car is a") == ["What is the car?"]
+    assert statement_questions("my dog is called") == ["What is my dog called?"]
     assert statement_questions("My sister studies") == ["What does my sister study?"]
     assert "What does Kalo Loka's phone number end in?" in statement_questions("Kalo Loka's phone number ends in")
     assert statement_questions("Pavos Katen lives in a town called") == [
