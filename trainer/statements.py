@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 
 from trainer.chat import Messages
 from trainer.episodes import told
+from trainer.paraphrases import DATE, asked_otherwise, when_questions
 from trainer.questions import PHRASE_END, distinctive, value_runs
 from trainer.text import CHANGE_VERBS, FROM_BEFORE_TO, STOPWORDS, TITLES, entities, owner_lower, sentences, words
 
@@ -41,7 +42,6 @@ _CONTRACTED = {"i've": "I have", "we've": "we have", "you've": "you have", "they
                "i'm": "I am", "we're": "we are", "you're": "you are", "they're": "they are",
                "he's": "he is", "she's": "she is"}  # "he's at Brightwell now" ("he's got" reads "is got": rare)
 _HAVE = {"have", "has", "had"}
-_POSSESSIVE = {"i": "my", "we": "our", "you": "your", "they": "their"}
 # whoever a fact names as "someone called X" is asked after with who
 _SOMEONE = {"someone", "somebody", "a guy", "a man", "a woman", "a girl", "a boy", "a friend"}
 
@@ -347,11 +347,11 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                     start -= 1  # "a teacher called Ms. Arvel", "a band called The Low Tides": the title is the name's
                 if start and not _REPLACED.search(" ".join(tokens[:start])):
                     asked = statement_questions(" ".join(tokens[:start])) + named_thing_questions(tokens[:start])
-                    if _DATE.match(tokens[start]):
-                        asked = _when(asked) + [q for q in asked if not q.startswith("Where")]
+                    if DATE.match(tokens[start]):
+                        asked = when_questions(asked) + [q for q in asked if not q.startswith("Where")]
                     elif tokens[start] in _TITLES:  # "My doctor is Dr. Fenwick": a person
                         asked = [re.sub(r"^What ", "Who ", q) for q in asked]
-                    out += asked + [p for q in asked for p in _asked_otherwise(q)]
+                    out += asked + [p for q in asked for p in asked_otherwise(q)]
     return list(dict.fromkeys(out))
 
 
@@ -360,50 +360,6 @@ _TITLES = {title + stop for title in TITLES for stop in ("", ".")}
 # "no longer lives in Vesk" ask nothing about Dorvan, Ettgor or Vesk
 _REPLACED = re.compile(rf"\b(?:instead of|rather than|not|{CHANGE_VERBS}(?: \w+)? from|no longer(?: \S+){{1,3}})\s*$",
                        re.IGNORECASE)
-# a value that is a day, a date or a time of day
-_DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|"
-                   r"may|june|july|august|september|october|november|december|tomorrow|tonight|noon|midnight|"
-                   r"\d{1,2}(?::\d\d)?\s*(?:am|pm|a\.m\.|p\.m\.)?[.,!]?$|\d{1,2}(?:st|nd|rd|th)\b)", re.IGNORECASE)
-
-
-def _asked_otherwise(question: str) -> list[str]:
-    """How the same thing is often asked instead: a name as "called" or "'s name", a favourite as what one
-    likes best ("What is my favourite band?" -> "Which band do I like best?"), a move as where one lives
-    ("Where did my sister move?" -> "Where does my sister live now?"), what one works as as a job ("What
-    does X work as?" -> "What is X's job?")."""
-    if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our|the|his|her|their|[A-Z]\S*) .+?) (?:called|named)\?",
-                         question):
-        return [f"What is {m['x']}'s name?"]
-    if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our) .+?)'s name\?", question):
-        return [f"What is {m['x']} called?"]
-    if m := re.fullmatch(r"What (?:did|do) (?:I|we) (?:name|call) (?P<x>(?:my|our) [\w -]+)\?", question):
-        return [f"What is {m['x']} called?"]
-    if m := re.fullmatch(r"What is (?P<own>my|our) favou?rite (?P<kind>[\w -]+)\?", question):
-        return [f"Which {m['kind']} do {'I' if m['own'] == 'my' else 'we'} like best?"]
-    if m := re.fullmatch(r"What (?:did|has|have) .+? renam(?:e|ed|ing) (?P<x>(?:the|my|our|his|her|their) [\w -]+?) to\?",
-                         question):  # "We ended up renaming the boat to": what the boat is called now
-        return [f"What is {m['x']} called?", f"What is {m['x']} called now?"]
-    if m := re.fullmatch(r"What (?:do|does|did) (?P<who>.+?) work as\?", question):  # a job
-        whose = _POSSESSIVE.get(m["who"].lower(), f"{m['who']}'s")
-        does = question.split()[1]
-        return [f"What is {whose} job?", f"What {does} {m['who']} do for a living?"]
-    if m := re.fullmatch(r"Where (?:did|has|have|had) (?P<who>.+?) (?:move|moved|relocate|relocated)(?: back)?\?",
-                         question):  # a move tells where someone lives now
-        does = "do" if m["who"].lower() in _PRONOUNS else "does"
-        return [f"Where {does} {m['who']} live now?", f"Where {does} {m['who']} live?"]
-    return []
-
-
-def _when(questions: Sequence[str]) -> list[str]:
-    """The "When ...?" of each "What/Where ...?" about a date or time: "What is the meeting on?" -> "When is the
-    meeting?", "Where is my husband's birthday?" -> "When is my husband's birthday?"."""
-    out = []
-    for q in questions:
-        if m := re.fullmatch(r"(?:What|Where) (?P<body>.+?)(?: (?:on|at|in|for))?\?", q):
-            out.append(f"When {m['body']}?")
-    return list(dict.fromkeys(out))
-
-
 def named_thing_questions(before: Sequence[str]) -> list[str]:
     """"What is X's band called?" when the words before a value are someone's thing: a capitalised
     possessor and one or two lower-case nouns ("Obrmub Mubkedjan's band" before "Cavyar")."""

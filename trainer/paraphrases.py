@@ -1,0 +1,53 @@
+"""Other ways people ask what a turned question asks: a name as "called" or "'s name", a favourite as what
+one likes best, a move as where one lives now, a job, a date as "When". English word order, no model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+# a personal pronoun's possessive: "What do I work as?" -> "What is my job?"
+_POSSESSIVE = {"i": "my", "we": "our", "you": "your", "they": "their"}
+# a value that is a day, a date or a time of day
+DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|"
+                  r"may|june|july|august|september|october|november|december|tomorrow|tonight|noon|midnight|"
+                  r"\d{1,2}(?::\d\d)?\s*(?:am|pm|a\.m\.|p\.m\.)?[.,!]?$|\d{1,2}(?:st|nd|rd|th)\b)", re.IGNORECASE)
+
+
+def asked_otherwise(question: str) -> list[str]:
+    """How the same thing is often asked instead: a name as "called" or "'s name", a favourite as what one
+    likes best ("What is my favourite band?" -> "Which band do I like best?"), a move as where one lives
+    ("Where did my sister move?" -> "Where does my sister live now?"), what one works as as a job ("What
+    does X work as?" -> "What is X's job?")."""
+    if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our|the|his|her|their|[A-Z]\S*) .+?) (?:called|named)\?",
+                         question):
+        return [f"What is {m['x']}'s name?"]
+    if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our) .+?)'s name\?", question):
+        return [f"What is {m['x']} called?"]
+    if m := re.fullmatch(r"What (?:did|do) (?:I|we) (?:name|call) (?P<x>(?:my|our) [\w -]+)\?", question):
+        return [f"What is {m['x']} called?"]
+    if m := re.fullmatch(r"What is (?P<own>my|our) favou?rite (?P<kind>[\w -]+)\?", question):
+        return [f"Which {m['kind']} do {'I' if m['own'] == 'my' else 'we'} like best?"]
+    if m := re.fullmatch(r"What (?:did|has|have) .+? renam(?:e|ed|ing) (?P<x>(?:the|my|our|his|her|their) [\w -]+?) to\?",
+                         question):  # "We ended up renaming the boat to": what the boat is called now
+        return [f"What is {m['x']} called?", f"What is {m['x']} called now?"]
+    if m := re.fullmatch(r"What (?:do|does|did) (?P<who>.+?) work as\?", question):  # a job
+        whose = _POSSESSIVE.get(m["who"].lower(), f"{m['who']}'s")
+        does = question.split()[1]
+        return [f"What is {whose} job?", f"What {does} {m['who']} do for a living?"]
+    if m := re.fullmatch(r"Where (?:did|has|have|had) (?P<who>.+?) (?:move|moved|relocate|relocated)(?: back)?\?",
+                         question):  # a move tells where someone lives now
+        does = "do" if m["who"].lower() in _POSSESSIVE else "does"
+        return [f"Where {does} {m['who']} live now?", f"Where {does} {m['who']} live?"]
+    return []
+
+
+def when_questions(questions: Sequence[str]) -> list[str]:
+    """The "When ...?" of each "What/Where ...?" about a date or time: "What is the meeting on?" -> "When is the
+    meeting?", "Where is my husband's birthday?" -> "When is my husband's birthday?"."""
+    out = []
+    for q in questions:
+        if m := re.fullmatch(r"(?:What|Where) (?P<body>.+?)(?: (?:on|at|in|for))?\?", q):
+            out.append(f"When {m['body']}?")
+    return list(dict.fromkeys(out))
