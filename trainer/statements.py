@@ -249,7 +249,7 @@ def _kind_questions(subject: str) -> list[str]:
     if owner.lower() in _HAVER:
         haver = _HAVER[owner.lower()]
     elif owner.endswith("'s") and owner[:1].isupper():  # "Bera's car"; "Bera Kolst's car" below
-        haver, thing = f"does {owner[:-2]}", thing
+        haver = f"does {owner[:-2]}"
     else:
         named = re.fullmatch(r"((?:[A-Z][\w-]+ )+?[A-Z][\w-]+)'s (.+)", subject)
         if not named:
