@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-# a personal pronoun's possessive: "What do I work as?" -> "What is my job?"
+# a personal pronoun's possessive: "What do I work as?" -> "What is my job?"; its pronouns take "do", not "does"
 _POSSESSIVE = {"i": "my", "we": "our", "you": "your", "they": "their"}
 # a value that is a day, a date or a time of day
 DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|"

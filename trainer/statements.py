@@ -233,9 +233,9 @@ def _copula_questions(low: str, subject: str, rest: list[str]) -> list[str]:
         return [f"What {low} {subject}?"] + which
     if which:
         return which
-    kind = _kind_questions(subject) if rest and low in ("is", "are") and not _without_describing(rest) else []
-    rest = _without_describing(rest)
-    return [f"What {low} {subject} {' '.join(rest)}".rstrip() + "?"] + kind
+    asked = _without_describing(rest)
+    kind = _kind_questions(subject) if rest and low in ("is", "are") and not asked else []  # "my car is a"
+    return [f"What {low} {subject} {' '.join(asked)}".rstrip() + "?"] + kind
 
 
 # whose thing a subject names, and how a question about having it is asked: "my car" -> "do I have"
@@ -360,6 +360,8 @@ _TITLES = {title + stop for title in TITLES for stop in ("", ".")}
 # "no longer lives in Vesk" ask nothing about Dorvan, Ettgor or Vesk
 _REPLACED = re.compile(rf"\b(?:instead of|rather than|not|{CHANGE_VERBS}(?: \w+)? from|no longer(?: \S+){{1,3}})\s*$",
                        re.IGNORECASE)
+
+
 def named_thing_questions(before: Sequence[str]) -> list[str]:
     """"What is X's band called?" when the words before a value are someone's thing: a capitalised
     possessor and one or two lower-case nouns ("Obrmub Mubkedjan's band" before "Cavyar")."""
