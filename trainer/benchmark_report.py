@@ -130,6 +130,9 @@ def report(r: dict) -> str:
         "\n## Retention: row = probes of night i, column = after night n (sleep; superseded cases left out)\n",
         *_retention(r["retention"], nights),
     ]
+    if "kept" in r:  # results.json files written before it had the key still report
+        lines += ["\n## Kept: recall after night n over recall after night i, of the same probes (sleep)\n",
+                  *_retention(r["kept"], nights)]
     if "stale" in r:
         lines += ["\n## Corrections: share of replies naming the old value, after night n (sleep)\n",
                   f"- {r['stale']['probes']} correcting probes; before any sleep {_fmt(r['stale']['before'])}, "

@@ -10,6 +10,9 @@ without the extra fields, and scores exactly as before.
   that name a rejected answer: {"probes", "before", "in_context", "after" (after night n, over the
   correcting probes of nights <= n), "retention" (after night n, per night of probes)}. `stale` is
   present only where some probe has `reject`.
+- `kept[n-1][k-1]`: night k's probes recalled after night n as a share of their recall after night k, on
+  the same probes (a case superseded in between leaves both sides): what "night-1 retention" means where
+  `retention`'s rows after different nights count different probes.
 - `by_category`: present only when some case has a `category` (a pure v1 file has none, so its
   results.json keeps the v1 keys); cases without one then count as the category "facts". Each entry has
   the top level's recall keys (`probes`, `closed_book_before`, `in_context`, `in_context_per_night`,
@@ -123,7 +126,8 @@ def summarise(probes: Sequence[Probe], ids: Sequence[int], before: dict[int, Mar
                  for n, marks in enumerate(after, start=1)]
     out = {"probes": len(ids), "closed_book_before": share(before, ids), "in_context": share(in_context, ids),
            "in_context_per_night": [share(in_context, of_night[n]) for n in of_night],
-           "closed_book_after": [row[-1] for row in retention], "retention": retention}
+           "closed_book_after": [row[-1] for row in retention], "retention": retention,
+           "kept": kept(probes, of_night, after)}
     correcting = [i for i in ids if probes[i].reject]
     if correcting:
         of = {n: [i for i in correcting if probes[i].night == n] for n in of_night}
@@ -136,6 +140,21 @@ def summarise(probes: Sequence[Probe], ids: Sequence[int], before: dict[int, Mar
             "retention": [[share(marks, of[k], "stale") for k in range(1, n + 1)]
                           for n, marks in enumerate(after, start=1)],
         }
+    return out
+
+
+def kept(probes: Sequence[Probe], of_night: dict[int, list[int]], after: Sequence[dict[int, Mark]]) -> list[list]:
+    """After night n, per night k <= n: recall of night k's probes over their recall after night k, on the
+    same probes (those still counted after n), so a case superseded in between leaves both sides.
+    None where nothing is counted or nothing was recalled after night k."""
+    out = []
+    for n, marks in enumerate(after, start=1):
+        row = []
+        for k in range(1, n + 1):
+            same = [i for i in of_night[k] if probes[i].counted_after(n)]
+            now, then = share(marks, same), share(after[k - 1], same)
+            row.append(now / then if now is not None and then else None)
+        out.append(row)
     return out
 
 

@@ -75,8 +75,23 @@ def test_a_superseded_case_leaves_retention_from_its_corrections_night():
     assert s["in_context_per_night"] == [1.0, 0.5]
     # after night 1 both night-1 cases count (b's correction is not slept yet); after night 2 only a
     assert s["retention"] == [[0.5], [1.0, 0.5]] and s["closed_book_after"] == [0.5, 0.5]
+    # kept compares a alone after nights 1 and 2 (b left both sides): a was missed after night 1
+    assert s["kept"] == [[1.0], [None, 1.0]]
     assert s["stale"] == {"probes": 1, "before": 0.0, "in_context": 1.0, "after": [None, 1.0],
                           "retention": [[None], [None, 1.0]]}
+
+
+def test_kept_compares_the_same_probes_where_retention_rows_do_not():
+    probes = load_probes(V2)
+    before = _marks(probes, set())
+    # after night 1: a recalled, b (superseded on night 2) missed; after night 2: a still recalled
+    after = [_marks(probes, {"a"}, nights=1), _marks(probes, {"a", "c"}, nights=2)]
+    s = summarise(probes, range(4), before, before, after, nights=2)
+    assert s["retention"][0][0] == 0.5 and s["retention"][1][0] == 1.0  # rows count {a, b}, then {a}
+    assert s["kept"] == [[1.0], [1.0, 1.0]]  # a after night 2 against a after night 1
+    assert "## Kept" in report({**s, "dataset": "d.jsonl", "nights": 2, "base_model": "m", "general_before": None,
+                                "total_seconds": 0.0, "general_after": [], "seconds": [], "accepted": [],
+                                "baselines": {"no_sleep": {"closed_book_after": [0.0, 0.0]}}})
 
 
 def test_a_correction_slept_the_same_night_empties_its_row():
@@ -116,6 +131,7 @@ def test_a_v1_file_scores_as_before_and_has_no_category():
     # the v1 harness's numbers: mean over probes, night rows over that night's probes
     assert s["closed_book_before"] == 0.25 and s["in_context"] == 0.75 and s["in_context_per_night"] == [1.0, 0.5]
     assert s["retention"] == [[1.0], [0.0, 0.5]] and s["closed_book_after"] == [1.0, 0.5] and "stale" not in s
+    assert s["kept"] == [[1.0], [0.0, 1.0]]
     assert by_category(probes, before, before, {k: after for k in ("sleep", "naive_sft", "no_sleep")}, 2) == {}
 
 
