@@ -1,10 +1,15 @@
 """Every shipped config loads; range checks speak in sentences."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
+from trainer import prompts
 from trainer.config import VLLM_LORA_RANKS, SleepConfig
+
+GENERAL_DEV = Path(__file__).resolve().parents[2] / "bench" / "data" / "general-dev.jsonl"
 
 
 @pytest.mark.parametrize("path", SleepConfig.shipped(), ids=lambda p: p.stem)
@@ -12,6 +17,15 @@ def test_every_shipped_config_loads(path):
     config = SleepConfig.from_yaml(path)
     assert config.max_lora_rank in VLLM_LORA_RANKS
     assert config.expert_rank <= config.max_lora_rank
+    # a count past the list would be cut silently by the slice in recipe.training_set
+    assert config.general_prompts <= len(prompts.TRAIN) and config.gate_general_prompts <= len(prompts.GATE)
+
+
+def test_general_prompts_trained_gated_and_measured_are_three_disjoint_sets():
+    measured = {json.loads(line)["question"] for line in GENERAL_DEV.read_text().splitlines()}
+    trained, gated = set(prompts.TRAIN), set(prompts.GATE)
+    assert len(trained) == len(prompts.TRAIN) and len(gated) == len(prompts.GATE)
+    assert not trained & gated and not trained & measured and not gated & measured
 
 
 def test_cpu_and_gpu_defaults_are_shipped():
