@@ -25,8 +25,8 @@ TRAIN = (
     "What is the main language spoken in Spain?",
     "Tell me a fun fact about the moon.",
     "What shape has three sides?",
-    # the shapes a night's answers take (places, names, people, years): a learned town or pet name must not
-    # become the answer to every question of its shape
+    # the shapes a night's answers take (places, names, people, years), replayed when `general_prompts` > 20:
+    # they kept general answers on dev set B but cost facts-public recall (benchmarks-history, session 24)
     "Where is the Statue of Liberty?",
     "What is the capital of Canada?",
     "In which country is the city of Berlin?",
