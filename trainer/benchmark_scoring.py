@@ -122,12 +122,14 @@ def summarise(probes: Sequence[Probe], ids: Sequence[int], before: dict[int, Mar
     """The recall keys over probes `ids`: before and in-context on every night's probes; after night n
     (`after[n-1]`, the marks of the probes of nights <= n) per night of probes, superseded cases left out."""
     of_night = {n: [i for i in ids if probes[i].night == n] for n in range(1, nights + 1)}
-    retention = [[share(marks, [i for i in of_night[k] if probes[i].counted_after(n)]) for k in range(1, n + 1)]
-                 for n, marks in enumerate(after, start=1)]
+    # counted[n-1][k-1]: night k's probes still counted after night n (a superseded case leaves)
+    counted = [[[i for i in of_night[k] if probes[i].counted_after(n)] for k in range(1, n + 1)]
+               for n in range(1, len(after) + 1)]
+    retention = [[share(marks, same) for same in row] for marks, row in zip(after, counted)]
     out = {"probes": len(ids), "closed_book_before": share(before, ids), "in_context": share(in_context, ids),
            "in_context_per_night": [share(in_context, of_night[n]) for n in of_night],
            "closed_book_after": [row[-1] for row in retention], "retention": retention,
-           "kept": kept(probes, of_night, after)}
+           "kept": kept(after, counted)}
     correcting = [i for i in ids if probes[i].reject]
     if correcting:
         of = {n: [i for i in correcting if probes[i].night == n] for n in of_night}
@@ -143,18 +145,17 @@ def summarise(probes: Sequence[Probe], ids: Sequence[int], before: dict[int, Mar
     return out
 
 
-def kept(probes: Sequence[Probe], of_night: dict[int, list[int]], after: Sequence[dict[int, Mark]]) -> list[list]:
+def kept(after: Sequence[dict[int, Mark]], counted: Sequence[Sequence[list[int]]]) -> list[list]:
     """After night n, per night k <= n: recall of night k's probes over their recall after night k, on the
-    same probes (those still counted after n), so a case superseded in between leaves both sides.
-    None where nothing is counted or nothing was recalled after night k."""
+    same probes (`counted[n-1][k-1]`, those still counted after n), so a case superseded in between leaves
+    both sides. None where nothing is counted or nothing was recalled after night k."""
     out = []
-    for n, marks in enumerate(after, start=1):
-        row = []
-        for k in range(1, n + 1):
-            same = [i for i in of_night[k] if probes[i].counted_after(n)]
+    for marks, row in zip(after, counted):
+        ratios = []
+        for k, same in enumerate(row, start=1):
             now, then = share(marks, same), share(after[k - 1], same)
-            row.append(now / then if now is not None and then else None)
-        out.append(row)
+            ratios.append(now / then if now is not None and then else None)
+        out.append(ratios)
     return out
 
 
