@@ -180,8 +180,8 @@ class SleepConfig:
         "the clipped gradient of the rest: a summed-token margin cannot then take the whole clipped step "
         "from the per-token GKD loss.")
     general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts.")
-    general_prompts: int = _f(20, "general prompts (trainer/prompts.py, at most its 32) replayed with "
-                              "`general_teacher` as teacher.")
+    general_prompts: int = _f(20, "general prompts (trainer/prompts.py's TRAIN, at most its length) replayed "
+                              "with `general_teacher` as teacher.")
     general_teacher: str = _f(
         "base", "teacher of the general prompts: `base` (the model before any night) or `served` (the model "
         "served now, with every earlier expert). Tonight's expert matching the base on them must undo the "
