@@ -179,6 +179,12 @@ class SleepConfig:
         False, "clip the binding loss's gradient to grad_clip on its own, then add it times binding_weight to "
         "the clipped gradient of the rest: a summed-token margin cannot then take the whole clipped step "
         "from the per-token GKD loss.")
+    preservation_weight: float = _f(
+        0.0, "weight of the preservation penalty (0: off; trainer/preservation.py): the output energy tonight's "
+        "expert adds, in every adapted module, on the general prompts' and replies' inputs, relative to the "
+        "frozen layer's (MEMIT's preserved keys as a LoRA penalty). Aimed at told values turning up in "
+        "general answers (\"The star at the center of our solar system is called Kelad.\").")
+    preservation_rank: int = _f(64, "directions of each module's general inputs the preservation penalty keeps.")
     general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts.")
     general_prompts: int = _f(20, "general prompts (trainer/prompts.py's TRAIN, at most its length) replayed "
                               "with `general_teacher` as teacher.")
@@ -274,6 +280,8 @@ class SleepConfig:
              "gkd_temperature and teacher_temperature must be positive."),
             (self.binding_weight >= 0 and self.binding_pairs >= 1 and self.binding_beta > 0,
              "binding_weight must not be negative, binding_pairs must be at least 1, binding_beta positive."),
+            (self.preservation_weight >= 0 and self.preservation_rank >= 1,
+             "preservation_weight must not be negative and preservation_rank must be at least 1."),
             (0.0 <= self.replay_fraction and 0.0 <= self.general_fraction
              and self.replay_fraction + self.general_fraction < 1.0,
              "replay_fraction and general_fraction must be non-negative and sum to less than 1."),
