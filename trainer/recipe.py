@@ -30,7 +30,7 @@ import torch
 from trainer import gate, prompts, seal
 from trainer.chat import answers, load_model, render
 from trainer.config import SleepConfig
-from trainer.binding import rival_answers
+from trainer.binding import binding_pair, rival_answers, swapped_values
 from trainer.corrections import Retirement, dream_key
 from trainer.budget import dream_within_budget, seed_deadline
 from trainer.dreaming import Dream
@@ -51,7 +51,7 @@ from trainer.experts import (
     save_adapter,
     save_model,
 )
-from trainer.seeding import Example, binding_pair, build_example, cache_teacher, dream_example, seed
+from trainer.seeding import Example, build_example, cache_teacher, dream_example, seed
 from trainer.semantic import load_similarity
 from trainer.text import words
 
@@ -340,8 +340,10 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
         examples.append(build_example(tokenizer, p, p, a, general_teacher, "general"))
     binding = []
     if config.binding_weight > 0:
-        binding = [binding_pair(tokenizer, own, rival, config)
-                   for own, rival in rival_answers(trained, earlier_trained)]
+        rivals = rival_answers(trained, earlier_trained)
+        if config.binding_swaps:
+            rivals += swapped_values(trained, earlier_trained, config.binding_swaps)
+        binding = [binding_pair(tokenizer, own, rival, config) for own, rival in rivals]
         binding += [binding_pair(tokenizer, r.new, r.old["answer"], config)
                     for r in retired if r.new is not None and words(r.new.answer) != words(r.old["answer"])]
     cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from trainer.binding import BindingPair, binding_margins, cache_binding_reference
 from trainer.chat import answer_ids, continuation_logits, decode, render
 from trainer.config import SleepConfig
 from trainer.dreaming import Dream
@@ -30,7 +31,7 @@ from trainer.episodes import windows
 from trainer.experts import adapters
 from trainer.generation import LOCAL, Generation
 from trainer.losses import (binding_loss, distillation_with_answers, generalized_jsd, imitation_reward,
-                            policy_gradient_loss, sequence_logprob, token_logprobs)
+                            policy_gradient_loss, token_logprobs)
 from trainer.preservation import general_keys, preservation_penalty
 
 BASE = None  # teacher adapters: None is the bare base model
@@ -65,41 +66,6 @@ def dream_example(tokenizer, d: Dream, episode: dict, teacher: Sequence[str] | N
         d.answer, teacher, "tonight")
     example.cached = d.teacher_logits
     return example
-
-
-@dataclass
-class BindingPair:
-    """A question of one episode (the student's view), its own answer, and that answer with a rival
-    episode's value put in (`trainer.dreaming.rival_answers`)."""
-
-    prompt: list[int]
-    own: list[int]
-    rival: list[int]
-    reference: float | None = None  # log p(own) - log p(rival) under the model before training
-
-
-def binding_pair(tokenizer, own: Dream, rival_answer: str, config: SleepConfig) -> BindingPair:
-    prompt = render(tokenizer, [{"role": "user", "content": own.question}], config.system_prompt)
-    return BindingPair(list(prompt), answer_ids(tokenizer, own.answer), answer_ids(tokenizer, rival_answer))
-
-
-def binding_margins(model, tokenizer, pairs: Sequence[BindingPair]) -> torch.Tensor:
-    """(B,) `log p(own | question) - log p(rival | question)` under `model` as it is now."""
-    prompts = [p.prompt for p in pairs] * 2
-    logits, targets, mask = continuation_logits(model, prompts, [p.own for p in pairs] + [p.rival for p in pairs],
-                                                tokenizer.pad_token_id)
-    logprob = sequence_logprob(token_logprobs(logits, targets), mask)
-    return logprob[:len(pairs)] - logprob[len(pairs):]
-
-
-@torch.no_grad()
-def cache_binding_reference(model, tokenizer, pairs: Sequence[BindingPair], batch_size: int = 8) -> None:
-    """Each pair's margin under the model before training: tonight's expert is still zero, so this is
-    the served model (the reference of the binding loss)."""
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
-        for p, m in zip(chunk, binding_margins(model, tokenizer, chunk).tolist()):
-            p.reference = m
 
 
 @torch.no_grad()
@@ -300,7 +266,8 @@ def seed(
         draw = random.Random(config.seed + 1)
         binding_draws = [draw.sample(binding, min(config.binding_pairs, len(binding))) for _ in range(config.steps)]
         model.eval()
-        cache_binding_reference(model, tokenizer, list({id(p): p for b in binding_draws for p in b}.values()))
+        cache_binding_reference(model, tokenizer, list({id(p): p for b in binding_draws for p in b}.values()),
+                                span=config.binding_span)
     keys = {}
     if config.preservation_weight > 0 and pools["general"]:  # the expert is zero yet: the served model's inputs
         model.eval()
@@ -326,7 +293,7 @@ def seed(
         bind = None
         if binding:
             chosen = binding_draws[step]
-            bind = binding_loss(binding_margins(model, tokenizer, chosen),
+            bind = binding_loss(binding_margins(model, tokenizer, chosen, config.binding_span),
                                 torch.tensor([p.reference for p in chosen], device=gkd.device), config.binding_beta)
             binding_losses.append(bind.item())
         if keys:

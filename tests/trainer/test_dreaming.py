@@ -258,6 +258,10 @@ def test_rival_answers_put_another_persons_value_of_the_same_kind_of_fact_in():
     assert len(found) == len(pairs)
 
 
+def test_swapped_values_put_another_episodes_value_of_the_same_shape_in_whatever_its_kind():
+    from trainer.binding import swapped_values
+
+
 def test_values_are_numbers_and_names_not_the_capital_that_starts_a_sentence():
     from trainer.text import values
 
