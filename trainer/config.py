@@ -184,9 +184,6 @@ class SleepConfig:
         "expert adds, in every adapted module, on the general prompts' and replies' inputs, relative to the "
         "frozen layer's (MEMIT's preserved keys as a LoRA penalty). Aimed at told values turning up in "
         "general answers (\"The star at the center of our solar system is called Kelad.\").")
-    preservation_prompts: int = _f(
-        0, "general questions answered by a name, place or year (trainer/prompts.py's SLOTS, at most its "
-        "length) whose base replies join the preservation penalty's inputs; they are not replayed.")
     preservation_rank: int = _f(64, "directions of each module's general inputs the preservation penalty keeps.")
     binding_swaps: int = _f(
         0, "rival answers per dream that put another episode's value of the same shape (a number, a name) in "
@@ -294,8 +291,8 @@ class SleepConfig:
              "binding_weight and binding_swaps must not be negative, binding_pairs must be at least 1, "
              "binding_beta positive."),
             (self.binding_span in ("answer", "first"), "binding_span must be `answer` or `first`."),
-            (self.preservation_weight >= 0 and self.preservation_rank >= 1 and self.preservation_prompts >= 0,
-             "preservation_weight and preservation_prompts must not be negative, preservation_rank at least 1."),
+            (self.preservation_weight >= 0 and self.preservation_rank >= 1,
+             "preservation_weight must not be negative and preservation_rank must be at least 1."),
             (0.0 <= self.replay_fraction and 0.0 <= self.general_fraction
              and self.replay_fraction + self.general_fraction < 1.0,
              "replay_fraction and general_fraction must be non-negative and sum to less than 1."),

@@ -40,21 +40,3 @@ GATE = (
     "What do you use to write on paper?",
     "What is the capital of England?",
 )
-# General questions answered by a place, a name, a person or a year: the slots a night's told values take.
-# Their base replies join the preservation penalty's general inputs (`preservation_prompts`), so a night
-# that learns made-up names is kept from putting one in every such slot ("The star at the center of our
-# solar system is called Kelad."). Replayed as KL prompts they cost facts recall (history, session 24).
-SLOTS = (
-    "Where is the Statue of Liberty?",
-    "What is the capital of Canada?",
-    "In which country is the city of Berlin?",
-    "Who was the first president of the United States?",
-    "What is the name of Mickey Mouse's dog?",
-    "In what year did the Second World War end?",
-    "What do you call a place where you borrow books?",
-    "Which city is known as the Big Apple?",
-    "What do you call your mother's sister?",
-    "What is the name of our galaxy?",
-    "Which river flows through London?",
-    "Who wrote the Harry Potter books?",
-)

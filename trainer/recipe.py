@@ -329,21 +329,15 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
     general_train = list(prompts.TRAIN[: config.general_prompts])
     general_gate = list(prompts.GATE[: config.gate_general_prompts])
     general_teacher = teacher if config.general_teacher == "served" else None
-    slots = list(prompts.SLOTS[: config.preservation_prompts]) if config.preservation_weight > 0 else []
     with adapters(model, None):  # the gate compares with the base's replies whatever trains
-        general_answers = answers(model, tokenizer, general_train + general_gate + slots, config)
-    slot_answers = general_answers[len(general_train) + len(general_gate):]
+        general_answers = answers(model, tokenizer, general_train + general_gate, config)
     if general_teacher is not None:
         with adapters(model, general_teacher):
             general_answers[:len(general_train)] = answers(model, tokenizer, general_train, config)
-    gated = general_answers[len(general_train):len(general_train) + len(general_gate)]
-    general = gate.general_reference(model, tokenizer, general_gate, gated, config)
+    general = gate.general_reference(model, tokenizer, general_gate, general_answers[len(general_train):], config)
     for q, a in zip(general_train, general_answers):
         p = render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)
         examples.append(build_example(tokenizer, p, p, a, general_teacher, "general"))
-    for q, a in zip(slots, slot_answers):  # preserved inputs only (seeding.seed): never drawn into a batch
-        p = render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)
-        examples.append(build_example(tokenizer, p, p, a, None, "preserve"))
     binding = []
     if config.binding_weight > 0:
         rivals = rival_answers(trained, earlier_trained)
@@ -352,7 +346,7 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
         binding = [binding_pair(tokenizer, own, rival, config) for own, rival in rivals]
         binding += [binding_pair(tokenizer, r.new, r.old["answer"], config)
                     for r in retired if r.new is not None and words(r.new.answer) != words(r.old["answer"])]
-    cache_teacher(model, tokenizer, [e for e in examples if e.cached is None and e.kind != "preserve"])
+    cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])
     return NightSet(examples, binding, len(replayable), general)
 
 

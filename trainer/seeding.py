@@ -269,10 +269,10 @@ def seed(
         cache_binding_reference(model, tokenizer, list({id(p): p for b in binding_draws for p in b}.values()),
                                 span=config.binding_span)
     keys = {}
-    preserved = [ex for ex in examples if ex.kind in ("general", "preserve")]  # "preserve": keys only, no batch
-    if config.preservation_weight > 0 and preserved:  # the expert is zero yet: the served model's inputs
+    if config.preservation_weight > 0 and pools["general"]:  # the expert is zero yet: the served model's inputs
         model.eval()
-        keys = general_keys(model, [ex.student_prompt + ex.continuation for ex in preserved], config.preservation_rank)
+        keys = general_keys(model, [ex.student_prompt + ex.continuation for ex in pools["general"]],
+                            config.preservation_rank)
     losses, gkd_losses, rewards, binding_losses, kept_losses = [], [], [], [], []
     skipped: list[dict] = []  # what was not finite on each skipped step, to find the cause later
     start = time.monotonic()

@@ -19,16 +19,13 @@ def test_every_shipped_config_loads(path):
     assert config.expert_rank <= config.max_lora_rank
     # a count past the list would be cut silently by the slice in recipe.training_set
     assert config.general_prompts <= len(prompts.TRAIN) and config.gate_general_prompts <= len(prompts.GATE)
-    assert config.preservation_prompts <= len(prompts.SLOTS)
 
 
 def test_general_prompts_trained_gated_and_measured_are_three_disjoint_sets():
     measured = {json.loads(line)["question"] for line in GENERAL_DEV.read_text().splitlines()}
-    trained, gated, preserved = set(prompts.TRAIN), set(prompts.GATE), set(prompts.SLOTS)
+    trained, gated = set(prompts.TRAIN), set(prompts.GATE)
     assert len(trained) == len(prompts.TRAIN) and len(gated) == len(prompts.GATE)
-    assert len(preserved) == len(prompts.SLOTS)
-    seen = [trained, gated, preserved, measured]
-    assert all(not a & b for i, a in enumerate(seen) for b in seen[i + 1:])
+    assert not trained & gated and not trained & measured and not gated & measured
 
 
 def test_cpu_and_gpu_defaults_are_shipped():

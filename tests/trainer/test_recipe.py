@@ -317,36 +317,6 @@ def test_general_prompts_distil_from_the_configured_teacher(tiny_model_dir, tmp_
         assert seen["gap"] > 0.05  # night 1's expert moved these logits; the base teacher pulls them back
 
 
-def test_preserved_prompts_shape_the_penalty_and_never_train(tiny_model_dir, tmp_path, grounded, monkeypatch):
-    """`preservation_prompts` adds the base's replies to SLOTS questions to the penalty's inputs only: the
-    penalty reads them with the replayed general prompts, no batch draws them, no teacher scores them."""
-    import trainer.seeding as seeding
-    from trainer import prompts
-
-    read, drawn = {}, set()
-    general_keys, mix = seeding.general_keys, seeding._mix
-
-    def keys_spy(model, sequences, rank):
-        read["sequences"] = len(sequences)
-        return general_keys(model, sequences, rank)
-
-    def mix_spy(pools, config, rng):
-        batch = mix(pools, config, rng)
-        drawn.update(ex.kind for ex in batch)
-        return batch
-
-    monkeypatch.setattr(seeding, "general_keys", keys_spy)
-    monkeypatch.setattr(seeding, "_mix", mix_spy)
-    result = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[], out_dir=tmp_path / "n1",
-                   config=_config(general_prompts=3, general_fraction=0.25, preservation_weight=100.0,
-                                  preservation_prompts=2, steps=3))
-    assert read["sequences"] == 3 + 2
-    assert "preserve" not in drawn and "general" in drawn
-    train = result.metrics["train"]
-    assert train["preservation_first"] == 0.0 < train["preservation_last"]  # zero expert, then it moved
-    assert prompts.SLOTS[0] not in {d["question"] for d in result.dreams}
-
-
 @pytest.mark.parametrize("replay_answers", ["dream", "served"])
 def test_replayed_dreams_continue_with_the_configured_answer(tiny_model_dir, tmp_path, grounded, monkeypatch,
                                                              replay_answers):
