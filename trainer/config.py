@@ -179,12 +179,6 @@ class SleepConfig:
         False, "clip the binding loss's gradient to grad_clip on its own, then add it times binding_weight to "
         "the clipped gradient of the rest: a summed-token margin cannot then take the whole clipped step "
         "from the per-token GKD loss.")
-    preservation_weight: float = _f(
-        0.0, "weight of the preservation penalty (0: off; trainer/preservation.py): the output energy tonight's "
-        "expert adds, in every adapted module, on the general prompts' and replies' inputs, relative to the "
-        "frozen layer's (MEMIT's preserved keys as a LoRA penalty). Aimed at told values turning up in "
-        "general answers (\"The star at the center of our solar system is called Kelad.\").")
-    preservation_rank: int = _f(64, "directions of each module's general inputs the preservation penalty keeps.")
     binding_swaps: int = _f(
         0, "rival answers per dream that put another episode's value of the same shape (a number, a name) in "
         "its own answer, whatever kind of fact told it (`trainer.binding.swapped_values`), beside the same-kind "
@@ -291,8 +285,6 @@ class SleepConfig:
              "binding_weight and binding_swaps must not be negative, binding_pairs must be at least 1, "
              "binding_beta positive."),
             (self.binding_span in ("answer", "first"), "binding_span must be `answer` or `first`."),
-            (self.preservation_weight >= 0 and self.preservation_rank >= 1,
-             "preservation_weight must not be negative and preservation_rank must be at least 1."),
             (0.0 <= self.replay_fraction and 0.0 <= self.general_fraction
              and self.replay_fraction + self.general_fraction < 1.0,
              "replay_fraction and general_fraction must be non-negative and sum to less than 1."),

@@ -32,7 +32,6 @@ from trainer.experts import adapters
 from trainer.generation import LOCAL, Generation
 from trainer.losses import (binding_loss, distillation_with_answers, generalized_jsd, imitation_reward,
                             policy_gradient_loss, token_logprobs)
-from trainer.preservation import general_keys, preservation_penalty
 
 BASE = None  # teacher adapters: None is the bare base model
 
@@ -268,12 +267,7 @@ def seed(
         model.eval()
         cache_binding_reference(model, tokenizer, list({id(p): p for b in binding_draws for p in b}.values()),
                                 span=config.binding_span)
-    keys = {}
-    if config.preservation_weight > 0 and pools["general"]:  # the expert is zero yet: the served model's inputs
-        model.eval()
-        keys = general_keys(model, [ex.student_prompt + ex.continuation for ex in pools["general"]],
-                            config.preservation_rank)
-    losses, gkd_losses, rewards, binding_losses, kept_losses = [], [], [], [], []
+    losses, gkd_losses, rewards, binding_losses = [], [], [], []
     skipped: list[dict] = []  # what was not finite on each skipped step, to find the cause later
     start = time.monotonic()
     model.train()
@@ -296,10 +290,6 @@ def seed(
             bind = binding_loss(binding_margins(model, tokenizer, chosen, config.binding_span),
                                 torch.tensor([p.reference for p in chosen], device=gkd.device), config.binding_beta)
             binding_losses.append(bind.item())
-        if keys:
-            kept = preservation_penalty(model, keys)
-            loss = loss + config.preservation_weight * kept
-            kept_losses.append(kept.item())
         optimizer.zero_grad(set_to_none=True)
         if bind is not None and config.binding_own_clip:
             norm = backward_clipped_apart(params, [(loss, 1.0), (bind, config.binding_weight)], config.grad_clip)
@@ -350,8 +340,6 @@ def seed(
         "binding_pairs": len(binding),
         "binding_first": binding_losses[0] if binding_losses else None,
         "binding_last": sum(binding_losses[-3:]) / len(binding_losses[-3:]) if binding_losses else None,
-        "preservation_first": kept_losses[0] if kept_losses else None,
-        "preservation_last": sum(kept_losses[-3:]) / len(kept_losses[-3:]) if kept_losses else None,
         # per step, for the dashboard's training curves
         "loss": [round(x, 4) for x in losses],
         "gkd": [round(x, 4) for x in gkd_losses],
