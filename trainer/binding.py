@@ -78,6 +78,7 @@ def rival_answers(tonight: Sequence[Dream], earlier: Sequence[Dream] = ()) -> li
                     pairs.setdefault((own.question, own.answer, answer), (own, answer))
     return list(pairs.values())
 
+
 def _value_tokens(dream: Dream, unasked: bool = False) -> list[tuple[int, str]]:
     """(index, surface) of the answer's tokens that carry a told value: a number or a name (`values`) that
     the teacher's answer took from the episode (`key_terms`), punctuation stripped ("Tuzyar." -> "Tuzyar");
@@ -97,14 +98,16 @@ def _shape(value: str) -> str:
     return "number" if any(ch.isdigit() for ch in value) else "name"
 
 
-def swapped_values(tonight: Sequence[Dream], earlier: Sequence[Dream] = (), per_dream: int = 2) -> list[tuple[Dream, str]]:
+def swapped_values(tonight: Sequence[Dream], earlier: Sequence[Dream] = (),
+                   per_dream: int = 2) -> list[tuple[Dream, str]]:
     """(own dream, rival answer) pairs for the confusions `rival_answers` cannot see: the own answer with its
     first told value replaced by a value of the same shape (a number for a number, a name for a name) that
     another episode told, whatever kind of fact that was ("By the way, I was born in Tuzyar." against "...
     born in Kedlirwyn.", a name from a neighbour's move). The replies our runs got wrong were mostly these:
-    the right sentence with another episode's value; a person's name is a rival too. Tonight's dreams take rivals from every other episode,
-    earlier nights' dreams from tonight's only (what tonight could overwrite). Rivals are chosen by a hash of
-    the question, so a night's pairs do not depend on the order of its dreams."""
+    the right sentence with another episode's value; a person's name is a rival too. Tonight's dreams take
+    rivals from every other episode, earlier nights' dreams from tonight's only (what tonight could
+    overwrite). Rivals are chosen by a hash of the question, so a night's pairs do not depend on the order
+    of its dreams."""
     pools: dict[tuple[bool, str], dict[str, set[str]]] = {}  # (tonight?, shape) -> value -> episodes telling it
     for fresh, dreams in ((True, tonight), (False, earlier)):
         for d in dreams:
@@ -146,7 +149,7 @@ def first_difference(own: Sequence[int], rival: Sequence[int]) -> int:
 @dataclass
 class BindingPair:
     """A question of one episode (the student's view), its own answer, and that answer with a rival
-    episode's value put in (`trainer.dreaming.rival_answers`)."""
+    episode's value put in (`rival_answers`, `swapped_values`)."""
 
     prompt: list[int]
     own: list[int]
@@ -170,7 +173,7 @@ def binding_margins(model, tokenizer, pairs: Sequence[BindingPair], span: str = 
         logprobs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # each row's continuation ends at the last slot
         rows = torch.arange(len(pairs), device=logprobs.device)
         own = torch.tensor([p.own[k] for p, k in zip(pairs, cuts)], device=logprobs.device)
-        rival = torch.tensor([p.rival[min(k, len(p.rival) - 1)] for p, k in zip(pairs, cuts)], device=logprobs.device)
+        rival = torch.tensor([p.rival[k] for p, k in zip(pairs, cuts)], device=logprobs.device)
         return logprobs[rows, own] - logprobs[rows, rival]
     prompts = [p.prompt for p in pairs] * 2
     logits, targets, mask = continuation_logits(model, prompts, [p.own for p in pairs] + [p.rival for p in pairs],
