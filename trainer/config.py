@@ -179,14 +179,6 @@ class SleepConfig:
         False, "clip the binding loss's gradient to grad_clip on its own, then add it times binding_weight to "
         "the clipped gradient of the rest: a summed-token margin cannot then take the whole clipped step "
         "from the per-token GKD loss.")
-    binding_swaps: int = _f(
-        0, "rival answers per dream that put another episode's value of the same shape (a number, a name) in "
-        "its own answer, whatever kind of fact told it (`trainer.binding.swapped_values`), beside the same-kind "
-        "rivals; 0: same-kind rivals only. Used when binding_weight > 0.")
-    binding_span: str = _f(
-        "answer", "what a binding margin reads: `answer`, the whole own answer's log-probability against the "
-        "whole rival's; `first`, the two tokens where they first differ, after the prefix they share (the "
-        "rival's later pieces are not pushed down: rival names share syllables with the own one).")
     general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts.")
     general_prompts: int = _f(20, "general prompts (trainer/prompts.py's TRAIN, at most its length) replayed "
                               "with `general_teacher` as teacher.")
@@ -280,11 +272,8 @@ class SleepConfig:
             (0.0 <= self.answer_weight <= 1.0, "answer_weight must be in [0, 1]."),
             (self.gkd_temperature > 0 and self.teacher_temperature > 0,
              "gkd_temperature and teacher_temperature must be positive."),
-            (self.binding_weight >= 0 and self.binding_pairs >= 1 and self.binding_beta > 0
-             and self.binding_swaps >= 0,
-             "binding_weight and binding_swaps must not be negative, binding_pairs must be at least 1, "
-             "binding_beta positive."),
-            (self.binding_span in ("answer", "first"), "binding_span must be `answer` or `first`."),
+            (self.binding_weight >= 0 and self.binding_pairs >= 1 and self.binding_beta > 0,
+             "binding_weight must not be negative, binding_pairs must be at least 1, binding_beta positive."),
             (0.0 <= self.replay_fraction and 0.0 <= self.general_fraction
              and self.replay_fraction + self.general_fraction < 1.0,
              "replay_fraction and general_fraction must be non-negative and sum to less than 1."),

@@ -30,7 +30,7 @@ import torch
 from trainer import gate, prompts, seal
 from trainer.chat import answers, load_model, render
 from trainer.config import SleepConfig
-from trainer.binding import binding_pair, rival_answers, swapped_values
+from trainer.binding import binding_pair, rival_answers
 from trainer.corrections import Retirement, dream_key
 from trainer.budget import dream_within_budget, seed_deadline
 from trainer.dreaming import Dream
@@ -340,10 +340,7 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
         examples.append(build_example(tokenizer, p, p, a, general_teacher, "general"))
     binding = []
     if config.binding_weight > 0:
-        rivals = rival_answers(trained, earlier_trained)
-        if config.binding_swaps:
-            rivals += swapped_values(trained, earlier_trained, config.binding_swaps)
-        binding = [binding_pair(tokenizer, own, rival, config) for own, rival in rivals]
+        binding = [binding_pair(tokenizer, own, rival, config) for own, rival in rival_answers(trained, earlier_trained)]
         binding += [binding_pair(tokenizer, r.new, r.old["answer"], config)
                     for r in retired if r.new is not None and words(r.new.answer) != words(r.old["answer"])]
     cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])

@@ -265,8 +265,7 @@ def seed(
         draw = random.Random(config.seed + 1)
         binding_draws = [draw.sample(binding, min(config.binding_pairs, len(binding))) for _ in range(config.steps)]
         model.eval()
-        cache_binding_reference(model, tokenizer, list({id(p): p for b in binding_draws for p in b}.values()),
-                                span=config.binding_span)
+        cache_binding_reference(model, tokenizer, list({id(p): p for b in binding_draws for p in b}.values()))
     losses, gkd_losses, rewards, binding_losses = [], [], [], []
     skipped: list[dict] = []  # what was not finite on each skipped step, to find the cause later
     start = time.monotonic()
@@ -287,7 +286,7 @@ def seed(
         bind = None
         if binding:
             chosen = binding_draws[step]
-            bind = binding_loss(binding_margins(model, tokenizer, chosen, config.binding_span),
+            bind = binding_loss(binding_margins(model, tokenizer, chosen),
                                 torch.tensor([p.reference for p in chosen], device=gkd.device), config.binding_beta)
             binding_losses.append(bind.item())
         optimizer.zero_grad(set_to_none=True)

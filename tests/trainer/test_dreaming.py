@@ -258,39 +258,6 @@ def test_rival_answers_put_another_persons_value_of_the_same_kind_of_fact_in():
     assert len(found) == len(pairs)
 
 
-def test_swapped_values_put_another_episodes_value_of_the_same_shape_in_whatever_its_kind():
-    from trainer.binding import swapped_values
-
-    def d(eid, question, answer, *key_terms, **fields):
-        return Dream(eid, question, answer, source="quote", key_terms=list(key_terms), **fields)
-
-    born = d("a", "Where was I born?", "By the way, I was born in Tuzyar.", "tuzyar", "born")
-    moved = d("b", "Where does Kedlirwyn Janwyn live?", "Kedlirwyn Janwyn moved to Drolir.",
-              "kedlirwyn", "janwyn", "drolir")
-    code = d("c", "What is the code of my bike lock?", "The code for my bike lock is 6942.", "6942", "lock")
-    probe = d("d", "What PIN did you choose?", "Use 6651.", "6651", held_out=True)
-    earlier = [d("e", "What did you suggest for the potluck?", "Try Fyrwyn; it's easy.", "fyrwyn"),
-               d("f", "What's my locker number?", "My locker is 318.", "318")]
-    pairs = swapped_values([born, moved, code, probe], earlier, per_dream=2)
-    rivals = {}
-    for own, rival in pairs:
-        rivals.setdefault(own.episode_id, set()).add(rival)
-    # a name for a name from any other episode, tonight's or earlier, in the own sentence, its full stop kept
-    assert len(rivals["a"]) == 2
-    assert rivals["a"] <= {f"By the way, I was born in {v}." for v in ("Kedlirwyn", "Janwyn", "Drolir", "Fyrwyn")}
-    # the first value the question does not name is the one swapped; the episode's own values are no rivals
-    assert rivals["b"] == {f"Kedlirwyn Janwyn moved to {v}." for v in ("Tuzyar", "Fyrwyn")}
-    # a number for a number; the probe is no rival and trains no pair
-    assert rivals["c"] == {"The code for my bike lock is 318."}
-    assert "d" not in rivals and not any("6651" in r for r in sum(map(list, rivals.values()), []))
-    # an earlier night's dream is paired with tonight's values only
-    assert rivals["e"] <= {f"Try {v}; it's easy." for v in ("Tuzyar", "Kedlirwyn", "Janwyn", "Drolir")}
-    assert rivals["f"] == {"My locker is 6942."}
-    # the same dreams in another order give the same pairs
-    again = swapped_values([code, probe, moved, born], earlier[::-1], per_dream=2)
-    assert sorted((o.question, r) for o, r in again) == sorted((o.question, r) for o, r in pairs)
-
-
 def test_values_are_numbers_and_names_not_the_capital_that_starts_a_sentence():
     from trainer.text import values
 

@@ -206,37 +206,6 @@ def test_binding_pairs_raise_the_own_answer_over_the_rival_answer(tiny_model_dir
     assert (after > before).all()  # each person's own parrot gained over the other's, for both
 
 
-def test_first_difference_is_where_the_shared_prefix_ends():
-    from trainer.binding import first_difference
-
-    assert first_difference([5, 6, 7, 2], [5, 6, 9, 9, 2]) == 2
-    assert first_difference([8, 2], [5, 2]) == 0
-    assert first_difference([5, 6, 2], [5, 6, 2]) == 2  # the same answer: its last token, margin 0
-    assert first_difference([5, 6], [5, 6, 7]) == 1
-
-
-def test_first_token_margin_reads_only_where_own_and_rival_part(tiny_model_dir):
-    from trainer.dreaming import Dream
-    from trainer.binding import binding_margins, binding_pair
-
-    tokenizer, model, config, example = _setup(tiny_model_dir)
-    own = Dream("a", "What did you suggest for the picnic?", "Try Obrkedull; it's easy.")
-    pair = binding_pair(tokenizer, own, "Try Fyrwyn; it's easy.", config)
-    k = next(i for i, (a, b) in enumerate(zip(pair.own, pair.rival)) if a != b)
-    with torch.no_grad():
-        margin = binding_margins(model, tokenizer, [pair], span="first")
-        logprobs = torch.log_softmax(model(input_ids=torch.tensor([pair.prompt + pair.own[:k]])).logits[0, -1], -1)
-        whole = binding_margins(model, tokenizer, [pair], span="answer")
-    assert margin.item() == pytest.approx((logprobs[pair.own[k]] - logprobs[pair.rival[k]]).item(), abs=1e-4)
-    assert margin.item() != pytest.approx(whole.item(), abs=1e-3)  # the rival's later pieces are not read
-
-    config = SleepConfig(**{**config.to_dict(), "steps": 4, "binding_weight": 5.0, "binding_span": "first"})
-    seed(model, tokenizer, [example], config, similarity=load_similarity("self", model, tokenizer), binding=[pair])
-    assert pair.reference == pytest.approx(margin.item(), abs=1e-4)
-    with torch.no_grad():
-        assert binding_margins(model, tokenizer, [pair], span="first").item() > margin.item()
-
-
 def test_binding_is_off_at_weight_zero(tiny_model_dir):
     from trainer.dreaming import Dream
     from trainer.binding import binding_pair
