@@ -35,7 +35,7 @@ from service.logs import RequestContext
 from service.telemetry import Telemetry
 from service.serving.recording import Recorder, store_is_down
 from service.sleep.scheduler import NightScheduler
-from service.store.db import make_engine, make_sessionmaker, private_dir
+from service.store.db import make_engine, make_reading_sessionmaker, make_sessionmaker, private_dir
 from service.store.spool import Spool
 from service.sleep.worker import EmbeddedWorker, build_worker
 
@@ -198,7 +198,7 @@ def _lifespan(settings: Settings, engine: Engine | None, telemetry: Telemetry):
             model_engine, app.state.session_factory, object_store=adapter_object_store(settings),
             on_swap=lambda namespace, _name: telemetry.adapter_swaps.labels(namespace=namespace).inc(),
         )
-        app.state.api_keys = api_keys = StoreKeys(session_factory)
+        app.state.api_keys = api_keys = StoreKeys(make_reading_sessionmaker(db))
         if settings.open_access and not api_keys.has_keys():
             log.warning("no API keys configured: serving everyone as namespace 'default' (bind to loopback only)")
 

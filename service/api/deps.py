@@ -1,7 +1,9 @@
 """FastAPI dependencies as `Annotated` aliases, so route signatures stay short.
 
 Everything a router uses from the app (built in `service.app.create_app`) comes through an alias here;
-routers never read `app.state` themselves.
+routers never read `app.state` themselves. The getters that only read `app.state` are `async def`:
+FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every request's path for
+nothing that can block. The ones that may wait on the store (`get_namespace`, `get_session`) stay `def`.
 """
 
 from __future__ import annotations
@@ -28,19 +30,19 @@ from service.store import workers as worker_store
 from service.telemetry import Telemetry
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def get_chat_service(request: Request) -> ChatService:
+async def get_chat_service(request: Request) -> ChatService:
     return request.app.state.chat
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     return request.app.state.session_factory
 
 
@@ -49,29 +51,29 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_recorder(request: Request) -> Recorder:
+async def get_recorder(request: Request) -> Recorder:
     return request.app.state.recorder
 
 
-def get_adapter_sync(request: Request) -> AdapterSync:
+async def get_adapter_sync(request: Request) -> AdapterSync:
     return request.app.state.adapter_sync
 
 
-def get_scheduler(request: Request) -> NightScheduler | None:
+async def get_scheduler(request: Request) -> NightScheduler | None:
     """This process's night scheduler; None when it runs none (REVERIE_SCHEDULER off)."""
     return getattr(request.app.state, "scheduler", None)
 
 
-def get_worker_wake(request: Request) -> Callable[[], None] | None:
+async def get_worker_wake(request: Request) -> Callable[[], None] | None:
     """Cuts the embedded worker's poll short; None without an embedded worker (it polls on its own)."""
     return getattr(request.app.state, "wake_worker", None)
 
 
-def get_telemetry(request: Request) -> Telemetry:
+async def get_telemetry(request: Request) -> Telemetry:
     return request.app.state.telemetry
 
 
-def get_started_at(request: Request) -> int:
+async def get_started_at(request: Request) -> int:
     """When this app was built, in Unix seconds (the `created` of `/v1/models`)."""
     return request.app.state.started_at
 
@@ -81,7 +83,7 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 ChatDep = Annotated[ChatService, Depends(get_chat_service)]
 
 
-def get_responses_service(chat: ChatDep) -> ResponsesService:
+async def get_responses_service(chat: ChatDep) -> ResponsesService:
     return ResponsesService(chat)  # stateless: the Responses API on the chat service
 
 

@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from service.errors import StoreUnavailableError
 from service.serving.auth import StoreKeys, namespace_for
@@ -18,7 +18,7 @@ from service.serving.limits import KeyLimiter, RateLimitedError, StoreBuckets
 from service.store import api_keys as key_store
 from service.store import dashboard_sessions as session_store
 from service.store import rate_buckets
-from service.store.db import make_engine, make_sessionmaker, upgrade
+from service.store.db import make_engine, make_reading_sessionmaker, make_sessionmaker, upgrade
 from service.store.models import utcnow
 
 DEAD_STORE = "postgresql://root@127.0.0.1:1/nowhere"
@@ -161,6 +161,24 @@ def test_a_replica_goes_by_its_last_answers_only_while_the_store_is_down(session
         key_store.revoke_key(session=session, key_id=key_store.find_keys(session=session, reference=key)[0].id)
     with pytest.raises(Exception, match="Incorrect API key"):
         namespace_for(settings, f"Bearer {key}", keys)
+
+
+@pytest.mark.db
+def test_the_key_lookups_sessions_read_outside_a_transaction(postgres_url):
+    """`make_reading_sessionmaker` (StoreKeys' sessions in the app): each statement is its own transaction,
+    with no BEGIN and ROLLBACK round trips around it; a plain session's two reads share one."""
+    engine = make_engine(postgres_url)
+    try:
+        for factory, own_transactions in ((make_reading_sessionmaker(engine), True), (make_sessionmaker(engine), False)):
+            with factory() as session:
+                first, second = (session.scalar(text("SELECT txid_current()")) for _ in range(2))
+            assert (first != second) == own_transactions
+        keys = StoreKeys(make_reading_sessionmaker(engine))
+        with make_sessionmaker(engine)() as session:
+            _, key = key_store.create_key(session=session, namespace="alice")
+        assert keys.namespace_of(key) == "alice" and keys.has_keys()
+    finally:
+        engine.dispose()
 
 
 def test_open_access_ends_with_the_first_store_key_and_never_beyond_loopback(sessions):
