@@ -1,15 +1,17 @@
 """What Reverie adds to a request's time to first token, against an upstream that answers on time.
 
-    .venv/bin/python bench/proxy_overhead.py [--requests 200] [--out runs/proxy-overhead]
+    .venv/bin/python bench/proxy_overhead.py [--requests 200] [--first-token-ms 20] [--out runs/proxy-overhead]
 
 `bench/proxy_load.py` measures Reverie against vLLM itself, where vLLM's own time to first token (about
 100 ms on vLLM-CPU) and its noise hide a few milliseconds. Here the upstream is a small OpenAI-shaped
-server (this file with `--serve-upstream PORT`) that streams its first token the moment a request
-arrives, so the difference between the two paths is Reverie's own cost: the extra HTTP hop, reading and
-validating the body, the API-key lookup on the store, the prompt's token count, recording and relaying.
-That fixed cost is what a faster engine (a GPU's TTFT is tens of milliseconds) would weigh against.
+server (this file with `--serve-upstream PORT`) that streams its first token a fixed time after each
+request (`--first-token-ms`), with no noise of its own, so the difference between the two paths is
+Reverie's own cost: the extra HTTP hop, reading and validating the body, the API-key lookup on the store,
+the prompt's token count and relaying (the pending row's commit runs beside the upstream's wait; at 0 ms
+it is in the path too). That fixed cost is what a faster engine (a GPU's TTFT is tens of milliseconds)
+would weigh against.
 
-Reverie runs as `reverie serve` (vLLM engine pointed at the instant upstream, a scratch Postgres store,
+Reverie runs as `reverie serve` (vLLM engine pointed at that upstream, a scratch Postgres store,
 recording on, an API key of the store), as in the load bench. Requests go one at a time, alternating
 between the paths (direct first on even pairs), after a warm-up; the official `openai` async client
 times the first chunk with text. `OUT/proxy-overhead.json` holds the times and their summary.
