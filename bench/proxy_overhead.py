@@ -148,8 +148,9 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=REPO / ".cache" / "models" / "SmolLM2-135M-Instruct",
                         help="its tokenizer counts prompts in Reverie")  # fmt: skip
     parser.add_argument("--first-token-ms", type=float, default=20.0,
-                        help="the upstream's time to first token: 20 ms, a GPU's for a short prompt; at 0, Reverie's "
-                             "first token also waits for its pending row's commit, which a real engine's prefill hides")
+                        help="the upstream's time to first token: 20 ms, a GPU's for a short prompt; at 0, "
+                             "Reverie's first token also waits for its pending row's commit, which a real "
+                             "engine's prefill hides")
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:

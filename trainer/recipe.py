@@ -340,7 +340,8 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
         examples.append(build_example(tokenizer, p, p, a, general_teacher, "general"))
     binding = []
     if config.binding_weight > 0:
-        binding = [binding_pair(tokenizer, own, rival, config) for own, rival in rival_answers(trained, earlier_trained)]
+        binding = [binding_pair(tokenizer, own, rival, config)
+                   for own, rival in rival_answers(trained, earlier_trained)]
         binding += [binding_pair(tokenizer, r.new, r.old["answer"], config)
                     for r in retired if r.new is not None and words(r.new.answer) != words(r.old["answer"])]
     cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])

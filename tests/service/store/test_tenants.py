@@ -169,7 +169,8 @@ def test_the_key_lookups_sessions_read_outside_a_transaction(postgres_url):
     with no BEGIN and ROLLBACK round trips around it; a plain session's two reads share one."""
     engine = make_engine(postgres_url)
     try:
-        for factory, own_transactions in ((make_reading_sessionmaker(engine), True), (make_sessionmaker(engine), False)):
+        factories = ((make_reading_sessionmaker(engine), True), (make_sessionmaker(engine), False))
+        for factory, own_transactions in factories:
             with factory() as session:
                 first, second = (session.scalar(text("SELECT txid_current()")) for _ in range(2))
             assert (first != second) == own_transactions
