@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -262,6 +263,35 @@ def store_check(url: str, sent: list[Stream]) -> dict:
     }
 
 
+@contextmanager
+def served_reverie(upstream_url: str, served_name: str, model: Path, label: str):
+    """`reverie serve` with its vLLM engine in front of `upstream_url` (a scratch Postgres store, recording
+    on, an API key of the store for namespace NAMESPACE, as `reverie keys create` makes; no scheduler and
+    no embedded worker: the API alone). Yields (its process, its URL, the key, the store's URL)."""
+    from service.config import BUNDLED_CHAT_TEMPLATE
+    from service.store import api_keys as key_store
+    from service.store.db import make_engine, make_sessionmaker, upgrade
+    from tests.db import fresh_postgres_database
+    from tests.servers import free_port, server_process
+
+    with tempfile.TemporaryDirectory() as tmp, fresh_postgres_database() as db_url:
+        upgrade(db_url)
+        engine = make_engine(db_url)
+        with make_sessionmaker(engine)() as session:
+            _, api_key = key_store.create_key(session=session, namespace=NAMESPACE, label=label)
+        engine.dispose()
+        env = {
+            "REVERIE_ENGINE": "vllm", "REVERIE_MODEL": str(model), "REVERIE_DATABASE_URL": db_url,
+            "REVERIE_CHAT_TEMPLATE": str(BUNDLED_CHAT_TEMPLATE), "REVERIE_VLLM_URL": upstream_url,
+            "REVERIE_VLLM_SERVED_MODEL_NAME": served_name, "REVERIE_DATA_DIR": f"{tmp}/data",
+            "REVERIE_ADMIN_KEY": "proxy-load-admin-key-0123", "REVERIE_SCHEDULER": "false",
+            "REVERIE_EMBEDDED_WORKER": "false",
+        }  # fmt: skip
+        port = free_port()
+        with server_process(env, port, Path(tmp) / "reverie.log") as process:
+            yield process, f"http://127.0.0.1:{port}", api_key, db_url
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], help="streams at once")
@@ -273,36 +303,16 @@ def main() -> int:
     # A background job ignores SIGINT: SIGTERM too stops vLLM, Reverie and the scratch database on the way out
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    from service.config import BUNDLED_CHAT_TEMPLATE
-    from service.store import api_keys as key_store
-    from service.store.db import make_engine, make_sessionmaker, upgrade
-    from tests.db import fresh_postgres_database
-    from tests.servers import free_port, server_process
     from tests.vllm_server import SERVED_NAME, TOOL_ARGS, vllm_server
 
     args.out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp, fresh_postgres_database() as db_url:
-        upgrade(db_url)
-        engine = make_engine(db_url)
-        with make_sessionmaker(engine)() as session:  # as `reverie keys create --namespace bench` does
-            _, api_key = key_store.create_key(session=session, namespace=NAMESPACE, label="proxy-load bench")
-        engine.dispose()
-        env = {
-            "REVERIE_ENGINE": "vllm", "REVERIE_MODEL": str(args.model), "REVERIE_DATABASE_URL": db_url,
-            "REVERIE_CHAT_TEMPLATE": str(BUNDLED_CHAT_TEMPLATE), "REVERIE_VLLM_SERVED_MODEL_NAME": SERVED_NAME,
-            "REVERIE_DATA_DIR": f"{tmp}/data", "REVERIE_ADMIN_KEY": "proxy-load-admin-key-0123",
-            # The API alone: no night runs during the bench (a cluster runs its workers elsewhere).
-            "REVERIE_SCHEDULER": "false", "REVERIE_EMBEDDED_WORKER": "false",
-        }  # fmt: skip
-        port = free_port()
-        with vllm_server(args.model, Path(tmp) / "vllm.log", extra_args=TOOL_ARGS) as vllm:
-            env["REVERIE_VLLM_URL"] = vllm.url
-            with server_process(env, port, Path(tmp) / "reverie.log") as reverie:
-                print(f"vLLM at {vllm.url}, Reverie at http://127.0.0.1:{port} (Postgres store)", flush=True)
-                processes = Processes(reverie.pid, vllm.process.pid)
-                measured, sent = asyncio.run(run_load(vllm.url, port, api_key, args, processes))
-        records = store_check(db_url, sent)
+    with tempfile.TemporaryDirectory() as tmp, vllm_server(args.model, Path(tmp) / "vllm.log", extra_args=TOOL_ARGS) as vllm:
+        with served_reverie(vllm.url, SERVED_NAME, args.model, "proxy-load bench") as (reverie, url, api_key, db_url):
+            print(f"vLLM at {vllm.url}, Reverie at {url} (Postgres store)", flush=True)
+            processes = Processes(reverie.pid, vllm.process.pid)
+            measured, sent = asyncio.run(run_load(vllm.url, url, api_key, args, processes))
+            records = store_check(db_url, sent)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     results = {
         "commit": commit.stdout.strip(), "date": time.strftime("%Y-%m-%d"), "model": args.model.name,
@@ -318,7 +328,7 @@ def main() -> int:
     return 0 if records["all_recorded"] else 1
 
 
-async def run_load(vllm_url: str, port: int, api_key: str, args, processes: Processes):
+async def run_load(vllm_url: str, reverie_url: str, api_key: str, args, processes: Processes):
     def client(base_url: str, key: str) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0, timeout=600)
 
@@ -326,7 +336,7 @@ async def run_load(vllm_url: str, port: int, api_key: str, args, processes: Proc
 
     clients = {
         "direct": (client(vllm_url, "unused"), SERVED_NAME),
-        "reverie": (client(f"http://127.0.0.1:{port}", api_key), "reverie"),
+        "reverie": (client(reverie_url, api_key), "reverie"),
     }
     try:
         return await measure(clients, args.concurrency, args.rounds, args.max_tokens, processes)

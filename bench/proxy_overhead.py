@@ -26,7 +26,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -157,33 +156,18 @@ def main() -> int:
         serve_upstream(args.serve_upstream, args.first_token_ms / 1000)
         return 0
 
-    from service.config import BUNDLED_CHAT_TEMPLATE
-    from service.store import api_keys as key_store
-    from service.store.db import make_engine, make_sessionmaker, upgrade
-    from tests.db import fresh_postgres_database
-    from tests.servers import free_port, server_process, wait_ready
+    from bench.proxy_load import served_reverie
+    from tests.servers import free_port, wait_ready
 
     args.out.mkdir(parents=True, exist_ok=True)
-    upstream_port, port = free_port(), free_port()
-    upstream_url, reverie_url = f"http://127.0.0.1:{upstream_port}", f"http://127.0.0.1:{port}"
+    upstream_port = free_port()
+    upstream_url = f"http://127.0.0.1:{upstream_port}"
     upstream = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(upstream_port),
                                  "--first-token-ms", str(args.first_token_ms)], cwd=REPO)
     try:
         wait_ready(upstream_url, process=upstream)
-        with tempfile.TemporaryDirectory() as tmp, fresh_postgres_database() as db_url:
-            upgrade(db_url)
-            engine = make_engine(db_url)
-            with make_sessionmaker(engine)() as session:
-                _, api_key = key_store.create_key(session=session, namespace="bench", label="proxy-overhead bench")
-            engine.dispose()
-            env = {
-                "REVERIE_ENGINE": "vllm", "REVERIE_MODEL": str(args.model), "REVERIE_DATABASE_URL": db_url,
-                "REVERIE_CHAT_TEMPLATE": str(BUNDLED_CHAT_TEMPLATE), "REVERIE_VLLM_URL": upstream_url,
-                "REVERIE_VLLM_SERVED_MODEL_NAME": SERVED_NAME, "REVERIE_DATA_DIR": f"{tmp}/data",
-                "REVERIE_SCHEDULER": "false", "REVERIE_EMBEDDED_WORKER": "false",
-            }  # fmt: skip
-            with server_process(env, port, Path(tmp) / "reverie.log"):
-                direct, reverie = asyncio.run(measure(upstream_url, reverie_url, api_key, args.requests))
+        with served_reverie(upstream_url, SERVED_NAME, args.model, "proxy-overhead bench") as (_, url, api_key, _):
+            direct, reverie = asyncio.run(measure(upstream_url, url, api_key, args.requests))
     finally:
         upstream.terminate()
         upstream.wait(timeout=20)
