@@ -25,20 +25,6 @@ TRAIN = (
     "What is the main language spoken in Spain?",
     "Tell me a fun fact about the moon.",
     "What shape has three sides?",
-    # the shapes a night's answers take (places, names, people, years): a night that learns towns and names
-    # otherwise starts answering general questions with them ("The capital of Japan is called Shiten.")
-    "Where is the Statue of Liberty?",
-    "What is the capital of Canada?",
-    "In which country is the city of Berlin?",
-    "Who was the first president of the United States?",
-    "What is the name of Mickey Mouse's dog?",
-    "In what year did the Second World War end?",
-    "What do you call a place where you borrow books?",
-    "Which city is known as the Big Apple?",
-    "What do you call your mother's sister?",
-    "What is the name of our galaxy?",
-    "Which river flows through London?",
-    "Who wrote the Harry Potter books?",
 )
 GATE = (
     "What is the capital of Germany?",
