@@ -307,11 +307,17 @@ def main() -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp, vllm_server(args.model, Path(tmp) / "vllm.log", extra_args=TOOL_ARGS) as vllm:
-        with served_reverie(vllm.url, SERVED_NAME, args.model, "proxy-load bench") as (reverie, url, api_key, db_url):
+    with tempfile.TemporaryDirectory() as tmp:
+        vllm_log = Path(tmp) / "vllm.log"
+        with vllm_server(args.model, vllm_log, extra_args=TOOL_ARGS) as vllm, served_reverie(
+            vllm.url, SERVED_NAME, args.model, "proxy-load bench"
+        ) as (reverie, url, api_key, db_url):
             print(f"vLLM at {vllm.url}, Reverie at {url} (Postgres store)", flush=True)
             processes = Processes(reverie.pid, vllm.process.pid)
             measured, sent = asyncio.run(run_load(vllm.url, url, api_key, args, processes))
+            # read the store once Reverie has stopped, as before 87295bf: what shutdown flushes counts
+            reverie.terminate()
+            reverie.wait(timeout=20)
             records = store_check(db_url, sent)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     results = {
