@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/make_memory_set.py --seed 1 --out bench/data/memory-dev-a.jsonl
     .venv/bin/python bench/make_memory_set.py --seed 2 --out bench/data/memory-dev-b.jsonl
+    .venv/bin/python bench/make_memory_set.py --seed 5 --nights 2 \
+        --mix user=2,assistant=6,update=1,multi=1,long=1 --out bench/data/memory-dev-c.jsonl
 
 The project is judged on hidden sets with other names, relations, phrasings and small talk, so this
 generator aims at variety, not at the public file: its own syllables (none of the public set's), its own
@@ -215,6 +217,18 @@ ASSIST = [
      ["Call the {t} {v}.", "The {t} could be named {v}."],
      ["What did you name the {t} in my story?", "Which name did you give the {t} in my story?"],
      ["villain", "wizard", "ship's captain", "talking fox"]),
+    (["What should I title my {t}?", "I need a title for my {t}. Any ideas?"],
+     ["Title it {v}.", "How about {v}? It's short and catchy.", "I'd call it {v}."],
+     ["What title did you suggest for my {t}?", "What did you say I should call my {t}?"],
+     ["podcast", "photo album", "short film", "blog"]),
+    (["Give my {t} a nickname, something fun.", "Everyone in the group has a nickname except my {t}. Pick one."],
+     ["Let's go with {v}.", "Call her {v}, it suits her.", "{v}, definitely."],
+     ["What nickname did you come up with for my {t}?", "Which nickname did you pick for my {t}?"],
+     ["sister", "neighbour", "tennis partner"]),
+    (["Name our new {t} for us.", "Our {t} needs a name that's not boring."],
+     ["Name it {v}.", "Go with {v}, nobody else will have it."],
+     ["What name did you give our {t}?", "What did you suggest we name our {t}?"],
+     ["wifi network", "group chat", "family calendar"]),
     (["Pick a four-digit PIN for my new {t}, I can't decide.", "Choose a code for my {t}."],
      ["Use {v}.", "How about {v}? Easy to remember."],
      ["Which code did you pick for my {t}?", "What PIN did you choose for my {t}?"],
