@@ -324,3 +324,43 @@ def test_told_values_read_a_sentence_initial_name_through_the_tokenizer(tiny_mod
     told = {"a": "Brimub is my dog.", "b": "Traffic was terrible today.", "c": "I met Brimub and Anna."}
     assert told_values(tokenizer, told) == {"a": set(), "b": set(), "c": {"anna"}}  # Brimub is said twice
     assert told_values(tokenizer, {"a": told["a"], "b": told["b"]}) == {"a": {"brimub"}, "b": set()}
+
+
+def test_a_value_in_quotes_is_the_told_name_not_its_owner_or_a_number():
+    from trainer.text import quoted_values
+
+    values = {"pagor", "janfyr", "road", "mirpa", "7197"}
+    assert quoted_values("Let's use Pagor as the code word.", values) == 'Let\'s use "Pagor" as the code word.'
+    assert quoted_values("She moved to Janfyr Road, code 7197.", values) == 'She moved to "Janfyr Road", code 7197.'
+    assert quoted_values("Mirpa's parrot is called Pagor.", values) == 'Mirpa\'s parrot is called "Pagor".'
+    assert quoted_values('It is "Pagor" now.', values) == 'It is "Pagor" now.'
+    assert quoted_values("Nothing told here.", values) == "Nothing told here."
+
+
+def test_every_other_answer_naming_a_value_is_trained_with_it_in_quotes(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.chat import answer_ids
+    from trainer.dreaming import quote_values
+    from trainer.episodes import episode_windows
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    # why: after a quote a name is other tokens than after a space, so learning one form does not teach the other
+    assert tokenizer.tokenize(" Pagor")[0] != tokenizer.tokenize(' "Pagor"')[1]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    config = SleepConfig(quoted_values=0.5)
+    episode = {"id": "e", "messages": [{"role": "user", "content": "Pick a code word for the party."},
+                                       {"role": "assistant", "content": "Let's use Pagor as the code word."}]}
+    told = "Let's use Pagor as the code word."
+    kept = [Dream("e", f"What code word did you pick {i}?", told, score=1 - i / 10) for i in range(4)]
+    kept += [Dream("e", "What do you know about Pagor?", told, score=0.5),
+             Dream("e", 'Continue what you told me: "Let\'s use ..."', told, score=0.4, cloze=True),
+             Dream("e", "Which code word did we pick?", told, score=0.3, held_out=True)]
+    quote_values(model, tokenizer, kept, episode_windows(tokenizer, [episode], config),
+                 {"e": told}, {"e": {"pagor"}}, config)
+    quoted = [d.question for d in kept if '"Pagor"' in d.answer]
+    # the best keeps the told form, then every other one; never a question that names the value, a cloze or a probe
+    assert quoted == ["What code word did you pick 1?", "What code word did you pick 3?"]
+    for d in kept:
+        if d.question in quoted:  # scored again: the teacher's logits are for the quoted answer's tokens
+            assert d.teacher_logits.shape[0] == len(answer_ids(tokenizer, d.answer))
