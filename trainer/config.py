@@ -67,10 +67,6 @@ class SleepConfig:
     quote_answers: bool = _f(
         True, "also answer each question with the user's own sentences about it, scored by the in-context "
         "teacher (a restatement the teacher need not write; small teachers often only acknowledge).")
-    quoted_values: float = _f(
-        0.0, "share of an episode's trained answers that name a value (not the best-scored one, no cloze) "
-        "taught with the value in quotes ('use \"Pagor\" as the code word'): a name's tokens after a "
-        "quote differ from its tokens after a space, and replies often quote a name; 0: off.")
     restate: bool = _f(False, "also ask, once per episode, to repeat what was said word for word.")
     model_questions: int = _f(4, "questions the in-context model writes itself per episode (sampled).")
     answers_per_question: int = _f(1, "teacher answers per question (first greedy, then sampled).")
@@ -289,7 +285,6 @@ class SleepConfig:
             (min(self.template_questions, self.model_questions, self.entities_per_episode, self.cloze_questions,
                  self.handle_questions, self.recheck_questions) >= 0,
              "question counts must not be negative."),
-            (0.0 <= self.quoted_values <= 1.0, "quoted_values must be in [0, 1]."),
             (self.answers_per_question >= 1, "answers_per_question must be at least 1."),
             (self.held_out_per_episode >= 0, "held_out_per_episode must not be negative."),
             (self.dream_temperature > 0, "dream_temperature must be positive."),

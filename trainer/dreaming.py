@@ -21,7 +21,6 @@ episode's other questions are answered with the correction (`relearned`). Only a
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -59,7 +58,7 @@ from trainer.corrections import (
     relearned,
     superseded,
 )
-from trainer.text import quoted_values, sentences, values, words
+from trainer.text import sentences, values, words
 from trainer.tool_turns import names_a_call
 
 @dataclass
@@ -248,33 +247,7 @@ def dream(
         score(model, tokenizer, again, views, told_by_id, config)
         answered += again + corrected_now(model, tokenizer, [r.new for r in retired if r.new is not None] + again,
                                           views, told_by_id, config)
-    kept = select(answered, config, rng, values_by_id)
-    if config.quoted_values:
-        quote_values(model, tokenizer, kept, views, told_by_id, values_by_id, config)
-    return NightDreams(kept, retired)
-
-
-def quote_values(model, tokenizer, kept: Sequence[Dream], views: dict[str, list[Messages]],
-                 told_by_id: dict[str, str], values_by_id: dict[str, set[str]], config: SleepConfig) -> None:
-    """A share (`quoted_values`) of each episode's trained answers that name a value their question does not,
-    rewritten with the value in double quotes (`text.quoted_values`) and scored again; the best-scored keeps
-    its told form, and a cloze continues the user's words as they were. A name's tokens after a quote are not
-    its tokens after a space (SmolLM2: " Pagor" is "ĠPag|or", '"Pagor"' is '"|P|ag|or'): a model that learned
-    only the spaced form answers 'the code word is "P' and goes on with a word of its own."""
-    share, changed = config.quoted_values, []
-    by_episode: dict[str, list[tuple[Dream, str]]] = {}
-    for d in sorted(kept, key=lambda d: -d.score):
-        if d.held_out or d.cloze:
-            continue
-        text = quoted_values(d.answer, values_by_id.get(d.episode_id, set()) - words(d.question))
-        if text != d.answer:
-            by_episode.setdefault(d.episode_id, []).append((d, text))
-    for group in by_episode.values():
-        for i, (d, text) in enumerate(group):
-            if math.floor((i + 1) * share) > math.floor(i * share):
-                d.answer = text
-                changed.append(d)
-    score(model, tokenizer, changed, views, told_by_id, config)
+    return NightDreams(select(answered, config, rng, values_by_id), retired)
 
 
 def corrections_only(answered: Sequence[Dream], retired: Sequence[Retirement]) -> list[Dream]:

@@ -7,7 +7,7 @@ them, which episode a question names) goes through `words`, so they all agree on
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 
 STOPWORDS = set(
     """a an the and or but if of in on at to for from by with about as is are was were be been being am
@@ -73,32 +73,6 @@ def key_term_spans(text: str, key_terms: Sequence[str]) -> list[tuple[int, int]]
     """Character spans of the words of `text` that `words` reads as one of `key_terms`."""
     keys = set(key_terms)
     return [match.span() for match in _WORD.finditer(text) if normal(match.group()) in keys]
-
-
-def quoted_values(text: str, values: Collection[str]) -> str:
-    """`text` with each run of its told values in double quotes: "Let's use Pagor as the code word." ->
-    "Let's use \"Pagor\" as the code word.". A run is the words `words` reads as one of `values` with only
-    spaces between them ("Janfyr Road"). An owner ("Pagor's shop"), words with no letter (a number's digits
-    are tokens of their own either way) and words already quoted stay as they are."""
-    keys = set(values)
-    spans: list[list[int]] = []
-    for match in _WORD.finditer(text):
-        token = match.group()
-        if normal(token) not in keys or not any(c.isalpha() for c in token):
-            continue
-        start, end = match.span()
-        if spans and not text[spans[-1][1]:start].strip(" "):
-            spans[-1][1] = end
-        else:
-            spans.append([start, end])
-    out, at = [], 0
-    for start, end in spans:
-        if (text[end - 2:end] in ("'s", "\u2019s") or text[start - 1:start] in ('"', "\u201c")
-                or text[end:end + 1] in ('"', "\u201d")):
-            continue
-        out += [text[at:start], '"', text[start:end], '"']
-        at = end
-    return "".join(out + [text[at:]])
 
 
 def sentences(text: str) -> list[str]:
