@@ -6,7 +6,8 @@
 Each night prints its phases (metrics.seconds) and the seconds spent in `trainer.seeding`'s GKD loss
 (forward, on-policy samples and fresh teacher passes included), binding forwards, the binding
 reference pass, `generate` (on-policy samples and imitation groups), backward and AdamW, with call
-counts. The timers wrap the functions in place; a timed part includes the parts it calls. Writes
+counts; and the preparation before the first step (`recipe.training_set`: growing the expert, tonight's
+examples, replayed answers, general answers, teacher logits, binding pairs). The timers wrap the functions in place; a timed part includes the parts it calls. Writes
 OUT/results.json (config, dataset, base model) and OUT/night-N/, so `bench/night_variant.py` can rerun a
 night on top of them.
 """
@@ -26,10 +27,14 @@ import trainer.seeding as seeding
 from trainer.benchmark import parse_overrides
 from trainer.benchmark_scoring import load_jsonl
 from trainer.config import SleepConfig
+import trainer.recipe as recipe
 from trainer.recipe import sleep
 
 PARTS = ("gkd_loss", "binding_margins", "cache_binding_reference", "backward_clipped_apart", "generate",
          "teacher_logits", "imitation_loss")
+# the preparation before the first step (`recipe.training_set` and what it calls), by the recipe's names
+PREPARATION = ("grow", "training_set", "dream_example", "replay_pairs", "answers", "rival_answers",
+               "binding_pair")
 seconds: collections.Counter = collections.Counter()
 calls: collections.Counter = collections.Counter()
 
@@ -58,6 +63,8 @@ def main() -> None:
 
     for name in PARTS:  # the loop calls these through the module, so wrapping the module's names times them
         setattr(seeding, name, timed(name, getattr(seeding, name)))
+    for name in PREPARATION:
+        setattr(recipe, name, timed(name, getattr(recipe, name)))
     torch.optim.AdamW.step = timed("adamw", torch.optim.AdamW.step)
     config = SleepConfig.from_yaml(args.config, **parse_overrides(args.set))
     cases = load_jsonl(args.dataset)

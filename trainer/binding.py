@@ -103,9 +103,12 @@ def binding_margins(model, tokenizer, pairs: Sequence[BindingPair]) -> torch.Ten
 
 @torch.no_grad()
 def cache_binding_reference(model, tokenizer, pairs: Sequence[BindingPair], batch_size: int = 8) -> None:
-    """Each pair's margin under the model before training: tonight's expert is still zero, so this is
-    the served model (the reference of the binding loss)."""
+    """Each pair's margin under `model` as called, in eval mode: the reference of the binding loss, the
+    model before training (the caller activates the served model's adapters, `seeding.seed`)."""
+    was_training = model.training
+    model.eval()
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         for p, m in zip(chunk, binding_margins(model, tokenizer, chunk).tolist()):
             p.reference = m
+    model.train(was_training)

@@ -51,7 +51,7 @@ from trainer.experts import (
     save_adapter,
     save_model,
 )
-from trainer.seeding import Example, build_example, cache_teacher, dream_example, seed
+from trainer.seeding import Example, build_example, dream_example, seed
 from trainer.semantic import load_similarity
 from trainer.text import words
 
@@ -154,7 +154,7 @@ def sleep(
                                  config, retired)
         with step_bar(show_progress, config.steps) as bar:
             train_metrics = seed(model, tokenizer, night_set.examples, config, similarity=similarity,
-                                 progress=progress, bar=bar, binding=night_set.binding,
+                                 progress=progress, bar=bar, binding=night_set.binding, reference=served.teacher,
                                  deadline=seed_deadline(started, seconds, config), generation=generation)
 
     # --- evaluate: the gate ------------------------------------------------------------------------
@@ -312,7 +312,9 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
     """Tonight's dreams (the in-context teacher's cached logits), earlier nights' dreams replayed with the
     served model as teacher, general prompts (the base's or the served model's replies), the binding
     pairs (rival people's values, and each corrected answer's old value: the new answer must win over
-    it), and the teacher logits of every example not cached yet."""
+    it). The teacher logits of replayed and general examples, and the pairs' reference margins, are read
+    by `seed` when a step first draws them: where the deadline leaves fewer steps than planned, reading
+    all of them here took the time of 8 of night 3's 35 steps (facts-public on a slow machine, 2026-12-06)."""
     by_id = {str(e.get("id", "")): e for e in episodes}
     examples: list[Example] = []
     for d in trained:
@@ -344,7 +346,6 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
                    for own, rival in rival_answers(trained, earlier_trained)]
         binding += [binding_pair(tokenizer, r.new, r.old["answer"], config)
                     for r in retired if r.new is not None and words(r.new.answer) != words(r.old["answer"])]
-    cache_teacher(model, tokenizer, [e for e in examples if e.cached is None])
     return NightSet(examples, binding, len(replayable), general)
 
 

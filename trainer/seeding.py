@@ -86,7 +86,9 @@ def cache_teacher(model, tokenizer, examples: Sequence[Example], batch_size: int
 @torch.no_grad()
 def teacher_logits(model, tokenizer, examples: Sequence[Example], conts: Sequence[list[int]], width: int):
     """(B, width, V) teacher logits aligned to the end, from the cache when the continuation is the
-    teacher's own answer, else from a fresh teacher forward."""
+    teacher's own answer, else from a fresh teacher forward. An example drawn with its own answer and no
+    cache yet keeps its fresh logits as its cache (bf16, as `cache_teacher` writes them), so a night
+    reads the teacher once per example it trains on and never for those its steps do not reach."""
     device = next(model.parameters()).device
     fresh: dict = {}
     for i, (ex, c) in enumerate(zip(examples, conts)):
@@ -99,6 +101,10 @@ def teacher_logits(model, tokenizer, examples: Sequence[Example], conts: Sequenc
                                                   [conts[i] for i in idx], tokenizer.pad_token_id)
         for row, i in enumerate(idx):
             rows[i] = logits[row, mask[row]]
+            ex = examples[i]
+            if conts[i] is ex.continuation and ex.cached is None:
+                ex.cached = rows[i].to("cpu", torch.bfloat16)
+                rows[i] = ex.cached.to(device)
     vocab = next(iter(rows.values())).shape[-1] if rows else examples[0].cached.shape[-1]
     out = torch.zeros(len(examples), width, vocab, device=device)
     for i, (ex, c) in enumerate(zip(examples, conts)):
@@ -230,6 +236,7 @@ def seed(
     progress: Callable | None = None,
     bar=None,
     binding: Sequence[BindingPair] = (),
+    reference: Sequence[str] | None = None,
     deadline: float | None = None,
     generation: Generation = LOCAL,
 ) -> dict:
@@ -239,6 +246,10 @@ def seed(
     functions, its optimizer, schedule, plan and per-loss records would travel through every call.
 
     `binding`: own/rival answer pairs for the binding loss (used when `config.binding_weight` > 0).
+    `reference`: the adapters that make the model before training (None: the bare base; tonight's expert
+    is zero and grown layers are skipped, so this is the served model): a pair's reference margin is read
+    through them when the pair first trains, so a night cut short by its deadline reads no more than it
+    uses. Examples without cached teacher logits get them the same way (`teacher_logits`).
     `deadline` (`time.monotonic()`): when the last step must have ended. From step `PLAN_AFTER` on, each
     step re-plans the step count from the mean step time so far (up or down, never past `config.steps`:
     a ratchet that only lowers it would keep the slowest early estimate), and the cosine schedule decays
@@ -261,11 +272,9 @@ def seed(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warm_up_then_cosine)
     imitation_pool = pools["tonight"] or pools["replay"]
     binding = list(binding) if config.binding_weight > 0 else []
-    if binding:  # drawn up front: only the pairs that train need a reference margin
+    if binding:  # drawn up front, apart from the batches' draws, so a pair's reference can wait for its step
         draw = random.Random(config.seed + 1)
         binding_draws = [draw.sample(binding, min(config.binding_pairs, len(binding))) for _ in range(config.steps)]
-        model.eval()
-        cache_binding_reference(model, tokenizer, list({id(p): p for b in binding_draws for p in b}.values()))
     losses, gkd_losses, rewards, binding_losses = [], [], [], []
     skipped: list[dict] = []  # what was not finite on each skipped step, to find the cause later
     start = time.monotonic()
@@ -286,6 +295,10 @@ def seed(
         bind = None
         if binding:
             chosen = binding_draws[step]
+            unread = [p for p in chosen if p.reference is None]
+            if unread:
+                with adapters(model, None if reference is None else list(reference)):
+                    cache_binding_reference(model, tokenizer, unread)  # eval mode: no dropout in the reference
             bind = binding_loss(binding_margins(model, tokenizer, chosen),
                                 torch.tensor([p.reference for p in chosen], device=gkd.device), config.binding_beta)
             binding_losses.append(bind.item())

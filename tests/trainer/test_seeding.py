@@ -280,3 +280,34 @@ def test_sampling_survives_non_finite_logits(tiny_model_dir):
     out = generate(model, tokenizer, [example.student_prompt] * 2, max_new_tokens=3, temperature=1.0,
                    generator_seed=0)
     assert len(out) == 2 and all(1 <= len(ids) <= 3 for ids in out)
+
+
+def test_a_night_cut_short_reads_the_teacher_and_binding_references_only_for_the_steps_it_runs(tiny_model_dir):
+    """Teacher logits of uncached examples and binding pairs' reference margins are read when a step
+    first draws them, with the values an up-front pass gives: a night planned for 30 steps that its
+    deadline stops after `PLAN_AFTER` reads at most what those steps drew."""
+    from trainer.binding import binding_margins, binding_pair
+    from trainer.dreaming import Dream
+
+    tokenizer, model, config, _ = _setup(tiny_model_dir)
+    config = dataclasses.replace(config, steps=30, binding_weight=1.0, binding_pairs=1)
+    ask = lambda q: render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)  # noqa: E731
+    examples = [build_example(tokenizer, ask(f"Where does Tenra Pamir {i} live?"),
+                              ask(f"Where does Tenra Pamir {i} live?"), f"In Rabelten {i}.", None, "tonight")
+                for i in range(60)]
+    dreams = [Dream(str(i), f"Where does Tenra Pamir {i} live?", f"In Rabel{i}.") for i in range(60)]
+    pairs = [binding_pair(tokenizer, d, f"In Gorbel{d.episode_id}.", config) for d in dreams]
+    with torch.no_grad():
+        before = binding_margins(model, tokenizer, pairs).tolist()
+    metrics = seed(model, tokenizer, examples, config, similarity=load_similarity("self", model, tokenizer),
+                   binding=pairs, deadline=time.monotonic())
+    assert metrics["steps"] == PLAN_AFTER
+
+    drawn = [e for e in examples if e.cached is not None]
+    assert 0 < len(drawn) <= PLAN_AFTER * config.batch_size and all(e.cached.dtype == torch.bfloat16 for e in drawn)
+    fresh = [build_example(tokenizer, e.student_prompt, e.teacher_prompt, e.answer, None, "tonight") for e in drawn]
+    cache_teacher(model, tokenizer, fresh)  # the teacher is the bare base: training did not move it
+    assert all(torch.allclose(e.cached.float(), f.cached.float(), atol=0.02) for e, f in zip(drawn, fresh))
+    read = [i for i, p in enumerate(pairs) if p.reference is not None]
+    assert 0 < len(read) <= PLAN_AFTER  # one pair a step; the pairs of the 20 steps not run were never read
+    assert [pairs[i].reference for i in read] == pytest.approx([before[i] for i in read], abs=1e-4)
