@@ -48,22 +48,32 @@ def words(text: str) -> set[str]:
     return out
 
 
+# what a capitalised word at a sentence's start can be without naming anything: a contraction ("I'd go
+# with Kedhep") or an interjection a tokenizer splits ("Hmm, okay")
+_CONTRACTION = re.compile(r"(?:'d|'ll|'re|'ve|'m|n't)$")
+_INTERJECTIONS = {"hmm", "hm", "um", "umm", "uh", "ah", "oh", "aha", "wow", "hey", "yay", "ugh", "oops", "yeah"}
+
+
 def values(text: str, common: Callable[[str], bool] | None = None) -> set[str]:
     """The words (as `words` reads them) that look like a told value rather than talk: numbers, and
     capitalised words inside a sentence or in a run of capitalised words ("Brimub", "Janfyr Road",
-    "7197"). A single capitalised word that starts a sentence counts only when `common` (given) says it
-    is not a common word: "Brimub is my dog" names a value, "Traffic was terrible" does not. Small talk
+    "7197"). With `common` given, a capitalised word that starts a sentence counts only when it is not a
+    common word, in a run or not: "Brimub is my dog" names a value, "Traffic was terrible" and the "Try" of
+    "Try Tuzab" do not; without it, only in a run. Contractions and interjections never count. Small talk
     names few such words; a fact names its value. A lower-case value ("tea") is not seen."""
     out: set[str] = set()
     for sentence in sentences(text):
         matches = list(_WORD.finditer(sentence))
         for i, match in enumerate(matches):
             token, word = match.group(), normal(match.group())
-            if len(word) < 2 or word in STOPWORDS:
+            if len(word) < 2 or word in STOPWORDS or word in _INTERJECTIONS or _CONTRACTION.search(word):
                 continue
-            run = any(0 <= j < len(matches) and matches[j].group()[0].isupper() and normal(matches[j].group())
-                      not in STOPWORDS for j in (i - 1, i + 1))
-            capital = token[0].isupper() and (i > 0 or run or (common is not None and not common(word)))
+            if i == 0 and common is not None:
+                capital = token[0].isupper() and not common(word)
+            else:
+                run = any(0 <= j < len(matches) and matches[j].group()[0].isupper()
+                          and normal(matches[j].group()) not in STOPWORDS for j in (i - 1, i + 1))
+                capital = token[0].isupper() and (i > 0 or run)
             if capital or any(c.isdigit() for c in token):
                 out.add(word)
     return out

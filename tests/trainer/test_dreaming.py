@@ -267,6 +267,11 @@ def test_values_are_numbers_and_names_not_the_capital_that_starts_a_sentence():
     # a name that starts its sentence is a value only where a word list says it is not a common word
     assert values("Brimub is my dog.") == set()
     assert values("Brimub is my dog. Traffic was bad.", common=lambda word: word != "brimub") == {"brimub"}
+    # an assistant's advice: the verb that starts it is common even beside a name, a contraction names nothing
+    common = {"try", "make", "go", "call", "with", "it"}.__contains__
+    assert values("Try Tuzab; it's easy. Make Phibri, a baked dish.", common=common) == {"tuzab", "phibri"}
+    assert values("I'd go with Kedhep. Hmm, okay, I'll think about it.", common=common) == {"kedhep"}
+    assert values("Janfyr Road is where I live.", common=common) == {"janfyr", "road"}
 
 
 def test_an_episode_with_a_value_trains_the_dreams_that_name_it_not_its_small_talk():
