@@ -7,8 +7,8 @@ Each night prints its phases (metrics.seconds) and the seconds spent in `trainer
 (forward, on-policy samples and fresh teacher passes included), binding forwards, the binding
 reference pass, `generate` (on-policy samples and imitation groups), backward and AdamW, with call
 counts; and the preparation before the first step (`recipe.training_set`: growing the expert, tonight's
-examples, replayed answers, general answers, teacher logits, binding pairs). The timers wrap the functions in place; a timed part includes the parts it calls. Writes
-OUT/results.json (config, dataset, base model) and OUT/night-N/, so `bench/night_variant.py` can rerun a
+examples, replayed answers, general answers, binding pairs). The timers wrap the functions in place; a
+timed part includes the parts it calls. Writes OUT/results.json (config, dataset, base model) and OUT/night-N/, so `bench/night_variant.py` can rerun a
 night on top of them.
 """
 
@@ -26,8 +26,8 @@ import torch
 import trainer.seeding as seeding
 from trainer.benchmark import parse_overrides
 from trainer.benchmark_scoring import load_jsonl
-from trainer.config import SleepConfig
 import trainer.recipe as recipe
+from trainer.config import SleepConfig
 from trainer.recipe import sleep
 
 PARTS = ("gkd_loss", "binding_margins", "cache_binding_reference", "backward_clipped_apart", "generate",

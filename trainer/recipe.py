@@ -154,8 +154,8 @@ def sleep(
                                  config, retired)
         with step_bar(show_progress, config.steps) as bar:
             train_metrics = seed(model, tokenizer, night_set.examples, config, similarity=similarity,
-                                 progress=progress, bar=bar, binding=night_set.binding, reference=served.teacher,
-                                 deadline=seed_deadline(started, seconds, config), generation=generation)
+                                 progress=progress, bar=bar, binding=night_set.binding,
+                                 reference=served.teacher, deadline=seed_deadline(started, seconds, config), generation=generation)
 
     # --- evaluate: the gate ------------------------------------------------------------------------
     with timed(seconds, "evaluate"):

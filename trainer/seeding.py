@@ -298,7 +298,7 @@ def seed(
             unread = [p for p in chosen if p.reference is None]
             if unread:
                 with adapters(model, None if reference is None else list(reference)):
-                    cache_binding_reference(model, tokenizer, unread)  # eval mode: no dropout in the reference
+                    cache_binding_reference(model, tokenizer, unread)  # in eval mode: no dropout
             bind = binding_loss(binding_margins(model, tokenizer, chosen),
                                 torch.tensor([p.reference for p in chosen], device=gkd.device), config.binding_beta)
             binding_losses.append(bind.item())

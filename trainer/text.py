@@ -48,10 +48,11 @@ def words(text: str) -> set[str]:
     return out
 
 
-# what a capitalised word at a sentence's start can be without naming anything: a contraction ("I'd go
-# with Kedhep") or an interjection a tokenizer splits ("Hmm, okay")
+# capitalised words that name nothing, wherever they stand: a contraction ("I'd go with Kedhep") or an
+# interjection a tokenizer splits, so the common-word test does not catch it ("Hmm, okay")
 _CONTRACTION = re.compile(r"(?:'d|'ll|'re|'ve|'m|n't)$")
-_INTERJECTIONS = {"hmm", "hm", "um", "umm", "uh", "ah", "oh", "aha", "wow", "hey", "yay", "ugh", "oops", "yeah"}
+_INTERJECTIONS = {"hmm", "hm", "um", "umm", "uh", "ah", "oh", "aha", "wow", "hey", "yay", "ugh", "oops",
+                  "yeah"}
 
 
 def values(text: str, common: Callable[[str], bool] | None = None) -> set[str]:

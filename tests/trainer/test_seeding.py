@@ -282,7 +282,7 @@ def test_sampling_survives_non_finite_logits(tiny_model_dir):
     assert len(out) == 2 and all(1 <= len(ids) <= 3 for ids in out)
 
 
-def test_a_night_cut_short_reads_the_teacher_and_binding_references_only_for_the_steps_it_runs(tiny_model_dir):
+def test_a_night_cut_short_reads_teacher_and_binding_references_only_for_its_steps(tiny_model_dir):
     """Teacher logits of uncached examples and binding pairs' reference margins are read when a step
     first draws them, with the values an up-front pass gives: a night planned for 30 steps that its
     deadline stops after `PLAN_AFTER` reads at most what those steps drew."""
@@ -304,8 +304,10 @@ def test_a_night_cut_short_reads_the_teacher_and_binding_references_only_for_the
     assert metrics["steps"] == PLAN_AFTER
 
     drawn = [e for e in examples if e.cached is not None]
-    assert 0 < len(drawn) <= PLAN_AFTER * config.batch_size and all(e.cached.dtype == torch.bfloat16 for e in drawn)
-    fresh = [build_example(tokenizer, e.student_prompt, e.teacher_prompt, e.answer, None, "tonight") for e in drawn]
+    assert 0 < len(drawn) <= PLAN_AFTER * config.batch_size
+    assert all(e.cached.dtype == torch.bfloat16 for e in drawn)
+    fresh = [build_example(tokenizer, e.student_prompt, e.teacher_prompt, e.answer, None, "tonight")
+             for e in drawn]
     cache_teacher(model, tokenizer, fresh)  # the teacher is the bare base: training did not move it
     assert all(torch.allclose(e.cached.float(), f.cached.float(), atol=0.02) for e, f in zip(drawn, fresh))
     read = [i for i, p in enumerate(pairs) if p.reference is not None]
