@@ -201,8 +201,11 @@ class Bench:
         self.phases.finish()
         seconds = time.monotonic() - t0
         parts = ", ".join(f"{k} {v:.0f}" for k, v in result.metrics.get("seconds", {}).items() if k != "total")
+        scale = result.metrics.get("expert_scale", 1.0)
+        scaled = f" expert at {scale:.2f} (refused at full scale: {result.metrics['full_scale']['reasons']})" \
+            if scale != 1.0 else ""
         print(f"night {n} | sleep {seconds:.0f} s on {len(episodes)} episodes ({parts}) accepted={result.accepted} "
-              f"{result.reasons}",
+              f"{result.reasons}{scaled}",
               file=self.phases.stream, flush=True)
         if result.accepted:
             track.adapter, track.dreams = result.adapter_dir, result.dreams

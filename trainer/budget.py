@@ -70,3 +70,8 @@ def seed_deadline(started: float, seconds: dict[str, float], config: SleepConfig
     if config.night_seconds is None:
         return None
     return started + config.night_seconds - (2 * seconds.get("served", 0.0) + 5.0 + config.night_seconds / 20)
+
+
+def has_time_for(seconds: float, started: float, config: SleepConfig) -> bool:
+    """Whether `seconds` more, and a few to save, still end the night started at `started` in its budget."""
+    return config.night_seconds is None or time.monotonic() + seconds + 5.0 <= started + config.night_seconds

@@ -216,6 +216,11 @@ class SleepConfig:
     max_general_logprob_drop: float = _f(
         0.25, "likelihood gate: the base's replies to the held-out general prompts may lose at most this "
               "(nats per token).")
+    min_expert_scale: float | None = _f(
+        0.5, "a candidate refused only for what it changed elsewhere (the base's general replies, earlier "
+             "dreams), not for tonight's recall, is judged once more with tonight's expert scaled down to what "
+             "the failed bounds allow (`gate.softer_scale`), if that is at least this and the night has time "
+             "for a second gate; it then publishes at that scale. None: refuse it as it is.")
 
     def tonight_per_batch(self, replaying: bool) -> int:
         """Places for tonight's dreams in a batch: what replay (when there are earlier dreams) and the
@@ -279,6 +284,8 @@ class SleepConfig:
              "replay_fraction and general_fraction must be non-negative and sum to less than 1."),
             (self.semantic_model in ("minilm", "self"), "semantic_model must be `minilm` or `self`."),
             (self.gate_reading in GATE_READINGS, f"gate_reading must be one of {GATE_READINGS}."),
+            (self.min_expert_scale is None or 0.0 < self.min_expert_scale < 1.0,
+             "min_expert_scale must be in (0, 1), or null."),
             (self.max_retention_logprob_drop >= 0 and self.max_general_logprob_drop >= 0,
              "max_retention_logprob_drop and max_general_logprob_drop must not be negative."),
             (self.keep_top_k >= 1 and self.keep_random >= 0, "keep_top_k must be >= 1, keep_random >= 0."),

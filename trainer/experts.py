@@ -127,6 +127,14 @@ def adapters(model: torch.nn.Module, names: Sequence[str] | None) -> Iterator[to
             set_active(model, before)
 
 
+@torch.no_grad()
+def scale_adapter(model: PeftModel, adapter: str, factor: float) -> None:
+    """Multiply one adapter's update `B @ A` by `factor` (its B factors, so a save keeps it)."""
+    for _, module in lora_modules(model):
+        if adapter in module.lora_B:
+            module.lora_B[adapter].weight.mul_(factor)
+
+
 def adapter_factors(model: PeftModel, adapter: str) -> Factors:
     """Copy one adapter's factors out of a peft model, scaling folded into B, as float32 on CPU."""
     factors: Factors = {}

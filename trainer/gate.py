@@ -117,6 +117,7 @@ class GateNumbers:
 class GateReport:
     reasons: list[str]  # why the candidate must not replace the served model (empty: accept)
     metrics: dict  # recall, retention, general agreement and the likelihood shift, as the run reports them
+    numbers: GateNumbers | None = None  # what the verdict read
 
 
 def judge(model, tokenizer, served: ServedReading, general: GeneralReference, config: SleepConfig) -> GateReport:
@@ -151,7 +152,7 @@ def judge(model, tokenizer, served: ServedReading, general: GeneralReference, co
         # the graded reading: mean change in log-probability per key-term token (nats), candidate - served
         "likelihood": shift.to_dict(),
     }
-    return GateReport(verdict(numbers, config), metrics)
+    return GateReport(verdict(numbers, config), metrics, numbers)
 
 
 def _items(dreams: Sequence[Dream]) -> list[tuple[str, str, list[str]]]:
@@ -225,43 +226,81 @@ def verdict(gate: GateNumbers, config: SleepConfig) -> list[str]:
     """Why the candidate must not replace the served model (empty: accept). Below `gate_min_probes` a
     number is noise, not evidence: it is only reported. With `gate_reading: likelihood` the same three
     checks read the change in the answers' log-probability instead; with `open` nothing is refused."""
+    return list(failed_checks(gate, config).values())
+
+
+def failed_checks(gate: GateNumbers, config: SleepConfig) -> dict[str, str]:
+    """`verdict`'s reasons keyed by the check that gave each: `recall`, `recall_floor`, `retention` or
+    `general`."""
     if config.gate_reading == "open":
-        return []
+        return {}
     if config.gate_reading == "likelihood" and gate.shift is not None:
-        return likelihood_verdict(gate.shift, config)
-    reasons = []
+        return likelihood_failures(gate.shift, config)
+    reasons = {}
     if gate.recall is not None and gate.probes >= config.gate_min_probes:
         gain = gate.recall - (gate.served_recall or 0.0)
         if gain < config.min_recall_gain - 1e-9:
-            reasons.append(f"recall of tonight's {gate.probes} held-out probes {gate.recall:.2f} is "
-                           f"{gain:+.2f} over the served model's {gate.served_recall or 0.0:.2f} "
-                           f"(< {config.min_recall_gain:+.2f})")
+            reasons["recall"] = (f"recall of tonight's {gate.probes} held-out probes {gate.recall:.2f} is "
+                                 f"{gain:+.2f} over the served model's {gate.served_recall or 0.0:.2f} "
+                                 f"(< {config.min_recall_gain:+.2f})")
         if gate.recall < config.min_recall:
-            reasons.append(f"recall of tonight's held-out probes {gate.recall:.2f} < {config.min_recall}")
+            reasons["recall_floor"] = (f"recall of tonight's held-out probes {gate.recall:.2f} < "
+                                       f"{config.min_recall}")
     if (gate.retention is not None and gate.retention_set >= config.gate_min_probes
             and gate.retention < config.min_retention - 1e-9):
-        reasons.append(f"retention of earlier dreams {gate.retention:.2f} (recall over the served model's, "
-                       f"which answers {gate.retention_set}) < {config.min_retention}")
+        reasons["retention"] = (f"retention of earlier dreams {gate.retention:.2f} (recall over the served "
+                                f"model's, which answers {gate.retention_set}) < {config.min_retention}")
     if gate.general is not None and gate.general < 1 - config.max_general_drop - 1e-9:
-        reasons.append(f"general agreement with the base {gate.general:.2f} < {1 - config.max_general_drop:.2f}")
+        reasons["general"] = (f"general agreement with the base {gate.general:.2f} < "
+                              f"{1 - config.max_general_drop:.2f}")
     return reasons
 
 
-def likelihood_verdict(shift: LikelihoodShift, config: SleepConfig) -> list[str]:
-    """`verdict` on the graded reading: changes in nats per token, candidate minus served model."""
-    reasons = []
+def likelihood_failures(shift: LikelihoodShift, config: SleepConfig) -> dict[str, str]:
+    """`failed_checks` on the graded reading: changes in nats per token, candidate minus served model."""
+    reasons = {}
     if (shift.recall_gain is not None and shift.probes >= config.gate_min_probes
             and shift.recall_gain <= config.min_recall_logprob_gain):
-        reasons.append(f"tonight's {shift.probes} held-out answers gained {shift.recall_gain:+.3f} nats per "
-                       f"key-term token over the served model (needs > {config.min_recall_logprob_gain:+.3f})")
+        reasons["recall"] = (f"tonight's {shift.probes} held-out answers gained {shift.recall_gain:+.3f} nats "
+                             f"per key-term token over the served model "
+                             f"(needs > {config.min_recall_logprob_gain:+.3f})")
     if (shift.retention_change is not None and shift.retention_asked >= config.gate_min_probes
             and shift.retention_change < -config.max_retention_logprob_drop):
-        reasons.append(f"{shift.retention_asked} earlier dreams' answers changed {shift.retention_change:+.3f} "
-                       f"nats per key-term token (may lose at most {config.max_retention_logprob_drop:.3f})")
+        reasons["retention"] = (f"{shift.retention_asked} earlier dreams' answers changed "
+                                f"{shift.retention_change:+.3f} nats per key-term token (may lose at most "
+                                f"{config.max_retention_logprob_drop:.3f})")
     if shift.general_change is not None and shift.general_change < -config.max_general_logprob_drop:
-        reasons.append(f"the base's general replies changed {shift.general_change:+.3f} nats per token "
-                       f"(may lose at most {config.max_general_logprob_drop:.3f})")
+        reasons["general"] = (f"the base's general replies changed {shift.general_change:+.3f} nats per token "
+                              f"(may lose at most {config.max_general_logprob_drop:.3f})")
     return reasons
+
+
+def allowed_share(gate: GateNumbers, check: str, config: SleepConfig) -> float:
+    """The share of a failed check's change that its bound allows (below 1; 0 for recall: tonight's gain
+    is what the candidate is for, so no smaller change of it passes)."""
+    if check.startswith("recall"):
+        return 0.0
+    if config.gate_reading == "likelihood" and gate.shift is not None:
+        if check == "retention":
+            return config.max_retention_logprob_drop / -gate.shift.retention_change
+        return config.max_general_logprob_drop / -gate.shift.general_change
+    if check == "retention":
+        return (1 - config.min_retention) / max(1e-9, 1 - gate.retention)
+    return config.max_general_drop / max(1e-9, 1 - gate.general)
+
+
+def softer_scale(gate: GateNumbers, config: SleepConfig) -> float | None:
+    """The scale of tonight's expert to try once more when the candidate was refused only for what it
+    changed elsewhere (the base's general replies, earlier dreams) and not for tonight's recall: the
+    largest share of each failed change its bound allows, less a tenth for margin, as if the change
+    shrank in proportion to the expert (it shrinks at least that fast near the base's own replies, whose
+    log-probability is at a maximum). None: nothing to try (accepted, recall failed, or the scale would be
+    below `min_expert_scale`)."""
+    failed = failed_checks(gate, config)
+    if not failed or config.min_expert_scale is None:
+        return None
+    scale = 0.9 * min(allowed_share(gate, check, config) for check in failed)
+    return scale if scale >= config.min_expert_scale else None
 
 
 def _same_answer(a: str, b: str) -> bool:

@@ -1,10 +1,14 @@
 """The eval gate's verdict on hand-made numbers, and which earlier dreams it asks about."""
 
+import dataclasses
+import math
 import random
+
+import pytest
 
 from trainer.config import SleepConfig
 from trainer.likelihood import LikelihoodShift
-from trainer.gate import GateNumbers, retention_pool, retention_ratio, verdict
+from trainer.gate import GateNumbers, retention_pool, retention_ratio, softer_scale, verdict
 
 CONFIG = SleepConfig(min_recall=0.0, min_recall_gain=0.05, min_retention=0.75, max_general_drop=0.5,
                      gate_min_probes=5)
@@ -97,6 +101,28 @@ def test_likelihood_on_a_handful_of_probes_is_reported_not_judged():
     few = _shift(recall_gain=-1.0, retention_change=-2.0, probes=4, retention_asked=4)
     assert verdict(_gate(shift=few), LIKELY) == []
     assert verdict(_gate(shift=_shift(recall_gain=None, retention_change=None, general_change=None)), LIKELY) == []
+
+
+def test_a_candidate_refused_for_general_drift_is_tried_at_the_share_its_bound_allows_less_a_tenth():
+    # -0.3 nats against a bound of 0.25: 0.25 / 0.3 of the change is allowed, 0.9 of that is tried
+    assert math.isclose(softer_scale(_gate(shift=_shift(general_change=-0.3)), LIKELY), 0.9 * 0.25 / 0.3)
+    # both costs over their bounds: the tighter one sets the scale (retention 0.5 / 0.8 < general 0.25 / 0.3)
+    both = _gate(shift=_shift(retention_change=-0.8, general_change=-0.3))
+    assert math.isclose(softer_scale(both, LIKELY), 0.9 * 0.5 / 0.8)
+    # the greedy reading: agreement 0.4 is a drop of 0.6 where 0.5 is allowed
+    assert math.isclose(softer_scale(_gate(general=0.4), CONFIG), 0.9 * 0.5 / 0.6)
+
+
+def test_no_softer_try_for_an_accepted_candidate_a_failed_recall_or_a_change_far_over_its_bound():
+    assert softer_scale(_gate(shift=_shift()), LIKELY) is None  # accepted as it is
+    # tonight's recall failed: a smaller expert learns less, not more
+    assert softer_scale(_gate(shift=_shift(recall_gain=0.0, general_change=-0.3)), LIKELY) is None
+    # twice the bound: 0.45 < min_expert_scale 0.5
+    assert softer_scale(_gate(shift=_shift(general_change=-0.5)), LIKELY) is None
+    assert softer_scale(_gate(shift=_shift(general_change=-0.5)),
+                        dataclasses.replace(LIKELY, min_expert_scale=0.4)) == pytest.approx(0.45)
+    assert softer_scale(_gate(shift=_shift(general_change=-0.3)),
+                        dataclasses.replace(LIKELY, min_expert_scale=None)) is None
 
 
 def _dream(i, **fields):

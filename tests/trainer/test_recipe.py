@@ -167,6 +167,40 @@ def test_the_likelihood_gate_judges_a_night_on_its_readings(tiny_model_dir, tmp_
         "over the served model (needs > +100.000)"]
 
 
+def test_a_night_refused_only_for_general_drift_publishes_its_expert_scaled_down(tiny_model_dir, tmp_path,
+                                                                                  grounded):
+    """Run once with no second try to read the drift, then with a bound the full expert misses: the
+    candidate is judged again at 0.9 of the share the bound allows, and saved at that scale."""
+    from safetensors.torch import load_file
+
+    drifting = dict(steps=3, learning_rate=0.05, imitation_every=0, gate_min_probes=1, gate_reading="likelihood",
+                    min_recall_logprob_gain=-100.0, max_retention_logprob_drop=100.0)
+    full = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
+                 config=_config(**drifting, max_general_logprob_drop=100.0, min_expert_scale=None),
+                 out_dir=tmp_path / "full")
+    drift = full.metrics["likelihood"]["general_change"]
+    assert drift < 0 and full.accepted and full.metrics["expert_scale"] == 1.0
+    bound = 0.7 * -drift
+    scaled = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
+                   config=_config(**drifting, max_general_logprob_drop=bound, min_expert_scale=0.5),
+                   out_dir=tmp_path / "scaled")
+    assert scaled.metrics["expert_scale"] == pytest.approx(0.9 * 0.7)
+    assert scaled.metrics["full_scale"]["likelihood"]["general_change"] == pytest.approx(drift)
+    assert "general replies changed" in scaled.metrics["full_scale"]["reasons"][0]
+    assert scaled.metrics["likelihood"]["general_change"] > drift  # the smaller expert drifts less
+    assert scaled.accepted == (scaled.metrics["likelihood"]["general_change"] >= -bound)
+    before = load_file(full.adapter_dir / "adapter_model.safetensors")
+    after = load_file(scaled.adapter_dir / "adapter_model.safetensors")
+    b_keys = [k for k in before if "lora_B" in k]
+    assert b_keys and all(torch.allclose(after[k], 0.9 * 0.7 * before[k], atol=1e-6) for k in b_keys)
+    assert all(torch.equal(after[k], before[k]) for k in before if "lora_A" in k)
+    # no second try where the night has no time left for it
+    rushed = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
+                   config=_config(**drifting, max_general_logprob_drop=bound, min_expert_scale=0.5,
+                                  night_seconds=0.01), out_dir=tmp_path / "rushed")
+    assert not rushed.accepted and rushed.metrics["expert_scale"] == 1.0
+
+
 def test_the_likelihood_gate_asks_earlier_dreams_no_greedy_question(tiny_model_dir, tmp_path, grounded,
                                                                     monkeypatch):
     """Greedy replies to the retention sample are the gate's costliest pass; judging on likelihoods, the
