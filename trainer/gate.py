@@ -5,7 +5,9 @@ nights' dreams (`retention_pool`), greedily and as likelihoods. After training, 
 candidate the same questions plus held-out general prompts whose reference replies are the base
 model's (`general_reference`), and `verdict` turns the numbers into reasons to refuse it (none: accept).
 Recall is judged as a gain over the served model on the same probes and retention as a ratio to its
-recall of the same earlier dreams, so a hard night does not read as a failed one.
+recall of the same earlier dreams, so a hard night does not read as a failed one. A candidate refused
+only for what it changed elsewhere may be judged once more with tonight's expert scaled down
+(`softer_scale`, `judge_scaled`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from trainer.chat import answers
 from trainer.config import SleepConfig
 from trainer.dreaming import Dream
 from trainer.text import words
-from trainer.experts import adapters
+from trainer.experts import EXPERT, adapters, scale_adapter
 from trainer.likelihood import Likelihood, LikelihoodShift, likelihoods
 
 
@@ -155,6 +157,19 @@ def judge(model, tokenizer, served: ServedReading, general: GeneralReference, co
     return GateReport(verdict(numbers, config), metrics, numbers)
 
 
+def judge_scaled(model, tokenizer, served: ServedReading, general: GeneralReference,
+                 config: SleepConfig, refused: GateReport, scale: float) -> GateReport:
+    """Tonight's expert (`EXPERT`) scaled by `scale` for good (the candidate saved is the scaled one) and
+    judged again (`softer_scale` says when); the metrics keep why it was refused at full scale, and its
+    readings there."""
+    scale_adapter(model, EXPERT, scale)
+    again = judge(model, tokenizer, served, general, config)
+    again.metrics["expert_scale"] = scale
+    again.metrics["full_scale"] = {"reasons": refused.reasons, **{k: refused.metrics[k] for k in (
+        "recall", "general_agreement", "likelihood")}}
+    return again
+
+
 def _items(dreams: Sequence[Dream]) -> list[tuple[str, str, list[str]]]:
     return [(d.question, d.answer, d.key_terms) for d in dreams]
 
@@ -261,8 +276,8 @@ def likelihood_failures(shift: LikelihoodShift, config: SleepConfig) -> dict[str
     reasons = {}
     if (shift.recall_gain is not None and shift.probes >= config.gate_min_probes
             and shift.recall_gain <= config.min_recall_logprob_gain):
-        reasons["recall"] = (f"tonight's {shift.probes} held-out answers gained {shift.recall_gain:+.3f} nats "
-                             f"per key-term token over the served model "
+        reasons["recall"] = (f"tonight's {shift.probes} held-out answers gained {shift.recall_gain:+.3f} "
+                             f"nats per key-term token over the served model "
                              f"(needs > {config.min_recall_logprob_gain:+.3f})")
     if (shift.retention_change is not None and shift.retention_asked >= config.gate_min_probes
             and shift.retention_change < -config.max_retention_logprob_drop):
@@ -270,8 +285,8 @@ def likelihood_failures(shift: LikelihoodShift, config: SleepConfig) -> dict[str
                                 f"{shift.retention_change:+.3f} nats per key-term token (may lose at most "
                                 f"{config.max_retention_logprob_drop:.3f})")
     if shift.general_change is not None and shift.general_change < -config.max_general_logprob_drop:
-        reasons["general"] = (f"the base's general replies changed {shift.general_change:+.3f} nats per token "
-                              f"(may lose at most {config.max_general_logprob_drop:.3f})")
+        reasons["general"] = (f"the base's general replies changed {shift.general_change:+.3f} nats per "
+                              f"token (may lose at most {config.max_general_logprob_drop:.3f})")
     return reasons
 
 

@@ -50,7 +50,6 @@ from trainer.experts import (
     read_growth,
     save_adapter,
     save_model,
-    scale_adapter,
 )
 from trainer.seeding import Example, build_example, dream_example, seed
 from trainer.semantic import load_similarity
@@ -165,7 +164,7 @@ def sleep(
         verdict = gate.judge(model, tokenizer, reading, night_set.general, config)
         scale = gate.softer_scale(verdict.numbers, config) if config.growth_mode == "lora" else None
         if scale is not None and has_time_for(time.monotonic() - judging, started, config):
-            verdict = judge_scaled(model, tokenizer, reading, night_set.general, config, verdict, scale)
+            verdict = gate.judge_scaled(model, tokenizer, reading, night_set.general, config, verdict, scale)
         report("evaluate", 1, 1, None)
 
     # --- save: the experts concatenated into one standard PEFT folder, or the grown base -------------
@@ -177,7 +176,8 @@ def sleep(
     seal_metrics = None if writer_night is None else writer_night.save(
         out_dir / "writer" if model_dir else adapter / seal.WRITER_DIR, config, served_base or str(base_model), night)
     seconds["total"] = time.monotonic() - started
-    metrics = {"expert_scale": 1.0, **verdict.metrics, **night_metrics(model, trained, night_set, experts, grown, served, config),
+    metrics = {"expert_scale": 1.0, **verdict.metrics,
+               **night_metrics(model, trained, night_set, experts, grown, served, config),
                "retired": [r.to_dict() for r in retired], "train": train_metrics, "seal": seal_metrics,
                "episodes_dreamed": len(episodes), "episodes_left": backlog - len(episodes),
                "seconds": seconds}
@@ -186,18 +186,6 @@ def sleep(
     report("save", 1, 1, None)
     keep = [d.to_dict() for d in dreams] + [d for d in earlier_dreams]
     return SleepResult(adapter, accepted, metrics, keep, verdict.reasons, model_dir=model_dir, episode_ids=episode_ids)
-
-
-def judge_scaled(model, tokenizer, reading: gate.ServedReading, general: gate.GeneralReference,
-                 config: SleepConfig, refused: gate.GateReport, scale: float) -> gate.GateReport:
-    """Tonight's expert scaled by `scale` (for good: the candidate saved is the scaled one) and judged
-    again; the metrics keep why it was refused at full scale, and its readings there."""
-    scale_adapter(model, EXPERT, scale)
-    again = gate.judge(model, tokenizer, reading, general, config)
-    again.metrics["expert_scale"] = scale
-    again.metrics["full_scale"] = {"reasons": refused.reasons, **{k: refused.metrics[k] for k in (
-        "recall", "general_agreement", "likelihood")}}
-    return again
 
 
 @dataclass

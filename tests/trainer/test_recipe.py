@@ -173,8 +173,8 @@ def test_a_night_refused_only_for_general_drift_publishes_its_expert_scaled_down
     candidate is judged again at 0.9 of the share the bound allows, and saved at that scale."""
     from safetensors.torch import load_file
 
-    drifting = dict(steps=3, learning_rate=0.05, imitation_every=0, gate_min_probes=1, gate_reading="likelihood",
-                    min_recall_logprob_gain=-100.0, max_retention_logprob_drop=100.0)
+    drifting = dict(steps=3, learning_rate=0.05, imitation_every=0, gate_min_probes=1,
+                    gate_reading="likelihood", min_recall_logprob_gain=-100.0, max_retention_logprob_drop=100.0)
     full = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
                  config=_config(**drifting, max_general_logprob_drop=100.0, min_expert_scale=None),
                  out_dir=tmp_path / "full")
