@@ -331,6 +331,12 @@ class SleepConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{path} has unknown SleepConfig fields: {', '.join(unknown)}.")
+        for f in dataclasses.fields(cls):  # YAML 1.1 reads 5e-3 (no dot) as a string
+            if str(f.type).startswith("float") and isinstance(data.get(f.name), str):
+                try:
+                    data[f.name] = float(data[f.name])
+                except ValueError:
+                    raise ValueError(f"{f.name} must be a number, not {data[f.name]!r}.") from None
         return cls(**data)
 
     @staticmethod

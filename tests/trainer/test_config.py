@@ -43,6 +43,16 @@ def test_overrides_and_unknown_fields(tmp_path):
         SleepConfig.from_yaml(bad)
 
 
+def test_a_number_written_without_a_dot_reads_as_a_number(tmp_path):
+    # YAML 1.1 (PyYAML) reads 5e-3 as the string "5e-3": a float field takes it as the number it means
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: 5e-3\n")
+    assert SleepConfig.from_yaml(path).learning_rate == 0.005
+    assert SleepConfig.from_yaml("cpu-default", night_seconds="1e3").night_seconds == 1000.0
+    with pytest.raises(ValueError, match="learning_rate must be a number, not 'fast'"):
+        SleepConfig.from_yaml(path, learning_rate="fast")
+
+
 def test_every_field_has_help():
     assert all(f.metadata.get("help") for f in dataclasses.fields(SleepConfig))
 
