@@ -155,7 +155,8 @@ def sleep(
         with step_bar(show_progress, config.steps) as bar:
             train_metrics = seed(model, tokenizer, night_set.examples, config, similarity=similarity,
                                  progress=progress, bar=bar, binding=night_set.binding,
-                                 reference=served.teacher, deadline=seed_deadline(started, seconds, config), generation=generation)
+                                 reference=served.teacher, generation=generation,
+                                 deadline=seed_deadline(started, seconds, config))
 
     # --- evaluate: the gate ------------------------------------------------------------------------
     with timed(seconds, "evaluate"):
