@@ -119,7 +119,7 @@ class GateNumbers:
 class GateReport:
     reasons: list[str]  # why the candidate must not replace the served model (empty: accept)
     metrics: dict  # recall, retention, general agreement and the likelihood shift, as the run reports them
-    numbers: GateNumbers | None = None  # what the verdict read
+    numbers: GateNumbers  # what the verdict read (`softer_scale` reads it again)
 
 
 def judge(model, tokenizer, served: ServedReading, general: GeneralReference, config: SleepConfig) -> GateReport:
@@ -244,12 +244,17 @@ def verdict(gate: GateNumbers, config: SleepConfig) -> list[str]:
     return list(failed_checks(gate, config).values())
 
 
+def reads_likelihood(gate: GateNumbers, config: SleepConfig) -> bool:
+    """Whether the checks read the likelihood shift (configured, and measured) or the greedy numbers."""
+    return config.gate_reading == "likelihood" and gate.shift is not None
+
+
 def failed_checks(gate: GateNumbers, config: SleepConfig) -> dict[str, str]:
     """`verdict`'s reasons keyed by the check that gave each: `recall`, `recall_floor`, `retention` or
     `general`."""
     if config.gate_reading == "open":
         return {}
-    if config.gate_reading == "likelihood" and gate.shift is not None:
+    if reads_likelihood(gate, config):
         return likelihood_failures(gate.shift, config)
     reasons = {}
     if gate.recall is not None and gate.probes >= config.gate_min_probes:
@@ -295,7 +300,7 @@ def allowed_share(gate: GateNumbers, check: str, config: SleepConfig) -> float:
     is what the candidate is for, so no smaller change of it passes)."""
     if check.startswith("recall"):
         return 0.0
-    if config.gate_reading == "likelihood" and gate.shift is not None:
+    if reads_likelihood(gate, config):
         if check == "retention":
             return config.max_retention_logprob_drop / -gate.shift.retention_change
         return config.max_general_logprob_drop / -gate.shift.general_change
