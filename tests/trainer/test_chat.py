@@ -46,12 +46,47 @@ def test_continuation_logits_through_a_shared_prefix_equal_reading_each_prompt_w
     answers = ["Kerrowyn.", "Odrin Velasc came over with his boat.", "Cycling", "The club in Tarsk, next spring.",
                "Tarsk"]
     continuations = [tokenizer.encode(a, add_special_tokens=False) + [tokenizer.eos_token_id] for a in answers]
-    whole = continuation_logits(model, prompts, continuations, tokenizer.pad_token_id)
-    shared = continuation_logits(model, prompts, continuations, tokenizer.pad_token_id, shared_prefix=True)
+    whole = continuation_logits(model, prompts, continuations, tokenizer.pad_token_id, shared_prefix=False)
+    shared = continuation_logits(model, prompts, continuations, tokenizer.pad_token_id)
     mask = whole[2]
     assert torch.equal(mask, shared[2]) and torch.equal(whole[1][mask], shared[1][mask])
     assert torch.allclose(whole[0][mask], shared[0][mask], atol=1e-4)
     assert (whole[0][mask] - shared[0][mask]).abs().max() < 1e-4
+
+
+def test_gradients_through_a_shared_prefix_equal_reading_each_prompt_whole(tiny_model_dir):
+    """Seeding's rows share the system turn: the prefix pass runs once and every row's gradient flows back
+    into it, so the expert's gradient is the one each row read whole would give."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.experts import grow_expert
+    from trainer.losses import token_logprobs
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model = grow_expert(base, rank=4, alpha=8.0, target_modules=["q_proj", "v_proj"], frozen=[], seed=0)
+    torch.manual_seed(0)
+    expert = [p for name, p in model.named_parameters() if p.requires_grad]
+    with torch.no_grad():  # as if trained a while: B starts at zero, and the expert's gradient with it
+        for p in expert:
+            p.normal_(std=0.05)
+    model.train()
+    prompts = prompts_about_one_episode(tokenizer)
+    assert common_prefix(prompts) >= MIN_SHARED_PREFIX
+    continuations = [tokenizer.encode(a, add_special_tokens=False) + [tokenizer.eos_token_id]
+                     for a in ["Kerrowyn.", "Odrin Velasc.", "Cycling next spring.", "The Tarsk club.", "Tarsk"]]
+
+    def gradient(shared_prefix: bool) -> list[torch.Tensor]:
+        model.zero_grad()
+        logits, targets, mask = continuation_logits(model, prompts, continuations, tokenizer.pad_token_id,
+                                                    shared_prefix=shared_prefix)
+        (-(token_logprobs(logits, targets) * mask).sum() / mask.sum()).backward()
+        return [p.grad.clone() for p in expert]
+
+    whole, shared = gradient(False), gradient(True)
+    assert all(g.abs().sum() > 0 for g in whole)
+    error = sum((a - b).pow(2).sum() for a, b in zip(whole, shared)).sqrt()
+    assert error / sum(a.pow(2).sum() for a in whole).sqrt() < 1e-4
 
 
 def test_generation_through_a_shared_prefix_writes_the_same_greedy_tokens(tiny):
