@@ -57,8 +57,9 @@ class LocalGeneration:
                 for prompts, seed in zip(groups, seeds, strict=True)]
 
     def student(self, model, tokenizer, prompts, *, max_new_tokens, temperature, seed=None):
+        # on-policy rows share the system turn, an imitation group its whole prompt: read once
         return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                        generator_seed=seed)
+                        generator_seed=seed, shared_prefix=True)
 
     def stepped(self, model) -> None:
         pass  # the student's samples read the live weights
