@@ -68,27 +68,11 @@ def dream_example(tokenizer, d: Dream, episode: dict, teacher: Sequence[str] | N
 
 
 @torch.no_grad()
-def cache_teacher(model, tokenizer, examples: Sequence[Example], batch_size: int = 8) -> None:
-    """Compute each example's teacher logits on its own answer once (bf16 on CPU)."""
-    groups: dict = {}
-    for ex in examples:
-        groups.setdefault(ex.teacher, []).append(ex)
-    for teacher, group in groups.items():
-        with adapters(model, None if teacher is None else list(teacher)):
-            for start in range(0, len(group), batch_size):
-                chunk = group[start:start + batch_size]
-                logits, _, mask = continuation_logits(model, [e.teacher_prompt for e in chunk],
-                                                      [e.continuation for e in chunk], tokenizer.pad_token_id)
-                for row, ex in enumerate(chunk):
-                    ex.cached = logits[row, mask[row]].to("cpu", torch.bfloat16)
-
-
-@torch.no_grad()
 def teacher_logits(model, tokenizer, examples: Sequence[Example], conts: Sequence[list[int]], width: int):
     """(B, width, V) teacher logits aligned to the end, from the cache when the continuation is the
     teacher's own answer, else from a fresh teacher forward. An example drawn with its own answer and no
-    cache yet keeps its fresh logits as its cache (bf16, as `cache_teacher` writes them), so a night
-    reads the teacher once per example it trains on and never for those its steps do not reach."""
+    cache yet keeps its fresh logits as its cache (bf16 on CPU), so a night reads the teacher once per
+    example it trains on and never for those its steps do not reach."""
     device = next(model.parameters()).device
     fresh: dict = {}
     for i, (ex, c) in enumerate(zip(examples, conts)):

@@ -11,7 +11,7 @@ from trainer.chat import generate, render
 from trainer.config import SleepConfig
 from trainer.experts import EXPERT, PREVIOUS, grow_expert
 from trainer.generation import LOCAL, LocalGeneration, cut_after_end_of_turn, save_student
-from trainer.seeding import build_example, cache_teacher, seed
+from trainer.seeding import build_example, seed
 from trainer.semantic import load_similarity
 
 
@@ -86,7 +86,6 @@ def test_seeding_samples_the_student_from_its_generation_and_reports_every_step(
     ask = lambda q: render(tokenizer, [{"role": "user", "content": q}])  # noqa: E731
     examples = [build_example(tokenizer, ask(f"Who is Tenra {i}?"), ask(f"Who is Tenra {i}?"),
                               f"Tenra {i} lives in Rabelten.", None, "tonight") for i in range(2)]
-    cache_teacher(model, tokenizer, examples)
     recording = Recording()
     metrics = seed(model, tokenizer, examples, config, similarity=load_similarity("self", model, tokenizer),
                    generation=recording)

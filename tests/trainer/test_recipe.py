@@ -325,7 +325,7 @@ def test_general_prompts_distil_from_the_configured_teacher(tiny_model_dir, tmp_
     import trainer.recipe as recipe
     from trainer.chat import continuation_logits
     from trainer.experts import PREVIOUS
-    from trainer.seeding import cache_teacher
+    from trainer.seeding import teacher_logits
 
     first = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
                   config=_config(learning_rate=5e-2), out_dir=tmp_path / "n1", night="1")
@@ -334,7 +334,8 @@ def test_general_prompts_distil_from_the_configured_teacher(tiny_model_dir, tmp_
     def spy(model, tokenizer, examples, config, **kwargs):
         general = [e for e in examples if e.kind == "general"]
         assert all(e.cached is None for e in general)  # read when a step first draws them, as here
-        cache_teacher(model, tokenizer, general)
+        teacher_logits(model, tokenizer, general, [e.continuation for e in general],  # caches, as a step does
+                       max(len(e.continuation) for e in general))
         with torch.no_grad():  # the student: every adapter active, tonight's expert still zero
             logits, _, mask = continuation_logits(model, [e.student_prompt for e in general],
                                                   [e.continuation for e in general], tokenizer.pad_token_id)

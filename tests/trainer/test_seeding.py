@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trainer.chat import render
 from trainer.config import SleepConfig
 from trainer.experts import EXPERT, grow_expert
-from trainer.seeding import PLAN_AFTER, build_example, cache_teacher, planned_steps, seed
+from trainer.seeding import PLAN_AFTER, build_example, planned_steps, seed, teacher_logits
 from trainer.semantic import load_similarity
 
 pytestmark = pytest.mark.model
@@ -26,7 +26,6 @@ def _setup(tiny_model_dir):
                          learning_rate=1e-2, semantic_model="self")
     prompt = render(tokenizer, [{"role": "user", "content": "Who is Mirpa Lovos?"}], config.system_prompt)
     example = build_example(tokenizer, prompt, prompt, "Mirpa Lovos has a parrot named Lodun.", None, "general")
-    cache_teacher(model, tokenizer, [example])
     return tokenizer, model, config, example
 
 
@@ -37,7 +36,8 @@ def _expert(model):
 def test_a_non_finite_batch_is_skipped_not_applied(tiny_model_dir):
     tokenizer, model, config, example = _setup(tiny_model_dir)
     before = _expert(model)
-    example.cached = torch.full_like(example.cached, float("nan"))  # a teacher that overflowed
+    # a teacher that overflowed
+    example.cached = torch.full((len(example.continuation), model.config.vocab_size), float("nan"))
     metrics = seed(model, tokenizer, [example], config, similarity=load_similarity("self", model, tokenizer))
     assert metrics["skipped_steps"] == 3 and metrics["steps"] == 0
     assert [s["step"] for s in metrics["skipped"]] == [0, 1, 2] and metrics["skipped"][0]["gkd"] == "nan"
@@ -122,7 +122,6 @@ def test_replay_lmbda_samples_replayed_dreams_on_policy_and_leaves_tonight_to_lm
                             "Tenra Pamir lives in Rabelten.", None, "tonight")
     replay = build_example(tokenizer, ask("Who is Mirpa Lovos?"), ask("Who is Mirpa Lovos?"),
                            "Mirpa Lovos has a parrot named Lodun.", None, "replay")
-    cache_teacher(model, tokenizer, [tonight, replay])
     sampled_for = []
     real_generate = generation.generate
 
@@ -147,7 +146,6 @@ def test_answer_weight_teaches_a_dreams_own_answer_where_not_sampled(tiny_model_
     tokenizer, model, config, general = _setup(tiny_model_dir)
     dream = build_example(tokenizer, general.student_prompt, general.teacher_prompt, "Mirpa Lovos has a parrot.",
                           None, "tonight")
-    cache_teacher(model, tokenizer, [dream])
 
     def loss(example, **changes):
         with torch.no_grad():
@@ -227,7 +225,6 @@ def test_on_policy_unit_decides_per_sequence_or_per_batch(tiny_model_dir, monkey
     ask = lambda q: render(tokenizer, [{"role": "user", "content": q}], config.system_prompt)  # noqa: E731
     examples = [build_example(tokenizer, ask(f"Who is Tenra Pamir {i}?"), ask(f"Who is Tenra Pamir {i}?"),
                               f"Tenra Pamir {i} lives in Rabelten.", None, "tonight") for i in range(4)]
-    cache_teacher(model, tokenizer, examples)
     calls = []
     real_generate = generation.generate
 
@@ -308,7 +305,9 @@ def test_a_night_cut_short_reads_teacher_and_binding_references_only_for_its_ste
     assert all(e.cached.dtype == torch.bfloat16 for e in drawn)
     fresh = [build_example(tokenizer, e.student_prompt, e.teacher_prompt, e.answer, None, "tonight")
              for e in drawn]
-    cache_teacher(model, tokenizer, fresh)  # the teacher is the bare base: training did not move it
+    # the teacher is the bare base: training did not move it (a first read caches, as a step's does)
+    teacher_logits(model, tokenizer, fresh, [f.continuation for f in fresh],
+                   max(len(f.continuation) for f in fresh))
     assert all(torch.allclose(e.cached.float(), f.cached.float(), atol=0.02) for e, f in zip(drawn, fresh))
     read = [i for i, p in enumerate(pairs) if p.reference is not None]
     assert 0 < len(read) <= PLAN_AFTER  # one pair a step; the pairs of the 20 steps not run were never read
