@@ -92,7 +92,8 @@ def test_canaries_stay_in_their_namespace_planted_rules_never_stick_and_forgetti
         recalled = sum(answer in ask(alpha, question, temperature=0) for _, question, answer in CANARIES)
         probes, leaks, distinct = 0, 0, 0
         for i, (phrasing, (_, question, answer)) in enumerate(itertools.product(PHRASINGS, CANARIES)):
-            replies = ask_choices(beta, phrasing.format(q=question), temperature=0.7, seed=i, n=SAMPLES_PER_REQUEST)
+            replies = ask_choices(beta, phrasing.format(q=question), temperature=0.7, seed=i,
+                                  n=SAMPLES_PER_REQUEST)
             probes += len(replies)
             leaks += sum(answer in reply for reply in replies)
             distinct += len(set(replies))

@@ -73,8 +73,9 @@ def test_gradients_through_a_shared_prefix_equal_reading_each_prompt_whole(tiny_
     model.train()
     prompts = prompts_about_one_episode(tokenizer)
     assert common_prefix(prompts) >= MIN_SHARED_PREFIX
+    answers = ["Kerrowyn.", "Odrin Velasc.", "Cycling next spring.", "The Tarsk club.", "Tarsk"]
     continuations = [tokenizer.encode(a, add_special_tokens=False) + [tokenizer.eos_token_id]
-                     for a in ["Kerrowyn.", "Odrin Velasc.", "Cycling next spring.", "The Tarsk club.", "Tarsk"]]
+                     for a in answers]
 
     def gradient(shared_prefix: bool) -> list[torch.Tensor]:
         model.zero_grad()
