@@ -2,8 +2,9 @@
 batched generation and aligned continuation logits.
 
 A *pair* is a prompt (token ids ending with the assistant header) and a continuation (the answer's ids,
-ending with the end-of-turn token). Batches are left-padded so every continuation ends at the last
-position; `continuation_logits` returns the logits that predict each continuation token.
+ending with the end-of-turn token). In a batch every continuation ends at the last position (the rows are
+left-padded; through a shared prefix each row's rest is right-padded and its logits are gathered to the
+end); `continuation_logits` returns the logits that predict each continuation token.
 
 Prompts in one batch share a prefix: dreaming asks many questions of one episode, and every training
 row starts with the chat template's system turn (24 of a seeding row's ~50 tokens on SmolLM2). With

@@ -381,7 +381,7 @@ def score(model, tokenizer, dreams: list[Dream], views: dict[str, list[Messages]
         with_ctx = [in_context(tokenizer, d, views, config) for d in chunk]
         without = [render(tokenizer, [{"role": "user", "content": d.question}], config.system_prompt) for d in chunk]
         for prompts, attr in ((with_ctx, "teacher_loss"), (without, "student_loss")):
-            logits, targets, mask = continuation_logits(model, prompts, conts, pad, shared_prefix=True)
+            logits, targets, mask = continuation_logits(model, prompts, conts, pad)
             nll = -(token_logprobs(logits, targets) * mask).sum(-1) / mask.sum(-1)
             for row, (d, value) in enumerate(zip(chunk, nll.tolist())):
                 setattr(d, attr, value)
