@@ -177,8 +177,8 @@ def handles(sentence: str) -> list[str]:
 
 
 # questions about what was said, or what the assistant did, have no neighbour about anyone's thing
-_ABOUT_SAYING = re.compile(r"^(Repeat|Continue|Remind|Summarize)\b|\b(tell you|told you|I say|I said|you say)\b",
-                           re.IGNORECASE)
+_ABOUT_SAYING = re.compile(
+    r"^(Repeat|Continue|Remind|Summarize)\b|\b(tell you|told you|I say|I said|you say)\b", re.IGNORECASE)
 _ASSISTANT_DID = re.compile(r"\b(did you|you told me|you said)\b", re.IGNORECASE)
 _MINE_WORD = re.compile(r"\b([Mm]y|[Oo]ur)\s+(\w)")
 _LAST_MINE = re.compile(r".*\b(?:[Mm]y|[Oo]ur)\s+([a-z][\w' -]*?)\s*\??$")
@@ -204,6 +204,12 @@ def neighbour(question: str) -> str | None:
     else:
         out = _MINE_WORD.sub(lambda m: f"{_article(m.group(2))} {m.group(2)}", question)
     return None if not out or _FIRST_PERSON.search(out) else out
+
+
+def neighbours(questions: Sequence[str], limit: int, seed: int) -> list[str]:
+    """Up to `limit` distinct neighbours of the questions (`neighbour`), a seeded sample where more."""
+    found = list(dict.fromkeys(n for n in map(neighbour, questions) if n))
+    return random.Random(seed).sample(found, limit) if len(found) > limit else found
 
 
 def handle_questions(messages: Messages, limit: int) -> list[str]:

@@ -51,7 +51,7 @@ from trainer.experts import (
     save_adapter,
     save_model,
 )
-from trainer.questions import neighbour
+from trainer.questions import neighbours
 from trainer.seeding import Example, build_example, dream_example, seed
 from trainer.semantic import load_similarity
 from trainer.text import words
@@ -335,7 +335,8 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
     for question, answer in replay_pairs(model, tokenizer, replayable, teacher, config, reading.replies):
         p = render(tokenizer, [{"role": "user", "content": question}], config.system_prompt)
         examples.append(build_example(tokenizer, p, p, answer, teacher, "replay"))
-    general_train = list(prompts.TRAIN[: config.general_prompts]) + neighbour_prompts(trained, config)
+    general_train = list(prompts.TRAIN[: config.general_prompts]) + neighbours(
+        [d.question for d in trained], config.neighbour_prompts, config.seed)
     general_gate = list(prompts.GATE[: config.gate_general_prompts])
     general_teacher = teacher if config.general_teacher == "served" else None
     with adapters(model, None):  # the gate compares with the base's replies whatever trains
@@ -354,15 +355,6 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
         binding += [binding_pair(tokenizer, r.new, r.old["answer"], config)
                     for r in retired if r.new is not None and words(r.new.answer) != words(r.old["answer"])]
     return NightSet(examples, binding, len(replayable), general)
-
-
-def neighbour_prompts(trained: Sequence[Dream], config: SleepConfig) -> list[str]:
-    """Up to `neighbour_prompts` of tonight's questions about the user's own things, asked about anyone's
-    (`questions.neighbour`): general prompts next to what tonight teaches."""
-    found = list(dict.fromkeys(n for n in map(neighbour, (d.question for d in trained)) if n))
-    if len(found) > config.neighbour_prompts:
-        found = random.Random(config.seed).sample(found, config.neighbour_prompts)
-    return found
 
 
 def save_candidate(model, tokenizer, served: ServedStack, grown: list[int], episode_ids: list[str],

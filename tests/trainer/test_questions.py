@@ -196,8 +196,8 @@ def test_a_neighbour_asks_about_anyones_thing_and_never_about_what_was_said():
     assert neighbour("What is my dog called?") == "What is a dog called?"
     assert neighbour("Where does our grandmother live?") == "Where does a grandmother live?"
     assert neighbour("What do you know about my old car?") == "What do you know about an old car?"
-    assert neighbour("Which name did you pick for my new parrot?") == "What would you suggest for a new parrot?"
-    assert neighbour("What code did you choose for our garage door?") == "What would you suggest for a garage door?"
+    assert neighbour("Which name did you pick for my parrot?") == "What would you suggest for a parrot?"
+    assert neighbour("What code did you choose for our door?") == "What would you suggest for a door?"
     # not about a thing of the user's, or about what was said: no neighbour
     assert neighbour("Where does Mirpa Lovos work?") is None
     assert neighbour("What car do I have?") is None

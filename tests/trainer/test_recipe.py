@@ -355,7 +355,8 @@ def test_general_prompts_distil_from_the_configured_teacher(tiny_model_dir, tmp_
         assert seen["gap"] > 0.05  # night 1's expert moved these logits; the base teacher pulls them back
 
 
-def test_neighbours_of_tonights_questions_join_the_general_prompts(tiny_model_dir, tmp_path, grounded, monkeypatch):
+def test_neighbours_of_tonights_questions_join_the_general_prompts(tiny_model_dir, tmp_path, grounded,
+                                                                    monkeypatch):
     """With `neighbour_prompts`, tonight's questions about the user's own things are also asked about
     anyone's, answered by the base and drawn from the general pool: as many rows a batch as before."""
     import trainer.recipe as recipe
@@ -363,7 +364,8 @@ def test_neighbours_of_tonights_questions_join_the_general_prompts(tiny_model_di
     seen = {}
 
     def spy(model, tokenizer, examples, config, **kwargs):
-        seen["general"] = [(tokenizer.decode(e.student_prompt), e.teacher) for e in examples if e.kind == "general"]
+        seen["general"] = [(tokenizer.decode(e.student_prompt), e.teacher)
+                           for e in examples if e.kind == "general"]
         return {"steps": 0, "skipped_steps": 0, "loss": []}
 
     monkeypatch.setattr(recipe, "seed", spy)
