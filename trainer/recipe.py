@@ -226,6 +226,7 @@ def night_metrics(model, trained, night_set, experts, grown, served, config: Sle
     return {
         "dreams": len(trained),
         "replayed": night_set.replayed,
+        "neighbours": night_set.neighbours,
         "rank": None if layers_mode else sum(e["rank"] for e in experts),
         "experts": None if layers_mode else len(experts),
         "layers": model.config.num_hidden_layers,
@@ -311,6 +312,7 @@ class NightSet:
     binding: list  # (own, rival) answer pairs of the binding loss
     replayed: int  # earlier dreams replayed
     general: gate.GeneralReference
+    neighbours: list[str]  # tonight's questions asked about anyone's thing, among the general prompts
 
 
 def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[Dream],
@@ -335,8 +337,8 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
     for question, answer in replay_pairs(model, tokenizer, replayable, teacher, config, reading.replies):
         p = render(tokenizer, [{"role": "user", "content": question}], config.system_prompt)
         examples.append(build_example(tokenizer, p, p, answer, teacher, "replay"))
-    general_train = list(prompts.TRAIN[: config.general_prompts]) + neighbours(
-        [d.question for d in trained], config.neighbour_prompts, config.seed)
+    asked_of_anyone = neighbours([d.question for d in trained], config.neighbour_prompts, config.seed)
+    general_train = list(prompts.TRAIN[: config.general_prompts]) + asked_of_anyone
     general_gate = list(prompts.GATE[: config.gate_general_prompts])
     general_teacher = teacher if config.general_teacher == "served" else None
     with adapters(model, None):  # the gate compares with the base's replies whatever trains
@@ -354,7 +356,7 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
                    for own, rival in rival_answers(trained, earlier_trained)]
         binding += [binding_pair(tokenizer, r.new, r.old["answer"], config)
                     for r in retired if r.new is not None and words(r.new.answer) != words(r.old["answer"])]
-    return NightSet(examples, binding, len(replayable), general)
+    return NightSet(examples, binding, len(replayable), general, asked_of_anyone)
 
 
 def save_candidate(model, tokenizer, served: ServedStack, grown: list[int], episode_ids: list[str],

@@ -372,11 +372,12 @@ def test_neighbours_of_tonights_questions_join_the_general_prompts(tiny_model_di
     episodes = [Guarded(id="m1", probes=[], relation="pet", messages=[
         {"role": "user", "content": "By the way, my dog is called Dunshi and my old car is a Corab."},
         {"role": "assistant", "content": "Got it, noted!"}])]
-    sleep(episodes, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
-          config=_config(general_prompts=2, neighbour_prompts=3, handle_questions=4), out_dir=tmp_path / "n1",
-          night="1")
+    night = sleep(episodes, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
+                  config=_config(general_prompts=2, neighbour_prompts=3, handle_questions=4),
+                  out_dir=tmp_path / "n1", night="1")
     prompts = [p for p, _ in seen["general"]]
     neighbours = [p for p in prompts if re.search(r"\ban? (dog|old car|car)\b", p)]
+    assert len(neighbours) == len(night.metrics["neighbours"])  # reported with the night
     assert len(prompts) == 2 + len(neighbours) and 1 <= len(neighbours) <= 3
     assert not any(re.search(r"\bmy\b", p.split("user", 1)[-1]) for p in prompts)
     assert {t for _, t in seen["general"]} == {None}  # the base answers them
