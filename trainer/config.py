@@ -182,10 +182,6 @@ class SleepConfig:
     general_fraction: float = _f(0.125, "fraction of each batch drawn from general prompts.")
     general_prompts: int = _f(20, "general prompts (trainer/prompts.py's TRAIN, at most its length) replayed "
                               "with `general_teacher` as teacher.")
-    neighbour_prompts: int = _f(
-        0, "tonight's questions about the user's own things asked of anyone's (\"What is my dog called?\" -> "
-        "\"What is a dog called?\", `questions.neighbour`), at most this many, joined to the general prompts "
-        "with the same teacher: the rows a batch draws stay as many.")
     general_teacher: str = _f(
         "base", "teacher of the general prompts: `base` (the model before any night) or `served` (the model "
         "served now, with every earlier expert). Tonight's expert matching the base on them must undo the "
@@ -304,8 +300,8 @@ class SleepConfig:
                  self.on_policy_max_new_tokens) >= 1, "every max_new_tokens must be at least 1."),
             (self.max_seq_len >= 16, "max_seq_len must be at least 16."),
             (self.gate_min_probes >= 1, "gate_min_probes must be at least 1."),
-            (self.general_prompts >= 0 and self.gate_general_prompts >= 0 and self.neighbour_prompts >= 0,
-             "general_prompts, gate_general_prompts and neighbour_prompts must not be negative."),
+            (self.general_prompts >= 0 and self.gate_general_prompts >= 0,
+             "general_prompts and gate_general_prompts must not be negative."),
             (self.grown_layers >= 1, "grown_layers must be at least 1."),
             (self.seal_rounds >= 1, "seal_rounds must be at least 1."),
             (self.seal_sets_per_episode >= 1 and self.seal_steps >= 1,

@@ -176,42 +176,6 @@ def handles(sentence: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-# questions about what was said, or what the assistant did, have no neighbour about anyone's thing
-_ABOUT_SAYING = re.compile(
-    r"^(Repeat|Continue|Remind|Summarize)\b|\b(tell you|told you|I say|I said|you say)\b", re.IGNORECASE)
-_ASSISTANT_DID = re.compile(r"\b(did you|you told me|you said)\b", re.IGNORECASE)
-_MINE_WORD = re.compile(r"\b([Mm]y|[Oo]ur)\s+(\w)")
-_LAST_MINE = re.compile(r".*\b(?:[Mm]y|[Oo]ur)\s+([a-z][\w' -]*?)\s*\??$")
-_FIRST_PERSON = re.compile(r"\b(I|me|my|our|we|us|mine|ours)\b", re.IGNORECASE)
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def neighbour(question: str) -> str | None:
-    """The same question about anyone's thing instead of the user's own, or None where the question is
-    not about a thing of the user's: "What is my dog called?" -> "What is a dog called?", and what the
-    assistant chose for one ("Which name did you pick for my parrot?") -> "What would you suggest for a
-    parrot?". Tonight's expert learns the value behind "my dog"; its neighbour, answered by the base
-    model, keeps the shape of the question on the base's answers, where without it a learned name
-    answered general questions ("A baby cat is called a Fyrwyn.")."""
-    if not _MINE_WORD.search(question) or _ABOUT_SAYING.search(question):
-        return None
-    if _ASSISTANT_DID.search(question):
-        thing = _LAST_MINE.match(question)
-        out = f"What would you suggest for {_article(thing.group(1))} {thing.group(1)}?" if thing else ""
-    else:
-        out = _MINE_WORD.sub(lambda m: f"{_article(m.group(2))} {m.group(2)}", question)
-    return None if not out or _FIRST_PERSON.search(out) else out
-
-
-def neighbours(questions: Sequence[str], limit: int, seed: int) -> list[str]:
-    """Up to `limit` distinct neighbours of the questions (`neighbour`), a seeded sample where more."""
-    found = list(dict.fromkeys(n for n in map(neighbour, questions) if n))
-    return random.Random(seed).sample(found, limit) if len(found) > limit else found
-
-
 def handle_questions(messages: Messages, limit: int) -> list[str]:
     """Questions about the user's own things a window names: what they told of them (`MINE`), or, where
     they asked the assistant for something, what it said (`ASKED`). `limit` templates per handle."""

@@ -51,7 +51,6 @@ from trainer.experts import (
     save_adapter,
     save_model,
 )
-from trainer.questions import neighbours
 from trainer.seeding import Example, build_example, dream_example, seed
 from trainer.semantic import load_similarity
 from trainer.text import words
@@ -226,7 +225,6 @@ def night_metrics(model, trained, night_set, experts, grown, served, config: Sle
     return {
         "dreams": len(trained),
         "replayed": night_set.replayed,
-        "neighbours": night_set.neighbours,
         "rank": None if layers_mode else sum(e["rank"] for e in experts),
         "experts": None if layers_mode else len(experts),
         "layers": model.config.num_hidden_layers,
@@ -312,7 +310,6 @@ class NightSet:
     binding: list  # (own, rival) answer pairs of the binding loss
     replayed: int  # earlier dreams replayed
     general: gate.GeneralReference
-    neighbours: list[str]  # tonight's questions asked about anyone's thing, among the general prompts
 
 
 def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[Dream],
@@ -337,8 +334,7 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
     for question, answer in replay_pairs(model, tokenizer, replayable, teacher, config, reading.replies):
         p = render(tokenizer, [{"role": "user", "content": question}], config.system_prompt)
         examples.append(build_example(tokenizer, p, p, answer, teacher, "replay"))
-    asked_of_anyone = neighbours([d.question for d in trained], config.neighbour_prompts, config.seed)
-    general_train = list(prompts.TRAIN[: config.general_prompts]) + asked_of_anyone
+    general_train = list(prompts.TRAIN[: config.general_prompts])
     general_gate = list(prompts.GATE[: config.gate_general_prompts])
     general_teacher = teacher if config.general_teacher == "served" else None
     with adapters(model, None):  # the gate compares with the base's replies whatever trains
@@ -356,7 +352,7 @@ def training_set(model, tokenizer, episodes: Sequence[dict], trained: Sequence[D
                    for own, rival in rival_answers(trained, earlier_trained)]
         binding += [binding_pair(tokenizer, r.new, r.old["answer"], config)
                     for r in retired if r.new is not None and words(r.new.answer) != words(r.old["answer"])]
-    return NightSet(examples, binding, len(replayable), general, asked_of_anyone)
+    return NightSet(examples, binding, len(replayable), general)
 
 
 def save_candidate(model, tokenizer, served: ServedStack, grown: list[int], episode_ids: list[str],

@@ -2,7 +2,7 @@
 statements turned into their questions, and which turns of a chat carry information."""
 
 from trainer.episodes import asks, told, told_text, without_clauses
-from trainer.questions import handle_questions, handles, key_cloze_questions, neighbour
+from trainer.questions import handle_questions, handles, key_cloze_questions
 from trainer.decisions import request_questions
 from trainer.statements import statement_questions, turned_questions
 
@@ -190,20 +190,6 @@ def test_handles_are_the_users_own_things():
     assert handles("Our cat Mimi is old.") == ["our cat"]
     assert handles("Give our book club a name.") == ["our book club", "our club"]
     assert handles("Mirpa Lovos's parrot is Lodun.") == []
-
-
-def test_a_neighbour_asks_about_anyones_thing_and_never_about_what_was_said():
-    assert neighbour("What is my dog called?") == "What is a dog called?"
-    assert neighbour("Where does our grandmother live?") == "Where does a grandmother live?"
-    assert neighbour("What do you know about my old car?") == "What do you know about an old car?"
-    assert neighbour("Which name did you pick for my parrot?") == "What would you suggest for a parrot?"
-    assert neighbour("What code did you choose for our door?") == "What would you suggest for a door?"
-    # not about a thing of the user's, or about what was said: no neighbour
-    assert neighbour("Where does Mirpa Lovos work?") is None
-    assert neighbour("What car do I have?") is None
-    assert neighbour('Continue what I told you: "My laptop keeps making ..."') is None
-    assert neighbour("What did I tell you about my dog?") is None
-    assert neighbour("Where do I keep my bike?") is None  # still the user's own after the swap
 
 
 def test_a_request_makes_the_assistants_reply_information():

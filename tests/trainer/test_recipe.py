@@ -355,38 +355,6 @@ def test_general_prompts_distil_from_the_configured_teacher(tiny_model_dir, tmp_
         assert seen["gap"] > 0.05  # night 1's expert moved these logits; the base teacher pulls them back
 
 
-def test_neighbours_of_tonights_questions_join_the_general_prompts(tiny_model_dir, tmp_path, grounded,
-                                                                    monkeypatch):
-    """With `neighbour_prompts`, tonight's questions about the user's own things are also asked about
-    anyone's, answered by the base and drawn from the general pool: as many rows a batch as before."""
-    import trainer.recipe as recipe
-
-    seen = {}
-
-    def spy(model, tokenizer, examples, config, **kwargs):
-        seen["general"] = [(tokenizer.decode(e.student_prompt), e.teacher)
-                           for e in examples if e.kind == "general"]
-        return {"steps": 0, "skipped_steps": 0, "loss": []}
-
-    monkeypatch.setattr(recipe, "seed", spy)
-    episodes = [Guarded(id="m1", probes=[], relation="pet", messages=[
-        {"role": "user", "content": "By the way, my dog is called Dunshi and my old car is a Corab."},
-        {"role": "assistant", "content": "Got it, noted!"}])]
-    night = sleep(episodes, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
-                  config=_config(general_prompts=2, neighbour_prompts=3, handle_questions=4),
-                  out_dir=tmp_path / "n1", night="1")
-    prompts = [p for p, _ in seen["general"]]
-    neighbours = [p for p in prompts if re.search(r"\ban? (dog|old car|car)\b", p)]
-    assert len(neighbours) == len(night.metrics["neighbours"])  # reported with the night
-    assert len(prompts) == 2 + len(neighbours) and 1 <= len(neighbours) <= 3
-    assert not any(re.search(r"\bmy\b", p.split("user", 1)[-1]) for p in prompts)
-    assert {t for _, t in seen["general"]} == {None}  # the base answers them
-    seen.clear()
-    sleep(episodes, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
-          config=_config(general_prompts=2, handle_questions=4), out_dir=tmp_path / "n0", night="1")
-    assert len(seen["general"]) == 2  # off by default
-
-
 @pytest.mark.parametrize("replay_answers", ["dream", "served"])
 def test_replayed_dreams_continue_with_the_configured_answer(tiny_model_dir, tmp_path, grounded, monkeypatch,
                                                              replay_answers):
