@@ -147,13 +147,24 @@ def adapter_factors(model: PeftModel, adapter: str) -> Factors:
 
 
 def concatenate(stack: Sequence[Factors]) -> Factors:
-    """Experts side by side on the rank axis: `B_cat @ A_cat` is exactly the sum of `B_i @ A_i`."""
+    """Experts side by side on the rank axis: `B_cat @ A_cat` is exactly the sum of `B_i @ A_i`. An
+    expert that does not adapt a module (experts grown before `target_modules` changed) takes zero factors
+    of its rank there, so every module of the folder has the one rank that a PEFT config can state."""
     keys = list(dict.fromkeys(k for factors in stack for k in factors))
+    ranks = [next(iter(factors.values()))[0].shape[0] if factors else 0 for factors in stack]
     out: Factors = {}
     for key in keys:
-        present = [factors[key] for factors in stack if key in factors]
-        out[key] = (torch.cat([a for a, _ in present], 0), torch.cat([b for _, b in present], 1))
+        a_like, b_like = next(factors[key] for factors in stack if key in factors)
+        parts = [factors.get(key) or (a_like.new_zeros(rank, a_like.shape[1]),
+                                      b_like.new_zeros(b_like.shape[0], rank))
+                 for factors, rank in zip(stack, ranks)]
+        out[key] = (torch.cat([a for a, _ in parts], 0), torch.cat([b for _, b in parts], 1))
     return out
+
+
+def adapted_modules(factors: Factors) -> list[str]:
+    """The module names (`q_proj`, ...) that factors adapt, as a PEFT config's `target_modules`."""
+    return sorted({key.rsplit(".", 1)[-1] for key in factors})
 
 
 def delta(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ from trainer.experts import (
     EXPERT,
     MEMORY,
     PREVIOUS,
+    adapted_modules,
     adapter_factors,
     adapters,
     concatenate,
@@ -364,9 +365,10 @@ def save_candidate(model, tokenizer, served: ServedStack, grown: list[int], epis
         return None, save_model(out_dir / "model", model, tokenizer, growth), served.experts
     stack = [adapter_factors(model, name) for name in served.frozen] + [adapter_factors(model, EXPERT)]
     experts = served.experts + [{"name": f"night-{night}", "rank": config.expert_rank, "episodes": episode_ids}]
-    adapter = save_adapter(out_dir / "adapter", concatenate(stack), experts,
+    factors = concatenate(stack)
+    adapter = save_adapter(out_dir / "adapter", factors, experts,
                            base_model_name_or_path=served_base or str(base_model),
-                           target_modules=config.target_modules)
+                           target_modules=adapted_modules(factors))
     return adapter, None, experts
 
 

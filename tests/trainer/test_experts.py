@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM
 from trainer.experts import (
     EXPERT,
     PREVIOUS,
+    adapted_modules,
     adapter_factors,
     adapters,
     allowed_max_lora_rank,
@@ -88,6 +89,28 @@ def test_only_the_expert_trains(tiny_model_dir, tmp_path):
     assert all(torch.equal(p, frozen_before[n]) for n, p in model.named_parameters() if not p.requires_grad)
     assert [n for n, p in model.named_parameters() if p.requires_grad] == trainable
     assert adapter_factors(model, EXPERT)[next(iter(prev))][1].abs().sum() > 0
+
+
+def test_experts_of_other_modules_concatenate_into_one_rank(tiny_model_dir, tmp_path):
+    """An expert grown on fewer modules (target_modules changed between nights) takes zero factors where
+    it adapts nothing: one rank for every module, still exactly the sum, and a folder peft loads."""
+    model = grow_expert(_model(tiny_model_dir), rank=4, alpha=8, target_modules=TARGETS)
+    _randomise(model, EXPERT, 2)
+    model.add_adapter("mlp", model.peft_config[EXPERT].__class__(r=2, lora_alpha=6, target_modules=["down_proj"]))
+    _randomise(model, "mlp", 3)
+    set_active(model, [EXPERT, "mlp"], trainable=None)
+    expected = _logits(model)
+    first, second = adapter_factors(model, EXPERT), adapter_factors(model, "mlp")
+    assert set(second) < set(first)
+    stack = concatenate([first, second])
+    assert {a.shape[0] for a, _ in stack.values()} == {6}
+    for key, (a, b) in stack.items():
+        second_delta = delta(*second[key]) if key in second else 0
+        assert torch.allclose(delta(a, b), delta(*first[key]) + second_delta, atol=1e-12)
+    assert adapted_modules(stack) == sorted(TARGETS)
+    folder = save_adapter(tmp_path / "adapter", stack, [{"name": "n1", "rank": 4}, {"name": "n2", "rank": 2}],
+                          base_model_name_or_path="served/base", target_modules=adapted_modules(stack))
+    assert torch.allclose(_logits(PeftModel.from_pretrained(_model(tiny_model_dir), folder)), expected, atol=1e-5)
 
 
 def test_concatenated_folder_is_exactly_the_sum(tiny_model_dir, tmp_path):

@@ -316,6 +316,24 @@ def test_grown_layers_fold_a_served_adapter_into_the_new_base(tiny_model_dir, tm
     _changed_layers(served, grown, layers.metrics["grown_layers"])
 
 
+def test_a_night_on_other_modules_stacks_onto_the_served_adapter(tiny_model_dir, tmp_path, grounded):
+    """A deployment whose experts adapt every projection, upgraded to MLP-only experts: night 2's folder
+    adapts the union of modules at one rank, loads in peft, and night 3 grows on it."""
+    first = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
+                  config=_config(learning_rate=5e-2), out_dir=tmp_path / "n1", night="1")
+    mlp = _config(learning_rate=5e-2, target_modules=["gate_proj", "up_proj", "down_proj"], expert_rank=2)
+    second = sleep(NIGHT_2, base_model=tiny_model_dir, adapter_dir=first.adapter_dir, earlier_dreams=first.dreams,
+                   config=mlp, out_dir=tmp_path / "n2", night="2")
+    saved = json.loads((second.adapter_dir / "adapter_config.json").read_text())
+    first_saved = json.loads((first.adapter_dir / "adapter_config.json").read_text())
+    assert sorted(saved["target_modules"]) == sorted(set(first_saved["target_modules"]) | set(mlp.target_modules))
+    assert saved["r"] == 4 + 2 and [e["rank"] for e in read_experts(second.adapter_dir)] == [4, 2]
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), second.adapter_dir)
+    third = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=second.adapter_dir,
+                  earlier_dreams=first.dreams + second.dreams, config=mlp, out_dir=tmp_path / "n3", night="3")
+    assert [e["rank"] for e in read_experts(third.adapter_dir)] == [4, 2, 2]
+
+
 @pytest.mark.parametrize("general_teacher", ["base", "served"])
 def test_general_prompts_distil_from_the_configured_teacher(tiny_model_dir, tmp_path, grounded, monkeypatch,
                                                             general_teacher):
