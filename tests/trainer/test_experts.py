@@ -96,7 +96,8 @@ def test_experts_of_other_modules_concatenate_into_one_rank(tiny_model_dir, tmp_
     it adapts nothing: one rank for every module, still exactly the sum, and a folder peft loads."""
     model = grow_expert(_model(tiny_model_dir), rank=4, alpha=8, target_modules=TARGETS)
     _randomise(model, EXPERT, 2)
-    model.add_adapter("mlp", model.peft_config[EXPERT].__class__(r=2, lora_alpha=6, target_modules=["down_proj"]))
+    mlp_only = model.peft_config[EXPERT].__class__(r=2, lora_alpha=6, target_modules=["down_proj"])
+    model.add_adapter("mlp", mlp_only)
     _randomise(model, "mlp", 3)
     set_active(model, [EXPERT, "mlp"], trainable=None)
     expected = _logits(model)
@@ -110,7 +111,8 @@ def test_experts_of_other_modules_concatenate_into_one_rank(tiny_model_dir, tmp_
     assert adapted_modules(stack) == sorted(TARGETS)
     folder = save_adapter(tmp_path / "adapter", stack, [{"name": "n1", "rank": 4}, {"name": "n2", "rank": 2}],
                           base_model_name_or_path="served/base", target_modules=adapted_modules(stack))
-    assert torch.allclose(_logits(PeftModel.from_pretrained(_model(tiny_model_dir), folder)), expected, atol=1e-5)
+    loaded = PeftModel.from_pretrained(_model(tiny_model_dir), folder)
+    assert torch.allclose(_logits(loaded), expected, atol=1e-5)
 
 
 def test_concatenated_folder_is_exactly_the_sum(tiny_model_dir, tmp_path):

@@ -322,11 +322,12 @@ def test_a_night_on_other_modules_stacks_onto_the_served_adapter(tiny_model_dir,
     first = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=None, earlier_dreams=[],
                   config=_config(learning_rate=5e-2), out_dir=tmp_path / "n1", night="1")
     mlp = _config(learning_rate=5e-2, target_modules=["gate_proj", "up_proj", "down_proj"], expert_rank=2)
-    second = sleep(NIGHT_2, base_model=tiny_model_dir, adapter_dir=first.adapter_dir, earlier_dreams=first.dreams,
-                   config=mlp, out_dir=tmp_path / "n2", night="2")
+    second = sleep(NIGHT_2, base_model=tiny_model_dir, adapter_dir=first.adapter_dir,
+                   earlier_dreams=first.dreams, config=mlp, out_dir=tmp_path / "n2", night="2")
     saved = json.loads((second.adapter_dir / "adapter_config.json").read_text())
     first_saved = json.loads((first.adapter_dir / "adapter_config.json").read_text())
-    assert sorted(saved["target_modules"]) == sorted(set(first_saved["target_modules"]) | set(mlp.target_modules))
+    union = set(first_saved["target_modules"]) | set(mlp.target_modules)
+    assert sorted(saved["target_modules"]) == sorted(union)
     assert saved["r"] == 4 + 2 and [e["rank"] for e in read_experts(second.adapter_dir)] == [4, 2]
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), second.adapter_dir)
     third = sleep(EPISODES, base_model=tiny_model_dir, adapter_dir=second.adapter_dir,
