@@ -47,8 +47,7 @@ from trainer.benchmark_scoring import (
 from trainer.chat import answers, load_model
 from trainer.config import SleepConfig
 from trainer.episodes import episode_messages
-from trainer.experts import (EXPERT, PREVIOUS, adapted_modules, adapter_factors, concatenate, grow_expert, read_experts,
-                             save_adapter)
+from trainer.experts import EXPERT, PREVIOUS, adapter_factors, concatenate, grow_expert, read_experts, save_adapter
 from trainer.recipe import sleep
 
 
@@ -150,9 +149,8 @@ def naive_sft(episodes, *, base_model, adapter_dir, config: SleepConfig, out_dir
     model.eval()
     stack = [adapter_factors(model, name) for name in frozen] + [adapter_factors(model, EXPERT)]
     experts = experts + [{"name": f"naive-{out_dir.name}", "rank": config.expert_rank}]
-    factors = concatenate(stack)
-    return save_adapter(out_dir / "adapter", factors, experts, base_model_name_or_path=str(base_model),
-                        target_modules=adapted_modules(factors))
+    return save_adapter(out_dir / "adapter", concatenate(stack), experts,
+                        base_model_name_or_path=str(base_model))
 
 
 # --- the run -----------------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def concatenate(stack: Sequence[Factors]) -> Factors:
     expert that does not adapt a module (experts grown before `target_modules` changed) takes zero factors
     of its rank there, so every module of the folder has the one rank that a PEFT config can state."""
     keys = list(dict.fromkeys(k for factors in stack for k in factors))
-    ranks = [next(iter(factors.values()))[0].shape[0] if factors else 0 for factors in stack]
+    ranks = [factors_rank(factors) if factors else 0 for factors in stack]
     out: Factors = {}
     for key in keys:
         a_like, b_like = next(factors[key] for factors in stack if key in factors)
@@ -165,6 +165,11 @@ def concatenate(stack: Sequence[Factors]) -> Factors:
 def adapted_modules(factors: Factors) -> list[str]:
     """The module names (`q_proj`, ...) that factors adapt, as a PEFT config's `target_modules`."""
     return sorted({key.rsplit(".", 1)[-1] for key in factors})
+
+
+def factors_rank(factors: Factors) -> int:
+    """The rank of an expert's factors (every module has the same)."""
+    return next(iter(factors.values()))[0].shape[0]
 
 
 def delta(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -205,11 +210,11 @@ def merge(factors: Factors, rank: int) -> tuple[Factors, MergeReport]:
     return merged, MergeReport(rank_before, rank, worst, worst_relative)
 
 
-def load_factors(model: PeftModel, adapter: str, factors: Factors, target_modules: Sequence[str]) -> None:
-    """Add an adapter holding given factors (scaling 1) to a peft model."""
-    rank = next(iter(factors.values()))[0].shape[0]
+def load_factors(model: PeftModel, adapter: str, factors: Factors) -> None:
+    """Add an adapter holding given factors (scaling 1) on the modules they adapt to a peft model."""
+    rank = factors_rank(factors)
     model.add_adapter(adapter, LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0,
-                                          target_modules=list(target_modules)))
+                                          target_modules=adapted_modules(factors)))
     modules = dict(lora_modules(model))
     with torch.no_grad():
         for key, (a, b) in factors.items():
@@ -224,23 +229,23 @@ def save_adapter(
     experts: list[dict],
     *,
     base_model_name_or_path: str,
-    target_modules: Sequence[str],
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Write a standard PEFT LoRA folder (adapter_config.json + adapter_model.safetensors) atomically.
 
     The keys are peft's (`base_model.model.<module>.lora_A.weight`); `lora_alpha == r` so the
-    scaling is 1 and the factors are the summed experts as given.
+    scaling is 1 and the factors are the summed experts as given; `target_modules` are the modules the
+    factors adapt.
     """
     out_dir = Path(out_dir)
-    rank = next(iter(factors.values()))[0].shape[0]
+    rank = factors_rank(factors)
     if sum(e["rank"] for e in experts) != rank:
         raise ValueError(f"the experts' ranks sum to {sum(e['rank'] for e in experts)}, the factors have {rank}.")
     config = LoraConfig(
         r=rank,
         lora_alpha=rank,
         lora_dropout=0.0,
-        target_modules=sorted(set(target_modules)),
+        target_modules=adapted_modules(factors),
         base_model_name_or_path=str(base_model_name_or_path),
         task_type="CAUSAL_LM",
     )

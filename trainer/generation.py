@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from trainer.chat import generate
-from trainer.experts import adapter_factors, concatenate, save_adapter
+from trainer.experts import adapter_factors, concatenate, factors_rank, save_adapter
 
 
 class Generation(Protocol):
@@ -83,7 +83,5 @@ def save_student(model, out_dir: str | Path, *, base_model_name_or_path: str) ->
     what the training model would. Only a LoRA student (`growth_mode: lora`) can be saved so."""
     names = list(model.base_model.active_adapters)
     stack = [adapter_factors(model, name) for name in names]
-    ranks = [next(iter(factors.values()))[0].shape[0] for factors in stack]
-    targets = sorted({t for name in names for t in model.peft_config[name].target_modules})
-    return save_adapter(out_dir, concatenate(stack), [{"name": n, "rank": r} for n, r in zip(names, ranks)],
-                        base_model_name_or_path=base_model_name_or_path, target_modules=targets)
+    experts = [{"name": name, "rank": factors_rank(factors)} for name, factors in zip(names, stack)]
+    return save_adapter(out_dir, concatenate(stack), experts, base_model_name_or_path=base_model_name_or_path)

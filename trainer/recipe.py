@@ -39,7 +39,6 @@ from trainer.experts import (
     EXPERT,
     MEMORY,
     PREVIOUS,
-    adapted_modules,
     adapter_factors,
     adapters,
     concatenate,
@@ -176,7 +175,7 @@ def sleep(
                                                  out_dir=out_dir, base_model=base_model,
                                                  served_base=served_base, night=night)
     seal_metrics = None if writer_night is None else writer_night.save(
-        out_dir / "writer" if model_dir else adapter / seal.WRITER_DIR, config, served_base or str(base_model), night)
+        out_dir / "writer" if model_dir else adapter / seal.WRITER_DIR, served_base or str(base_model), night)
     seconds["total"] = time.monotonic() - started
     metrics = {"expert_scale": 1.0, **verdict.metrics,
                **night_metrics(model, trained, night_set, experts, grown, served, config),
@@ -199,13 +198,13 @@ class WriterNight:
     factors: object
     writer_metrics: dict
 
-    def save(self, folder: Path, config: SleepConfig, base_model_name_or_path: str, night: str) -> dict:
+    def save(self, folder: Path, base_model_name_or_path: str, night: str) -> dict:
         """Save the writer beside the candidate (a grown base renumbers layers: its own folder); the
         outer loop's metrics with the writer's path. A night whose sets all lost trains no writer: nothing
         is saved and the previous night's writer is not carried on."""
         if self.factors is None:
             return {**self.metrics, "writer": {**self.writer_metrics, "path": None}}
-        path = seal.save_writer(folder, self.factors, config, base_model_name_or_path=base_model_name_or_path,
+        path = seal.save_writer(folder, self.factors, base_model_name_or_path=base_model_name_or_path,
                                 night=night)
         return {**self.metrics, "writer": {**self.writer_metrics, "path": str(path)}}
 
@@ -285,8 +284,7 @@ def load_served(model, adapter_dir: str | Path | None, config: SleepConfig):
     previous_rank = sum(e["rank"] for e in stack.experts)
     if previous_rank + config.expert_rank > config.max_lora_rank:
         merged, stack.merge_report = merge(adapter_factors(model, PREVIOUS), config.max_lora_rank - config.expert_rank)
-        targets = sorted(model.peft_config[PREVIOUS].target_modules)
-        load_factors(model, MEMORY, merged, targets)
+        load_factors(model, MEMORY, merged)
         stack.frozen = [MEMORY]
         stack.experts = [{"name": "merged", "rank": stack.merge_report.rank_after,
                           "merged": [e["name"] for e in stack.experts]}]
@@ -365,10 +363,8 @@ def save_candidate(model, tokenizer, served: ServedStack, grown: list[int], epis
         return None, save_model(out_dir / "model", model, tokenizer, growth), served.experts
     stack = [adapter_factors(model, name) for name in served.frozen] + [adapter_factors(model, EXPERT)]
     experts = served.experts + [{"name": f"night-{night}", "rank": config.expert_rank, "episodes": episode_ids}]
-    factors = concatenate(stack)
-    adapter = save_adapter(out_dir / "adapter", factors, experts,
-                           base_model_name_or_path=served_base or str(base_model),
-                           target_modules=adapted_modules(factors))
+    adapter = save_adapter(out_dir / "adapter", concatenate(stack), experts,
+                           base_model_name_or_path=served_base or str(base_model))
     return adapter, None, experts
 
 

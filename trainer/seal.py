@@ -46,7 +46,8 @@ from trainer.chat import answer_ids, continuation_logits, render
 from trainer.config import SleepConfig
 from trainer.dreaming import Dream
 from trainer.episodes import windows
-from trainer.experts import EXPERT, Factors, adapter_factors, adapters, grow_expert, save_adapter
+from trainer.experts import (EXPERT, Factors, adapter_factors, adapters, factors_rank, grow_expert,
+                             save_adapter)
 from trainer.gate import recalls
 from trainer.losses import token_logprobs
 from trainer.seeding import dream_example, seed
@@ -253,12 +254,10 @@ def train_writer(model, tokenizer, winners: Sequence[Dream], episodes: Sequence[
                      "loss_last": losses[-1]}
 
 
-def save_writer(folder: str | Path, factors: Factors, config: SleepConfig, *,
-                base_model_name_or_path: str, night: str) -> Path:
+def save_writer(folder: str | Path, factors: Factors, *, base_model_name_or_path: str, night: str) -> Path:
     """Write the writer as a standard PEFT folder (the recipe: `reverie_writer/` in the adapter folder)."""
-    rank = next(iter(factors.values()))[0].shape[0]
-    return save_adapter(folder, factors, [{"name": f"writer-{night}", "rank": rank}],
-                        base_model_name_or_path=base_model_name_or_path, target_modules=config.target_modules)
+    return save_adapter(folder, factors, [{"name": f"writer-{night}", "rank": factors_rank(factors)}],
+                        base_model_name_or_path=base_model_name_or_path)
 
 
 def load_writer(model, adapter_dir: str | Path | None, config: SleepConfig) -> list[str] | None:

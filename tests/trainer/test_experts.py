@@ -71,8 +71,7 @@ def test_only_the_expert_trains(tiny_model_dir, tmp_path):
     model = grow_expert(model, rank=4, alpha=8, target_modules=TARGETS)
     _randomise(model, EXPERT, 1)
     prev = adapter_factors(model, EXPERT)
-    save_adapter(tmp_path / "a", prev, [{"name": "n1", "rank": 4}], base_model_name_or_path="base",
-                 target_modules=TARGETS)
+    save_adapter(tmp_path / "a", prev, [{"name": "n1", "rank": 4}], base_model_name_or_path="base")
     model = PeftModel.from_pretrained(_model(tiny_model_dir), tmp_path / "a", adapter_name=PREVIOUS)
     model = grow_expert(model, rank=2, alpha=4, target_modules=TARGETS, frozen=[PREVIOUS])
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -110,7 +109,7 @@ def test_experts_of_other_modules_concatenate_into_one_rank(tiny_model_dir, tmp_
         assert torch.allclose(delta(a, b), delta(*first[key]) + second_delta, atol=1e-12)
     assert adapted_modules(stack) == sorted(TARGETS)
     folder = save_adapter(tmp_path / "adapter", stack, [{"name": "n1", "rank": 4}, {"name": "n2", "rank": 2}],
-                          base_model_name_or_path="served/base", target_modules=adapted_modules(stack))
+                          base_model_name_or_path="served/base")
     loaded = PeftModel.from_pretrained(_model(tiny_model_dir), folder)
     assert torch.allclose(_logits(loaded), expected, atol=1e-5)
 
@@ -128,7 +127,7 @@ def test_concatenated_folder_is_exactly_the_sum(tiny_model_dir, tmp_path):
         assert a.shape[0] == 6
         assert torch.allclose(delta(a, b), delta(*first[key]) + delta(*second[key]), atol=1e-12)
     folder = save_adapter(tmp_path / "adapter", stack, [{"name": "n1", "rank": 4}, {"name": "n2", "rank": 2}],
-                          base_model_name_or_path="served/base", target_modules=TARGETS)
+                          base_model_name_or_path="served/base")
     config = json.loads((folder / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "served/base" and config["r"] == 6
     assert [e["rank"] for e in read_experts(folder)] == [4, 2]
