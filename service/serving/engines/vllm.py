@@ -85,6 +85,7 @@ class VLLMEngine(Engine):
         read_timeout_s: float = 300.0,
         drain_timeout_s: float = 300.0,
         health_interval_s: float = 5.0,
+        unresponsive_after_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
         chat_template: str | None = None,
     ):
@@ -100,6 +101,8 @@ class VLLMEngine(Engine):
             read_timeout_s: the longest silence tolerated between two streamed chunks.
             drain_timeout_s: how long `unload_adapter` waits for the adapter's requests to finish.
             health_interval_s: how often `ready` is refreshed from `/health` once started.
+            unresponsive_after_s: how long `/health` may go unanswered before vLLM counts as down; a
+                refused connection or an unhealthy answer counts at once.
             transport: an httpx transport in place of the network (tests with a fake vLLM).
             chat_template: Jinja text in place of the folder's template (REVERIE_CHAT_TEMPLATE), for
                 counting prompts and checking tools; vLLM must be started with the same file
@@ -118,6 +121,7 @@ class VLLMEngine(Engine):
         self._read_timeout_s = read_timeout_s
         self._drain_timeout_s = drain_timeout_s
         self._health_interval_s = health_interval_s
+        self._unresponsive_after_s = unresponsive_after_s
         self._transport = transport
 
         self._client: httpx.AsyncClient | None = None
@@ -197,8 +201,15 @@ class VLLMEngine(Engine):
         return self._served_name
 
     async def _healthy(self) -> bool:
+        return await self._probe() is True
+
+    async def _probe(self) -> bool | None:
+        """`/health`: True if vLLM answered healthy, False if it refused or answered unhealthy, None if
+        no answer came in time."""
         try:
             return (await self._client.get("/health", timeout=5.0)).status_code == 200
+        except httpx.TimeoutException:
+            return None
         except httpx.HTTPError:
             return False
 
@@ -239,9 +250,21 @@ class VLLMEngine(Engine):
         A vLLM that comes back after an outage may be a new process that forgot the adapters; they are
         loaded again (into that fresh process, so not a reload in place) until all are back.
         """
+        loop = asyncio.get_running_loop()
+        silent_since: float | None = None
         while True:
             await asyncio.sleep(self._health_interval_s)
-            healthy = await self._healthy()
+            probe = await self._probe()
+            if probe is None:
+                # No answer in time is a busy vLLM (or a busy event loop here: a night training in this
+                # process) more often than a dead one; refusing requests for it turned a slow minute into
+                # 503s. Only a long silence counts as an outage.
+                silent_since = silent_since if silent_since is not None else loop.time()
+                if loop.time() - silent_since < self._unresponsive_after_s:
+                    continue
+            else:
+                silent_since = None
+            healthy = probe is True
             if healthy != self._ready:
                 log.warning("vLLM at %s is %s", self._base_url, "healthy again" if healthy else "not healthy")
                 self._restore_needed = self._restore_needed or healthy

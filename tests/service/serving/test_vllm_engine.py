@@ -478,6 +478,42 @@ async def test_unreachable_vllm_is_not_ready(smollm2_dir):
 
 
 @aio
+async def test_a_silent_health_check_is_busy_until_it_lasts_and_a_refusal_is_down_at_once(smollm2_dir):
+    """A `/health` unanswered in time (a vLLM or an API process starved of CPU while a night trains) leaves
+    the engine ready until the silence outlasts `unresponsive_after_s`; a refused connection is an outage
+    at once. Requests were refused with 503 for every slow probe before (CI, a two-core machine)."""
+    health = {"answer": "ok"}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health":
+            if health["answer"] == "silent":
+                raise httpx.ReadTimeout("no answer", request=request)
+            if health["answer"] == "refused":
+                raise httpx.ConnectError("connection refused", request=request)
+            return httpx.Response(200)
+        return httpx.Response(200, json={"data": [{"id": "fake", "parent": None, "max_model_len": 512}]})
+
+    async def ready_after(seconds: float) -> bool:
+        await asyncio.sleep(seconds)
+        return engine.ready
+
+    for unresponsive_after_s, ready_while_silent in ((30.0, True), (0.2, False)):
+        engine = VLLMEngine("http://vllm.invalid", tokenizer_path=smollm2_dir, health_interval_s=0.02,
+                            unresponsive_after_s=unresponsive_after_s, transport=httpx.MockTransport(handle))
+        health["answer"] = "ok"
+        await engine.start()
+        try:
+            health["answer"] = "silent"
+            assert await ready_after(0.6) is ready_while_silent
+            health["answer"] = "ok"
+            assert await ready_after(0.2) is True
+            health["answer"] = "refused"
+            assert await ready_after(0.2) is False
+        finally:
+            await engine.stop()
+
+
+@aio
 async def test_a_restarted_vllm_gets_the_adapters_back(vllm: VLLMServer, smollm2_dir, loras):
     """vLLM died and came back empty: the engine is not ready meanwhile, then reloads its adapters.
 
