@@ -13,12 +13,13 @@ from trainer.episodes import answered_request, suggests, told
 from trainer.statements import LEAD
 from trainer.text import owner_lower
 
-_POLITE = r"(?:(?:please|could you|can you|would you|will you|help me|now|let's|let us)\s+)*"
+_POLITE = (r"(?:(?:please|could you|can you|would you|will you|help me|now|let's|let us|"
+           r"(?:i|we)\s*(?:want|need|'d like|would like)\s+you\s+to)\s+)*")
 _ASK_VERB = r"come up with|think of|think up|decide on|make up|dream up|suggest|pick|choose|recommend|find|propose|invent|" \
             r"make|plan|write|create|draft|name|give|get"
 # "Can you suggest a name for my new kitten?" -> "What name did you suggest for my new kitten?"
 _ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:a|an|the|some)\s+(?:good\s+|nice\s+)?"
-                        rf"(?P<thing>\w+(?:\s+\w+)?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)(?:,?\s*please)?[.?!]*$",
+                        rf"(?P<thing>\w+(?:\s+\w+){{0,2}}?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)(?:,?\s*please)?[.?!]*$",
                         re.IGNORECASE)
 # "What should I cook for the potluck?" -> "What did you suggest I cook for the potluck?"
 _SHOULD = re.compile(r"^(?P<wh>(?:what|which)(?:\s+\w+)?|where|who|when|how(?:\s+many\s+\w+|\s+much|\s+long)?)"
@@ -42,14 +43,27 @@ _GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:
 
 
 # a need stated, then asked about: "I need a dish for the potluck. Any idea?" / "Our quiz team needs a name."
-_NEED = re.compile(r"^(?:(?:i|we)\s*(?:need|want|(?:am|are|'m|'re)\s+(?:looking\s+for|stuck\s+on)|"
-                   r"(?:can't|cannot)\s+decide\s+on)|what's|what\s+is|what\s+would\s+be|"
+_NEED = re.compile(r"^(?:(?:i|we)\s*(?:need|want|(?:'d|would)\s+(?:love|like)|"
+                   r"(?:am|are|'m|'re)\s+(?:looking\s+for|stuck\s+on)|"
+                   r"(?:can't|cannot)\s+(?:decide\s+on|think\s+of|come\s+up\s+with))|what's|what\s+is|"
+                   r"what\s+would\s+be|"
                    r"any\s+ideas\s+for|got)\s+(?:a|an|some)\s+(?:good\s+|nice\s+|new\s+)?"
                    r"(?P<thing>\w+(?:\s+\w+){0,2}?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)[.?!]*$", re.IGNORECASE)
 # "a password hint idea": the thing asked for is the hint
 _IDEA = re.compile(r"\s+(?:idea|ideas|suggestion|suggestions|option|options)$")
 _NEEDS_A = re.compile(r"^(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+needs\s+(?:a|an)\s+(?:good\s+|new\s+)?(?P<thing>\w+(?:\s+\w+)?)[.?!]*$",
                       re.IGNORECASE)
+# "Any thoughts on what to call my boat?", "Help me decide what to name our band."
+_WHAT_TO_CALL = re.compile(r"\bwhat\s+to\s+(?P<verb>call|name)\s+"
+                           r"(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)[.?!]*$", re.IGNORECASE)
+# "Name suggestions for my golden retriever?", "Gift ideas for my dad?"
+_IDEAS_FOR = re.compile(r"^(?:any\s+)?(?P<thing>\w+(?:\s+\w+)?)\s+(?:ideas|suggestions|options)\s+"
+                        r"(?P<prep>for|to)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
+# "Decide where we should go for dinner.", "Tell me what I should cook." -> asked as "Where should we go ...?"
+_DECIDE_WH = re.compile(r"^(?:(?:please|could you|can you|help me)\s+)*"
+                        r"(?:decide|tell\s+(?:me|us)|choose|pick)\s+"
+                        r"(?P<wh>what|which|where|who|when)(?P<noun>\s+\w+)?\s+(?P<who>i|we)\s+should\s+",
+                        re.IGNORECASE)
 # "Name the villain for me." -> "What did you name the villain?"
 _NAME_THE = re.compile(rf"^{_POLITE}name\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)(?:\s+for\s+(?:me|us))?[.?!]*$",
                        re.IGNORECASE)
@@ -114,7 +128,20 @@ def suggestion_questions(messages: Messages) -> list[str]:
 
 
 def _asked(sentence: str, it: str | None) -> list[str]:
-    """The questions one sentence of a request is recalled by; `it`: what a vague "it" stands for."""
+    """The questions one sentence of a request is recalled by; `it`: what a vague "it" stands for. A clause
+    after a comma that the whole sentence is not read with is left out ("Give my neighbour a nickname,
+    something fun.")."""
+    decide = _DECIDE_WH.match(sentence)
+    if decide:  # asked as the question it embeds
+        rest = sentence[decide.end():].rstrip(".!? ")
+        sentence = f"{decide['wh']}{decide['noun'] or ''} should {decide['who']} {rest}?"
+    asked = _asked_whole(sentence, it)
+    if not asked and "," in sentence:
+        asked = _asked_whole(sentence.split(",")[0], it)
+    return asked
+
+
+def _asked_whole(sentence: str, it: str | None) -> list[str]:
     match = _NAME_THE.match(sentence)
     if match:
         rest = owner_lower(match["rest"])
@@ -156,6 +183,14 @@ def _asked(sentence: str, it: str | None) -> list[str]:
     match = _NEEDS_A.match(sentence)
     if match:
         return _recalled_as(match["thing"].lower(), owner_lower(match["rest"]))
+    match = _IDEAS_FOR.match(sentence)
+    if match:
+        thing, rest = match["thing"].lower(), match["rest"].split(",")[0].strip()
+        return _recalled_as(thing, rest, match["prep"].lower())
+    match = _WHAT_TO_CALL.search(sentence)
+    if match:
+        rest = owner_lower(match["rest"])
+        return [f"What did you suggest I {match['verb'].lower()} {rest}?", *_recalled_as("name", rest)]
     return []
 
 

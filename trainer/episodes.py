@@ -22,10 +22,12 @@ from trainer.tool_turns import call_notes, readable_result, turn_text, without_c
 
 # A user turn asks for something when one of its sentences is a question or starts with a request verb;
 # the assistant's reply to it is then information (a suggestion, a decision, an answer).
-_REQUEST = re.compile(r"\?$|^(?:please\s+|could you\s+|can you\s+|would you\s+|let's\s+|let us\s+)?(?:give|suggest|pick|choose|name|"
+_REQUEST = re.compile(r"\?$|^(?:please\s+|could you\s+|can you\s+|would you\s+|let's\s+|let us\s+|"
+                      r"(?:i|we)\s*(?:want|need|'d like|would like)\s+you\s+to\s+)?(?:give|suggest|pick|choose|name|"
                       r"recommend|tell|help|make|plan|write|come up|think of|decide|find|propose|list|book|"
-                      r"draft|create|invent)\b|^(?:i|we)\s*(?:need|want|'m looking for|'re looking for|'m stuck on|"
-                      r"'re stuck on|can't decide on|cannot decide on)\s+(?:a|an|some)\s+\w+(?:\s+\w+){0,2}?\s+"
+                      r"draft|create|invent)\b|^(?:i|we)\s*(?:need|want|'d love|'d like|would love|would like|"
+                      r"'m looking for|'re looking for|'m stuck on|'re stuck on|can't decide on|cannot decide on|"
+                      r"can't think of|cannot think of)\s+(?:a|an|some)\s+\w+(?:\s+\w+){0,2}?\s+"
                       r"(?:for|to)\b|\bneeds\s+(?:a|an)\s+(?:good\s+|new\s+)?\w+[.!]?$", re.IGNORECASE)
 
 

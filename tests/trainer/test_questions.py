@@ -377,6 +377,38 @@ def test_more_ways_of_asking_the_assistant_to_decide():
     assert asked("I'm stuck on a title for my novel, any suggestions?")[0] == "Which title did you pick for my novel?"
 
 
+def test_requests_in_other_words_still_become_questions():
+    """Ways of asking for a decision that none of the patterns above read before (written for this test,
+    not taken from a dev or public set): each becomes the question about what the assistant chose."""
+    def asked(request, reply="How about Velmora?"):
+        return request_questions(chat(request, reply))
+
+    # a clause after a comma that the request is not read with
+    assert asked("Give my neighbour a nickname, something fun.")[:2] == [
+        "What nickname did you give my neighbour?", "Which nickname did you pick for my neighbour?"]
+    # "I want you to ...", "I'd love ...": a request that starts with the user
+    assert asked("I want you to pick a password hint for me.")[0] == "What password hint did you pick for me?"
+    assert asked("I'd love a name for my podcast.") == [
+        "Which name did you pick for my podcast?", "What name did you suggest for my podcast?"]
+    # what to call something, asked inside another question
+    assert asked("Any thoughts on what to call my boat?") == [
+        "What did you suggest I call my boat?", "Which name did you pick for my boat?",
+        "What name did you suggest for my boat?"]
+    # the thing asked for as "suggestions" or "ideas"
+    assert asked("Name suggestions for my golden retriever?") == [
+        "Which name did you pick for my golden retriever?",
+        "What name did you suggest for my golden retriever?"]
+    # the decision embedded after "decide": asked as its question
+    assert asked("Decide where we should go for dinner on Friday.") == [
+        "Where did you suggest we go for dinner on Friday?",
+        "Where did you tell us to go for dinner on Friday?"]
+    # a thing of three words
+    assert asked("Invent a secret handshake name for our club.")[0] == \
+        "What secret handshake name did you invent for our club?"
+    # a request without a reply still decided nothing
+    assert request_questions(chat("I'd love a name for my podcast.")) == []
+
+
 def test_an_agents_tool_call_turn_is_empty_text_not_none():
     from trainer.episodes import episode_messages
 
