@@ -347,6 +347,7 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                     start -= 1  # "a teacher called Ms. Arvel", "a band called The Low Tides": the title is the name's
                 if start and not _REPLACED.search(" ".join(tokens[:start])):
                     asked = statement_questions(" ".join(tokens[:start])) + named_thing_questions(tokens[:start])
+                    asked += owned_kind_questions(tokens[:start])
                     if DATE.match(tokens[start]):
                         asked = when_questions(asked) + [q for q in asked if not q.startswith("Where")]
                     elif tokens[start] in _TITLES:  # "My doctor is Dr. Fenwick": a person
@@ -378,3 +379,22 @@ def named_thing_questions(before: Sequence[str]) -> list[str]:
     while rest and rest[-1][:1].isupper() and rest[-1].isalpha() and len(owner) < 3:
         owner.insert(0, rest.pop())
     return [f"What is {' '.join(owner)} {' '.join(thing)} called?"]
+
+
+_FIRST_PERSON = {"i": "my", "i've": "my", "i'm": "my", "we": "our", "we've": "our", "we're": "our"}
+_ADJECTIVES = set("new old little small tiny big huge lovely local young cute sweet good nice cosy quiet".split())
+
+
+def owned_kind_questions(before: Sequence[str]) -> list[str]:
+    """"What is my cat called?" where the user tells a thing of theirs by its kind and name ("I have a cat
+    named", "We adopted a rescue dog called"): the kind is the last one or two lower-case words between the
+    article and "called"/"named", less adjectives; the owner is the sentence's first word, I or we."""
+    said = [t.lower().strip(",") for t in LEAD.sub("", " ".join(before)).split()]
+    if len(said) < 4 or said[-1] not in ("called", "named") or said[0] not in _FIRST_PERSON:
+        return []
+    article = max((i for i, w in enumerate(said[:-1]) if w in ("a", "an")), default=len(said))
+    kind = [w for w in said[article + 1:-1] if w not in _ADJECTIVES][-2:]
+    if not kind or not all(w.isalpha() and w not in STOPWORDS | PHRASE_END for w in kind):
+        return []
+    thing = f"{_FIRST_PERSON[said[0]]} {' '.join(kind)}"
+    return [f"What is {thing} called?", f"What is the name of {thing}?"]

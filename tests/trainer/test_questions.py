@@ -225,6 +225,21 @@ def test_turned_questions_come_from_told_user_sentences():
     assert turned_questions(messages, "a", told_by_id) == ["Where do I work?", "What do I work at?"]
 
 
+def test_a_thing_of_the_users_told_by_kind_and_name_is_asked_by_its_kind():
+    from trainer.statements import owned_kind_questions
+
+    messages = chat("I have a cat named Mochi.", "Noted!")
+    told_by_id = {"a": told_text({"messages": messages}), "b": "I like tea."}
+    assert turned_questions(messages, "a", told_by_id, {"mochi"}) == [
+        "Which cat do I have?", "What is my cat called?", "What is the name of my cat?", "What is my cat's name?"]
+    assert owned_kind_questions("By the way, we adopted a rescue dog called".split()) == [
+        "What is our rescue dog called?", "What is the name of our rescue dog?"]
+    assert owned_kind_questions("I sing in a small choir called".split())[0] == "What is my choir called?"
+    # someone else's thing, a thing without its kind, no name after it: not the user's named thing
+    for prefix in ("Tamsin has a dog called", "I named it", "I have a cat", "I called"):
+        assert owned_kind_questions(prefix.split()) == []
+
+
 def test_how_people_say_things_still_turns_into_the_question():
     # contractions and the verb group after the subject
     assert statement_questions("I've been studying an ancient language called") == \
