@@ -128,17 +128,18 @@ def suggestion_questions(messages: Messages) -> list[str]:
 
 
 def _asked(sentence: str, it: str | None) -> list[str]:
-    """The questions one sentence of a request is recalled by; `it`: what a vague "it" stands for. A clause
-    after a comma that the whole sentence is not read with is left out ("Give my neighbour a nickname,
-    something fun.")."""
-    decide = _DECIDE_WH.match(sentence)
-    if decide:  # asked as the question it embeds
-        rest = sentence[decide.end():].rstrip(".!? ")
-        sentence = f"{decide['wh']}{decide['noun'] or ''} should {decide['who']} {rest}?"
-    asked = _asked_whole(sentence, it)
-    if not asked and "," in sentence:
-        asked = _asked_whole(sentence.split(",")[0], it)
-    return asked
+    """The questions one sentence of a request is recalled by; `it`: what a vague "it" stands for. A sentence
+    not read whole is read clause by clause ("Give my neighbour a nickname, something fun.", "Hey, could
+    you pick a name for my cat?")."""
+    for clause in [sentence, *(c.strip() for c in sentence.split(",") if "," in sentence)]:
+        decide = _DECIDE_WH.match(clause)
+        if decide:  # asked as the question it embeds
+            rest = clause[decide.end():].rstrip(".!? ")
+            clause = f"{decide['wh']}{decide['noun'] or ''} should {decide['who']} {rest}?"
+        asked = _asked_whole(clause, it)
+        if asked:
+            return asked
+    return []
 
 
 def _asked_whole(sentence: str, it: str | None) -> list[str]:

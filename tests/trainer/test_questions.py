@@ -398,9 +398,10 @@ def test_requests_in_other_words_still_become_questions():
     def asked(request, reply="How about Velmora?"):
         return request_questions(chat(request, reply))
 
-    # a clause after a comma that the request is not read with
+    # a sentence read clause by clause where it is not read whole
     assert asked("Give my neighbour a nickname, something fun.")[:2] == [
         "What nickname did you give my neighbour?", "Which nickname did you pick for my neighbour?"]
+    assert asked("Hey, could you pick a name for my cat?")[0] == "What name did you pick for my cat?"
     # "I want you to ...", "I'd love ...": a request that starts with the user
     assert asked("I want you to pick a password hint for me.")[0] == "What password hint did you pick for me?"
     assert asked("I'd love a name for my podcast.") == [
