@@ -132,14 +132,20 @@ def _asked(sentence: str, it: str | None) -> list[str]:
     not read whole is read clause by clause ("Give my neighbour a nickname, something fun.", "Hey, could
     you pick a name for my cat?")."""
     for clause in [sentence, *(c.strip() for c in sentence.split(",") if "," in sentence)]:
-        decide = _DECIDE_WH.match(clause)
-        if decide:  # asked as the question it embeds
-            rest = clause[decide.end():].rstrip(".!? ")
-            clause = f"{decide['wh']}{decide['noun'] or ''} should {decide['who']} {rest}?"
         asked = _asked_whole(clause, it)
         if asked:
             return asked
     return []
+
+
+def _as_should(sentence: str) -> str:
+    """A decision asked around its question, as the question: "What do you think I should name my bike?" ->
+    "What should I name my bike?", "Decide where we should go." -> "Where should we go?"."""
+    decide = _DECIDE_WH.match(sentence)
+    if decide:
+        rest = sentence[decide.end():].rstrip(".!? ")
+        return f"{decide['wh']}{decide['noun'] or ''} should {decide['who']} {rest}?"
+    return _THINK.sub(r"\1 should \2", sentence)
 
 
 def _asked_whole(sentence: str, it: str | None) -> list[str]:
@@ -164,7 +170,7 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
     match = _YOU_CALL.match(sentence)
     if match:
         return [f"What did you call {match['rest']}?", *_recalled_as("name", match["rest"])]
-    match = _SHOULD.match(_THINK.sub(r"\1 should \2", sentence))
+    match = _SHOULD.match(_as_should(sentence))
     if match:
         wh, who, rest = match["wh"].lower().capitalize(), match["who"].lower(), match["rest"].split(",")[0].strip()
         subject, obj = {"i": ("I", "me"), "we": ("we", "us")}.get(who, (who, who))

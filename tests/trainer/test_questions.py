@@ -284,10 +284,12 @@ def test_clauses_naming_a_corrected_value_are_left_out():
         "Work was exhausting today. She works at Pamir now."
 
 
-def test_a_request_becomes_the_question_about_what_the_assistant_chose():
-    def asked(request, reply="How about Dunbel?"):
-        return request_questions(chat(request, reply))
+def asked(request: str, reply: str = "How about Velmora?") -> list[str]:
+    """`request_questions` of a request the assistant answered with `reply`."""
+    return request_questions(chat(request, reply))
 
+
+def test_a_request_becomes_the_question_about_what_the_assistant_chose():
     assert asked("Can you suggest a name for my new kitten?") == [
         "What name did you suggest for my new kitten?", "Which name did you pick for my new kitten?"]
     # in the request's verb, and as it may be asked later: "pick", "suggest"
@@ -340,9 +342,6 @@ def test_what_the_assistant_recommended_unasked_is_told_and_asked_about():
 
 
 def test_a_need_and_a_vague_request_become_questions_about_what_the_assistant_chose():
-    def asked(request, reply="How about Tessaly?"):
-        return request_questions(chat(request, reply))
-
     # a need stated, then asked about in a word that names nothing
     assert asked("We're looking for a venue for the wedding. Ideas?") == [
         "Which venue did you pick for the wedding?", "What venue did you suggest for the wedding?"]
@@ -369,9 +368,6 @@ def test_a_need_and_a_vague_request_become_questions_about_what_the_assistant_ch
 
 
 def test_more_ways_of_asking_the_assistant_to_decide():
-    def asked(request, reply="How about Velmora?"):
-        return request_questions(chat(request, reply))
-
     assert asked("Which restaurant do you recommend for our anniversary?") == [
         "Which restaurant did you recommend for our anniversary?", "Which restaurant did you pick for our anniversary?",
         "What restaurant did you suggest for our anniversary?"]
@@ -395,9 +391,6 @@ def test_more_ways_of_asking_the_assistant_to_decide():
 def test_requests_in_other_words_still_become_questions():
     """Ways of asking for a decision that none of the patterns above read before (written for this test,
     not taken from a dev or public set): each becomes the question about what the assistant chose."""
-    def asked(request, reply="How about Velmora?"):
-        return request_questions(chat(request, reply))
-
     # a sentence read clause by clause where it is not read whole
     assert asked("Give my neighbour a nickname, something fun.")[:2] == [
         "What nickname did you give my neighbour?", "Which nickname did you pick for my neighbour?"]
