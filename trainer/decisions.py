@@ -11,7 +11,7 @@ import re
 from trainer.chat import Messages
 from trainer.episodes import answered_request, suggests, told
 from trainer.statements import LEAD
-from trainer.text import owner_lower
+from trainer.text import clauses, owner_lower
 
 _POLITE = (r"(?:(?:please|could you|can you|would you|will you|help me|now|let's|let us|"
            r"(?:i|we)\s*(?:want|need|'d like|would like)\s+you\s+to)\s+)*")
@@ -44,8 +44,9 @@ _GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:
 
 # a need stated, then asked about: "I need a dish for the potluck. Any idea?" / "Our quiz team needs a name."
 _NEED = re.compile(r"^(?:(?:i|we)\s*(?:need|want|(?:'d|would)\s+(?:love|like)|"
-                   r"(?:am|are|'m|'re)\s+(?:looking\s+for|stuck\s+on)|"
-                   r"(?:can't|cannot)\s+(?:decide\s+on|think\s+of|come\s+up\s+with))|what's|what\s+is|"
+                   r"(?:am|are|'m|'re)\s+(?:looking\s+for|stuck\s+on))|"
+                   r"(?:(?:i|we)\s+)?(?:can't|cannot)\s+(?:decide\s+on|think\s+of|come\s+up\s+with)|"
+                   r"what's|what\s+is|"
                    r"what\s+would\s+be|"
                    r"any\s+ideas\s+for|got)\s+(?:a|an|some)\s+(?:good\s+|nice\s+|new\s+)?"
                    r"(?P<thing>\w+(?:\s+\w+){0,2}?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)[.?!]*$", re.IGNORECASE)
@@ -68,8 +69,9 @@ _DECIDE_WH = re.compile(r"^(?:(?:please|could you|can you|help me)\s+)*"
 _NAME_THE = re.compile(rf"^{_POLITE}name\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)(?:\s+for\s+(?:me|us))?[.?!]*$",
                        re.IGNORECASE)
 # what a request's "it" stands for, told just before: "I just got a kitten." -> "my kitten"
-_GOT_A = re.compile(r"\b(?P<who>i|we)\b.*?\b(?:got|adopted|bought|have|planning|writing|building|organi[sz]ing|started)\s+"
-                    r"(?:a|an)\s+(?:new\s+)?(?P<thing>[\w'-]+(?:\s+[\w'-]+){0,3})\s*[.!,]", re.IGNORECASE)
+_GOT_A = re.compile(r"\b(?P<who>i|we)\b.*?\b(?:got|adopted|bought|have|planning|writing|building|"
+                    r"organi[sz]ing|started|starting|opening|launching|running)\s+(?:a|an)\s+(?:new\s+)?"
+                    r"(?P<thing>[\w'-]+(?:\s+[\w'-]+){0,3}?)(?:\s*[.!,]|\s+(?:and|but|so)\b)", re.IGNORECASE)
 _THING_ENDS = {"last", "this", "yesterday", "today", "recently", "on", "in", "at", "for", "from", "and", "but", "with", "so"}
 _VAGUE_OBJECT = re.compile(r"\s+(?:it|them|him|her|one|this|that)$", re.IGNORECASE)
 
@@ -130,8 +132,9 @@ def suggestion_questions(messages: Messages) -> list[str]:
 def _asked(sentence: str, it: str | None) -> list[str]:
     """The questions one sentence of a request is recalled by; `it`: what a vague "it" stands for. A sentence
     not read whole is read clause by clause ("Give my neighbour a nickname, something fun.", "Hey, could
-    you pick a name for my cat?")."""
-    for clause in [sentence, *(c.strip() for c in sentence.split(",") if "," in sentence)]:
+    you pick a name for my cat?", "I'm opening a bakery and can't think of a name for it.")."""
+    parts = clauses(sentence)
+    for clause in [sentence, *(parts if len(parts) > 1 else [])]:
         asked = _asked_whole(clause, it)
         if asked:
             return asked
@@ -157,6 +160,8 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
     if match:
         # what it is for, without a clause after it ("for our lunch, somewhere we haven't been")
         thing, rest = _IDEA.sub("", match["thing"].lower()), match["rest"].split(",")[0].strip()
+        if it and _VAGUE_OBJECT.search(f" {rest}") and len(rest.split()) == 1:
+            rest = it  # "I'm opening a bakery and can't think of a name for it." -> "for my bakery"
         verb = match.groupdict().get("verb")
         own = [f"What {thing} did you {verb.lower()} {match['prep'].lower()} {rest}?"] if verb else []
         return [*own, *_recalled_as(thing, rest)]

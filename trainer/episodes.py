@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from trainer.chat import Messages
-from trainer.text import FROM_BEFORE_TO, sentences, words
+from trainer.text import FROM_BEFORE_TO, clauses, sentences, words
 from trainer.tool_turns import call_notes, readable_result, turn_text, without_calls
 
 # A user turn asks for something when one of its sentences is a question or starts with a request verb;
@@ -25,9 +25,10 @@ from trainer.tool_turns import call_notes, readable_result, turn_text, without_c
 _REQUEST = re.compile(r"\?$|^(?:please\s+|could you\s+|can you\s+|would you\s+|let's\s+|let us\s+|"
                       r"(?:i|we)\s*(?:want|need|'d like|would like)\s+you\s+to\s+)?(?:give|suggest|pick|choose|name|"
                       r"recommend|tell|help|make|plan|write|come up|think of|decide|find|propose|list|book|"
-                      r"draft|create|invent)\b|^(?:i|we)\s*(?:need|want|'d love|'d like|would love|would like|"
-                      r"'m looking for|'re looking for|'m stuck on|'re stuck on|can't decide on|cannot decide on|"
-                      r"can't think of|cannot think of)\s+(?:a|an|some)\s+\w+(?:\s+\w+){0,2}?\s+"
+                      r"draft|create|invent)\b|^(?:(?:i|we)\s*(?:need|want|'d love|'d like|would love|"
+                      r"would like|'m looking for|'re looking for|'m stuck on|'re stuck on)|"
+                      r"(?:(?:i|we)\s+)?(?:can't|cannot)\s+(?:decide on|think of|come up with))"
+                      r"\s+(?:a|an|some)\s+\w+(?:\s+\w+){0,2}?\s+"
                       r"(?:for|to)\b|\bneeds\s+(?:a|an)\s+(?:good\s+|new\s+)?\w+[.!]?$", re.IGNORECASE)
 
 
@@ -95,9 +96,11 @@ _TELLING_QUESTION = re.compile(r"^(?:did you know|guess what|have you heard|you 
 
 
 def asks(message: dict) -> bool:
-    """Whether a user turn asks the assistant for something."""
-    return message["role"] == "user" and any(_REQUEST.search(s) and not _TELLING_QUESTION.search(s)
-                                             for s in sentences(message["content"]))
+    """Whether a user turn asks the assistant for something, in a sentence or one of its clauses ("I'm
+    opening a bakery and can't think of a name for it.")."""
+    return message["role"] == "user" and any(
+        not _TELLING_QUESTION.search(s) and any(_REQUEST.search(c) for c in [s, *clauses(s)])
+        for s in sentences(message["content"]))
 
 
 def reply_to(messages: Messages, turn: int) -> int | None:

@@ -86,6 +86,15 @@ def key_term_spans(text: str, key_terms: Sequence[str]) -> list[tuple[int, int]]
     return [match.span() for match in _WORD.finditer(text) if normal(match.group()) in keys]
 
 
+_CLAUSE_SPLIT = re.compile(r",\s*|\s+(?:and|but|so)\s+", re.IGNORECASE)
+
+
+def clauses(sentence: str) -> list[str]:
+    """A sentence's clauses, split at commas and at "and", "but", "so": "I'm opening a bakery and can't think
+    of a name for it." -> ["I'm opening a bakery", "can't think of a name for it."]. One clause when none."""
+    return [c.strip() for c in _CLAUSE_SPLIT.split(sentence) if c.strip()]
+
+
 def sentences(text: str) -> list[str]:
     """A text's sentences (split after . ! ? and at line breaks), stripped, empty ones dropped."""
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]

@@ -414,6 +414,14 @@ def test_requests_in_other_words_still_become_questions():
     # a thing of three words
     assert asked("Invent a secret handshake name for our club.")[0] == \
         "What secret handshake name did you invent for our club?"
+    # a need told in a clause after "and" or a comma, its "it" the thing told before it
+    assert asked("I'm opening a bakery and can't think of a name for it.") == [
+        "Which name did you pick for my bakery?", "What name did you suggest for my bakery?"]
+    assert asked("We are starting a band, can't come up with a name for it.")[0] == \
+        "Which name did you pick for our band?"
+    # small talk in a clause is still no request: its reply is not told, nothing is asked
+    assert asked("Traffic was terrible, need a break for sure.", "Ugh, sorry to hear.") == []
+    assert asked("Did you know, Kavos became a beekeeper?", "Wow!") == []
     # a request without a reply still decided nothing
     assert request_questions(chat("I'd love a name for my podcast.")) == []
 
