@@ -153,8 +153,9 @@ PHRASE_END = set("""is are was were has have had be been and or but to in at on 
 
 
 def handles(sentence: str) -> list[str]:
-    """What a sentence calls the user's own ("my new kitten", and its last word "my kitten"), with its
-    my/our: at most three lower-case words after it, up to a verb or a name."""
+    """What a sentence calls the user's own ("my new kitten", and its last word "my kitten", where no word
+    before it is someone's: "my grandmother's dog" stays whole), with its my/our: at most three lower-case
+    words after it, up to a verb or a name."""
     out: list[str] = []
     tokens = sentence.split()
     for i, token in enumerate(tokens):
@@ -171,7 +172,8 @@ def handles(sentence: str) -> list[str]:
                 break
         if phrase and phrase[-1].lower() not in STOPWORDS:
             out.append(f"{mine} {' '.join(phrase)}")
-            if len(phrase) > 1:
+            # "my new kitten" is "my kitten"; "my aunt's dog" is not "my dog", "my son's name" not "my name"
+            if len(phrase) > 1 and not any(w.lower().endswith("'s") for w in phrase[:-1]):
                 out.append(f"{mine} {phrase[-1]}")
     return list(dict.fromkeys(out))
 

@@ -190,6 +190,9 @@ def test_handles_are_the_users_own_things():
     assert handles("Our cat Mimi is old.") == ["our cat"]
     assert handles("Give our book club a name.") == ["our book club", "our club"]
     assert handles("Mirpa Lovos's parrot is Lodun.") == []
+    # someone else's thing is not shortened into the user's: "my sister's name" is no "my name"
+    assert handles("Random thing, but my sister's name is Drocormub.") == ["my sister's name"]
+    assert handles("My grandmother's old dog is a corgi.") == ["my grandmother's old dog"]
 
 
 def test_a_request_makes_the_assistants_reply_information():
