@@ -1,7 +1,6 @@
-"""What a user said, turned into the question it answers: a statement cut where its value begins ("I work
-at Lobel" -> "Where do I work?"); what the user asked the assistant to decide is `trainer.decisions`.
-English word order, no relation and no model: the in-context teacher answers the questions
-(`trainer.dreaming`).
+"""What a user said, turned into the question it answers: a statement cut where its value begins ("I work at
+Lobel" -> "Where do I work?"); what the user asked the assistant to decide is `trainer.decisions`. English
+word order, no relation and no model: the in-context teacher answers the questions (`trainer.dreaming`).
 """
 
 from __future__ import annotations
@@ -281,7 +280,7 @@ _NAME_FOR = re.compile(r"\bname\s+for\s+(?P<thing>(?:my|our|the|his|her|their)\s
 
 def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> list[str]:
     """The questions about what follows a verb: "Which town does X live in?" for "lives in a town called",
-    "Who ..." for "someone called", "Where ..." for a place, else "What ...?"."""
+    "Who ..." for "someone called", "Where ..." for a place, else "What ...?" (what is named kept whole)."""
     named = _NAMED.fullmatch(" ".join(rest))
     if named:
         ask = "Who" if named["who"] else f"Which {named['noun']}"
@@ -289,7 +288,8 @@ def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> lis
         prep = f" {named['prep']}" if named["prep"] else ""
         out = [f"{ask} {head}{prep}?"]
         return out + ([f"Where {head}?"] if named["prep"] in _PLACE and not named["who"] else [])
-    rest = _without_describing(rest)
+    if not {verb.split()[-1], *rest} & {"call", "calling", "name", "naming"}:  # "call the baby": it is named
+        rest = _without_describing(rest)
     if rest and rest[-1] in _PLACE:  # "lives in" asks where, "ends in" asks what: ask both
         return [f"Where {aux} {subject} {' '.join([verb] + rest[:-1])}?",
                 f"What {aux} {subject} {' '.join([verb] + rest)}?"]

@@ -60,6 +60,11 @@ def test_statements_told_in_two_clauses_and_past_tenses_turn_too():
     # a name told after "a name for ...:"
     assert statement_questions("We finally settled on a name for the cat:") == [
         "What is the cat called?", "What is the name of the cat?"]
+    # what a naming verb names is kept: it is the thing asked about, no description of the value
+    assert statement_questions("We ended up calling the baby") == ["What did we end up calling the baby?"]
+    assert statement_questions("Tirdri Talri named the new sailboat") == [
+        "What did Tirdri Talri name the new sailboat?"]
+    assert statement_questions("I drive a blue") == ["What do I drive?"]
 
 
 def test_who_someone_is_told_beside_their_name_turns_too():
