@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from trainer import prompts
-from trainer.benchmark import ask, general_accuracy, parse_overrides, with_adapter
+from trainer.benchmark import ask, general_accuracy, night_adapters, parse_overrides, with_adapter
 from trainer.benchmark_scoring import load_jsonl, load_probes
 from trainer.benchmark_report import Phases
 from trainer.chat import answers
@@ -57,10 +57,7 @@ def main() -> None:
     phases = Phases(bars=False)
     gate_prompts = list(prompts.GATE[: config.gate_general_prompts])
     rows = []
-    for night_dir in sorted(args.run.glob("night-*"), key=lambda p: int(p.name.split("-")[1])):
-        n, adapter = int(night_dir.name.split("-")[1]), night_dir / "adapter"
-        if not adapter.is_dir():
-            continue
+    for n, adapter in night_adapters(args.run):
         rank = read_experts(adapter)[-1]["rank"]
         tokenizer, model = with_adapter(args.model, adapter, config)
         with model.disable_adapter():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.benchmark import ask, general_accuracy, parse_overrides, with_adapter
+from trainer.benchmark import ask, general_accuracy, night_adapters, parse_overrides, with_adapter
 from trainer.benchmark_report import Phases
 from trainer.benchmark_scoring import load_jsonl, load_probes
 from trainer.config import SleepConfig
@@ -56,10 +56,7 @@ def main() -> None:
     general = load_jsonl(args.general)
     phases = Phases(bars=False)
     rows = []
-    for night_dir in sorted(args.run.glob("night-*"), key=lambda p: int(p.name.split("-")[1])):
-        n, adapter = int(night_dir.name.split("-")[1]), night_dir / "adapter"
-        if not adapter.is_dir():
-            continue
+    for n, adapter in night_adapters(args.run):
         tokenizer, model = with_adapter(args.model, adapter, config)
         factors = adapter_factors(model, "default")
         rank = factors_rank(factors)

@@ -107,6 +107,13 @@ def with_adapter(base_path, adapter_dir, config):
     return tokenizer, model
 
 
+def night_adapters(out: Path) -> list[tuple[int, Path]]:
+    """(night, adapter folder) of a finished run in `out` (`Bench.sleep_night` writes out/night-N/adapter),
+    in night order; a night that published no adapter is left out."""
+    nights = sorted((int(d.name.split("-")[1]), d / "adapter") for d in Path(out).glob("night-*"))
+    return [(n, adapter) for n, adapter in nights if adapter.is_dir()]
+
+
 # --- the naive baseline ------------------------------------------------------------------------------
 
 def naive_sft(episodes, *, base_model, adapter_dir, config: SleepConfig, out_dir: Path,

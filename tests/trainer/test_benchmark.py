@@ -287,3 +287,14 @@ def test_a_refused_night_carries_its_episodes_to_the_next(tiny_model_dir, tmp_pa
                          "max_general_drop=1")
     assert results["accepted"] == [False, False]
     assert results["episodes_per_night"] == [1, 2]  # night 1's episode is slept on again on night 2
+
+
+def test_night_adapters_are_read_in_night_order_and_a_night_without_one_is_left_out(tmp_path):
+    from trainer.benchmark import night_adapters
+
+    for n in (10, 2, 1, 3):
+        (tmp_path / f"night-{n}").mkdir()
+        if n != 3:  # a night whose candidate was refused published no adapter
+            (tmp_path / f"night-{n}" / "adapter").mkdir()
+    (tmp_path / "naive-1" / "adapter").mkdir(parents=True)
+    assert night_adapters(tmp_path) == [(n, tmp_path / f"night-{n}" / "adapter") for n in (1, 2, 10)]
