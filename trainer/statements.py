@@ -13,6 +13,7 @@ from trainer.episodes import told
 from trainer.paraphrases import DATE, asked_otherwise, when_questions
 from trainer.questions import PHRASE_END, distinctive, value_runs
 from trainer.text import CHANGE_VERBS, FROM_BEFORE_TO, STOPWORDS, TITLES, entities, owner_lower, sentences, words
+from trainer.verbs import HAVE, PAST, base, expand, is_verb, participle
 
 LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|update on [^:]+|oh|also|actually|so|well|anyway|okay|ok|"
                    r"fun fact|guess what|just so you know|you know what|news|and|but|(?:it )?turns out(?: that)?|"
@@ -30,17 +31,6 @@ _COPULA = {"is", "are", "was", "were", "am"}
 _PLACE = {"in", "at", "near", "on", "from", "to"}
 _ARTICLES = {"a", "an", "the"}
 _MODAL = {"might", "may", "will", "would", "can", "could", "should", "must", "shall", "'m", "think", "guess"}
-_PAST = {"was", "were", "had", "got", "bought", "went", "took", "made", "gave", "found", "met", "saw", "left", "sold",
-         "grew", "became", "began", "chose", "wrote", "won", "built", "drove", "ran", "kept", "brought", "named",
-         "quit", "put", "set", "read", "sang", "swam", "taught", "caught", "thought", "told", "heard"}
-# how often or when, between a subject and its verb: "Gilhepnev Fyrzil always orders", "I just started"
-_ADVERBS = {"always", "usually", "often", "sometimes", "just", "recently", "finally", "still", "also", "really",
-            "already", "never", "mostly", "only", "even", "actually", "now"}
-# "I've been learning" is "I have been learning"; "she's" before "been" or a past participle is "she has"
-_CONTRACTED = {"i've": "I have", "we've": "we have", "you've": "you have", "they've": "they have",
-               "i'm": "I am", "we're": "we are", "you're": "you are", "they're": "they are",
-               "he's": "he is", "she's": "she is"}  # "he's at Brightwell now" ("he's got" reads "is got": rare)
-_HAVE = {"have", "has", "had"}
 # whoever a fact names as "someone called X" is asked after with who
 _SOMEONE = {"someone", "somebody", "a guy", "a man", "a woman", "a girl", "a boy", "a friend"}
 
@@ -56,82 +46,12 @@ def _verb_at(tokens: Sequence[str]) -> int | None:
         if low in _RELATIVE:
             relative = True
             continue
-        verb = low in _COPULA or low in ("has", "had") or _is_verb(token)
+        verb = low in _COPULA or low in ("has", "had") or is_verb(token)
         if verb and relative:  # the relative clause's own verb: the sentence's comes after it
             relative = False
         elif verb:
             return i
     return None
-
-
-def _is_verb(token: str) -> bool:
-    """Whether a lower-case word reads as a past or third-person verb ("joined", "quit", "plays")."""
-    low = token.lower()
-    return token[:1].islower() and (low in _PAST or (len(low) > 3 and low.endswith(("ed", "s"))
-                                                     and not low.endswith(("'s", "ss", "us")) and low not in STOPWORDS))
-
-
-def _participle(token: str) -> bool:
-    """A verb form that follows have/am/is: learning, adopted, quit, gone."""
-    low = token.lower()
-    return low.endswith(("ing", "ed")) or low in _PAST or low in ("gone", "done", "been", "seen", "taken", "given",
-                                                                  "written", "chosen", "begun", "grown", "known")
-
-
-def _base(verb: str) -> str:
-    """The bare form of a third-person or regular past verb (works -> work, studies -> study, named -> name)."""
-    low = verb.lower()
-    irregular = {"has": "have", "had": "have", "does": "do", "goes": "go", "got": "get", "bought": "buy",
-                 "went": "go", "took": "take", "made": "make", "gave": "give", "found": "find", "met": "meet",
-                 "saw": "see", "left": "leave", "sold": "sell", "grew": "grow", "became": "become",
-                 "began": "begin", "chose": "choose", "wrote": "write", "won": "win", "built": "build",
-                 "drove": "drive", "ran": "run", "kept": "keep", "brought": "bring", "sang": "sing", "swam": "swim",
-                 "taught": "teach", "caught": "catch", "thought": "think", "told": "tell", "heard": "hear"}
-    if low in irregular:
-        return irregular[low]
-    if low in ("quit", "put", "set", "read"):
-        return low
-    if low.endswith("ies"):
-        return low[:-3] + "y"
-    if low.endswith(("ches", "shes", "sses", "xes", "zes", "oes")):
-        return low[:-2]
-    if low.endswith("ed"):
-        stem = low[:-2]
-        if stem in _E_DROPPED:
-            return stem + "e"
-        if stem.endswith("i") and len(stem) > 2:  # "studied", "married"
-            return stem[:-1] + "y"
-        if len(stem) >= 2 and stem[-1] == stem[-2] and stem[-1] not in "sl":
-            return stem[:-1]
-        cvc = len(stem) <= 4 and len(stem) >= 3 and stem[-1] not in "aeiouwy" and stem[-2] in "aeiou" \
-            and stem[-3] not in "aeiou" and stem[0] not in "aeiou"  # "named", not "opened" or "edited"
-        return stem + "e" if cvc or _LOST_E.search(stem) else stem
-    return low[:-1] if low.endswith("s") else low
-
-
-# a regular past whose bare form ends in a silent e the suffix swallowed: "settled", "arrived", "organized",
-# "relocated", "changed", "retired", "decided", "produced". No English verb ends in v or z, or in a consonant
-# then l; "-eat"/"-oat" and "-ain"/"-oin" verbs keep their stem ("heated", "joined")
-_LOST_E = re.compile(r"(?:v|z|[bcdfgkpt]l|[^aeiou]at|[ui]at|[aeiou]c|[nr]c|[ae]ng|ag|dg|[^aeiou](?:id|ut|ib|ud)|"
-                     r"[^aeiou]ir|[^aeiou]ur|[^aeiou]in|[^aeiouc]us|aus|[rnpl]s|[^aeious]is|[^aeiou]ap|[^aeiou]od)$")
-_E_DROPPED = {"creat", "us", "clos", "pleas", "purchas", "releas", "increas", "decreas", "chos", "stor", "scor",
-              "explor", "ignor", "restor", "rais", "prais"}
-
-
-def _expand(tokens: list[str]) -> list[str]:
-    """Contractions spelled out ("I've" -> "I have"; "she's been" -> "she has been") and adverbs dropped."""
-    out: list[str] = []
-    for i, token in enumerate(tokens):
-        low = token.lower()
-        if low in _CONTRACTED:
-            out += _CONTRACTED[low].split()
-        elif low in ("he's", "she's") and i + 1 < len(tokens) and _participle(tokens[i + 1]):
-            out += [token[:-2], "is" if tokens[i + 1].lower().endswith("ing") else "has"]
-        elif low in _ADVERBS and out:
-            continue
-        else:
-            out.append(token)
-    return out
 
 
 def _lower(token: str) -> str:
@@ -161,10 +81,10 @@ def statement_questions(prefix: str) -> list[str]:
         return [f"What is {thing} called?", f"What is the name of {thing}?"]
     stripped = LEAD.sub("", prefix.strip())
     clauses = re.split(r"[,;:]\s+", stripped.rstrip(",;:-"))
-    tokens = _expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
+    tokens = expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
     if not tokens:
         return []
-    if len(clauses) >= 2 and (_is_verb(tokens[0]) or tokens[0] in _COPULA | _HAVE):  # "My friend, Ravik, lives in"
+    if len(clauses) >= 2 and (is_verb(tokens[0]) or tokens[0] in _COPULA | HAVE):  # "My friend, Ravik, lives in"
         subjects = [c for c in clauses[-3:-1] if c[:1].isupper() or c.split()[0].lower() in ("my", "our")]
         return list(dict.fromkeys(q for c in reversed(subjects) for q in statement_questions(f"{c} {clauses[-1]}")))
     before = prefix[:prefix.rfind(clauses[-1])]
@@ -175,7 +95,7 @@ def statement_questions(prefix: str) -> list[str]:
         before, tokens = f"{before} {' '.join(tokens[:restart[-1]])}", tokens[restart[-1] + 1:]
     # "X quit Fyrull and joined": the verb after "and" has the subject before it
     joined = [i for i, t in enumerate(tokens) if t.lower() in ("and", "but") and i + 1 < len(tokens)
-              and _is_verb(tokens[i + 1])]
+              and is_verb(tokens[i + 1])]
     if joined and (first := _verb_at(tokens[:joined[-1]])):
         before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
     at = _verb_at(tokens)
@@ -200,20 +120,20 @@ def statement_questions(prefix: str) -> list[str]:
             tokens[:at]))):  # "adopted a puppy and named it" -> "name the puppy"
         rest[-1] = f"the {thing}"
     low = verb.lower()
-    if (low in _HAVE or low in _COPULA) and rest and _participle(rest[0]) and not (low in _COPULA and rest[0] in (
+    if (low in HAVE or low in _COPULA) and rest and participle(rest[0]) and not (low in _COPULA and rest[0] in (
             "born", "married", "called", "named")):
         chain = []  # "I have been learning": the question keeps the whole verb group after its subject
         while rest and rest[0] == "been":
             chain.append(rest.pop(0))
-        if rest and _participle(rest[0]):
+        if rest and participle(rest[0]):
             chain.append(rest.pop(0))
         return _object_questions(low, subject, " ".join(chain), rest)
     if low in _COPULA:
         return _copula_questions(low, subject, rest)
-    past = low in _PAST or low.endswith("ed")
+    past = low in PAST or low.endswith("ed")
     aux = "did" if past else _PRONOUNS.get(subject.lower(), "does")
-    base = _base(verb) if (past or aux == "does") else low
-    return _object_questions(aux, subject, base, rest)
+    bare = base(verb) if (past or aux == "does") else low
+    return _object_questions(aux, subject, bare, rest)
 
 
 def _copula_questions(low: str, subject: str, rest: list[str]) -> list[str]:
