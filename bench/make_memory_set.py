@@ -4,6 +4,8 @@
     .venv/bin/python bench/make_memory_set.py --seed 2 --out bench/data/memory-dev-b.jsonl
     .venv/bin/python bench/make_memory_set.py --seed 5 --nights 2 \
         --mix user=2,assistant=6,update=1,multi=1,long=1 --out bench/data/memory-dev-c.jsonl
+    .venv/bin/python bench/make_memory_set.py --seed 7 --nights 2 --first spoken \
+        --mix user=6,assistant=2,update=2,multi=1,long=1 --out bench/data/memory-dev-d.jsonl
 
 The project is judged on hidden sets with other names, relations, phrasings and small talk, so this
 generator aims at variety, not at the public file: its own syllables (none of the public set's), its own
@@ -15,6 +17,9 @@ correction on a later night: `superseded_by` / `supersedes`, the old value in th
 `reject`; the count is the originals per night, on every night but the last), `multi` (two facts about
 two people in one chat), `long` (one fact early in a long chat, 5-8 exchanges of small talk after it).
 Ids are opaque (`dev-s1-017`): nothing in what the trainer may read names a category or a pairing.
+`--first spoken` draws the user's own facts from `SPOKEN` instead of `FIRST`: the loose shapes of speech
+(a pronoun for a pet told the sentence before, "me and my wife", a fact in a "because" clause, "has to
+be"), asked in words the telling does not use.
 """
 
 from __future__ import annotations
@@ -142,6 +147,43 @@ FIRST = {
               ["I switched choirs: I sing with {n} now, I left {o}."], ["Which choir do I sing in now?"]),
 }
 
+# first-person relations told the way people talk: across two sentences, two subjects, a clause
+SPOKEN = {
+    "rabbit": (["I finally adopted a rabbit! His name is {v}.", "We got a rabbit last month. She's called {v}."],
+               ["What is my rabbit called?", "What's my rabbit's name?"], "word", None, None),
+    "wedding": (["Me and my wife got married in {v}.", "My husband and I got married in {v} back in 2015."],
+                ["Where did I get married?", "Which town did I get married in?"], "word", None, None),
+    "mother": (["I speak a little Spanish because my mother is from {v}.",
+                "My mum grew up in {v}, so we visit every summer."],
+               ["Where is my mother from?", "Which town is my mum from?"], "word", None, None),
+    "aunt": (["I have an aunt. She lives in {v}.", "My aunt lives over in {v} these days."],
+             ["Where does my aunt live?", "Which town does my aunt live in?"], "word",
+             ["My aunt moved, she lives in {n} now, not {o}."], ["Where does my aunt live now?"]),
+    "perfume": (["My favourite perfume has to be {v}.", "If I had to pick, my favourite perfume would be {v}."],
+                ["What is my favourite perfume?", "Which perfume do I like best?"], "word", None, None),
+    "bakery": (["Me and my brother run a bakery called {v}.", "My partner and I own a little bakery, it's called {v}."],
+               ["What is my bakery called?", "What's the name of the bakery I run?"], "word", None, None),
+    "kitten": (["We have a new kitten. We named her {v}.", "I got a kitten yesterday, I'm calling him {v}."],
+               ["What is my kitten called?", "What did we name the kitten?"], "word", None, None),
+    "neighbour": (["Ugh, long week. Anyway, my new neighbour is called {v}.",
+                   "I finally met my neighbour, her name is {v}."],
+                  ["What is my neighbour's name?", "What's my new neighbour called?"], "word", None, None),
+    "gym": (["My gym is {v}, the one near the station.", "I work out at a gym called {v}."],
+            ["Which gym do I go to?", "What is my gym called?"], "word",
+            ["I switched gyms, I go to {n} now instead of {o}."], ["Which gym do I go to now?"]),
+    "hometown": (["I grew up in a small town called {v}.", "I'm originally from {v}, but I moved away for uni."],
+                 ["Where did I grow up?", "Where am I from?"], "word", None, None),
+    "nephew": (["My nephew just started at {v} Academy.", "My nephew goes to school at {v} Academy now."],
+               ["Which school does my nephew go to?", "Where does my nephew go to school?"], "word", None, None),
+    "allergy": (["I'm allergic to {v}, so be careful with recipes.", "Heads up, I can't eat {v}, I'm allergic."],
+                ["What am I allergic to?", "What can't I eat?"], "word", None, None),
+    "race": (["I'm training for the {v} marathon in April.", "I signed up for the {v} half marathon."],
+             ["Which marathon am I training for?", "What race did I sign up for?"], "word", None, None),
+    "boss": (["My boss is a guy called {v}.", "I had a meeting with my boss, {v}, today."],
+             ["Who is my boss?", "What's my boss's name?"], "person", None, None),
+}
+FIRST_TABLES = {"written": FIRST, "spoken": SPOKEN}
+
 # third-person relations, the same shape; {p} a person, {s} their pronoun
 THIRD = {
     "workplace": (["{p} works at a pharmacy called {v}.", "{p} just got hired at {v}, the bookshop on the corner.",
@@ -268,7 +310,7 @@ FOLLOW_UPS = [("Perfect, thank you!", "You're welcome!"), ("Love it, let's go wi
               ("Hmm, okay, I'll think about it.", "Sure, take your time."),
               ("Great, that settles it.", "Happy to help.")]
 STARTS_LOWER = ("My ", "Our ", "The ", "To ", "Nothing ", "Sorry", "Actually", "Quick ", "Turns ", "New ", "We ",
-                "You ")
+                "You ", "Me and ", "If ")
 MIX = {"user": 4, "assistant": 3, "update": 3, "multi": 2, "long": 1}
 
 
@@ -281,12 +323,13 @@ def with_prefix(prefix: str, sentence: str) -> str:
 class Maker:
     """One file's cases: one user (first-person relations once each), fresh values throughout."""
 
-    def __init__(self, seed: int, updates: int):
+    def __init__(self, seed: int, updates: int, first_table: dict = FIRST):
         self.rng = random.Random(seed)
         self.inv = Inventory(self.rng)
-        first = list(FIRST)
+        self.first_table = first_table
+        first = list(first_table)
         self.rng.shuffle(first)
-        correctable = [k for k in first if FIRST[k][3]]
+        correctable = [k for k in first if first_table[k][3]]
         self.first_updates = correctable[: max(1, updates // 3)]  # a third of the corrections are the user's own
         self.first = [k for k in first if k not in self.first_updates]
         self.assist = [(i, t) for i, a in enumerate(ASSIST) for t in a[3]]
@@ -329,7 +372,7 @@ class Maker:
     def user(self) -> dict:
         self.new_chat()
         key = self.first.pop()
-        sentence, value, questions = self.fact(FIRST, key)
+        sentence, value, questions = self.fact(self.first_table, key)
         return {"category": "user", "relation": f"my {key}", "messages": self.around(self.said(sentence)),
                 "probes": self.probes(questions, value)}
 
@@ -357,8 +400,8 @@ class Maker:
     def update(self) -> tuple[dict, dict]:
         """A fact and its correction (the correction's night is set by the caller)."""
         if self.first_updates and self.rng.random() < 0.4:
-            key, table, who = self.first_updates.pop(), FIRST, {}
-            sentence, old, questions = self.fact(FIRST, key)
+            key, table, who = self.first_updates.pop(), self.first_table, {}
+            sentence, old, questions = self.fact(table, key)
             relation = f"my {key}"
         else:
             key, sentence, old, questions, who = self.third([k for k in THIRD if THIRD[k][3]])
@@ -390,10 +433,11 @@ class Maker:
         return {"category": "long", "relation": key, "messages": messages, "probes": self.probes(questions, value)}
 
 
-def make(seed: int, nights: int = 3, mix: dict[str, int] | None = None) -> list[dict]:
-    """The cases of `nights` nights, night by night, shuffled within a night, with opaque ids."""
+def make(seed: int, nights: int = 3, mix: dict[str, int] | None = None, first: str = "written") -> list[dict]:
+    """The cases of `nights` nights, night by night, shuffled within a night, with opaque ids; the user's own
+    facts from `FIRST_TABLES[first]`."""
     mix = {**MIX, **(mix or {})}
-    maker = Maker(seed, mix["update"] * max(1, nights - 1))
+    maker = Maker(seed, mix["update"] * max(1, nights - 1), FIRST_TABLES[first])
     by_night: dict[int, list[dict]] = {n: [] for n in range(1, nights + 1)}
     for n in range(1, nights + 1):
         for _ in range(mix["user"]):
@@ -448,9 +492,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix", type=parse_mix, default={}, metavar="CAT=N,...",
                         help="cases per night per category (default "
                         + ",".join(f"{k}={v}" for k, v in MIX.items()) + ")")
+    parser.add_argument("--first", choices=sorted(FIRST_TABLES), default="written",
+                        help="the user's own facts: one-sentence tellings (written) or loose speech (spoken)")
     parser.add_argument("--out", type=Path, default=None, help="JSONL file (default: stdout)")
     args = parser.parse_args(argv)
-    text = "".join(json.dumps(c) + "\n" for c in make(args.seed, args.nights, args.mix))
+    text = "".join(json.dumps(c) + "\n" for c in make(args.seed, args.nights, args.mix, args.first))
     if args.out:
         args.out.write_text(text)
     else:

@@ -9,23 +9,25 @@ from collections.abc import Sequence
 
 # a personal pronoun's possessive: "What do I work as?" -> "What is my job?"; its pronouns take "do", not "does"
 _POSSESSIVE = {"i": "my", "we": "our", "you": "your", "they": "their"}
-# a value that is a day, a date or a time of day
+# a value that is a day, a date, a year or a time of day
 DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|"
                   r"may|june|july|august|september|october|november|december|tomorrow|tonight|noon|midnight|"
-                  r"\d{1,2}(?::\d\d)?\s*(?:am|pm|a\.m\.|p\.m\.)?[.,!]?$|\d{1,2}(?:st|nd|rd|th)\b)", re.IGNORECASE)
+                  r"\d{1,2}(?::\d\d)?\s*(?:am|pm|a\.m\.|p\.m\.)?[.,!]?$|\d{1,2}(?:st|nd|rd|th)\b|(?:19|20)\d\d[.,!]?$)",
+                  re.IGNORECASE)
 
 
 def asked_otherwise(question: str) -> list[str]:
     """How the same thing is often asked instead: a name as "called" or "'s name", a favourite as what one
     likes best ("What is my favourite band?" -> "Which band do I like best?"), a move as where one lives
     ("Where did my sister move?" -> "Where does my sister live now?"), what one works as as a job ("What
-    does X work as?" -> "What is X's job?")."""
+    does X work as?" -> "What is X's job?"), where one grew up as where one is from."""
     if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our|the|his|her|their|[A-Z]\S*) .+?) (?:called|named)\?",
                          question):
         return [f"What is {m['x']}'s name?"]
     if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our) .+?)'s name\?", question):
         return [f"What is {m['x']} called?"]
-    if m := re.fullmatch(r"What (?:did|do) (?:I|we) (?:name|call) (?P<x>(?:my|our) [\w -]+)\?", question):
+    if m := re.fullmatch(r"What (?:did|do|am|are) (?:I|we) (?:name|call|naming|calling) (?P<x>(?:my|our) [\w -]+)\?",
+                         question):  # "I'm calling him", "we named her": what the pet is called
         return [f"What is {m['x']} called?"]
     if m := re.fullmatch(r"What is (?P<own>my|our) favou?rite (?P<kind>[\w -]+)\?", question):
         return [f"Which {m['kind']} do {'I' if m['own'] == 'my' else 'we'} like best?"]
@@ -36,6 +38,9 @@ def asked_otherwise(question: str) -> list[str]:
         whose = _POSSESSIVE.get(m["who"].lower(), f"{m['who']}'s")
         does = question.split()[1]
         return [f"What is {whose} job?", f"What {does} {m['who']} do for a living?"]
+    if m := re.fullmatch(r"Where (?:did|do|does) (?P<who>.+?) grow up\?", question):  # where one is from
+        is_ = {"i": "am", "we": "are", "you": "are", "they": "are"}.get(m["who"].lower(), "is")
+        return [f"Where {is_} {m['who']} from?"]
     if m := re.fullmatch(r"Where (?:did|has|have|had) (?P<who>.+?) (?:move|moved|relocate|relocated)(?: back)?\?",
                          question):  # a move tells where someone lives now
         does = "do" if m["who"].lower() in _POSSESSIVE else "does"

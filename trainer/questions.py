@@ -149,7 +149,8 @@ def key_cloze_questions(messages: Messages, episode_id: str, told_by_id: dict[st
 # a word that ends a possessive phrase: a verb, a conjunction, a preposition, a time word
 PHRASE_END = set("""is are was were has have had be been and or but to in at on for from with that who which
     because since so now today yesterday tonight again finally always never also really still just called named
-    keeps likes loves lives works plays drives studies teaches got moved left started a an the""".split())
+    keeps likes loves lives works plays drives studies teaches got moved left started goes runs owns wants needs
+    says makes uses a an the""".split())
 
 
 def handles(sentence: str) -> list[str]:
@@ -163,13 +164,16 @@ def handles(sentence: str) -> list[str]:
             continue
         mine = token.lower()
         phrase: list[str] = []
-        for word in tokens[i + 1:i + 4]:
+        together = [t.lower() for t in tokens[max(0, i - 2):i]] == ["me", "and"]  # "Me and my brother run"
+        for word in tokens[i + 1:i + (2 if together else 4)]:
             bare = word.strip(".,;:!?\"'()")
             if not bare or not bare[0].islower() or bare.lower() in PHRASE_END:
                 break
             phrase.append(bare)
             if bare != word:  # punctuation ends the phrase
                 break
+        if phrase and phrase[-1].lower() == "name":  # "our cat's name" is asked about as "our cat"
+            phrase = [phrase[0][:-2]] if len(phrase) == 2 and phrase[0].endswith("'s") else []
         if phrase and phrase[-1].lower() not in STOPWORDS:
             out.append(f"{mine} {' '.join(phrase)}")
             # "my new kitten" is "my kitten"; "my aunt's dog" is not "my dog", "my son's name" not "my name"

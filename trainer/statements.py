@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 from trainer.chat import Messages
 from trainer.episodes import told
 from trainer.paraphrases import DATE, asked_otherwise, when_questions
+from trainer.pronouns import ADJECTIVES, antecedent, last_object
 from trainer.questions import PHRASE_END, distinctive, value_runs
 from trainer.text import CHANGE_VERBS, FROM_BEFORE_TO, STOPWORDS, TITLES, entities, owner_lower, sentences, words
 from trainer.verbs import HAVE, PAST, base, expand, is_verb, participle
@@ -35,14 +36,32 @@ _MODAL = {"might", "may", "will", "would", "can", "could", "should", "must", "sh
 _SOMEONE = {"someone", "somebody", "a guy", "a man", "a woman", "a girl", "a boy", "a friend"}
 
 
+# the words after which a new clause, with its own subject, can begin
+_CLAUSE_START = {"and", "but", "so", "because", "since", "cause", "'cause", "as", "when", "while", "although",
+                 "though", "whereas"}
+
+
+def _starts_clause(tokens: Sequence[str]) -> bool:
+    """Whether the words begin a clause with its own subject: a pronoun ("I", "she"), or someone's thing
+    followed by a verb ("my mother is from")."""
+    first = tokens[0].lower()
+    if first in {*_PRONOUNS, "he", "she"}:
+        return True
+    return first in ("my", "our", "his", "her", "their") and _verb_at(tokens) is not None
+
+
 def _verb_at(tokens: Sequence[str]) -> int | None:
     """Where the sentence's verb is: right after a pronoun subject, else the first copula or
     third-person/past verb after the subject."""
     if tokens[0].lower() in _PRONOUNS:
         return 1 if len(tokens) > 1 and tokens[1].lower() not in _MODAL else None
+    if [t.lower() for t in tokens[:3]] in (["me", "and", "my"], ["me", "and", "our"]):  # "Me and my brother run"
+        return 4 if len(tokens) > 4 and tokens[4].lower() not in _MODAL else None
     relative = False
     for i, token in enumerate(tokens[1:], 1):
         low = token.lower()
+        if low in ("i", "me") and tokens[i - 1].lower() == "and":  # "My wife and I run": the verb is next
+            return i + 1 if i + 1 < len(tokens) and tokens[i + 1].lower() not in _MODAL else None
         if low in _RELATIVE:
             relative = True
             continue
@@ -59,27 +78,24 @@ def _lower(token: str) -> str:
     return token if token[:1].isupper() and token.lower() not in _PRONOUNS else token.lower()
 
 
-def _last_object(text: str) -> str | None:
-    """The last thing a text introduced with a/an ("had a baby girl" -> "baby girl"), for an "it"/"her"
-    that names it later."""
-    found = re.findall(r"\b(?:a|an)\s+((?:[a-z]+\s+)?[a-z]+)\b", text)
-    return found[-1] if found else None
-
-
-def statement_questions(prefix: str) -> list[str]:
+def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     """The questions whose answer is what a statement says after `prefix` (the statement up to its value):
     "I work at" -> "Where do I work?", "my dog is called" -> "What is my dog called?", "Kalo Loka's phone
     number ends in" -> "What does Kalo Loka's phone number end in?", "Pavos Katen lives in a town called" ->
     "Which town does Pavos Katen live in?", "I've been learning an old card game called" -> "Which game
     have I been learning?", "Hepev Mubust quit Fyrull and joined" -> "What did Hepev Mubust join?". English
     word order, no relation read; [] when the prefix has no subject and verb it can turn (or its subject is
-    a bare pronoun: "she works at" names no one)."""
+    a bare pronoun: "she works at" names no one). `earlier`: the sentences the user said just before, where
+    a pronoun's thing may be ("I adopted a rabbit!" before "His name is" -> "What is my rabbit's name?")."""
     prefix = FROM_BEFORE_TO.sub("", prefix)  # "X moved from Ettgor to": where X moved
     named_for = _NAME_FOR.search(prefix)
     if named_for:  # "We settled on a name for the cat:" -> "What is the cat called?"
         thing = owner_lower(named_for["thing"])
         return [f"What is {thing} called?", f"What is the name of {thing}?"]
     stripped = LEAD.sub("", prefix.strip())
+    if (named_after := _APPOSITIVE.search(stripped)) and named_after.start() > 0:  # "I met my boss, X,": who
+        np = named_after["np"].lower()
+        return [f"Who is {np}?", f"What is {np}'s name?"]
     clauses = re.split(r"[,;:]\s+", stripped.rstrip(",;:-"))
     tokens = expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
     if not tokens:
@@ -88,9 +104,10 @@ def statement_questions(prefix: str) -> list[str]:
         subjects = [c for c in clauses[-3:-1] if c[:1].isupper() or c.split()[0].lower() in ("my", "our")]
         return list(dict.fromkeys(q for c in reversed(subjects) for q in statement_questions(f"{c} {clauses[-1]}")))
     before = prefix[:prefix.rfind(clauses[-1])]
-    # "I used to work at Vintrel but I switched to": the value ends the clause after the conjunction
-    restart = [i for i, t in enumerate(tokens[:-2]) if t.lower() in ("and", "but", "so")
-               and tokens[i + 1].lower() in {*_PRONOUNS, "he", "she"}]
+    # "I used to work at Vintrel but I switched to", "I speak Portuguese because my mother is from": the value
+    # ends the clause after the conjunction
+    restart = [i for i, t in enumerate(tokens[:-2]) if t.lower() in _CLAUSE_START and _starts_clause(tokens[i + 1:])
+               and _verb_at(tokens[:i])]  # "Me and my wife got": one subject
     if restart:
         before, tokens = f"{before} {' '.join(tokens[:restart[-1]])}", tokens[restart[-1] + 1:]
     # "X quit Fyrull and joined": the verb after "and" has the subject before it
@@ -98,6 +115,12 @@ def statement_questions(prefix: str) -> list[str]:
               and is_verb(tokens[i + 1])]
     if joined and (first := _verb_at(tokens[:joined[-1]])):
         before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
+    tokens = _as_is(tokens)
+    if tokens[0].lower() in ("his", "her", "its", "their") and len(tokens) > 2:
+        named = antecedent(f"{earlier} {before}") or _person(entities(before, 8), before)
+        if not named:  # "I met a guy. His name is": whose, no question can say
+            return []
+        tokens = [f"{named}'s"] + tokens[1:]  # "I adopted a rabbit! His name is": my rabbit's name
     at = _verb_at(tokens)
     if not at:
         return _verbless_questions(prefix, tokens)
@@ -107,18 +130,23 @@ def statement_questions(prefix: str) -> list[str]:
     if subject.lower() in _NOBODY:
         return []
     if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
-        named = entities(before, 8)
-        if not named or subject.lower() in ("it", "this", "that", "there"):
+        named = entities(before, 8) or [n for n in entities(earlier, 8) if LEAD.sub("", earlier).startswith(n)
+                                         and subject.lower() in ("he", "she")]  # "Kesta Varn got a job. She"
+        if not named and subject.lower() in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}")):
+            named = [owned]  # "I got a puppy last week. She's called", "my aunt moved, she lives in"
+        elif not named or subject.lower() in ("it", "this", "that", "there"):
             return []
-        people = [n for n in named if len(n.split()) > 1] or named  # "Tenett Mirbel" over "Gorbel"
-        subject = max(people, key=lambda n: before.rfind(n))
+        subject = _person(named, before)
+    if together := re.fullmatch(r"(?:me and (?P<first>.+)|(?P<last>.+) and (?:me|I))", subject, re.IGNORECASE):
+        subject = f"{together['first'] or together['last']} and I"  # "Me and my wife" asks "my wife and I"
     if subject.lower() in _PRONOUNS:
         subject = subject.upper() if subject.lower() == "i" else subject.lower()
     elif subject.split()[0].lower() in _OWNERS:
         subject = subject[0].lower() + subject[1:]
-    if rest and rest[-1] in ("it", "her", "him", "them") and (thing := _last_object(before + " " + " ".join(
-            tokens[:at]))):  # "adopted a puppy and named it" -> "name the puppy"
-        rest[-1] = f"the {thing}"
+    if rest and rest[-1] in ("it", "her", "him", "them"):  # "We have a baby girl. We named her": our baby girl
+        said = f"{before} {' '.join(tokens[:at])}"
+        if thing := antecedent(f"{earlier} {said}") or last_object(said):  # "adopted a puppy and named it"
+            rest[-1] = thing if thing.startswith(("my ", "our ")) else f"the {thing}"
     low = verb.lower()
     if (low in HAVE or low in _COPULA) and rest and participle(rest[0]) and not (low in _COPULA and rest[0] in (
             "born", "married", "called", "named")):
@@ -131,17 +159,37 @@ def statement_questions(prefix: str) -> list[str]:
     if low in _COPULA:
         return _copula_questions(low, subject, rest)
     past = low in PAST or low.endswith("ed")
-    aux = "did" if past else _PRONOUNS.get(subject.lower(), "does")
+    aux = "did" if past else "do" if subject.endswith(" and I") else _PRONOUNS.get(subject.lower(), "does")
     bare = base(verb) if (past or aux == "does") else low
     return _object_questions(aux, subject, bare, rest)
+
+
+def _person(named: list[str], before: str) -> str | None:
+    """Who a pronoun names among the names before it: the last one told, people ("Tenett Mirbel") over
+    single words ("Gorbel")."""
+    people = [n for n in named if len(n.split()) > 1] or named
+    return max(people, key=lambda n: before.rfind(n)) if people else None
+
+
+def _as_is(tokens: list[str]) -> list[str]:
+    """"My favourite food has to be" / "would be" / "must be" read as "My favourite food is": after a subject
+    that is not a pronoun ("I would be" is a wish, not a value)."""
+    said = " ".join(tokens)
+    m = re.search(r" (?:has to|would have to|would|must|will always) be$", said)
+    if m and len(tokens) > 3 and tokens[0].lower() not in {*_PRONOUNS, "he", "she", "it"}:
+        return said[:m.start()].split() + ["is"]
+    return tokens
 
 
 def _copula_questions(low: str, subject: str, rest: list[str]) -> list[str]:
     """The questions of "<subject> is/was ... <value>": "Where is X from?" for a place, "Who is my landlord?"
     for someone named, "Which potter is X married to?", else "What is X ...?"."""
     if rest and rest[-1] in _PLACE:
-        return [f"Where {low} {subject} {' '.join(rest[:-1])}".rstrip() + "?",
-                f"What {low} {subject} {' '.join(rest)}?"]
+        rest = _without_particle(rest)
+        place = rest if rest[-1] == "from" else rest[:-1]  # "Where is my mother from?"
+        where = [] if rest[-1] == "to" else [f"Where {low} {subject} {' '.join(place)}".rstrip() + "?"]
+        what = [] if rest[-1] == "from" else [f"What {low} {subject} {' '.join(rest)}?"]
+        return where + what  # "allergic to" is no place, "from" a place only
     if (named := _NAMED.fullmatch(" ".join(rest))) and named["who"]:  # "is married to someone called"
         who = " ".join(f"Who {low} {subject} {named['obj']} {named['prep'] or ''}".split()) + "?"
         plain = not named["obj"].strip() and not named["prep"] and subject.split()[0] in ("my", "our", "the")
@@ -193,6 +241,8 @@ def _verbless_questions(prefix: str, tokens: Sequence[str]) -> list[str]:
     return []
 
 
+# someone of the user's named right after, at the end of a clause: "I had lunch with my boss, " (a name next)
+_APPOSITIVE = re.compile(r"(?<=\s)(?P<np>(?:my|our) (?:[a-z]+ )?(?!(?:and|or|but|so)\b)[a-z]+),\s*$", re.IGNORECASE)
 # a naming told as "a name for X" just before the name: "We finally settled on a name for the cat:"
 _NAME_FOR = re.compile(r"\bname\s+for\s+(?P<thing>(?:my|our|the|his|her|their)\s+[\w'-]+(?:\s+[\w'-]+)?)\s*[:,\-]?\s*$",
                        re.IGNORECASE)
@@ -211,9 +261,18 @@ def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> lis
     if not {verb.split()[-1], *rest} & {"call", "calling", "name", "naming"}:  # "call the baby": it is named
         rest = _without_describing(rest)
     if rest and rest[-1] in _PLACE:  # "lives in" asks where, "ends in" asks what: ask both
+        rest = _without_particle(rest)
         return [f"Where {aux} {subject} {' '.join([verb] + rest[:-1])}?",
                 f"What {aux} {subject} {' '.join([verb] + rest)}?"]
     return [f"What {aux} {subject} {verb} {' '.join(rest)}".rstrip() + "?"]
+
+
+def _without_particle(rest: list[str]) -> list[str]:
+    """"lives over in" -> "lives in", "moved back to" -> "moved to": the adverb before a place's preposition
+    is not part of the question ("Where does my sister live?")."""
+    while len(rest) >= 2 and rest[-2] in ("over", "back", "right", "away"):  # not "grew up in": its verb
+        rest = rest[:-2] + rest[-1:]
+    return rest
 
 
 def _without_describing(rest: list[str]) -> list[str]:
@@ -247,9 +306,11 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
     no other episode says; and "What is X's band called?" where a value names someone's thing ("X's band
     Cavyar")."""
     out: list[str] = []
-    for t in told(messages):
+    said = told(messages)
+    for n, t in enumerate(said):
         if t.role not in ("user", "tool"):
             continue
+        earlier = " ".join(s.text for s in said[max(0, n - 2):n] if s.turn == t.turn)  # what a pronoun may name
         for sentence in sentences(t.text):
             if sentence.endswith("?"):  # a question states nothing to turn
                 continue
@@ -266,7 +327,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                 while start and (tokens[start - 1] in _TITLES or tokens[start - 1] == "The" and start > 1):
                     start -= 1  # "a teacher called Ms. Arvel", "a band called The Low Tides": the title is the name's
                 if start and not _REPLACED.search(" ".join(tokens[:start])):
-                    asked = statement_questions(" ".join(tokens[:start])) + named_thing_questions(tokens[:start])
+                    asked = statement_questions(" ".join(tokens[:start]), earlier)
+                    asked += named_thing_questions(tokens[:start])
                     asked += owned_kind_questions(tokens[:start])
                     if DATE.match(tokens[start]):
                         asked = when_questions(asked) + [q for q in asked if not q.startswith("Where")]
@@ -302,7 +364,6 @@ def named_thing_questions(before: Sequence[str]) -> list[str]:
 
 
 _FIRST_PERSON = {"i": "my", "i've": "my", "i'm": "my", "we": "our", "we've": "our", "we're": "our"}
-_ADJECTIVES = set("new old little small tiny big huge lovely local young cute sweet good nice cosy quiet".split())
 
 
 def owned_kind_questions(before: Sequence[str]) -> list[str]:
@@ -313,7 +374,7 @@ def owned_kind_questions(before: Sequence[str]) -> list[str]:
     if len(said) < 4 or said[-1] not in ("called", "named") or said[0] not in _FIRST_PERSON:
         return []
     article = max((i for i, w in enumerate(said[:-1]) if w in ("a", "an")), default=len(said))
-    kind = [w for w in said[article + 1:-1] if w not in _ADJECTIVES][-2:]
+    kind = [w for w in said[article + 1:-1] if w not in ADJECTIVES][-2:]
     if not kind or not all(w.isalpha() and w not in STOPWORDS | PHRASE_END for w in kind):
         return []
     thing = f"{_FIRST_PERSON[said[0]]} {' '.join(kind)}"

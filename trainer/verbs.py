@@ -13,11 +13,12 @@ PAST = {"was", "were", "had", "got", "bought", "went", "took", "made", "gave", "
         "quit", "put", "set", "read", "sang", "swam", "taught", "caught", "thought", "told", "heard"}
 # how often or when, between a subject and its verb: "Gilhepnev Fyrzil always orders", "I just started"
 ADVERBS = {"always", "usually", "often", "sometimes", "just", "recently", "finally", "still", "also", "really",
-           "already", "never", "mostly", "only", "even", "actually", "now"}
-# "I've been learning" is "I have been learning"; "she's" before "been" or a past participle is "she has"
+           "already", "never", "mostly", "only", "even", "actually", "now", "originally"}
+# "I've been learning" is "I have been learning"; "she's" before "been" or a past participle is "she has";
+# "he's at Brightwell now" is "he is" ("he's got" reads "is got": rare)
 CONTRACTED = {"i've": "I have", "we've": "we have", "you've": "you have", "they've": "they have",
               "i'm": "I am", "we're": "we are", "you're": "you are", "they're": "they are",
-              "he's": "he is", "she's": "she is"}  # "he's at Brightwell now" ("he's got" reads "is got": rare)
+              "he's": "he is", "she's": "she is", "it's": "it is"}
 HAVE = {"have", "has", "had"}
 
 
@@ -82,7 +83,7 @@ def expand(tokens: list[str]) -> list[str]:
         low = token.lower()
         if low in CONTRACTED:
             out += CONTRACTED[low].split()
-        elif low in ("he's", "she's") and i + 1 < len(tokens) and participle(tokens[i + 1]):
+        elif low in ("he's", "she's", "it's") and i + 1 < len(tokens) and participle(tokens[i + 1]):
             out += [token[:-2], "is" if tokens[i + 1].lower().endswith("ing") else "has"]
         elif low in ADVERBS and out:
             continue

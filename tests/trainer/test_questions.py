@@ -67,6 +67,47 @@ def test_statements_told_in_two_clauses_and_past_tenses_turn_too():
     assert statement_questions("I drive a blue") == ["What do I drive?"]
 
 
+def test_statements_told_the_way_people_talk_turn_too():
+    # "me and my wife" is asked as "my wife and I", whose verb follows the pair
+    assert statement_questions("Me and my wife got married in")[0] == "Where did my wife and I get married?"
+    assert statement_questions("My wife and I run a bakery called") == ["Which bakery do my wife and I run?"]
+    assert statement_questions("me and my brother support") == ["What do my brother and I support?"]
+    # a fact in a "because" clause has that clause's subject; "from" asks where from, "allergic to" no place
+    assert statement_questions("I speak Portuguese because my mother is from") == ["Where is my mother from?"]
+    assert statement_questions("I'm allergic to") == ["What am I allergic to?"]
+    assert statement_questions("I'm originally from") == ["Where am I from?"]
+    # an adverb before the place is no part of the question; "grew up" keeps its "up"
+    assert statement_questions("My sister lives over in")[0] == "Where does my sister live?"
+    assert statement_questions("My dad moved back to")[0] == "Where did my dad move?"
+    assert statement_questions("Kofen grew up in")[0] == "Where did Kofen grow up?"
+    # a favourite told as what it "has to be" is what it is
+    assert statement_questions("Honestly my favorite food has to be") == ["What is my favorite food?"]
+    assert statement_questions("I would be") != ["What is I?"]
+    # someone of the user's named right after a comma, inside a clause with its own verb
+    assert statement_questions("I had a meeting with my boss,") == ["Who is my boss?", "What is my boss's name?"]
+
+
+def test_a_pronoun_is_the_users_thing_told_just_before():
+    def turned(text):  # the told value: the sentence's last word
+        messages = chat(text, "Good to know!")
+        value = text.rstrip(".").split()[-1] if text.rstrip(".").split()[-1] != "now" else text.split()[-2]
+        return turned_questions(messages, "e", {"e": text, "other": "Nothing here."}, {value.strip(".").lower()})
+
+    rabbit = turned("I finally adopted a rabbit! His name is Clover.")
+    assert "What is my rabbit's name?" in rabbit and "What is my rabbit called?" in rabbit
+    assert "What is my puppy called?" in turned("I got a puppy last week. She's called Mabel.")
+    assert "What is our baby girl called?" in turned("We have a new baby girl. We named her Odessa.")
+    assert "What is my kitten called?" in turned("I got a kitten yesterday, I'm calling him Janbri.")
+    assert "What is my neighbour's name?" in turned("I finally met my neighbour, her name is Tuzzil.")
+    assert "Where does my aunt live?" in turned("My aunt moved, she lives in Lirphi now.")
+    assert "Where does Kesta Varn work?" in turned("Kesta Varn got a new job. She works at Orbitek now.")
+    # a thing told after the user's ("my sister has a dog") may be what "her" names: no false memory
+    assert not any("sister" in q for q in turned("My sister has a dog, her name is Rex."))
+    assert "What is his name?" not in turned("I met a guy at the gym. His name is Reuben.")
+    # a year is a date: "When ...?"
+    assert "When did we get married?" in turned("We got married back in 2014.")
+
+
 def test_who_someone_is_told_beside_their_name_turns_too():
     # an appositive names who "my new roommate" is; a clause that starts with its verb has the name before it
     assert statement_questions("My new roommate,") == ["Who is my new roommate?", "What is my new roommate's name?"]
@@ -119,7 +160,7 @@ def test_a_date_is_asked_when_and_a_replaced_value_is_not_asked():
     assert turned("I'm now working at Pellix instead of Dorvan.", {"pellix", "dorvan"}) == [
         "Where am I working?", "What am I working at?"]
     # a title belongs to the name: the question is cut before "Ms."
-    assert turned("Her tutor is Ms. Arvel.", {"arvel"}) == ["Who is her tutor?"]
+    assert turned("My daughter started piano. Her tutor is Ms. Arvel.", {"arvel"}) == ["Who is my daughter's tutor?"]
 
 
 def test_a_move_is_asked_where_one_lives_now_and_the_place_left_is_not_asked():
@@ -196,8 +237,12 @@ def test_handles_are_the_users_own_things():
     assert handles("Give our book club a name.") == ["our book club", "our club"]
     assert handles("Mirpa Lovos's parrot is Lodun.") == []
     # someone else's thing is not shortened into the user's: "my sister's name" is no "my name"
-    assert handles("Random thing, but my sister's name is Drocormub.") == ["my sister's name"]
     assert handles("My grandmother's old dog is a corgi.") == ["my grandmother's old dog"]
+    # a name is asked about as what it names: "my sister's name" is "my sister"; a maiden name names no one
+    assert handles("Random thing, but my sister's name is Drocormub.") == ["my sister"]
+    assert handles("My mum's maiden name is Okafor.") == []
+    # "me and my brother run": the verb after the pair is no part of the brother
+    assert handles("Me and my brother run a bakery called Drozilist.") == ["my brother"]
 
 
 def test_a_request_makes_the_assistants_reply_information():

@@ -1,0 +1,58 @@
+"""What a pronoun names: the thing or person of the user's that the words just before it told of. "I finally
+adopted a rabbit! His name is" asks about "my rabbit"; "my aunt moved, she lives in" about "my aunt". English
+word order, no model; `trainer.statements` turns the sentence with the pronoun replaced.
+"""
+
+from __future__ import annotations
+
+import re
+
+from trainer.questions import handles
+from trainer.text import STOPWORDS
+
+# words that describe a kind rather than name it: "a lovely old dog" is a dog
+ADJECTIVES = set("new old little small tiny big huge lovely local young cute sweet good nice cosy quiet".split())
+# words after a kind that end it: "a kitten yesterday", "a puppy last week"
+_WHEN = {"last", "next", "yesterday", "today", "tonight", "recently", "this"}
+# the user telling of a thing or someone of theirs by its kind: "I finally adopted a rabbit", "We have a baby girl"
+_OWNING = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally| recently)* (?:got|adopted|bought|rescued|have|"
+                     r"has|found|welcomed|brought home|picked up|had) (?:a|an) (?P<kind>[a-z]+(?: [a-z]+){0,2})\b",
+                     re.IGNORECASE)
+_MINE = re.compile(r"\b(?:my|our)\s+[a-z]", re.IGNORECASE)
+_INTRODUCED = re.compile(r"\b(?:a|an)\s+((?:[a-z]+\s+){0,2}[a-z]+)\b")
+
+
+def kind_of(words: str) -> str:
+    """The kind a few words after "a"/"an" name, less describing words and what follows it: "new baby girl
+    last week" -> "baby girl"; "" when none."""
+    kind: list[str] = []
+    for word in words.lower().split():
+        if word in ADJECTIVES:
+            continue
+        if word in STOPWORDS or word in _WHEN:
+            break
+        kind.append(word)
+    return " ".join(kind[-2:])
+
+
+def last_object(text: str) -> str | None:
+    """The last thing a text introduced with a/an ("had a baby girl" -> "baby girl")."""
+    found = [kind for m in _INTRODUCED.finditer(text) if (kind := kind_of(m[1]))]
+    return found[-1] if found else None
+
+
+def antecedent(text: str) -> str | None:
+    """The user's own thing the text tells of last, as a question names it: what they told they have ("I
+    got a puppy last week" -> "my puppy", "We have a baby girl" -> "our baby girl") or named as theirs ("I
+    finally met my neighbour" -> "my neighbour"). None when none, or when something else is introduced
+    after it ("My sister has a dog, her" may be the dog's)."""
+    best, at = None, -1
+    for m in _OWNING.finditer(text):
+        if kind := kind_of(m["kind"]):
+            best, at = f"{'my' if m['who'].lower() == 'i' else 'our'} {kind}", m.end()
+    for m in _MINE.finditer(text):
+        if m.start() > at and (named := handles(text[m.start():])):
+            best, at = named[0].lower(), m.end()
+    if best is None or any(m.start() > at for m in _INTRODUCED.finditer(text)):
+        return None
+    return best
