@@ -25,6 +25,11 @@ _ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:
 _SHOULD = re.compile(r"^(?P<wh>(?:what|which)(?:\s+\w+)?|where|who|when|how(?:\s+many\s+\w+|\s+much|\s+long)?)"
                      r"\s+should\s+(?P<who>i|we|(?:the|my|our)\s+\w+)\s+(?P<rest>[^?]+?)\?*$",
                      re.IGNORECASE)
+# "I can't decide what to cook tonight.", "Not sure where we should go" ask as "What should I cook tonight?"
+_UNSURE = re.compile(r"^(?:(?P<who>i|we)\s*(?:can't|cannot|don't|do\s+not|'m\s+not|am\s+not|'re\s+not|are\s+not)\s+"
+                     r"(?:decide|know|figure\s+out|sure)|any\s+ideas|no\s+idea|not\s+sure|"
+                     r"help\s+me\s+(?:decide|figure\s+out))\s+(?:on\s+)?(?P<wh>what|which\s+\w+|where|who|when)\s+"
+                     r"(?:(?P<should>i|we)\s+should|to)\s+(?P<rest>.+?)[.?!]*$", re.IGNORECASE)
 # "What do you think I should name my bike?" asks as "What should I name my bike?" does
 _THINK = re.compile(r"^((?:what|which|where|who|when|how)(?:\s+\w+)?)\s+do\s+you\s+think\s+(i|we)\s+should\b",
                     re.IGNORECASE)
@@ -38,7 +43,7 @@ _WORKS_BEST = re.compile(r"^(?:which|what)\s+(?P<thing>\w+)\s+(?:works|would\s+w
 # "What would you call a robot butler?"
 _YOU_CALL = re.compile(r"^what\s+would\s+you\s+(?:call|name)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
 # "Give our book club a name, please." -> "What name did you give our book club?"
-_GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+(?:a|an)\s+"
+_GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:my|our|the)\s+[\w\s'&-]+?)\s+(?:a|an)\s+"
                      rf"(?P<thing>\w+)(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
 
 
@@ -143,7 +148,11 @@ def _asked(sentence: str, it: str | None) -> list[str]:
 
 def _as_should(sentence: str) -> str:
     """A decision asked around its question, as the question: "What do you think I should name my bike?" ->
-    "What should I name my bike?", "Decide where we should go." -> "Where should we go?"."""
+    "What should I name my bike?", "Decide where we should go." -> "Where should we go?", "I can't decide
+    what to cook tonight." -> "What should I cook tonight?"."""
+    unsure = _UNSURE.match(sentence)
+    if unsure:
+        return f"{unsure['wh']} should {unsure['should'] or unsure['who'] or 'I'} {unsure['rest']}?"
     decide = _DECIDE_WH.match(sentence)
     if decide:
         rest = sentence[decide.end():].rstrip(".!? ")

@@ -31,7 +31,8 @@ _OWNERS = {"my", "our", "his", "her", "their", "the", "a", "everyone", "everybod
 _COPULA = {"is", "are", "was", "were", "am"}
 _PLACE = {"in", "at", "near", "on", "from", "to"}
 _ARTICLES = {"a", "an", "the"}
-_MODAL = {"might", "may", "will", "would", "can", "could", "should", "must", "shall", "'m", "think", "guess"}
+_MODAL = {"might", "may", "will", "would", "can", "could", "should", "must", "shall", "'m", "think", "guess",
+          "can't", "cannot", "won't", "don't", "didn't", "wouldn't", "couldn't"}  # a negation tells no value
 # whoever a fact names as "someone called X" is asked after with who
 _SOMEONE = {"someone", "somebody", "a guy", "a man", "a woman", "a girl", "a boy", "a friend"}
 

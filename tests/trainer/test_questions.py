@@ -472,6 +472,13 @@ def test_requests_in_other_words_still_become_questions():
         "Which name did you pick for my bakery?", "What name did you suggest for my bakery?"]
     assert asked("We are starting a band, can't come up with a name for it.")[0] == \
         "Which name did you pick for our band?"
+    # a decision told as what the user cannot decide, or asked for as "ideas": asked as its question
+    assert asked("I can't decide what to cook tonight.")[0] == "What did you suggest I cook tonight?"
+    assert asked("Not sure where we should go for our anniversary.")[0] == \
+        "Where did you suggest we go for our anniversary?"
+    assert asked("Help me figure out what to name my plant.")[2:] == [
+        "Which name did you pick for my plant?", "What name did you suggest for my plant?"]
+    assert asked("Give my D&D character a name, she's an elf ranger.")[0] == "What name did you give my D&D character?"
     # small talk in a clause is still no request: its reply is not told, nothing is asked
     assert asked("Traffic was terrible, need a break for sure.", "Ugh, sorry to hear.") == []
     assert asked("Did you know, Kavos became a beekeeper?", "Wow!") == []
