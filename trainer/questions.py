@@ -150,7 +150,7 @@ def key_cloze_questions(messages: Messages, episode_id: str, told_by_id: dict[st
 PHRASE_END = set("""is are was were has have had be been and or but to in at on for from with that who which
     because since so now today yesterday tonight again finally always never also really still just called named
     keeps likes loves lives works plays drives studies teaches got moved left started goes runs owns wants needs
-    says makes uses by about a an the""".split())
+    says makes uses by about isn't wasn't aren't doesn't didn't hasn't a an the""".split())
 
 
 def handles(sentence: str) -> list[str]:
@@ -167,7 +167,8 @@ def handles(sentence: str) -> list[str]:
         together = [t.lower() for t in tokens[max(0, i - 2):i]] == ["me", "and"]  # "Me and my brother run"
         for word in tokens[i + 1:i + (2 if together else 4)]:
             bare = word.strip(".,;:!?\"'()")
-            if not bare or not bare[0].islower() or bare.lower() in PHRASE_END:
+            if not bare or not bare[0].islower() or bare.lower() in PHRASE_END or (
+                    len(bare) > 5 and bare.endswith("ed")):  # a verb: "my brother switched"
                 break
             phrase.append(bare)
             if bare != word:  # punctuation ends the phrase

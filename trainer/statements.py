@@ -131,11 +131,11 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if subject.lower() in _NOBODY:
         return []
     if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
-        named = entities(before, 8) or [n for n in entities(earlier, 8) if LEAD.sub("", earlier).startswith(n)
-                                         and subject.lower() in ("he", "she")]  # "Kesta Varn got a job. She"
+        named = [] if subject.lower() in ("it", "this", "that", "there") else entities(before, 8) or [
+            n for n in entities(earlier, 8) if LEAD.sub("", earlier).startswith(n) and subject.lower() != "they"]
         if not named and subject.lower() in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}")):
-            named = [owned]  # "I got a puppy last week. She's called", "my aunt moved, she lives in"
-        elif not named or subject.lower() in ("it", "this", "that", "there"):
+            named = [owned]  # "I got a puppy last week. She's called", "my boss isn't Reuben now, it's"
+        if not named:  # "Kesta Varn got a job. She works at": Kesta Varn
             return []
         subject = _person(named, before)
     if together := re.fullmatch(r"(?:me and (?P<first>.+)|(?P<last>.+) and (?:me|I))", subject, re.IGNORECASE):
@@ -342,8 +342,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
 _TITLES = {title + stop for title in TITLES for stop in ("", ".")}
 # a value told as what something no longer is: "at Pellix instead of Dorvan", "moved from Ettgor to Shiten",
 # "no longer lives in Vesk" ask nothing about Dorvan, Ettgor or Vesk
-_REPLACED = re.compile(rf"\b(?:instead of|rather than|not|{CHANGE_VERBS}(?: \w+)? from|no longer(?: \S+){{1,3}})\s*$",
-                       re.IGNORECASE)
+_REPLACED = re.compile(rf"\b(?:instead of|rather than|not|{CHANGE_VERBS}(?: \w+)? from|no longer(?: \S+){{1,3}})"
+                       r"(?: the| a| an| my| our)?\s*$", re.IGNORECASE)  # "switched from the trumpet"
 
 
 def named_thing_questions(before: Sequence[str]) -> list[str]:

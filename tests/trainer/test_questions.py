@@ -106,6 +106,9 @@ def test_a_pronoun_is_the_users_thing_told_just_before():
     assert "What is his name?" not in turned("I met a guy at the gym. His name is Reuben.")
     # a year is a date: "When ...?"
     assert "When did we get married?" in turned("We got married back in 2014.")
+    # a correction's "it" is the user's thing it corrects, not the name it replaces
+    boss = "Actually my boss isn't Reuben anymore, it's a woman called Tamsin Oake."
+    assert "Who is my boss?" in turned_questions(chat(boss, "Noted."), "e", {"e": boss, "o": "Nothing."}, {"tamsin"})
 
 
 def test_who_someone_is_told_beside_their_name_turns_too():
@@ -159,6 +162,8 @@ def test_a_date_is_asked_when_and_a_replaced_value_is_not_asked():
     # the old value after "instead of" is no question's answer (it would rehearse what was corrected)
     assert turned("I'm now working at Pellix instead of Dorvan.", {"pellix", "dorvan"}) == [
         "Where am I working?", "What am I working at?"]
+    assert "What did my brother switch from?" not in turned("My brother switched from the trumpet to the oboe.",
+                                                            {"trumpet", "oboe"})
     # a title belongs to the name: the question is cut before "Ms."
     assert turned("My daughter started piano. Her tutor is Ms. Arvel.", {"arvel"}) == ["Who is my daughter's tutor?"]
 
@@ -243,6 +248,7 @@ def test_handles_are_the_users_own_things():
     assert handles("My mum's maiden name is Okafor.") == []
     # "me and my brother run": the verb after the pair is no part of the brother
     assert handles("Me and my brother run a bakery called Drozilist.") == ["my brother"]
+    assert handles("My brother switched from the trumpet to the oboe.") == ["my brother"]
 
 
 def test_a_request_makes_the_assistants_reply_information():
