@@ -150,7 +150,7 @@ def key_cloze_questions(messages: Messages, episode_id: str, told_by_id: dict[st
 PHRASE_END = set("""is are was were has have had be been and or but to in at on for from with that who which
     because since so now today yesterday tonight again finally always never also really still just called named
     keeps likes loves lives works plays drives studies teaches got moved left started goes runs owns wants needs
-    says makes uses by about isn't wasn't aren't doesn't didn't hasn't a an the""".split())
+    says makes uses by about next last isn't wasn't aren't doesn't didn't hasn't a an the""".split())
 
 
 def handles(sentence: str) -> list[str]:

@@ -150,6 +150,10 @@ def test_a_told_name_or_favourite_is_also_asked_as_people_often_ask_it():
     assert turned("We call our dog Pim.", {"pim"}) == ["What do we call our dog?", "What is our dog called?"]
     assert turned("My favourite author is Zilmox Cavgil.", {"zilmox", "cavgil"}) == [
         "What is my favourite author?", "Which author do I like best?"]
+    # where one works as a nurse is where one works; where one grew up, where one is from
+    assert "Where do I work?" in turned("I work as a nurse at Saint Alvin's.", {"saint", "alvin"})
+    assert "Where is my mum from?" in turned("My mum grew up in Kednev.", {"kednev"})
+    assert "What am I calling my kitten?" in turned("I got a kitten yesterday, I'm calling him Janbri.", {"janbri"})
 
 
 def test_a_date_is_asked_when_and_a_replaced_value_is_not_asked():
