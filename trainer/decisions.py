@@ -28,8 +28,13 @@ _SHOULD = re.compile(r"^(?P<wh>(?:what|which)(?:\s+\w+)?|where|who|when|how(?:\s
 # "I can't decide what to cook tonight.", "Not sure where we should go" ask as "What should I cook tonight?"
 _UNSURE = re.compile(r"^(?:(?P<who>i|we)\s*(?:can't|cannot|don't|do\s+not|'m\s+not|am\s+not|'re\s+not|are\s+not)\s+"
                      r"(?:decide|know|figure\s+out|sure)|any\s+ideas|no\s+idea|not\s+sure|"
-                     r"help\s+me\s+(?:decide|figure\s+out))\s+(?:on\s+)?(?P<wh>what|which\s+\w+|where|who|when)\s+"
+                     r"help\s+me\s+(?:decide|figure\s+out)|(?:remind|tell)\s+(?:me|us))\s+(?:on\s+)?"
+                     r"(?P<wh>what|which\s+\w+|where|who|when)\s+"
                      r"(?:(?P<should>i|we)\s+should|to)\s+(?P<rest>.+?)[.?!]*$", re.IGNORECASE)
+# a choice between two: "I'm torn between Lisbon and Porto for the weekend.", "Should I get the red or the green sofa?"
+_EITHER = re.compile(r"^(?:should\s+(?:i|we)\s+(?:go\s+with|pick|choose|get|take|buy|book)\s+|"
+                     r"(?:i'm|i\s+am|we're|we\s+are)\s+torn\s+between\s+|(?:i|we)\s+can't\s+choose\s+between\s+)"
+                     r"(?P<a>[^,?]+?)\s+(?:or|and)\s+(?P<b>[^,?]+?)(?:\s+for\s+(?P<rest>[^,?]+?))?[.?!]*$", re.IGNORECASE)
 # "What do you think I should name my bike?" asks as "What should I name my bike?" does
 _THINK = re.compile(r"^((?:what|which|where|who|when|how)(?:\s+\w+)?)\s+do\s+you\s+think\s+(i|we)\s+should\b",
                     re.IGNORECASE)
@@ -197,6 +202,11 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
         elif rest.split()[0].lower() in ("call", "name") and len(rest.split()) > 1 and not _VAGUE_OBJECT.search(rest):
             naming = _recalled_as("name", rest.split(maxsplit=1)[1])  # "What should I name my bike?"
         return [f"{wh} did you suggest {subject} {rest}?", f"{wh} did you tell {obj} to {rest}?", *naming]
+    match = _EITHER.match(sentence)
+    if match:
+        a, b = match["a"], match["b"]
+        return [f"Which did you suggest, {a} or {b}?", f"Which did you pick, {a} or {b}?",
+                *([f"What did you suggest for {match['rest']}?"] if match["rest"] else [])]
     match = _GIVE_A.match(sentence)
     if match:
         thing, verb = match["thing"].lower(), match["verb"].lower()

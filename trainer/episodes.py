@@ -32,7 +32,8 @@ _REQUEST = re.compile(r"\?$|^(?:please\s+|could you\s+|can you\s+|would you\s+|l
                       r"\s+(?:a|an|some)\s+\w+(?:\s+\w+){0,2}?\s+"
                       r"(?:for|to)\b|\bneeds\s+(?:a|an)\s+(?:good\s+|new\s+)?\w+[.!]?$|"
                       r"^(?:(?:i|we)\s*(?:can't|cannot|don't|'m not|am not)\s+(?:decide|know|figure out|sure)|"
-                      r"not sure|no idea)\s+(?:what|which|where|who|when)\s+(?:to|i should|we should)\b", re.IGNORECASE)
+                      r"not sure|no idea|remind me)\s+(?:what|which|where|who|when)\s+(?:to|i should|we should)\b|"
+                      r"^(?:i'm|i am|we're|we are) torn between\b|^(?:i|we) can't choose between\b", re.IGNORECASE)
 
 
 # An assistant turn suggests something unasked when one of its sentences recommends a named thing: "Try

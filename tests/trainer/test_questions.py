@@ -489,6 +489,13 @@ def test_requests_in_other_words_still_become_questions():
     assert asked("Help me figure out what to name my plant.")[2:] == [
         "Which name did you pick for my plant?", "What name did you suggest for my plant?"]
     assert asked("Give my D&D character a name, she's an elf ranger.")[0] == "What name did you give my D&D character?"
+    assert asked("Remind me what to buy for the party.")[0] == "What did you suggest I buy for the party?"
+    # a choice between two is asked as which one the assistant picked, and what for
+    assert asked("I'm torn between Lisbon and Porto for the weekend.", "Go for Porto.") == [
+        "Which did you suggest, Lisbon or Porto?", "Which did you pick, Lisbon or Porto?",
+        "What did you suggest for the weekend?"]
+    assert asked("Should I go with the red or the green sofa?", "The green one.")[0] == \
+        "Which did you suggest, the red or the green sofa?"
     # small talk in a clause is still no request: its reply is not told, nothing is asked
     assert asked("Traffic was terrible, need a break for sure.", "Ugh, sorry to hear.") == []
     assert asked("Did you know, Kavos became a beekeeper?", "Wow!") == []
