@@ -197,11 +197,15 @@ def windows(tokenizer, episode: dict, config) -> list[Messages]:
     return out
 
 
+_GOES_ON = re.compile(r"(?:he|she|it|they|his|her|its|their|he's|she's|it's|they're)\b", re.IGNORECASE)
+
+
 def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prompt_words: Collection[str] = (),
           avoid: Collection[str] = (), replies_only: bool = False) -> str:
     """The told sentences about what a question names (all of them when it names none), cut to
     `max_tokens`: a restatement the in-context teacher scores token by token without having to write it
-    (a 135M teacher often replies "Noted!" instead of restating). A matching sentence that asks the
+    (a 135M teacher often replies "Noted!" instead of restating), with the sentence after one that a pronoun
+    starts ("His name is Clover." after "I adopted a rabbit!"). A matching sentence that asks the
     assistant for something brings the assistant's reply along (the suggestion is the answer). Clauses
     naming a word of `avoid` (a value the chat corrects) are left out. `replies_only` (the question asks
     what the assistant said): only the assistant's replies to the matching requests. What a tool returned
@@ -210,7 +214,12 @@ def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prom
     writes a tool call (`without_calls`): calls are not told, and a reply holding call markup loses it."""
     asked = words(question) - set(prompt_words)
     said = told(messages)
-    about = sorted([t for t in said if words(t.text) & asked] or said, key=lambda t: t.role != "tool")
+    chosen = {i for i, t in enumerate(said) if words(t.text) & asked}
+    # the next sentence of the turn, when a pronoun starts it, tells more of the same thing: "I finally
+    # adopted a rabbit! His name is Clover." answers "What is my rabbit called?"
+    chosen |= {i + 1 for i in chosen if i + 1 < len(said) and said[i + 1].turn == said[i].turn
+               and said[i].role == "user" and _GOES_ON.match(said[i + 1].text)}
+    about = sorted([said[i] for i in sorted(chosen)] or said, key=lambda t: t.role != "tool")
     parts: list[str] = []
     for t in about:
         replied = t.role == "user" and answered_request(messages, t.turn)

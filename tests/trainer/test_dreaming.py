@@ -117,6 +117,10 @@ def test_a_quote_is_the_users_sentences_about_what_is_asked(tiny_model_dir):
     assert quote(episode, "Repeat what I told you.", tokenizer, 40) == "Mirpa Lovos's parrot is Lodun. Ann Lee likes tea!"
     assert len(tokenizer.encode(quote(episode, "Repeat what I told you.", tokenizer, 5),
                                 add_special_tokens=False)) <= 5
+    # a sentence a pronoun starts goes on about the thing before it: "His name is Hepmub" is the rabbit's
+    pet = {"messages": [{"role": "user", "content": "It snowed. I adopted a rabbit! His name is Hepmub. Bus was late."},
+                        {"role": "assistant", "content": "Lovely! It suits him."}]}
+    assert quote(pet, "What is my rabbit called?", tokenizer, 40) == "I adopted a rabbit! His name is Hepmub."
 
 
 def test_a_probe_question_is_never_trained_in_another_phrasing():
