@@ -1,6 +1,8 @@
 """What a user said, turned into the question it answers: a statement cut where its value begins ("I work at
 Lobel" -> "Where do I work?"); what the user asked the assistant to decide is `trainer.decisions`. English
 word order, no relation and no model: the in-context teacher answers the questions (`trainer.dreaming`).
+Verb forms are `trainer.verbs`; who a pronoun names ("His name is", after "I adopted a rabbit!"),
+`trainer.pronouns`.
 """
 
 from __future__ import annotations
