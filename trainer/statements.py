@@ -133,13 +133,9 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if subject.lower() in _NOBODY:
         return []
     if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
-        named = [] if subject.lower() in ("it", "this", "that", "there") else entities(before, 8) or [
-            n for n in entities(earlier, 8) if LEAD.sub("", earlier).startswith(n) and subject.lower() != "they"]
-        if not named and subject.lower() in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}")):
-            named = [owned]  # "I got a puppy last week. She's called", "my boss isn't Reuben now, it's"
-        if not named:  # "Kesta Varn got a job. She works at": Kesta Varn
+        subject = _pronoun_named(subject.lower(), before, earlier)
+        if subject is None:
             return []
-        subject = _person(named, before)
     if together := re.fullmatch(r"(?:me and (?P<first>.+)|(?P<last>.+) and (?:me|I))", subject, re.IGNORECASE):
         subject = f"{together['first'] or together['last']} and I"  # "Me and my wife" asks "my wife and I"
     if subject.lower() in _PRONOUNS:
@@ -165,6 +161,18 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     aux = "did" if past else "do" if subject.endswith(" and I") else _PRONOUNS.get(subject.lower(), "does")
     bare = base(verb) if (past or aux == "does") else low
     return _object_questions(aux, subject, bare, rest)
+
+
+def _pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:
+    """Who or what a vague subject names: he/she/they the last name before it (in this sentence, or the
+    one before when that sentence starts with it: "Kesta Varn got a job. She works at"), else the user's
+    thing told just before ("I got a puppy last week. She's called"); "it" never a name ("my boss isn't
+    Reuben now, it's" names the boss). None when nothing fits ("this", "there")."""
+    named = [] if pronoun in ("it", "this", "that", "there") else entities(before, 8) or [
+        n for n in entities(earlier, 8) if LEAD.sub("", earlier).startswith(n) and pronoun != "they"]
+    if not named and pronoun in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}")):
+        named = [owned]
+    return _person(named, before) if named else None
 
 
 def _person(named: list[str], before: str) -> str | None:
