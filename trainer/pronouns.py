@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from trainer.questions import handles
-from trainer.text import STOPWORDS
+from trainer.text import STOPWORDS, entities
 
 # words that describe a kind rather than name it: "a lovely old dog" is a dog
 ADJECTIVES = set("new old little small tiny big huge lovely local young cute sweet good nice cosy quiet".split())
@@ -56,3 +56,23 @@ def antecedent(text: str) -> str | None:
     if best is None or any(m.start() > at for m in _INTRODUCED.finditer(text)):
         return None
     return best
+
+
+def pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:
+    """Who or what a vague subject names: he/she/they the last name before it (in this sentence, or the
+    one before when that sentence starts with it: "Kesta Varn got a job. She works at"), else the user's
+    thing told just before ("I got a puppy last week. She's called"); "it" never a name ("my boss isn't
+    Reuben now, it's" names the boss). None when nothing fits ("this", "there"). `earlier`: the sentences
+    before, less their lead-in ("Oh, and")."""
+    named = [] if pronoun in ("it", "this", "that", "there") else entities(before, 8) or [
+        n for n in entities(earlier, 8) if earlier.startswith(n) and pronoun != "they"]
+    if not named and pronoun in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}")):
+        named = [owned]
+    return person_named(named, before) if named else None
+
+
+def person_named(named: list[str], before: str) -> str | None:
+    """Who a pronoun names among the names before it: the last one told, people ("Tenett Mirbel") over
+    single words ("Gorbel")."""
+    people = [n for n in named if len(n.split()) > 1] or named
+    return max(people, key=lambda n: before.rfind(n)) if people else None

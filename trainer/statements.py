@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 from trainer.chat import Messages
 from trainer.episodes import told
 from trainer.paraphrases import DATE, asked_otherwise, when_questions
-from trainer.pronouns import ADJECTIVES, antecedent, last_object
+from trainer.pronouns import ADJECTIVES, antecedent, last_object, person_named, pronoun_named
 from trainer.questions import PHRASE_END, distinctive, value_runs
 from trainer.text import CHANGE_VERBS, FROM_BEFORE_TO, STOPWORDS, TITLES, entities, owner_lower, sentences, words
 from trainer.verbs import HAVE, PAST, base, expand, is_verb, participle
@@ -42,6 +42,23 @@ _SOMEONE = {"someone", "somebody", "a guy", "a man", "a woman", "a girl", "a boy
 # the words after which a new clause, with its own subject, can begin
 _CLAUSE_START = {"and", "but", "so", "because", "since", "cause", "'cause", "as", "when", "while", "although",
                  "though", "whereas"}
+
+
+def _last_clause(before: str, tokens: list[str]) -> tuple[str, list[str]]:
+    """The clause the value ends, and what came before it: "I used to work at Vintrel but I switched to" ->
+    "I switched to", "I speak Portuguese because my mother is from" -> "my mother is from" (a conjunction
+    and a new subject; "Me and my wife got" is one subject), "When I moved I bought a house in" -> "I bought
+    a house in" (the main clause after a leading subordinate one), "Because my mum is from" -> "my mum is
+    from"."""
+    restart = [i for i, t in enumerate(tokens[:-2]) if i and t.lower() in _CLAUSE_START
+               and _starts_clause(tokens[i + 1:]) and _verb_at(tokens[:i])]
+    if restart:
+        return f"{before} {' '.join(tokens[:restart[-1]])}", tokens[restart[-1] + 1:]
+    if len(tokens) > 2 and tokens[0].lower() in _CLAUSE_START:
+        main = [j for j in range(2, len(tokens) - 1) if tokens[j].lower() in {*_PRONOUNS, "he", "she"}]
+        cut = main[-1] if main else 1
+        return f"{before} {' '.join(tokens[:cut])}", tokens[cut:]
+    return before, tokens
 
 
 def _starts_clause(tokens: Sequence[str]) -> bool:
@@ -107,12 +124,7 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
         subjects = [c for c in clauses[-3:-1] if c[:1].isupper() or c.split()[0].lower() in ("my", "our")]
         return list(dict.fromkeys(q for c in reversed(subjects) for q in statement_questions(f"{c} {clauses[-1]}")))
     before = prefix[:prefix.rfind(clauses[-1])]
-    # "I used to work at Vintrel but I switched to", "I speak Portuguese because my mother is from": the value
-    # ends the clause after the conjunction
-    restart = [i for i, t in enumerate(tokens[:-2]) if t.lower() in _CLAUSE_START and _starts_clause(tokens[i + 1:])
-               and _verb_at(tokens[:i])]  # "Me and my wife got": one subject
-    if restart:
-        before, tokens = f"{before} {' '.join(tokens[:restart[-1]])}", tokens[restart[-1] + 1:]
+    before, tokens = _last_clause(before, tokens)
     # "X quit Fyrull and joined": the verb after "and" has the subject before it
     joined = [i for i, t in enumerate(tokens) if t.lower() in ("and", "but") and i + 1 < len(tokens)
               and is_verb(tokens[i + 1])]
@@ -120,7 +132,7 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
         before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
     tokens = _as_is(tokens)
     if tokens[0].lower() in ("his", "her", "its", "their") and len(tokens) > 2:
-        named = antecedent(f"{earlier} {before}") or _person(entities(before, 8), before)
+        named = antecedent(f"{earlier} {before}") or person_named(entities(before, 8), before)
         if not named:  # "I met a guy. His name is": whose, no question can say
             return []
         tokens = [f"{named}'s"] + tokens[1:]  # "I adopted a rabbit! His name is": my rabbit's name
@@ -133,7 +145,7 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if subject.lower() in _NOBODY:
         return []
     if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
-        subject = _pronoun_named(subject.lower(), before, earlier)
+        subject = pronoun_named(subject.lower(), before, LEAD.sub("", earlier))
         if subject is None:
             return []
     if together := re.fullmatch(r"(?:me and (?P<first>.+)|(?P<last>.+) and (?:me|I))", subject, re.IGNORECASE):
@@ -161,25 +173,6 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     aux = "did" if past else "do" if subject.endswith(" and I") else _PRONOUNS.get(subject.lower(), "does")
     bare = base(verb) if (past or aux == "does") else low
     return _object_questions(aux, subject, bare, rest)
-
-
-def _pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:
-    """Who or what a vague subject names: he/she/they the last name before it (in this sentence, or the
-    one before when that sentence starts with it: "Kesta Varn got a job. She works at"), else the user's
-    thing told just before ("I got a puppy last week. She's called"); "it" never a name ("my boss isn't
-    Reuben now, it's" names the boss). None when nothing fits ("this", "there")."""
-    named = [] if pronoun in ("it", "this", "that", "there") else entities(before, 8) or [
-        n for n in entities(earlier, 8) if LEAD.sub("", earlier).startswith(n) and pronoun != "they"]
-    if not named and pronoun in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}")):
-        named = [owned]
-    return _person(named, before) if named else None
-
-
-def _person(named: list[str], before: str) -> str | None:
-    """Who a pronoun names among the names before it: the last one told, people ("Tenett Mirbel") over
-    single words ("Gorbel")."""
-    people = [n for n in named if len(n.split()) > 1] or named
-    return max(people, key=lambda n: before.rfind(n)) if people else None
 
 
 def _as_is(tokens: list[str]) -> list[str]:

@@ -74,6 +74,11 @@ def test_statements_told_the_way_people_talk_turn_too():
     assert statement_questions("me and my brother support") == ["What do my brother and I support?"]
     # a fact in a "because" clause has that clause's subject; "from" asks where from, "allergic to" no place
     assert statement_questions("I speak Portuguese because my mother is from") == ["Where is my mother from?"]
+    # a sentence that starts with its subordinate clause: the main clause after it, or the clause itself
+    assert statement_questions("Because my mother is from") == ["Where is my mother from?"]
+    assert statement_questions("When I moved I bought a house in")[0] == "Where did I buy a house?"
+    assert statement_questions("Since my dad retired he lives in")[0] == "Where does my dad live?"
+    assert statement_questions("When") == []
     assert statement_questions("I'm allergic to") == ["What am I allergic to?"]
     assert statement_questions("I'm originally from") == ["Where am I from?"]
     # an adverb before the place is no part of the question; "grew up" keeps its "up"
