@@ -23,6 +23,8 @@ LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|update on [^:]+|oh|al
                    r"funny enough|believe it or not|long story short|honestly|heads up|for the record)[:,!]?\s+)+",
                    re.IGNORECASE)
 _PRONOUNS = {"i": "do", "we": "do", "you": "do", "they": "do"}
+# the pronouns that can start a clause of their own ("... but I switched to", "Since my dad retired he lives in")
+_SUBJECTS = {*_PRONOUNS, "he", "she"}
 _VAGUE = {"he", "she", "it", "they", "this", "that", "there"}
 # "everyone calls me Tiko" names what everyone does; "someone said" names nothing
 _NOBODY = {"nothing", "everything", "something", "anything", "nobody", "someone", "anyone"}
@@ -55,7 +57,7 @@ def _last_clause(before: str, tokens: list[str]) -> tuple[str, list[str]]:
     if restart:
         return f"{before} {' '.join(tokens[:restart[-1]])}", tokens[restart[-1] + 1:]
     if len(tokens) > 2 and tokens[0].lower() in _CLAUSE_START:
-        main = [j for j in range(2, len(tokens) - 1) if tokens[j].lower() in {*_PRONOUNS, "he", "she"}]
+        main = [j for j in range(2, len(tokens) - 1) if tokens[j].lower() in _SUBJECTS]
         cut = main[-1] if main else 1
         return f"{before} {' '.join(tokens[:cut])}", tokens[cut:]
     return before, tokens
@@ -65,7 +67,7 @@ def _starts_clause(tokens: Sequence[str]) -> bool:
     """Whether the words begin a clause with its own subject: a pronoun ("I", "she"), or someone's thing
     followed by a verb ("my mother is from")."""
     first = tokens[0].lower()
-    if first in {*_PRONOUNS, "he", "she"}:
+    if first in _SUBJECTS:
         return True
     return first in ("my", "our", "his", "her", "their") and _verb_at(tokens) is not None
 
@@ -139,7 +141,7 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     at = _verb_at(tokens)
     if not at:
         return _verbless_questions(prefix, tokens)
-    if at > 1 and tokens[at - 1].lower() in {*_PRONOUNS, "he", "she"} and tokens[at - 2].lower() not in ("and", "or"):
+    if at > 1 and tokens[at - 1].lower() in _SUBJECTS and tokens[at - 2].lower() not in ("and", "or"):
         before, tokens, at = f"{before} {' '.join(tokens[:at - 1])}", tokens[at - 1:], 1  # "Over the weekend I saw"
     subject, verb, rest = " ".join(tokens[:at]), tokens[at], [_lower(t) for t in tokens[at + 1:]]
     if subject.lower() in _NOBODY:
