@@ -133,7 +133,7 @@ def dream_key(d: dict) -> tuple:
 def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: dict[str, str],
                replied_by_id: Mapping[str, str] = MappingProxyType({})) -> list[Retirement]:
     """The earlier dreams tonight corrects. An earlier question asked again of tonight's episode
-    (`recheck_questions`) whose best grounded answer names a value the earlier dream did not (a name or
+    (`recheck_questions`, or tonight's own question in the same words) whose best grounded answer names a value the earlier dream did not (a name or
     number the episode tells, `text.values`), where the episode also names the old value ("she left Gorbel")
     or says the same kind of fact (a word of the old answer besides its names and value, compared by
     `stems`: "worked" says what "works" said), or the old answer said nothing of the user's own thing but
@@ -143,9 +143,13 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
     things, never for a person. What the assistant said ("What did you come up with for our club?") is
     corrected only by what it says again: its new value must be in the episode's told assistant turns
     (`replied_by_id`); a user's "I play Gorka in a board game club" changes no suggestion."""
+    # tonight's own question that is an earlier one word for word asks it again too: the window that asks
+    # it keeps one of the two (`candidates_of`), so a correction asked as a template retired nothing
+    asked_before = {o["question"] for o in earlier if o.get("key_terms") and not _says_nothing_of_whom(o)}
     best: dict[str, Dream] = {}
     for d in answered:
-        if d.source == "recheck" and d.key_terms and (d.question not in best or d.score > best[d.question].score):
+        again = d.source == "recheck" or (d.question in asked_before and not d.cloze)
+        if again and d.key_terms and (d.question not in best or d.score > best[d.question].score):
             best[d.question] = d
     retired: dict[tuple, Retirement] = {}
     old_values: dict[str, set[str]] = {}

@@ -264,3 +264,17 @@ def test_the_old_episodes_other_questions_are_answered_with_the_correction():
     small_talk = recheck("new", earlier[0]["question"], "Work was exhausting today.", [])
     assert relearned([Retirement(earlier[0], small_talk, {"palo"}), Retirement(earlier[1], None, {"palo"})],
                      told) == []
+
+
+def test_tonights_own_question_in_an_earlier_questions_words_asks_it_again():
+    # a window asks each question once: an earlier question that tonight's episode asks itself ("Where does
+    # Tenett Mirbel work?" turned from "she works at Lobel now") is answered as a template, not a recheck
+    told = {"new": "Update on Tenett Mirbel: she left Gorbel, she works at Lobel now."}
+    own = Dream("new", "Where does Tenett Mirbel work?", "She works at Lobel now.", "template", key_terms=["lobel"])
+    retired = superseded(EARLIER, [own], told)
+    assert dream_key(EARLIER[0]) in {dream_key(r.old) for r in retired}
+    assert next(r for r in retired if r.old is EARLIER[0]).new is own
+    # a cloze prompt in an earlier cloze's words names nothing of its own: it corrects nothing
+    cloze = Dream("new", EARLIER[2]["question"], "Lobel.", "template", key_terms=["lobel"], cloze=True)
+    assert superseded(EARLIER, [cloze], told) == []
+
