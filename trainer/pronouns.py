@@ -19,7 +19,9 @@ _OWNING = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally| recently)* (?
                      r"has|found|welcomed|brought home|picked up|had) (?:a|an) (?P<kind>[a-z]+(?: [a-z]+){0,2})\b",
                      re.IGNORECASE)
 _MINE = re.compile(r"\b(?:my|our)\s+[a-z]", re.IGNORECASE)
-_INTRODUCED = re.compile(r"\b(?:a|an)\s+((?:[a-z]+\s+){0,2}[a-z]+)\b")
+# "a" before an amount or a stretch of time introduces no thing: "thinking about my grandad a lot. He"
+_AMOUNTS = {"lot", "bit", "while", "few", "couple", "little", "week", "day", "month", "year", "moment", "minute"}
+_INTRODUCED = re.compile(rf"\b(?:a|an)\s+(?!(?:{'|'.join(sorted(_AMOUNTS))})\b)((?:[a-zà-ÿ]+\s+){{0,2}}[a-zà-ÿ]+)\b")
 
 
 def kind_of(words: str) -> str:

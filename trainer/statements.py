@@ -133,7 +133,7 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if joined and (first := _verb_at(tokens[:joined[-1]])):
         before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
     tokens = _as_is(tokens)
-    if tokens[0].lower() in ("his", "her", "its", "their") and len(tokens) > 2:
+    if tokens[0].lower() in ("his", "her", "its", "their") and len(tokens) > 1 + (not prefix.rstrip().endswith(",")):
         named = antecedent(f"{earlier} {before}") or person_named(entities(before, 8), before)
         if not named:  # "I met a guy. His name is": whose, no question can say
             return []
@@ -237,11 +237,13 @@ def _kind_questions(subject: str) -> list[str]:
 def _verbless_questions(prefix: str, tokens: Sequence[str]) -> list[str]:
     """The questions of a prefix with no verb: a thing named before a colon ("new code for X's shop:" ->
     "What is the new code for X's shop?"), or someone named beside an appositive ("My new roommate, Tasko,"
-    -> "Who is my new roommate?")."""
+    -> "Who is my new roommate?"), or a thing of the user's told by its kind ("I got a new car, a")."""
+    if re.search(r",\s*(?:a|an)\s*$", prefix) and (thing := antecedent(prefix[:prefix.rfind(",")])):
+        return [f"What is {thing}?"] + _kind_questions(thing)
     if re.search(r"[:\-]\s*$", prefix) and len(tokens) >= 2 and tokens[0][0].islower():
         np = " ".join(tokens)
         return [f"What is {np}?" if tokens[0].lower() in ("my", "our", "the") else f"What is the {np}?"]
-    if prefix.rstrip().endswith(",") and len(tokens) >= 2 and tokens[0].lower() in ("my", "our"):
+    if prefix.rstrip().endswith(",") and len(tokens) >= 2 and tokens[0].lower().split()[0] in ("my", "our"):
         np = owner_lower(" ".join(tokens))
         return [f"Who is {np}?", f"What is {np}'s name?"]
     return []
@@ -339,12 +341,20 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                     if DATE.match(tokens[start]):
                         asked = when_questions(asked) + [q for q in asked if not q.startswith("Where")]
                     elif tokens[start] in _TITLES:  # "My doctor is Dr. Fenwick": a person
-                        asked = [re.sub(r"^What ", "Who ", q) for q in asked]
+                        asked = [_who(q) for q in asked]
                     out += asked + [p for q in asked for p in asked_otherwise(q)]
     return list(dict.fromkeys(out))
 
 
 _TITLES = {title + stop for title in TITLES for stop in ("", ".")}
+
+
+def _who(question: str) -> str:
+    """A question about a value that is a person, asked with who: "What is my dentist called?" -> "Who is my
+    dentist?"; one that asks for a name stays ("What is my son's teacher's name?")."""
+    if question.endswith(("name?", "names?")) or "name of" in question:
+        return question
+    return re.sub(r"^What ", "Who ", re.sub(r"^What (is|was) (.+) called\?$", r"Who \1 \2?", question))
 # a value told as what something no longer is: "at Pellix instead of Dorvan", "moved from Ettgor to Shiten",
 # "no longer lives in Vesk" ask nothing about Dorvan, Ettgor or Vesk
 _REPLACED = re.compile(rf"\b(?:instead of|rather than|not|{CHANGE_VERBS}(?: \w+)? from|no longer(?: \S+){{1,3}})"

@@ -109,6 +109,20 @@ def test_a_pronoun_is_the_users_thing_told_just_before():
     # a thing told after the user's ("my sister has a dog") may be what "her" names: no false memory
     assert not any("sister" in q for q in turned("My sister has a dog, her name is Rex."))
     assert "What is his name?" not in turned("I met a guy at the gym. His name is Reuben.")
+    # "a lot" is no thing a pronoun could name; "His teacher," is the thing's teacher
+    assert "Where was my grandad a fisherman?" in turned("Been thinking about my grandad a lot. He was a fisherman in Portkell.")
+    assert "Who is my son's teacher?" in turned("My son plays the cello. His teacher is Mr Vindle.")
+    assert statement_questions("His teacher,", "My son plays the cello.") == [
+        "Who is my son's teacher?", "What is my son's teacher's name?"]
+    assert statement_questions("His teacher,", "I met a guy.") == []
+    # a thing told by its kind, then named: "I got a new car, a Veltra"
+    assert statement_questions("I got a new car, a") == ["What is my car?", "What kind of car do I have?",
+                                                         "What car do I have?"]
+    # a person named with a title is asked with who, a name with what
+    said = "I've been going to a dentist called Dr Hask for years."
+    dentist = turned_questions(chat(said, "Good."), "e", {"e": said, "o": "Hi."}, {"hask"})
+    assert "Who is my dentist?" in dentist and "What is the name of my dentist?" in dentist
+    assert not any(q.startswith("Who") and "called" in q for q in dentist)
     # a year is a date: "When ...?"
     assert "When did we get married?" in turned("We got married back in 2014.")
     # a correction's "it" is the user's thing it corrects, not the name it replaces
@@ -520,3 +534,4 @@ def test_an_agents_tool_call_turn_is_empty_text_not_none():
     messages = episode_messages(episode)
     assert [m["content"] for m in messages] == ["What's the weather in Paris?", "", "Sunny, 21 C", "It's sunny in Paris."]
     assert "None" not in told_text(episode)
+
