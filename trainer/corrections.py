@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from trainer.frames import framed
 from trainer.questions import PROMPT_WORDS, asks_what_you_said, handles, value_start
 from trainer.text import CHANGE_VERBS, FROM_BEFORE_TO, STOPWORDS, entities, inflection_stem, sentences, words
 from trainer.text import values as told_values  # `values` names each old answer's value below
@@ -172,7 +173,8 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
             kind -= _GLUE
         # the user's own thing (re-named tonight, asked the same question, a new value) told bare: "Tuesday."
         bare_own = naming == "mine" and not kind
-        if values & said or stems(kind) & stems(said) or bare_own:
+        # or the same fact in other words: "Where do I work?" and "I changed jobs" (`frames`)
+        if values & said or stems(kind) & stems(said) or framed(kind | about) & framed(said) or bare_own:
             retired[dream_key(old)] = Retirement(old, new, values - current_values(new.answer, new.key_terms))
             old_values.setdefault(old["episode_id"], set()).update(retired[dream_key(old)].stale)
     for old in earlier:  # the old episode's other dreams that still say a superseded value

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from trainer.chat import Messages
 from trainer.episodes import asks, told
+from trainer.frames import framed
 from trainer.text import STOPWORDS, entities, inflection_stem, words
 from trainer.text import sentences as split_sentences
 
@@ -64,7 +65,7 @@ def about_something(question: str, told_words: set[str]) -> bool:
     """Whether a question names something the chat told (a cloze of "I might ..." names nothing): one
     that names nothing would be answered with the whole chat."""
     asked = words(question) - PROMPT_WORDS
-    if question == RESTATE or asked & told_words:
+    if question == RESTATE or asked & (told_words | framed(told_words)):  # "Where do I work?" of "changed jobs"
         return True
     # a told verb asked in its bare form: "I switched to Oskaro" -> "What did I switch to?"
     return bool({inflection_stem(w) for w in asked} & {inflection_stem(w) for w in told_words})

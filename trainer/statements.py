@@ -12,6 +12,7 @@ from collections.abc import Collection, Sequence
 
 from trainer.chat import Messages
 from trainer.episodes import told
+from trainer.frames import framed_questions
 from trainer.paraphrases import DATE, asked_otherwise, when_questions
 from trainer.pronouns import ADJECTIVES, antecedent, last_object, person_named, pronoun_named
 from trainer.questions import PHRASE_END, distinctive, value_runs
@@ -169,8 +170,8 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
         if rest and participle(rest[0]):
             chain.append(rest.pop(0))
         return _object_questions(low, subject, " ".join(chain), rest)
-    if low in _COPULA:
-        return _copula_questions(low, subject, rest)
+    if low in _COPULA:  # "I changed jobs, I'm at": where I work
+        return _copula_questions(low, subject, rest) + framed_questions(subject, rest, words(f"{earlier} {prefix}"))
     past = low in PAST or low.endswith("ed")
     aux = "did" if past else "do" if subject.endswith(" and I") else _PRONOUNS.get(subject.lower(), "does")
     bare = base(verb) if (past or aux == "does") else low

@@ -278,3 +278,18 @@ def test_tonights_own_question_in_an_earlier_questions_words_asks_it_again():
     cloze = Dream("new", EARLIER[2]["question"], "Lobel.", "template", key_terms=["lobel"], cloze=True)
     assert superseded(EARLIER, [cloze], told) == []
 
+
+def test_the_same_fact_told_in_other_words_is_corrected():
+    # "I changed jobs, I'm at Brellco now" says where the user works without the word "work"
+    earlier = [old("Where do I work?", "You work at Gorbel.", ["gorbel"]),
+               old("Where do I live?", "You live in Oxley.", ["oxley"], eid="home")]
+    jobs = {"new": "I changed jobs, I'm at Brellco now."}
+    answered = [Dream("new", "Where do I work?", "You work at Brellco now.", "template", key_terms=["brellco"])]
+    assert [r.old["answer"] for r in superseded(earlier, answered, jobs)] == ["You work at Gorbel."]
+    moved = {"new": "We moved. We're in Tarnwick now."}
+    answered = [Dream("new", "Where do I live?", "You live in Tarnwick now.", "template", key_terms=["tarnwick"])]
+    assert [r.old["answer"] for r in superseded(earlier, answered, moved)] == ["You live in Oxley."]
+    # a new value where nothing frames the fact: where the user works is not corrected by a dinner
+    dinner = {"new": "We had dinner at Brellco."}
+    answered = [Dream("new", "Where do I work?", "You had dinner at Brellco.", "template", key_terms=["brellco"])]
+    assert superseded(earlier, answered, dinner) == []

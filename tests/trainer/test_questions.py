@@ -535,3 +535,15 @@ def test_an_agents_tool_call_turn_is_empty_text_not_none():
     assert [m["content"] for m in messages] == ["What's the weather in Paris?", "", "Sunny, 21 C", "It's sunny in Paris."]
     assert "None" not in told_text(episode)
 
+
+def test_a_place_told_among_words_of_work_or_a_move_asks_where_the_user_works_or_lives():
+    assert "Where do I work?" in statement_questions("I changed jobs, I'm at")
+    assert statement_questions("We're in", "We moved.")[-2:] == ["Where do we live?", "Where do I live?"]
+    assert "Where do I live?" in statement_questions("We're now in", "We finally moved house!")
+    # no frame, or someone else: no guess
+    assert not any("work" in q or "live" in q for q in statement_questions("I'm at", "Sorry I am late."))
+    assert not any("work" in q for q in statement_questions("She's at", "My sister changed jobs."))
+    # and the question is about the chat though the chat never says "work"
+    said = "I changed jobs, I'm at Brellco now."
+    assert "Where do I work?" in turned_questions(chat(said, "Congratulations!"), "e", {"e": said, "o": "Hi."},
+                                                  {"brellco"})

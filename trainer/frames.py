@@ -1,0 +1,35 @@
+"""The fact a sentence tells when its value's own words do not say which: "I changed jobs, I'm at Brellco now"
+tells where the user works, "We moved. We're in Tarnwick now" where they live. A few words of everyday
+English frame each such fact; `trainer.statements` asks the framed question ("Where do I work?") and
+`trainer.corrections` reads the frame as the kind of fact an earlier answer told. No relation is read.
+"""
+
+from __future__ import annotations
+
+# the fact (the verb a question asks it by) -> the words that frame it in a chat
+FRAMES = {
+    "work": {"job", "jobs", "work", "works", "working", "company", "employer", "firm", "office", "hired", "career"},
+    "live": {"moved", "move", "moving", "house", "home", "flat", "apartment", "relocated", "live", "lives", "living"},
+}
+# what may stand between "I'm" and the place it is at: "We're now in", "I'm currently at"
+_NOW = {"now", "currently", "still", "finally", "actually", "officially", "based"}
+
+
+def framed(said: set[str]) -> set[str]:
+    """The facts whose framing words a chat's words include: {"jobs", "brellco"} -> {"work"}."""
+    return {fact for fact, cues in FRAMES.items() if cues & said}
+
+
+def framed_questions(subject: str, rest: list[str], said: set[str]) -> list[str]:
+    """"Where do I work?" for "I'm at" (`rest` ["at"]) told among words of work; "Where do we live?" and
+    "Where do I live?" for "We're in" after a move. Only the user's own "I"/"we": what another person is
+    "at" tonight says nothing of where they work. [] when no frame fits or the words are not a place."""
+    rest = [w for w in rest if w not in _NOW]
+    if subject not in ("I", "we") or rest not in (["at"], ["in"]):
+        return []
+    out = []
+    for fact in sorted(framed(said)):
+        out.append(f"Where do {subject} {fact}?")
+        if subject == "we" and fact == "live":  # one namespace is one user: "we" live where "I" live
+            out.append(f"Where do I {fact}?")
+    return out
