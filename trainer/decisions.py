@@ -45,6 +45,17 @@ _YOU_RECOMMEND = re.compile(r"^(?:any|which|what)\s+(?P<thing>\w+(?:\s+\w+)?)\s+
 # "Which day works best for the launch party?"
 _WORKS_BEST = re.compile(r"^(?:which|what)\s+(?P<thing>\w+)\s+(?:works|would\s+work|is|would\s+be)\s+best\s+"
                          r"(?P<prep>for|in|to|at)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
+# "Which wine goes with the lamb tonight?", "What would go well with salmon?"
+_GOES_WITH = re.compile(r"^(?:which|what)\s+(?P<thing>\w+)\s+(?:goes|would\s+go|will\s+go|go)\s+(?:well\s+|best\s+)?"
+                        r"with\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
+# "Any good book for the flight?", "Any nice restaurants near the station?" (not "Any tips for ...": advice)
+_ANY_GOOD = re.compile(r"^any\s+(?:good|nice|decent|great)\s+(?P<thing>\w+(?:\s+\w+)?)\s+(?P<prep>for|near|in|to)\s+"
+                       r"(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
+# "Plan my Saturday in town, please." -> "What did you plan for my Saturday in town?"
+_PLAN_MY = re.compile(rf"^{_POLITE}(?P<verb>plan|organi[sz]e|schedule|map\s+out)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)"
+                      rf"(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
+# "What should my wifi password be?" -> "What did you suggest for my wifi password?"
+_SHOULD_BE = re.compile(r"^(?:what|which\s+\w+)\s+should\s+(?P<np>(?:my|our|the)\s+[\w\s'-]+?)\s+be[.?!]*$", re.IGNORECASE)
 # "What would you call a robot butler?"
 _YOU_CALL = re.compile(r"^what\s+would\s+you\s+(?:call|name)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
 # "Give our book club a name, please." -> "What name did you give our book club?"
@@ -53,7 +64,7 @@ _GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:
 
 
 # a need stated, then asked about: "I need a dish for the potluck. Any idea?" / "Our quiz team needs a name."
-_NEED = re.compile(r"^(?:(?:i|we)\s*(?:need|want|(?:'d|would)\s+(?:love|like)|"
+_NEED = re.compile(r"^(?:(?P<whose>(?:my|our)\s+\w+)\s+(?:wants|needs)|(?:i|we)\s*(?:need|want|(?:'d|would)\s+(?:love|like)|"
                    r"(?:am|are|'m|'re)\s+(?:looking\s+for|stuck\s+on))|"
                    r"(?:(?:i|we)\s+)?(?:can't|cannot)\s+(?:decide\s+on|think\s+of|come\s+up\s+with)|"
                    r"what's|what\s+is|"
@@ -176,6 +187,8 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
         thing, rest = _IDEA.sub("", match["thing"].lower()), match["rest"].split(",")[0].strip()
         if it and _VAGUE_OBJECT.search(f" {rest}") and len(rest.split()) == 1:
             rest = it  # "I'm opening a bakery and can't think of a name for it." -> "for my bakery"
+        if match.groupdict().get("whose"):  # "My daughter wants a name for her friend": my daughter's friend
+            rest = re.sub(r"^(?:his|her|their)\b", f"{owner_lower(match['whose'])}'s", rest, flags=re.IGNORECASE)
         verb = match.groupdict().get("verb")
         own = [f"What {thing} did you {verb.lower()} {match['prep'].lower()} {rest}?"] if verb else []
         return [*own, *_recalled_as(thing, rest)]
@@ -186,6 +199,18 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
         verb = match.groupdict().get("verb")
         own = [f"Which {thing} did you {verb.lower()} {prep} {rest}".rstrip() + "?"] if verb else []
         return [*own, *(_recalled_as(thing, rest, prep) if rest else [])]
+    match = _GOES_WITH.match(sentence) or _ANY_GOOD.match(sentence)
+    if match:
+        thing, rest = _singular(match["thing"].lower()), match["rest"].split(",")[0].strip()
+        return _recalled_as(thing, rest, (match.groupdict().get("prep") or "for").lower())
+    match = _PLAN_MY.match(sentence)
+    if match:
+        rest = owner_lower(match["rest"])
+        return [f"What did you {match['verb'].lower()} for {rest}?", f"What did you suggest for {rest}?"]
+    match = _SHOULD_BE.match(sentence)
+    if match:
+        np = owner_lower(match["np"])
+        return [f"What did you suggest for {np}?", f"What did you say {np} should be?"]
     match = _YOU_CALL.match(sentence)
     if match:
         return [f"What did you call {match['rest']}?", *_recalled_as("name", match["rest"])]
@@ -228,3 +253,8 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
 def _recalled_as(thing: str, purpose: str, prep: str = "for") -> list[str]:
     """A decision asked in the verbs a user recalls it with, whatever verb the request used."""
     return [f"Which {thing} did you pick {prep} {purpose}?", f"What {thing} did you suggest {prep} {purpose}?"]
+
+
+def _singular(thing: str) -> str:
+    """"restaurants" -> "restaurant": a question recalls the one suggested ("Which restaurant did you pick?")."""
+    return thing[:-1] if thing.endswith("s") and not thing.endswith("ss") and len(thing) > 3 else thing

@@ -38,6 +38,7 @@ _PLACE = {"in", "at", "near", "on", "from", "to"}
 _ARTICLES = {"a", "an", "the"}
 _MODAL = {"might", "may", "will", "would", "can", "could", "should", "must", "shall", "'m", "think", "guess",
           "can't", "cannot", "won't", "don't", "didn't", "wouldn't", "couldn't"}  # a negation tells no value
+_WISH = {"want", "wanted", "need", "needed", "hope", "plan", "planned", "love", "like", "try", "tried", "going"}
 # whoever a fact names as "someone called X" is asked after with who
 _SOMEONE = {"someone", "somebody", "a guy", "a man", "a woman", "a girl", "a boy", "a friend"}
 
@@ -77,7 +78,8 @@ def _verb_at(tokens: Sequence[str]) -> int | None:
     """Where the sentence's verb is: right after a pronoun subject, else the first copula or
     third-person/past verb after the subject."""
     if tokens[0].lower() in _PRONOUNS:
-        return 1 if len(tokens) > 1 and tokens[1].lower() not in _MODAL else None
+        wish = tokens[2:] == ["to"] and tokens[1].lower() in _WISH  # "I want to": its value is a verb, not a thing
+        return 1 if len(tokens) > 1 and tokens[1].lower() not in _MODAL and not wish else None
     if [t.lower() for t in tokens[:3]] in (["me", "and", "my"], ["me", "and", "our"]):  # "Me and my brother run"
         return 4 if len(tokens) > 4 and tokens[4].lower() not in _MODAL else None
     relative = False

@@ -547,3 +547,23 @@ def test_a_place_told_among_words_of_work_or_a_move_asks_where_the_user_works_or
     said = "I changed jobs, I'm at Brellco now."
     assert "Where do I work?" in turned_questions(chat(said, "Congratulations!"), "e", {"e": said, "o": "Hi."},
                                                   {"brellco"})
+
+
+def test_what_goes_with_a_meal_a_plan_and_someone_elses_need_are_requests_too():
+    """Requests written for this test (none from a data set) that asked nothing, or asked wrongly."""
+    assert asked("Which wine goes with the lamb tonight?") == [
+        "Which wine did you pick for the lamb tonight?", "What wine did you suggest for the lamb tonight?"]
+    assert asked("Any good books for the flight?") == [
+        "Which book did you pick for the flight?", "What book did you suggest for the flight?"]
+    assert asked("Any tips for sleeping better?") == []  # advice, not a thing chosen
+    assert asked("Plan my Saturday in town, please.") == [
+        "What did you plan for my Saturday in town?", "What did you suggest for my Saturday in town?"]
+    # "What should my wifi password be?" was asked "What did you tell my wifi to password be?"
+    assert asked("What should my wifi password be?") == [
+        "What did you suggest for my wifi password?", "What did you say my wifi password should be?"]
+    # someone of the user's needs it: whose "her" is
+    assert asked("My daughter wants a name for her imaginary friend.") == [
+        "Which name did you pick for my daughter's imaginary friend?",
+        "What name did you suggest for my daughter's imaginary friend?"]
+    # "I want to start a garden." tells a wish whose value is a verb: no "What do I want to?"
+    assert statement_questions("I want to") == [] and statement_questions("I switched to")[-1] == "What did I switch to?"
