@@ -95,15 +95,17 @@ def episode_text(episode: dict) -> str:
     return "\n".join(m["content"] for m in episode_messages(episode))
 
 
-# "Did you know Kavos became a beekeeper?" tells; it asks nothing
-_TELLING_QUESTION = re.compile(r"^(?:did you know|guess what|have you heard|you know what|remember)\b", re.IGNORECASE)
+# "Did you know Kavos became a beekeeper?", "Did I tell you my niece got into Harrowgate?" tell; they ask nothing
+TELLING_QUESTION = re.compile(r"^(?:did you know|guess what|have you heard|you know what|remember|did I (?:ever )?"
+                              r"(?:tell you|mention)|have I (?:ever )?(?:told you|mentioned))\b,?(?:\s+that\b)?",
+                              re.IGNORECASE)
 
 
 def asks(message: dict) -> bool:
     """Whether a user turn asks the assistant for something, in a sentence or one of its clauses ("I'm
     opening a bakery and can't think of a name for it.")."""
     return message["role"] == "user" and any(
-        not _TELLING_QUESTION.search(s) and any(_REQUEST.search(c) for c in [s, *clauses(s)])
+        not TELLING_QUESTION.search(s) and any(_REQUEST.search(c) for c in [s, *clauses(s)])
         for s in sentences(message["content"]))
 
 

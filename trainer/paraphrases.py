@@ -16,6 +16,15 @@ DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|
                   re.IGNORECASE)
 
 
+def is_date(tokens: Sequence[str], start: int) -> bool:
+    """Whether the value at `tokens[start]` is a day, a date, a year or a time (`DATE`): a bare number of one
+    or two digits only after "at" or before "am"/"pm" ("meet at 7", "7 pm"; not "the 42 bus", "number 27")."""
+    if re.fullmatch(r"\d{1,2}[.,!]?", tokens[start]):
+        after = tokens[start + 1].lower() if start + 1 < len(tokens) else ""
+        return (start > 0 and tokens[start - 1].lower() == "at") or after.startswith(("am", "pm", "a.m", "p.m", "o'clock"))
+    return bool(DATE.match(tokens[start]))
+
+
 def asked_otherwise(question: str) -> list[str]:
     """How the same thing is often asked instead: a name as "called" or "'s name", a favourite as what one
     likes best ("What is my favourite band?" -> "Which band do I like best?"), a move as where one lives
@@ -57,4 +66,15 @@ def when_questions(questions: Sequence[str]) -> list[str]:
     for q in questions:
         if m := re.fullmatch(r"(?:What|Where) (?P<body>.+?)(?: (?:on|at|in|for))?\?", q):
             out.append(f"When {m['body']}?")
+    return list(dict.fromkeys(out))
+
+
+def who_questions(questions: Sequence[str]) -> list[str]:
+    """Questions about a value that is a person, asked with who: "What is my dentist called?" -> "Who is my
+    dentist?"; one that asks for a name stays ("What is my son's teacher's name?")."""
+    out = []
+    for q in questions:
+        if not (q.endswith(("name?", "names?")) or "name of" in q):
+            q = re.sub(r"^What ", "Who ", re.sub(r"^What (is|was) (.+) called\?$", r"Who \1 \2?", q))
+        out.append(q)
     return list(dict.fromkeys(out))

@@ -169,7 +169,7 @@ def handles(sentence: str) -> list[str]:
         for word in tokens[i + 1:i + (2 if together else 4)]:
             bare = word.strip(".,;:!?\"'()")
             if not bare or not bare[0].islower() or bare.lower() in PHRASE_END or (
-                    len(bare) > 5 and bare.endswith("ed")):  # a verb: "my brother switched"
+                    len(bare) > 4 and bare.endswith("ed")):  # a verb: "my brother switched", "my landlord fixed"
                 break
             phrase.append(bare)
             if bare != word:  # punctuation ends the phrase

@@ -11,9 +11,9 @@ import re
 from collections.abc import Collection, Sequence
 
 from trainer.chat import Messages
-from trainer.episodes import told
+from trainer.episodes import TELLING_QUESTION, told
 from trainer.frames import framed_questions
-from trainer.paraphrases import DATE, asked_otherwise, when_questions
+from trainer.paraphrases import DATE, asked_otherwise, is_date, when_questions, who_questions
 from trainer.pronouns import ADJECTIVES, antecedent, last_object, person_named, pronoun_named
 from trainer.questions import PHRASE_END, distinctive, value_runs
 from trainer.text import CHANGE_VERBS, FROM_BEFORE_TO, STOPWORDS, TITLES, entities, owner_lower, sentences, words
@@ -323,8 +323,10 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
             continue
         earlier = " ".join(s.text for s in said[max(0, n - 2):n] if s.turn == t.turn)  # what a pronoun may name
         for sentence in sentences(t.text):
-            if sentence.endswith("?"):  # a question states nothing to turn
-                continue
+            if sentence.endswith("?"):  # a question states nothing to turn, but "Did I tell you X?" tells X
+                if not (telling := TELLING_QUESTION.match(sentence)) or not sentence[telling.end():].strip(" ?"):
+                    continue
+                sentence = sentence[telling.end():].strip(" ?") + "."
             tokens = sentence.split()
             own = set(values) & words(sentence)
             if own:  # a value that only names the subject ("Dunka Lodun works as a clockmaker"): cut at the rest
@@ -335,29 +337,23 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
             else:  # each run of words no other episode says may be the value: "I'm allergic to cashews, so ..."
                 starts = value_runs(sentence, set(distinctive(sorted(words(sentence)), episode_id, told_by_id)))[:3]
             for start in starts:
+                if start > 1 and tokens[start - 1] == "of" and DATE.match(tokens[start - 2]):
+                    continue  # "on the 14th of June": June is the date's, asked at 14th
                 while start and (tokens[start - 1] in _TITLES or tokens[start - 1] == "The" and start > 1):
                     start -= 1  # "a teacher called Ms. Arvel", "a band called The Low Tides": the title is the name's
                 if start and not _REPLACED.search(" ".join(tokens[:start])):
                     asked = statement_questions(" ".join(tokens[:start]), earlier)
                     asked += named_thing_questions(tokens[:start])
                     asked += owned_kind_questions(tokens[:start])
-                    if DATE.match(tokens[start]):
+                    if is_date(tokens, start):
                         asked = when_questions(asked) + [q for q in asked if not q.startswith("Where")]
-                    elif tokens[start] in _TITLES:  # "My doctor is Dr. Fenwick": a person
-                        asked = [_who(q) for q in asked]
+                    elif tokens[start] in _TITLES - {"St", "St."}:  # "My doctor is Dr. Fenwick": a person
+                        asked = who_questions(asked)
                     out += asked + [p for q in asked for p in asked_otherwise(q)]
     return list(dict.fromkeys(out))
 
 
 _TITLES = {title + stop for title in TITLES for stop in ("", ".")}
-
-
-def _who(question: str) -> str:
-    """A question about a value that is a person, asked with who: "What is my dentist called?" -> "Who is my
-    dentist?"; one that asks for a name stays ("What is my son's teacher's name?")."""
-    if question.endswith(("name?", "names?")) or "name of" in question:
-        return question
-    return re.sub(r"^What ", "Who ", re.sub(r"^What (is|was) (.+) called\?$", r"Who \1 \2?", question))
 # a value told as what something no longer is: "at Pellix instead of Dorvan", "moved from Ettgor to Shiten",
 # "no longer lives in Vesk" ask nothing about Dorvan, Ettgor or Vesk
 _REPLACED = re.compile(rf"\b(?:instead of|rather than|not|{CHANGE_VERBS}(?: \w+)? from|no longer(?: \S+){{1,3}})"

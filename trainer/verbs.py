@@ -18,7 +18,7 @@ ADVERBS = {"always", "usually", "often", "sometimes", "just", "recently", "final
 # "he's at Brightwell now" is "he is" ("he's got" reads "is got": rare)
 CONTRACTED = {"i've": "I have", "we've": "we have", "you've": "you have", "they've": "they have",
               "i'm": "I am", "we're": "we are", "you're": "you are", "they're": "they are",
-              "he's": "he is", "she's": "she is", "it's": "it is"}
+              "he's": "he is", "she's": "she is", "it's": "it is", "name's": "name is"}  # "his name's Mr Oduya"
 HAVE = {"have", "has", "had"}
 
 

@@ -567,3 +567,24 @@ def test_what_goes_with_a_meal_a_plan_and_someone_elses_need_are_requests_too():
         "What name did you suggest for my daughter's imaginary friend?"]
     # "I want to start a garden." tells a wish whose value is a verb: no "What do I want to?"
     assert statement_questions("I want to") == [] and statement_questions("I switched to")[-1] == "What did I switch to?"
+
+
+def test_a_fact_told_as_a_question_a_date_a_saint_and_a_bare_number():
+    """First-person sentences written for this test (none from a data set) that asked nothing or wrongly."""
+    def turned(text, *values):
+        return turned_questions(chat(text, "Oh nice!"), "e", {"e": text, "o": "Hello there."}, set(values))
+
+    # "Did I tell you ...?" tells: its fact is turned, and the assistant's reply to it is no suggestion
+    assert "What did my niece get into?" in turned("Did I tell you my niece got into Harrowgate University?",
+                                                   "harrowgate", "university")
+    assert asks(chat("Did I tell you my niece got into Harrowgate University?", "No!")[0]) is False
+    # "the 14th of June" is one date: asked "When is our anniversary?", never "... on the 14th of?"
+    anniversary = turned("Our anniversary is on the 14th of June.", "14th", "june")
+    assert "When is our anniversary?" in anniversary and not any("14th" in q for q in anniversary)
+    # "St Alder's" is a place, not a person; "his name's" is "his name is"
+    nurse = turned("I work nights as a nurse at St Alder's hospital.", "alder")
+    assert "Where do I work nights as a nurse?" in nurse and not any(q.startswith("Who") for q in nurse)
+    assert "What is my landlord's name?" in turned("My landlord fixed the boiler, his name's Mr Oduya.", "oduya")
+    # a bare number is a time only after "at" or before "pm": "the 42 bus" has no "When"
+    assert not any(q.startswith("When") for q in turned("I ride the 42 bus every day.", "42"))
+    assert "When do we meet?" in turned("We meet at 10 on Fridays.", "10")
