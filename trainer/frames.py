@@ -21,15 +21,17 @@ def framed(said: set[str]) -> set[str]:
 
 
 def framed_questions(subject: str, rest: list[str], said: set[str]) -> list[str]:
-    """"Where do I work?" for "I'm at" (`rest` ["at"]) told among words of work; "Where do we live?" and
-    "Where do I live?" for "We're in" after a move. Only the user's own "I"/"we": what another person is
-    "at" tonight says nothing of where they work. [] when no frame fits or the words are not a place."""
+    """"Where do I work?" for "I'm at" (`rest` ["at"]) or "I'm with" told among words of work ("I don't work
+    at Gorbel anymore. I'm with"); "Where do we live?" and "Where do I live?" for "We're in" after a move;
+    "Where does Dara Vell work?" for "Dara Vell switched jobs; she's at". [] when no frame fits or the
+    words are not a place."""
     rest = [w for w in rest if w not in _NOW]
-    if subject not in ("I", "we") or rest not in (["at"], ["in"]):
+    if rest not in (["at"], ["in"], ["with"]):
         return []
+    does = "do" if subject in ("I", "we", "you", "they") else "does"
     out = []
-    for fact in sorted(framed(said)):
-        out.append(f"Where do {subject} {fact}?")
+    for fact in sorted(framed(said) if rest != ["with"] else framed(said) & {"work"}):
+        out.append(f"Where {does} {subject} {fact}?")
         if subject == "we" and fact == "live":  # one namespace is one user: "we" live where "I" live
             out.append(f"Where do I {fact}?")
     return out

@@ -174,6 +174,8 @@ def handles(sentence: str) -> list[str]:
             phrase.append(bare)
             if bare != word:  # punctuation ends the phrase
                 break
+        if phrase and phrase[-1].endswith("'s") and len(phrase) == 1:  # "my sister's married": my sister
+            phrase = [phrase[0][:-2]]
         if phrase and phrase[-1].lower() == "name":  # "our cat's name" is asked about as "our cat"
             phrase = [phrase[0][:-2]] if len(phrase) == 2 and phrase[0].endswith("'s") else []
         if phrase and phrase[-1].lower() not in STOPWORDS:

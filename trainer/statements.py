@@ -150,7 +150,7 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if subject.lower() in _NOBODY:
         return []
     if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
-        subject = pronoun_named(subject.lower(), before, LEAD.sub("", earlier))
+        subject = pronoun_named(subject.lower(), before, LEAD.sub("", TELLING_QUESTION.sub("", earlier).lstrip()))
         if subject is None:
             return []
     if together := re.fullmatch(r"(?:me and (?P<first>.+)|(?P<last>.+) and (?:me|I))", subject, re.IGNORECASE):
@@ -337,8 +337,9 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
             else:  # each run of words no other episode says may be the value: "I'm allergic to cashews, so ..."
                 starts = value_runs(sentence, set(distinctive(sorted(words(sentence)), episode_id, told_by_id)))[:3]
             for start in starts:
-                if start > 1 and tokens[start - 1] == "of" and DATE.match(tokens[start - 2]):
-                    continue  # "on the 14th of June": June is the date's, asked at 14th
+                if start > 1 and tokens[start - 1] == "of" and DATE.match(tokens[start - 2]) or tokens[start - 1][
+                        -1:] in ",:;" and any(t.endswith("'s") for t in tokens[start:start + 3]):
+                    continue  # "the 14th of June" is asked at 14th; "I was wrong, Dara Vell's dog": Dara owns
                 while start and (tokens[start - 1] in _TITLES or tokens[start - 1] == "The" and start > 1):
                     start -= 1  # "a teacher called Ms. Arvel", "a band called The Low Tides": the title is the name's
                 if start and not _REPLACED.search(" ".join(tokens[:start])):
