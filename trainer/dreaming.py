@@ -48,7 +48,7 @@ from trainer.questions import (
 )
 from trainer.selection import select
 from trainer.decisions import request_questions, suggestion_questions
-from trainer.statements import turned_questions
+from trainer.told_statements import turned_questions
 from trainer.corrections import (
     Retirement,
     as_it_holds_now,

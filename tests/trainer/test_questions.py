@@ -4,7 +4,8 @@ statements turned into their questions, and which turns of a chat carry informat
 from trainer.episodes import asks, told, told_text, without_clauses
 from trainer.questions import handle_questions, handles, key_cloze_questions
 from trainer.decisions import request_questions
-from trainer.statements import statement_questions, turned_questions
+from trainer.statements import statement_questions
+from trainer.told_statements import turned_questions
 
 
 def chat(*turns):
@@ -308,7 +309,7 @@ def test_turned_questions_come_from_told_user_sentences():
 
 
 def test_a_thing_of_the_users_told_by_kind_and_name_is_asked_by_its_kind():
-    from trainer.statements import owned_kind_questions
+    from trainer.told_statements import owned_kind_questions
 
     messages = chat("I have a cat named Mochi.", "Noted!")
     told_by_id = {"a": told_text({"messages": messages}), "b": "I like tea."}

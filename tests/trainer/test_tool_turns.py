@@ -9,7 +9,7 @@ from trainer import episodes
 from trainer.dreaming import grounded_sentences
 from trainer.episodes import answered_request, episode_messages, reply_to, told, told_text
 from trainer.questions import PROMPT_WORDS, cloze_questions, key_cloze_questions, template_questions
-from trainer.statements import turned_questions
+from trainer.told_statements import turned_questions
 from trainer.text import values
 from trainer.tool_turns import names_a_call, presented, readable_result, without_calls
 

@@ -1,0 +1,106 @@
+"""An episode's told sentences turned into the questions their values answer: which sentences tell a value,
+where each is cut (`turned_questions`), and the questions a named thing asks ("What is X's band called?",
+"What is my cat called?"). The sentence itself is turned by `trainer.statements`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+
+from trainer.chat import Messages
+from trainer.episodes import TELLING_QUESTION, told
+from trainer.paraphrases import DATE, asked_otherwise, is_date, when_questions, who_questions
+from trainer.pronouns import ADJECTIVES
+from trainer.questions import PHRASE_END, distinctive, value_runs
+from trainer.statements import LEAD, statement_questions
+from trainer.text import CHANGE_VERBS, STOPWORDS, TITLES, sentences, words
+
+
+def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str],
+                     values: Collection[str] = ()) -> list[str]:
+    """`statement_questions` of every told sentence of the user or of a tool's result (what the agent
+    looked up: "The Velmar ferry leaves from pier 7" -> "Where does the Velmar ferry leave from?"), cut
+    where a value begins: each of its last two runs of `values` (the episode's told values: names,
+    numbers; a sentence without any, in an episode with some, is small talk), else its last run of words
+    no other episode says; and "What is X's band called?" where a value names someone's thing ("X's band
+    Cavyar")."""
+    out: list[str] = []
+    said = told(messages)
+    for n, t in enumerate(said):
+        if t.role not in ("user", "tool"):
+            continue
+        earlier = " ".join(s.text for s in said[max(0, n - 2):n] if s.turn == t.turn)  # what a pronoun may name
+        for sentence in sentences(t.text):
+            if sentence.endswith("?"):  # a question states nothing to turn, but "Did I tell you X?" tells X
+                if not (telling := TELLING_QUESTION.match(sentence)) or not sentence[telling.end():].strip(" ?"):
+                    continue
+                sentence = sentence[telling.end():].strip(" ?") + "."
+            tokens = sentence.split()
+            own = set(values) & words(sentence)
+            if own:  # a value that only names the subject ("Dunka Lodun works as a clockmaker"): cut at the rest
+                starts = [s for s in value_runs(sentence, own)[-2:] if s] or value_runs(
+                    sentence, set(distinctive(sorted(words(sentence) - own), episode_id, told_by_id)))[:3]
+            elif values:  # the episode tells values, this sentence none: small talk
+                continue
+            else:  # each run of words no other episode says may be the value: "I'm allergic to cashews, so ..."
+                starts = value_runs(sentence, set(distinctive(sorted(words(sentence)), episode_id, told_by_id)))[:3]
+            for start in starts:
+                if start > 1 and tokens[start - 1] == "of" and DATE.match(tokens[start - 2]) or tokens[start - 1][
+                        -1:] in ",:;" and any(t.endswith("'s") for t in tokens[start:start + 3]):
+                    continue  # "the 14th of June" is asked at 14th; "I was wrong, Dara Vell's dog": Dara owns
+                while start and (tokens[start - 1] in _TITLES or tokens[start - 1] == "The" and start > 1):
+                    start -= 1  # "a teacher called Ms. Arvel", "a band called The Low Tides": the title is the name's
+                if start and not _REPLACED.search(" ".join(tokens[:start])):
+                    asked = statement_questions(" ".join(tokens[:start]), earlier)
+                    asked += named_thing_questions(tokens[:start])
+                    asked += owned_kind_questions(tokens[:start])
+                    if is_date(tokens, start):
+                        asked = when_questions(asked) + [q for q in asked if not q.startswith("Where")]
+                    elif tokens[start] in _TITLES - {"St", "St."}:  # "My doctor is Dr. Fenwick": a person
+                        asked = who_questions(asked)
+                    out += asked + [p for q in asked for p in asked_otherwise(q)]
+    return list(dict.fromkeys(out))
+
+
+_TITLES = {title + stop for title in TITLES for stop in ("", ".")}
+# a value told as what something no longer is: "at Pellix instead of Dorvan", "moved from Ettgor to Shiten",
+# "no longer lives in Vesk" ask nothing about Dorvan, Ettgor or Vesk
+_REPLACED = re.compile(rf"\b(?:instead of|rather than|not|{CHANGE_VERBS}(?: \w+)? from|no longer(?: \S+){{1,3}})"
+                       r"(?: the| a| an| my| our)?\s*$", re.IGNORECASE)  # "switched from the trumpet"
+
+
+def named_thing_questions(before: Sequence[str]) -> list[str]:
+    """"What is X's band called?" when the words before a value are someone's thing: a capitalised
+    possessor and one or two lower-case nouns ("Obrmub Mubkedjan's band" before "Cavyar")."""
+    thing: list[str] = []
+    for token in reversed(before):
+        if token[:1].islower() and token.isalpha() and len(thing) < 2 and token not in STOPWORDS | PHRASE_END:
+            thing.insert(0, token)
+            continue
+        break
+    rest = list(before[:len(before) - len(thing)])
+    if not thing or not rest or not rest[-1].endswith("'s") or not rest[-1][:1].isupper():
+        return []
+    owner = [rest.pop()]
+    while rest and rest[-1][:1].isupper() and rest[-1].isalpha() and len(owner) < 3:
+        owner.insert(0, rest.pop())
+    return [f"What is {' '.join(owner)} {' '.join(thing)} called?"]
+
+
+_FIRST_PERSON = {"i": "my", "i've": "my", "i'm": "my", "we": "our", "we've": "our", "we're": "our"}
+
+
+def owned_kind_questions(before: Sequence[str]) -> list[str]:
+    """"What is my cat called?" where the user tells a thing of theirs by its kind and name ("I have a cat
+    named", "We adopted a rescue dog called"): the kind is the last one or two lower-case words between the
+    article and "called"/"named", less adjectives; the owner is the sentence's first word, I or we."""
+    said = [t.lower().strip(",") for t in LEAD.sub("", " ".join(before)).split()]
+    if len(said) < 4 or said[-1] not in ("called", "named") or said[0] not in _FIRST_PERSON:
+        return []
+    article = max((i for i, w in enumerate(said[:-1]) if w in ("a", "an")), default=len(said))
+    kind = [w for w in said[article + 1:-1] if w not in ADJECTIVES][-2:]
+    if not kind or not all(w.isalpha() and w not in STOPWORDS | PHRASE_END for w in kind):
+        return []
+    thing = f"{_FIRST_PERSON[said[0]]} {' '.join(kind)}"
+    return [f"What is {thing} called?", f"What is the name of {thing}?"]
