@@ -134,7 +134,8 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
         before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
     tokens = _as_is(tokens)
     if tokens[0].lower() in ("his", "her", "its", "their") and len(tokens) > 1 + (not prefix.rstrip().endswith(",")):
-        named = antecedent(f"{earlier} {before}") or person_named(entities(before, 8), before)
+        named = antecedent(f"{earlier} {before}") or person_named(entities(before, 8), before) or person_named(
+            entities(earlier, 8), earlier)  # "I had coffee with Nell Abbot. Her husband Piet builds"
         if not named:  # "I met a guy. His name is": whose, no question can say
             return []
         tokens = [f"{named}'s"] + tokens[1:]  # "I adopted a rabbit! His name is": my rabbit's name

@@ -31,15 +31,13 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
         if t.role not in ("user", "tool"):
             continue
         earlier = " ".join(s.text for s in said[max(0, n - 2):n] if s.turn == t.turn)  # what a pronoun may name
-        for sentence in sentences(t.text):
-            if sentence.endswith("?"):  # a question states nothing to turn, but "Did I tell you X?" tells X
-                if not (telling := TELLING_QUESTION.match(sentence)) or not sentence[telling.end():].strip(" ?"):
-                    continue
-                sentence = sentence[telling.end():].strip(" ?") + "."
+        if not earlier and _PERSON_FIRST.match(LEAD.sub("", t.text)):  # "Her husband Piet ..." opening the user's next turn
+            earlier = " ".join([s.text for s in said[:n] if s.role == t.role and s.turn >= t.turn - 2][-2:])
+        for sentence in _statements(t.text):
             tokens = sentence.split()
             own = set(values) & words(sentence)
             if own:  # a value that only names the subject ("Dunka Lodun works as a clockmaker"): cut at the rest
-                starts = [s for s in value_runs(sentence, own)[-2:] if s] or value_runs(
+                starts = [s for s in _last_runs(sentence, own) if s] or value_runs(
                     sentence, set(distinctive(sorted(words(sentence) - own), episode_id, told_by_id)))[:3]
             elif values:  # the episode tells values, this sentence none: small talk
                 continue
@@ -63,6 +61,39 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
     return list(dict.fromkeys(out))
 
 
+# a new clause with its own subject after "; " or ", and" / ", but": "my cousin lives in Dunmore, and my aunt
+# moved to Kestwick" tells two facts, each cut at its own values ("Me and my wife" and "X and Y are" stay whole)
+_NEW_SUBJECT = re.compile(r";\s+|,\s+(?:and|but)\s+(?=(?:my|our|his|her|their|I|we|he|she)\b|[A-Z][\w'-]+\s+[A-Z])")
+
+
+def _statements(text: str) -> list[str]:
+    """The statements a told text makes: its sentences; a question states nothing, but "Did I tell you my
+    niece got into X?" tells."""
+    out = []
+    for sentence in sentences(text):
+        if sentence.endswith("?"):
+            if not (telling := TELLING_QUESTION.match(sentence)) or not sentence[telling.end():].strip(" ?"):
+                continue
+            sentence = sentence[telling.end():].strip(" ?") + "."
+        out.append(sentence)
+    return out
+
+
+def _last_runs(sentence: str, own: set[str]) -> list[int]:
+    """Where a sentence's values begin that its questions are cut at: the last two runs of `own` words in
+    each of its clauses with a subject of their own (`_NEW_SUBJECT`), so "my cousin Rafe lives in Dunmore,
+    and my aunt Lil moved to Kestwick" is asked at Dunmore too. The prefix before a cut stays the whole
+    sentence's: `statement_questions` reads the clause it ends in."""
+    bounds = [len(sentence[:m.start()].split()) for m in _NEW_SUBJECT.finditer(sentence)] + [len(sentence.split())]
+    runs, start = value_runs(sentence, own), 0
+    out = []
+    for end in bounds:
+        out += [r for r in runs if start <= r < end][-2:]
+        start = end
+    return out
+
+
+_PERSON_FIRST = re.compile(r"(?:he|she|his|her|they|their)\b", re.IGNORECASE)
 _TITLES = {title + stop for title in TITLES for stop in ("", ".")}
 # a value told as what something no longer is: "at Pellix instead of Dorvan", "moved from Ettgor to Shiten",
 # "no longer lives in Vesk" ask nothing about Dorvan, Ettgor or Vesk

@@ -615,3 +615,25 @@ def test_corrections_told_in_other_words_ask_the_question_they_answer():
     assert turned("My sister's married now, her surname is Krell.", "krell") == [
         "What is my sister's surname?"]
     assert handles("My sister's married now.") == ["my sister"]
+
+
+def test_two_people_in_one_chat_each_fact_turned():
+    """Sentences written for this test (none from a data set): facts about two people, told the way chats go."""
+    def turned(values, *texts):
+        turns = [x for t in texts for x in (t, "Nice.")]
+        return turned_questions(chat(*turns), "e", {"e": " ".join(texts), "o": "Hello there."}, set(values))
+
+    # two clauses with their own subjects: each is cut at its own last values, not only the sentence's last two
+    both = turned({"rafe", "dunmore", "lil", "kestwick"},
+                  "So my cousin Rafe lives in Dunmore now, and my aunt Lil moved to Kestwick.")
+    assert "Where does my cousin Rafe live?" in both and "Where did my aunt Lil move?" in both
+    # "Her husband" opening the user's next turn is the husband of the person the turn before named
+    boats = turned({"nell", "abbot", "cardew", "piet", "saltwick"},
+                   "I had coffee with Nell Abbot today; she's training for a triathlon in Cardew.",
+                   "Her husband Piet builds boats in a yard called Saltwick.")
+    assert "Where is Nell Abbot training for a triathlon?" in boats
+    assert "Which yard does Nell Abbot's husband Piet build boats in?" in boats
+    # but a thing's "it" is never the person of another turn
+    code = turned({"quorlir", "cavwynab", "3284"}, "I keep forgetting to call my aunt back.",
+                  "Quorlir Cavwynab changed the workshop code: it's 3284 now.")
+    assert not any("aunt" in q for q in code)
