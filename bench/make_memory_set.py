@@ -6,6 +6,8 @@
         --mix user=2,assistant=6,update=1,multi=1,long=1 --out bench/data/memory-dev-c.jsonl
     .venv/bin/python bench/make_memory_set.py --seed 7 --nights 2 --first spoken \
         --mix user=6,assistant=2,update=2,multi=1,long=1 --out bench/data/memory-dev-d.jsonl
+    .venv/bin/python bench/make_memory_set.py --seed 11 --nights 2 --first everyday --assist everyday \
+        --own-updates 1 --mix user=5,assistant=3,update=3,multi=1,long=1 --out bench/data/memory-dev-e.jsonl
 
 The project is judged on hidden sets with other names, relations, phrasings and small talk, so this
 generator aims at variety, not at the public file: its own syllables (none of the public set's), its own
@@ -19,7 +21,11 @@ two people in one chat), `long` (one fact early in a long chat, 5-8 exchanges of
 Ids are opaque (`dev-s1-017`): nothing in what the trainer may read names a category or a pairing.
 `--first spoken` draws the user's own facts from `SPOKEN` instead of `FIRST`: the loose shapes of speech
 (a pronoun for a pet told the sentence before, "me and my wife", a fact in a "because" clause, "has to
-be"), asked in words the telling does not use.
+be"), asked in words the telling does not use. `--first everyday --assist everyday` draws them and the
+requests from `EVERYDAY` and `ASSIST_EVERYDAY`: everyday chat ("Did I tell you ...?", "His teacher, Mr
+X,"), requests ("Any good book for the flight?", "Plan my Saturday"), and corrections told without the
+fact's own word ("I changed jobs, I'm at X now", "We moved. We're in X now"; `--own-updates 1` makes every
+correction one of the user's own while any is left).
 """
 
 from __future__ import annotations
@@ -182,7 +188,50 @@ SPOKEN = {
     "boss": (["My boss is a guy called {v}.", "I had a meeting with my boss, {v}, today."],
              ["Who is my boss?", "What's my boss's name?"], "person", None, None),
 }
-FIRST_TABLES = {"written": FIRST, "spoken": SPOKEN}
+# first-person relations in the shapes of everyday chat the phrasing commits of 2026-12-07 (session 36) read:
+# a pronoun after "a lot", a possessive pronoun's thing, "a new car, a ...", "Did I tell you ...?", and their
+# corrections told without the fact's own word ("I changed jobs, I'm at ...", "We moved. We're in ...")
+EVERYDAY = {
+    "grandad": (["Been thinking about my grandad a lot. He was a fisherman in {v}.",
+                 "My grandad was a fisherman, he worked out of {v} his whole life."],
+                ["Where was my grandad a fisherman?", "Which town did my grandad fish from?"], "word", None, None),
+    "sonteacher": (["My son plays the cello. His teacher, Mr {v}, is very strict.",
+                    "My son has a new teacher. His name is Mr {v}."],
+                   ["Who is my son's teacher?", "What's the name of my son's teacher?"], "word", None, None),
+    "car": (["I got a new car, a {v}. Sold the old one.", "We finally bought a car, a {v}, second hand."],
+            ["What car do I have?", "What kind of car do I drive?"], "word", None, None),
+    "employer": (["I work at {v}.", "I've been at a firm called {v} for six years."],
+                 ["Where do I work?", "Which company do I work for?"], "word",
+                 ["I changed jobs, I'm at {n} now.", "I don't work at {o} anymore. I'm with {n} now."],
+                 ["Where do I work now?", "Which company do I work for now?"]),
+    "home": (["We live in a town called {v}.", "Our house is in {v}, near the river."],
+             ["Where do I live?", "Which town do I live in?"], "word",
+             ["We moved. We're in {n} now.", "We left {o} last spring, we live in {n} now."],
+             ["Where do I live now?", "Which town do I live in now?"]),
+    "dentist": (["I've been going to a dentist called Dr {v} for years.", "My dentist is Dr {v}, she's lovely."],
+                ["Who is my dentist?", "What's my dentist's name?"], "word",
+                ["I switched dentists, I see Dr {n} now.", "Not Dr {o} anymore, my new dentist is Dr {n}."],
+                ["Who is my dentist now?", "What's my new dentist's name?"]),
+    "niece": (["Did I tell you my niece got into {v} University?", "My niece just started at {v} University!"],
+              ["Which university did my niece get into?", "Where does my niece study?"], "word", None, None),
+    "landlord": (["My landlord fixed the boiler, his name's Mr {v}.", "Quick thing, my landlord's name is {v}."],
+                 ["Who is my landlord?", "What is my landlord's name?"], "word", None, None),
+    "surname": (["My sister's married now, her surname is {v}.", "My sister took her husband's surname, {v}."],
+                ["What is my sister's surname?", "What's my sister's last name?"], "word", None, None),
+    "wife": (["My wife's name is {v}, by the way.", "My wife {v} says hi."],
+             ["What is my wife's name?", "What's my wife called?"], "word", None, None),
+    "fiveaside": (["I play in a five-a-side team, we're called the {v}.", "Our five-a-side team is called the {v}."],
+                  ["What is my five-a-side team called?", "Which team do I play five-a-side for?"], "word", None, None),
+    "podcast": (["I'm a big fan of a podcast called {v}.", "I never miss an episode of {v}, my favourite podcast."],
+                ["What is my favourite podcast?", "Which podcast do I listen to?"], "word", None, None),
+    "bike": (["I've started calling my bike {v}.", "My bike's name is {v}, don't judge."],
+             ["What do I call my bike?", "What is my bike called?"], "word", None, None),
+    "gym": (["I go to a gym called {v}.", "My gym is {v}, it's open late."],
+            ["Which gym do I go to?", "What is my gym called?"], "word",
+            ["I've switched gyms, I'm a member at {n} now.", "Scratch what I said about my gym, it's {n} now."],
+            ["Which gym do I go to now?", "What is my gym called now?"]),
+}
+FIRST_TABLES = {"written": FIRST, "spoken": SPOKEN, "everyday": EVERYDAY}
 
 # third-person relations, the same shape; {p} a person, {s} their pronoun
 THIRD = {
@@ -277,6 +326,29 @@ ASSIST = [
      ["locker", "suitcase lock", "garage door"]),
 ]
 
+# requests in everyday shapes: what goes with a meal, "any good X for", a plan, what X should be, a child's need
+ASSIST_EVERYDAY = [
+    (["Which {t} goes with the lamb tonight?", "What {t} would go well with the lamb?"],
+     ["A bottle of {v} would pair beautifully.", "I'd pour a glass of {v} with it."],
+     ["Which {t} did you recommend with the lamb?", "What {t} did you suggest for dinner?"], ["wine", "cider"]),
+    (["Any good {t} for the flight?", "Any good {t} for a long train ride?"],
+     ["You might enjoy {v}.", "Try {v}, it's a great pick."],
+     ["Which {t} did you recommend for my journey?", "What {t} did you suggest for the trip?"],
+     ["book", "podcast", "audiobook"]),
+    (["Plan my {t} please.", "Can you plan my {t}?"],
+     ["Start at the {v} Museum, then lunch by the canal.", "Morning: the {v} Gardens. Afternoon: a walk by the river."],
+     ["Where did you suggest I start my {t}?", "What did you plan first for my {t}?"],
+     ["Saturday", "day off", "afternoon in town"]),
+    (["What should my {t} be?", "What should I use as my {t}?"],
+     ["Try {v}.", "Use {v}, it's easy to remember."],
+     ["What did you suggest for my {t}?", "What {t} did you come up with?"], ["wifi password", "username"]),
+    (["My daughter wants a name for her {t}.", "My daughter needs a name for her new {t}."],
+     ["How about {v}?", "She could call it {v}."],
+     ["What name did you suggest for my daughter's {t}?", "What did you suggest calling my daughter's {t}?"],
+     ["imaginary friend", "teddy bear", "hamster"]),
+]
+ASSIST_TABLES = {"written": ASSIST, "everyday": ASSIST_EVERYDAY}
+
 
 class Inventory:
     """Invented values that never contain one another (a probe's answer matches nothing else)."""
@@ -310,7 +382,7 @@ FOLLOW_UPS = [("Perfect, thank you!", "You're welcome!"), ("Love it, let's go wi
               ("Hmm, okay, I'll think about it.", "Sure, take your time."),
               ("Great, that settles it.", "Happy to help.")]
 STARTS_LOWER = ("My ", "Our ", "The ", "To ", "Nothing ", "Sorry", "Actually", "Quick ", "Turns ", "New ", "We ",
-                "You ", "Me and ", "If ")
+                "You ", "Me and ", "If ", "Been ", "Did ", "Scratch ", "Not ")
 MIX = {"user": 4, "assistant": 3, "update": 3, "multi": 2, "long": 1}
 
 
@@ -323,16 +395,19 @@ def with_prefix(prefix: str, sentence: str) -> str:
 class Maker:
     """One file's cases: one user (first-person relations once each), fresh values throughout."""
 
-    def __init__(self, seed: int, updates: int, first_table: dict = FIRST):
+    def __init__(self, seed: int, updates: int, first_table: dict = FIRST, assist: list = ASSIST,
+                 own_updates: float | None = None):
         self.rng = random.Random(seed)
         self.inv = Inventory(self.rng)
-        self.first_table = first_table
+        self.first_table, self.assist_table = first_table, assist
+        self.own_updates = 0.4 if own_updates is None else own_updates
         first = list(first_table)
         self.rng.shuffle(first)
         correctable = [k for k in first if first_table[k][3]]
-        self.first_updates = correctable[: max(1, updates // 3)]  # a third of the corrections are the user's own
+        # a third of the corrections are the user's own, or the share asked for
+        self.first_updates = correctable[: max(1, updates // 3 if own_updates is None else round(updates * own_updates))]
         self.first = [k for k in first if k not in self.first_updates]
-        self.assist = [(i, t) for i, a in enumerate(ASSIST) for t in a[3]]
+        self.assist = [(i, t) for i, a in enumerate(assist) for t in a[3]]
         self.rng.shuffle(self.assist)
 
     def new_chat(self) -> None:
@@ -379,7 +454,7 @@ class Maker:
     def assistant(self) -> dict:
         self.new_chat()
         i, thing = self.assist.pop()
-        requests, replies, questions, _ = ASSIST[i]
+        requests, replies, questions, _ = self.assist_table[i]
         value = self.inv.number() if "PIN" in requests[0] else self.inv.word()
         core = [{"role": "user", "content": self.rng.choice(requests).format(t=thing)},
                 {"role": "assistant", "content": self.rng.choice(replies).format(t=thing, v=value)}]
@@ -399,7 +474,7 @@ class Maker:
 
     def update(self) -> tuple[dict, dict]:
         """A fact and its correction (the correction's night is set by the caller)."""
-        if self.first_updates and self.rng.random() < 0.4:
+        if self.first_updates and self.rng.random() < self.own_updates:
             key, table, who = self.first_updates.pop(), self.first_table, {}
             sentence, old, questions = self.fact(table, key)
             relation = f"my {key}"
@@ -433,11 +508,13 @@ class Maker:
         return {"category": "long", "relation": key, "messages": messages, "probes": self.probes(questions, value)}
 
 
-def make(seed: int, nights: int = 3, mix: dict[str, int] | None = None, first: str = "written") -> list[dict]:
+def make(seed: int, nights: int = 3, mix: dict[str, int] | None = None, first: str = "written",
+         assist: str = "written", own_updates: float | None = None) -> list[dict]:
     """The cases of `nights` nights, night by night, shuffled within a night, with opaque ids; the user's own
-    facts from `FIRST_TABLES[first]`."""
+    facts from `FIRST_TABLES[first]`, the requests from `ASSIST_TABLES[assist]`; `own_updates` the share of
+    corrections that are of the user's own facts (while any is left to correct)."""
     mix = {**MIX, **(mix or {})}
-    maker = Maker(seed, mix["update"] * max(1, nights - 1), FIRST_TABLES[first])
+    maker = Maker(seed, mix["update"] * max(1, nights - 1), FIRST_TABLES[first], ASSIST_TABLES[assist], own_updates)
     by_night: dict[int, list[dict]] = {n: [] for n in range(1, nights + 1)}
     for n in range(1, nights + 1):
         for _ in range(mix["user"]):
@@ -493,10 +570,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="cases per night per category (default "
                         + ",".join(f"{k}={v}" for k, v in MIX.items()) + ")")
     parser.add_argument("--first", choices=sorted(FIRST_TABLES), default="written",
-                        help="the user's own facts: one-sentence tellings (written) or loose speech (spoken)")
+                        help="the user's own facts: one-sentence tellings (written), loose speech (spoken) or "
+                        "everyday chat with corrections in other words (everyday)")
+    parser.add_argument("--assist", choices=sorted(ASSIST_TABLES), default="written",
+                        help="the requests the assistant answers: ASSIST (written) or ASSIST_EVERYDAY (everyday)")
+    parser.add_argument("--own-updates", type=float, default=None,
+                        help="share of corrections that correct the user's own facts (default: a third of them "
+                        "are, each drawn at 0.4)")
     parser.add_argument("--out", type=Path, default=None, help="JSONL file (default: stdout)")
     args = parser.parse_args(argv)
-    text = "".join(json.dumps(c) + "\n" for c in make(args.seed, args.nights, args.mix, args.first))
+    text = "".join(json.dumps(c) + "\n" for c in make(args.seed, args.nights, args.mix, args.first, args.assist,
+                                                       args.own_updates))
     if args.out:
         args.out.write_text(text)
     else:

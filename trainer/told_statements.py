@@ -72,6 +72,7 @@ def _statements(text: str) -> list[str]:
     out = []
     for sentence in sentences(text):
         if sentence.endswith("?"):
+            sentence = LEAD.sub("", sentence)  # "Just so you know, did I tell you ...?"
             if not (telling := TELLING_QUESTION.match(sentence)) or not sentence[telling.end():].strip(" ?"):
                 continue
             sentence = sentence[telling.end():].strip(" ?") + "."

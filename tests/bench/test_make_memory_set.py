@@ -18,6 +18,18 @@ def test_the_committed_dev_sets_are_what_their_commands_write():
     assert _lines(written_c) == (DATA / "memory-dev-c.jsonl").read_text().splitlines()
     written_d = make(7, 2, parse_mix("user=6,assistant=2,update=2,multi=1,long=1"), "spoken")
     assert _lines(written_d) == (DATA / "memory-dev-d.jsonl").read_text().splitlines()
+    written_e = make(11, 2, parse_mix("user=5,assistant=3,update=3,multi=1,long=1"), "everyday", "everyday", 1.0)
+    assert _lines(written_e) == (DATA / "memory-dev-e.jsonl").read_text().splitlines()
+
+
+def test_the_everyday_set_corrects_the_users_own_facts_in_other_words():
+    cases = make(11, 2, parse_mix("user=5,assistant=3,update=3,multi=1,long=1"), "everyday", "everyday", 1.0)
+    corrections = [c for c in cases if c.get("supersedes")]
+    assert len(corrections) == 3 and all(c["relation"].startswith("my ") for c in corrections)
+    # requests from the everyday table only
+    from bench.make_memory_set import ASSIST_EVERYDAY
+    things = {t for a in ASSIST_EVERYDAY for t in a[3]}
+    assert all(c["relation"].removeprefix("suggested ") in things for c in cases if c["category"] == "assistant")
 
 
 def test_the_spoken_set_tells_the_users_own_facts_from_its_own_table():
