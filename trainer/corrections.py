@@ -173,8 +173,9 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
             kind -= _GLUE
         # the user's own thing (re-named tonight, asked the same question, a new value) told bare: "Tuesday."
         bare_own = naming == "mine" and not kind
-        # or the same fact in other words: "Where do I work?" and "I changed jobs" (`frames`)
-        if values & said or stems(kind) & stems(said) or framed(kind | about) & framed(said) or bare_own:
+        # or the same fact in other words: "Where do I work?" and "I changed jobs" (`frames`), told beside the value
+        near = framed(_around(told_by_id[new.episode_id], fresh))
+        if values & said or stems(kind) & stems(said) or framed(kind | words(old["question"])) & near or bare_own:
             retired[dream_key(old)] = Retirement(old, new, values - current_values(new.answer, new.key_terms))
             old_values.setdefault(old["episode_id"], set()).update(retired[dream_key(old)].stale)
     for old in earlier:  # the old episode's other dreams that still say a superseded value
@@ -182,6 +183,20 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
         if dream_key(old) not in retired and values & words(old["answer"]):
             retired[dream_key(old)] = Retirement(old, None, values & words(old["answer"]))
     return list(retired.values())
+
+
+def _around(told: str, fresh: set[str]) -> set[str]:
+    """The words told around a new value: its sentence, and the one before when it opens with a pronoun
+    ("We moved. We're in Tarnwick now."); not a line of small talk before it ("I swam before work. Anyway,
+    Tenett's dog is called Rex" says nothing of where Tenett works)."""
+    said = sentences(told)
+    out: set[str] = set()
+    for i, sentence in enumerate(said):
+        if words(sentence) & fresh:
+            out |= words(sentence)
+            if i and re.match(r"(?:I|I'm|We|We're|He|He's|She|She's|They|They're)\b", sentence):
+                out |= words(said[i - 1])
+    return out
 
 
 # a change names the fact it changes in other words: "moved to Drolir" changes where someone lives

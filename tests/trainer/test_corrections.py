@@ -293,3 +293,19 @@ def test_the_same_fact_told_in_other_words_is_corrected():
     dinner = {"new": "We had dinner at Brellco."}
     answered = [Dream("new", "Where do I work?", "You had dinner at Brellco.", "template", key_terms=["brellco"])]
     assert superseded(earlier, answered, dinner) == []
+
+
+def test_a_frame_in_small_talk_beside_another_fact_corrects_nothing():
+    # "before work" is small talk: the dog's name tonight is no news about where Tenett Mirbel works
+    told = {"new": "I went for a swim before work. Anyway, Tenett Mirbel's dog is called Rex."}
+    earlier = [old("Where does Tenett Mirbel work at?", "Tenett Mirbel is at Gorbel.", ["gorbel"])]
+    answered = [recheck("new", "Where does Tenett Mirbel work at?", "Tenett Mirbel's dog is called Rex.", ["rex"])]
+    assert superseded(earlier, answered, told) == []
+    mine = [old("Where do I work?", "You work at Gorbel.", ["gorbel"])]
+    told = {"new": "I went for a swim before work. Anyway, my dog is called Rex."}
+    answered = [Dream("new", "Where do I work?", "Your dog is called Rex.", "recheck", key_terms=["rex"])]
+    assert superseded(mine, answered, told) == []
+    # the same frame told with the value is a correction
+    told = {"new": "Tenett Mirbel changed jobs, she's at Lobel now."}
+    answered = [recheck("new", "Where does Tenett Mirbel work at?", "She's at Lobel now.", ["lobel"])]
+    assert [r.old["answer"] for r in superseded(earlier, answered, told)] == ["Tenett Mirbel is at Gorbel."]
