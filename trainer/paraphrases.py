@@ -35,9 +35,9 @@ def asked_otherwise(question: str) -> list[str]:
         return [f"What is {m['x']}'s name?"]
     if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our) .+?)'s name\?", question):
         return [f"What is {m['x']} called?"]
-    if m := re.fullmatch(r"What (?:did|do|am|are) (?:I|we) (?:name|call|naming|calling) (?P<x>(?:my|our) [\w -]+)\?",
-                         question):  # "I'm calling him", "we named her": what the pet is called
-        return [f"What is {m['x']} called?"]
+    if m := re.fullmatch(r"What (?:did|do|am|are) (?P<who>I|we) (?:name|call|naming|calling) (?P<x>(?:my|our|the) [\w -]+)\?",
+                         question):  # "I'm calling him", "we named the new puppy": what the pet is called
+        return [f"What is {re.sub(r'^the', 'my' if m['who'] == 'I' else 'our', m['x'])} called?"]
     if m := re.fullmatch(r"What is (?P<own>my|our) favou?rite (?P<kind>[\w -]+)\?", question):
         return [f"Which {m['kind']} do {'I' if m['own'] == 'my' else 'we'} like best?"]
     if m := re.fullmatch(r"What (?:did|has|have) .+? renam(?:e|ed|ing) (?P<x>(?:the|my|our|his|her|their) [\w -]+?) to\?",

@@ -202,7 +202,9 @@ def _copula_questions(low: str, subject: str, rest: list[str]) -> list[str]:
         plain = not named["obj"].strip() and not named["prep"] and subject.split()[0] in ("my", "our", "the")
         return [who] + ([f"What {low} {owner_lower(subject)}'s name?"] if plain else [])
     which = [" ".join(f"Which {named['noun']} {low} {subject} {named['obj']} {named['prep']}".split()) + "?"
-             ] if named and named["obj"].strip() and named["prep"] else []  # "is married to a potter named"
+             ] if named and named["prep"] and (named["obj"].strip() or named["prep"] in _PLACE) else []
+    if which and not named["obj"].strip():  # "I'm from a village called": also where I am from
+        which.append(f"Where {low} {subject}{' from' if named['prep'] == 'from' else ''}?")
     if re.fullmatch(r"(?:a|an|the) (?:\w+ )*\w+ (?:called|named)", " ".join(rest)):  # "is a stew called"
         return [f"What {low} {subject}?"] + which
     if which:

@@ -120,6 +120,8 @@ def named_thing_questions(before: Sequence[str]) -> list[str]:
     return [f"What is {' '.join(owner)} {' '.join(thing)} called?"]
 
 
+# "my teacher is a guy called Benedek" tells of no guy of mine
+_SOMEBODY = {"guy", "man", "woman", "girl", "boy", "lady", "chap", "bloke", "person", "fellow"}
 _FIRST_PERSON = {"i": "my", "i've": "my", "i'm": "my", "we": "our", "we've": "our", "we're": "our"}
 
 
@@ -132,7 +134,7 @@ def owned_kind_questions(before: Sequence[str]) -> list[str]:
         return []
     article = max((i for i, w in enumerate(said[:-1]) if w in ("a", "an")), default=len(said))
     kind = [w for w in said[article + 1:-1] if w not in ADJECTIVES][-2:]
-    if not kind or not all(w.isalpha() and w not in STOPWORDS | PHRASE_END for w in kind):
+    if not kind or kind[-1] in _SOMEBODY or not all(w.isalpha() and w not in STOPWORDS | PHRASE_END for w in kind):
         return []
     thing = f"{_FIRST_PERSON[said[0]]} {' '.join(kind)}"
     return [f"What is {thing} called?", f"What is the name of {thing}?"]

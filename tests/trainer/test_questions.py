@@ -637,3 +637,17 @@ def test_two_people_in_one_chat_each_fact_turned():
     code = turned({"quorlir", "cavwynab", "3284"}, "I keep forgetting to call my aunt back.",
                   "Quorlir Cavwynab changed the workshop code: it's 3284 now.")
     assert not any("aunt" in q for q in code)
+
+
+def test_from_a_place_called_a_guy_called_and_the_new_puppy():
+    # "from a village called" asks which village and where from ("What am I from?" before)
+    assert statement_questions("I'm originally from a little village called") == [
+        "Which village am I from?", "Where am I from?"]
+    # "a guy called Benedek" is no guy of the user's ("What is my guy called?" before)
+    said = "I'm learning the ukulele, my teacher is a guy called Benedek."
+    teacher = turned_questions(chat(said, "Fun!"), "e", {"e": said, "o": "Hello there."}, {"benedek"})
+    assert "Who is my teacher?" in teacher and not any("my guy" in q for q in teacher)
+    # "We named the new puppy Waffles" is also asked as what our puppy is called
+    said = "We named the new puppy Waffles."
+    assert "What is our new puppy called?" in turned_questions(chat(said, "Cute!"), "e", {"e": said, "o": "Hi."},
+                                                               {"waffles"})
