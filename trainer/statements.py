@@ -123,7 +123,7 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if not tokens:
         return []
     if len(clauses) >= 2 and (is_verb(tokens[0]) or tokens[0] in _COPULA | HAVE):  # "My friend, Ravik, lives in"
-        subjects = [c for c in clauses[-3:-1] if c[:1].isupper() or c.split()[0].lower() in ("my", "our")]
+        subjects = [c for c in clauses[-3:-1] if c[:1].isupper() or c.lower().split()[:1] in (["my"], ["our"])]
         return list(dict.fromkeys(q for c in reversed(subjects) for q in statement_questions(f"{c} {clauses[-1]}")))
     before = prefix[:prefix.rfind(clauses[-1])]
     before, tokens = _last_clause(before, tokens)

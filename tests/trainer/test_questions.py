@@ -651,3 +651,9 @@ def test_from_a_place_called_a_guy_called_and_the_new_puppy():
     said = "We named the new puppy Waffles."
     assert "What is our new puppy called?" in turned_questions(chat(said, "Cute!"), "e", {"e": said, "o": "Hi."},
                                                                {"waffles"})
+
+
+def test_a_clause_left_empty_by_a_leading_comma_turns_without_error():
+    # fuzzing every prefix of every dev and public sentence behind other openings found this one
+    assert statement_questions(", and my dog is called") == ["What is my dog called?"]
+    assert isinstance(statement_questions(", and my Okay, got it."), list)
