@@ -47,8 +47,7 @@ from trainer.questions import (
     template_questions,
 )
 from trainer.selection import select
-from trainer.decisions import request_questions, suggestion_questions
-from trainer.told_statements import turned_questions
+from trainer.told_statements import rule_questions
 from trainer.corrections import (
     Retirement,
     as_it_holds_now,
@@ -160,8 +159,7 @@ def candidates_of(tokenizer, episodes: Sequence[dict], views: dict[str, list[Mes
             if config.handle_questions:
                 add(handle_questions(messages, config.handle_questions))
             if config.statement_questions:
-                add(turned_questions(messages, eid, told_by_id, (values_by_id or {}).get(eid, ()))
-                    + request_questions(messages) + suggestion_questions(messages))
+                add(rule_questions(messages, eid, told_by_id, (values_by_id or {}).get(eid, ())))
             clozes = cloze_questions(messages, config.cloze_questions)
             if config.key_cloze:
                 clozes += key_cloze_questions(messages, eid, told_by_id)

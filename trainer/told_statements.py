@@ -6,15 +6,33 @@ where each is cut (`turned_questions`), and the questions a named thing asks ("W
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Collection, Sequence
 
 from trainer.chat import Messages
+from trainer.decisions import request_questions, suggestion_questions
 from trainer.episodes import TELLING_QUESTION, told
 from trainer.paraphrases import DATE, asked_otherwise, is_date, when_questions, who_questions
 from trainer.pronouns import ADJECTIVES
 from trainer.questions import PHRASE_END, distinctive, value_runs
 from trainer.statements import LEAD, statement_questions
 from trainer.text import CHANGE_VERBS, STOPWORDS, TITLES, sentences, words
+
+
+def rule_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str],
+                   values: Collection[str] = ()) -> list[str]:
+    """Every question English word order reads from a window: its told statements turned (`turned_questions`),
+    what the user asked the assistant to decide and what it suggested unasked (`trainer.decisions`). A
+    sentence those rules cannot read is a bug of theirs, not the user's: it costs the window these questions,
+    with a warning naming the episode, not the night (a night that raised would raise again on the same
+    backlog every night)."""
+    try:
+        return (turned_questions(messages, episode_id, told_by_id, values) + request_questions(messages)
+                + suggestion_questions(messages))
+    except Exception as error:  # noqa: BLE001 - any error of the rules, whatever the sentence
+        warnings.warn(f"episode {episode_id}: questions turned from its sentences skipped "
+                      f"({type(error).__name__}: {error})", RuntimeWarning, stacklevel=2)
+        return []
 
 
 def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str],

@@ -333,3 +333,31 @@ def test_told_values_read_a_sentence_initial_name_through_the_tokenizer(tiny_mod
     told = {"a": "Brimub is my dog.", "b": "Traffic was terrible today.", "c": "I met Brimub and Anna."}
     assert told_values(tokenizer, told) == {"a": set(), "b": set(), "c": {"anna"}}  # Brimub is said twice
     assert told_values(tokenizer, {"a": told["a"], "b": told["b"]}) == {"a": {"brimub"}, "b": set()}
+
+
+def test_a_sentence_the_rules_cannot_read_costs_its_questions_not_the_night(monkeypatch, tiny_model_dir):
+    """A fake for a failure no known sentence causes any more (a crash of the turner, fixed each time it was
+    found): the window keeps its other questions, with a warning naming the episode."""
+    import warnings
+
+    from transformers import AutoTokenizer
+
+    from trainer.episodes import episode_windows, told_text
+
+    def broken(*args, **kwargs):
+        raise IndexError("list index out of range")
+
+    from trainer import told_statements
+
+    monkeypatch.setattr(told_statements, "turned_questions", broken)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    episodes = [{"id": "e", "messages": [{"role": "user", "content": "By the way, Mirpa Lovos works at Gorbel."},
+                                         {"role": "assistant", "content": "Noted."}]}]
+    told_by_id = {"e": told_text(episodes[0])}
+    config = SleepConfig.from_yaml("cpu-default")
+    views = episode_windows(tokenizer, episodes, config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = dreaming.candidates_of(tokenizer, episodes, views, told_by_id, {}, [[]], config, random.Random(0), None)
+    assert any("Mirpa Lovos" in d.question for d in found)
+    assert any("episode e" in str(w.message) and issubclass(w.category, RuntimeWarning) for w in caught)
