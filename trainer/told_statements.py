@@ -1,6 +1,7 @@
 """An episode's told sentences turned into the questions their values answer: which sentences tell a value,
 where each is cut (`turned_questions`), and the questions a named thing asks ("What is X's band called?",
-"What is my cat called?"). The sentence itself is turned by `trainer.statements`.
+"What is my cat called?"). The sentence itself is turned by `trainer.statements`; `rule_questions` is what
+dreaming asks of a window by rule, these and the requests of `trainer.decisions`.
 """
 
 from __future__ import annotations
