@@ -17,6 +17,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from trainer.chat import Messages
+from trainer.frames import cues
 from trainer.text import FROM_BEFORE_TO, clauses, sentences, words
 from trainer.tool_turns import call_notes, readable_result, turn_text, without_calls
 
@@ -200,6 +201,10 @@ def windows(tokenizer, episode: dict, config) -> list[Messages]:
 
 
 _GOES_ON = re.compile(r"(?:he|she|it|they|his|her|its|their|he's|she's|it's|they're)\b", re.IGNORECASE)
+# a sentence that tells what changed or no longer holds, whose next one, the user's own, says what holds now:
+# "I don't work at Lirobr anymore. I'm with Hepcav now.", "We moved. We're in Wynmox now."
+_CHANGED = re.compile(r"\b(?:moved|changed|switched|left|quit|no longer|anymore|any more|not|n't)\b", re.IGNORECASE)
+_NOW_MINE = re.compile(r"(?:i|i'm|i've|we|we're|we've)\b", re.IGNORECASE)
 
 
 def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prompt_words: Collection[str] = (),
@@ -215,12 +220,15 @@ def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prom
     ("Can you check which hotel Mara Tellen is staying at?") and would take the budget. A quote never
     writes a tool call (`without_calls`): calls are not told, and a reply holding call markup loses it."""
     asked = words(question) - set(prompt_words)
+    asked |= cues(asked)  # "Where do I live?" of "We moved. We're in Wynmox now."
     said = told(messages)
     chosen = {i for i, t in enumerate(said) if words(t.text) & asked}
     # the next sentence of the turn, when a pronoun starts it, tells more of the same thing: "I finally
-    # adopted a rabbit! His name is Clover." answers "What is my rabbit called?"
+    # adopted a rabbit! His name is Clover." answers "What is my rabbit called?"; after a change, the
+    # user's own next sentence tells what holds now ("We moved. We're in Wynmox now.")
     chosen |= {i + 1 for i in chosen if i + 1 < len(said) and said[i + 1].turn == said[i].turn
-               and said[i].role == "user" and _GOES_ON.match(said[i + 1].text)}
+               and said[i].role == "user" and (_GOES_ON.match(said[i + 1].text) or (
+                   _CHANGED.search(said[i].text) and _NOW_MINE.match(said[i + 1].text)))}
     about = sorted([said[i] for i in sorted(chosen)] or said, key=lambda t: t.role != "tool")
     parts: list[str] = []
     for t in about:

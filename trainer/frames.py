@@ -11,6 +11,9 @@ FRAMES = {
     "work": {"job", "jobs", "work", "works", "working", "company", "employer", "firm", "office", "hired", "career"},
     "live": {"moved", "move", "moving", "house", "home", "flat", "apartment", "relocated", "live", "lives", "living"},
 }
+# frame words small talk says of anything ("on the way home", "a swim before work"): they frame a fact told
+# beside a value, but do not pick the sentences that tell it (`cues`)
+_LOOSE = {"home", "house", "flat", "apartment", "office", "work", "works", "working", "live", "lives", "living"}
 # what may stand between "I'm" and the place it is at: "We're now in", "I'm currently at"
 _NOW = {"now", "currently", "still", "finally", "actually", "officially", "based"}
 
@@ -18,6 +21,12 @@ _NOW = {"now", "currently", "still", "finally", "actually", "officially", "based
 def framed(said: set[str]) -> set[str]:
     """The facts whose framing words a chat's words include: {"jobs", "brellco"} -> {"work"}."""
     return {fact for fact, cues in FRAMES.items() if cues & said}
+
+
+def cues(asked: set[str]) -> set[str]:
+    """The words that tell a change of the fact a question asks by its verb ("Where do I live?" -> moved,
+    relocated, ...; "Where do I work?" -> job, company, hired, ...): the sentences to quote for it."""
+    return set().union(*(FRAMES[fact] - _LOOSE for fact in asked & set(FRAMES)))
 
 
 def framed_questions(subject: str, rest: list[str], said: set[str]) -> list[str]:

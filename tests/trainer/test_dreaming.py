@@ -121,6 +121,13 @@ def test_a_quote_is_the_users_sentences_about_what_is_asked(tiny_model_dir):
     pet = {"messages": [{"role": "user", "content": "It snowed. I adopted a rabbit! His name is Hepmub. Bus was late."},
                         {"role": "assistant", "content": "Lovely! It suits him."}]}
     assert quote(pet, "What is my rabbit called?", tokenizer, 40) == "I adopted a rabbit! His name is Hepmub."
+    # after a change, the user's own next sentence says what holds now; a move is where the user lives
+    job = {"messages": [{"role": "user", "content": "I don't work at Lirobr anymore. I'm with Hepcav now. It rained."},
+                        {"role": "assistant", "content": "Congrats!"}]}
+    assert quote(job, "Where do I work?", tokenizer, 40) == "I don't work at Lirobr anymore. I'm with Hepcav now."
+    home = {"messages": [{"role": "user", "content": "The bus was packed on the way home. We moved. We're in Wynmox now."},
+                         {"role": "assistant", "content": "Exciting!"}]}
+    assert quote(home, "Where do I live?", tokenizer, 40) == "We moved. We're in Wynmox now."
 
 
 def test_a_probe_question_is_never_trained_in_another_phrasing():
