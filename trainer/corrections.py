@@ -259,24 +259,28 @@ def as_it_holds_now(answer: str, question: str) -> str:
     names a value (`_names_a_value`) stays. A lead-in ("By the way, ...") stays: answers that kept it were
     recalled more often on memory-dev-b (29 against 50 % on night 1 without it; docs/benchmarks-history.md,
     2026-12-05 evening), as if the told sentence's own opening cued its recital."""
-    out = []
-    if not _ASKS_BEFORE.search(question) and not re.search(r"\bfrom\b", question, re.IGNORECASE):
+    out: list[tuple[str, bool]] = []  # each sentence, and whether it only says what no longer holds
+    now = not _ASKS_BEFORE.search(question)
+    if now and not re.search(r"\bfrom\b", question, re.IGNORECASE):
         answer = _CHANGED_FROM.sub(r"\1 ", answer)  # "moved from Ettgor to Shiten" -> "moved to Shiten"
     for sentence in sentences(answer):
         clauses = [c for c in re.split(r"\s*[,;]\s*|\s+but\s+|\s+(?=(?:not|instead of|rather than)\b)", sentence) if c]
         kept = [c for c in clauses if not _NOT_NOW.search(c)]
-        if len(kept) < len(clauses) and not _ASKS_BEFORE.search(question) and _names_a_value(kept):
+        if len(kept) < len(clauses) and now and _names_a_value(kept):
             sentence = ", ".join(kept).rstrip(".!?") + "."
-        out.append(sentence[:1].upper() + sentence[1:])
-    return " ".join(s for s in out if s)
+        out.append((sentence[:1].upper() + sentence[1:], now and not kept))
+    # a sentence that only says what no longer holds ("I don't work at Lirobr anymore.") goes when another
+    # tells the value that holds now ("I'm with Hepcav now.")
+    holding = [s for s, gone in out if not gone]
+    return " ".join(s for s in (holding if _names_a_value(holding) else [s for s, _ in out]) if s)
 
 
 def _names_a_value(clauses: Sequence[str]) -> bool:
-    """Whether the clauses name a number or a name: a capitalised word that is no function word ("Evdrotuz",
-    "Moxev"; not "She", "I")."""
+    """Whether the clauses name a number or a name: a capitalised word that is no function word, nor one
+    with a contraction ("Evdrotuz", "Moxev"; not "She", "I", "We're")."""
     tokens = " ".join(clauses).split()
-    return any(any(ch.isdigit() for ch in t) or (t[:1].isupper() and t.lower().strip(",.!?") not in STOPWORDS)
-               for t in tokens)
+    return any(any(ch.isdigit() for ch in t) or (t[:1].isupper() and t.lower().strip(",.!?").split("'")[0]
+                                                 not in STOPWORDS) for t in tokens)
 
 
 def value_words(answer: str, key_terms: Sequence[str]) -> set[str]:

@@ -1,7 +1,7 @@
 """Corrections: an earlier question asked again of tonight's episode and answered with a new value of the
 same kind of fact supersedes the earlier dreams; a new, different fact about the same person does not."""
 
-from trainer.corrections import Retirement, dream_key, recheck_questions, superseded
+from trainer.corrections import Retirement, as_it_holds_now, dream_key, recheck_questions, superseded
 from trainer.dreaming import Dream
 
 
@@ -309,3 +309,12 @@ def test_a_frame_in_small_talk_beside_another_fact_corrects_nothing():
     told = {"new": "Tenett Mirbel changed jobs, she's at Lobel now."}
     answered = [recheck("new", "Where does Tenett Mirbel work at?", "She's at Lobel now.", ["lobel"])]
     assert [r.old["answer"] for r in superseded(earlier, answered, told)] == ["Tenett Mirbel is at Gorbel."]
+
+
+def test_a_sentence_that_only_says_what_no_longer_holds_is_not_learned_beside_the_new_value():
+    told = "I don't work at Lirobr anymore. I'm with Hepcav now."
+    assert as_it_holds_now(told, "Where do I work?") == "I'm with Hepcav now."
+    # kept where nothing else tells a value, or where the question asks what held before
+    assert as_it_holds_now("I don't work at Lirobr anymore. We're fine.", "Where do I work?") == \
+        "I don't work at Lirobr anymore. We're fine."
+    assert as_it_holds_now(told, "Where did I use to work?") == told
