@@ -268,7 +268,8 @@ def as_it_holds_now(answer: str, question: str) -> str:
         kept = [c for c in clauses if not _NOT_NOW.search(c)]
         if len(kept) < len(clauses) and now and _names_a_value(kept):
             sentence = ", ".join(kept).rstrip(".!?") + "."
-        out.append((sentence[:1].upper() + sentence[1:], now and not kept))
+        gone = now and len(kept) < len(clauses) and not _names_a_value(kept)  # "I'm not at Lirobr anymore."
+        out.append((sentence[:1].upper() + sentence[1:], gone))
     # a sentence that only says what no longer holds ("I don't work at Lirobr anymore.") goes when another
     # tells the value that holds now ("I'm with Hepcav now.")
     holding = [s for s, gone in out if not gone]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -359,7 +359,8 @@ def without_stale(tokenizer, model, answered: list[Dream], retired: Sequence[Ret
             d.teacher_logits = None
     requoted = quotes(tokenizer, [Dream(e, q, "", source, cloze=c, specific=s, window=w)
                                   for e, w, q, source, c, s in sorted(dropped)], views, config, night, avoid=stale)
-    requoted = [d for d in requoted if not stale[d.episode_id] & words(d.answer)]
+    requoted = [replace(d, answer=as_it_holds_now(d.answer, d.question)) for d in requoted
+                if not stale[d.episode_id] & words(d.answer)]  # as every answer is learned: as it holds now
     score(model, tokenizer, requoted, views, told_by_id, config)
     return [d for d, bad in zip(answered, is_stale) if not bad] + requoted
 

@@ -314,6 +314,8 @@ def test_a_frame_in_small_talk_beside_another_fact_corrects_nothing():
 def test_a_sentence_that_only_says_what_no_longer_holds_is_not_learned_beside_the_new_value():
     told = "I don't work at Lirobr anymore. I'm with Hepcav now."
     assert as_it_holds_now(told, "Where do I work?") == "I'm with Hepcav now."
+    assert as_it_holds_now("I'm not at Lirobr anymore. I'm with Hepcav now.", "Where do I work?") == \
+        "I'm with Hepcav now."
     # kept where nothing else tells a value, or where the question asks what held before
     assert as_it_holds_now("I don't work at Lirobr anymore. We're fine.", "Where do I work?") == \
         "I don't work at Lirobr anymore. We're fine."
