@@ -138,8 +138,8 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
     value the earlier dream did not (a name or number the episode tells, `text.values`), where the episode
     also names the old value ("she left Gorbel") or says the same kind of fact (a word of the old answer
     besides its names and value, compared by `stems`: "worked" says what "works" said; or the fact's frame
-    told beside the new value, `frames`: "I changed jobs, I'm at Brellco"), or the old answer said nothing of the user's own thing but
-    its value, supersedes every earlier dream of that question; every other earlier dream of the same
+    told beside the new value, `frames`: "I changed jobs, I'm at Brellco"), or the old answer said nothing
+    of the user's own thing but its value, supersedes every earlier dream of that question; every other earlier dream of the same
     episode that names a superseded value goes with it. A person has many facts, the user's dog one name:
     words that only join a name to its value ("called") show the same kind of fact for the user's own
     things, never for a person. What the assistant said ("What did you come up with for our club?") is
