@@ -43,7 +43,7 @@ def asked_otherwise(question: str) -> list[str]:
     if m := re.fullmatch(r"What (?:did|has|have) .+? renam(?:e|ed|ing) (?P<x>(?:the|my|our|his|her|their) [\w -]+?) to\?",
                          question):  # "We ended up renaming the boat to": what the boat is called now
         return [f"What is {m['x']} called?", f"What is {m['x']} called now?"]
-    if m := re.fullmatch(r"Where do we live\?", question):  # one namespace is one user: where "we" live, "I" do
+    if question == "Where do we live?":  # one namespace is one user: where "we" live, "I" do
         return ["Where do I live?"]
     if m := re.fullmatch(r"What (?:did|has|have) (?P<x>.+?) change(?:d)? to\?", question):  # "the code changed to"
         return [f"What is {m['x']}?", f"What is {m['x']} now?"]
