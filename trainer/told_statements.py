@@ -50,7 +50,7 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
         if t.role not in ("user", "tool"):
             continue
         earlier = " ".join(s.text for s in said[max(0, n - 2):n] if s.turn == t.turn)  # what a pronoun may name
-        if not earlier and _PERSON_FIRST.match(LEAD.sub("", t.text)):  # "Her husband Piet ..." opening the user's next turn
+        if not earlier and _PERSON_FIRST.match(LEAD.sub("", t.text)):  # "Her husband Piet ..." opening a turn:
             earlier = " ".join([s.text for s in said[:n] if s.role == t.role and s.turn >= t.turn - 2][-2:])
         for sentence in _statements(t.text):
             tokens = sentence.split()
@@ -63,12 +63,11 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
             else:  # each run of words no other episode says may be the value: "I'm allergic to cashews, so ..."
                 starts = value_runs(sentence, set(distinctive(sorted(words(sentence)), episode_id, told_by_id)))[:3]
             for start in starts:
-                if start > 1 and tokens[start - 1] == "of" and DATE.match(tokens[start - 2]) or tokens[start - 1][
-                        -1:] in ",:;" and any(t.endswith("'s") for t in tokens[start:start + 3]):
-                    continue  # "the 14th of June" is asked at 14th; "I was wrong, Dara Vell's dog": Dara owns
+                if not start or _continues(tokens, start):
+                    continue
                 while start and (tokens[start - 1] in _TITLES or tokens[start - 1] == "The" and start > 1):
                     start -= 1  # "a teacher called Ms. Arvel", "a band called The Low Tides": the title is the name's
-                if start and not _REPLACED.search(" ".join(tokens[:start])):
+                if start and not _REPLACED.search(" ".join(tokens[:start])):  # a title may have moved it to 0
                     asked = statement_questions(" ".join(tokens[:start]), earlier)
                     asked += named_thing_questions(tokens[:start])
                     asked += owned_kind_questions(tokens[:start])
@@ -97,6 +96,14 @@ def _statements(text: str) -> list[str]:
             sentence = sentence[telling.end():].strip(" ?") + "."
         out.append(sentence)
     return out
+
+
+def _continues(tokens: Sequence[str], start: int) -> bool:
+    """Whether the value at `tokens[start]` (not the first) goes on from what is before it rather than
+    starting one: the month of "the 14th of June" (asked at 14th), or an owner after a comma ("I was wrong,
+    Dara Vell's dog ...": Dara is the next clause's subject, no object of "I was wrong")."""
+    after_date = start > 1 and tokens[start - 1] == "of" and DATE.match(tokens[start - 2])
+    return bool(after_date or tokens[start - 1][-1:] in ",:;" and any(w.endswith("'s") for w in tokens[start:start + 3]))
 
 
 def _last_runs(sentence: str, own: set[str]) -> list[int]:
