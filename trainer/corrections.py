@@ -139,8 +139,8 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
     also names the old value ("she left Gorbel") or says the same kind of fact (a word of the old answer
     besides its names and value, compared by `stems`: "worked" says what "works" said; or the fact's frame
     told beside the new value, `frames`: "I changed jobs, I'm at Brellco"), or the old answer said nothing
-    of the user's own thing but its value, supersedes every earlier dream of that question; every other earlier dream of the same
-    episode that names a superseded value goes with it. A person has many facts, the user's dog one name:
+    of the user's own thing but its value, supersedes every earlier dream of that question; every other
+    earlier dream of the same episode that names a superseded value goes with it. A person has many facts, the user's dog one name:
     words that only join a name to its value ("called") show the same kind of fact for the user's own
     things, never for a person. What the assistant said ("What did you come up with for our club?") is
     corrected only by what it says again: its new value must be in the episode's told assistant turns
@@ -174,9 +174,9 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
             kind -= _GLUE
         # the user's own thing (re-named tonight, asked the same question, a new value) told bare: "Tuesday."
         bare_own = naming == "mine" and not kind
-        # or the same fact in other words: "Where do I work?" and "I changed jobs" (`frames`), told beside the value
-        near = framed(_around(told_by_id[new.episode_id], fresh))
-        if values & said or stems(kind) & stems(said) or framed(kind | words(old["question"])) & near or bare_own:
+        # or the same fact in other words, told beside the value: "Where do I work?" and "I changed jobs"
+        if (values & said or stems(kind) & stems(said) or bare_own
+                or framed(kind | words(old["question"])) & framed(_around(told_by_id[new.episode_id], fresh))):
             retired[dream_key(old)] = Retirement(old, new, values - current_values(new.answer, new.key_terms))
             old_values.setdefault(old["episode_id"], set()).update(retired[dream_key(old)].stale)
     for old in earlier:  # the old episode's other dreams that still say a superseded value
