@@ -151,7 +151,11 @@ def key_cloze_questions(messages: Messages, episode_id: str, told_by_id: dict[st
 PHRASE_END = set("""is are was were has have had be been and or but to in at on for from with that who which
     because since so now today yesterday tonight again finally always never also really still just called named
     keeps likes loves lives works plays drives studies teaches got moved left started goes runs owns wants needs
-    says makes uses by about next last isn't wasn't aren't doesn't didn't hasn't a an the""".split())
+    says makes uses by about next last isn't wasn't aren't doesn't didn't hasn't a an the turns said told asked
+    thinks went came actually usually recently currently probably apparently literally basically definitely
+    totally only even sometimes often""".split())
+# "my" in an exclamation or an apology names nothing of the user's: "Oops, my mistake", "Oh my god"
+NOT_THINGS = set("mistake bad fault god goodness gosh word guess apologies pleasure opinion".split())
 
 
 def handles(sentence: str) -> list[str]:
@@ -178,7 +182,7 @@ def handles(sentence: str) -> list[str]:
             phrase = [phrase[0][:-2]]
         if phrase and phrase[-1].lower() == "name":  # "our cat's name" is asked about as "our cat"
             phrase = [phrase[0][:-2]] if len(phrase) == 2 and phrase[0].endswith("'s") else []
-        if phrase and phrase[-1].lower() not in STOPWORDS:
+        if phrase and phrase[-1].lower() not in STOPWORDS and phrase[0].lower() not in NOT_THINGS:
             out.append(f"{mine} {' '.join(phrase)}")
             # "my new kitten" is "my kitten"; "my aunt's dog" is not "my dog", "my son's name" not "my name"
             if len(phrase) > 1 and not any(w.lower().endswith("'s") for w in phrase[:-1]):

@@ -16,9 +16,14 @@ from trainer.pronouns import antecedent, last_object, person_named, pronoun_name
 from trainer.text import FROM_BEFORE_TO, entities, owner_lower, words
 from trainer.verbs import HAVE, PAST, base, expand, is_verb, participle
 
-LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|update on [^:]+|oh|also|actually|so|well|anyway|okay|ok|"
+LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|quick (?:one|question)|update on [^:]+|oh|also|actually|so|well|anyway|okay|ok|"
                    r"fun fact|guess what|just so you know|you know what|news|and|but|(?:it )?turns out(?: that)?|"
-                   r"funny enough|believe it or not|long story short|honestly|heads up|for the record)[:,!]?\s+)+",
+                   r"funny enough|believe it or not|long story short|honestly|heads up|for the record|"
+                   # a correction's own opening: "Actually, I got that wrong earlier - my sister lives in"
+                   r"sorry|oops|correction|scratch that|wait(?:,? no)?|my (?:mistake|bad)|i misspoke|"
+                   r"i (?:got|had) (?:that|it) wrong(?: earlier| before)?|i was wrong(?: earlier| before)?|"
+                   r"let me correct (?:myself|that)|(?:just )?to correct (?:myself|what i said))"
+                   r"(?:\s+[-\u2013\u2014]+\s+|[:,!]?\s+))+",
                    re.IGNORECASE)
 _PRONOUNS = {"i": "do", "we": "do", "you": "do", "they": "do"}
 # the pronouns that can start a clause of their own ("... but I switched to", "Since my dad retired he lives in")
