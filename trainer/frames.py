@@ -6,9 +6,16 @@ English frame each such fact; `trainer.statements` asks the framed question ("Wh
 
 from __future__ import annotations
 
+# what people say they are at their work: "I'm a nurse at Hollin General" tells where they work (not the people
+# one sees at theirs: "my dentist", "the vet")
+JOBS = set("""nurse teacher engineer developer designer manager analyst barista chef cook waiter waitress cashier
+    accountant lawyer solicitor architect pharmacist paramedic firefighter electrician mechanic carpenter librarian
+    receptionist consultant intern researcher scientist professor lecturer programmer secretary cleaner pilot
+    surgeon journalist editor clerk technician supervisor bartender baker""".split())
 # the fact (the verb a question asks it by) -> the words that frame it in a chat
 FRAMES = {
-    "work": {"job", "jobs", "work", "works", "working", "company", "employer", "firm", "office", "hired", "career"},
+    "work": {"job", "jobs", "work", "works", "working", "company", "employer", "firm", "office", "hired", "career",
+             *JOBS},
     "live": {"moved", "move", "moving", "house", "home", "flat", "apartment", "relocated", "live", "lives", "living"},
 }
 # frame words small talk says of anything ("on the way home", "a swim before work"): they frame a fact told

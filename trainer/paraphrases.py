@@ -9,6 +9,9 @@ from collections.abc import Sequence
 
 # a personal pronoun's possessive: "What do I work as?" -> "What is my job?"; its pronouns take "do", not "does"
 _POSSESSIVE = {"i": "my", "we": "our", "you": "your", "they": "their"}
+# what one is at a place that is no job there: "Where am I a member?" asks nothing of work
+_NO_JOB = set("member regular student pupil fan guest patient customer client visitor tourist volunteer "
+              "subscriber resident".split())
 # a value that is a day, a date, a year or a time of day
 DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|"
                   r"may|june|july|august|september|october|november|december|tomorrow|tonight|noon|midnight|"
@@ -49,6 +52,14 @@ def asked_otherwise(question: str) -> list[str]:
         return [f"What is {m['x']}?", f"What is {m['x']} now?"]
     if m := re.fullmatch(r"Where (?P<does>do|does|did) (?P<who>.+?) work as (?:a|an) [\w-]+\?", question):
         return [f"Where {m['does']} {m['who']} work?"]  # "I work as a nurse at": where I work
+    if m := re.fullmatch(r"Where (?P<is>am|is|are) (?P<who>.+?) (?:a|an) (?P<job>[\w-]+)\?", question):
+        if m["job"].lower() not in _NO_JOB:  # "I'm a nurse at Hollin General": where I work
+            does = "do" if m["is"] in ("am", "are") else "does"
+            return [f"Where {does} {m['who']} work?"]
+    if m := re.fullmatch(r"Where (?:did|has|have) (?P<who>.+?) (?:start|started|get|got|land|landed|find|found|take|took)"
+                         r" (?:a|an|the) (?:new )?job\?", question):  # "I just started a new job at Quillon"
+        does = "do" if m["who"].lower() in _POSSESSIVE else "does"
+        return [f"Where {does} {m['who']} work?", f"Where {does} {m['who']} work now?"]
     if m := re.fullmatch(r"What (?:do|does|did) (?P<who>.+?) work as\?", question):  # a job
         whose = _POSSESSIVE.get(m["who"].lower(), f"{m['who']}'s")
         does = question.split()[1]
