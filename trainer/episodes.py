@@ -200,6 +200,11 @@ def windows(tokenizer, episode: dict, config) -> list[Messages]:
     return out
 
 
+# a fact of the user's told before a request in one sentence: "my daughter's birthday is on the 3rd of May,
+# any gift ideas?", "I'm flying to Orvik next week - what should I pack?" (`told` is the fact)
+TOLD_THEN_ASKED = re.compile(
+    r"(?P<told>(?:my|our|I|I'm|I've|I'll|we|we're|we've)\s[^?]+?)(?:,|\s+[-\u2013\u2014]+)\s+"
+    r"(?:any|what|which|how|where|when|who|can|could|would|should|do|got|ideas?)\b[^,]*\?", re.IGNORECASE)
 _GOES_ON = re.compile(r"(?:he|she|it|they|his|her|its|their|he's|she's|it's|they're)\b", re.IGNORECASE)
 # a sentence that tells what changed or no longer holds, whose next one, the user's own, says what holds now:
 # "I don't work at Lirobr anymore. I'm with Hepcav now.", "We moved. We're in Wynmox now."
@@ -233,6 +238,10 @@ def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prom
     parts: list[str] = []
     for t in about:
         replied = t.role == "user" and answered_request(messages, t.turn)
+        told_first = TOLD_THEN_ASKED.search(t.text) if replied and not replies_only else None
+        if told_first and words(told_first["told"]) & asked:  # the fact before the request is what is asked
+            parts.append(t.text[:told_first.end("told")] + ".")
+            continue
         if not (replies_only and replied):
             parts.append(t.text)
         if replied:

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 
 from trainer.chat import Messages
 from trainer.decisions import request_questions, suggestion_questions
-from trainer.episodes import TELLING_QUESTION, told
+from trainer.episodes import TELLING_QUESTION, TOLD_THEN_ASKED, told
 from trainer.paraphrases import DATE, asked_otherwise, is_date, when_questions, who_questions
 from trainer.pronouns import ADJECTIVES
 from trainer.questions import PHRASE_END, distinctive, value_runs
@@ -91,9 +91,12 @@ def _statements(text: str) -> list[str]:
     for sentence in sentences(text):
         if sentence.endswith("?"):
             sentence = LEAD.sub("", sentence)  # "Just so you know, did I tell you ...?"
-            if not (telling := TELLING_QUESTION.match(sentence)) or not sentence[telling.end():].strip(" ?"):
+            if told := TOLD_THEN_ASKED.match(sentence):  # "My son turns eight on Saturday, what cake ...?"
+                sentence = told["told"] + "."
+            elif not (telling := TELLING_QUESTION.match(sentence)) or not sentence[telling.end():].strip(" ?"):
                 continue
-            sentence = sentence[telling.end():].strip(" ?") + "."
+            else:
+                sentence = sentence[telling.end():].strip(" ?") + "."
         out.append(sentence)
     return out
 

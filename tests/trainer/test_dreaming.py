@@ -128,6 +128,13 @@ def test_a_quote_is_the_users_sentences_about_what_is_asked(tiny_model_dir):
     home = {"messages": [{"role": "user", "content": "The bus was packed on the way home. We moved. We're in Wynmox now."},
                          {"role": "assistant", "content": "Exciting!"}]}
     assert quote(home, "Where do I live?", tokenizer, 40) == "We moved. We're in Wynmox now."
+    # a fact told before a request in one sentence: its question is quoted the fact, not the assistant's reply
+    gift = {"messages": [{"role": "user", "content": "My daughter's birthday is on the 3rd of May, any gift ideas?"},
+                         {"role": "assistant", "content": "How about a pottery class?"}]}
+    assert quote(gift, "When is my daughter's birthday?", tokenizer, 40) == \
+        "My daughter's birthday is on the 3rd of May."
+    assert episodes.quote(gift["messages"], "What did you suggest for my daughter's birthday?", tokenizer, 40,
+                          prompt_words=PROMPT_WORDS, replies_only=True) == "How about a pottery class?"
 
 
 def test_a_probe_question_is_never_trained_in_another_phrasing():

@@ -657,3 +657,34 @@ def test_a_clause_left_empty_by_a_leading_comma_turns_without_error():
     # fuzzing every prefix of every dev and public sentence behind other openings found this one
     assert statement_questions(", and my dog is called") == ["What is my dog called?"]
     assert isinstance(statement_questions(", and my Okay, got it."), list)
+
+
+
+def _turned(text, *values, reply="Thanks for telling me."):
+    return turned_questions(chat(text, reply), "e", {"e": text, "o": "Hello there."}, set(values))
+
+
+def test_a_corrections_own_opening_is_no_part_of_the_fact():
+    """Corrections written for this test (none from a data set): "Where did I get that wrong earlier - my
+    sister lives?" was asked before."""
+    for said in ("Actually, I got that wrong earlier - my sister lives in Penrith, not Carlisle.",
+                 "Wait, no - my sister lives in Penrith.", "Oops, my mistake, my sister actually lives in Penrith."):
+        asked = _turned(said, "penrith", "carlisle")
+        assert "Where does my sister live?" in asked and not any(" - " in q or "wrong" in q for q in asked), said
+    # "my mistake" and "my sister actually" are no things of the user's
+    assert handles("Oops, my mistake, my sister actually lives in Penrith.") == ["my sister"]
+
+
+def test_a_job_at_a_place_or_a_new_job_there_asks_where_one_works():
+    assert "Where do I work?" in _turned("I'm a nurse at Hollin General, night shifts mostly.", "hollin", "general")
+    assert "Where do I work now?" in _turned("I just started a new job at Quillon as a data analyst.", "quillon")
+    assert "Where does Nayoli Felghe work?" in _turned("Nayoli Felghe just started a new job at Zanwennay Labs.",
+                                                       "nayoli", "felghe", "zanwennay", "labs")
+    assert not any("work" in q for q in _turned("I'm a member at Corefit now.", "corefit"))  # no job there
+
+
+def test_a_fact_told_before_a_request_in_one_sentence_is_turned_too():
+    birthday = "Quick one - my daughter's birthday is on the 3rd of May, any gift ideas?"
+    assert "When is my daughter's birthday?" in _turned(birthday, "3rd", "may", reply="How about a pottery class?")
+    assert "Where am I flying?" in _turned("I'm flying to Orvik next week, what should I pack?", "orvik")
+    assert _turned("What should I cook tonight?", "tonight") == []  # a request alone tells nothing
