@@ -153,7 +153,8 @@ PHRASE_END = set("""is are was were has have had be been and or but to in at on 
     keeps likes loves lives works plays drives studies teaches got moved left started goes runs owns wants needs
     says makes uses by about next last isn't wasn't aren't doesn't didn't hasn't a an the turns said told asked
     thinks went came actually usually recently currently probably apparently literally basically definitely
-    totally only even sometimes often""".split())
+    totally only even sometimes often hurts hurt broke breaks dies died look looks feel feels seem seems smells
+    tastes""".split())
 # "my" in an exclamation or an apology names nothing of the user's: "Oops, my mistake", "Oh my god"
 NOT_THINGS = set("mistake bad fault god goodness gosh word guess apologies pleasure opinion".split())
 
@@ -197,7 +198,25 @@ def handle_questions(messages: Messages, limit: int) -> list[str]:
     for t in told(messages):
         if t.role != "user":
             continue
-        templates = ASKED if asks(messages[t.turn]) else MINE
+        asked_for = asks(messages[t.turn])
         for handle in handles(t.text):
+            templates = ASKED if asked_for else MINE if _named(handle, t.text, messages[t.turn]["content"]) else MINE[1:]
             out += [q.format(h=handle) for q in templates[:limit]]
     return list(dict.fromkeys(out))
+
+
+_NAMING = re.compile(r"\b(?:call|called|calling|calls|name|named|names|name's)\b", re.IGNORECASE)
+
+
+def _named(handle: str, sentence: str, turn: str) -> bool:
+    """Whether the user's thing has a name in what they told: words of naming in its turn ("His name is
+    Clover.") or a capitalised word right after it ("my landlord Mr Pettigrew"). "What is my grandmother
+    called?" of "My grandmother turned 90! She lives in Carrow." is answered with the place: a told value in a
+    name's shape, which nights learn and general answers then take ("The capital of Japan is called X")."""
+    if _NAMING.search(turn):
+        return True
+    # "my partner Jo", "my best friend is Raten Shivos", "my car is a Corab"; "Istust, my favourite podcast"
+    after = re.search(re.escape(handle.split()[-1]) + r"\W*\s+(?:(?:is|was|'s)\s+)?(?:(?:a|an|the)\s+)?(\S+)",
+                      sentence, re.IGNORECASE)
+    before = re.search(r"\s(\S+),\s+" + re.escape(handle), sentence, re.IGNORECASE)
+    return any(m and m.group(1)[:1].isupper() for m in (after, before))

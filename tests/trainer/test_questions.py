@@ -273,6 +273,23 @@ def test_handles_are_the_users_own_things():
     # "me and my brother run": the verb after the pair is no part of the brother
     assert handles("Me and my brother run a bakery called Drozilist.") == ["my brother"]
     assert handles("My brother switched from the trumpet to the oboe.") == ["my brother"]
+    # small talk's verbs end the thing too: "my back hurts" is my back ("What is my back hurts called?" before)
+    assert handles("My phone battery dies so fast.") == ["my phone battery", "my battery"]
+    assert handles("My back hurts from the new chair.") == ["my back"]
+
+
+def test_the_users_thing_is_asked_what_it_is_called_only_where_it_has_a_name():
+    """"What is my grandmother called?" of "She lives in Carrow" is answered with the place: a value in a
+    name's shape that general answers then take."""
+    def mine(*turns):
+        return handle_questions(chat(*turns), 2)
+
+    assert mine("My grandmother turned 90 last week! She lives in Carrow.", "Lovely.") == [
+        "What do you know about my grandmother?", "What did I tell you about my grandmother?"]
+    assert mine("My wifi password is bellovos.", "Noted.")[0] == "What do you know about my wifi password?"
+    for said in ("My best friend is Raten Shivos.", "My partner Jo and I bought a flat.", "My car is a Corab.",
+                 "My dog is great, his name is Rex.", "I never miss Istust, my favourite podcast."):
+        assert mine(said, "Nice.")[0].endswith("called?"), said
 
 
 def test_a_request_makes_the_assistants_reply_information():
