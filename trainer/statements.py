@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from trainer.episodes import TELLING_QUESTION
 from trainer.frames import framed_questions
 from trainer.pronouns import antecedent, last_object, person_named, pronoun_named
-from trainer.text import FROM_BEFORE_TO, entities, owner_lower, words
+from trainer.text import FROM_BEFORE_TO, STOPWORDS, entities, owner_lower, words
 from trainer.verbs import HAVE, PAST, base, expand, is_verb, participle
 
 LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|quick (?:one|question)|update on [^:]+|oh|also|actually|so|well|anyway|okay|ok|"
@@ -34,6 +34,7 @@ _NOBODY = {"nothing", "everything", "something", "anything", "nobody", "someone"
 # a relative clause's verb is not the sentence's: "The plumber who fixed our sink was called"
 _RELATIVE = {"who", "that", "which", "whose"}
 # a subject's first word that is lower-cased inside a question: "What is her tutor?"
+_MINE = {"my", "our", "his", "her", "their", "your"}
 _OWNERS = {"my", "our", "his", "her", "their", "the", "a", "everyone", "everybody", "people"}
 _COPULA = {"is", "are", "was", "were", "am"}
 _PLACE = {"in", "at", "near", "on", "from", "to"}
@@ -92,6 +93,11 @@ def _verb_at(tokens: Sequence[str]) -> int | None:
         if low in _RELATIVE:
             relative = True
             continue
+        if tokens[i - 1].lower() in _MINE and low not in _COPULA:  # "My kids are": the noun of a possessive
+            continue
+        if i > 1 and tokens[i - 2].lower() in _MINE and re.search(r"[^'s]s$", tokens[i - 1]) and token.islower() \
+                and (low in ("go", "do", "have") or low not in STOPWORDS and is_verb(low + "s")):  # "My parents live in"
+            return i
         verb = low in _COPULA or low in ("has", "had") or is_verb(token)
         if verb and relative:  # the relative clause's own verb: the sentence's comes after it
             relative = False
@@ -178,7 +184,8 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if low in _COPULA:  # "I changed jobs, I'm at": where I work
         return _copula_questions(low, subject, rest) + framed_questions(subject, rest, words(f"{earlier} {prefix}"))
     past = low in PAST or low.endswith("ed")
-    aux = "did" if past else "do" if subject.endswith(" and I") else _PRONOUNS.get(subject.lower(), "does")
+    aux = "did" if past else "do" if subject.endswith(" and I") or not low.endswith("s") else _PRONOUNS.get(
+        subject.lower(), "does")
     bare = base(verb) if (past or aux == "does") else low
     return _object_questions(aux, subject, bare, rest)
 
