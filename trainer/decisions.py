@@ -21,6 +21,11 @@ _ASK_VERB = r"come up with|think of|think up|decide on|make up|dream up|suggest|
 _ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:a|an|the|some)\s+(?:good\s+|nice\s+)?"
                         rf"(?P<thing>\w+(?:\s+\w+){{0,2}}?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)(?:,?\s*please)?[.?!]*$",
                         re.IGNORECASE)
+# a kind of thing asked for, for nothing named: "Can you recommend a podcast about history?", "Suggest me a
+# good film." -> "Which podcast did you recommend?"
+_ASKED_KIND = re.compile(rf"^{_POLITE}(?P<verb>recommend|suggest|pick|choose|find)\s+(?:me\s+|us\s+)?(?:a|an|some)\s+"
+                         rf"(?:good\s+|nice\s+|great\s+)?(?P<thing>\w+)(?:\s+(?P<about>(?:about|on|with|by|from|like)"
+                         rf"\s+[^?,.!]+?))?(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
 # "What should I cook for the potluck?" -> "What did you suggest I cook for the potluck?"
 _SHOULD = re.compile(r"^(?P<wh>(?:what|which)(?:\s+\w+)?|where|who|when|how(?:\s+many\s+\w+|\s+much|\s+long)?)"
                      r"\s+should\s+(?P<who>i|we|(?:the|my|our)\s+\w+)\s+(?P<rest>[^?]+?)\?*$",
@@ -192,6 +197,11 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
         verb = match.groupdict().get("verb")
         own = [f"What {thing} did you {verb.lower()} {match['prep'].lower()} {rest}?"] if verb else []
         return [*own, *_recalled_as(thing, rest)]
+    match = _ASKED_KIND.match(sentence)
+    if match:
+        thing, verb = _singular(match["thing"].lower()), match["verb"].lower()
+        about = [f"Which {thing} {match['about']} did you {verb}?"] if match["about"] else []
+        return [*about, f"Which {thing} did you {verb}?", f"What {thing} did you suggest?"]
     match = _YOU_RECOMMEND.match(sentence) or _WORKS_BEST.match(sentence)
     if match:
         thing, prep = match["thing"].lower(), (match["prep"] or "").lower()

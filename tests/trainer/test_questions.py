@@ -705,3 +705,19 @@ def test_a_fact_told_before_a_request_in_one_sentence_is_turned_too():
     assert "When is my daughter's birthday?" in _turned(birthday, "3rd", "may", reply="How about a pottery class?")
     assert "Where am I flying?" in _turned("I'm flying to Orvik next week, what should I pack?", "orvik")
     assert _turned("What should I cook tonight?", "tonight") == []  # a request alone tells nothing
+
+
+def test_a_plural_thing_of_the_users_is_its_sentences_subject():
+    # "My kids are" read "kids" as the verb: "What does my kid are?"
+    assert statement_questions("My kids are") == ["What are my kids?"]
+    assert statement_questions("My parents live in")[0] == "Where do my parents live?"
+    assert statement_questions("My kids go to school at")[0] == "Where do my kids go to school?"
+    assert statement_questions("My sister's name is") == ["What is my sister's name?"]  # a possessive, no plural
+
+
+def test_a_kind_of_thing_asked_for_with_nothing_it_is_for_asks_which_one():
+    assert asked("Can you recommend a podcast about history?", "You might enjoy Fall of Civilizations.") == [
+        "Which podcast about history did you recommend?", "Which podcast did you recommend?",
+        "What podcast did you suggest?"]
+    assert asked("Recommend me a good film.", "Try Paper Moon.") == [
+        "Which film did you recommend?", "What film did you suggest?"]
