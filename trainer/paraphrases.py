@@ -28,6 +28,36 @@ def is_date(tokens: Sequence[str], start: int) -> bool:
     return bool(DATE.match(tokens[start]))
 
 
+NUMBER = re.compile(r"\d{1,3}|a|an|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
+                    r"thirty|forty|fifty|sixty|seventy|eighty|ninety|several|a\s+few", re.IGNORECASE)
+_SPAN = re.compile(r"(?:years?|months?|weeks?|days?|hours?|decades?|ages)[.,!]?", re.IGNORECASE)
+
+
+def is_duration(tokens: Sequence[str], start: int) -> bool:
+    """Whether the value at `tokens[start]` is how long, after "for": "for two years", "for 6 months"."""
+    return (0 < start < len(tokens) - 1 and tokens[start - 1].lower() == "for" and bool(NUMBER.fullmatch(tokens[start]))
+            and bool(_SPAN.fullmatch(tokens[start + 1])))
+
+
+def how_long_questions(questions: Sequence[str]) -> list[str]:
+    """"What have I been learning the oboe for?" of "... for two years" -> "How long have I been learning
+    the oboe?"; a question of another shape is left out (it asks the span's words as a thing)."""
+    return [f"How long {m['body']}?" for q in questions if (m := re.fullmatch(r"What (?P<body>.+) for\?", q))]
+
+
+def age_questions(before: Sequence[str], questions: Sequence[str]) -> list[str]:
+    """A number after "turned"/"turns" or right after "I'm"/"<someone> is" is an age: "My grandmother turned
+    90" -> "How old is my grandmother?", "I'm 34," -> "How old am I?"; other numbers keep their questions."""
+    said = [t.lower() for t in before]
+    if said and said[-1] in ("turned", "turns", "turning"):
+        whom = [m["who"] for q in questions if (m := re.fullmatch(r"What (?:did|does|do) (?P<who>.+?) turn\?", q))]
+    elif said in (["i'm"], ["i", "am"]) or (len(said) in (2, 3) and said[0] in ("my", "our") and said[-1] == "is"):
+        whom = ["I" if said[0].startswith("i") else " ".join(before[:-1]).lower()]
+    else:
+        return list(questions)
+    return [("How old am I?" if who == "I" else f"How old is {who}?") for who in whom] + list(questions)
+
+
 def asked_otherwise(question: str) -> list[str]:
     """How the same thing is often asked instead: a name as "called" or "'s name", a favourite as what one
     likes best ("What is my favourite band?" -> "Which band do I like best?"), a move as where one lives

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from trainer.chat import Messages
 from trainer.episodes import asks, told
 from trainer.frames import framed
+from trainer.paraphrases import DATE
 from trainer.text import STOPWORDS, entities, inflection_stem, words
 from trainer.text import sentences as split_sentences
 
@@ -219,4 +220,4 @@ def _named(handle: str, sentence: str, turn: str) -> bool:
     after = re.search(re.escape(handle.split()[-1]) + r"\W*\s+(?:(?:is|was|'s)\s+)?(?:(?:a|an|the)\s+)?(\S+)",
                       sentence, re.IGNORECASE)
     before = re.search(r"\s(\S+),\s+" + re.escape(handle), sentence, re.IGNORECASE)
-    return any(m and m.group(1)[:1].isupper() for m in (after, before))
+    return any(m and m.group(1)[:1].isupper() and not DATE.match(m.group(1)) for m in (after, before))  # "is March 3rd"

@@ -203,6 +203,8 @@ def _as_is(tokens: list[str]) -> list[str]:
 def _copula_questions(low: str, subject: str, rest: list[str]) -> list[str]:
     """The questions of "<subject> is/was ... <value>": "Where is X from?" for a place, "Who is my landlord?"
     for someone named, "Which potter is X married to?", else "What is X ...?"."""
+    if rest == ["off", "to"]:  # "I'm off to Lisbon": where I'm going
+        return [f"Where {low} {subject} off to?", f"Where {low} {subject} going?"]
     if rest and rest[-1] in _PLACE:
         rest = _without_particle(rest)
         place = rest if rest[-1] == "from" else rest[:-1]  # "Where is my mother from?"

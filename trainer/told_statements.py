@@ -13,7 +13,8 @@ from collections.abc import Collection, Sequence
 from trainer.chat import Messages
 from trainer.decisions import request_questions, suggestion_questions
 from trainer.episodes import TELLING_QUESTION, TOLD_THEN_ASKED, told
-from trainer.paraphrases import DATE, asked_otherwise, is_date, when_questions, who_questions
+from trainer.paraphrases import (DATE, NUMBER, age_questions, asked_otherwise, how_long_questions, is_date, is_duration,
+                                 when_questions, who_questions)
 from trainer.pronouns import ADJECTIVES
 from trainer.questions import PHRASE_END, distinctive, value_runs
 from trainer.statements import LEAD, statement_questions
@@ -65,7 +66,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
             for start in starts:
                 if not start or _continues(tokens, start):
                     continue
-                while start and (tokens[start - 1] in _TITLES or tokens[start - 1] == "The" and start > 1):
+                while start and (tokens[start - 1] in _TITLES or tokens[start - 1] == "The" and start > 1
+                                 or tokens[start - 1] == "the" and start > 1 and tokens[start - 2] in ("called", "named")):
                     start -= 1  # "a teacher called Ms. Arvel", "a band called The Low Tides": the title is the name's
                 if start and not _REPLACED.search(" ".join(tokens[:start])):  # a title may have moved it to 0
                     asked = statement_questions(" ".join(tokens[:start]), earlier)
@@ -75,6 +77,10 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                         asked = when_questions(asked) + [q for q in asked if not q.startswith("Where")]
                     elif tokens[start] in _TITLES - {"St", "St."}:  # "My doctor is Dr. Fenwick": a person
                         asked = who_questions(asked)
+                    elif is_duration(tokens, start):  # "learning the oboe for two years": how long
+                        asked = how_long_questions(asked)
+                    elif NUMBER.fullmatch(tokens[start].strip(".,!")):  # "My grandmother turned 90", "I'm 34,"
+                        asked = age_questions(tokens[:start], asked)
                     out += asked + [p for q in asked for p in asked_otherwise(q)]
     return list(dict.fromkeys(out))
 

@@ -721,3 +721,16 @@ def test_a_kind_of_thing_asked_for_with_nothing_it_is_for_asks_which_one():
         "What podcast did you suggest?"]
     assert asked("Recommend me a good film.", "Try Paper Moon.") == [
         "Which film did you recommend?", "What film did you suggest?"]
+
+
+def test_how_long_how_old_where_one_is_off_to_and_a_name_after_the():
+    """Sentences written for this test (none from a data set) that asked garbage or not the usual question."""
+    assert "How long have I been learning the oboe?" in _turned("I've been learning the oboe for two years now.")
+    assert "How old is my grandmother?" in _turned("My grandmother turned 90 last week!", "90")
+    assert "Where am I off to?" in _turned("I'm off to Lisbon for my sister's wedding next month.", "lisbon")
+    # "a team called the Dribblers": the question is cut at "called", not at "the"
+    team = _turned("I play five-a-side on Thursdays with a team called the Dribblers.", "thursdays", "dribblers")
+    assert "Which team do I play five-a-side on Thursdays with?" in team and not any(q.endswith("called?") and
+                                                                                    "with a team" in q for q in team)
+    # a date after "is" is no name: "What is my mum's birthday called?" was asked
+    assert not any("called" in q for q in handle_questions(chat("My mum's birthday is March 3rd.", "Noted."), 2))
