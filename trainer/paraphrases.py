@@ -83,7 +83,8 @@ def asked_otherwise(question: str) -> list[str]:
     if m := re.fullmatch(r"Where (?P<does>do|does|did) (?P<who>.+?) work as (?:a|an) [\w-]+\?", question):
         return [f"Where {m['does']} {m['who']} work?"]  # "I work as a nurse at": where I work
     if m := re.fullmatch(r"Where (?P<is>am|is|are) (?P<who>.+?) (?:a|an) (?P<job>[\w-]+)\?", question):
-        if m["job"].lower() not in _NO_JOB:  # "I'm a nurse at Hollin General": where I work
+        if m["job"].lower() not in _NO_JOB and not re.search(r"\b(?:to|\w+ing)\b", m["who"]):
+            # "I'm a nurse at Hollin General": where I work (not "X is training to be a vet in")
             does = "do" if m["is"] in ("am", "are") else "does"
             return [f"Where {does} {m['who']} work?"]
     if m := re.fullmatch(r"Where (?:did|has|have) (?P<who>.+?) (?:start|started|get|got|land|landed|find|found|take|took)"

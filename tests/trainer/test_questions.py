@@ -698,6 +698,8 @@ def test_a_job_at_a_place_or_a_new_job_there_asks_where_one_works():
     assert "Where does Nayoli Felghe work?" in _turned("Nayoli Felghe just started a new job at Zanwennay Labs.",
                                                        "nayoli", "felghe", "zanwennay", "labs")
     assert not any("work" in q for q in _turned("I'm a member at Corefit now.", "corefit"))  # no job there
+    # the one in training is asked no "Where does X training to be work?"
+    assert not any("work" in q for q in _turned("Her grandson Finn is training to be a vet in Leeds.", "finn", "leeds"))
 
 
 def test_a_fact_told_before_a_request_in_one_sentence_is_turned_too():
