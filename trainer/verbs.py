@@ -76,6 +76,11 @@ E_DROPPED = {"creat", "us", "clos", "pleas", "purchas", "releas", "increas", "de
              "explor", "ignor", "restor", "rais", "prais"}
 
 
+# what follows "X's" when it is "X is": a place, a naming, a going ("my sister's name" is a possessive)
+_IS_NEXT = {"in", "at", "on", "from", "near", "called", "named", "getting", "going", "moving", "now", "back", "off",
+            "still", "currently", "over"}
+
+
 def expand(tokens: list[str]) -> list[str]:
     """Contractions spelled out ("I've" -> "I have"; "she's been" -> "she has been") and adverbs dropped."""
     out: list[str] = []
@@ -85,6 +90,8 @@ def expand(tokens: list[str]) -> list[str]:
             out += CONTRACTED[low].split()
         elif low in ("he's", "she's", "it's") and i + 1 < len(tokens) and participle(tokens[i + 1]):
             out += [token[:-2], "is" if tokens[i + 1].lower().endswith("ing") else "has"]
+        elif low.endswith("'s") and len(low) > 3 and i + 1 < len(tokens) and tokens[i + 1].lower() in _IS_NEXT:
+            out += [token[:-2], "is"]  # "the wedding's in Verona", "Dara's at Lobel now": is, no possessive
         elif low in ADVERBS and out:
             continue
         else:

@@ -736,3 +736,10 @@ def test_how_long_how_old_where_one_is_off_to_and_a_name_after_the():
                                                                                     "with a team" in q for q in team)
     # a date after "is" is no name: "What is my mum's birthday called?" was asked
     assert not any("called" in q for q in handle_questions(chat("My mum's birthday is March 3rd.", "Noted."), 2))
+
+
+def test_a_things_s_before_a_place_is_is_not_a_possessive():
+    # "the wedding's in Verona" asked nothing: "wedding's" was read as whose
+    assert statement_questions("And my best mate Ravi finally got engaged, the wedding's in")[0] == "Where is the wedding?"
+    assert statement_questions("my sister's in")[0] == "Where is my sister?"
+    assert statement_questions("My sister's name is") == ["What is my sister's name?"]
