@@ -109,6 +109,8 @@ def inflection_stem(word: str) -> str:
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             word = word[:-len(suffix)]
+            if suffix in ("ed", "es") and word.endswith("i"):  # "studied", "studies" meet "study"
+                word = word[:-1] + "y"
             break
     return word[:-1] if word.endswith("e") and len(word) > 3 else word
 

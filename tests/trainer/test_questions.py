@@ -248,6 +248,9 @@ def test_a_question_keeps_a_told_verb_in_its_bare_form():
     told_words = words("I switched to Oskaro last month.")
     assert about_something("What did I switch to?", told_words)
     assert not about_something("What did I buy?", told_words)
+    # a verb in -y: "I studied at Vennick College" is asked "Where did I study?" (it was dropped as about nothing)
+    assert about_something("Where did I study?", words("Fun fact, I studied at Vennick College."))
+    assert about_something("Who did my sister marry?", words("My sister married a guy called Ortho."))
 
 
 def test_a_title_ends_no_sentence_and_stays_with_its_name():
