@@ -283,7 +283,10 @@ def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> lis
         prep = f" {named['prep']}" if named["prep"] else ""
         out = [f"{ask} {head}{prep}?"]
         return out + ([f"Where {head}?"] if named["prep"] in _PLACE and not named["who"] else [])
-    if not {verb.split()[-1], *rest} & {"call", "calling", "name", "naming"}:  # "call the baby": it is named
+    naming = {verb.split()[-1], *rest} & {"call", "calling", "called", "name", "naming", "named", "nickname", "nicknamed"}
+    if len(rest) >= 2 and rest[-2] in ("my", "our") and not naming:  # "I've had my cat Tibbles": the cat's name
+        return [f"What is {rest[-2]} {rest[-1]} called?"]
+    if not naming:  # "call the baby": it is named
         rest = _without_describing(rest)
     if rest and rest[-1] in _PLACE:  # "lives in" asks where, "ends in" asks what: ask both
         rest = _without_particle(rest)

@@ -746,3 +746,10 @@ def test_a_things_s_before_a_place_is_is_not_a_possessive():
     assert statement_questions("And my best mate Ravi finally got engaged, the wedding's in")[0] == "Where is the wedding?"
     assert statement_questions("my sister's in")[0] == "Where is my sister?"
     assert statement_questions("My sister's name is") == ["What is my sister's name?"]
+
+
+def test_a_name_right_after_the_users_thing_as_object_asks_what_it_is_called():
+    # "I've had my cat Tibbles for ten years." asked "What have I had my cat?"
+    assert statement_questions("I've had my cat") == ["What is my cat called?"]
+    assert statement_questions("We adopted our dog") == ["What is our dog called?"]
+    assert statement_questions("I named my cat") == ["What did I name my cat?"]  # the verb names it
