@@ -60,6 +60,10 @@ def antecedent(text: str) -> str | None:
     return best
 
 
+def _AT_PLACE(name: str) -> re.Pattern:
+    return re.compile(rf"\b(?:in|at|to|from|near|into|for)\s+(?:the\s+)?{re.escape(name)}\b")
+
+
 def pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:
     """Who or what a vague subject names: he/she/they the last name before it (in this sentence, or the
     one before when that sentence starts with it: "Kesta Varn got a job. She works at"), else the user's
@@ -68,6 +72,8 @@ def pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:
     before, less their lead-in ("Oh, and")."""
     named = [] if pronoun in ("it", "this", "that", "there") else entities(before, 8) or [
         n for n in entities(earlier, 8) if earlier.startswith(n) and pronoun != "they"]
+    if pronoun in ("he", "she"):  # a place or a firm is no he or she: "My sister doesn't live in Carlisle
+        named = [n for n in named if not _AT_PLACE(n).search(before)]  # anymore, she moved to" is my sister
     if not named and pronoun in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}")):
         named = [owned]
     return person_named(named, before) if named else None
