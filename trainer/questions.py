@@ -21,6 +21,7 @@ from trainer.episodes import asks, told
 from trainer.frames import framed
 from trainer.paraphrases import DATE
 from trainer.text import STOPWORDS, entities, inflection_stem, words
+from trainer.verbs import PAST, base
 from trainer.text import sentences as split_sentences
 
 TEMPLATES = (
@@ -68,8 +69,9 @@ def about_something(question: str, told_words: set[str]) -> bool:
     asked = words(question) - PROMPT_WORDS
     if question == RESTATE or asked & (told_words | framed(told_words)):  # "Where do I work?" of "changed jobs"
         return True
-    # a told verb asked in its bare form: "I switched to Oskaro" -> "What did I switch to?"
-    return bool({inflection_stem(w) for w in asked} & {inflection_stem(w) for w in told_words})
+    # a told verb asked in its bare form: "I switched to Oskaro" -> "What did I switch to?", "I got a" -> "get"
+    told_stems = {inflection_stem(w) for w in told_words} | {base(w) for w in told_words & PAST}
+    return bool({inflection_stem(w) for w in asked} & told_stems)
 
 
 def asks_what_you_said(question: str) -> bool:

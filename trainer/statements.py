@@ -284,6 +284,8 @@ def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> lis
         out = [f"{ask} {head}{prep}?"]
         return out + ([f"Where {head}?"] if named["prep"] in _PLACE and not named["who"] else [])
     naming = {verb.split()[-1], *rest} & {"call", "calling", "called", "name", "naming", "named", "nickname", "nicknamed"}
+    if rest and rest[-1] in ("my", "our", "his", "her", "their"):  # "I sold my Gorvos": what I sold, not "sell my"
+        rest = rest[:-1]
     if len(rest) >= 2 and rest[-2] in ("my", "our") and not naming:  # "I've had my cat Tibbles": the cat's name
         return [f"What is {rest[-2]} {rest[-1]} called?"]
     if not naming:  # "call the baby": it is named
