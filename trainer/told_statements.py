@@ -81,6 +81,10 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                         asked = how_long_questions(asked)
                     elif NUMBER.fullmatch(tokens[start].strip(".,!")):  # "My grandmother turned 90", "I'm 34,"
                         asked = age_questions(tokens[:start], asked)
+                    if (stopped := _STOPPED.search(" ".join(tokens[:start]))) and stopped["verb"] not in _NOT_DOING:
+                        # "I don't drive the Gorvos anymore, I got a Pelta": the new value is what I drive now
+                        who, verb = "I" if stopped["who"].lower() == "i" else "we", stopped["verb"].lower()
+                        asked.append(f"{'Where' if stopped['at'] else 'What'} do {who} {verb}?")
                     out += asked + [p for q in asked for p in asked_otherwise(q)]
     return list(dict.fromkeys(out))
 
@@ -129,6 +133,10 @@ def _last_runs(sentence: str, own: set[str]) -> list[int]:
     return out
 
 
+# what the user no longer does, before a clause that tells what they do now (live and work: `frames`)
+_STOPPED = re.compile(r"\b(?P<who>I|we)\s+(?:don't|do\s+not|no\s+longer)\s+(?P<verb>[a-z]+)\b(?P<at>\s+(?:at|in)\b)?[^,;.]*\b"
+                      r"(?:anymore|any\s+more)[,;.]?\s+\S", re.IGNORECASE)
+_NOT_DOING = {"know", "think", "like", "want", "need", "have", "live", "work", "care", "mind", "remember", "feel"}
 _PERSON_FIRST = re.compile(r"(?:he|she|his|her|they|their)\b", re.IGNORECASE)
 _TITLES = {title + stop for title in TITLES for stop in ("", ".")}
 # a value told as what something no longer is: "at Pellix instead of Dorvan", "moved from Ettgor to Shiten",

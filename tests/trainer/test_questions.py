@@ -753,3 +753,19 @@ def test_a_name_right_after_the_users_thing_as_object_asks_what_it_is_called():
     assert statement_questions("I've had my cat") == ["What is my cat called?"]
     assert statement_questions("We adopted our dog") == ["What is our dog called?"]
     assert statement_questions("I named my cat") == ["What did I name my cat?"]  # the verb names it
+
+
+def test_what_the_user_no_longer_does_asks_what_they_do_now_and_she_is_no_place():
+    """Corrections written for this test (none from a data set)."""
+    # "I got a Pelta" asked nothing the earlier "I drive a Gorvos" was asked by
+    assert "What do I drive?" in _turned("I don't drive the Gorvos anymore, I got a Pelta.", "gorvos", "pelta")
+    assert "Where do we shop?" in _turned("We don't shop at Heddle's any more, we use Brambly now.", "heddle",
+                                          "brambly")
+    # "she" after "in Carlisle" is my sister, not the town ("Where did Carlisle move?" before)
+    moved = _turned("My sister doesn't live in Carlisle anymore, she moved to Penrith.", "carlisle", "penrith")
+    assert "Where does my sister live now?" in moved and not any("Carlisle" in q for q in moved)
+    # an irregular past asked in its bare form is about the chat: "I sold my Gorvos and bought a Pelta"
+    from trainer.questions import about_something
+    from trainer.text import words
+    assert about_something("What did I buy?", words("I sold my Gorvos and bought a Pelta."))
+    assert "What did I sell?" in _turned("I sold my Gorvos and bought a Pelta.", "gorvos", "pelta")
