@@ -18,6 +18,9 @@ _WHEN = {"last", "next", "yesterday", "today", "tonight", "recently", "this"}
 _OWNING = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally| recently)* (?:got|adopted|bought|rescued|have|"
                      r"has|found|welcomed|brought home|picked up|had) (?:a|an) (?P<kind>[a-z]+(?: [a-z]+){0,2})\b",
                      re.IGNORECASE)
+# or named by them: "We renamed the dog, he's Rufus now" is our dog
+_RENAMED = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally)* (?:renamed|named|nicknamed) the (?P<kind>[a-z]+)\b",
+                      re.IGNORECASE)
 _MINE = re.compile(r"\b(?:my|our)\s+[a-z]", re.IGNORECASE)
 # "a" before an amount or a stretch of time introduces no thing: "thinking about my grandad a lot. He"
 _AMOUNTS = {"lot", "bit", "while", "few", "couple", "little", "week", "day", "month", "year", "moment", "minute"}
@@ -49,7 +52,7 @@ def antecedent(text: str) -> str | None:
     finally met my neighbour" -> "my neighbour"). None when none, or when something else is introduced
     after it ("My sister has a dog, her" may be the dog's)."""
     best, at = None, -1
-    for m in _OWNING.finditer(text):
+    for m in sorted([*_OWNING.finditer(text), *_RENAMED.finditer(text)], key=lambda m: m.start()):
         if kind := kind_of(m["kind"]):
             best, at = f"{'my' if m['who'].lower() == 'i' else 'our'} {kind}", m.end()
     for m in _MINE.finditer(text):

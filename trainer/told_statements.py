@@ -81,6 +81,9 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                         asked = how_long_questions(asked)
                     elif NUMBER.fullmatch(tokens[start].strip(".,!")):  # "My grandmother turned 90", "I'm 34,"
                         asked = age_questions(tokens[:start], asked)
+                    elif tokens[start][:1].isupper() and _PRONOUN_IS.search(" ".join(tokens[:start])):
+                        # "We renamed the dog, he's Rufus now": what it is called
+                        asked += [f"{m[1]} called?" for q in asked if (m := re.fullmatch(r"(What is (?:my|our) \w+)\?", q))]
                     if (stopped := _STOPPED.search(" ".join(tokens[:start]))) and stopped["verb"] not in _NOT_DOING:
                         # "I don't drive the Gorvos anymore, I got a Pelta": the new value is what I drive now
                         who, verb = "I" if stopped["who"].lower() == "i" else "we", stopped["verb"].lower()
@@ -137,6 +140,7 @@ def _last_runs(sentence: str, own: set[str]) -> list[int]:
 _STOPPED = re.compile(r"\b(?P<who>I|we)\s+(?:don't|do\s+not|no\s+longer)\s+(?P<verb>[a-z]+)\b(?P<at>\s+(?:at|in)\b)?[^,;.]*\b"
                       r"(?:anymore|any\s+more)[,;.]?\s+\S", re.IGNORECASE)
 _NOT_DOING = {"know", "think", "like", "want", "need", "have", "live", "work", "care", "mind", "remember", "feel"}
+_PRONOUN_IS = re.compile(r"\b(?:he|she|it)(?:'s|\s+is)\s*$", re.IGNORECASE)
 _PERSON_FIRST = re.compile(r"(?:he|she|his|her|they|their)\b", re.IGNORECASE)
 _TITLES = {title + stop for title in TITLES for stop in ("", ".")}
 # a value told as what something no longer is: "at Pellix instead of Dorvan", "moved from Ettgor to Shiten",

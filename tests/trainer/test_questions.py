@@ -769,3 +769,10 @@ def test_what_the_user_no_longer_does_asks_what_they_do_now_and_she_is_no_place(
     from trainer.text import words
     assert about_something("What did I buy?", words("I sold my Gorvos and bought a Pelta."))
     assert "What did I sell?" in _turned("I sold my Gorvos and bought a Pelta.", "gorvos", "pelta")
+
+
+def test_a_renamed_thing_is_what_its_pronoun_names():
+    # "We renamed the dog, he's Rufus now." asked nothing: "he" named no thing of the user's
+    renamed = _turned("We renamed the dog, he's Rufus now.", "rufus")
+    assert "What is our dog called?" in renamed
+    assert "What is our boat called?" in _turned("We renamed the boat, she's called Skylark now.", "skylark")
