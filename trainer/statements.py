@@ -183,7 +183,7 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
         return _object_questions(low, subject, " ".join(chain), rest)
     if low in _COPULA:  # "I changed jobs, I'm at": where I work
         return _copula_questions(low, subject, rest) + framed_questions(subject, rest, words(f"{earlier} {prefix}"))
-    past = low in PAST or low.endswith("ed")
+    past = low in PAST or low.endswith("ed") and not low.endswith("eed") or low in ("agreed", "freed")  # not "need"
     aux = "did" if past else "do" if subject.endswith(" and I") or not low.endswith("s") else _PRONOUNS.get(
         subject.lower(), "does")
     bare = base(verb) if (past or aux == "does") else low

@@ -776,3 +776,8 @@ def test_a_renamed_thing_is_what_its_pronoun_names():
     renamed = _turned("We renamed the dog, he's Rufus now.", "rufus")
     assert "What is our dog called?" in renamed
     assert "What is our boat called?" in _turned("We renamed the boat, she's called Skylark now.", "skylark")
+
+
+def test_a_verb_ending_in_eed_is_no_past():
+    # "We need a theme for" asked "What did we ne a theme for?"
+    assert statement_questions("We need a theme for") == ["What do we need a theme for?"]
