@@ -64,7 +64,7 @@ def antecedent(text: str) -> str | None:
 
 
 def _AT_PLACE(name: str) -> re.Pattern:
-    return re.compile(rf"\b(?:in|at|to|from|near|into|for)\s+(?:the\s+)?{re.escape(name)}\b")
+    return re.compile(rf"\b(?:in|at|from|near|into)\s+(?:the\s+)?{re.escape(name)}\b")
 
 
 def pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:
@@ -75,8 +75,7 @@ def pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:
     before, less their lead-in ("Oh, and")."""
     named = [] if pronoun in ("it", "this", "that", "there") else entities(before, 8) or [
         n for n in entities(earlier, 8) if earlier.startswith(n) and pronoun != "they"]
-    if pronoun in ("he", "she"):  # a place or a firm is no he or she: "My sister doesn't live in Carlisle
-        named = [n for n in named if not _AT_PLACE(n).search(before)]  # anymore, she moved to" is my sister
+    named = [n for n in named if not _AT_PLACE(n).search(before)]  # nobody (`person_named`)
     if not named and pronoun in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}")):
         named = [owned]
     return person_named(named, before) if named else None
@@ -85,5 +84,8 @@ def pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:
 def person_named(named: list[str], before: str) -> str | None:
     """Who a pronoun names among the names before it: the last one told, people ("Tenett Mirbel") over
     single words ("Gorbel")."""
+    # a place or a firm is nobody: "My sister doesn't live in Carlisle anymore, she moved to" is my sister's,
+    # "Tev got a job at Farnwick Labs, and his girlfriend" Tev's
+    named = [n for n in named if not _AT_PLACE(n).search(before)]
     people = [n for n in named if len(n.split()) > 1] or named
     return max(people, key=lambda n: before.rfind(n)) if people else None

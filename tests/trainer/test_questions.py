@@ -764,6 +764,10 @@ def test_what_the_user_no_longer_does_asks_what_they_do_now_and_she_is_no_place(
     # "she" after "in Carlisle" is my sister, not the town ("Where did Carlisle move?" before)
     moved = _turned("My sister doesn't live in Carlisle anymore, she moved to Penrith.", "carlisle", "penrith")
     assert "Where does my sister live now?" in moved and not any("Carlisle" in q for q in moved)
+    # nor is a firm anybody's "his": Tev got the job, the girlfriend is his
+    two = _turned("My old roommate Tev got a job at Farnwick Labs, and his girlfriend Nessa is studying in Ulmar.",
+                  "tev", "farnwick", "labs", "nessa", "ulmar")
+    assert "Where is Tev's girlfriend Nessa studying?" in two and not any("Labs's" in q for q in two)
     # an irregular past asked in its bare form is about the chat: "I sold my Gorvos and bought a Pelta"
     from trainer.questions import about_something
     from trainer.text import words
