@@ -205,7 +205,7 @@ def windows(tokenizer, episode: dict, config) -> list[Messages]:
 TOLD_THEN_ASKED = re.compile(
     r"(?P<told>(?:my|our|I|I'm|I've|I'll|we|we're|we've)\s[^?]+?)(?:,|\s+[-\u2013\u2014]+)\s+"
     r"(?:any|what|which|how|where|when|who|can|could|would|should|do|got|ideas?)\b[^,]*\?", re.IGNORECASE)
-_GOES_ON = re.compile(r"(?:he|she|it|they|his|her|its|their|he's|she's|it's|they're)\b", re.IGNORECASE)
+GOES_ON = re.compile(r"(?:he|she|it|they|his|her|its|their|he's|she's|it's|they're)\b", re.IGNORECASE)
 # a sentence that tells what changed or no longer holds, whose next one, the user's own, says what holds now:
 # "I don't work at Lirobr anymore. I'm with Hepcav now.", "We moved. We're in Wynmox now."
 _CHANGED = re.compile(r"\b(?:moved|changed|switched|left|quit|no longer|anymore|any more|not|n't)\b", re.IGNORECASE)
@@ -232,7 +232,7 @@ def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prom
     # adopted a rabbit! His name is Clover." answers "What is my rabbit called?"; after a change, the
     # user's own next sentence tells what holds now ("We moved. We're in Wynmox now.")
     chosen |= {i + 1 for i in chosen if i + 1 < len(said) and said[i + 1].turn == said[i].turn
-               and said[i].role == "user" and (_GOES_ON.match(said[i + 1].text) or (
+               and said[i].role == "user" and (GOES_ON.match(said[i + 1].text) or (
                    _CHANGED.search(said[i].text) and _NOW_MINE.match(said[i + 1].text)))}
     about = sorted([said[i] for i in sorted(chosen)] or said, key=lambda t: t.role != "tool")
     parts: list[str] = []

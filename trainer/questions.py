@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 
 from trainer.chat import Messages
-from trainer.episodes import asks, told
+from trainer.episodes import GOES_ON, asks, told
 from trainer.frames import framed
 from trainer.paraphrases import DATE
 from trainer.text import STOPWORDS, entities, inflection_stem, words
@@ -156,7 +156,7 @@ PHRASE_END = set("""is are was were has have had be been and or but to in at on 
     keeps likes loves lives works plays drives studies teaches got moved left started goes runs owns wants needs
     says makes uses by about next last isn't wasn't aren't doesn't didn't hasn't a an the turns said told asked
     thinks went came actually usually recently currently probably apparently literally basically definitely
-    totally only even sometimes often hurts hurt broke breaks dies died look looks feel feels seem seems smells
+    totally only even sometimes often please hurts hurt broke breaks dies died look looks feel feels seem seems smells
     tastes""".split())
 # "my" in an exclamation or an apology names nothing of the user's: "Oops, my mistake", "Oh my god"
 NOT_THINGS = set("mistake bad fault god goodness gosh word guess apologies pleasure opinion".split())
@@ -189,7 +189,8 @@ def handles(sentence: str) -> list[str]:
         if phrase and phrase[-1].lower() not in STOPWORDS and phrase[0].lower() not in NOT_THINGS:
             out.append(f"{mine} {' '.join(phrase)}")
             # "my new kitten" is "my kitten"; "my aunt's dog" is not "my dog", "my son's name" not "my name"
-            if len(phrase) > 1 and not any(w.lower().endswith("'s") for w in phrase[:-1]):
+            if len(phrase) > 1 and not any(w.lower().endswith("'s") for w in phrase[:-1]) and phrase[-1].lower() not in (
+                    "off", "out", "up", "away", "over", "back"):  # "my day off" is no "my off"
                 out.append(f"{mine} {phrase[-1]}")
     return list(dict.fromkeys(out))
 
@@ -198,12 +199,16 @@ def handle_questions(messages: Messages, limit: int) -> list[str]:
     """Questions about the user's own things a window names: what they told of them (`MINE`), or, where
     they asked the assistant for something, what it said (`ASKED`). `limit` templates per handle."""
     out: list[str] = []
-    for t in told(messages):
+    said = told(messages)
+    for n, t in enumerate(said):
         if t.role != "user":
             continue
         asked_for = asks(messages[t.turn])
+        # the sentence, and the next one of the turn when a pronoun starts it ("His name is Clover.")
+        after = said[n + 1].text if n + 1 < len(said) and said[n + 1].turn == t.turn else ""
+        about = f"{t.text} {after}" if GOES_ON.match(after) else t.text
         for handle in handles(t.text):
-            templates = ASKED if asked_for else MINE if _named(handle, t.text, messages[t.turn]["content"]) else MINE[1:]
+            templates = ASKED if asked_for else MINE if _named(handle, t.text, about) else MINE[1:]
             out += [q.format(h=handle) for q in templates[:limit]]
     return list(dict.fromkeys(out))
 
@@ -211,12 +216,12 @@ def handle_questions(messages: Messages, limit: int) -> list[str]:
 _NAMING = re.compile(r"\b(?:call|called|calling|calls|name|named|names|name's)\b", re.IGNORECASE)
 
 
-def _named(handle: str, sentence: str, turn: str) -> bool:
-    """Whether the user's thing has a name in what they told: words of naming in its turn ("His name is
-    Clover.") or a capitalised word right after it ("my landlord Mr Pettigrew"). "What is my grandmother
+def _named(handle: str, sentence: str, about: str) -> bool:
+    """Whether the user's thing has a name in what they told: words of naming in what is `about` it (its
+    sentence and one a pronoun starts after it: "His name is Clover.") or a capitalised word right after it ("my landlord Mr Pettigrew"). "What is my grandmother
     called?" of "My grandmother turned 90! She lives in Carrow." is answered with the place: a told value in a
     name's shape, which nights learn and general answers then take ("The capital of Japan is called X")."""
-    if _NAMING.search(turn):
+    if _NAMING.search(about):
         return True
     # "my partner Jo", "my best friend is Raten Shivos", "my car is a Corab"; "Istust, my favourite podcast"
     after = re.search(re.escape(handle.split()[-1]) + r"\W*\s+(?:(?:is|was|'s)\s+)?(?:(?:a|an|the)\s+)?(\S+)",

@@ -279,6 +279,7 @@ def test_handles_are_the_users_own_things():
     # small talk's verbs end the thing too: "my back hurts" is my back ("What is my back hurts called?" before)
     assert handles("My phone battery dies so fast.") == ["my phone battery", "my battery"]
     assert handles("My back hurts from the new chair.") == ["my back"]
+    assert handles("Plan my day off please.") == ["my day off"]
 
 
 def test_the_users_thing_is_asked_what_it_is_called_only_where_it_has_a_name():
@@ -290,6 +291,9 @@ def test_the_users_thing_is_asked_what_it_is_called_only_where_it_has_a_name():
     assert mine("My grandmother turned 90 last week! She lives in Carrow.", "Lovely.") == [
         "What do you know about my grandmother?", "What did I tell you about my grandmother?"]
     assert mine("My wifi password is bellovos.", "Noted.")[0] == "What do you know about my wifi password?"
+    # naming words of another sentence of the turn name nothing of mine
+    assert mine("My phone battery dies so fast. By the way, Tuz Gil rides a horse called Cavdro.", "Ha.")[0] == \
+        "What do you know about my phone battery?"
     for said in ("My best friend is Raten Shivos.", "My partner Jo and I bought a flat.", "My car is a Corab.",
                  "My dog is great, his name is Rex.", "I never miss Istust, my favourite podcast."):
         assert mine(said, "Nice.")[0].endswith("called?"), said
