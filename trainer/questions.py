@@ -156,7 +156,7 @@ PHRASE_END = set("""is are was were has have had be been and or but to in at on 
     keeps likes loves lives works plays drives studies teaches got moved left started goes runs owns wants needs
     says makes uses by about next last isn't wasn't aren't doesn't didn't hasn't a an the turns said told asked
     thinks went came actually usually recently currently probably apparently literally basically definitely
-    totally only even sometimes often please hurts hurt broke breaks dies died look looks feel feels seem seems smells
+    totally only even sometimes often please back hurts hurt broke breaks dies died look looks feel feels seem seems smells
     tastes""".split())
 # "my" in an exclamation or an apology names nothing of the user's: "Oops, my mistake", "Oh my god"
 NOT_THINGS = set("mistake bad fault god goodness gosh word guess apologies pleasure opinion".split())
@@ -213,7 +213,8 @@ def handle_questions(messages: Messages, limit: int) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-_NAMING = re.compile(r"\b(?:call|called|calling|calls|name|named|names|name's)\b", re.IGNORECASE)
+# "call" names only with a name after it ("I'm calling him Pip"; "call my aunt back" is a phone call)
+_NAMING = re.compile(r"\b(?:called|named|nicknamed|name|names|name's)\b|\b[Cc]all(?:s|ing)?(?:\s+[a-z]+){0,2}\s+[A-Z]")
 
 
 def _named(handle: str, sentence: str, about: str) -> bool:

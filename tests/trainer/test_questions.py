@@ -276,9 +276,10 @@ def test_handles_are_the_users_own_things():
     # "me and my brother run": the verb after the pair is no part of the brother
     assert handles("Me and my brother run a bakery called Drozilist.") == ["my brother"]
     assert handles("My brother switched from the trumpet to the oboe.") == ["my brother"]
-    # small talk's verbs end the thing too: "my back hurts" is my back ("What is my back hurts called?" before)
+    # small talk's verbs end the thing too ("What is my phone battery dies called?" before), and "back" is none
     assert handles("My phone battery dies so fast.") == ["my phone battery", "my battery"]
-    assert handles("My back hurts from the new chair.") == ["my back"]
+    assert handles("My back hurts from the new chair.") == []
+    assert handles("I keep forgetting to call my aunt back.") == ["my aunt"]
     assert handles("Plan my day off please.") == ["my day off"]
 
 
@@ -291,6 +292,9 @@ def test_the_users_thing_is_asked_what_it_is_called_only_where_it_has_a_name():
     assert mine("My grandmother turned 90 last week! She lives in Carrow.", "Lovely.") == [
         "What do you know about my grandmother?", "What did I tell you about my grandmother?"]
     assert mine("My wifi password is bellovos.", "Noted.")[0] == "What do you know about my wifi password?"
+    # a phone call names nothing ("What is my aunt called?" of "call my aunt back")
+    assert mine("I keep forgetting to call my aunt back.", "Happens!")[0] == "What do you know about my aunt?"
+    assert mine("I'm calling my kitten Pip.", "Cute!")[0] == "What is my kitten called?"
     # naming words of another sentence of the turn name nothing of mine
     assert mine("My phone battery dies so fast. By the way, Tuz Gil rides a horse called Cavdro.", "Ha.")[0] == \
         "What do you know about my phone battery?"
