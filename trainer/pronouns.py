@@ -63,7 +63,8 @@ def antecedent(text: str) -> str | None:
     return best
 
 
-def _AT_PLACE(name: str) -> re.Pattern:
+def _at_place(name: str) -> re.Pattern:
+    """A name after a place's preposition: a place or a firm, nobody a pronoun stands for."""
     return re.compile(rf"\b(?:in|at|from|near|into)\s+(?:the\s+)?{re.escape(name)}\b")
 
 
@@ -75,7 +76,7 @@ def pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:
     before, less their lead-in ("Oh, and")."""
     named = [] if pronoun in ("it", "this", "that", "there") else entities(before, 8) or [
         n for n in entities(earlier, 8) if earlier.startswith(n) and pronoun != "they"]
-    named = [n for n in named if not _AT_PLACE(n).search(before)]  # nobody (`person_named`)
+    named = [n for n in named if not _at_place(n).search(before)]  # nobody (`person_named`)
     if not named and pronoun in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}")):
         named = [owned]
     return person_named(named, before) if named else None
@@ -86,6 +87,6 @@ def person_named(named: list[str], before: str) -> str | None:
     single words ("Gorbel")."""
     # a place or a firm is nobody: "My sister doesn't live in Carlisle anymore, she moved to" is my sister's,
     # "Tev got a job at Farnwick Labs, and his girlfriend" Tev's
-    named = [n for n in named if not _AT_PLACE(n).search(before)]
+    named = [n for n in named if not _at_place(n).search(before)]
     people = [n for n in named if len(n.split()) > 1] or named
     return max(people, key=lambda n: before.rfind(n)) if people else None

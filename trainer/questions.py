@@ -70,7 +70,7 @@ def about_something(question: str, told_words: set[str]) -> bool:
     if question == RESTATE or asked & (told_words | framed(told_words)):  # "Where do I work?" of "changed jobs"
         return True
     # a told verb asked in its bare form: "I switched to Oskaro" -> "What did I switch to?", "I got a" -> "get"
-    told_stems = {inflection_stem(w) for w in told_words} | {base(w) for w in told_words & PAST}
+    told_stems = {inflection_stem(w) for w in told_words | {base(w) for w in told_words & PAST}}
     return bool({inflection_stem(w) for w in asked} & told_stems)
 
 
@@ -219,9 +219,10 @@ _NAMING = re.compile(r"\b(?:called|named|nicknamed|name|names|name's)\b|\b[Cc]al
 
 def _named(handle: str, sentence: str, about: str) -> bool:
     """Whether the user's thing has a name in what they told: words of naming in what is `about` it (its
-    sentence and one a pronoun starts after it: "His name is Clover.") or a capitalised word right after it ("my landlord Mr Pettigrew"). "What is my grandmother
-    called?" of "My grandmother turned 90! She lives in Carrow." is answered with the place: a told value in a
-    name's shape, which nights learn and general answers then take ("The capital of Japan is called X")."""
+    sentence and one a pronoun starts after it: "His name is Clover.") or a capitalised word beside it ("my
+    landlord Mr Pettigrew"). "What is my grandmother called?" of "My grandmother turned 90! She lives in
+    Carrow." is answered with the place: a told value in a name's shape, which nights learn and general
+    answers then take ("The capital of Japan is called X")."""
     if _NAMING.search(about):
         return True
     # "my partner Jo", "my best friend is Raten Shivos", "my car is a Corab"; "Istust, my favourite podcast"
