@@ -35,8 +35,8 @@ _SPAN = re.compile(r"(?:years?|months?|weeks?|days?|hours?|decades?|ages)[.,!]?"
 
 def is_duration(tokens: Sequence[str], start: int) -> bool:
     """Whether the value at `tokens[start]` is how long, after "for": "for two years", "for 6 months"."""
-    return (0 < start < len(tokens) - 1 and tokens[start - 1].lower() == "for" and bool(NUMBER.fullmatch(tokens[start]))
-            and bool(_SPAN.fullmatch(tokens[start + 1])))
+    return (0 < start < len(tokens) - 1 and tokens[start - 1].lower() == "for"
+            and bool(NUMBER.fullmatch(tokens[start])) and bool(_SPAN.fullmatch(tokens[start + 1])))
 
 
 def how_long_questions(questions: Sequence[str]) -> list[str]:
@@ -87,8 +87,8 @@ def asked_otherwise(question: str) -> list[str]:
             # "I'm a nurse at Hollin General": where I work (not "X is training to be a vet in")
             does = "do" if m["is"] in ("am", "are") else "does"
             return [f"Where {does} {m['who']} work?"]
-    if m := re.fullmatch(r"Where (?:did|has|have) (?P<who>.+?) (?:start|started|get|got|land|landed|find|found|take|took)"
-                         r" (?:a|an|the) (?:new )?job\?", question):  # "I just started a new job at Quillon"
+    if m := re.fullmatch(r"Where (?:did|has|have) (?P<who>.+?) (?:start|started|get|got|land|landed|find|found|take|"
+                         r"took) (?:a|an|the) (?:new )?job\?", question):  # "I just started a new job at Quillon"
         does = "do" if m["who"].lower() in _POSSESSIVE else "does"
         return [f"Where {does} {m['who']} work?", f"Where {does} {m['who']} work now?"]
     if m := re.fullmatch(r"What (?:do|does|did) (?P<who>.+?) work as\?", question):  # a job

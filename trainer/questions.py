@@ -156,8 +156,8 @@ PHRASE_END = set("""is are was were has have had be been and or but to in at on 
     keeps likes loves lives works plays drives studies teaches got moved left started goes runs owns wants needs
     says makes uses by about next last isn't wasn't aren't doesn't didn't hasn't a an the turns said told asked
     thinks went came actually usually recently currently probably apparently literally basically definitely
-    totally only even sometimes often please back hurts hurt broke breaks dies died look looks feel feels seem seems smells
-    tastes""".split())
+    totally only even sometimes often please back hurts hurt broke breaks dies died look looks feel feels seem
+    seems smells tastes""".split())
 # "my" in an exclamation or an apology names nothing of the user's: "Oops, my mistake", "Oh my god"
 NOT_THINGS = set("mistake bad fault god goodness gosh word guess apologies pleasure opinion".split())
 
@@ -189,8 +189,9 @@ def handles(sentence: str) -> list[str]:
         if phrase and phrase[-1].lower() not in STOPWORDS and phrase[0].lower() not in NOT_THINGS:
             out.append(f"{mine} {' '.join(phrase)}")
             # "my new kitten" is "my kitten"; "my aunt's dog" is not "my dog", "my son's name" not "my name"
-            if len(phrase) > 1 and not any(w.lower().endswith("'s") for w in phrase[:-1]) and phrase[-1].lower() not in (
-                    "off", "out", "up", "away", "over", "back"):  # "my day off" is no "my off"
+            # ("my day off" is no "my off")
+            if len(phrase) > 1 and not any(w.lower().endswith("'s") for w in phrase[:-1]) and \
+                    phrase[-1].lower() not in ("off", "out", "up", "away", "over", "back"):
                 out.append(f"{mine} {phrase[-1]}")
     return list(dict.fromkeys(out))
 
@@ -229,4 +230,5 @@ def _named(handle: str, sentence: str, about: str) -> bool:
     after = re.search(re.escape(handle.split()[-1]) + r"\W*\s+(?:(?:is|was|'s)\s+)?(?:(?:a|an|the)\s+)?(\S+)",
                       sentence, re.IGNORECASE)
     before = re.search(r"\s(\S+),\s+" + re.escape(handle), sentence, re.IGNORECASE)
-    return any(m and m.group(1)[:1].isupper() and not DATE.match(m.group(1)) for m in (after, before))  # "is March 3rd"
+    # a date is no name: "My mum's birthday is March 3rd."
+    return any(m and m.group(1)[:1].isupper() and not DATE.match(m.group(1)) for m in (after, before))

@@ -16,7 +16,8 @@ from trainer.pronouns import antecedent, last_object, person_named, pronoun_name
 from trainer.text import FROM_BEFORE_TO, STOPWORDS, entities, owner_lower, words
 from trainer.verbs import HAVE, PAST, base, expand, is_verb, participle
 
-LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|quick (?:one|question)|update on [^:]+|oh|also|actually|so|well|anyway|okay|ok|"
+LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|quick (?:one|question)|update on [^:]+|oh|also|actually|"
+                   r"so|well|anyway|okay|ok|"
                    r"fun fact|guess what|just so you know|you know what|news|and|but|(?:it )?turns out(?: that)?|"
                    r"funny enough|believe it or not|long story short|honestly|heads up|for the record|"
                    # a correction's own opening: "Actually, I got that wrong earlier - my sister lives in"
@@ -95,9 +96,9 @@ def _verb_at(tokens: Sequence[str]) -> int | None:
             continue
         if tokens[i - 1].lower() in _MINE and low not in _COPULA:  # "My kids are": the noun of a possessive
             continue
-        if i > 1 and tokens[i - 2].lower() in _MINE and re.search(r"[^'s]s$", tokens[i - 1]) and token.islower() \
-                and (low in ("go", "do", "have") or low not in STOPWORDS and is_verb(low + "s")):  # "My parents live in"
-            return i
+        plural = i > 1 and tokens[i - 2].lower() in _MINE and re.search(r"[^'s]s$", tokens[i - 1])
+        if plural and token.islower() and (low in ("go", "do", "have") or low not in STOPWORDS and is_verb(low + "s")):
+            return i  # "My parents live in": a plural's bare verb
         verb = low in _COPULA or low in ("has", "had") or is_verb(token)
         if verb and relative:  # the relative clause's own verb: the sentence's comes after it
             relative = False
@@ -283,7 +284,7 @@ def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> lis
         prep = f" {named['prep']}" if named["prep"] else ""
         out = [f"{ask} {head}{prep}?"]
         return out + ([f"Where {head}?"] if named["prep"] in _PLACE and not named["who"] else [])
-    naming = {verb.split()[-1], *rest} & {"call", "calling", "called", "name", "naming", "named", "nickname", "nicknamed"}
+    naming = {verb.split()[-1], *rest} & {"call", "calling", "called", "name", "naming", "named", "nicknamed"}
     if rest and rest[-1] in ("my", "our", "his", "her", "their"):  # "I sold my Gorvos": what I sold, not "sell my"
         rest = rest[:-1]
     if len(rest) >= 2 and rest[-2] in ("my", "our") and not naming:  # "I've had my cat Tibbles": the cat's name

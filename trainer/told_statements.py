@@ -13,8 +13,8 @@ from collections.abc import Collection, Sequence
 from trainer.chat import Messages
 from trainer.decisions import request_questions, suggestion_questions
 from trainer.episodes import TELLING_QUESTION, TOLD_THEN_ASKED, told
-from trainer.paraphrases import (DATE, NUMBER, age_questions, asked_otherwise, how_long_questions, is_date, is_duration,
-                                 when_questions, who_questions)
+from trainer.paraphrases import (DATE, NUMBER, age_questions, asked_otherwise, how_long_questions, is_date,
+                                 is_duration, when_questions, who_questions)
 from trainer.pronouns import ADJECTIVES
 from trainer.questions import PHRASE_END, distinctive, value_runs
 from trainer.statements import LEAD, statement_questions
@@ -66,8 +66,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
             for start in starts:
                 if not start or _continues(tokens, start):
                     continue
-                while start and (tokens[start - 1] in _TITLES or tokens[start - 1] == "The" and start > 1
-                                 or tokens[start - 1] == "the" and start > 1 and tokens[start - 2] in ("called", "named")):
+                while start and (tokens[start - 1] in _TITLES or tokens[start - 1] == "The" and start > 1 or
+                                 tokens[start - 1] == "the" and start > 1 and tokens[start - 2] in ("called", "named")):
                     start -= 1  # "a teacher called Ms. Arvel", "a band called The Low Tides": the title is the name's
                 if start and not _REPLACED.search(" ".join(tokens[:start])):  # a title may have moved it to 0
                     asked = statement_questions(" ".join(tokens[:start]), earlier)
@@ -83,7 +83,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                         asked = age_questions(tokens[:start], asked)
                     elif tokens[start][:1].isupper() and _PRONOUN_IS.search(" ".join(tokens[:start])):
                         # "We renamed the dog, he's Rufus now": what it is called
-                        asked += [f"{m[1]} called?" for q in asked if (m := re.fullmatch(r"(What is (?:my|our) \w+)\?", q))]
+                        asked += [f"{m[1]} called?" for q in asked
+                                  if (m := re.fullmatch(r"(What is (?:my|our) \w+)\?", q))]
                     if (stopped := _STOPPED.search(" ".join(tokens[:start]))) and stopped["verb"] not in _NOT_DOING:
                         # "I don't drive the Gorvos anymore, I got a Pelta": the new value is what I drive now
                         who, verb = "I" if stopped["who"].lower() == "i" else "we", stopped["verb"].lower()
@@ -104,8 +105,8 @@ def _statements(text: str) -> list[str]:
     for sentence in sentences(text):
         if sentence.endswith("?"):
             sentence = LEAD.sub("", sentence)  # "Just so you know, did I tell you ...?"
-            if told := TOLD_THEN_ASKED.match(sentence):  # "My son turns eight on Saturday, what cake ...?"
-                sentence = told["told"] + "."
+            if fact := TOLD_THEN_ASKED.match(sentence):  # "My son turns eight on Saturday, what cake ...?"
+                sentence = fact["told"] + "."
             elif not (telling := TELLING_QUESTION.match(sentence)) or not sentence[telling.end():].strip(" ?"):
                 continue
             else:
@@ -137,8 +138,8 @@ def _last_runs(sentence: str, own: set[str]) -> list[int]:
 
 
 # what the user no longer does, before a clause that tells what they do now (live and work: `frames`)
-_STOPPED = re.compile(r"\b(?P<who>I|we)\s+(?:don't|do\s+not|no\s+longer)\s+(?P<verb>[a-z]+)\b(?P<at>\s+(?:at|in)\b)?[^,;.]*\b"
-                      r"(?:anymore|any\s+more)[,;.]?\s+\S", re.IGNORECASE)
+_STOPPED = re.compile(r"\b(?P<who>I|we)\s+(?:don't|do\s+not|no\s+longer)\s+(?P<verb>[a-z]+)\b"
+                      r"(?P<at>\s+(?:at|in)\b)?[^,;.]*\b(?:anymore|any\s+more)[,;.]?\s+\S", re.IGNORECASE)
 _NOT_DOING = {"know", "think", "like", "want", "need", "have", "live", "work", "care", "mind", "remember", "feel"}
 _PRONOUN_IS = re.compile(r"\b(?:he|she|it)(?:'s|\s+is)\s*$", re.IGNORECASE)
 _PERSON_FIRST = re.compile(r"(?:he|she|his|her|they|their)\b", re.IGNORECASE)
