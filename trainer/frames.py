@@ -40,13 +40,15 @@ def framed_questions(subject: str, rest: list[str], said: set[str]) -> list[str]
     """"Where do I work?" for "I'm at" (`rest` ["at"]) or "I'm with" told among words of work ("I don't work
     at Gorbel anymore. I'm with"); "Where do we live?" and "Where do I live?" for "We're in" after a move;
     "Where does Dara Vell work?" for "Dara Vell switched jobs; she's at". [] when no frame fits or the
-    words are not a place."""
+    words are not a place. "on" is where one lives ("We moved, we're on Daye Road now"), "with" where one works."""
     rest = [w for w in rest if w not in _NOW]
-    if rest not in (["at"], ["in"], ["with"]):
-        return []
+    if rest not in (["at"], ["in"], ["with"], ["on"]) or subject.split()[-1].lower() in set().union(*FRAMES.values()):
+        return []  # "our flat is on Janfyr Road" tells where the flat is, not where it lives
     does = "do" if subject in ("I", "we", "you", "they") else "does"
     out = []
-    for fact in sorted(framed(said) if rest != ["with"] else framed(said) & {"work"}):
+    # one is "with" a firm but not a town, "on" a street but not a firm ("we're on Daye Road now")
+    facts = framed(said) - ({"live"} if rest == ["with"] else {"work"} if rest == ["on"] else set())
+    for fact in sorted(facts):
         out.append(f"Where {does} {subject} {fact}?")
         if subject == "we" and fact == "live":  # one namespace is one user: "we" live where "I" live
             out.append(f"Where do I {fact}?")

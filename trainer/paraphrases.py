@@ -18,13 +18,18 @@ DATE = re.compile(r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|
                   r"\d{1,2}(?::\d\d)?\s*(?:am|pm|a\.m\.|p\.m\.)?[.,!]?$|\d{1,2}(?:st|nd|rd|th)\b|(?:19|20)\d\d[.,!]?$)",
                   re.IGNORECASE)
 
+_MONTH = re.compile(r"(?:january|february|march|april|may|june|july|august|september|october|november|december)\b",
+                    re.IGNORECASE)
+
 
 def is_date(tokens: Sequence[str], start: int) -> bool:
     """Whether the value at `tokens[start]` is a day, a date, a year or a time (`DATE`): a bare number of one
-    or two digits only after "at" or before "am"/"pm" ("meet at 7", "7 pm"; not "the 42 bus", "number 27")."""
+    or two digits only after "at", before "am"/"pm" or before a month ("meet at 7", "7 pm", "12 March"; not
+    "the 42 bus", "number 27")."""
     if re.fullmatch(r"\d{1,2}[.,!]?", tokens[start]):
         after = tokens[start + 1].lower() if start + 1 < len(tokens) else ""
-        return (start > 0 and tokens[start - 1].lower() == "at") or after.startswith(("am", "pm", "a.m", "p.m", "o'clock"))
+        return (start > 0 and tokens[start - 1].lower() == "at") or after.startswith(
+            ("am", "pm", "a.m", "p.m", "o'clock")) or bool(_MONTH.match(after))  # "on 12 March"
     return bool(DATE.match(tokens[start]))
 
 

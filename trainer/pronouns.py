@@ -24,6 +24,9 @@ _RENAMED = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally)* (?:renamed|
 _MINE = re.compile(r"\b(?:my|our)\s+[a-z]", re.IGNORECASE)
 # "a" before an amount or a stretch of time introduces no thing: "thinking about my grandad a lot. He"
 _AMOUNTS = {"lot", "bit", "while", "few", "couple", "little", "week", "day", "month", "year", "moment", "minute"}
+# things no "he" or "she" stands for: "my sister got a new job, she's at" is my sister
+_NO_ONE = {"job", "new job", "promotion", "raise", "degree", "place", "flat", "house", "apartment", "car", "role",
+           "position", "contract", "offer", "job offer", "lot", "chance", "break", "course"}
 _INTRODUCED = re.compile(rf"\b(?:a|an)\s+(?!(?:{'|'.join(sorted(_AMOUNTS))})\b)((?:[a-zà-ÿ]+\s+){{0,2}}[a-zà-ÿ]+)\b")
 
 
@@ -46,11 +49,12 @@ def last_object(text: str) -> str | None:
     return found[-1] if found else None
 
 
-def antecedent(text: str) -> str | None:
+def antecedent(text: str, person: bool = False) -> str | None:
     """The user's own thing the text tells of last, as a question names it: what they told they have ("I
     got a puppy last week" -> "my puppy", "We have a baby girl" -> "our baby girl") or named as theirs ("I
     finally met my neighbour" -> "my neighbour"). None when none, or when something else is introduced
-    after it ("My sister has a dog, her" may be the dog's)."""
+    after it ("My sister has a dog, her" may be the dog's). `person`: the pronoun is he or she, which no job or
+    flat introduced after it stands for ("my sister got a new job, she's at" is my sister's)."""
     best, at = None, -1
     for m in sorted([*_OWNING.finditer(text), *_RENAMED.finditer(text)], key=lambda m: m.start()):
         if kind := kind_of(m["kind"]):
@@ -58,7 +62,8 @@ def antecedent(text: str) -> str | None:
     for m in _MINE.finditer(text):
         if m.start() > at and (named := handles(text[m.start():])):
             best, at = named[0].lower(), m.end()
-    if best is None or any(m.start() > at for m in _INTRODUCED.finditer(text)):
+    if best is None or any(m.start() > at and not (person and kind_of(m[1]) in _NO_ONE)
+                           for m in _INTRODUCED.finditer(text)):
         return None
     return best
 
@@ -77,7 +82,8 @@ def pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:
     named = [] if pronoun in ("it", "this", "that", "there") else entities(before, 8) or [
         n for n in entities(earlier, 8) if earlier.startswith(n) and pronoun != "they"]
     named = [n for n in named if not _at_place(n).search(before)]  # nobody (`person_named`)
-    if not named and pronoun in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}")):
+    person = pronoun in ("he", "she")
+    if not named and pronoun in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}", person)):
         named = [owned]
     return person_named(named, before) if named else None
 

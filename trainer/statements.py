@@ -32,6 +32,10 @@ _SUBJECTS = {*_PRONOUNS, "he", "she"}
 _VAGUE = {"he", "she", "it", "they", "this", "that", "there"}
 # "everyone calls me Tiko" names what everyone does; "someone said" names nothing
 _NOBODY = {"nothing", "everything", "something", "anything", "nobody", "someone", "anyone"}
+# a negated verb tells no value: "My dog isn't called Dunshi anymore" (its new name comes after)
+_NEGATED = {"isn't", "wasn't", "aren't", "weren't", "doesn't", "don't", "didn't", "not", "no"}
+# what the user says of their own words is no fact: "I said Ralda earlier but I meant Rilda"
+_OWN_WORDS = {"meant", "mean", "said", "say", "misspelled", "misspelt", "misspoke", "typed"}
 # a relative clause's verb is not the sentence's: "The plumber who fixed our sink was called"
 _RELATIVE = {"who", "that", "which", "whose"}
 # a subject's first word that is lower-cased inside a question: "What is her tutor?"
@@ -85,7 +89,8 @@ def _verb_at(tokens: Sequence[str]) -> int | None:
         wish = tokens[2:] == ["to"] and tokens[1].lower() in _WISH  # "I want to": its value is a verb, not a thing
         return 1 if len(tokens) > 1 and tokens[1].lower() not in _MODAL and not wish else None
     if [t.lower() for t in tokens[:3]] in (["me", "and", "my"], ["me", "and", "our"]):  # "Me and my brother run"
-        return 4 if len(tokens) > 4 and tokens[4].lower() not in _MODAL else None
+        at = 4 + (len(tokens) > 5 and tokens[4][:1].isupper())  # "Me and my partner Devi adopted"
+        return at if len(tokens) > at and tokens[at].lower() not in _MODAL else None
     relative = False
     for i, token in enumerate(tokens[1:], 1):
         low = token.lower()
@@ -127,6 +132,12 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
         thing = owner_lower(named_for["thing"])
         return [f"What is {thing} called?", f"What is the name of {thing}?"]
     stripped = LEAD.sub("", prefix.strip())
+    if kin := _HAVE_NAMED.search(stripped):  # "I have two brothers, Tam and Ivo": who they are
+        owner = "my" if kin["who"].lower() == "i" else "our"
+        one = kin["n"].lower() in ("a", "an", "one")
+        kind = f"{owner} {kin['kind'].lower()}"
+        return [f"Who is {kind}?", f"What is {kind} called?"] if one else [f"Who are {kind}?",
+                                                                            f"What are {kind} called?"]
     if (named_after := _APPOSITIVE.search(stripped)) and named_after.start() > 0:  # "I met my boss, X,": who
         np = named_after["np"].lower()
         return [f"Who is {np}?", f"What is {np}'s name?"]
@@ -157,7 +168,9 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if at > 1 and tokens[at - 1].lower() in _SUBJECTS and tokens[at - 2].lower() not in ("and", "or"):
         before, tokens, at = f"{before} {' '.join(tokens[:at - 1])}", tokens[at - 1:], 1  # "Over the weekend I saw"
     subject, verb, rest = " ".join(tokens[:at]), tokens[at], [_lower(t) for t in tokens[at + 1:]]
-    if subject.lower() in _NOBODY:
+    if subject.lower() in _NOBODY or {t.lower() for t in tokens[:at + 1]} & _NEGATED:
+        return []
+    if subject.lower() in _PRONOUNS and verb.lower() in _OWN_WORDS:
         return []
     if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
         subject = pronoun_named(subject.lower(), before, LEAD.sub("", TELLING_QUESTION.sub("", earlier).lstrip()))
@@ -169,6 +182,12 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
         subject = subject.upper() if subject.lower() == "i" else subject.lower()
     elif subject.split()[0].lower() in _OWNERS:
         subject = subject[0].lower() + subject[1:]
+    if len(rest) >= 3 and rest[-2:] == ["name", "to"] and base(verb) == "change":  # "we changed his name to"
+        owner = " ".join(rest[:-2])
+        if owner in ("his", "her", "its", "their"):
+            owner = antecedent(f"{earlier} {before} {' '.join(tokens[:at])}") or ""
+        thing = owner_lower(owner[:-2] if owner.endswith("'s") else owner)
+        return [f"What is {thing} called?", f"What is {thing} called now?"] if thing else []
     if rest and rest[-1] in ("it", "her", "him", "them"):  # "We have a baby girl. We named her": our baby girl
         said = f"{before} {' '.join(tokens[:at])}"
         if thing := antecedent(f"{earlier} {said}") or last_object(said):  # "adopted a puppy and named it"
@@ -192,10 +211,11 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
 
 
 def _as_is(tokens: list[str]) -> list[str]:
-    """"My favourite food has to be" / "would be" / "must be" read as "My favourite food is": after a subject
+    """"My favourite food has to be" / "would be" / "must be" / "has (always) been" read as "My favourite food
+    is": after a subject
     that is not a pronoun ("I would be" is a wish, not a value)."""
     said = " ".join(tokens)
-    m = re.search(r" (?:has to|would have to|would|must|will always) be$", said)
+    m = re.search(r" (?:(?:has to|would have to|would|must|will always) be|ha(?:s|ve) been)$", said)
     if m and len(tokens) > 3 and tokens[0].lower() not in {*_PRONOUNS, "he", "she", "it"}:
         return said[:m.start()].split() + ["is"]
     return tokens
@@ -269,6 +289,10 @@ def _verbless_questions(prefix: str, tokens: Sequence[str]) -> list[str]:
 
 # someone of the user's named right after, at the end of a clause: "I had lunch with my boss, " (a name next)
 _APPOSITIVE = re.compile(r"(?<=\s)(?P<np>(?:my|our) (?:[a-z]+ )?(?!(?:and|or|but|so)\b)[a-z]+),\s*$", re.IGNORECASE)
+# the user's people told by how many, their names next: "I have two brothers, " (Tam and Ivo next)
+_HAVE_NAMED = re.compile(r"(?:^|[,;]\s+)(?P<who>I|we)(?:'ve got| have got|'ve| have) (?P<n>a|an|one|two|three|four|"
+                         r"five|six) (?:(?:older|younger|little|big|twin|step)\s+)?(?P<kind>[a-z]+),\s*$",
+                         re.IGNORECASE)
 # a naming told as "a name for X" just before the name: "We finally settled on a name for the cat:"
 _NAME_FOR = re.compile(r"\bname\s+for\s+(?P<thing>(?:my|our|the|his|her|their)\s+[\w'-]+(?:\s+[\w'-]+)?)\s*[:,\-]?\s*$",
                        re.IGNORECASE)

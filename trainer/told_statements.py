@@ -19,6 +19,7 @@ from trainer.pronouns import ADJECTIVES
 from trainer.questions import PHRASE_END, distinctive, value_runs
 from trainer.statements import LEAD, statement_questions
 from trainer.text import CHANGE_VERBS, STOPWORDS, TITLES, sentences, words
+from trainer.verbs import ADVERBS
 
 
 def rule_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str],
@@ -64,8 +65,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
             else:  # each run of words no other episode says may be the value: "I'm allergic to cashews, so ..."
                 starts = value_runs(sentence, set(distinctive(sorted(words(sentence)), episode_id, told_by_id)))[:3]
             for start in starts:
-                if not start or _continues(tokens, start):
-                    continue
+                if not start or _continues(tokens, start) or tokens[start].lower() in ADVERBS:
+                    continue  # "My favourite colour has always been teal": no value starts at "always"
                 while start and (tokens[start - 1] in _TITLES or tokens[start - 1] == "The" and start > 1 or
                                  tokens[start - 1] == "the" and start > 1 and tokens[start - 2] in ("called", "named")):
                     start -= 1  # "a teacher called Ms. Arvel", "a band called The Low Tides": the title is the name's
@@ -120,16 +121,23 @@ def _continues(tokens: Sequence[str], start: int) -> bool:
     starting one: the month of "the 14th of June" (asked at 14th), or an owner after a comma ("I was wrong,
     Dara Vell's dog ...": Dara is the next clause's subject, no object of "I was wrong")."""
     after_date = start > 1 and tokens[start - 1] == "of" and DATE.match(tokens[start - 2])
-    return bool(after_date or tokens[start - 1][-1:] in ",:;" and any(w.endswith("'s") for w in tokens[start:start + 3]))
+    return bool(after_date or tokens[start - 1][-1:] in ",:;" and any(w.endswith("'s") and w[:1].isupper()
+                                                                  for w in tokens[start:start + 3]))
 
 
 def _last_runs(sentence: str, own: set[str]) -> list[int]:
     """Where a sentence's values begin that its questions are cut at: the last two runs of `own` words in
     each of its clauses with a subject of their own (`_NEW_SUBJECT`), so "my cousin Rafe lives in Dunmore,
-    and my aunt Lil moved to Kestwick" is asked at Dunmore too. The prefix before a cut stays the whole
+    and my aunt Lil moved to Kestwick" is asked at Dunmore too, and "my birthday is on the 14th of March, not
+    the 12th" at the 14th. The prefix before a cut stays the whole
     sentence's: `statement_questions` reads the clause it ends in."""
     bounds = [len(sentence[:m.start()].split()) for m in _NEW_SUBJECT.finditer(sentence)] + [len(sentence.split())]
-    runs, start = value_runs(sentence, own), 0
+    tokens = sentence.split()
+    # a run that goes on from a date ("the 14th of March") or names what no longer holds ("not the 12th") is
+    # never cut at, so it does not take one of the two places
+    runs = [r for r in value_runs(sentence, own) if not (r and (
+        _continues(tokens, r) or _REPLACED.search(" ".join(tokens[:r]))))]
+    start = 0
     out = []
     for end in bounds:
         out += [r for r in runs if start <= r < end][-2:]
@@ -176,8 +184,13 @@ _FIRST_PERSON = {"i": "my", "i've": "my", "i'm": "my", "we": "our", "we've": "ou
 def owned_kind_questions(before: Sequence[str]) -> list[str]:
     """"What is my cat called?" where the user tells a thing of theirs by its kind and name ("I have a cat
     named", "We adopted a rescue dog called"): the kind is the last one or two lower-case words between the
-    article and "called"/"named", less adjectives; the owner is the sentence's first word, I or we."""
+    article and "called"/"named", less adjectives; the owner is the sentence's first word, I or we ("Me and
+    my partner", "My wife and I": we)."""
     said = [t.lower().strip(",") for t in LEAD.sub("", " ".join(before)).split()]
+    if said[:3] in (["me", "and", "my"], ["me", "and", "our"]):  # "Me and my partner adopted a rabbit called"
+        said = ["we"] + said[3:]
+    elif "i" in said[2:5] and said[said.index("i", 2) - 1] == "and":  # "My wife and I adopted": ours
+        said = ["we"] + said[said.index("i", 2) + 1:]
     if len(said) < 4 or said[-1] not in ("called", "named") or said[0] not in _FIRST_PERSON:
         return []
     article = max((i for i, w in enumerate(said[:-1]) if w in ("a", "an")), default=len(said))

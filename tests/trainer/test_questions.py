@@ -793,3 +793,45 @@ def test_a_renamed_thing_is_what_its_pronoun_names():
 def test_a_verb_ending_in_eed_is_no_past():
     # "We need a theme for" asked "What did we ne a theme for?"
     assert statement_questions("We need a theme for") == ["What do we need a theme for?"]
+
+
+def test_corrections_in_other_words_ask_the_fact_they_change():
+    """Corrections written for this test (none from a data set); each asked nothing or garbage before."""
+    # where the user lives now, told as the street one is on after a move ("Where are we?" only before)
+    moved = _turned("Remember how I said I live on Hollin Street? We moved, we're on Daye Road now.", "hollin",
+                    "daye")
+    assert "Where do we live?" in moved and "Where do I live?" in moved
+    # a flat is on a street, it lives nowhere; a firm is where one works, a street is not
+    assert not any("live" in q for q in _turned("By the way, our flat is on Janfyr Road.", "janfyr"))
+    assert statement_questions("I changed jobs, I'm on") == ["Where am I?", "What am I on?"]
+    # "she" after "my sister got a new job" is my sister: a job is nobody's "she"
+    assert "Where does my sister work?" in _turned("Update: my sister got a new job, she's at Calder Bank now.",
+                                                   "calder")
+    # a negated verb tells no value, the new name does ("What did my dog isn't call?" before)
+    renamed = _turned("My dog isn't called Dunshi anymore, we changed his name to Pip.", "dunshi", "pip")
+    assert "What is my dog called?" in renamed and not any("isn't" in q or q.startswith("Where") for q in renamed)
+    assert statement_questions("We changed the cat's name to") == ["What is the cat called?",
+                                                                  "What is the cat called now?"]
+    # what the user says of their own words is no fact ("What do I meant?")
+    assert statement_questions("I said Ralda earlier but I meant") == []
+    # the date the correction tells is asked, not the month after "of" nor the day it replaces
+    assert "When is my birthday?" in _turned(
+        "Just to correct myself: my birthday is on the 14th of March, not the 12th.", "14th", "march", "12th")
+
+
+def test_the_users_people_and_things_in_other_words():
+    """Sentences written for this test (none from a data set); each asked garbage or nothing before."""
+    assert _turned("Just so you know, my birthday is on 12 March.", "12", "march")[0] == "When is my birthday?"
+    # "has always been" is "is", and no value starts at "always" ("What does my favourite colour have?")
+    assert _turned("My favourite colour has always been teal.") == ["What is my favourite colour?",
+                                                                   "Which colour do I like best?"]
+    # people told by how many, their names next ("What do I have two brothers?")
+    assert _turned("I have two brothers, Tam and Ivo.", "tam", "ivo")[:2] == ["Who are my brothers?",
+                                                                              "What are my brothers called?"]
+    # "she's" after a name is no owner of what follows
+    assert "Who is my sister?" in _turned("I've got a little sister, Mira, she's a vet.", "mira")
+    # a name inside "Me and my partner Devi" is the subject's ("Which rabbit do my partner and I devi adopted?")
+    rabbit = _turned("Me and my partner Devi just adopted a rabbit called Pogo.", "devi", "pogo")
+    assert rabbit[:2] == ["Which rabbit did my partner Devi and I adopt?", "What is our rabbit called?"]
+    assert "What is our dog called?" in _turned("My wife and I adopted a dog called Brisket.", "brisket")
+
