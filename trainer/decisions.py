@@ -84,8 +84,14 @@ _NEEDS_A = re.compile(r"^(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)\s+needs\s+(?:a|an
 _WHAT_TO_CALL = re.compile(r"\bwhat\s+to\s+(?P<verb>call|name)\s+"
                            r"(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)[.?!]*$", re.IGNORECASE)
 # "Name suggestions for my golden retriever?", "Gift ideas for my dad?"
-_IDEAS_FOR = re.compile(r"^(?:any\s+)?(?P<thing>\w+(?:\s+\w+)?)\s+(?:ideas|suggestions|options)\s+"
+_IDEAS_FOR = re.compile(r"^(?:any\s+)?(?!any\b)(?P<thing>\w+(?:\s+\w+)?)\s+(?:ideas|suggestions|options)\s+"
                         r"(?P<prep>for|to)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
+# "Any ideas for a wifi network name?", "Suggestions for a name for my boat?"
+_IDEAS_FOR_A = re.compile(r"^(?:any\s+)?(?:ideas|suggestions|thoughts)\s+(?:for|on)\s+(?:a|an|some)\s+(?:good\s+|new\s+)?"
+                          r"(?P<thing>\w+(?:\s+\w+){0,2}?)(?:\s+(?P<prep>for|to)\s+(?P<rest>[^?]+?))?[.?!]*$",
+                          re.IGNORECASE)
+# small talk's last word is not the request's: "what should i name my goldfish lol"
+_CHATTER = re.compile(r"(?:\s+(?:lol|haha+|lmao|tbh|xx|:\)|:d))+(?=[.?!]*$)", re.IGNORECASE)
 # "Decide where we should go for dinner.", "Tell me what I should cook." -> asked as "Where should we go ...?"
 _DECIDE_WH = re.compile(r"^(?:(?:please|could you|can you|help me)\s+)*"
                         r"(?:decide|tell\s+(?:me|us)|choose|pick)\s+"
@@ -159,6 +165,7 @@ def _asked(sentence: str, it: str | None) -> list[str]:
     """The questions one sentence of a request is recalled by; `it`: what a vague "it" stands for. A sentence
     not read whole is read clause by clause ("Give my neighbour a nickname, something fun.", "Hey, could
     you pick a name for my cat?", "I'm opening a bakery and can't think of a name for it.")."""
+    sentence = _CHATTER.sub("", sentence)
     parts = clauses(sentence)
     for clause in [sentence, *(parts if len(parts) > 1 else [])]:
         asked = _asked_whole(clause, it)
@@ -253,6 +260,12 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
     if match:
         thing, rest = match["thing"].lower(), match["rest"].split(",")[0].strip()
         return _recalled_as(thing, rest, match["prep"].lower())
+    match = _IDEAS_FOR_A.match(sentence)
+    if match:
+        thing = match["thing"].lower()
+        if match["rest"]:
+            return _recalled_as(thing, match["rest"].split(",")[0].strip(), match["prep"].lower())
+        return [f"Which {thing} did you pick?", f"What {thing} did you suggest?"]
     match = _WHAT_TO_CALL.search(sentence)
     if match:
         rest = owner_lower(match["rest"])

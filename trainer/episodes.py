@@ -22,9 +22,10 @@ from trainer.text import FROM_BEFORE_TO, clauses, sentences, words
 from trainer.tool_turns import call_notes, readable_result, turn_text, without_calls
 
 # A user turn asks for something when one of its sentences is a question, or it or one of its clauses
-# starts with a request or a need; the assistant's reply to it is then information (a suggestion, a
-# decision, an answer).
-_REQUEST = re.compile(r"\?$|^(?:please\s+|could you\s+|can you\s+|would you\s+|let's\s+|let us\s+|"
+# starts with a request or a need, or asks what the user should do without its "?" ("what should i name my
+# goldfish lol"); the assistant's reply to it is then information (a suggestion, a decision, an answer).
+_REQUEST = re.compile(r"\?$|^(?:what|which|where|who|when)\b[^.!]*\bshould\s+(?:i|we)\b|"
+                      r"^(?:please\s+|could you\s+|can you\s+|would you\s+|let's\s+|let us\s+|"
                       r"(?:i|we)\s*(?:want|need|'d like|would like)\s+you\s+to\s+)?(?:give|suggest|pick|choose|name|"
                       r"recommend|tell|help|make|plan|write|come up|think of|decide|find|propose|list|book|"
                       r"draft|create|invent)\b|^(?:(?:i|we)\s*(?:need|want|'d love|'d like|would love|"

@@ -115,6 +115,11 @@ def inflection_stem(word: str) -> str:
     return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
+# capitalised only as a sentence's first word, before a name: "Remember Dara?", "Try Maison Ardel, it's cosy."
+_OPENERS = {"remember", "did", "my", "the", "quick", "try", "visit", "maybe", "perhaps", "definitely", "consider",
+            "check"}
+
+
 def entities(text: str, limit: int) -> list[str]:
     """Names in a text, relation-agnostic: capitalised word runs; multi-word names first.
 
@@ -127,7 +132,7 @@ def entities(text: str, limit: int) -> list[str]:
             name = match.group(0).removesuffix("'s")
             parts = name.split()
             initial = not sentence[:match.start()].strip(" \"'\u201c\u2018(")
-            if initial and parts[0].lower() in STOPWORDS | {"remember", "did", "my", "the", "quick"}:
+            if initial and parts[0].lower() in STOPWORDS | _OPENERS:  # "Try Maison Ardel": the name is after
                 parts = parts[1:]
             if not parts or (initial and len(parts) == 1 and len(name.split()) == 1):
                 continue

@@ -835,3 +835,18 @@ def test_the_users_people_and_things_in_other_words():
     assert rabbit[:2] == ["Which rabbit did my partner Devi and I adopt?", "What is our rabbit called?"]
     assert "What is our dog called?" in _turned("My wife and I adopted a dog called Brisket.", "brisket")
 
+
+def test_requests_in_small_talks_words():
+    """Requests written for this test (none from a data set)."""
+    # no question mark, a lower-case "i", a "lol" after it (a handle "my goldfish lol" before)
+    assert "What name did you suggest for my goldfish?" in asked("what should i name my goldfish lol",
+                                                                 "Finnegan is more fun!")
+    # "Which any did you pick for a wifi network name?" before
+    assert asked("Any ideas for a wifi network name?", "Pretty Fly for a Wi-Fi.") == [
+        "Which wifi network name did you pick?", "What wifi network name did you suggest?"]
+    assert "What name did you suggest for my boat?" in asked("Suggestions for a name for my boat?", "Saltwind.")
+    # the suggestion's own verb is no part of the name ("What do you know about Try Maison Ardel?" before)
+    from trainer.text import entities
+    assert entities("Try Maison Ardel, it's cosy and romantic.", 8) == ["Maison Ardel"]
+    # "anymore" ends what the user calls theirs ("What do you know about my partner anymore?")
+    assert handles("Devi isn't my partner anymore.") == ["my partner"]
