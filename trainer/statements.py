@@ -19,7 +19,7 @@ from trainer.verbs import HAVE, PAST, base, expand, is_verb, participle
 LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|quick (?:one|question)|update on [^:]+|oh|also|actually|"
                    r"so|well|anyway|okay|ok|"
                    r"fun fact|guess what|just so you know|you know what|news|and|but|(?:it )?turns out(?: that)?|"
-                   r"funny enough|believe it or not|long story short|honestly|heads up|for the record|"
+                   r"funny enough|believe it or not|long story short|honestly|heads up|for the record|at least|yeah|"
                    # a correction's own opening: "Actually, I got that wrong earlier - my sister lives in"
                    r"sorry|oops|correction|scratch that|wait(?:,? no)?|my (?:mistake|bad)|i misspoke|"
                    r"i (?:got|had) (?:that|it) wrong(?: earlier| before)?|i was wrong(?: earlier| before)?|"
@@ -224,6 +224,9 @@ def _as_is(tokens: list[str]) -> list[str]:
 def _copula_questions(low: str, subject: str, rest: list[str]) -> list[str]:
     """The questions of "<subject> is/was ... <value>": "Where is X from?" for a place, "Who is my landlord?"
     for someone named, "Which potter is X married to?", else "What is X ...?"."""
+    if len(rest) in (2, 3) and rest[0] in ("my", "our") and all(w.isalpha() for w in rest[1:]) and subject not in (
+            "I", "we"):  # "the drummer is my cousin Fenna": who the drummer is
+        return [f"Who {low} {subject}?"]
     if rest == ["off", "to"]:  # "I'm off to Lisbon": where I'm going
         return [f"Where {low} {subject} off to?", f"Where {low} {subject} going?"]
     if rest and rest[-1] in _PLACE:

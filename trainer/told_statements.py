@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 
 from trainer.chat import Messages
 from trainer.decisions import request_questions, suggestion_questions
-from trainer.episodes import TELLING_QUESTION, TOLD_THEN_ASKED, told
+from trainer.episodes import TAG_QUESTION, TELLING_QUESTION, TOLD_THEN_ASKED, told
 from trainer.paraphrases import (DATE, NUMBER, age_questions, asked_otherwise, how_long_questions, is_date,
                                  is_duration, when_questions, who_questions)
 from trainer.pronouns import ADJECTIVES
@@ -95,18 +95,24 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
 
 
 # a new clause with its own subject after "; " or ", and" / ", but": "my cousin lives in Dunmore, and my aunt
-# moved to Kestwick" tells two facts, each cut at its own values ("Me and my wife" and "X and Y are" stay whole)
-_NEW_SUBJECT = re.compile(r";\s+|,\s+(?:and|but)\s+(?=(?:my|our|his|her|their|I|we|he|she)\b|[A-Z][\w'-]+\s+[A-Z])")
+# moved to Kestwick" tells two facts, each cut at its own values, as does "Kaspar is moving to Yelbridge, and
+# Annika's off to Droverton" ("Me and my wife" and "X and Y are" stay whole)
+_NEW_SUBJECT = re.compile(r";\s+|,\s+(?:and|but)\s+(?=(?:my|our|his|her|their|I|we|he|she)\b|[A-Z][\w'-]+\s+[A-Z]|"
+                          r"[A-Z][\w-]+(?:'s|\s+(?:is|was|has|had|got|went|left|moved|works|lives)\b))")
 
 
 def _statements(text: str) -> list[str]:
     """The statements a told text makes: its sentences; a question states nothing, but "Did I tell you my
-    niece got into X?" tells."""
+    niece got into X?" and "My sister works at X, right?" tell."""
     out = []
     for sentence in sentences(text):
         if sentence.endswith("?"):
             sentence = LEAD.sub("", sentence)  # "Just so you know, did I tell you ...?"
-            if fact := TOLD_THEN_ASKED.match(sentence):  # "My son turns eight on Saturday, what cake ...?"
+            if tag := TAG_QUESTION.search(sentence):  # "Quick one: I told you my sister works at X, right?"
+                sentence = sentence[:tag.start()] + "."
+                if telling := TELLING_QUESTION.match(sentence):
+                    sentence = sentence[telling.end():].strip()
+            elif fact := TOLD_THEN_ASKED.match(sentence):  # "My son turns eight on Saturday, what cake ...?"
                 sentence = fact["told"] + "."
             elif not (telling := TELLING_QUESTION.match(sentence)) or not sentence[telling.end():].strip(" ?"):
                 continue

@@ -850,3 +850,21 @@ def test_requests_in_small_talks_words():
     assert entities("Try Maison Ardel, it's cosy and romantic.", 8) == ["Maison Ardel"]
     # "anymore" ends what the user calls theirs ("What do you know about my partner anymore?")
     assert handles("Devi isn't my partner anymore.") == ["my partner"]
+
+
+def test_facts_told_in_a_chats_asides():
+    """Chat lines written for this test (none from a data set); each asked garbage or nothing before."""
+    # a statement asked back for a yes tells, and asks the assistant nothing ("What did you suggest for my
+    # sister?" was asked of "Yes, you mentioned that.")
+    messages = chat("Quick one: I told you my sister works at Calder Bank, right?", "Yes, you mentioned that.")
+    assert "Where does my sister work?" in turned_questions(messages, "e", {"e": "", "o": "Hi."}, {"calder"})
+    assert not asks(messages[0]) and request_questions(messages) == []
+    # "At least" opens the sentence; it is no part of its subject
+    assert _turned("At least my brother Corvin is visiting on Saturday.", "corvin", "saturday")[0] == \
+        "When is my brother Corvin visiting?"
+    # a name after "is my cousin" is who the subject is ("What is the drummer my cousin?")
+    assert _turned("thanks! btw the drummer is my cousin Fenna", "fenna") == ["Who is the drummer?"]
+    # a second clause with one name for its subject is cut at its own values, the first at its own
+    both = _turned("Kaspar is moving to Yelbridge for work, and Annika's off to Droverton to be near her parents.",
+                   "kaspar", "yelbridge", "annika", "droverton")
+    assert "Where is Kaspar moving?" in both and "Where is Annika off to?" in both
