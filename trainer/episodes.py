@@ -99,8 +99,8 @@ def episode_text(episode: dict) -> str:
 
 # "Did you know Kavos became a beekeeper?", "Did I tell you my niece got into Harrowgate?" tell; they ask nothing
 TELLING_QUESTION = re.compile(r"^(?:did you know|guess what|have you heard|you know what|remember|did I (?:ever )?"
-                              r"(?:tell you|mention)|have I (?:ever )?(?:told you|mentioned)|I (?:told you|mentioned))\b,?"
-                              r"(?:\s+that\b)?", re.IGNORECASE)
+                              r"(?:tell you|mention)|have I (?:ever )?(?:told you|mentioned)|"
+                              r"I (?:told you|mentioned))\b,?(?:\s+that\b)?", re.IGNORECASE)
 # a statement asked back for a yes: "I told you my sister works at Calder Bank, right?" tells, asks nothing
 TAG_QUESTION = re.compile(r",\s*(?:right|remember|yeah|yes|no|correct|isn't it|didn't I)\?$", re.IGNORECASE)
 
