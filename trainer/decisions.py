@@ -32,8 +32,9 @@ _SHOULD = re.compile(r"^(?P<wh>(?:what|which)(?:\s+\w+)?|where|who|when|how(?:\s
                      re.IGNORECASE)
 # "I can't decide what to cook tonight.", "Not sure where we should go" ask as "What should I cook tonight?"
 _UNSURE = re.compile(r"^(?:(?P<who>i|we)\s*(?:can't|cannot|don't|do\s+not|'m\s+not|am\s+not|'re\s+not|are\s+not)\s+"
-                     r"(?:decide|know|figure\s+out|sure)|any\s+ideas|no\s+idea|not\s+sure|"
-                     r"help\s+me\s+(?:decide|figure\s+out)|(?:remind|tell)\s+(?:me|us))\s+(?:on\s+)?"
+                     r"(?:decide|know|figure\s+out|sure)|(?:any\s+)?(?:ideas|suggestions|tips|thoughts)|no\s+idea|"
+                     r"not\s+sure|help\s+me\s+(?:decide|figure\s+out)|(?:remind|tell)\s+(?:me|us))\s+"
+                     r"(?:(?:on|for|about)\s+)?"
                      r"(?P<wh>what|which\s+\w+|where|who|when)\s+"
                      r"(?:(?P<should>i|we)\s+should|to)\s+(?P<rest>.+?)[.?!]*$", re.IGNORECASE)
 # a choice between two: "I'm torn between Lisbon and Porto for the weekend.", "Should I get the red or the green sofa?"
@@ -56,6 +57,8 @@ _GOES_WITH = re.compile(r"^(?:which|what)\s+(?P<thing>\w+)\s+(?:goes|would\s+go|
 # "Any good book for the flight?", "Any nice restaurants near the station?" (not "Any tips for ...": advice)
 _ANY_GOOD = re.compile(r"^any\s+(?:good|nice|decent|great)\s+(?P<thing>\w+(?:\s+\w+)?)\s+(?P<prep>for|near|in|to)\s+"
                        r"(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
+# "We're driving to the coast, any stops worth making?", "Any cafés you'd recommend?"
+_ANY_WORTH = re.compile(r"^any\s+(?P<thing>\w+)\s+(?:worth|you'd|you\s+would)\b[^?]*?[.?!]*$", re.IGNORECASE)
 # "Plan my Saturday in town, please." -> "What did you plan for my Saturday in town?"
 _PLAN_MY = re.compile(rf"^{_POLITE}(?P<verb>plan|organi[sz]e|schedule|map\s+out)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)"
                       rf"(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
@@ -220,6 +223,10 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
     if match:
         thing, rest = _singular(match["thing"].lower()), match["rest"].split(",")[0].strip()
         return _recalled_as(thing, rest, (match.groupdict().get("prep") or "for").lower())
+    match = _ANY_WORTH.match(sentence)
+    if match:
+        thing = _singular(match["thing"].lower())
+        return [f"Which {thing} did you recommend?", f"What {thing} did you suggest?"]
     match = _PLAN_MY.match(sentence)
     if match:
         rest = owner_lower(match["rest"])

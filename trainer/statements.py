@@ -170,8 +170,8 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     subject, verb, rest = " ".join(tokens[:at]), tokens[at], [_lower(t) for t in tokens[at + 1:]]
     if subject.lower() in _NOBODY or {t.lower() for t in tokens[:at + 1]} & _NEGATED:
         return []
-    if subject.lower() in _PRONOUNS and verb.lower() in _OWN_WORDS:
-        return []
+    if subject.lower() in _PRONOUNS and verb.lower() in _OWN_WORDS or rest[-1:] in (["and"], ["or"]):
+        return []  # "I'm torn between Vienna and": the value is one of a list
     if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
         subject = pronoun_named(subject.lower(), before, LEAD.sub("", TELLING_QUESTION.sub("", earlier).lstrip()))
         if subject is None:

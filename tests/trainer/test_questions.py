@@ -512,8 +512,8 @@ def test_requests_in_other_words_still_become_questions():
         "Which name did you pick for my podcast?", "What name did you suggest for my podcast?"]
     # what to call something, asked inside another question
     assert asked("Any thoughts on what to call my boat?") == [
-        "What did you suggest I call my boat?", "Which name did you pick for my boat?",
-        "What name did you suggest for my boat?"]
+        "What did you suggest I call my boat?", "What did you tell me to call my boat?",
+        "Which name did you pick for my boat?", "What name did you suggest for my boat?"]
     # the thing asked for as "suggestions" or "ideas"
     assert asked("Name suggestions for my golden retriever?") == [
         "Which name did you pick for my golden retriever?",
@@ -868,3 +868,13 @@ def test_facts_told_in_a_chats_asides():
     both = _turned("Kaspar is moving to Yelbridge for work, and Annika's off to Droverton to be near her parents.",
                    "kaspar", "yelbridge", "annika", "droverton")
     assert "Where is Kaspar moving?" in both and "Where is Annika off to?" in both
+
+
+def test_requests_for_places_and_stops_and_a_choice_between_two():
+    """Requests written for this test (none from a data set); each asked garbage or nothing before."""
+    assert asked("We're driving to the coast this weekend, any stops worth making?", "Stop at Bramwell Falls.") == [
+        "Which stop did you recommend?", "What stop did you suggest?"]
+    assert asked("Any suggestions for where to stay in Lisbon?", "Stay in Alfama.")[0] == \
+        "Where did you suggest I stay in Lisbon?"
+    # the value is one of a list: "What am I torn between Vienna and?" was asked
+    assert statement_questions("I'm torn between Vienna and") == []
