@@ -55,16 +55,18 @@ def dream_subject(dream: dict) -> set[str]:
 
 def recheck_questions(earlier: Sequence[dict], told_by_id: dict[str, str], limit: int) -> dict[str, list[str]]:
     """Per tonight's episode, up to `limit` earlier questions about what it names again: each earlier dream
-    with key terms whose subject's words (`dream_subject`) are all told tonight ("Where does Tenett Mirbel
-    work?" of an episode that mentions Tenett Mirbel). Asked of tonight's episode, they show whether it
+    with key terms whose subject's words (`dream_subject`) are all told tonight, in any inflection (`stems`):
+    "Where does Tenett Mirbel work?" of an episode that mentions Tenett Mirbel, "What is my gym called?" of
+    "I switched gyms". Asked of tonight's episode, they show whether it
     corrects them."""
     out: dict[str, list[str]] = {}
     if limit <= 0:
         return out
     for eid, text in told_by_id.items():
         said = words(text)
+        said_stems = stems(said)  # "I switched gyms" names "my gym" again
         asked = [d["question"] for d in earlier if d.get("key_terms") and not _says_nothing_of_whom(d)
-                 and (about := dream_subject(d)) and about <= said]
+                 and (about := dream_subject(d)) and (about <= said or stems(about) <= said_stems)]
         if asked:
             out[eid] = list(dict.fromkeys(asked))[:limit]
     return out

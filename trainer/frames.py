@@ -21,12 +21,20 @@ FRAMES = {
 # frame words small talk says of anything ("on the way home", "a swim before work"): they frame a fact told
 # beside a value, but do not pick the sentences that tell it (`cues`)
 _LOOSE = {"home", "house", "flat", "apartment", "office", "work", "works", "working", "live", "lives", "living"}
+# leaving a place, with no word of what it was: "I left Gorbel, I'm at Lobel now" (a firm), "we left Dunmore,
+# we're in Tarnwick now" (a town)
+_LEFT = {"left", "leaving"}
 # what may stand between "I'm" and the place it is at: "We're now in", "I'm currently at"
 _NOW = {"now", "currently", "still", "finally", "actually", "officially", "based"}
 
 
 def framed(said: set[str]) -> set[str]:
-    """The facts whose framing words a chat's words include: {"jobs", "brellco"} -> {"work"}."""
+    """The facts whose framing words a chat's words include: {"jobs", "brellco"} -> {"work"}; where only a
+    leaving frames them ("I left Gorbel, I'm at Lobel now"), either fact."""
+    return _framing(said) or (set(FRAMES) if said & _LEFT else set())
+
+
+def _framing(said: set[str]) -> set[str]:
     return {fact for fact, cues in FRAMES.items() if cues & said}
 
 
@@ -47,7 +55,9 @@ def framed_questions(subject: str, rest: list[str], said: set[str]) -> list[str]
     does = "do" if subject in ("I", "we", "you", "they") else "does"
     out = []
     # one is "with" a firm but not a town, "on" a street but not a firm ("we're on Daye Road now")
-    facts = framed(said) - ({"live"} if rest == ["with"] else {"work"} if rest == ["on"] else set())
+    # left Gorbel, at Lobel: a firm; left Dunmore, in Tarnwick: a town
+    left = ({"live"} if rest in (["in"], ["on"]) else {"work"}) if said & _LEFT else set()
+    facts = (_framing(said) or left) - ({"live"} if rest == ["with"] else {"work"} if rest == ["on"] else set())
     for fact in sorted(facts):
         out.append(f"Where {does} {subject} {fact}?")
         if subject == "we" and fact == "live":  # one namespace is one user: "we" live where "I" live

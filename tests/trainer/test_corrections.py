@@ -320,3 +320,11 @@ def test_a_sentence_that_only_says_what_no_longer_holds_is_not_learned_beside_th
     assert as_it_holds_now("I don't work at Lirobr anymore. We're fine.", "Where do I work?") == \
         "I don't work at Lirobr anymore. We're fine."
     assert as_it_holds_now(told, "Where did I use to work?") == told
+
+
+def test_a_thing_named_again_in_another_inflection_is_rechecked():
+    # "I switched gyms" names my gym again: "What is my gym called?" is asked of it
+    gym = old("What is my gym called?", "My gym is Corefit.", ["corefit"], eid="gym")
+    assert recheck_questions([gym], {"new": "I switched gyms, I go to Ironhaus now."}, limit=8) == {
+        "new": ["What is my gym called?"]}
+    assert recheck_questions([gym], {"new": "I went swimming at Ironhaus."}, limit=8) == {}

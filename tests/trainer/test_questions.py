@@ -878,3 +878,14 @@ def test_requests_for_places_and_stops_and_a_choice_between_two():
         "Where did you suggest I stay in Lisbon?"
     # the value is one of a list: "What am I torn between Vienna and?" was asked
     assert statement_questions("I'm torn between Vienna and") == []
+
+
+def test_a_place_one_is_at_after_leaving_another_is_where_one_works_or_lives():
+    """Corrections written for this test (none from a data set): "I left Gorbel last month, I'm at Lobel now"
+    asked nothing that "I work at Gorbel" was asked by, so it corrected nothing of it."""
+    assert "Where do I work?" in _turned("I left Gorbel last month, I'm at Lobel now.", "gorbel", "lobel")
+    moved = statement_questions("We left Dunmore in May, we're in")
+    assert "Where do we live?" in moved and "Where do I work?" not in moved
+    from trainer.questions import about_something
+    from trainer.text import words
+    assert about_something("Where do I work?", words("I left Gorbel last month, I'm at Lobel now."))
