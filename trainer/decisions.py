@@ -90,8 +90,8 @@ _WHAT_TO_CALL = re.compile(r"\bwhat\s+to\s+(?P<verb>call|name)\s+"
 _IDEAS_FOR = re.compile(r"^(?:any\s+)?(?!any\b)(?P<thing>\w+(?:\s+\w+)?)\s+(?:ideas|suggestions|options)\s+"
                         r"(?P<prep>for|to)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
 # "Any ideas for a wifi network name?", "Suggestions for a name for my boat?"
-_IDEAS_FOR_A = re.compile(r"^(?:any\s+)?(?:ideas|suggestions|thoughts)\s+(?:for|on)\s+(?:a|an|some)\s+(?:good\s+|new\s+)?"
-                          r"(?P<thing>\w+(?:\s+\w+){0,2}?)(?:\s+(?P<prep>for|to)\s+(?P<rest>[^?]+?))?[.?!]*$",
+_IDEAS_FOR_A = re.compile(r"^(?:any\s+)?(?:ideas|suggestions|thoughts)\s+(?:for|on)\s+(?:a|an|some)\s+"
+                          r"(?:good\s+|new\s+)?(?P<thing>\w+(?:\s+\w+){0,2}?)(?:\s+(?P<prep>for|to)\s+(?P<rest>[^?]+?))?[.?!]*$",
                           re.IGNORECASE)
 # small talk's last word is not the request's: "what should i name my goldfish lol"
 _CHATTER = re.compile(r"(?:\s+(?:lol|haha+|lmao|tbh|xx|:\)|:d))+(?=[.?!]*$)", re.IGNORECASE)
