@@ -18,9 +18,10 @@ _WHEN = {"last", "next", "yesterday", "today", "tonight", "recently", "this"}
 _OWNING = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally| recently)* (?:got|adopted|bought|rescued|have|"
                      r"has|found|welcomed|brought home|picked up|had) (?:a|an) (?P<kind>[a-z]+(?: [a-z]+){0,2})\b",
                      re.IGNORECASE)
-# or named by them: "We renamed the dog, he's Rufus now" is our dog
-_RENAMED = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally)* (?:renamed|named|nicknamed) the "
-                      r"(?P<kind>[a-z]+)\b", re.IGNORECASE)
+# or named or changed by them: "We renamed the dog, he's Rufus now" is our dog, "I changed the wifi password,
+# it's now" ours
+_RENAMED = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally)* (?:renamed|named|nicknamed|changed|reset|updated) "
+                      r"the (?P<kind>[a-z]+(?: [a-z]+)?)\b", re.IGNORECASE)
 _MINE = re.compile(r"\b(?:my|our)\s+[a-z]", re.IGNORECASE)
 # "a" before an amount or a stretch of time introduces no thing: "thinking about my grandad a lot. He"
 _AMOUNTS = {"lot", "bit", "while", "few", "couple", "little", "week", "day", "month", "year", "moment", "minute"}

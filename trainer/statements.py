@@ -145,6 +145,8 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     tokens = expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
     if not tokens:
         return []
+    if len(clauses) >= 2 and tokens in (["called"], ["named"]):  # "he runs a food truck now, called": whose, unsaid
+        return []
     if len(clauses) >= 2 and (is_verb(tokens[0]) or tokens[0] in _COPULA | HAVE):  # "My friend, Ravik, lives in"
         subjects = [c for c in clauses[-3:-1] if c[:1].isupper() or c.lower().split()[:1] in (["my"], ["our"])]
         return list(dict.fromkeys(q for c in reversed(subjects) for q in statement_questions(f"{c} {clauses[-1]}")))
@@ -281,9 +283,11 @@ def _verbless_questions(prefix: str, tokens: Sequence[str]) -> list[str]:
     -> "Who is my new roommate?"), or a thing of the user's told by its kind ("I got a new car, a")."""
     if re.search(r",\s*(?:a|an)\s*$", prefix) and (thing := antecedent(prefix[:prefix.rfind(",")])):
         return [f"What is {thing}?"] + _kind_questions(thing)
-    if re.search(r"[:\-]\s*$", prefix) and len(tokens) >= 2 and tokens[0][0].islower():
-        np = " ".join(tokens)
-        return [f"What is {np}?" if tokens[0].lower() in ("my", "our", "the") else f"What is the {np}?"]
+    first = tokens[0].lower()
+    if re.search(r"[:\-]\s*$", prefix) and len(tokens) >= 2 and (tokens[0][0].islower() or first in (
+            "my", "our", "the", "new")):  # "New locker code: 9902"
+        np = " ".join([first, *tokens[1:]])
+        return [f"What is {np}?" if first in ("my", "our", "the") else f"What is the {np}?"]
     if prefix.rstrip().endswith(",") and len(tokens) >= 2 and tokens[0].lower().split()[0] in ("my", "our"):
         np = owner_lower(" ".join(tokens))
         return [f"Who is {np}?", f"What is {np}'s name?"]

@@ -889,3 +889,14 @@ def test_a_place_one_is_at_after_leaving_another_is_where_one_works_or_lives():
     from trainer.questions import about_something
     from trainer.text import words
     assert about_something("Where do I work?", words("I left Gorbel last month, I'm at Lobel now."))
+
+
+def test_a_correction_told_as_a_new_code_or_a_changed_thing():
+    """Corrections written for this test (none from a data set); each asked garbage or nothing before."""
+    assert _turned("New locker code: 9902, the old one stopped working.", "9902") == ["What is the new locker code?"]
+    assert statement_questions("My locker code:") == ["What is my locker code?"]
+    assert "What is my wifi password?" in _turned("I changed the wifi password, it's now redkite47.", "redkite47")
+    # "called" alone after a clause names a thing no question can say whose ("What did Oskar leave Rennet is
+    # called?")
+    assert _turned("Oskar left Rennet's, he runs his own food truck now, called Oskar's Wheels.", "oskar", "rennet",
+                   "wheels") == ["What did Oskar leave?"]
