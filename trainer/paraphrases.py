@@ -4,6 +4,7 @@ one likes best, a move as where one lives now, a job, a date as "When". English 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -52,12 +53,17 @@ def how_long_questions(questions: Sequence[str]) -> list[str]:
 
 def age_questions(before: Sequence[str], questions: Sequence[str]) -> list[str]:
     """A number after "turned"/"turns" or right after "I'm"/"<someone> is" is an age: "My grandmother turned
-    90" -> "How old is my grandmother?", "I'm 34," -> "How old am I?"; other numbers keep their questions."""
+    90" -> "How old is my grandmother?", "I'm 34," -> "How old am I?", "a tortoise named Gerald who's 40" ->
+    "How old is Gerald?" (only that); other numbers keep their questions."""
     said = [t.lower() for t in before]
     if said and said[-1] in ("turned", "turns", "turning"):
         whom = [m["who"] for q in questions if (m := re.fullmatch(r"What (?:did|does|do) (?P<who>.+?) turn\?", q))]
     elif said in (["i'm"], ["i", "am"]) or (len(said) in (2, 3) and said[0] in ("my", "our") and said[-1] == "is"):
         whom = ["I" if said[0].startswith("i") else " ".join(before[:-1]).lower()]
+    elif said[-1:] == ["who's"] or said[-2:] == ["who", "is"]:  # "a tortoise named Gerald who's 40": Gerald's
+        name = list(itertools.takewhile(lambda t: t[:1].isupper(), reversed([t.strip(",") for t in before[
+            :len(before) - (1 if said[-1] == "who's" else 2)]])))[::-1]
+        return [f"How old is {' '.join(name)}?"] if name else []  # the turned "What do we have ... who's?" is none
     else:
         return list(questions)
     return [("How old am I?" if who == "I" else f"How old is {who}?") for who in whom] + list(questions)

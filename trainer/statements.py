@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from trainer.episodes import TELLING_QUESTION
 from trainer.frames import framed_questions
+from trainer.paraphrases import NUMBER
 from trainer.pronouns import antecedent, last_object, person_named, pronoun_named
 from trainer.text import FROM_BEFORE_TO, STOPWORDS, entities, owner_lower, words
 from trainer.verbs import HAVE, PAST, base, expand, is_verb, participle
@@ -170,8 +171,9 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if at > 1 and tokens[at - 1].lower() in _SUBJECTS and tokens[at - 2].lower() not in ("and", "or"):
         before, tokens, at = f"{before} {' '.join(tokens[:at - 1])}", tokens[at - 1:], 1  # "Over the weekend I saw"
     subject, verb, rest = " ".join(tokens[:at]), tokens[at], [_lower(t) for t in tokens[at + 1:]]
-    if subject.lower() in _NOBODY or {t.lower() for t in tokens[:at + 1]} & _NEGATED:
-        return []
+    count = NUMBER.fullmatch(subject.split()[0]) and subject.split()[0].lower() not in ("a", "an", "one")
+    if subject.lower() in _NOBODY or {t.lower() for t in tokens[:at + 1]} & _NEGATED or count:
+        return []  # "I keep bees, three hives at": a count is no subject
     if subject.lower() in _PRONOUNS and verb.lower() in _OWN_WORDS or rest[-1:] in (["and"], ["or"]):
         return []  # "I'm torn between Vienna and": the value is one of a list
     if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before

@@ -74,7 +74,9 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                     asked = statement_questions(" ".join(tokens[:start]), earlier)
                     asked += named_thing_questions(tokens[:start])
                     asked += owned_kind_questions(tokens[:start])
-                    if is_date(tokens, start):
+                    if noun := _kind_after(tokens, start):  # "I take the 7:40 train": which train
+                        asked = [f"Which {noun} {q[5:]}" for q in asked if q.startswith("What ")]
+                    elif is_date(tokens, start):
                         asked = when_questions(asked) + [q for q in asked if not q.startswith("Where")]
                     elif tokens[start] in _TITLES - {"St", "St."}:  # "My doctor is Dr. Fenwick": a person
                         asked = who_questions(asked)
@@ -120,6 +122,19 @@ def _statements(text: str) -> list[str]:
                 sentence = sentence[telling.end():].strip(" ?") + "."
         out.append(sentence)
     return out
+
+
+def _kind_after(tokens: Sequence[str], start: int) -> str | None:
+    """The kind a one-word value, a number or a name, names after an article ("the 7:40 train", "the Kestrel
+    hotel": train, hotel), which the question asks by; None when the value is no such word."""
+    value = tokens[start]
+    if start + 1 >= len(tokens) or tokens[start - 1].lower() not in ("the", "a", "an") or value.isalpha() and \
+            value.islower():  # "a lighthouse keeper", "a half marathon": one thing, the job or the race
+        return None
+    noun = tokens[start + 1].rstrip(".,!;:")
+    head = noun != tokens[start + 1] or start + 2 >= len(tokens) or tokens[start + 2].lower() in STOPWORDS
+    # the noun ends the thing: "the Abobr half marathon" is no half
+    return noun if head and noun.isalpha() and noun.islower() and noun not in STOPWORDS | PHRASE_END else None
 
 
 def _continues(tokens: Sequence[str], start: int) -> bool:

@@ -900,3 +900,16 @@ def test_a_correction_told_as_a_new_code_or_a_changed_thing():
     # called?")
     assert _turned("Oskar left Rennet's, he runs his own food truck now, called Oskar's Wheels.", "oskar", "rennet",
                    "wheels") == ["What did Oskar leave?"]
+
+
+def test_a_value_before_its_kind_a_count_and_an_age_in_a_relative_clause():
+    """Sentences written for this test (none from a data set); each asked garbage before."""
+    assert _turned("I usually take the 7:40 train to work.", "40") == ["Which train do I take?"]  # "When do I take?"
+    assert _turned("I take the 42 bus.", "42") == ["Which bus do I take?"]
+    assert "Which half did I sign up for?" not in _turned("I signed up for the Abobr half marathon.", "abobr")
+    # "Where does three hive?"
+    assert statement_questions("I keep bees, three hives at") == []
+    assert statement_questions("A friend of mine works at")[0] == "Where does a friend of mine work?"
+    # "What do we have a tortoise named Gerald who's?"
+    tortoise = _turned("We have a tortoise named Gerald who's 40 years old.", "gerald", "40")
+    assert "How old is Gerald?" in tortoise and not any("who's" in q for q in tortoise)
