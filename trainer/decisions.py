@@ -140,6 +140,14 @@ _SUGGESTED_KIND = re.compile(r"\b(?:a|an|the)\s+(?:[\w'-]+\s+){0,2}?(?P<noun>[a-
 _SUGGESTED_TITLE = re.compile(r"\b(?:a|an|the)\s+(?P<noun>[a-z][\w'-]*)\s+[\"']?[A-Z]")
 _DESCRIBING = {"new", "great", "good", "nice", "little", "small", "big", "lovely", "local", "popular", "classic",
                "famous", "old", "cosy", "cozy", "cute", "fun", "quick", "short", "long", "best", "same"}
+# or names it with its kind: "You could visit the Haldane Museum", "eat at Trattoria Belmonte"
+_PLACE_KINDS = ("Museum|Gallery|Park|Gardens|Garden|Beach|Falls|Lake|Castle|Cathedral|Tower|Market|Library|Theatre|"
+                "Theater|Cinema|Hotel|Inn|Hostel|Restaurant|Trattoria|Bistro|Brasserie|Café|Cafe|Bakery|Pub|Bar|"
+                "Pool|Gym|Centre|Center|Studio|Shop|Bookshop|Zoo|Aquarium|Festival")
+_SUGGESTED_PLACE = re.compile(rf"\b(?:(?:[A-Z][\w'-]+\s+)+(?P<last>{_PLACE_KINDS})|"
+                              rf"(?P<first>{_PLACE_KINDS})(?:\s+[A-Z][\w'-]+)+)\b")
+# "I'm starting a book club." -> "You could call it the Page Turners.": what "it" is, told just before
+_CALL_IT = re.compile(r"\b(?:call|name)\s+it\s+[\"']?(?:the\s+)?[A-Z]")
 _SUGGESTED_NAME = re.compile(r"\b(?:call|name)\s+(?P<what>(?:the|your)\s+[a-z][\w' -]*?)\s+[\"']?[A-Z]")
 
 
@@ -155,13 +163,27 @@ def suggestion_questions(messages: Messages) -> list[str]:
             continue
         naming = list(_SUGGESTED_NAME.finditer(t.text))
         nouns = [m["noun"] for m in _SUGGESTED_KIND.finditer(t.text)] or ([] if naming else [  # "call the routine X"
-            m["noun"] for m in _SUGGESTED_TITLE.finditer(t.text) if m["noun"] not in _DESCRIBING])
+            m["noun"] for m in _SUGGESTED_TITLE.finditer(t.text) if m["noun"] not in _DESCRIBING]) or [
+            (m["last"] or m["first"]).lower() for m in _SUGGESTED_PLACE.finditer(t.text)]
+        if _CALL_IT.search(t.text) and (it := _thing_before(messages, t.turn)):
+            out += [f"What did you suggest calling {it}?", *_recalled_as("name", it)]
         for noun in nouns:
             out += [f"Which {noun} did you recommend?", f"What {noun} did you suggest?"]
         for match in naming:
             what = re.sub(r"^your\b", "my", match["what"])
             out += [f"What did you suggest calling {what}?", *_recalled_as("name", what)]
     return list(dict.fromkeys(out))
+
+
+def _thing_before(messages: Messages, turn: int) -> str | None:
+    """What the user told they have or are starting in the turn before `turn` ("I'm starting a book club."
+    -> "my book club"), as `request_questions` reads an "it"."""
+    users = [m for m in messages[:turn] if m["role"] == "user"]
+    got = _GOT_A.search(LEAD.sub("", users[-1]["content"].strip())) if users else None
+    if not got:
+        return None
+    thing = list(itertools.takewhile(lambda w: w not in _THING_ENDS, got["thing"].lower().split()))
+    return f"{'my' if got['who'].lower() == 'i' else 'our'} {' '.join(thing)}" if thing else None
 
 
 def _asked(sentence: str, it: str | None) -> list[str]:

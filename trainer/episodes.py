@@ -42,7 +42,8 @@ _REQUEST = re.compile(r"\?$|^(?:what|which|where|who|when)\b[^.!]*\bshould\s+(?:
 # the tarts at a bakery called Velmora.", "I'd go with Zelbo.", "Let's call the routine Fernday."
 _SUGGESTS = re.compile(r"(?:^|[,;:]\s*|\b(?:and|so|then)\s+)(?:try|check out|i'd recommend|i recommend|i'd suggest|"
                        r"i suggest|how about|you could|you might|you should|i'd go with|go with|let's|consider|"
-                       r"my pick is|i'd pick|i picked|i chose|call it|name it)\b", re.IGNORECASE)
+                       r"my pick is|i'd pick|i picked|i chose|call it|name it|make sure to|don't miss)\b",
+                       re.IGNORECASE)
 
 
 def suggests(message: dict) -> bool:

@@ -913,3 +913,19 @@ def test_a_value_before_its_kind_a_count_and_an_age_in_a_relative_clause():
     # "What do we have a tortoise named Gerald who's?"
     tortoise = _turned("We have a tortoise named Gerald who's 40 years old.", "gerald", "40")
     assert "How old is Gerald?" in tortoise and not any("who's" in q for q in tortoise)
+
+
+def test_a_suggestion_unasked_named_with_its_kind_or_called_it():
+    """Replies written for this test (none from a data set); each asked only about the name before."""
+    from trainer.decisions import suggestion_questions
+    assert suggestion_questions(chat("I'm bored this weekend.", "You could visit the Haldane Museum; it has a "
+                                     "great dinosaur hall.")) == ["Which museum did you recommend?",
+                                                                  "What museum did you suggest?"]
+    assert suggestion_questions(chat("We're planning a trip to Rome.", "Make sure to eat at Trattoria Belmonte "
+                                     "near the Pantheon."))[0] == "Which trattoria did you recommend?"
+    # "it" is what the user told they are starting
+    assert suggestion_questions(chat("I'm starting a book club.", "Fun! You could call it the Page Turners.")) == [
+        "What did you suggest calling my book club?", "Which name did you pick for my book club?",
+        "What name did you suggest for my book club?"]
+    # a place the user names is no suggestion of the assistant's
+    assert suggestion_questions(chat("I went to the Haldane Museum.", "Sounds fun!")) == []
