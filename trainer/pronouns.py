@@ -69,6 +69,11 @@ def antecedent(text: str, person: bool = False) -> str | None:
     return best
 
 
+# the words that tell a name is a man's or a woman's: "a guy called Ruben", "my sister Tova", "Mrs Ofori"
+_MEN = "guy|man|boy|bloke|chap|husband|boyfriend|brother|son|dad|father|uncle|nephew|grandson|grandad|mr"
+_WOMEN = "woman|girl|lady|wife|girlfriend|sister|daughter|mum|mom|mother|aunt|niece|granddaughter|grandma|mrs|ms|miss"
+
+
 def _at_place(name: str) -> re.Pattern:
     """A name after a place's preposition: a place or a firm, nobody a pronoun stands for."""
     return re.compile(rf"\b(?:in|at|from|near|into)\s+(?:the\s+)?{re.escape(name)}\b")
@@ -86,14 +91,19 @@ def pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:
     person = pronoun in ("he", "she")
     if not named and pronoun in ("he", "she", "it", "they") and (owned := antecedent(f"{earlier} {before}", person)):
         named = [owned]
-    return person_named(named, before) if named else None
+    return person_named(named, before, pronoun) if named else None
 
 
-def person_named(named: list[str], before: str) -> str | None:
+def person_named(named: list[str], before: str, pronoun: str = "") -> str | None:
     """Who a pronoun names among the names before it: the last one told, people ("Tenett Mirbel") over
-    single words ("Gorbel")."""
+    single words ("Gorbel"); for she/her or he/his, not someone the words before their name tell is a man or
+    a woman ("Tova got engaged to a guy called Ruben, and her brother" is Tova's)."""
     # a place or a firm is nobody: "My sister doesn't live in Carlisle anymore, she moved to" is my sister's,
     # "Tev got a job at Farnwick Labs, and his girlfriend" Tev's
     named = [n for n in named if not _at_place(n).search(before)]
+    other = _MEN if pronoun in ("she", "her") else _WOMEN if pronoun in ("he", "his", "him") else None
+    if other:
+        named = [n for n in named if not re.search(rf"\b(?:{other})\.?\s+(?:(?:called|named)\s+)?{re.escape(n)}\b",
+                                                   before, re.IGNORECASE)] or named
     people = [n for n in named if len(n.split()) > 1] or named
     return max(people, key=lambda n: before.rfind(n)) if people else None

@@ -37,6 +37,8 @@ _NOBODY = {"nothing", "everything", "something", "anything", "nobody", "someone"
 _NEGATED = {"isn't", "wasn't", "aren't", "weren't", "doesn't", "don't", "didn't", "not", "no"}
 # what the user says of their own words is no fact: "I said Ralda earlier but I meant Rilda"
 _OWN_WORDS = {"meant", "mean", "said", "say", "misspelled", "misspelt", "misspoke", "typed"}
+# a past that opens a sentence with its "I" left out: "Had coffee with two old friends today", "Got a new job"
+_ELIDED_I = {"had", "got", "went", "met", "saw", "bought", "started", "moved", "visited", "finished", "joined"}
 # a relative clause's verb is not the sentence's: "The plumber who fixed our sink was called"
 _RELATIVE = {"who", "that", "which", "whose"}
 # a subject's first word that is lower-cased inside a question: "What is her tutor?"
@@ -100,12 +102,13 @@ def _verb_at(tokens: Sequence[str]) -> int | None:
         if low in _RELATIVE:
             relative = True
             continue
-        if tokens[i - 1].lower() in _MINE and low not in _COPULA:  # "My kids are": the noun of a possessive
+        if tokens[i - 1].lower() in _MINE | _ARTICLES and low not in _COPULA:  # "My kids are", "The kids have": a noun
             continue
         plural = i > 1 and tokens[i - 2].lower() in _MINE and re.search(r"[^'s]s$", tokens[i - 1])
         if plural and token.islower() and (low in ("go", "do", "have") or low not in STOPWORDS and is_verb(low + "s")):
             return i  # "My parents live in": a plural's bare verb
-        verb = low in _COPULA or low in ("has", "had") or is_verb(token)
+        # "the Ardens next door have": a plural's "have"
+        verb = low in _COPULA or low in ("has", "had") or is_verb(token) or low == "have" and tokens[0].lower() == "the"
         if verb and relative:  # the relative clause's own verb: the sentence's comes after it
             relative = False
         elif verb:
@@ -146,6 +149,8 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     tokens = expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
     if not tokens:
         return []
+    if len(clauses) == 1 and tokens[0][:1].isupper() and tokens[0].lower() in _ELIDED_I:  # "Had coffee with"
+        tokens = ["I", tokens[0].lower(), *tokens[1:]]
     if len(clauses) >= 2 and tokens in (["called"], ["named"]):  # "he runs a food truck now, called": whose, unsaid
         return []
     if len(clauses) >= 2 and (is_verb(tokens[0]) or tokens[0] in _COPULA | HAVE):  # "My friend, Ravik, lives in"
@@ -160,8 +165,12 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
         before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
     tokens = _as_is(tokens)
     if tokens[0].lower() in ("his", "her", "its", "their") and len(tokens) > 1 + (not prefix.rstrip().endswith(",")):
-        named = antecedent(f"{earlier} {before}") or person_named(entities(before, 8), before) or person_named(
-            entities(earlier, 8), earlier)  # "I had coffee with Nell Abbot. Her husband Piet builds"
+        whose, first = tokens[0].lower(), before.split()[:1]
+        # a name that opens the sentence is one too: "Tova got engaged to a guy called Ruben, and her brother"
+        opening = [first[0]] if first and first[0][:1].isupper() and first[0].lower() not in STOPWORDS else []
+        named = antecedent(f"{earlier} {before}") or person_named(
+            list(dict.fromkeys(entities(before, 8) + opening)), before, whose) or person_named(
+            entities(earlier, 8), earlier, whose)  # "I had coffee with Nell Abbot. Her husband Piet builds"
         if not named:  # "I met a guy. His name is": whose, no question can say
             return []
         tokens = [f"{named}'s"] + tokens[1:]  # "I adopted a rabbit! His name is": my rabbit's name
@@ -176,6 +185,12 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
         return []  # "I keep bees, three hives at": a count is no subject
     if subject.lower() in _PRONOUNS and verb.lower() in _OWN_WORDS or rest[-1:] in (["and"], ["or"]):
         return []  # "I'm torn between Vienna and": the value is one of a list
+    if prefix.rstrip().endswith(",") and len(rest) > 1 and rest[-1].rstrip(",") not in _PREPOSITIONS and \
+            verb.lower() not in _COPULA and not {"called", "named"} & set(rest):
+        # "Had coffee with two old friends today, Brann and Mira": names beside what was said; "We had a baby
+        # girl last week, Odessa": the name of ours
+        kind = last_object(" ".join(rest)) if subject.lower() in ("i", "we") else None
+        return [f"What is {'my' if subject.lower() == 'i' else 'our'} {kind} called?"] if kind else []
     if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
         subject = pronoun_named(subject.lower(), before, LEAD.sub("", TELLING_QUESTION.sub("", earlier).lstrip()))
         if subject is None:

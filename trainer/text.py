@@ -115,9 +115,11 @@ def inflection_stem(word: str) -> str:
     return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
-# capitalised only as a sentence's first word, before a name: "Remember Dara?", "Try Maison Ardel, it's cosy."
+# capitalised only as a sentence's first word, before a name: "Remember Dara?", "Try Maison Ardel, it's cosy.",
+# "Yesterday Ruben got a job"
 _OPENERS = {"remember", "did", "my", "the", "quick", "try", "visit", "maybe", "perhaps", "definitely", "consider",
-            "check"}
+            "check", "yesterday", "today", "tonight", "tomorrow", "recently", "apparently", "sadly", "luckily",
+            "finally", "honestly", "anyway"}
 
 
 def entities(text: str, limit: int) -> list[str]:

@@ -929,3 +929,22 @@ def test_a_suggestion_unasked_named_with_its_kind_or_called_it():
         "What name did you suggest for my book club?"]
     # a place the user names is no suggestion of the assistant's
     assert suggestion_questions(chat("I went to the Haldane Museum.", "Sounds fun!")) == []
+
+
+def test_two_peoples_facts_in_one_chat_in_other_words():
+    """Chat lines written for this test (none from a data set); each asked garbage before."""
+    # "What does Had coffee with two old friend today?": the "I" left out; the names after the comma are
+    # who, no value of what was said
+    assert statement_questions("Got a new job at")[0] == "Where did I get a new job?"
+    assert _turned("Had coffee with two old friends today, Brann Eskel and Mira Joss.", "brann", "eskel", "mira",
+                   "joss") == []
+    assert _turned("We had a baby girl last week, Odessa.", "odessa")[0] == "What is our baby girl called?"
+    # "What did the Ardens next door have a new puppy call?"; "The kids have" read "kids" as the verb
+    assert statement_questions("the Ardens next door have a new puppy called") == [
+        "Which puppy do the Ardens next door have?"]
+    assert statement_questions("The kids have a hamster called") == ["Which hamster do the kids have?"]
+    # "her" is not the guy's, and may be the name that opens the sentence
+    assert statement_questions("Tova got engaged to a guy called Ruben, and her brother Lev started at")[0] == \
+        "Where did Tova's brother Lev start?"
+    assert statement_questions("Yesterday Ruben got a job, and his sister works at")[0] == \
+        "Where does Ruben's sister work?"
