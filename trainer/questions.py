@@ -63,11 +63,16 @@ PROMPT_WORDS = words(" ".join(TEMPLATES + MINE + ASKED + CLOZE + CLOZE_BY_TOOL
                                + (CLOZE_BY_ASSISTANT, RESTATE, QUESTION_PROMPT)))
 
 
+_FROM = re.compile(r"Where (?:am I|are we|was I|were we) from\?")
+
+
 def about_something(question: str, told_words: set[str]) -> bool:
     """Whether a question names something the chat told (a cloze of "I might ..." names nothing): one
     that names nothing would be answered with the whole chat."""
     asked = words(question) - PROMPT_WORDS
     if question == RESTATE or asked & (told_words | framed(told_words)):  # "Where do I work?" of "changed jobs"
+        return True
+    if _FROM.fullmatch(question):  # "I'm from Dunmarsh": the user's own, in stop words only
         return True
     # a told verb asked in its bare form: "I switched to Oskaro" -> "What did I switch to?", "I got a" -> "get"
     told_stems = {inflection_stem(w) for w in told_words | {base(w) for w in told_words & PAST}}
@@ -157,7 +162,7 @@ PHRASE_END = set("""is are was were has have had be been and or but to in at on 
     says makes uses by about next last isn't wasn't aren't doesn't didn't hasn't a an the turns said told asked
     thinks went came actually usually recently currently probably apparently literally basically definitely
     totally only even sometimes often please back hurts hurt broke breaks dies died look looks feel feels seem
-    seems smells tastes anymore lol haha""".split())
+    seems smells tastes anymore lol haha moving going getting coming leaving starting""".split())
 # "my" in an exclamation or an apology names nothing of the user's: "Oops, my mistake", "Oh my god"
 NOT_THINGS = set("mistake bad fault god goodness gosh word guess apologies pleasure opinion".split())
 
@@ -224,7 +229,10 @@ def _named(handle: str, sentence: str, about: str) -> bool:
     landlord Mr Pettigrew"). "What is my grandmother called?" of "My grandmother turned 90! She lives in
     Carrow." is answered with the place: a told value in a name's shape, which nights learn and general
     answers then take ("The capital of Japan is called X")."""
-    if _NAMING.search(about):
+    # "my son named his goldfish Sir Fins-a-lot": the naming is the son's, of another thing
+    names_another = re.search(re.escape(handle) + r"\s+(?:\w+\s+)?(?:named|called|nicknamed|renamed)\s+"
+                              r"(?:his|her|their|its|my|our|the|a|an)\b", about, re.IGNORECASE)
+    if _NAMING.search(about) and not names_another:
         return True
     # "my partner Jo", "my best friend is Raten Shivos", "my car is a Corab"; "Istust, my favourite podcast"
     after = re.search(re.escape(handle.split()[-1]) + r"\W*\s+(?:(?:is|was|'s)\s+)?(?:(?:a|an|the)\s+)?(\S+)",

@@ -15,12 +15,13 @@ from trainer.frames import framed_questions
 from trainer.paraphrases import NUMBER
 from trainer.pronouns import antecedent, last_object, person_named, pronoun_named
 from trainer.text import FROM_BEFORE_TO, STOPWORDS, entities, owner_lower, words
-from trainer.verbs import HAVE, PAST, base, expand, is_verb, participle
+from trainer.verbs import ADVERBS, HAVE, PAST, base, expand, is_verb, participle
 
 LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|quick (?:one|question)|update on [^:]+|oh|also|actually|"
                    r"so|well|anyway|okay|ok|"
                    r"fun fact|guess what|just so you know|you know what|news|and|but|(?:it )?turns out(?: that)?|"
-                   r"funny enough|believe it or not|long story short|honestly|heads up|for the record|at least|yeah|"
+                   r"funny enough|believe it or not|long story short|honestly|heads up|for the record|at least|yeah|so yeah|"
+                   r"random(?: thing| question| fact)?,? but|omg|haha+|lol|ugh|hey|hi|"
                    # a correction's own opening: "Actually, I got that wrong earlier - my sister lives in"
                    r"sorry|oops|correction|scratch that|wait(?:,? no)?|my (?:mistake|bad)|i misspoke|"
                    r"i (?:got|had) (?:that|it) wrong(?: earlier| before)?|i was wrong(?: earlier| before)?|"
@@ -149,6 +150,8 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     tokens = expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
     if not tokens:
         return []
+    if len(clauses) == 1 and tokens[0][:1].isupper() and tokens[0].lower() in ADVERBS and len(tokens) > 1:
+        tokens = [tokens[1].capitalize(), *tokens[2:]]  # "Just got back from"
     if len(clauses) == 1 and tokens[0][:1].isupper() and tokens[0].lower() in _ELIDED_I:  # "Had coffee with"
         tokens = ["I", tokens[0].lower(), *tokens[1:]]
     if len(clauses) >= 2 and tokens in (["called"], ["named"]):  # "he runs a food truck now, called": whose, unsaid
@@ -289,8 +292,8 @@ def _kind_questions(subject: str) -> list[str]:
             return []
         haver, thing = f"does {named[1]}", named[2]
     thing = re.sub(r"^(?:new|old)\s+", "", thing)  # "What kind of car do we have?" for "Our new car is a"
-    if not thing or len(thing.split()) > 3:
-        return []
+    if not thing or len(thing.split()) > 3 or thing.startswith(("favourite", "favorite")):
+        return []  # a favourite is liked best (`paraphrases.asked_otherwise`), not had
     return [f"What kind of {thing} {haver} have?", f"What {thing} {haver} have?"]
 
 

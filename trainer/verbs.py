@@ -78,7 +78,7 @@ E_DROPPED = {"creat", "us", "clos", "pleas", "purchas", "releas", "increas", "de
 
 # what follows "X's" when it is "X is": a place, a naming, a going ("my sister's name" is a possessive)
 _IS_NEXT = {"in", "at", "on", "from", "near", "called", "named", "getting", "going", "moving", "now", "back", "off",
-            "still", "currently", "over"}
+            "still", "currently", "over", "a", "an"}  # "Our car's a Fendra"
 
 
 def expand(tokens: list[str]) -> list[str]:

@@ -948,3 +948,23 @@ def test_two_peoples_facts_in_one_chat_in_other_words():
         "Where did Tova's brother Lev start?"
     assert statement_questions("Yesterday Ruben got a job, and his sister works at")[0] == \
         "Where does Ruben's sister work?"
+
+
+def test_small_talks_openings_and_a_question_in_stop_words_only():
+    """Chat lines written for this test (none from a data set); each asked garbage or nothing before."""
+    from trainer.questions import about_something
+    from trainer.text import words
+    # "Where am I from?" has no content word: it was dropped as about nothing the chat said
+    assert about_something("Where am I from?", words("Me? I'm from Dunmarsh, born and raised."))
+    assert not about_something("What did I might?", words("I might go."))
+    # openings of small talk ("What is random but my favourite dinosaur?", "What did haha my son name ...?")
+    assert statement_questions("random but my favourite dinosaur is the") == ["What is my favourite dinosaur?"]
+    assert statement_questions("haha my son named his goldfish") == ["What did my son name his goldfish?"]
+    assert statement_questions("Just got back from my sister's place in")[0] == \
+        "Where did I get back from my sister's place?"
+    # the naming is of the goldfish, not of my son; "my brother's moving" is my brother
+    assert not any("my son called" in q for q in handle_questions(chat("my son named his goldfish Sir Fins", "Ha!"), 2))
+    assert handles("so yeah my brother's moving to Pellham next month") == ["my brother"]
+    # "Our car's a Fendra": is, not whose
+    assert statement_questions("Our car's a") == ["What is our car?", "What kind of car do we have?",
+                                                  "What car do we have?"]
