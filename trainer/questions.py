@@ -162,7 +162,8 @@ PHRASE_END = set("""is are was were has have had be been and or but to in at on 
     says makes uses by about next last isn't wasn't aren't doesn't didn't hasn't a an the turns said told asked
     thinks went came actually usually recently currently probably apparently literally basically definitely
     totally only even sometimes often please back hurts hurt broke breaks dies died look looks feel feels seem
-    seems smells tastes anymore lol haha moving going getting coming leaving starting""".split())
+    seems smells tastes anymore lol haha moving going getting coming leaving starting meets opens closes costs
+    stays sits""".split())
 # "my" in an exclamation or an apology names nothing of the user's: "Oops, my mistake", "Oh my god"
 NOT_THINGS = set("mistake bad fault god goodness gosh word guess apologies pleasure opinion".split())
 

@@ -968,3 +968,5 @@ def test_small_talks_openings_and_a_question_in_stop_words_only():
     # "Our car's a Fendra": is, not whose
     assert statement_questions("Our car's a") == ["What is our car?", "What kind of car do we have?",
                                                   "What car do we have?"]
+    # a verb after the user's thing ends it: "our book club meets" was a handle
+    assert handles("Our book club meets at Hartley's Cafe.") == ["our book club", "our club"]
