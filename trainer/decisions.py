@@ -63,7 +63,7 @@ _ANY_WORTH = re.compile(r"^any\s+(?P<thing>\w+)\s+(?:worth|you'd|you\s+would)\b[
 _PLAN_MY = re.compile(rf"^{_POLITE}(?P<verb>plan|organi[sz]e|schedule|map\s+out)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)"
                       rf"(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
 # "What should my wifi password be?" -> "What did you suggest for my wifi password?"
-_SHOULD_BE = re.compile(r"^(?:what|which\s+\w+)\s+should\s+(?P<np>(?:my|our|the)\s+[\w\s'-]+?)\s+be[.?!]*$", re.IGNORECASE)
+_SHOULD_BE = re.compile(r"^(?:what|(?:which|what)\s+(?P<kind>\w+))\s+should\s+(?P<np>(?:my|our|the)\s+[\w\s'-]+?)\s+be[.?!]*$", re.IGNORECASE)
 # "What would you call a robot butler?"
 _YOU_CALL = re.compile(r"^what\s+would\s+you\s+(?:call|name)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
 # "Give our book club a name, please." -> "What name did you give our book club?"
@@ -72,7 +72,7 @@ _GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:
 
 
 # a need stated, then asked about: "I need a dish for the potluck. Any idea?" / "Our quiz team needs a name."
-_NEED = re.compile(r"^(?:(?P<whose>(?:my|our)\s+\w+)\s+(?:wants|needs)|(?:i|we)\s*(?:need|want|(?:'d|would)\s+(?:love|like)|"
+_NEED = re.compile(r"^(?:(?P<whose>(?:my|our)\s+\w+)\s+(?:wants|needs)|(?P<bare>need)|(?:i|we)\s*(?:need|want|(?:'d|would)\s+(?:love|like)|"
                    r"(?:am|are|'m|'re)\s+(?:looking\s+for|stuck\s+on))|"
                    r"(?:(?:i|we)\s+)?(?:can't|cannot)\s+(?:decide\s+on|think\s+of|come\s+up\s+with)|"
                    r"what's|what\s+is|"
@@ -105,8 +105,21 @@ _NAME_THE = re.compile(rf"^{_POLITE}name\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)
                        re.IGNORECASE)
 # what a request's "it" stands for, told just before: "I just got a kitten." -> "my kitten"
 _GOT_A = re.compile(r"\b(?P<who>i|we)\b.*?\b(?:got|adopted|bought|have|planning|writing|building|"
-                    r"organi[sz]ing|started|starting|opening|launching|running)\s+(?:a|an)\s+(?:new\s+)?"
+                    r"organi[sz]ing|started|starting|opening|launching|running|hosting|throwing)\s+(?:a|an)\s+"
+                    r"(?:new\s+)?"
                     r"(?P<thing>[\w'-]+(?:\s+[\w'-]+){0,3}?)(?:\s*[.!,]|\s+(?:and|but|so)\b)", re.IGNORECASE)
+# or told as theirs: "Our new puppy is a girl. What should we call her?"
+_OURS = re.compile(r"^(?P<whose>my|our)\s+(?:new\s+)?(?P<thing>[a-z]+)\s+(?:is|was|'s)\b", re.IGNORECASE)
+# a kind of thing the user is after, asked for bare next: "Thinking of a new hobby. What would you suggest?"
+_LOOKING = re.compile(r"\b(?:thinking\s+(?:of|about)|looking\s+for|in\s+the\s+market\s+for)\s+(?:getting\s+|trying\s+)?"
+                      r"(?:a|an|some)\s+(?:new\s+|good\s+)?(?P<thing>[a-z]+)\b", re.IGNORECASE)
+_BARE_ASK = re.compile(r"^(?:what\s+(?:would|do|could)\s+you\s+(?:suggest|recommend)|any\s+(?:ideas|suggestions|"
+                       r"thoughts|recommendations)|ideas|suggestions|thoughts|help)\??[.?!]*$", re.IGNORECASE)
+# "and need a team name", "Name ideas?": a thing asked for with what it is for told before ("hosting a quiz night")
+_BARE_NEED = re.compile(r"^(?:and\s+)?(?:(?:i|we)\s*)?(?:need|want|'d\s+like)\s+(?:a|an|some)\s+(?:good\s+|new\s+)?"
+                        r"(?P<thing>\w+(?:\s+\w+)?)[.?!]*$|^(?:any\s+)?(?P<kind>\w+)\s+(?:ideas|suggestions)\??[.?!]*$",
+                        re.IGNORECASE)
+_WHOSE = {"it", "him", "her", "them", "my", "our", "the", "his", "their"}
 _THING_ENDS = {"last", "this", "yesterday", "today", "recently", "on", "in", "at", "for", "from", "and", "but", "with", "so"}
 _VAGUE_OBJECT = re.compile(r"\s+(?:it|them|him|her|one|this|that)$", re.IGNORECASE)
 
@@ -122,15 +135,29 @@ def request_questions(messages: Messages) -> list[str]:
     asked, not recalled)."""
     out: list[str] = []
     earlier: dict[int, str] = {}  # per turn, the thing told so far that an "it" may stand for ("my kitten")
+    sought: dict[int, str] = {}  # per turn, the kind of thing the user said they are after ("a new hobby")
+    asked_in: set[int] = set()  # the turns a sentence was read as a request of
     for t in told(messages):
         if t.role != "user" or not answered_request(messages, t.turn):
             continue
         sentence = LEAD.sub("", t.text.strip())
-        got = _GOT_A.search(sentence)
+        got, ours, looking = _GOT_A.search(sentence), _OURS.match(sentence), _LOOKING.search(sentence)
         if got:
             thing = list(itertools.takewhile(lambda w: w not in _THING_ENDS, got["thing"].lower().split()))
             earlier[t.turn] = f"{'my' if got['who'].lower() == 'i' else 'our'} {' '.join(thing)}"
-        out += _asked(sentence, earlier.get(t.turn))
+        elif ours:
+            earlier[t.turn] = f"{ours['whose'].lower()} {ours['thing'].lower()}"
+        if looking:
+            sought[t.turn] = looking["thing"].lower()
+        if _BARE_ASK.match(sentence) and t.turn in sought and t.turn not in asked_in:
+            # "Thinking of a new hobby. What would you suggest?" (not "We're looking for a venue for the
+            # wedding. Ideas?": asked already)
+            out += [f"Which {sought[t.turn]} did you suggest?", f"What {sought[t.turn]} did you recommend?"]
+            continue
+        found = _asked(sentence, earlier.get(t.turn))
+        if found:
+            asked_in.add(t.turn)
+        out += found
     return list(dict.fromkeys(out))
 
 
@@ -186,6 +213,15 @@ def _thing_before(messages: Messages, turn: int) -> str | None:
     return f"{'my' if got['who'].lower() == 'i' else 'our'} {' '.join(thing)}" if thing else None
 
 
+def _needed(sentence: str, it: str | None) -> list[str]:
+    """A thing asked for bare, for what the turn told before: "We're hosting a quiz night and need a team
+    name." -> "What team name did you suggest for our quiz night?"; "I'm opening a coffee shop. Name ideas?"."""
+    match = _BARE_NEED.match(sentence)
+    if not match or not it:
+        return []
+    return _recalled_as((match["thing"] or match["kind"]).lower(), it)
+
+
 def _asked(sentence: str, it: str | None) -> list[str]:
     """The questions one sentence of a request is recalled by; `it`: what a vague "it" stands for. A sentence
     not read whole is read clause by clause ("Give my neighbour a nickname, something fun.", "Hey, could
@@ -193,7 +229,7 @@ def _asked(sentence: str, it: str | None) -> list[str]:
     sentence = _CHATTER.sub("", sentence)
     parts = clauses(sentence)
     for clause in [sentence, *(parts if len(parts) > 1 else [])]:
-        asked = _asked_whole(clause, it)
+        asked = _asked_whole(clause, it) or _needed(clause, it)
         if asked:
             return asked
     return []
@@ -219,6 +255,8 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
         rest = owner_lower(match["rest"])
         return [f"What did you name {rest}?", *_recalled_as("name", rest)]
     match = _ASKED_FOR.match(sentence) or _NEED.match(sentence)
+    if match and match.groupdict().get("bare") and match["rest"].split()[0].lower() not in _WHOSE:
+        match = None  # "need a break for sure" asks nothing; "Need a name for it." does
     if match:
         # what it is for, without a clause after it ("for our lunch, somewhere we haven't been")
         thing, rest = _IDEA.sub("", match["thing"].lower()), match["rest"].split(",")[0].strip()
@@ -256,7 +294,8 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
     match = _SHOULD_BE.match(sentence)
     if match:
         np = owner_lower(match["np"])
-        return [f"What did you suggest for {np}?", f"What did you say {np} should be?"]
+        kind = [f"What {match['kind'].lower()} did you suggest for {np}?"] if match["kind"] else []
+        return [f"What did you suggest for {np}?", f"What did you say {np} should be?", *kind]
     match = _YOU_CALL.match(sentence)
     if match:
         return [f"What did you call {match['rest']}?", *_recalled_as("name", match["rest"])]

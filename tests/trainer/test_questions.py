@@ -970,3 +970,22 @@ def test_small_talks_openings_and_a_question_in_stop_words_only():
                                                   "What car do we have?"]
     # a verb after the user's thing ends it: "our book club meets" was a handle
     assert handles("Our book club meets at Hartley's Cafe.") == ["our book club", "our club"]
+
+
+def test_a_request_in_two_sentences_what_it_is_for_told_first():
+    """Requests written for this test (none from a data set); each asked nothing or garbage before."""
+    assert asked("We're hosting a quiz night and need a team name. Thoughts?", "The Know-It-Owls!") == [
+        "Which team name did you pick for our quiz night?", "What team name did you suggest for our quiz night?"]
+    assert asked("I'm opening a coffee shop. Name ideas?", "Bean There?") == [
+        "Which name did you pick for my coffee shop?", "What name did you suggest for my coffee shop?"]
+    assert asked("I just bought a sailboat! Need a name for it.", "Call her the Wandering Gull.") == [
+        "Which name did you pick for my sailboat?", "What name did you suggest for my sailboat?"]
+    assert asked("Thinking of a new hobby. What would you suggest?", "Try bouldering.") == [
+        "Which hobby did you suggest?", "What hobby did you recommend?"]
+    # "her" is the puppy the turn told of ("What did you suggest we call her?")
+    assert "What name did you suggest for our puppy?" in asked("Our new puppy is a girl. What should we call her?",
+                                                               "Maple would be sweet.")
+    # "What colour did you suggest my slides be my presentation?"
+    assert asked("I have a presentation on Friday. What colour should my slides be?", "Navy.") == [
+        "What did you suggest for my slides?", "What did you say my slides should be?",
+        "What colour did you suggest for my slides?"]
