@@ -224,6 +224,9 @@ def handle_questions(messages: Messages, limit: int) -> list[str]:
 _NAMING = re.compile(r"\b(?:called|named|nicknamed|name|names|name's)\b|\b[Cc]all(?:s|ing)?(?:\s+[a-z]+){0,2}\s+[A-Z]")
 
 
+_CODE = re.compile(r"[A-Z]{1,3}|\w*\d\w*")
+
+
 def _named(handle: str, sentence: str, about: str) -> bool:
     """Whether the user's thing has a name in what they told: words of naming in what is `about` it (its
     sentence and one a pronoun starts after it: "His name is Clover.") or a capitalised word beside it ("my
@@ -240,4 +243,6 @@ def _named(handle: str, sentence: str, about: str) -> bool:
                       sentence, re.IGNORECASE)
     before = re.search(r"\s(\S+),\s+" + re.escape(handle), sentence, re.IGNORECASE)
     # a date is no name: "My mum's birthday is March 3rd."
-    return any(m and m.group(1)[:1].isupper() and not DATE.match(m.group(1)) for m in (after, before))
+    # nor a code: "My flight number is BA 2291", "My license plate is KD71 XRT"
+    return any(m and m.group(1)[:1].isupper() and not DATE.match(m.group(1)) and not _CODE.fullmatch(
+        m.group(1).strip(".,!?")) for m in (after, before))

@@ -249,6 +249,8 @@ def _copula_questions(low: str, subject: str, rest: list[str]) -> list[str]:
     if len(rest) in (2, 3) and rest[0] in ("my", "our") and all(w.isalpha() for w in rest[1:]) and subject not in (
             "I", "we"):  # "the drummer is my cousin Fenna": who the drummer is
         return [f"Who {low} {subject}?"]
+    if rest[-1:] in (["my"], ["our"]):  # "My favourite food is my nan's hotpot": what it is, not "food my"
+        rest = rest[:-1]
     if rest == ["off", "to"]:  # "I'm off to Lisbon": where I'm going
         return [f"Where {low} {subject} off to?", f"Where {low} {subject} going?"]
     if rest and rest[-1] in _PLACE:
@@ -342,6 +344,10 @@ def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> lis
         return [f"What is {rest[-2]} {rest[-1]} called?"]
     if not naming:  # "call the baby": it is named
         rest = _without_describing(rest)
+    if rest[-1:] in (["and"], ["or"]):  # "I speak Dutch and a little Farsi": the value is one of a list
+        return []
+    while rest and rest[-1] in ("every", "each", "this", "next", "last"):  # "I play badminton every Tuesday"
+        rest = rest[:-1]
     if rest and rest[-1] in _PLACE:  # "lives in" asks where, "ends in" asks what: ask both
         rest = _without_particle(rest)
         return [f"Where {aux} {subject} {' '.join([verb] + rest[:-1])}?",

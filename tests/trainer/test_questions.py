@@ -989,3 +989,16 @@ def test_a_request_in_two_sentences_what_it_is_for_told_first():
     assert asked("I have a presentation on Friday. What colour should my slides be?", "Navy.") == [
         "What did you suggest for my slides?", "What did you say my slides should be?",
         "What colour did you suggest for my slides?"]
+
+
+def test_codes_lists_and_every_week_in_everyday_facts():
+    """Sentences written for this test (none from a data set); each asked garbage before."""
+    # a code is no name: "What is my flight number called?"
+    assert not any("called" in q for q in handle_questions(chat("My flight number is BA 2291.", "Noted."), 2))
+    assert not any("called" in q for q in handle_questions(chat("My license plate is KD71 XRT.", "Noted."), 2))
+    # "What is my favourite food my?", "What do I speak Dutch and?", "When do I play badminton every?"
+    assert _turned("My favourite food is my nan's lamb hotpot.", "nan", "hotpot")[:2] == [
+        "What is my favourite food?", "Which food do I like best?"]
+    assert _turned("I speak Dutch and a little Farsi.", "dutch", "farsi") == ["What do I speak?"]
+    assert "When do I play badminton?" in _turned("I play badminton every Tuesday at the Elm Street sports hall.",
+                                                  "tuesday", "elm")
