@@ -126,6 +126,24 @@ def reply_to(messages: Messages, turn: int) -> int | None:
     return None
 
 
+def answer_to(messages: Messages, turn: int) -> int | None:
+    """The assistant turn that answers request `turn` (`reply_to`); past a reply that only asks back ("Sure!
+    What kind of boat is it?"), the assistant's next turn after the user's answer ("How about Bluebell?")."""
+    reply = reply_to(messages, turn)
+    if reply is None or not _asks_back(messages[reply]):
+        return reply
+    answered = reply + 1 < len(messages) and messages[reply + 1]["role"] == "user"  # the user answers it
+    later = reply_to(messages, reply + 1) if answered else None
+    return later if later is not None else reply
+
+
+def _asks_back(message: dict) -> bool:
+    """Whether an assistant turn only asks a question back: it ends with one, and names and suggests nothing."""
+    said = sentences(message.get("content") or "")
+    return bool(said) and said[-1].endswith("?") and not suggests(message) and not any(
+        t[:1].isupper() or any(c.isdigit() for c in t) for s in said for t in s.split()[1:] if t.strip("?!.,") != "I")
+
+
 def answered_request(messages: Messages, turn: int) -> bool:
     """Whether the user turn `turn` asks for something and the assistant answers it (`reply_to`)."""
     return messages[turn]["role"] == "user" and asks(messages[turn]) and reply_to(messages, turn) is not None
@@ -141,7 +159,7 @@ def told_turns(messages: Messages) -> list[int]:
         if m["role"] in ("user", "tool") or suggests(m):
             out.add(i)
         if answered_request(messages, i):
-            out.add(reply_to(messages, i))
+            out.add(answer_to(messages, i))
     return sorted(out)
 
 
@@ -218,6 +236,9 @@ _CHANGED = re.compile(r"\b(?:moved|changed|switched|left|quit|no longer|anymore|
 _NOW_MINE = re.compile(r"(?:i|i'm|i've|we|we're|we've)\b", re.IGNORECASE)
 
 
+_FROM_SAID = re.compile(r"\b(?:from|grew up|born)\b", re.IGNORECASE)
+
+
 def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prompt_words: Collection[str] = (),
           avoid: Collection[str] = (), replies_only: bool = False) -> str:
     """The told sentences about what a question names (all of them when it names none), cut to
@@ -234,6 +255,8 @@ def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prom
     asked |= cues(asked)  # "Where do I live?" of "We moved. We're in Wynmox now."
     said = told(messages)
     chosen = {i for i, t in enumerate(said) if words(t.text) & asked}
+    if not asked and question.endswith(" from?"):  # "Where am I from?" names no content word: "I'm from X"
+        chosen = {i for i, t in enumerate(said) if t.role == "user" and _FROM_SAID.search(t.text)}
     # the next sentence of the turn, when a pronoun starts it, tells more of the same thing: "I finally
     # adopted a rabbit! His name is Clover." answers "What is my rabbit called?"; after a change, the
     # user's own next sentence tells what holds now ("We moved. We're in Wynmox now.")
@@ -251,7 +274,7 @@ def quote(messages: Messages, question: str, tokenizer, max_tokens: int, *, prom
         if not (replies_only and replied):
             parts.append(t.text)
         if replied:
-            parts.append(messages[reply_to(messages, t.turn)]["content"])
+            parts.append(messages[answer_to(messages, t.turn)]["content"])
     text = " ".join(dict.fromkeys(kept for kept in map(without_calls, parts) if kept))
     if avoid:
         text = without_clauses(text, avoid)

@@ -375,3 +375,23 @@ def test_a_sentence_the_rules_cannot_read_costs_its_questions_not_the_night(monk
         found = dreaming.candidates_of(tokenizer, episodes, views, told_by_id, {}, [[]], config, random.Random(0), None)
     assert any("Mirpa Lovos" in d.question for d in found)
     assert any("episode e" in str(w.message) and issubclass(w.category, RuntimeWarning) for w in caught)
+
+
+def test_a_quote_reads_the_answer_past_a_question_back_and_where_one_is_from(tiny_model_dir):
+    """Chats written for this test (none from a data set)."""
+    from transformers import AutoTokenizer
+
+    from trainer.episodes import quote, told_turns
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    boat = [{"role": "user", "content": "I need a name for my boat."},
+            {"role": "assistant", "content": "Sure! What kind of boat is it?"},
+            {"role": "user", "content": "A small blue sailing dinghy."},
+            {"role": "assistant", "content": "How about Bluebell? It suits a small blue boat."}]
+    # the suggestion, not the question back ("Sure! What kind of boat is it?" was the quote before)
+    assert "Bluebell" in quote(boat, "What name did you suggest for my boat?", tokenizer, 60, replies_only=True)
+    assert 3 in told_turns(boat) and 1 not in told_turns(boat)
+    # "Where am I from?" names no content word: the sentence that says where from, not the whole chat
+    chat = [{"role": "user", "content": "My train was late. I grew up in a town called Dungorvos. Work was long."},
+            {"role": "assistant", "content": "Sorry to hear that."}]
+    assert quote(chat, "Where am I from?", tokenizer, 60) == "I grew up in a town called Dungorvos."
