@@ -99,12 +99,16 @@ def episode_text(episode: dict) -> str:
     return "\n".join(m["content"] for m in episode_messages(episode))
 
 
-# "Did you know Kavos became a beekeeper?", "Did I tell you my niece got into Harrowgate?" tell; they ask nothing
-TELLING_QUESTION = re.compile(r"^(?:did you know|guess what|have you heard|you know what|remember|did I (?:ever )?"
+# "Did you know Kavos became a beekeeper?", "Did I tell you my niece got into Harrowgate?", "Can you believe my
+# boss quit?" tell; they ask nothing
+TELLING_QUESTION = re.compile(r"^(?:did you know|guess what|have you heard|you know what|(?:you )?know what|remember|"
+                              r"(?:can|could|would) you believe|isn't it (?:funny|crazy|weird|great|wild|nice) that|"
+                              r"did I (?:ever )?"
                               r"(?:tell you|mention)|have I (?:ever )?(?:told you|mentioned)|"
                               r"I (?:told you|mentioned))\b,?(?:\s+that\b)?", re.IGNORECASE)
 # a statement asked back for a yes: "I told you my sister works at Calder Bank, right?" tells, asks nothing
-TAG_QUESTION = re.compile(r",\s*(?:right|remember|yeah|yes|no|correct|isn't it|didn't I)\?$", re.IGNORECASE)
+TAG_QUESTION = re.compile(r",\s*(?:right|remember|yeah|yes|no|correct|isn't it|didn't I|"
+                          r"how (?:\w+ )?(?:exciting|cool|crazy|funny|great|amazing|sad|wild) is that)\?$", re.IGNORECASE)
 
 
 def asks(message: dict) -> bool:

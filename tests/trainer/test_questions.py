@@ -1002,3 +1002,18 @@ def test_codes_lists_and_every_week_in_everyday_facts():
     assert _turned("I speak Dutch and a little Farsi.", "dutch", "farsi") == ["What do I speak?"]
     assert "When do I play badminton?" in _turned("I play badminton every Tuesday at the Elm Street sports hall.",
                                                   "tuesday", "elm")
+
+
+def test_a_rhetorical_question_tells_and_asks_nothing():
+    """Chat lines written for this test (none from a data set): each was read as a request ("What did you
+    suggest for my dog?") and its fact not turned."""
+    for line, asked_now in [("Isn't it funny that my dog is called Captain?", "What is my dog called?"),
+                            ("Can you believe my boss Heather quit?", "What is my boss called?"),
+                            ("Would you believe our new flat is on Mercer Street?", "Where is our new flat?"),
+                            ("So my best mate Dev is getting married in Lisbon, how exciting is that?",
+                             "Where is my best mate Dev getting married?")]:
+        messages = chat(line, "Wow!")
+        assert not asks(messages[0]) and request_questions(messages) == []
+        values = {w.strip("?,").lower() for w in line.split() if w[:1].isupper()} - {"isn't", "can", "would", "so"}
+        found = turned_questions(messages, "e", {"e": "", "o": "Hi."}, values) + handle_questions(messages, 2)
+        assert asked_now in found, (line, found)
