@@ -103,12 +103,12 @@ def episode_text(episode: dict) -> str:
 # boss quit?" tell; they ask nothing
 TELLING_QUESTION = re.compile(r"^(?:did you know|guess what|have you heard|you know what|(?:you )?know what|remember|"
                               r"(?:can|could|would) you believe|isn't it (?:funny|crazy|weird|great|wild|nice) that|"
-                              r"did I (?:ever )?"
-                              r"(?:tell you|mention)|have I (?:ever )?(?:told you|mentioned)|"
+                              r"did I (?:ever )?(?:tell you|mention)|have I (?:ever )?(?:told you|mentioned)|"
                               r"I (?:told you|mentioned))\b,?(?:\s+that\b)?", re.IGNORECASE)
 # a statement asked back for a yes: "I told you my sister works at Calder Bank, right?" tells, asks nothing
 TAG_QUESTION = re.compile(r",\s*(?:right|remember|yeah|yes|no|correct|isn't it|didn't I|"
-                          r"how (?:\w+ )?(?:exciting|cool|crazy|funny|great|amazing|sad|wild) is that)\?$", re.IGNORECASE)
+                          r"how (?:\w+ )?(?:exciting|cool|crazy|funny|great|amazing|sad|wild) is that)\?$",
+                          re.IGNORECASE)
 
 
 def asks(message: dict) -> bool:
