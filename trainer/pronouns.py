@@ -23,6 +23,8 @@ _OWNING = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally| recently)* (?
 _RENAMED = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally)* (?:renamed|named|nicknamed|changed|reset|updated) "
                       r"the (?P<kind>[a-z]+(?: [a-z]+)?)\b", re.IGNORECASE)
 _MINE = re.compile(r"\b(?:my|our)\s+[a-z]", re.IGNORECASE)
+# a new thing told bare before what it is: "New phone number, it ends in 9023 now."
+_NEW_THING = re.compile(r"new\s+(?P<kind>[a-z]+(?:\s+[a-z]+)?)\s*[,:]", re.IGNORECASE)
 # "a" before an amount or a stretch of time introduces no thing: "thinking about my grandad a lot. He"
 _AMOUNTS = {"lot", "bit", "while", "few", "couple", "little", "week", "day", "month", "year", "moment", "minute"}
 # things no "he" or "she" stands for: "my sister got a new job, she's at" is my sister
@@ -57,6 +59,8 @@ def antecedent(text: str, person: bool = False) -> str | None:
     after it ("My sister has a dog, her" may be the dog's). `person`: the pronoun is he or she, which no job or
     flat introduced after it stands for ("my sister got a new job, she's at" is my sister's)."""
     best, at = None, -1
+    if new := _NEW_THING.match(text.strip()):  # "New phone number, it ends in": the user's
+        best, at = f"my {new['kind'].lower()}", new.end()
     for m in sorted([*_OWNING.finditer(text), *_RENAMED.finditer(text)], key=lambda m: m.start()):
         if kind := kind_of(m["kind"]):
             best, at = f"{'my' if m['who'].lower() == 'i' else 'our'} {kind}", m.end()

@@ -163,7 +163,7 @@ PHRASE_END = set("""is are was were has have had be been and or but to in at on 
     thinks went came actually usually recently currently probably apparently literally basically definitely
     totally only even sometimes often please back hurts hurt broke breaks dies died look looks feel feels seem
     seems smells tastes anymore lol haha moving going getting coming leaving starting meets opens closes costs
-    stays sits""".split())
+    stays sits ends starts begins""".split())
 # "my" in an exclamation or an apology names nothing of the user's: "Oops, my mistake", "Oh my god"
 NOT_THINGS = set("mistake bad fault god goodness gosh word guess apologies pleasure opinion".split())
 

@@ -146,7 +146,7 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if (named_after := _APPOSITIVE.search(stripped)) and named_after.start() > 0:  # "I met my boss, X,": who
         np = named_after["np"].lower()
         return [f"Who is {np}?", f"What is {np}'s name?"]
-    clauses = re.split(r"[,;:]\s+", stripped.rstrip(",;:-"))
+    clauses = re.split(r"[,;:]\s+|\s+[-\u2013\u2014]+\s+", stripped.rstrip(",;:-"))  # "Pesto got renamed - the kids"
     tokens = expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
     if not tokens:
         return []

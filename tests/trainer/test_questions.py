@@ -1017,3 +1017,13 @@ def test_a_rhetorical_question_tells_and_asks_nothing():
         values = {w.strip("?,").lower() for w in line.split() if w[:1].isupper()} - {"isn't", "can", "would", "so"}
         found = turned_questions(messages, "e", {"e": "", "o": "Hi."}, values) + handle_questions(messages, 2)
         assert asked_now in found, (line, found)
+
+
+def test_corrections_told_with_a_dash_or_a_new_thing_bare():
+    """Corrections written for this test (none from a data set); each asked garbage or nothing before."""
+    # "What did Pesto get renamed - the kids call him?": a dash ends a clause as a comma does
+    assert not any(" - " in q for q in _turned("Pesto got renamed - the kids call him Noodle now.", "pesto",
+                                                 "noodle"))
+    # "New phone number, it ends in 9023 now." asked nothing; "my phone number ends" was a handle
+    assert "What does my phone number end in?" in _turned("New phone number, it ends in 9023 now.", "9023")
+    assert handles("My phone number ends in 4471.") == ["my phone number", "my number"]
