@@ -29,7 +29,8 @@ def is_date(tokens: Sequence[str], start: int) -> bool:
     "the 42 bus", "number 27")."""
     if re.fullmatch(r"\d{1,2}[.,!]?", tokens[start]):
         after = tokens[start + 1].lower() if start + 1 < len(tokens) else ""
-        return (start > 0 and tokens[start - 1].lower() == "at") or after.startswith(
+        address = after[:1].isalpha() and tokens[start + 1][:1].isupper()  # "at 22 Orchard Close"
+        return (start > 0 and tokens[start - 1].lower() == "at" and not address) or after.startswith(
             ("am", "pm", "a.m", "p.m", "o'clock")) or bool(_MONTH.match(after))  # "on 12 March"
     return bool(DATE.match(tokens[start]))
 
@@ -118,10 +119,13 @@ def asked_otherwise(question: str) -> list[str]:
 
 def when_questions(questions: Sequence[str]) -> list[str]:
     """The "When ...?" of each "What/Where ...?" about a date or time: "What is the meeting on?" -> "When is the
-    meeting?", "Where is my husband's birthday?" -> "When is my husband's birthday?"."""
+    meeting?", "Where is my husband's birthday?" -> "When is my husband's birthday?"; a date after "since"
+    asks how long ("What have I lived in Fenwick since?" -> "How long have I lived in Fenwick?")."""
     out = []
     for q in questions:
-        if m := re.fullmatch(r"(?:What|Where) (?P<body>.+?)(?: (?:on|at|in|for))?\?", q):
+        if m := re.fullmatch(r"What (?P<body>.+?) since\?", q):  # "I've lived in Fenwick since 2015": how long
+            out.append(f"How long {m['body']}?")
+        elif m := re.fullmatch(r"(?:What|Where) (?!kind\b)(?P<body>.+?)(?: (?:on|at|in|for))?\?", q):
             out.append(f"When {m['body']}?")
     return list(dict.fromkeys(out))
 

@@ -294,8 +294,8 @@ def _kind_questions(subject: str) -> list[str]:
             return []
         haver, thing = f"does {named[1]}", named[2]
     thing = re.sub(r"^(?:new|old)\s+", "", thing)  # "What kind of car do we have?" for "Our new car is a"
-    if not thing or len(thing.split()) > 3 or thing.startswith(("favourite", "favorite")):
-        return []  # a favourite is liked best (`paraphrases.asked_otherwise`), not had
+    if not thing or len(thing.split()) > 3 or thing.startswith(("favourite", "favorite")) or "'s" in thing:
+        return []  # a favourite is liked best (`paraphrases.asked_otherwise`), not had; nor a son's birthday
     return [f"What kind of {thing} {haver} have?", f"What {thing} {haver} have?"]
 
 

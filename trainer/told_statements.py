@@ -77,7 +77,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                     if noun := _kind_after(tokens, start):  # "I take the 7:40 train": which train
                         asked = [f"Which {noun} {q[5:]}" for q in asked if q.startswith("What ")]
                     elif is_date(tokens, start):
-                        asked = when_questions(asked) + [q for q in asked if not q.startswith("Where")]
+                        asked = when_questions(asked) + [q for q in asked if not q.startswith("Where")
+                                                         and not q.endswith(" since?")]
                     elif tokens[start] in _TITLES - {"St", "St."}:  # "My doctor is Dr. Fenwick": a person
                         asked = who_questions(asked)
                     elif is_duration(tokens, start):  # "learning the oboe for two years": how long
@@ -139,10 +140,12 @@ def _kind_after(tokens: Sequence[str], start: int) -> str | None:
 
 def _continues(tokens: Sequence[str], start: int) -> bool:
     """Whether the value at `tokens[start]` (not the first) goes on from what is before it rather than
-    starting one: the month of "the 14th of June" (asked at 14th), or an owner after a comma ("I was wrong,
+    starting one: the month of "the 14th of June" (asked at 14th), a name's last word after "of" ("the
+    University of Harlow"), or an owner after a comma ("I was wrong,
     Dara Vell's dog ...": Dara is the next clause's subject, no object of "I was wrong")."""
     after_date = start > 1 and tokens[start - 1] == "of" and DATE.match(tokens[start - 2])
-    return bool(after_date or tokens[start - 1][-1:] in ",:;" and any(w.endswith("'s") and w[:1].isupper()
+    in_name = start > 1 and tokens[start - 1] == "of" and tokens[start - 2][:1].isupper()  # "University of Harlow"
+    return bool(after_date or in_name or tokens[start - 1][-1:] in ",:;" and any(w.endswith("'s") and w[:1].isupper()
                                                                   for w in tokens[start:start + 3]))
 
 

@@ -1027,3 +1027,16 @@ def test_corrections_told_with_a_dash_or_a_new_thing_bare():
     # "New phone number, it ends in 9023 now." asked nothing; "my phone number ends" was a handle
     assert "What does my phone number end in?" in _turned("New phone number, it ends in 9023 now.", "9023")
     assert handles("My phone number ends in 4471.") == ["my phone number", "my number"]
+
+
+def test_since_a_year_an_address_a_name_with_of_and_someones_date():
+    """Sentences written for this test (none from a data set); each asked garbage before."""
+    lived = _turned("I've lived in Fenwick since 2015.", "fenwick", "2015")
+    assert "How long have I lived in Fenwick?" in lived and not any("since?" in q for q in lived)
+    # "at 22 Orchard Close" is an address, no time ("When is our house the blue one?")
+    assert not any(q.startswith("When") for q in _turned("Our house is the blue one at 22 Orchard Close.", "22",
+                                                         "orchard"))
+    # "What did I get my degree from the University of?"
+    assert not any(q.endswith("of?") for q in _turned("I got my degree from the University of Harlow.", "harlow"))
+    # "When kind of son's birthday do I have?"
+    assert not any("kind" in q for q in _turned("My son's birthday is the 2nd of August.", "2nd", "august"))
