@@ -250,6 +250,15 @@ def _as_should(sentence: str) -> str:
 
 
 def _asked_whole(sentence: str, it: str | None) -> list[str]:
+    """The questions a whole sentence (or clause) of a request is recalled by: a thing asked for
+    (`_asked_for`), else a decision asked around its question (`_asked_around`); [] when it is neither."""
+    return _asked_for(sentence, it) or _asked_around(sentence, it)
+
+
+def _asked_for(sentence: str, it: str | None) -> list[str]:
+    """A thing asked for by its kind: "Name the villain.", "Suggest a name for my kitten.", "I need a dish for
+    the potluck.", "Which restaurant do you recommend for ...?", "Plan my Saturday.", "What should my wifi
+    password be?"."""
     match = _NAME_THE.match(sentence)
     if match:
         rest = owner_lower(match["rest"])
@@ -299,6 +308,13 @@ def _asked_whole(sentence: str, it: str | None) -> list[str]:
     match = _YOU_CALL.match(sentence)
     if match:
         return [f"What did you call {match['rest']}?", *_recalled_as("name", match["rest"])]
+    return []
+
+
+def _asked_around(sentence: str, it: str | None) -> list[str]:
+    """A decision asked around its question: "What should I name my bike?", "I'm torn between Lisbon and
+    Porto", "Give our book club a name.", "Our team needs a mascot.", "Gift ideas for my dad?", "Any thoughts
+    on what to call my boat?"."""
     match = _SHOULD.match(_as_should(sentence))
     if match:
         wh, who, rest = match["wh"].lower().capitalize(), match["who"].lower(), match["rest"].split(",")[0].strip()

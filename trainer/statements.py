@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from trainer.episodes import TELLING_QUESTION
 from trainer.frames import framed_questions
 from trainer.paraphrases import NUMBER
+from trainer.predicates import ARTICLES, PREPOSITIONS, copula_questions, kind_questions, object_questions
 from trainer.pronouns import antecedent, last_object, person_named, pronoun_named
 from trainer.text import FROM_BEFORE_TO, STOPWORDS, entities, owner_lower, words
 from trainer.verbs import ADVERBS, HAVE, PAST, base, expand, is_verb, participle
@@ -46,13 +47,9 @@ _RELATIVE = {"who", "that", "which", "whose"}
 _MINE = {"my", "our", "his", "her", "their", "your"}
 _OWNERS = {"my", "our", "his", "her", "their", "the", "a", "everyone", "everybody", "people"}
 _COPULA = {"is", "are", "was", "were", "am"}
-_PLACE = {"in", "at", "near", "on", "from", "to"}
-_ARTICLES = {"a", "an", "the"}
 _MODAL = {"might", "may", "will", "would", "can", "could", "should", "must", "shall", "'m", "think", "guess",
           "can't", "cannot", "won't", "don't", "didn't", "wouldn't", "couldn't"}  # a negation tells no value
 _WISH = {"want", "wanted", "need", "needed", "hope", "plan", "planned", "love", "like", "try", "tried", "going"}
-# whoever a fact names as "someone called X" is asked after with who
-_SOMEONE = {"someone", "somebody", "a guy", "a man", "a woman", "a girl", "a boy", "a friend"}
 
 
 # the words after which a new clause, with its own subject, can begin
@@ -103,7 +100,7 @@ def _verb_at(tokens: Sequence[str]) -> int | None:
         if low in _RELATIVE:
             relative = True
             continue
-        if tokens[i - 1].lower() in _MINE | _ARTICLES and low not in _COPULA:  # "My kids are", "The kids have": a noun
+        if tokens[i - 1].lower() in _MINE | ARTICLES and low not in _COPULA:  # "My kids are", "The kids have": a noun
             continue
         plural = i > 1 and tokens[i - 2].lower() in _MINE and re.search(r"[^'s]s$", tokens[i - 1])
         if plural and token.islower() and (low in ("go", "do", "have") or low not in STOPWORDS and is_verb(low + "s")):
@@ -132,29 +129,12 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     a bare pronoun: "she works at" names no one). `earlier`: the sentences the user said just before, where
     a pronoun's thing may be ("I adopted a rabbit!" before "His name is" -> "What is my rabbit's name?")."""
     prefix = FROM_BEFORE_TO.sub("", prefix)  # "X moved from Ettgor to": where X moved
-    named_for = _NAME_FOR.search(prefix)
-    if named_for:  # "We settled on a name for the cat:" -> "What is the cat called?"
-        thing = owner_lower(named_for["thing"])
-        return [f"What is {thing} called?", f"What is the name of {thing}?"]
     stripped = LEAD.sub("", prefix.strip())
-    if kin := _HAVE_NAMED.search(stripped):  # "I have two brothers, Tam and Ivo": who they are
-        owner = "my" if kin["who"].lower() == "i" else "our"
-        one = kin["n"].lower() in ("a", "an", "one")
-        kind = f"{owner} {kin['kind'].lower()}"
-        return [f"Who is {kind}?", f"What is {kind} called?"] if one else [f"Who are {kind}?",
-                                                                            f"What are {kind} called?"]
-    if (named_after := _APPOSITIVE.search(stripped)) and named_after.start() > 0:  # "I met my boss, X,": who
-        np = named_after["np"].lower()
-        return [f"Who is {np}?", f"What is {np}'s name?"]
+    if (whole := _whole_prefix_questions(prefix, stripped)) is not None:
+        return whole
     clauses = re.split(r"[,;:]\s+|\s+[-\u2013\u2014]+\s+", stripped.rstrip(",;:-"))  # "Pesto got renamed - the kids"
-    tokens = expand(LEAD.sub("", clauses[-1]).split())  # "Random thing, but X's husband is called": X's husband
-    if not tokens:
-        return []
-    if len(clauses) == 1 and tokens[0][:1].isupper() and tokens[0].lower() in ADVERBS and len(tokens) > 1:
-        tokens = [tokens[1].capitalize(), *tokens[2:]]  # "Just got back from"
-    if len(clauses) == 1 and tokens[0][:1].isupper() and tokens[0].lower() in _ELIDED_I:  # "Had coffee with"
-        tokens = ["I", tokens[0].lower(), *tokens[1:]]
-    if len(clauses) >= 2 and tokens in (["called"], ["named"]):  # "he runs a food truck now, called": whose, unsaid
+    tokens = _opening(expand(LEAD.sub("", clauses[-1]).split()), len(clauses))  # "Random thing, but X's husband"
+    if not tokens or len(clauses) >= 2 and tokens in (["called"], ["named"]):  # "a food truck now, called": whose?
         return []
     if len(clauses) >= 2 and (is_verb(tokens[0]) or tokens[0] in _COPULA | HAVE):  # "My friend, Ravik, lives in"
         subjects = [c for c in clauses[-3:-1] if c[:1].isupper() or c.lower().split()[:1] in (["my"], ["our"])]
@@ -168,13 +148,7 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
         before, tokens = " ".join(tokens[:joined[-1]]), tokens[:first] + tokens[joined[-1] + 1:]
     tokens = _as_is(tokens)
     if tokens[0].lower() in ("his", "her", "its", "their") and len(tokens) > 1 + (not prefix.rstrip().endswith(",")):
-        whose, first = tokens[0].lower(), before.split()[:1]
-        # a name that opens the sentence is one too: "Tova got engaged to a guy called Ruben, and her brother"
-        opening = [first[0]] if first and first[0][:1].isupper() and first[0].lower() not in STOPWORDS else []
-        named = antecedent(f"{earlier} {before}") or person_named(
-            list(dict.fromkeys(entities(before, 8) + opening)), before, whose) or person_named(
-            entities(earlier, 8), earlier, whose)  # "I had coffee with Nell Abbot. Her husband Piet builds"
-        if not named:  # "I met a guy. His name is": whose, no question can say
+        if not (named := _whose(tokens[0].lower(), before, earlier)):  # "I met a guy. His name is": no one's
             return []
         tokens = [f"{named}'s"] + tokens[1:]  # "I adopted a rabbit! His name is": my rabbit's name
     at = _verb_at(tokens)
@@ -183,37 +157,30 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if at > 1 and tokens[at - 1].lower() in _SUBJECTS and tokens[at - 2].lower() not in ("and", "or"):
         before, tokens, at = f"{before} {' '.join(tokens[:at - 1])}", tokens[at - 1:], 1  # "Over the weekend I saw"
     subject, verb, rest = " ".join(tokens[:at]), tokens[at], [_lower(t) for t in tokens[at + 1:]]
-    count = NUMBER.fullmatch(subject.split()[0]) and subject.split()[0].lower() not in ("a", "an", "one")
-    if subject.lower() in _NOBODY or {t.lower() for t in tokens[:at + 1]} & _NEGATED or count:
-        return []  # "I keep bees, three hives at": a count is no subject
-    if subject.lower() in _PRONOUNS and verb.lower() in _OWN_WORDS or rest[-1:] in (["and"], ["or"]):
-        return []  # "I'm torn between Vienna and": the value is one of a list
-    if prefix.rstrip().endswith(",") and len(rest) > 1 and rest[-1].rstrip(",") not in _PREPOSITIONS and \
-            verb.lower() not in _COPULA and not {"called", "named"} & set(rest):
-        # "Had coffee with two old friends today, Brann and Mira": names beside what was said; "We had a baby
-        # girl last week, Odessa": the name of ours
-        kind = last_object(" ".join(rest)) if subject.lower() in ("i", "we") else None
-        return [f"What is {'my' if subject.lower() == 'i' else 'our'} {kind} called?"] if kind else []
+    if (beside := _beside_what_was_said(prefix, tokens[:at + 1], verb, rest)) is not None:
+        return beside
     if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
         subject = pronoun_named(subject.lower(), before, LEAD.sub("", TELLING_QUESTION.sub("", earlier).lstrip()))
         if subject is None:
             return []
-    if together := re.fullmatch(r"(?:me and (?P<first>.+)|(?P<last>.+) and (?:me|I))", subject, re.IGNORECASE):
-        subject = f"{together['first'] or together['last']} and I"  # "Me and my wife" asks "my wife and I"
-    if subject.lower() in _PRONOUNS:
-        subject = subject.upper() if subject.lower() == "i" else subject.lower()
-    elif subject.split()[0].lower() in _OWNERS:
-        subject = subject[0].lower() + subject[1:]
+    subject = _as_asked(subject)
+    said = f"{earlier} {before} {' '.join(tokens[:at])}"
     if len(rest) >= 3 and rest[-2:] == ["name", "to"] and base(verb) == "change":  # "we changed his name to"
         owner = " ".join(rest[:-2])
         if owner in ("his", "her", "its", "their"):
-            owner = antecedent(f"{earlier} {before} {' '.join(tokens[:at])}") or ""
+            owner = antecedent(said) or ""
         thing = owner_lower(owner[:-2] if owner.endswith("'s") else owner)
         return [f"What is {thing} called?", f"What is {thing} called now?"] if thing else []
     if rest and rest[-1] in ("it", "her", "him", "them"):  # "We have a baby girl. We named her": our baby girl
-        said = f"{before} {' '.join(tokens[:at])}"
-        if thing := antecedent(f"{earlier} {said}") or last_object(said):  # "adopted a puppy and named it"
+        if thing := antecedent(said) or last_object(said[len(earlier) + 1:]):  # "adopted a puppy and named it"
             rest[-1] = thing if thing.startswith(("my ", "our ")) else f"the {thing}"
+    return _verb_questions(verb, subject, rest, words(f"{earlier} {prefix}"))
+
+
+def _verb_questions(verb: str, subject: str, rest: list[str], said: set[str]) -> list[str]:
+    """The questions of "<subject> <verb> <rest>" where the value follows: a verb group asked whole ("have
+    I been learning"), a copula's (`copula_questions`, and a fact its words frame: `frames`), any other
+    verb's in its bare form after do/does/did."""
     low = verb.lower()
     if (low in HAVE or low in _COPULA) and rest and participle(rest[0]) and not (low in _COPULA and rest[0] in (
             "born", "married", "called", "named")):
@@ -222,14 +189,81 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
             chain.append(rest.pop(0))
         if rest and participle(rest[0]):
             chain.append(rest.pop(0))
-        return _object_questions(low, subject, " ".join(chain), rest)
+        return object_questions(low, subject, " ".join(chain), rest)
     if low in _COPULA:  # "I changed jobs, I'm at": where I work
-        return _copula_questions(low, subject, rest) + framed_questions(subject, rest, words(f"{earlier} {prefix}"))
+        return copula_questions(low, subject, rest) + framed_questions(subject, rest, said)
     past = low in PAST or low.endswith("ed") and not low.endswith("eed") or low in ("agreed", "freed")  # not "need"
     aux = "did" if past else "do" if subject.endswith(" and I") or not low.endswith("s") else _PRONOUNS.get(
         subject.lower(), "does")
     bare = base(verb) if (past or aux == "does") else low
-    return _object_questions(aux, subject, bare, rest)
+    return object_questions(aux, subject, bare, rest)
+
+
+def _whole_prefix_questions(prefix: str, stripped: str) -> list[str] | None:
+    """The questions a prefix asks as a whole, before its clauses are read: "a name for the cat:", "I have
+    two brothers, " (names next), "I met my boss, " (a name next); None when it is no such prefix."""
+    if named_for := _NAME_FOR.search(prefix):  # "We settled on a name for the cat:" -> "What is the cat called?"
+        thing = owner_lower(named_for["thing"])
+        return [f"What is {thing} called?", f"What is the name of {thing}?"]
+    if kin := _HAVE_NAMED.search(stripped):  # "I have two brothers, Tam and Ivo": who they are
+        kind = f"{'my' if kin['who'].lower() == 'i' else 'our'} {kin['kind'].lower()}"
+        if kin["n"].lower() in ("a", "an", "one"):
+            return [f"Who is {kind}?", f"What is {kind} called?"]
+        return [f"Who are {kind}?", f"What are {kind} called?"]
+    if (named_after := _APPOSITIVE.search(stripped)) and named_after.start() > 0:  # "I met my boss, X,": who
+        np = named_after["np"].lower()
+        return [f"Who is {np}?", f"What is {np}'s name?"]
+    return None
+
+
+def _opening(tokens: list[str], clauses: int) -> list[str]:
+    """A sentence's words less an opening adverb, with the "I" it left out: "Just got back from" -> "I got
+    back from", "Had coffee with" -> "I had coffee with"."""
+    if clauses == 1 and len(tokens) > 1 and tokens[0][:1].isupper() and tokens[0].lower() in ADVERBS:
+        tokens = [tokens[1].capitalize(), *tokens[2:]]
+    if clauses == 1 and tokens and tokens[0][:1].isupper() and tokens[0].lower() in _ELIDED_I:
+        tokens = ["I", tokens[0].lower(), *tokens[1:]]
+    return tokens
+
+
+def _whose(pronoun: str, before: str, earlier: str) -> str | None:
+    """Whose thing a his/her/their opening a clause names: the user's thing told just before, else the person
+    named before it in this sentence (the one that opens it too: "Tova got engaged to a guy called Ruben, and
+    her brother"), else in the sentences before ("I had coffee with Nell Abbot. Her husband Piet builds")."""
+    first = before.split()[:1]
+    opening = [first[0]] if first and first[0][:1].isupper() and first[0].lower() not in STOPWORDS else []
+    return antecedent(f"{earlier} {before}") or person_named(
+        list(dict.fromkeys(entities(before, 8) + opening)), before, pronoun) or person_named(
+        entities(earlier, 8), earlier, pronoun)
+
+
+def _beside_what_was_said(prefix: str, said: list[str], verb: str, rest: list[str]) -> list[str] | None:
+    """[] where the value after the prefix is no value of its verb, else None: no one's ("nobody", a count:
+    "I keep bees, three hives at"), negated ("My dog isn't called"), the user's own words ("I meant"), one of
+    a list ("torn between Vienna and"), or names beside what was said ("Had coffee with two old friends today,
+    Brann and Mira"; "We had a baby girl last week, Odessa" asks the name of ours)."""
+    subject = " ".join(said[:-1])
+    count = NUMBER.fullmatch(subject.split()[0]) and subject.split()[0].lower() not in ("a", "an", "one")
+    if subject.lower() in _NOBODY or {t.lower() for t in said} & _NEGATED or count:
+        return []
+    if subject.lower() in _PRONOUNS and verb.lower() in _OWN_WORDS or rest[-1:] in (["and"], ["or"]):
+        return []
+    if prefix.rstrip().endswith(",") and len(rest) > 1 and rest[-1].rstrip(",") not in PREPOSITIONS and \
+            verb.lower() not in _COPULA and not {"called", "named"} & set(rest):
+        kind = last_object(" ".join(rest)) if subject.lower() in ("i", "we") else None
+        return [f"What is {'my' if subject.lower() == 'i' else 'our'} {kind} called?"] if kind else []
+    return None
+
+
+def _as_asked(subject: str) -> str:
+    """A subject as a question says it: "Me and my wife" -> "my wife and I", "My sister" -> "my sister"."""
+    if together := re.fullmatch(r"(?:me and (?P<first>.+)|(?P<last>.+) and (?:me|I))", subject, re.IGNORECASE):
+        subject = f"{together['first'] or together['last']} and I"
+    if subject.lower() in _PRONOUNS:
+        return subject.upper() if subject.lower() == "i" else subject.lower()
+    if subject.split()[0].lower() in _OWNERS:
+        return subject[0].lower() + subject[1:]
+    return subject
 
 
 def _as_is(tokens: list[str]) -> list[str]:
@@ -243,68 +277,12 @@ def _as_is(tokens: list[str]) -> list[str]:
     return tokens
 
 
-def _copula_questions(low: str, subject: str, rest: list[str]) -> list[str]:
-    """The questions of "<subject> is/was ... <value>": "Where is X from?" for a place, "Who is my landlord?"
-    for someone named, "Which potter is X married to?", else "What is X ...?"."""
-    if len(rest) in (2, 3) and rest[0] in ("my", "our") and all(w.isalpha() for w in rest[1:]) and subject not in (
-            "I", "we"):  # "the drummer is my cousin Fenna": who the drummer is
-        return [f"Who {low} {subject}?"]
-    if rest[-1:] in (["my"], ["our"]):  # "My favourite food is my nan's hotpot": what it is, not "food my"
-        rest = rest[:-1]
-    if rest == ["off", "to"]:  # "I'm off to Lisbon": where I'm going
-        return [f"Where {low} {subject} off to?", f"Where {low} {subject} going?"]
-    if rest and rest[-1] in _PLACE:
-        rest = _without_particle(rest)
-        place = rest if rest[-1] == "from" else rest[:-1]  # "Where is my mother from?"
-        where = [] if rest[-1] == "to" else [f"Where {low} {subject} {' '.join(place)}".rstrip() + "?"]
-        what = [] if rest[-1] == "from" else [f"What {low} {subject} {' '.join(rest)}?"]
-        return where + what  # "allergic to" is no place, "from" a place only
-    if (named := _NAMED.fullmatch(" ".join(rest))) and named["who"]:  # "is married to someone called"
-        who = " ".join(f"Who {low} {subject} {named['obj']} {named['prep'] or ''}".split()) + "?"
-        plain = not named["obj"].strip() and not named["prep"] and subject.split()[0] in ("my", "our", "the")
-        return [who] + ([f"What {low} {owner_lower(subject)}'s name?"] if plain else [])
-    which = [" ".join(f"Which {named['noun']} {low} {subject} {named['obj']} {named['prep']}".split()) + "?"
-             ] if named and named["prep"] and (named["obj"].strip() or named["prep"] in _PLACE) else []
-    if which and not named["obj"].strip():  # "I'm from a village called": also where I am from
-        which.append(f"Where {low} {subject}{' from' if named['prep'] == 'from' else ''}?")
-    if re.fullmatch(r"(?:a|an|the) (?:\w+ )*\w+ (?:called|named)", " ".join(rest)):  # "is a stew called"
-        return [f"What {low} {subject}?"] + which
-    if which:
-        return which
-    asked = _without_describing(rest)
-    kind = _kind_questions(subject) if rest and low in ("is", "are") and not asked else []  # "my car is a"
-    return [f"What {low} {subject} {' '.join(asked)}".rstrip() + "?"] + kind
-
-
-# whose thing a subject names, and how a question about having it is asked: "my car" -> "do I have"
-_HAVER = {"my": "do I", "our": "do we"}
-
-
-def _kind_questions(subject: str) -> list[str]:
-    """"my car is a Corab" is also asked as what one has: "What kind of car do I have?", "What car do I
-    have?" ("Bera Kolst's car" -> "does Bera Kolst have"). Only a subject that says whose thing it is."""
-    owner, _, thing = subject.partition(" ")
-    if owner.lower() in _HAVER:
-        haver = _HAVER[owner.lower()]
-    elif owner.endswith("'s") and owner[:1].isupper():  # "Bera's car"; "Bera Kolst's car" below
-        haver = f"does {owner[:-2]}"
-    else:
-        named = re.fullmatch(r"((?:[A-Z][\w-]+ )+?[A-Z][\w-]+)'s (.+)", subject)
-        if not named:
-            return []
-        haver, thing = f"does {named[1]}", named[2]
-    thing = re.sub(r"^(?:new|old)\s+", "", thing)  # "What kind of car do we have?" for "Our new car is a"
-    if not thing or len(thing.split()) > 3 or thing.startswith(("favourite", "favorite")) or "'s" in thing:
-        return []  # a favourite is liked best (`paraphrases.asked_otherwise`), not had; nor a son's birthday
-    return [f"What kind of {thing} {haver} have?", f"What {thing} {haver} have?"]
-
-
 def _verbless_questions(prefix: str, tokens: Sequence[str]) -> list[str]:
     """The questions of a prefix with no verb: a thing named before a colon ("new code for X's shop:" ->
     "What is the new code for X's shop?"), or someone named beside an appositive ("My new roommate, Tasko,"
     -> "Who is my new roommate?"), or a thing of the user's told by its kind ("I got a new car, a")."""
     if re.search(r",\s*(?:a|an)\s*$", prefix) and (thing := antecedent(prefix[:prefix.rfind(",")])):
-        return [f"What is {thing}?"] + _kind_questions(thing)
+        return [f"What is {thing}?"] + kind_questions(thing)
     first = tokens[0].lower()
     if re.search(r"[:\-]\s*$", prefix) and len(tokens) >= 2 and (tokens[0][0].islower() or first in (
             "my", "our", "the", "new")):  # "New locker code: 9902"
@@ -327,59 +305,4 @@ _NAME_FOR = re.compile(r"\bname\s+for\s+(?P<thing>(?:my|our|the|his|her|their)\s
                        re.IGNORECASE)
 
 
-def _object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> list[str]:
-    """The questions about what follows a verb: "Which town does X live in?" for "lives in a town called",
-    "Who ..." for "someone called", "Where ..." for a place, else "What ...?" (what is named kept whole)."""
-    named = _NAMED.fullmatch(" ".join(rest))
-    if named:
-        ask = "Who" if named["who"] else f"Which {named['noun']}"
-        head = f"{aux} {subject} {verb}" + (f" {named['obj'].strip()}" if named["obj"] else "")
-        prep = f" {named['prep']}" if named["prep"] else ""
-        out = [f"{ask} {head}{prep}?"]
-        return out + ([f"Where {head}?"] if named["prep"] in _PLACE and not named["who"] else [])
-    naming = {verb.split()[-1], *rest} & {"call", "calling", "called", "name", "naming", "named", "nicknamed"}
-    if rest and rest[-1] in ("my", "our", "his", "her", "their"):  # "I sold my Gorvos": what I sold, not "sell my"
-        rest = rest[:-1]
-    if len(rest) >= 2 and rest[-2] in ("my", "our") and not naming:  # "I've had my cat Tibbles": the cat's name
-        return [f"What is {rest[-2]} {rest[-1]} called?"]
-    if not naming:  # "call the baby": it is named
-        rest = _without_describing(rest)
-    if rest[-1:] in (["and"], ["or"]):  # "I speak Dutch and a little Farsi": the value is one of a list
-        return []
-    while rest and rest[-1] in ("every", "each", "this", "next", "last"):  # "I play badminton every Tuesday"
-        rest = rest[:-1]
-    if rest and rest[-1] in _PLACE:  # "lives in" asks where, "ends in" asks what: ask both
-        rest = _without_particle(rest)
-        return [f"Where {aux} {subject} {' '.join([verb] + rest[:-1])}?",
-                f"What {aux} {subject} {' '.join([verb] + rest)}?"]
-    return [f"What {aux} {subject} {verb} {' '.join(rest)}".rstrip() + "?"]
 
-
-def _without_particle(rest: list[str]) -> list[str]:
-    """"lives over in" -> "lives in", "moved back to" -> "moved to": the adverb before a place's preposition
-    is not part of the question ("Where does my sister live?")."""
-    while len(rest) >= 2 and rest[-2] in ("over", "back", "right", "away"):  # not "grew up in": its verb
-        rest = rest[:-2] + rest[-1:]
-    return rest
-
-
-def _without_describing(rest: list[str]) -> list[str]:
-    """What follows a verb less the article and words that describe the value about to be named ("I drive
-    a blue" -> "I drive"): the question asks for the whole thing. A preposition after the article keeps
-    them ("got a new job at" asks where)."""
-    articles = [i for i, t in enumerate(rest) if t in _ARTICLES]
-    if articles and not set(rest[articles[-1]:]) & _PREPOSITIONS:
-        return rest[:articles[-1]]
-    return rest
-
-
-# the prepositions between a verb and the kind of thing a value names ("lives in a town called")
-_NAMING_PREPOSITIONS = "in|at|from|with|for|on|to|by|into"
-_PREPOSITIONS = {*_NAMING_PREPOSITIONS.split("|"), "of", "about"}
-
-
-# what follows a verb up to a value it names: "(violin lessons) (from) a (teacher) named", "(in) a (town) called"
-_NAMED = re.compile(rf"(?P<obj>(?:\S+ )*?)(?:(?P<prep>{_NAMING_PREPOSITIONS}) )?"
-                    rf"(?:(?P<who>{'|'.join(sorted(_SOMEONE, key=len, reverse=True))})|"
-                    rf"(?:a|an|the) (?:(?!(?:{_NAMING_PREPOSITIONS}|a|an|the) )\S+ )*?(?P<noun>\S+))"
-                    rf" (?:called|named)")
