@@ -95,6 +95,10 @@ _IDEAS_FOR_A = re.compile(r"^(?:any\s+)?(?:ideas|suggestions|thoughts)\s+(?:for|
                           re.IGNORECASE)
 # small talk's last word is not the request's: "what should i name my goldfish lol"
 _CHATTER = re.compile(r"(?:\s+(?:lol|haha+|lmao|tbh|xx|:\)|:d))+(?=[.?!]*$)", re.IGNORECASE)
+# "I need help naming my Etsy shop, it sells candles." -> "What name did you suggest for my Etsy shop?"
+_HELP_NAMING = re.compile(r"^(?:(?:i|we)\s*(?:need|want|could\s+use|'d\s+like)\s+(?:some\s+)?help|help\s+me)\s+"
+                          r"(?:with\s+)?(?:naming|to\s+name|name)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)[.?!]*$",
+                          re.IGNORECASE)
 # "Decide where we should go for dinner.", "Tell me what I should cook." -> asked as "Where should we go ...?"
 _DECIDE_WH = re.compile(r"^(?:(?:please|could you|can you|help me)\s+)*"
                         r"(?:decide|tell\s+(?:me|us)|choose|pick)\s+"
@@ -275,7 +279,8 @@ def _asked_for(sentence: str, it: str | None) -> list[str]:
             rest = re.sub(r"^(?:his|her|their)\b", f"{owner_lower(match['whose'])}'s", rest, flags=re.IGNORECASE)
         verb = match.groupdict().get("verb")
         own = [f"What {thing} did you {verb.lower()} {match['prep'].lower()} {rest}?"] if verb else []
-        return [*own, *_recalled_as(thing, rest)]
+        prep = "to" if match["prep"].lower() == "to" and rest.split()[0].lower() not in _WHOSE else "for"
+        return [*own, *_recalled_as(thing, rest, prep)]  # "a time to meet my mentor": to, not "for meet"
     match = _ASKED_KIND.match(sentence)
     if match:
         thing, verb = _singular(match["thing"].lower()), match["verb"].lower()
@@ -350,6 +355,9 @@ def _asked_around(sentence: str, it: str | None) -> list[str]:
         if match["rest"]:
             return _recalled_as(thing, match["rest"].split(",")[0].strip(), match["prep"].lower())
         return [f"Which {thing} did you pick?", f"What {thing} did you suggest?"]
+    match = _HELP_NAMING.match(sentence)
+    if match:
+        return _recalled_as("name", owner_lower(match["rest"]))
     match = _WHAT_TO_CALL.search(sentence)
     if match:
         rest = owner_lower(match["rest"])

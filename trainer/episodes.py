@@ -25,6 +25,7 @@ from trainer.tool_turns import call_notes, readable_result, turn_text, without_c
 # starts with a request or a need, or asks what the user should do without its "?" ("what should i name my
 # goldfish lol"); the assistant's reply to it is then information (a suggestion, a decision, an answer).
 _REQUEST = re.compile(r"\?$|^(?:what|which|where|who|when)\b[^.!]*\bshould\s+(?:i|we)\b|"
+                      r"\bhelp\s+(?:me\s+)?(?:with\s+)?(?:naming|to\s+name)\b|"
                       r"^(?:please\s+|could you\s+|can you\s+|would you\s+|let's\s+|let us\s+|"
                       r"(?:i|we)\s*(?:want|need|'d like|would like)\s+you\s+to\s+)?(?:give|suggest|pick|choose|name|"
                       r"recommend|tell|help|make|plan|write|come up|think of|decide|find|propose|list|book|"

@@ -202,6 +202,9 @@ def named_thing_questions(before: Sequence[str]) -> list[str]:
 
 # "my teacher is a guy called Benedek" tells of no guy of mine
 _SOMEBODY = {"guy", "man", "woman", "girl", "boy", "lady", "chap", "bloke", "person", "fellow"}
+# the prepositions before a kind that is no thing of the user's: "learning from a YouTuber called" (where one
+# works "at a firm called" is "my firm")
+_NOT_OWNED = {"from", "by", "about"}
 _FIRST_PERSON = {"i": "my", "i've": "my", "i'm": "my", "we": "our", "we've": "our", "we're": "our"}
 
 
@@ -218,6 +221,8 @@ def owned_kind_questions(before: Sequence[str]) -> list[str]:
     if len(said) < 4 or said[-1] not in ("called", "named") or said[0] not in _FIRST_PERSON:
         return []
     article = max((i for i, w in enumerate(said[:-1]) if w in ("a", "an")), default=len(said))
+    if 0 < article < len(said) and said[article - 1] in _NOT_OWNED:  # "learning from a YouTuber called": not mine
+        return []
     kind = [w for w in said[article + 1:-1] if w not in ADJECTIVES][-2:]
     if not kind or kind[-1] in _SOMEBODY or not all(w.isalpha() and w not in STOPWORDS | PHRASE_END for w in kind):
         return []

@@ -1040,3 +1040,15 @@ def test_since_a_year_an_address_a_name_with_of_and_someones_date():
     assert not any(q.endswith("of?") for q in _turned("I got my degree from the University of Harlow.", "harlow"))
     # "When kind of son's birthday do I have?"
     assert not any("kind" in q for q in _turned("My son's birthday is the 2nd of August.", "2nd", "august"))
+
+
+def test_help_naming_a_time_to_meet_and_a_kind_that_is_not_mine():
+    """Requests and sentences written for this test (none from a data set)."""
+    assert asked("I need help naming my Etsy shop, it sells candles.", "How about Wick & Wonder?") == [
+        "Which name did you pick for my Etsy shop?", "What name did you suggest for my Etsy shop?"]
+    # "Which time did you pick for meet my mentor next week?"
+    assert "Which time did you pick to meet my mentor?" in asked("Suggest a time to meet my mentor.",
+                                                                          "Tuesday at 10am.")
+    # the YouTuber one learns from is nobody's ("What is my youtuber called?")
+    assert not any("my youtuber" in q.lower() for q in _turned(
+        "I've been learning to bake sourdough from a YouTuber called Breadhead Ben.", "breadhead", "ben"))
