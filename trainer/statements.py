@@ -217,10 +217,11 @@ def _whole_prefix_questions(prefix: str, stripped: str) -> list[str] | None:
 
 
 def _opening(tokens: list[str], clauses: int) -> list[str]:
-    """A sentence's words less an opening adverb, with the "I" it left out: "Just got back from" -> "I got
-    back from", "Had coffee with" -> "I had coffee with"."""
-    if clauses == 1 and len(tokens) > 1 and tokens[0][:1].isupper() and tokens[0].lower() in ADVERBS:
-        tokens = [tokens[1].capitalize(), *tokens[2:]]
+    """A sentence's (or its last clause's) words less an opening adverb, with the "I" it left out: "Just got
+    back from" -> "I got back from", "Had coffee with" -> "I had coffee with", "My eldest, Freya, just started
+    at" -> "started at" (its subject the clause before)."""
+    if len(tokens) > 1 and tokens[0].lower() in ADVERBS and (clauses > 1 or tokens[0][:1].isupper()):
+        tokens = [tokens[1].capitalize() if clauses == 1 else tokens[1], *tokens[2:]]  # "My eldest, Freya, just"
     if clauses == 1 and tokens and tokens[0][:1].isupper() and tokens[0].lower() in _ELIDED_I:
         tokens = ["I", tokens[0].lower(), *tokens[1:]]
     return tokens

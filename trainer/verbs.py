@@ -10,7 +10,9 @@ from trainer.text import STOPWORDS
 
 PAST = {"was", "were", "had", "got", "bought", "went", "took", "made", "gave", "found", "met", "saw", "left", "sold",
         "grew", "became", "began", "chose", "wrote", "won", "built", "drove", "ran", "kept", "brought", "named",
-        "quit", "put", "set", "read", "sang", "swam", "taught", "caught", "thought", "told", "heard"}
+        "quit", "put", "set", "read", "sang", "swam", "taught", "caught", "thought", "told", "heard", "came",
+        "knew", "wore", "rode", "flew", "fell", "felt", "sat", "stood", "lost", "paid", "spent", "sent", "ate",
+        "slept", "spoke", "threw", "drew", "woke", "broke"}
 # how often or when, between a subject and its verb: "Gilhepnev Fyrzil always orders", "I just started"
 ADVERBS = {"always", "usually", "often", "sometimes", "just", "recently", "finally", "still", "also", "really",
            "already", "never", "mostly", "only", "even", "actually", "now", "originally"}
@@ -44,7 +46,11 @@ def base(verb: str) -> str:
                  "saw": "see", "left": "leave", "sold": "sell", "grew": "grow", "became": "become",
                  "began": "begin", "chose": "choose", "wrote": "write", "won": "win", "built": "build",
                  "drove": "drive", "ran": "run", "kept": "keep", "brought": "bring", "sang": "sing", "swam": "swim",
-                 "taught": "teach", "caught": "catch", "thought": "think", "told": "tell", "heard": "hear"}
+                 "taught": "teach", "caught": "catch", "thought": "think", "told": "tell", "heard": "hear",
+                 "came": "come", "knew": "know", "wore": "wear", "rode": "ride", "flew": "fly", "fell": "fall",
+                 "felt": "feel", "sat": "sit", "stood": "stand", "lost": "lose", "paid": "pay", "spent": "spend",
+                 "sent": "send", "ate": "eat", "slept": "sleep", "spoke": "speak", "threw": "throw", "drew": "draw",
+                 "woke": "wake", "broke": "break"}
     if low in irregular:
         return irregular[low]
     if low in ("quit", "put", "set", "read"):

@@ -1052,3 +1052,13 @@ def test_help_naming_a_time_to_meet_and_a_kind_that_is_not_mine():
     # the YouTuber one learns from is nobody's ("What is my youtuber called?")
     assert not any("my youtuber" in q.lower() for q in _turned(
         "I've been learning to bake sourdough from a YouTuber called Breadhead Ben.", "breadhead", "ben"))
+
+
+def test_an_adverb_after_an_appositive_and_an_irregular_past_in_a_relative_clause():
+    """Sentences written for this test (none from a data set); each asked garbage before."""
+    # "Where did just start?"
+    assert "Where did my eldest start?" in _turned("My eldest, Freya, just started at Dunmore Academy.", "freya",
+                                                   "dunmore", "academy")
+    # "came" is a past: the relative clause's verb, so "was" is the sentence's ("What did the plumber ... was call?")
+    assert statement_questions("The plumber who came round was called")[0] == \
+        "What was the plumber who came round called?"
