@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from trainer.frames import framed
+from trainer.frames import LOOSE, framed
 from trainer.questions import PROMPT_WORDS, asks_what_you_said, handles, value_start
 from trainer.text import CHANGE_VERBS, FROM_BEFORE_TO, STOPWORDS, entities, inflection_stem, sentences, words
 from trainer.text import values as told_values  # `values` names each old answer's value below
@@ -133,6 +133,13 @@ def dream_key(d: dict) -> tuple:
     return d["episode_id"], d.get("night"), d["question"], d["answer"]
 
 
+# the user's people they have several of: a new one told is no correction of another unless the chat says so
+_SEVERAL = {"neighbour", "neighbor", "friend", "colleague", "coworker", "cousin", "uncle", "aunt", "classmate",
+            "teammate", "client", "niece", "nephew", "mate"}
+_CHANGE_TOLD = re.compile(r"\b(?:now|new|anymore|any more|no longer|instead|changed|switched|replaced|moved|left|"
+                          r"quit|retired|split up|broke up|fell out|these days)\b", re.IGNORECASE)
+
+
 def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: dict[str, str],
                replied_by_id: Mapping[str, str] = MappingProxyType({})) -> list[Retirement]:
     """The earlier dreams tonight corrects. An earlier question asked again of tonight's episode
@@ -140,13 +147,15 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
     value the earlier dream did not (a name or number the episode tells, `text.values`), where the episode
     also names the old value ("she left Gorbel") or says the same kind of fact (a word of the old answer
     besides its names and value, compared by `stems`: "worked" says what "works" said; or the fact's frame
-    told beside the new value, `frames`: "I changed jobs, I'm at Brellco"), or the old answer said nothing
+    told beside the new value by a word that says it, not one small talk says of anything, `frames.LOOSE`: "I
+    changed jobs, I'm at Brellco", not "I ride it to work"), or the old answer said nothing
     of the user's own thing but its value, supersedes every earlier dream of that question; every other
     earlier dream of the same episode that names a superseded value goes with it. A person has many facts, the user's dog one name:
     words that only join a name to its value ("called") show the same kind of fact for the user's own
     things, never for a person. What the assistant said ("What did you come up with for our club?") is
     corrected only by what it says again: its new value must be in the episode's told assistant turns
-    (`replied_by_id`); a user's "I play Gorka in a board game club" changes no suggestion."""
+    (`replied_by_id`); a user's "I play Gorka in a board game club" changes no suggestion. One has several
+    neighbours and friends (`_SEVERAL`): another one told is no correction unless the chat says a change."""
     # tonight's own question that is an earlier one word for word asks it again too: the window that asks
     # it keeps one of the two (`candidates_of`), so a correction asked as a template retired nothing
     asked_before = {o["question"] for o in earlier if o.get("key_terms") and not _says_nothing_of_whom(o)}
@@ -171,6 +180,8 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
             continue
         said = changed_facts(words(told_by_id[new.episode_id]))
         about, naming = subject(old["question"])
+        if naming == "mine" and about & _SEVERAL and not _CHANGE_TOLD.search(told_by_id[new.episode_id]):
+            continue  # "my neighbour Kapa Logor" after "my neighbour Mirett Lomir": another neighbour
         kind = words(old["answer"]) - values - about - _DISCOURSE
         if naming != "mine":
             kind -= _GLUE
@@ -178,7 +189,7 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
         bare_own = naming == "mine" and not kind
         # or the same fact in other words, told beside the value: "Where do I work?" and "I changed jobs"
         if (values & said or stems(kind) & stems(said) or bare_own
-                or framed(kind | words(old["question"])) & framed(_around(told_by_id[new.episode_id], fresh))):
+                or framed(kind | words(old["question"])) & framed(_around(told_by_id[new.episode_id], fresh) - LOOSE)):
             retired[dream_key(old)] = Retirement(old, new, values - current_values(new.answer, new.key_terms))
             old_values.setdefault(old["episode_id"], set()).update(retired[dream_key(old)].stale)
     for old in earlier:  # the old episode's other dreams that still say a superseded value

@@ -20,7 +20,7 @@ FRAMES = {
 }
 # frame words small talk says of anything ("on the way home", "a swim before work"): they frame a fact told
 # beside a value, but do not pick the sentences that tell it (`cues`)
-_LOOSE = {"home", "house", "flat", "apartment", "office", "work", "works", "working", "live", "lives", "living"}
+LOOSE = {"home", "house", "flat", "apartment", "office", "work", "works", "working", "live", "lives", "living"}
 # leaving a place, with no word of what it was: "I left Gorbel, I'm at Lobel now" (a firm), "we left Dunmore,
 # we're in Tarnwick now" (a town)
 _LEFT = {"left", "leaving"}
@@ -41,7 +41,7 @@ def _framing(said: set[str]) -> set[str]:
 def cues(asked: set[str]) -> set[str]:
     """The words that tell a change of the fact a question asks by its verb ("Where do I live?" -> moved,
     relocated, ...; "Where do I work?" -> job, company, hired, ...): the sentences to quote for it."""
-    return set().union(*(FRAMES[fact] - _LOOSE for fact in asked & set(FRAMES)))
+    return set().union(*(FRAMES[fact] - LOOSE for fact in asked & set(FRAMES)))
 
 
 def framed_questions(subject: str, rest: list[str], said: set[str]) -> list[str]:

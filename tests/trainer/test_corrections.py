@@ -328,3 +328,23 @@ def test_a_thing_named_again_in_another_inflection_is_rechecked():
     assert recheck_questions([gym], {"new": "I switched gyms, I go to Ironhaus now."}, limit=8) == {
         "new": ["What is my gym called?"]}
     assert recheck_questions([gym], {"new": "I went swimming at Ironhaus."}, limit=8) == {}
+
+
+def test_another_neighbour_is_no_correction_and_a_loose_frame_word_frames_nothing():
+    """Episodes written for this test (none from a data set)."""
+    neighbour = old("What is my neighbour called?", "My neighbour Mirett Lomir adopted a parrot called Tendun.",
+                    ["mirett", "lomir", "tendun"], eid="first")
+    # another neighbour told: no change said, nothing retired
+    another = {"new": "My neighbour Kapa Logor works as a lighthouse keeper."}
+    answered = [recheck("new", "What is my neighbour called?", "My neighbour Kapa Logor.", ["kapa", "logor"])]
+    assert superseded([neighbour], answered, another) == []
+    # the same neighbour told anew with a change: retired
+    moved = {"new": "Mirett Lomir moved away, my neighbour now is Kapa Logor."}
+    assert [r.old for r in superseded([neighbour], answered, moved)] == [neighbour]
+    # "I ride it to work" beside a new value frames no job ("Where do I work?" was retired by it)
+    job = old("Where do I work?", "I work at a small company called Dungor.", ["dungor"], eid="job")
+    bike = {"new": "My bike is a Gorvos, I ride it to work."}
+    assert superseded([job], [recheck("new", "Where do I work?", "My bike is a Gorvos, I ride it to work.",
+                                      ["gorvos"])], bike) == []
+    switched = {"new": "I changed jobs, I'm at Brellco now."}
+    assert superseded([job], [recheck("new", "Where do I work?", "I'm at Brellco now.", ["brellco"])], switched)
