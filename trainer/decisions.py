@@ -147,8 +147,8 @@ def request_questions(messages: Messages) -> list[str]:
         sentence = LEAD.sub("", t.text.strip())
         got, ours, looking = _GOT_A.search(sentence), _OURS.match(sentence), _LOOKING.search(sentence)
         if got:
-            thing = list(itertools.takewhile(lambda w: w not in _THING_ENDS, got["thing"].lower().split()))
-            earlier[t.turn] = f"{'my' if got['who'].lower() == 'i' else 'our'} {' '.join(thing)}"
+            owner, thing = _owned(got)
+            earlier[t.turn] = f"{owner} {thing}"
         elif ours:
             earlier[t.turn] = f"{ours['whose'].lower()} {ours['thing'].lower()}"
         if looking:
@@ -213,8 +213,15 @@ def _thing_before(messages: Messages, turn: int) -> str | None:
     got = _GOT_A.search(LEAD.sub("", users[-1]["content"].strip())) if users else None
     if not got:
         return None
-    thing = list(itertools.takewhile(lambda w: w not in _THING_ENDS, got["thing"].lower().split()))
-    return f"{'my' if got['who'].lower() == 'i' else 'our'} {' '.join(thing)}" if thing else None
+    owner, thing = _owned(got)
+    return f"{owner} {thing}" if thing else None
+
+
+def _owned(got: re.Match) -> tuple[str, str]:
+    """Whose thing `_GOT_A` found and the thing itself, cut before the words that end it: "I got a kitten
+    last week" -> ("my", "kitten")."""
+    thing = itertools.takewhile(lambda w: w not in _THING_ENDS, got["thing"].lower().split())
+    return "my" if got["who"].lower() == "i" else "our", " ".join(thing)
 
 
 def _needed(sentence: str, it: str | None) -> list[str]:
