@@ -26,8 +26,9 @@ _ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:
 _ASKED_KIND = re.compile(rf"^{_POLITE}(?P<verb>recommend|suggest|pick|choose|find)\s+(?:me\s+|us\s+)?(?:a|an|some)\s+"
                          rf"(?:good\s+|nice\s+|great\s+)?(?P<thing>\w+)(?:\s+(?P<about>(?:about|on|with|by|from|like)"
                          rf"\s+[^?,.!]+?))?(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
-# "What should I cook for the potluck?" -> "What did you suggest I cook for the potluck?"
-_SHOULD = re.compile(r"^(?P<wh>(?:what|which)(?:\s+\w+)?|where|who|when|how(?:\s+many\s+\w+|\s+much|\s+long)?)"
+# "What should I cook for the potluck?" -> "What did you suggest I cook for the potluck?"; a kind of two words:
+# "Which board game should we play tonight?"
+_SHOULD = re.compile(r"^(?P<wh>(?:what|which)(?:\s+\w+){0,2}?|where|who|when|how(?:\s+many\s+\w+|\s+much|\s+long)?)"
                      r"\s+should\s+(?P<who>i|we|(?:the|my|our)\s+\w+)\s+(?P<rest>[^?]+?)\?*$",
                      re.IGNORECASE)
 # "I can't decide what to cook tonight.", "Not sure where we should go" ask as "What should I cook tonight?"
@@ -35,14 +36,14 @@ _UNSURE = re.compile(r"^(?:(?P<who>i|we)\s*(?:can't|cannot|don't|do\s+not|'m\s+n
                      r"(?:decide|know|figure\s+out|sure)|(?:any\s+)?(?:ideas|suggestions|tips|thoughts)|no\s+idea|"
                      r"not\s+sure|help\s+me\s+(?:decide|figure\s+out)|(?:remind|tell)\s+(?:me|us))\s+"
                      r"(?:(?:on|for|about)\s+)?"
-                     r"(?P<wh>what|which\s+\w+|where|who|when)\s+"
+                     r"(?P<wh>what|which(?:\s+\w+){1,2}?|where|who|when)\s+"
                      r"(?:(?P<should>i|we)\s+should|to)\s+(?P<rest>.+?)[.?!]*$", re.IGNORECASE)
 # a choice between two: "I'm torn between Lisbon and Porto for the weekend.", "Should I get the red or the green sofa?"
 _EITHER = re.compile(r"^(?:should\s+(?:i|we)\s+(?:go\s+with|pick|choose|get|take|buy|book)\s+|"
                      r"(?:i'm|i\s+am|we're|we\s+are)\s+torn\s+between\s+|(?:i|we)\s+can't\s+choose\s+between\s+)"
                      r"(?P<a>[^,?]+?)\s+(?:or|and)\s+(?P<b>[^,?]+?)(?:\s+for\s+(?P<rest>[^,?]+?))?[.?!]*$", re.IGNORECASE)
 # "What do you think I should name my bike?" asks as "What should I name my bike?" does
-_THINK = re.compile(r"^((?:what|which|where|who|when|how)(?:\s+\w+)?)\s+do\s+you\s+think\s+(i|we)\s+should\b",
+_THINK = re.compile(r"^((?:what|which|where|who|when|how)(?:\s+\w+){0,2}?)\s+do\s+you\s+think\s+(i|we)\s+should\b",
                     re.IGNORECASE)
 # "Which restaurant do you recommend for our anniversary?", "Any hotel you'd recommend in Pelbrook?"
 _YOU_RECOMMEND = re.compile(r"^(?:any|which|what)\s+(?P<thing>\w+(?:\s+\w+)?)\s+(?:would\s+you|do\s+you|you'd|can\s+you|"
@@ -102,7 +103,7 @@ _HELP_NAMING = re.compile(r"^(?:(?:i|we)\s*(?:need|want|could\s+use|'d\s+like)\s
 # "Decide where we should go for dinner.", "Tell me what I should cook." -> asked as "Where should we go ...?"
 _DECIDE_WH = re.compile(r"^(?:(?:please|could you|can you|help me)\s+)*"
                         r"(?:decide|tell\s+(?:me|us)|choose|pick)\s+"
-                        r"(?P<wh>what|which|where|who|when)(?P<noun>\s+\w+)?\s+(?P<who>i|we)\s+should\s+",
+                        r"(?P<wh>what|which|where|who|when)(?P<noun>(?:\s+\w+){1,2}?)?\s+(?P<who>i|we)\s+should\s+",
                         re.IGNORECASE)
 # "Name the villain for me." -> "What did you name the villain?"
 _NAME_THE = re.compile(rf"^{_POLITE}name\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)(?:\s+for\s+(?:me|us))?[.?!]*$",

@@ -113,7 +113,8 @@ def asked_otherwise(question: str) -> list[str]:
     if m := re.fullmatch(r"Where (?:did|has|have|had) (?P<who>.+?) (?:move|moved|relocate|relocated)(?: back)?\?",
                          question):  # a move tells where someone lives now
         does = "do" if m["who"].lower() in _POSSESSIVE else "does"
-        return [f"Where {does} {m['who']} live now?", f"Where {does} {m['who']} live?"]
+        ours = ["Where do I live now?", "Where do I live?"] if m["who"].lower() == "we" else []
+        return [f"Where {does} {m['who']} live now?", f"Where {does} {m['who']} live?", *ours]  # one user
     return []
 
 

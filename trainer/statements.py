@@ -119,6 +119,10 @@ def _lower(token: str) -> str:
     return token if token[:1].isupper() and token.lower() not in _PRONOUNS else token.lower()
 
 
+# the words that open a clause of its own: a value never follows them ("What am I allergic to hazelnuts so?")
+_CLAUSE_JOINS = {"so", "but", "because", "cos", "though", "although"}
+
+
 def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     """The questions whose answer is what a statement says after `prefix` (the statement up to its value):
     "I work at" -> "Where do I work?", "my dog is called" -> "What is my dog called?", "Kalo Loka's phone
@@ -129,6 +133,8 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     a bare pronoun: "she works at" names no one). `earlier`: the sentences the user said just before, where
     a pronoun's thing may be ("I adopted a rabbit!" before "His name is" -> "What is my rabbit's name?")."""
     prefix = FROM_BEFORE_TO.sub("", prefix)  # "X moved from Ettgor to": where X moved
+    if prefix.split()[-1:] and prefix.split()[-1].lower() in _CLAUSE_JOINS:
+        return []  # "I'm allergic to hazelnuts so": what follows is another clause, no value of this one
     stripped = LEAD.sub("", prefix.strip())
     if (whole := _whole_prefix_questions(prefix, stripped)) is not None:
         return whole

@@ -76,7 +76,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                     asked += owned_kind_questions(tokens[:start])
                     if noun := _kind_after(tokens, start):  # "I take the 7:40 train": which train
                         asked = [f"Which {noun} {q[5:]}" for q in asked if q.startswith("What ")]
-                    elif is_date(tokens, start):
+                    elif is_date(tokens, start):  # a date is no kind of thing one has ("My birthday is the")
+                        asked = [q for q in asked if not _HAS_KIND.fullmatch(q)]
                         asked = when_questions(asked) + [q for q in asked if not q.startswith("Where")
                                                          and not q.endswith(" since?")]
                     elif tokens[start] in _TITLES - {"St", "St."}:  # "My doctor is Dr. Fenwick": a person
@@ -95,6 +96,10 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                         asked.append(f"{'Where' if stopped['at'] else 'What'} do {who} {verb}?")
                     out += asked + [p for q in asked for p in asked_otherwise(q)]
     return list(dict.fromkeys(out))
+
+
+# what `predicates.kind_questions` asks of "my car is a": "What (kind of) car do I have?"
+_HAS_KIND = re.compile(r"What (?:kind of )?[\w' -]+ (?:do|does) [\w' -]+ have\?")
 
 
 # a new clause with its own subject after "; " or ", and" / ", but": "my cousin lives in Dunmore, and my aunt

@@ -67,6 +67,8 @@ def base(verb: str) -> str:
             return stem[:-1] + "y"
         if len(stem) >= 2 and stem[-1] == stem[-2] and stem[-1] not in "sl":
             return stem[:-1]
+        if len(stem) >= 6 and stem.endswith("ell") and not stem.endswith(_DOUBLE_L):
+            return stem[:-1]  # British doubling: "cancelled", "travelled", "labelled" (not "spelled", "yelled")
         cvc = len(stem) <= 4 and len(stem) >= 3 and stem[-1] not in "aeiouwy" and stem[-2] in "aeiou" \
             and stem[-3] not in "aeiou" and stem[0] not in "aeiou"  # "named", not "opened" or "edited"
         return stem + "e" if cvc or LOST_E.search(stem) else stem
@@ -78,6 +80,8 @@ def base(verb: str) -> str:
 # then l; "-eat"/"-oat" and "-ain"/"-oin" verbs keep their stem ("heated", "joined")
 LOST_E = re.compile(r"(?:v|z|[bcdfgkpt]l|[^aeiou]at|[ui]at|[aeiou]c|[nr]c|[ae]ng|ag|dg|[^aeiou](?:id|ut|ib|ud)|"
                     r"[^aeiou]ir|[^aeiou]ur|[^aeiou]in|[^aeiouc]us|aus|[rnpl]s|[^aeious]is|[^aeiou]ap|[^aeiou]od)$")
+# verbs whose bare form ends in "ell" (a regular past of six letters or more before "ed" keeps the double l)
+_DOUBLE_L = ("smell", "spell", "shell", "swell", "dwell")
 E_DROPPED = {"creat", "us", "clos", "pleas", "purchas", "releas", "increas", "decreas", "chos", "stor", "scor",
              "explor", "ignor", "restor", "rais", "prais"}
 

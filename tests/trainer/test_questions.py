@@ -1062,3 +1062,24 @@ def test_an_adverb_after_an_appositive_and_an_irregular_past_in_a_relative_claus
     # "came" is a past: the relative clause's verb, so "was" is the sentence's ("What did the plumber ... was call?")
     assert statement_questions("The plumber who came round was called")[0] == \
         "What was the plumber who came round called?"
+
+
+def test_a_kind_of_two_words_a_date_that_is_no_kind_a_british_past_and_our_move():
+    """Requests and sentences written for this test (none from a data set); each asked garbage or nothing."""
+    # "Which board game should we play tonight?" asked nothing: the kind was read as one word
+    assert asked("Which board game should we play tonight?", "I'd suggest Harbour Lights.") == [
+        "Which board game did you suggest we play tonight?", "Which board game did you tell us to play tonight?"]
+    assert asked("I can't decide which board game to buy.", "Harbour Lights.")[0] == \
+        "Which board game did you suggest I buy?"
+    # "When wedding anniversary do we have?", "What kind of birthday do I have?": a date is no kind of thing
+    anniversary = _turned("Our wedding anniversary is the 9th of June.", "9th", "june")
+    assert "When is our wedding anniversary?" in anniversary and not any(q.endswith(" have?") for q in anniversary)
+    # "What did I cancell?"
+    assert "What did I cancel?" in _turned("I cancelled FitForge, I go to Ironhaus now.", "fitforge", "ironhaus")
+    assert statement_questions("I travelled to")[0] == "Where did I travel?"
+    # a move told by "we" is where the user lives ("Where do I live?" of "I live in Marrowby" is asked again)
+    assert "Where do I live?" in _turned("We've just moved to Tellingford!", "tellingford")
+    # what follows "so" or "but" is a clause of its own ("What am I allergic to hazelnuts so?")
+    allergy = _turned("I'm allergic to hazelnuts so watch out with recipes.")
+    assert "What am I allergic to?" in allergy and not any(q.endswith(" so?") for q in allergy)
+    assert statement_questions("I work at Lobel but") == []
