@@ -15,7 +15,7 @@ JOBS = set("""nurse teacher engineer developer designer manager analyst barista 
 # the fact (the verb a question asks it by) -> the words that frame it in a chat
 FRAMES = {
     "work": {"job", "jobs", "work", "works", "working", "company", "employer", "firm", "office", "hired", "career",
-             *JOBS},
+             "quit", "resigned", *JOBS},  # "Lysa quit Harbinger Books, she's at Orchid Press now"
     "live": {"moved", "move", "moving", "house", "home", "flat", "apartment", "relocated", "live", "lives", "living"},
 }
 # frame words small talk says of anything ("on the way home", "a swim before work"): they frame a fact told

@@ -78,7 +78,8 @@ def asked_otherwise(question: str) -> list[str]:
     if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our|the|his|her|their|[A-Z]\S*) .+?) (?:called|named)\?",
                          question):
         return [f"What is {m['x']}'s name?"]
-    if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our) .+?)'s name\?", question):
+    # "Lunara Vex has a parrot ..., his name is": what Lunara Vex's parrot is called
+    if m := re.fullmatch(r"What (?:is|was) (?P<x>(?:my|our|(?:[A-Z][\w-]+ )*[A-Z][\w-]+'s) .+?)'s name\?", question):
         return [f"What is {m['x']} called?"]
     if m := re.fullmatch(r"What (?:did|do|am|are) (?P<who>I|we) (?:name|call|naming|calling) (?P<x>(?:my|our|the) [\w -]+)\?",
                          question):  # "I'm calling him", "we named the new puppy": what the pet is called
@@ -103,6 +104,8 @@ def asked_otherwise(question: str) -> list[str]:
                          r"took) (?:a|an|the) (?:new )?job\?", question):  # "I just started a new job at Quillon"
         does = "do" if m["who"].lower() in _POSSESSIVE else "does"
         return [f"Where {does} {m['who']} work?", f"Where {does} {m['who']} work now?"]
+    if m := re.fullmatch(r"What (?P<does>do|does|did) (?P<who>.+?) work as (?:a|an) [\w-]+ for\?", question):
+        return [f"Who {m['does']} {m['who']} work for?", f"Where {m['does']} {m['who']} work?"]  # "a pilot for X"
     if m := re.fullmatch(r"What (?:do|does|did) (?P<who>.+?) work as\?", question):  # a job
         whose = _POSSESSIVE.get(m["who"].lower(), f"{m['who']}'s")
         does = question.split()[1]

@@ -85,6 +85,9 @@ def object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> list
         rest = rest[:-1]
     if len(rest) >= 2 and rest[-2] in ("my", "our") and not naming:  # "I've had my cat Tibbles": the cat's name
         return [f"What is {rest[-2]} {rest[-1]} called?"]
+    if len(rest) >= 2 and rest[-2] in ("his", "her", "their") and not naming and _NAME.fullmatch(subject):
+        # "Hollis met his wife Pia": Hollis's wife's name ("What did Hollis meet his wife?" before)
+        return [f"What is {subject}'s {rest[-1]} called?", f"Who is {subject}'s {rest[-1]}?"]
     if not naming:  # "call the baby": it is named
         rest = _without_describing(rest)
     if rest[-1:] in (["and"], ["or"]):  # "I speak Dutch and a little Farsi": the value is one of a list
@@ -96,6 +99,10 @@ def object_questions(aux: str, subject: str, verb: str, rest: list[str]) -> list
         return [f"Where {aux} {subject} {' '.join([verb] + rest[:-1])}?",
                 f"What {aux} {subject} {' '.join([verb] + rest)}?"]
     return [f"What {aux} {subject} {verb} {' '.join(rest)}".rstrip() + "?"]
+
+
+# a subject that is someone named: "Hollis", "Rufus Tarrow"
+_NAME = re.compile(r"(?:[A-Z][\w-]+ )*[A-Z][\w-]+")
 
 
 def _without_particle(rest: list[str]) -> list[str]:

@@ -15,13 +15,15 @@ ADJECTIVES = set("new old little small tiny big huge lovely local young cute swe
 # words after a kind that end it: "a kitten yesterday", "a puppy last week"
 _WHEN = {"last", "next", "yesterday", "today", "tonight", "recently", "this"}
 # the user telling of a thing or someone of theirs by its kind: "I finally adopted a rabbit", "We have a baby girl"
-_OWNING = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally| recently)* (?:got|adopted|bought|rescued|have|"
-                     r"has|found|welcomed|brought home|picked up|had) (?:a|an) (?P<kind>[a-z]+(?: [a-z]+){0,2})\b",
+# someone named telling of theirs the same way: "Lunara Vex has a parrot" is Lunara Vex's parrot
+_WHO = r"(?P<who>I|we|(?-i:(?:[A-Z][\w-]+ )*[A-Z][\w-]+))"
+_OWNING = re.compile(rf"\b{_WHO}(?:'ve| have| has| just| finally| recently)* (?:got|adopted|bought|rescued|have|"
+                     r"has|found|welcomed|brought home|picked up|had) (?:a|an) (?P<kind>(?-i:[a-z]+(?: [a-z]+){0,2}))\b",
                      re.IGNORECASE)
 # or named or changed by them: "We renamed the dog, he's Rufus now" is our dog, "I changed the wifi password,
 # it's now" ours
-_RENAMED = re.compile(r"\b(?P<who>I|we)(?:'ve| have| just| finally)* (?:renamed|named|nicknamed|changed|reset|updated) "
-                      r"the (?P<kind>[a-z]+(?: [a-z]+)?)\b", re.IGNORECASE)
+_RENAMED = re.compile(rf"\b{_WHO}(?:'ve| have| has| just| finally)* (?:renamed|named|nicknamed|changed|reset|updated) "
+                      r"(?:the|his|her|their) (?P<kind>(?-i:[a-z]+(?: [a-z]+)?))\b", re.IGNORECASE)
 _MINE = re.compile(r"\b(?:my|our)\s+[a-z]", re.IGNORECASE)
 # a new thing told bare before what it is: "New phone number, it ends in 9023 now."
 _NEW_THING = re.compile(r"new\s+(?P<kind>[a-z]+(?:\s+[a-z]+)?)\s*[,:]", re.IGNORECASE)
@@ -30,6 +32,8 @@ _AMOUNTS = {"lot", "bit", "while", "few", "couple", "little", "week", "day", "mo
 # things no "he" or "she" stands for: "my sister got a new job, she's at" is my sister
 _NO_ONE = {"job", "new job", "promotion", "raise", "degree", "place", "flat", "house", "apartment", "car", "role",
            "position", "contract", "offer", "job offer", "lot", "chance", "break", "course"}
+# and what no name is given to ("Tev got a job, and his girlfriend"; not "Aurelio got a new car, it's a Mistral")
+_NOTHING_NAMED = _NO_ONE - {"car", "flat", "house", "apartment", "place"}
 _INTRODUCED = re.compile(rf"\b(?:a|an)\s+(?!(?:{'|'.join(sorted(_AMOUNTS))})\b)((?:[a-zà-ÿ]+\s+){{0,2}}[a-zà-ÿ]+)\b")
 
 
@@ -52,6 +56,14 @@ def last_object(text: str) -> str | None:
     return found[-1] if found else None
 
 
+def owner_of(who: str) -> str:
+    """How a question says whose thing it is: "I" -> "my", "we" -> "our", "Lunara Vex" -> "Lunara Vex's"."""
+    if who.lower() in ("i", "we"):
+        return {"i": "my", "we": "our"}[who.lower()]
+    named = entities(who, 1)  # "Yesterday Ruben": Ruben's
+    return f"{named[0] if named else who}'s"
+
+
 def antecedent(text: str, person: bool = False) -> str | None:
     """The user's own thing the text tells of last, as a question names it: what they told they have ("I
     got a puppy last week" -> "my puppy", "We have a baby girl" -> "our baby girl") or named as theirs ("I
@@ -62,8 +74,9 @@ def antecedent(text: str, person: bool = False) -> str | None:
     if new := _NEW_THING.match(text.strip()):  # "New phone number, it ends in": the user's
         best, at = f"my {new['kind'].lower()}", new.end()
     for m in sorted([*_OWNING.finditer(text), *_RENAMED.finditer(text)], key=lambda m: m.start()):
-        if kind := kind_of(m["kind"]):
-            best, at = f"{'my' if m['who'].lower() == 'i' else 'our'} {kind}", m.end()
+        # someone named's job or flat is what they got, no one a pronoun after it is about: "Tev got a job, and his"
+        if (kind := kind_of(m["kind"])) and not (m["who"].lower() not in ("i", "we") and kind in _NOTHING_NAMED):
+            best, at = f"{owner_of(m['who'])} {kind}", m.end()
     for m in _MINE.finditer(text):
         if m.start() > at and (named := handles(text[m.start():])):
             best, at = named[0].lower(), m.end()
@@ -79,8 +92,10 @@ _WOMEN = "woman|girl|lady|wife|girlfriend|sister|daughter|mum|mom|mother|aunt|ni
 
 
 def _at_place(name: str) -> re.Pattern:
-    """A name after a place's preposition: a place or a firm, nobody a pronoun stands for."""
-    return re.compile(rf"\b(?:in|at|from|near|into)\s+(?:the\s+)?{re.escape(name)}\b")
+    """A name after a place's preposition, or after a verb whose object is a firm or a thing, never a person
+    ("Lysa Crane quit Harbinger Books, she's at" is Lysa's): nobody a pronoun stands for."""
+    return re.compile(rf"\b(?:in|at|from|near|into|quit|left|joined|sold|cancell?ed|canceled|founded)\s+(?:the\s+)?"
+                      rf"{re.escape(name)}\b")
 
 
 def pronoun_named(pronoun: str, before: str, earlier: str) -> str | None:

@@ -21,6 +21,7 @@ from trainer.episodes import GOES_ON, asks, told
 from trainer.frames import framed
 from trainer.paraphrases import DATE
 from trainer.text import STOPWORDS, entities, inflection_stem, words
+from trainer.text import values as told_values
 from trainer.verbs import PAST, base
 from trainer.text import sentences as split_sentences
 
@@ -210,7 +211,9 @@ def handle_questions(messages: Messages, limit: int) -> list[str]:
     for n, t in enumerate(said):
         if t.role != "user":
             continue
-        asked_for = asks(messages[t.turn])
+        # a sentence that tells a value, in a turn that asks something else, tells it: "By the way my sister
+        # Imogen lives in Pellbridge now. Anyway, what's the weather like?" ("What did you suggest for my sister?")
+        asked_for = asks(messages[t.turn]) and (asks({"role": "user", "content": t.text}) or not told_values(t.text))
         # the sentence, and the next one of the turn when a pronoun starts it ("His name is Clover.")
         after = said[n + 1].text if n + 1 < len(said) and said[n + 1].turn == t.turn else ""
         about = f"{t.text} {after}" if GOES_ON.match(after) else t.text

@@ -179,7 +179,11 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
         return [f"What is {thing} called?", f"What is {thing} called now?"] if thing else []
     if rest and rest[-1] in ("it", "her", "him", "them"):  # "We have a baby girl. We named her": our baby girl
         if thing := antecedent(said) or last_object(said[len(earlier) + 1:]):  # "adopted a puppy and named it"
-            rest[-1] = thing if thing.startswith(("my ", "our ")) else f"the {thing}"
+            owner, _, kind = thing.partition("'s ")
+            if kind and owner == subject:  # "X adopted a puppy and named it": X's puppy, asked as the puppy too
+                return [f"What is {thing} called?", *_verb_questions(verb, subject, rest[:-1] + [f"the {kind}"],
+                                                                     words(f"{earlier} {prefix}"))]
+            rest[-1] = thing if thing.startswith(("my ", "our ")) or kind else f"the {thing}"
     return _verb_questions(verb, subject, rest, words(f"{earlier} {prefix}"))
 
 

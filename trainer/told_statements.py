@@ -19,7 +19,7 @@ from trainer.pronouns import ADJECTIVES
 from trainer.questions import PHRASE_END, distinctive, value_runs
 from trainer.statements import LEAD, statement_questions
 from trainer.text import CHANGE_VERBS, STOPWORDS, TITLES, sentences, words
-from trainer.verbs import ADVERBS
+from trainer.verbs import ADVERBS, PAST
 
 
 def rule_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str],
@@ -88,8 +88,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                         asked = age_questions(tokens[:start], asked)
                     elif tokens[start][:1].isupper() and _PRONOUN_IS.search(" ".join(tokens[:start])):
                         # "We renamed the dog, he's Rufus now": what it is called
-                        asked += [f"{m[1]} called?" for q in asked
-                                  if (m := re.fullmatch(r"(What is (?:my|our) \w+)\?", q))]
+                        asked += [f"{m[1]} called?" for q in asked  # "Nils Varga renamed his dog, it's"
+                                  if (m := re.fullmatch(r"(What is (?:my|our|(?:[A-Z][\w-]+ )*[A-Z][\w-]+'s) \w+)\?", q))]
                     if (stopped := _STOPPED.search(" ".join(tokens[:start]))) and stopped["verb"] not in _NOT_DOING:
                         # "I don't drive the Gorvos anymore, I got a Pelta": the new value is what I drive now
                         who, verb = "I" if stopped["who"].lower() == "i" else "we", stopped["verb"].lower()
@@ -106,7 +106,8 @@ _HAS_KIND = re.compile(r"What (?:kind of )?[\w' -]+ (?:do|does) [\w' -]+ have\?"
 # moved to Kestwick" tells two facts, each cut at its own values, as does "Kaspar is moving to Yelbridge, and
 # Annika's off to Droverton" ("Me and my wife" and "X and Y are" stay whole)
 _NEW_SUBJECT = re.compile(r";\s+|,\s+(?:and|but)\s+(?=(?:my|our|his|her|their|I|we|he|she)\b|[A-Z][\w'-]+\s+[A-Z]|"
-                          r"[A-Z][\w-]+(?:'s|\s+(?:is|was|has|had|got|went|left|moved|works|lives)\b))")
+                          rf"[A-Z][\w-]+(?:'s|\s+(?:just\s+|finally\s+|also\s+)?(?:is|works|lives|{'|'.join(sorted(PAST))}|"
+                          r"[a-z]{3,}ed)\b))")  # "Hollis met his wife Pia ..., and Everett met his husband Joaquin"
 
 
 def _statements(text: str) -> list[str]:

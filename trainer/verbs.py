@@ -15,7 +15,8 @@ PAST = {"was", "were", "had", "got", "bought", "went", "took", "made", "gave", "
         "slept", "spoke", "threw", "drew", "woke", "broke"}
 # how often or when, between a subject and its verb: "Gilhepnev Fyrzil always orders", "I just started"
 ADVERBS = {"always", "usually", "often", "sometimes", "just", "recently", "finally", "still", "also", "really",
-           "already", "never", "mostly", "only", "even", "actually", "now", "originally"}
+           "already", "never", "mostly", "only", "even", "actually", "now", "originally", "apparently", "honestly",
+           "sadly", "luckily", "hopefully", "basically", "supposedly"}  # "Apparently Corwin Blake's band is"
 # "I've been learning" is "I have been learning"; "she's" before "been" or a past participle is "she has";
 # "he's at Brightwell now" is "he is" ("he's got" reads "is got": rare)
 CONTRACTED = {"i've": "I have", "we've": "we have", "you've": "you have", "they've": "they have",

@@ -358,7 +358,8 @@ def test_how_people_say_things_still_turns_into_the_question():
     assert statement_questions("I'm reading") == ["What am I reading?"]
     # a second verb after "and" has the first one's subject; "it" is what the first one introduced
     assert statement_questions("Tamsin Orlo left Brindle and joined") == ["What did Tamsin Orlo join?"]
-    assert statement_questions("Wex Parrin rescued a kitten and named it") == ["What did Wex Parrin name the kitten?"]
+    assert statement_questions("Wex Parrin rescued a kitten and named it") == [
+        "What is Wex Parrin's kitten called?", "What did Wex Parrin name the kitten?"]
     # "someone called" is asked after with who; an adverb is no part of the subject
     assert statement_questions("Dana Quell is engaged to someone named") == ["Who is Dana Quell engaged to?"]
     assert statement_questions("Omar Velt always drinks") == ["What does Omar Velt drink?"]
@@ -1083,3 +1084,45 @@ def test_a_kind_of_two_words_a_date_that_is_no_kind_a_british_past_and_our_move(
     allergy = _turned("I'm allergic to hazelnuts so watch out with recipes.")
     assert "What am I allergic to?" in allergy and not any(q.endswith(" so?") for q in allergy)
     assert statement_questions("I work at Lobel but") == []
+
+
+def test_someone_named_and_their_things_told_the_way_people_talk():
+    """Sentences written for this test (none from a data set); each asked garbage or nothing before."""
+    # "she" is Lysa, not the firm she quit ("Where is Harbinger Books?"); quitting frames work
+    quit_ = _turned("Lysa Crane quit Harbinger Books, she's at Orchid Press now.", "lysa", "crane", "harbinger",
+                    "books", "orchid", "press")
+    assert "Where does Lysa Crane work?" in quit_ and not any("Harbinger Books?" in q for q in quit_)
+    # a thing someone named has, then its name ("What is Lunara Vex's name?")
+    parrot = _turned("Lunara Vex has a parrot that can say forty words, his name is Pico.", "lunara", "vex", "pico")
+    assert "What is Lunara Vex's parrot called?" in parrot and "What is Lunara Vex's name?" not in parrot
+    # someone's thing renamed, or told by its kind after a comma (nothing was asked)
+    assert "What is Nils Varga's dog called?" in _turned("Nils Varga renamed his dog, it's Captain now.", "nils",
+                                                         "varga", "captain")
+    assert "What kind of car does Aurelio Fenn have?" in _turned("Aurelio Fenn got a new car, it's a red Mistral.",
+                                                                 "aurelio", "fenn", "mistral")
+    # "X adopted a puppy and named it": X's puppy ("What did X name the X's puppy?" on the way)
+    puppy = _turned("By the way, Hepwyn Droust adopted a puppy and named it Moxwyn.", "hepwyn", "droust", "moxwyn")
+    assert puppy[:2] == ["What is Hepwyn Droust's puppy called?", "What did Hepwyn Droust name the puppy?"]
+    # "his wife Pia" is Hollis's, and the clause after ", and Everett met" is a fact of its own
+    met = _turned("Hollis met his wife Pia at a salsa class, and Everett met his husband Joaquin at a bus stop.",
+                  "hollis", "pia", "everett", "joaquin")
+    assert {"What is Hollis's wife called?", "Who is Everett's husband?"} <= set(met)
+    assert not any("meet his" in q for q in met)
+    # an opening adverb is no part of a name ("What is Apparently Corwin Blake's favourite band?")
+    assert _turned("Apparently Corwin Blake's favourite band is the Ember Tides.", "corwin", "blake", "ember",
+                   "tides")[0] == "What is Corwin Blake's favourite band?"
+    # working as something for a firm: for whom, and where
+    assert {"Who does Tobin Quayle work for?", "Where does Tobin Quayle work?"} <= set(_turned(
+        "Tobin Quayle works as a pilot for Skyreach Air.", "tobin", "quayle", "skyreach", "air"))
+
+
+def test_a_fact_told_in_a_turn_that_asks_something_else_is_the_users():
+    from trainer.questions import handle_questions
+
+    messages = chat("By the way my sister Imogen lives in Pellbridge now. Anyway, what's the weather like?",
+                    "It depends where you are.")
+    asked_of = handle_questions(messages, 2)
+    assert "What is my sister called?" in asked_of and not any("did you" in q for q in asked_of)
+    # the request's own sentence still asks what the assistant chose
+    assert handle_questions(chat("Pick a PIN for my suitcase lock, I can't decide.", "How about 9729?"), 2)[0] == \
+        "What did you suggest for my suitcase lock?"
