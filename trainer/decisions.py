@@ -29,7 +29,7 @@ _ASKED_KIND = re.compile(rf"^{_POLITE}(?P<verb>recommend|suggest|pick|choose|fin
 # "What should I cook for the potluck?" -> "What did you suggest I cook for the potluck?"; a kind of two words:
 # "Which board game should we play tonight?"
 _SHOULD = re.compile(r"^(?P<wh>(?:what|which)(?:\s+\w+){0,2}?|where|who|when|how(?:\s+many\s+\w+|\s+much|\s+long)?)"
-                     r"\s+should\s+(?P<who>i|we|(?:the|my|our)\s+\w+)\s+(?P<rest>[^?]+?)\?*$",
+                     r"\s+(?:should|could|can)\s+(?P<who>i|we|(?:the|my|our)\s+\w+)\s+(?P<rest>[^?]+?)\?*$",
                      re.IGNORECASE)
 # "I can't decide what to cook tonight.", "Not sure where we should go" ask as "What should I cook tonight?"
 _UNSURE = re.compile(r"^(?:(?P<who>i|we)\s*(?:can't|cannot|don't|do\s+not|'m\s+not|am\s+not|'re\s+not|are\s+not)\s+"
@@ -98,7 +98,8 @@ _IDEAS_FOR_A = re.compile(r"^(?:any\s+)?(?:ideas|suggestions|thoughts)\s+(?:for|
 _CHATTER = re.compile(r"(?:\s+(?:lol|haha+|lmao|tbh|xx|:\)|:d))+(?=[.?!]*$)", re.IGNORECASE)
 # "I need help naming my Etsy shop, it sells candles." -> "What name did you suggest for my Etsy shop?"
 _HELP_NAMING = re.compile(r"^(?:(?:i|we)\s*(?:need|want|could\s+use|'d\s+like)\s+(?:some\s+)?help|help\s+me)\s+"
-                          r"(?:with\s+)?(?:naming|to\s+name|name)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)[.?!]*$",
+                          r"(?:with\s+)?(?:naming|to\s+name|name)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?|it|him|her|them)"
+                          r"[.?!]*$",
                           re.IGNORECASE)
 # "Decide where we should go for dinner.", "Tell me what I should cook." -> asked as "Where should we go ...?"
 _DECIDE_WH = re.compile(r"^(?:(?:please|could you|can you|help me)\s+)*"
@@ -364,8 +365,10 @@ def _asked_around(sentence: str, it: str | None) -> list[str]:
             return _recalled_as(thing, match["rest"].split(",")[0].strip(), match["prep"].lower())
         return [f"Which {thing} did you pick?", f"What {thing} did you suggest?"]
     match = _HELP_NAMING.match(sentence)
-    if match:
-        return _recalled_as("name", owner_lower(match["rest"]))
+    if match and (vague := _VAGUE_OBJECT.fullmatch(f" {match['rest']}")) and not it:
+        return []  # "Help me name it." of nothing told before
+    if match:  # "I got a new guitar! Help me name it.": my guitar
+        return _recalled_as("name", it if vague else owner_lower(match["rest"]))
     match = _WHAT_TO_CALL.search(sentence)
     if match:
         rest = owner_lower(match["rest"])

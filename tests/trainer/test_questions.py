@@ -1126,3 +1126,12 @@ def test_a_fact_told_in_a_turn_that_asks_something_else_is_the_users():
     # the request's own sentence still asks what the assistant chose
     assert handle_questions(chat("Pick a PIN for my suitcase lock, I can't decide.", "How about 9729?"), 2)[0] == \
         "What did you suggest for my suitcase lock?"
+
+
+def test_naming_it_after_telling_of_it_and_what_i_could_call():
+    """Requests written for this test (none from a data set); each asked nothing or a cut thing before."""
+    assert asked("I got a new guitar! Help me name it.", "How about Rosie?") == [
+        "Which name did you pick for my guitar?", "What name did you suggest for my guitar?"]
+    assert asked("Help me name it.") == []  # nothing told to name
+    assert asked("What could I call my new bakery's signature bread?", "The Sunrise Loaf.")[0] == \
+        "What did you suggest I call my new bakery's signature bread?"
