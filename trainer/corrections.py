@@ -148,7 +148,9 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
     also names the old value ("she left Gorbel") or says the same kind of fact (a word of the old answer
     besides its names and value, compared by `stems`: "worked" says what "works" said; or the fact's frame
     told beside the new value by a word that says it, not one small talk says of anything, `frames.LOOSE`: "I
-    changed jobs, I'm at Brellco", not "I ride it to work"), or the old answer said nothing
+    changed jobs, I'm at Brellco", not "I ride it to work"), or the new value told now where the old one
+    stood, by the same preposition (`_placed_anew`: "My brother is at Ostrow Insurance now"), or the old
+    answer said nothing
     of the user's own thing but its value, supersedes every earlier dream of that question; every other
     earlier dream of the same episode that names a superseded value goes with it. A person has many facts, the user's dog one name:
     words that only join a name to its value ("called") show the same kind of fact for the user's own
@@ -188,8 +190,10 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
         # the user's own thing (re-named tonight, asked the same question, a new value) told bare: "Tuesday."
         bare_own = naming == "mine" and not kind
         # or the same fact in other words, told beside the value: "Where do I work?" and "I changed jobs"
+        told = told_by_id[new.episode_id]
         if (values & said or stems(kind) & stems(said) or bare_own
-                or framed(kind | words(old["question"])) & framed(_around(told_by_id[new.episode_id], fresh) - LOOSE)):
+                or framed(kind | words(old["question"])) & framed(_around(told, fresh) - LOOSE)
+                or _placed_anew(old["answer"], values, told, fresh)):
             retired[dream_key(old)] = Retirement(old, new, values - current_values(new.answer, new.key_terms))
             old_values.setdefault(old["episode_id"], set()).update(retired[dream_key(old)].stale)
     for old in earlier:  # the old episode's other dreams that still say a superseded value
@@ -197,6 +201,30 @@ def superseded(earlier: Sequence[dict], answered: Sequence[Dream], told_by_id: d
         if dream_key(old) not in retired and values & words(old["answer"]):
             retired[dream_key(old)] = Retirement(old, None, values & words(old["answer"]))
     return list(retired.values())
+
+
+# what says a value holds now, not before: "My brother is at Ostrow Insurance now"
+_NOW_TOLD = re.compile(r"\b(?:now|anymore|any more|no longer|these days|nowadays)\b", re.IGNORECASE)
+_PLACING = {"at", "in", "on", "with", "for"}
+
+
+def _placed_anew(old_answer: str, values: set[str], told: str, fresh: set[str]) -> bool:
+    """Whether a sentence tells the new value where the old answer had its own, by the same preposition, and
+    says it holds now: "My brother works at Calder Bank" -> "My brother is at Ostrow Insurance now" (no word
+    of work); not "Tenett's dog is called Rex now" for where Tenett works."""
+    before_old = _word_before(old_answer, values)
+    return before_old in _PLACING and any(
+        _NOW_TOLD.search(sentence) and _word_before(sentence, fresh) == before_old
+        for sentence in sentences(told) if words(sentence) & fresh)
+
+
+def _word_before(text: str, found: set[str]) -> str | None:
+    """The word just before the first of `found` in a text, lower-cased ("works at Calder Bank" -> "at")."""
+    tokens = text.split()
+    for i, token in enumerate(tokens):
+        if i and words(token) & found:
+            return tokens[i - 1].lower().strip(",;:")
+    return None
 
 
 def _around(told: str, fresh: set[str]) -> set[str]:

@@ -36,7 +36,8 @@ _REQUEST = re.compile(r"\?$|^(?:what|which|where|who|when)\b[^.!]*\bshould\s+(?:
                       r"\s+(?:a|an|some)\s+\w+(?:\s+\w+){0,2}?\s+"
                       r"(?:for|to)\b|\b(?:needs|wants)\s+(?:a|an)\s+(?:good\s+|new\s+)?\w+(?:[.!]?$|\s+(?:for|to)\b)|"
                       r"^(?:(?:i|we)\s*(?:can't|cannot|don't|'m not|am not)\s+(?:decide|know|figure out|sure)|"
-                      r"not sure|no idea|remind me)\s+(?:what|which(?:\s+\w+){0,2}?|where|who|when)\s+(?:to|i should|we should)\b|"
+                      r"not sure|no idea|remind me)\s+(?:what|which(?:\s+\w+){0,2}?|where|who|when)\s+"
+                      r"(?:to|i should|we should)\b|"
                       r"^(?:i'm|i am|we're|we are) torn between\b|^(?:i|we) can't choose between\b", re.IGNORECASE)
 
 

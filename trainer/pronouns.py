@@ -22,7 +22,8 @@ _OWNING = re.compile(rf"\b{_WHO}(?:'ve| have| has| just| finally| recently)* (?:
                      re.IGNORECASE)
 # or named or changed by them: "We renamed the dog, he's Rufus now" is our dog, "I changed the wifi password,
 # it's now" ours
-_RENAMED = re.compile(rf"\b{_WHO}(?:'ve| have| has| just| finally)* (?:renamed|named|nicknamed|changed|reset|updated) "
+_RENAMED = re.compile(rf"\b{_WHO}(?:'ve| have| has| just| finally)* "
+                      r"(?:renamed|named|nicknamed|changed|reset|updated) "
                       r"(?:the|his|her|their) (?P<kind>(?-i:[a-z]+(?: [a-z]+)?))\b", re.IGNORECASE)
 _MINE = re.compile(r"\b(?:my|our)\s+[a-z]", re.IGNORECASE)
 # a new thing told bare before what it is: "New phone number, it ends in 9023 now."

@@ -88,8 +88,7 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
                         asked = age_questions(tokens[:start], asked)
                     elif tokens[start][:1].isupper() and _PRONOUN_IS.search(" ".join(tokens[:start])):
                         # "We renamed the dog, he's Rufus now": what it is called
-                        asked += [f"{m[1]} called?" for q in asked  # "Nils Varga renamed his dog, it's"
-                                  if (m := re.fullmatch(r"(What is (?:my|our|(?:[A-Z][\w-]+ )*[A-Z][\w-]+'s) \w+)\?", q))]
+                        asked += [f"{m[1]} called?" for q in asked if (m := _OWN_THING.fullmatch(q))]
                     if (stopped := _STOPPED.search(" ".join(tokens[:start]))) and stopped["verb"] not in _NOT_DOING:
                         # "I don't drive the Gorvos anymore, I got a Pelta": the new value is what I drive now
                         who, verb = "I" if stopped["who"].lower() == "i" else "we", stopped["verb"].lower()
@@ -98,6 +97,8 @@ def turned_questions(messages: Messages, episode_id: str, told_by_id: dict[str, 
     return list(dict.fromkeys(out))
 
 
+# what a renaming asks of the thing it renamed: "What is our dog?", "What is Nils Varga's dog?" (", it's")
+_OWN_THING = re.compile(r"(What is (?:my|our|(?:[A-Z][\w-]+ )*[A-Z][\w-]+'s) \w+)\?")
 # what `predicates.kind_questions` asks of "my car is a": "What (kind of) car do I have?"
 _HAS_KIND = re.compile(r"What (?:kind of )?[\w' -]+ (?:do|does) [\w' -]+ have\?")
 

@@ -348,3 +348,19 @@ def test_another_neighbour_is_no_correction_and_a_loose_frame_word_frames_nothin
                                       ["gorvos"])], bike) == []
     switched = {"new": "I changed jobs, I'm at Brellco now."}
     assert superseded([job], [recheck("new", "Where do I work?", "I'm at Brellco now.", ["brellco"])], switched)
+
+
+def test_a_new_value_told_now_where_the_old_one_stood_is_a_correction():
+    """Episodes written for this test (none from a data set): no word of work or of a move beside the value."""
+    brother = old("Where does my brother work?", "My brother works at Calder Bank.", ["calder", "bank"], eid="b")
+    now = {"new": "My brother is at Ostrow Insurance now."}
+    answered = [recheck("new", "Where does my brother work?", "My brother is at Ostrow Insurance now.",
+                        ["ostrow", "insurance"])]
+    assert [r.old for r in superseded([brother], answered, now)] == [brother]
+    # without "now" it may be a visit; by another word it is another fact
+    visit = {"new": "My brother is at Ostrow Insurance for a meeting."}
+    assert superseded([brother], answered, visit) == []
+    dog = old("Where does Tenett Mirbel work?", "Tenett Mirbel works at Gorbel.", ["gorbel"])
+    renamed = {"new": "Tenett Mirbel's dog is called Rex now."}
+    assert superseded([dog], [recheck("new", "Where does Tenett Mirbel work?", "Tenett Mirbel's dog is called Rex now.",
+                                      ["rex"])], renamed) == []
