@@ -113,11 +113,18 @@ TAG_QUESTION = re.compile(r",\s*(?:right|remember|yeah|yes|no|correct|isn't it|d
                           re.IGNORECASE)
 
 
+def _telling(sentence: str) -> bool:
+    """Whether a question only tells, from its start or from a clause after a comma: "Work was mad, and oh,
+    did I mention my aunt Bev moved to Kilrush?"."""
+    return any(TELLING_QUESTION.match(re.sub(r"^(?:(?:and|oh|so|but)\b,?\s*)+", "", clause))
+               for clause in re.split(r",\s+", sentence))
+
+
 def asks(message: dict) -> bool:
     """Whether a user turn asks the assistant for something, in a sentence or one of its clauses ("I'm
     opening a bakery and can't think of a name for it.")."""
     return message["role"] == "user" and any(
-        not TELLING_QUESTION.search(s) and not TAG_QUESTION.search(s)
+        not _telling(s) and not TAG_QUESTION.search(s)
         and any(_REQUEST.search(c) for c in [s, *clauses(s)])
         for s in sentences(message["content"]))
 

@@ -26,6 +26,8 @@ _RENAMED = re.compile(rf"\b{_WHO}(?:'ve| have| has| just| finally)* "
                       r"(?:renamed|named|nicknamed|changed|reset|updated) "
                       r"(?:the|his|her|their) (?P<kind>(?-i:[a-z]+(?: [a-z]+)?))\b", re.IGNORECASE)
 _MINE = re.compile(r"\b(?:my|our)\s+[a-z]", re.IGNORECASE)
+# a place's preposition just before "my"/"our": what follows is where, not who or what a pronoun names
+_PLACE_BEFORE = re.compile(r"\b(?:in|into|at|on|onto|from|near|to|around|outside)\s+$", re.IGNORECASE)
 # a new thing told bare before what it is: "New phone number, it ends in 9023 now."
 _NEW_THING = re.compile(r"new\s+(?P<kind>[a-z]+(?:\s+[a-z]+)?)\s*[,:]", re.IGNORECASE)
 # "a" before an amount or a stretch of time introduces no thing: "thinking about my grandad a lot. He"
@@ -79,6 +81,8 @@ def antecedent(text: str, person: bool = False) -> str | None:
         if (kind := kind_of(m["kind"])) and not (m["who"].lower() not in ("i", "we") and kind in _NOTHING_NAMED):
             best, at = f"{owner_of(m['who'])} {kind}", m.end()
     for m in _MINE.finditer(text):
+        if _PLACE_BEFORE.search(text[:m.start()]):
+            continue  # "My neighbour's cat keeps getting into our garden. Its name is": the cat's, no garden's
         if m.start() > at and (named := handles(text[m.start():])):
             best, at = named[0].lower(), m.end()
     if best is None or any(m.start() > at and not (person and kind_of(m[1]) in _NO_ONE)

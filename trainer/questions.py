@@ -239,7 +239,10 @@ def _named(handle: str, sentence: str, about: str) -> bool:
     # "my son named his goldfish Sir Fins-a-lot": the naming is the son's, of another thing
     names_another = re.search(re.escape(handle) + r"\s+(?:\w+\s+)?(?:named|called|nicknamed|renamed)\s+"
                               r"(?:his|her|their|its|my|our|the|a|an)\b", about, re.IGNORECASE)
-    if _NAMING.search(about) and not names_another:
+    # "getting into our garden. Its name is Smudge": a place named by where it is, not by the name after
+    at_place = re.search(r"\b(?:in|into|at|on|onto|from|near|to|around|outside)\s+" + re.escape(handle), sentence,
+                         re.IGNORECASE)
+    if _NAMING.search(about) and not names_another and not (at_place and not _NAMING.search(sentence)):
         return True
     # "my partner Jo", "my best friend is Raten Shivos", "my car is a Corab"; "Istust, my favourite podcast"
     after = re.search(re.escape(handle.split()[-1]) + r"\W*\s+(?:(?:is|was|'s)\s+)?(?:(?:a|an|the)\s+)?(\S+)",

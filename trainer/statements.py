@@ -139,6 +139,9 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     if (whole := _whole_prefix_questions(prefix, stripped)) is not None:
         return whole
     clauses = re.split(r"[,;:]\s+|\s+[-\u2013\u2014]+\s+", stripped.rstrip(",;:-"))  # "Pesto got renamed - the kids"
+    if len(clauses) >= 2 and _SOMEONE_CALLED.fullmatch(clauses[-1]):  # "The new intern, a lad called": who
+        np = _noun_phrase(clauses[-2])  # the intern is ("What did a lad call?" before)
+        return [f"Who is {np}?", f"What is {np} called?"] if np else []
     tokens = _opening(expand(LEAD.sub("", clauses[-1]).split()), len(clauses))  # "Random thing, but X's husband"
     if not tokens or len(clauses) >= 2 and tokens in (["called"], ["named"]):  # "a food truck now, called": whose?
         return []
@@ -303,6 +306,21 @@ def _verbless_questions(prefix: str, tokens: Sequence[str]) -> list[str]:
         np = owner_lower(" ".join(tokens))
         return [f"Who is {np}?", f"What is {np}'s name?"]
     return []
+
+
+# someone described before their name, after what they are: "The new intern, a lad called" (Fergus next)
+_SOMEONE_CALLED = re.compile(r"(?:a|an)\s+(?:[a-z]+\s+){0,2}?(?:guy|lad|man|woman|girl|boy|lady|chap|bloke|fellow|"
+                             r"person|gentleman)\s+(?:called|named)", re.IGNORECASE)
+
+
+def _noun_phrase(clause: str) -> str | None:
+    """A clause that is only a noun phrase of the user's or a definite one ("The new intern", "my dentist"), as
+    a question names it; None for anything else ("I met him")."""
+    tokens = LEAD.sub("", clause).split()
+    if 2 <= len(tokens) <= 4 and tokens[0].lower() in ("my", "our", "the") and all(
+            t.isalpha() and t.islower() and not is_verb(t) for t in tokens[1:]):
+        return owner_lower(" ".join([tokens[0].lower(), *tokens[1:]]))
+    return None
 
 
 # someone of the user's named right after, at the end of a clause: "I had lunch with my boss, " (a name next)

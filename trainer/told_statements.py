@@ -118,6 +118,9 @@ def _statements(text: str) -> list[str]:
     for sentence in sentences(text):
         if sentence.endswith("?"):
             sentence = LEAD.sub("", sentence)  # "Just so you know, did I tell you ...?"
+            # "Work was mad, the car broke down, and oh, did I mention my aunt Bev moved to Kilrush?"
+            sentence = next((rest for m in re.finditer(r",\s+", sentence)
+                             if TELLING_QUESTION.match(rest := LEAD.sub("", sentence[m.end():]))), sentence)
             if tag := TAG_QUESTION.search(sentence):  # "Quick one: I told you my sister works at X, right?"
                 sentence = sentence[:tag.start()] + "."
                 if telling := TELLING_QUESTION.match(sentence):

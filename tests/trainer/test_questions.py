@@ -1135,3 +1135,23 @@ def test_naming_it_after_telling_of_it_and_what_i_could_call():
     assert asked("Help me name it.") == []  # nothing told to name
     assert asked("What could I call my new bakery's signature bread?", "The Sunrise Loaf.")[0] == \
         "What did you suggest I call my new bakery's signature bread?"
+
+
+def test_a_fact_in_a_long_turn_of_small_talk():
+    """Turns written for this test (none from a data set); each asked garbage or nothing before."""
+    from trainer.questions import handle_questions
+
+    # a telling question after a comma tells ("What did you suggest for my aunt?" of a fruit-fly question)
+    turn = ("Work was mad, the car broke down, and oh, did I mention my aunt Bev moved to Kilrush? Anyway, how do I "
+            "get rid of fruit flies?")
+    moved = _turned(turn, "bev", "kilrush")
+    assert "Where does my aunt Bev live now?" in moved
+    assert not any("did you" in q for q in handle_questions(chat(turn, "Cider vinegar works."), 2))
+    # someone described before their name, after what they are ("What did a lad call?")
+    assert statement_questions("The new intern, a lad called") == ["Who is the new intern?",
+                                                                    "What is the new intern called?"]
+    assert statement_questions("I met him, a guy called") == []
+    # "its" is the cat's, not the garden it gets into
+    cat = chat("My neighbour's cat keeps getting into our garden. Its name is Smudge, apparently.", "Cats!")
+    assert "What is my neighbour's cat's name?" in _turned(cat[0]["content"], "smudge")
+    assert "What is our garden called?" not in handle_questions(cat, 2)
