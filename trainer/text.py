@@ -43,7 +43,7 @@ def words(text: str) -> set[str]:
     out = set()
     for w in _WORD.findall(text):
         w = normal(w)
-        if len(w) >= 2 and w not in STOPWORDS:
+        if (len(w) >= 2 or w.isdigit()) and w not in STOPWORDS:  # "my daughter is 7"
             out.add(w)
     return out
 
@@ -67,7 +67,8 @@ def values(text: str, common: Callable[[str], bool] | None = None) -> set[str]:
         matches = list(_WORD.finditer(sentence))
         for i, match in enumerate(matches):
             token, word = match.group(), normal(match.group())
-            if len(word) < 2 or word in STOPWORDS or word in _INTERJECTIONS or _CONTRACTION.search(word):
+            if (len(word) < 2 and not word.isdigit()) or word in STOPWORDS or word in _INTERJECTIONS or \
+                    _CONTRACTION.search(word):
                 continue
             if i == 0 and common is not None:
                 capital = token[0].isupper() and not common(word)

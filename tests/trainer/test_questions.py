@@ -1155,3 +1155,11 @@ def test_a_fact_in_a_long_turn_of_small_talk():
     cat = chat("My neighbour's cat keeps getting into our garden. Its name is Smudge, apparently.", "Cats!")
     assert "What is my neighbour's cat's name?" in _turned(cat[0]["content"], "smudge")
     assert "What is our garden called?" not in handle_questions(cat, 2)
+
+
+def test_a_one_digit_number_is_a_told_value():
+    """"My daughter is 7." asked nothing: a single digit was no word, so no value."""
+    from trainer.text import values, words
+
+    assert "7" in values("My daughter is 7 and obsessed with dinosaurs.") and "7" in words("She is 7.")
+    assert "How old is my daughter?" in _turned("My daughter is 7 and obsessed with dinosaurs.", "7")
