@@ -61,13 +61,19 @@ def age_questions(before: Sequence[str], questions: Sequence[str]) -> list[str]:
         whom = [m["who"] for q in questions if (m := re.fullmatch(r"What (?:did|does|do) (?P<who>.+?) turn\?", q))]
     elif said in (["i'm"], ["i", "am"]) or (len(said) in (2, 3) and said[0] in ("my", "our") and said[-1] == "is"):
         whom = ["I" if said[0].startswith("i") else " ".join(before[:-1]).lower()]
+    elif said[-1:] in (["he's"], ["she's"]) or said[-2:] in (["he", "is"], ["she", "is"]):
+        # "My sister's kid is called Juniper and she's 3": the one the pronoun named
+        whom = [m["who"] for q in questions if (m := re.fullmatch(r"What is (?P<who>.+?)\?", q))]
     elif said[-1:] == ["who's"] or said[-2:] == ["who", "is"]:  # "a tortoise named Gerald who's 40": Gerald's
         name = list(itertools.takewhile(lambda t: t[:1].isupper(), reversed([t.strip(",") for t in before[
             :len(before) - (1 if said[-1] == "who's" else 2)]])))[::-1]
         return [f"How old is {' '.join(name)}?"] if name else []  # the turned "What do we have ... who's?" is none
     else:
         return list(questions)
-    return [("How old am I?" if who == "I" else f"How old is {who}?") for who in whom] + list(questions)
+    # "What am I?" / "What is Juniper?" asked of an age is no question of its own
+    bare = {"What am I?", *(f"What is {who}?" for who in whom)}
+    return [("How old am I?" if who == "I" else f"How old is {who}?") for who in whom] + [
+        q for q in questions if q not in bare]
 
 
 def asked_otherwise(question: str) -> list[str]:

@@ -20,6 +20,8 @@ def copula_questions(low: str, subject: str, rest: list[str]) -> list[str]:
     if len(rest) in (2, 3) and rest[0] in ("my", "our") and all(w.isalpha() for w in rest[1:]) and subject not in (
             "I", "we"):  # "the drummer is my cousin Fenna": who the drummer is
         return [f"Who {low} {subject}?"]
+    while rest and rest[-1] in ("every", "each"):  # "My yoga class is every Wednesday": when, not "every"
+        rest = rest[:-1]
     if rest[-1:] in (["my"], ["our"]):  # "My favourite food is my nan's hotpot": what it is, not "food my"
         rest = rest[:-1]
     if rest == ["off", "to"]:  # "I'm off to Lisbon": where I'm going

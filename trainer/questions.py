@@ -73,7 +73,8 @@ def about_something(question: str, told_words: set[str]) -> bool:
     asked = words(question) - PROMPT_WORDS
     if question == RESTATE or asked & (told_words | framed(told_words)):  # "Where do I work?" of "changed jobs"
         return True
-    if _FROM.fullmatch(question):  # "I'm from Dunmarsh": the user's own, in stop words only
+    if _FROM.fullmatch(question) or question in ("How old am I?", "How old are we?"):  # the user's own,
+        # in stop words only: "I'm from Dunmarsh", "I'm 34"
         return True
     # a told verb asked in its bare form: "I switched to Oskaro" -> "What did I switch to?", "I got a" -> "get"
     told_stems = {inflection_stem(w) for w in told_words | {base(w) for w in told_words & PAST}}

@@ -1163,3 +1163,16 @@ def test_a_one_digit_number_is_a_told_value():
 
     assert "7" in values("My daughter is 7 and obsessed with dinosaurs.") and "7" in words("She is 7.")
     assert "How old is my daughter?" in _turned("My daughter is 7 and obsessed with dinosaurs.", "7")
+
+
+def test_ages_told_by_a_pronoun_or_bare_and_a_weekly_thing():
+    """Sentences written for this test (none from a data set); each asked garbage or nothing before."""
+    from trainer.questions import about_something
+    # "I'm 34" is asked how old I am, and that names the user though all its words are stop words or "old"
+    assert _turned("I'm 34, turning 35 in May.", "34", "35", "may") == ["How old am I?"]
+    assert about_something("How old am I?", {"34", "turning", "35", "may"})
+    # "she's 3" is the one she names ("What is Juniper?")
+    assert _turned("My sister's kid is called Juniper and she's 3.", "juniper", "3")[-1] == "How old is Juniper?"
+    # "every Wednesday" asks when ("When is my yoga class every?")
+    assert _turned("My yoga class is every Wednesday evening at the Lotus Studio.", "wednesday", "lotus",
+                   "studio")[0] == "When is my yoga class?"
