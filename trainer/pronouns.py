@@ -16,15 +16,21 @@ ADJECTIVES = set("new old little small tiny big huge lovely local young cute swe
 _WHEN = {"last", "next", "yesterday", "today", "tonight", "recently", "this"}
 # the user telling of a thing or someone of theirs by its kind: "I finally adopted a rabbit", "We have a baby girl"
 # someone named telling of theirs the same way: "Lunara Vex has a parrot" is Lunara Vex's parrot
-_WHO = r"(?P<who>I|we|(?-i:(?:[A-Z][\w-]+ )*[A-Z][\w-]+))"
+# and the user's people: "my best mate finally bought a house. It's in" is my best mate's house
+_WHO = r"(?P<who>I|we|(?-i:(?:[A-Z][\w-]+ )*[A-Z][\w-]+|(?:[Mm]y|[Oo]ur) [a-z]+(?: [a-z]+)?))"
 _OWNING = re.compile(rf"\b{_WHO}(?:'ve| have| has| just| finally| recently)* (?:got|adopted|bought|rescued|have|"
-                     r"has|found|welcomed|brought home|picked up|had) (?:a|an) (?P<kind>(?-i:[a-z]+(?: [a-z]+){0,2}))\b",
-                     re.IGNORECASE)
+                     r"has|found|welcomed|brought home|picked up|had|started|opened|booked) (?:a|an) "
+                     r"(?P<kind>(?-i:[a-zà-ÿ]+(?: [a-zà-ÿ]+){0,2}))\b", re.IGNORECASE)
+# a thing told as there: "There's a new café on our street. It's called" is the café
+_THERE_IS = re.compile(r"\bthere(?:'s| is) (?:a|an) (?P<kind>(?-i:[a-zà-ÿ]+(?: [a-zà-ÿ]+){0,2}))\b", re.IGNORECASE)
+# "a" after "he's"/"it is" says what the thing told is, and introduces nothing new: "We got a puppy! He's a
+# spaniel and we named him" is our puppy
+_DESCRIBED = re.compile(r"\b(?:he|she|it|they)(?:'s| is|'re| are)\s+$", re.IGNORECASE)
 # or named or changed by them: "We renamed the dog, he's Rufus now" is our dog, "I changed the wifi password,
 # it's now" ours
 _RENAMED = re.compile(rf"\b{_WHO}(?:'ve| have| has| just| finally)* "
                       r"(?:renamed|named|nicknamed|changed|reset|updated) "
-                      r"(?:the|his|her|their) (?P<kind>(?-i:[a-z]+(?: [a-z]+)?))\b", re.IGNORECASE)
+                      r"(?:the|his|her|their) (?P<kind>(?-i:[a-zà-ÿ]+(?: [a-zà-ÿ]+)?))\b", re.IGNORECASE)
 _MINE = re.compile(r"\b(?:my|our)\s+[a-z]", re.IGNORECASE)
 # a place's preposition just before "my"/"our": what follows is where, not who or what a pronoun names
 _PLACE_BEFORE = re.compile(r"\b(?:in|into|at|on|onto|from|near|to|around|outside)\s+$", re.IGNORECASE)
@@ -63,6 +69,8 @@ def owner_of(who: str) -> str:
     """How a question says whose thing it is: "I" -> "my", "we" -> "our", "Lunara Vex" -> "Lunara Vex's"."""
     if who.lower() in ("i", "we"):
         return {"i": "my", "we": "our"}[who.lower()]
+    if who.lower().startswith(("my ", "our ")):  # "my best mate" -> "my best mate's"
+        return f"{who[0].lower()}{who[1:]}'s"
     named = entities(who, 1)  # "Yesterday Ruben": Ruben's
     return f"{named[0] if named else who}'s"
 
@@ -76,9 +84,13 @@ def antecedent(text: str, person: bool = False) -> str | None:
     best, at = None, -1
     if new := _NEW_THING.match(text.strip()):  # "New phone number, it ends in": the user's
         best, at = f"my {new['kind'].lower()}", new.end()
+    for m in _THERE_IS.finditer(text):
+        if kind := kind_of(m["kind"]):
+            best, at = f"the {kind}", m.end()
     for m in sorted([*_OWNING.finditer(text), *_RENAMED.finditer(text)], key=lambda m: m.start()):
         # someone named's job or flat is what they got, no one a pronoun after it is about: "Tev got a job, and his"
-        if (kind := kind_of(m["kind"])) and not (m["who"].lower() not in ("i", "we") and kind in _NOTHING_NAMED):
+        if (kind := kind_of(m["kind"])) and not (m["who"].lower() not in ("i", "we") and kind in _NOTHING_NAMED) \
+                and not (person and kind in _NO_ONE):
             best, at = f"{owner_of(m['who'])} {kind}", m.end()
     for m in _MINE.finditer(text):
         if _PLACE_BEFORE.search(text[:m.start()]):
@@ -86,7 +98,7 @@ def antecedent(text: str, person: bool = False) -> str | None:
         if m.start() > at and (named := handles(text[m.start():])):
             best, at = named[0].lower(), m.end()
     if best is None or any(m.start() > at and not (person and kind_of(m[1]) in _NO_ONE)
-                           for m in _INTRODUCED.finditer(text)):
+                           and not _DESCRIBED.search(text[:m.start()]) for m in _INTRODUCED.finditer(text)):
         return None
     return best
 

@@ -243,7 +243,11 @@ def _named(handle: str, sentence: str, about: str) -> bool:
     # "getting into our garden. Its name is Smudge": a place named by where it is, not by the name after
     at_place = re.search(r"\b(?:in|into|at|on|onto|from|near|to|around|outside)\s+" + re.escape(handle), sentence,
                          re.IGNORECASE)
-    if _NAMING.search(about) and not names_another and not (at_place and not _NAMING.search(sentence)):
+    # "My son started a new school. It's called Oakridge": "it" is the school told after my son
+    its_thing = re.match(r"\s*It(?:'s|s| is|\b)", about[len(sentence):]) and re.search(
+        re.escape(handle) + r"\b.*\b(?:a|an)\s+\w+", sentence, re.IGNORECASE)
+    if _NAMING.search(about) and not names_another and not (at_place and not _NAMING.search(sentence)) and not (
+            its_thing and not _NAMING.search(sentence)):
         return True
     # "my partner Jo", "my best friend is Raten Shivos", "my car is a Corab"; "Istust, my favourite podcast"
     after = re.search(re.escape(handle.split()[-1]) + r"\W*\s+(?:(?:is|was|'s)\s+)?(?:(?:a|an|the)\s+)?(\S+)",

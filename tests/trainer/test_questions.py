@@ -107,8 +107,9 @@ def test_a_pronoun_is_the_users_thing_told_just_before():
     assert "What is my neighbour's name?" in turned("I finally met my neighbour, her name is Tuzzil.")
     assert "Where does my aunt live?" in turned("My aunt moved, she lives in Lirphi now.")
     assert "Where does Kesta Varn work?" in turned("Kesta Varn got a new job. She works at Orbitek now.")
-    # a thing told after the user's ("my sister has a dog") may be what "her" names: no false memory
-    assert not any("sister" in q for q in turned("My sister has a dog, her name is Rex."))
+    # a thing told after the user's ("my sister has a dog") is what "her" names: no false memory of the sister
+    sisters_dog = turned("My sister has a dog, her name is Rex.")
+    assert "What is my sister's dog's name?" in sisters_dog and "What is my sister's name?" not in sisters_dog
     assert "What is his name?" not in turned("I met a guy at the gym. His name is Reuben.")
     # "a lot" is no thing a pronoun could name; "His teacher," is the thing's teacher
     assert "Where was my grandad a fisherman?" in turned("Been thinking about my grandad a lot. He was a fisherman in Portkell.")
@@ -1176,3 +1177,21 @@ def test_ages_told_by_a_pronoun_or_bare_and_a_weekly_thing():
     # "every Wednesday" asks when ("When is my yoga class every?")
     assert _turned("My yoga class is every Wednesday evening at the Lotus Studio.", "wednesday", "lotus",
                    "studio")[0] == "When is my yoga class?"
+
+
+def test_what_it_or_he_names_after_a_thing_told_of_the_users_people():
+    """Sentences written for this test (none from a data set); each asked garbage or nothing before."""
+    from trainer.questions import handle_questions
+
+    # "He's a spaniel" says what the puppy is ("What did we name the spaniel?")
+    assert _turned("We got a puppy! He's a spaniel and we named him Barnaby.", "barnaby")[:2] == [
+        "What did we name our puppy?", "What is our puppy called?"]
+    # a thing told as there ("There's a new café on our street. It's called" asked nothing)
+    assert "What is the café called?" in _turned("There's a new café on our street. It's called The Daily Grind.",
+                                                 "daily", "grind")
+    # the user's people tell of theirs: "my best mate ... bought a house. It's in" is my best mate's house
+    assert "Where is my best mate's house?" in _turned("So my best mate finally bought a house. It's in Winsford.",
+                                                        "winsford")
+    school = chat("My son started a new school. It's called Oakridge Primary.", "Exciting!")
+    assert "What is my son's school called?" in _turned(school[0]["content"], "oakridge", "primary")
+    assert "What is my son called?" not in handle_questions(school, 2)  # "it" is the school, not my son
