@@ -127,12 +127,22 @@ def asked_otherwise(question: str) -> list[str]:
     return []
 
 
+_MOVED_TO = r"(?:moved|rescheduled|postponed|pushed(?: back)?|put back|brought forward|changed|bumped)"
+_RESCHEDULED = re.compile(rf"What (?:did|has|was|is) (?P<x>.+?) (?:get |got |been |gotten )?{_MOVED_TO} to\?")
+_THEY_RESCHEDULED = re.compile(r"What did (?:they|we|I|he|she|you) (?:move|reschedule|postpone|push back|put back|"
+                               r"bring forward|change|bump) (?P<x>(?:my|our|the|his|her|their) .+?) to\?")
+
+
 def when_questions(questions: Sequence[str]) -> list[str]:
     """The "When ...?" of each "What/Where ...?" about a date or time: "What is the meeting on?" -> "When is the
     meeting?", "Where is my husband's birthday?" -> "When is my husband's birthday?"; a date after "since"
     asks how long ("What have I lived in Fenwick since?" -> "How long have I lived in Fenwick?")."""
     out = []
     for q in questions:
+        # "The meeting got moved to Thursday", "They rescheduled my appointment to the 10th": when it is now
+        if m := (_RESCHEDULED.fullmatch(q) or _THEY_RESCHEDULED.fullmatch(q)):
+            out += [f"When is {m['x']}?", f"When is {m['x']} now?"]
+            continue
         if m := re.fullmatch(r"What (?P<body>.+?) since\?", q):  # "I've lived in Fenwick since 2015": how long
             out.append(f"How long {m['body']}?")
         elif m := re.fullmatch(r"(?:What|Where) (?!kind\b)(?P<body>.+?)(?: (?:on|at|in|for))?\?", q):

@@ -170,6 +170,19 @@ PHRASE_END = set("""is are was were has have had be been and or but to in at on 
 NOT_THINGS = set("mistake bad fault god goodness gosh word guess apologies pleasure opinion".split())
 
 
+# what follows a third-person verb, not a plural noun: "my train leaves at", "my daughter goes to"
+_VERB_THEN = {"at", "in", "on", "to", "from", "for", "with", "every", "into", "near"}
+
+
+# the verbs people say after their plural things: "my house plants need water", "my glasses cost a fortune"
+_PLURAL_VERBS = {"go", "live", "work", "need", "cost", "like", "love", "hate", "want", "have", "get", "play", "stay",
+                 "study", "eat", "come", "visit", "run", "own", "keep"}
+
+
+def _plural(word: str) -> bool:
+    return word.endswith("s") and not word.endswith(("ss", "'s", "us")) and len(word) > 3
+
+
 def handles(sentence: str) -> list[str]:
     """What a sentence calls the user's own ("my new kitten", and its last word "my kitten", where no word
     before it is someone's: "my grandmother's dog" stays whole), with its my/our: at most three lower-case
@@ -182,11 +195,14 @@ def handles(sentence: str) -> list[str]:
         mine = token.lower()
         phrase: list[str] = []
         together = [t.lower() for t in tokens[max(0, i - 2):i]] == ["me", "and"]  # "Me and my brother run"
-        for word in tokens[i + 1:i + (2 if together else 4)]:
+        for j, word in enumerate(tokens[i + 1:i + (2 if together else 4)], start=i + 1):
             bare = word.strip(".,;:!?\"'()")
+            after = tokens[j + 1].lower() if j + 1 < len(tokens) else ""
             if not bare or not bare[0].islower() or bare.lower() in PHRASE_END or (
-                    len(bare) > 4 and bare.endswith("ed")):  # a verb: "my brother switched", "my landlord fixed"
-                break
+                    len(bare) > 4 and bare.endswith("ed")) or (  # a verb: "my brother switched", "my landlord fixed"
+                    phrase and bare.endswith("s") and not bare.endswith(("ss", "'s")) and after in _VERB_THEN) or (
+                    phrase and _plural(phrase[-1]) and (after in _VERB_THEN or bare in _PLURAL_VERBS)):
+                break  # "my train leaves at 7:15": my train; "my parents live in", "my kids go to"
             phrase.append(bare)
             if bare != word:  # punctuation ends the phrase
                 break

@@ -32,6 +32,8 @@ LEAD = re.compile(r"^(?:(?:by the way|btw|fyi|quick update|quick (?:one|question
 _PRONOUNS = {"i": "do", "we": "do", "you": "do", "they": "do"}
 # the pronouns that can start a clause of their own ("... but I switched to", "Since my dad retired he lives in")
 _SUBJECTS = {*_PRONOUNS, "he", "she"}
+# the verbs that give a thing of one's a new value: "I changed the wifi password to", "We reset our PIN to"
+_SET_TO = {"change", "reset", "update", "set"}
 _VAGUE = {"he", "she", "it", "they", "this", "that", "there"}
 # "everyone calls me Tiko" names what everyone does; "someone said" names nothing
 _NOBODY = {"nothing", "everything", "something", "anything", "nobody", "someone", "anyone"}
@@ -168,7 +170,9 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
     subject, verb, rest = " ".join(tokens[:at]), tokens[at], [_lower(t) for t in tokens[at + 1:]]
     if (beside := _beside_what_was_said(prefix, tokens[:at + 1], verb, rest)) is not None:
         return beside
-    if subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
+    if subject.lower() == "they" and rest[:1] in (["my"], ["our"]):
+        subject = "they"  # "They rescheduled my dentist appointment to": no one in particular, my appointment
+    elif subject.lower() in _VAGUE:  # "Update on Tenett Mirbel: she works at": she is the last name before
         subject = pronoun_named(subject.lower(), before, LEAD.sub("", TELLING_QUESTION.sub("", earlier).lstrip()))
         if subject is None:
             return []
@@ -180,6 +184,10 @@ def statement_questions(prefix: str, earlier: str = "") -> list[str]:
             owner = antecedent(said) or ""
         thing = owner_lower(owner[:-2] if owner.endswith("'s") else owner)
         return [f"What is {thing} called?", f"What is {thing} called now?"] if thing else []
+    if len(rest) >= 3 and rest[-1] == "to" and rest[0] in ("my", "our", "the") and base(verb) in _SET_TO and \
+            subject.lower() in ("i", "we", "they"):  # "I changed the wifi password to": what it is now
+        thing = " ".join(rest[:-1])
+        return [f"What is {thing}?", f"What is {thing} now?"]
     if rest and rest[-1] in ("it", "her", "him", "them"):  # "We have a baby girl. We named her": our baby girl
         if thing := antecedent(said) or last_object(said[len(earlier) + 1:]):  # "adopted a puppy and named it"
             owner, _, kind = thing.partition("'s ")

@@ -83,7 +83,7 @@ LOST_E = re.compile(r"(?:v|z|[bcdfgkpt]l|[^aeiou]at|[ui]at|[aeiou]c|[nr]c|[ae]ng
                     r"[^aeiou]ir|[^aeiou]ur|[^aeiou]in|[^aeiouc]us|aus|[rnpl]s|[^aeious]is|[^aeiou]ap|[^aeiou]od)$")
 # verbs whose bare form ends in "ell" (a regular past of six letters or more before "ed" keeps the double l)
 _DOUBLE_L = ("smell", "spell", "shell", "swell", "dwell")
-E_DROPPED = {"creat", "us", "clos", "pleas", "purchas", "releas", "increas", "decreas", "chos", "stor", "scor",
+E_DROPPED = {"schedul", "reschedul", "creat", "us", "clos", "pleas", "purchas", "releas", "increas", "decreas", "chos", "stor", "scor",
              "explor", "ignor", "restor", "rais", "prais"}
 
 

@@ -1195,3 +1195,21 @@ def test_what_it_or_he_names_after_a_thing_told_of_the_users_people():
     school = chat("My son started a new school. It's called Oakridge Primary.", "Exciting!")
     assert "What is my son's school called?" in _turned(school[0]["content"], "oakridge", "primary")
     assert "What is my son called?" not in handle_questions(school, 2)  # "it" is the school, not my son
+
+
+def test_a_thing_set_or_moved_to_a_new_value_and_a_verb_after_my_thing():
+    """Sentences written for this test (none from a data set); each asked garbage or nothing before."""
+    from trainer.questions import handles
+
+    # "Where did I change the wifi password?"
+    assert _turned("I changed the wifi password to Orchid77.", "orchid77")[:2] == [
+        "What is the wifi password?", "What is the wifi password now?"]
+    # a rescheduling asks when the thing is now ("When did the meeting get moved to?")
+    assert {"When is the meeting?", "When is the meeting now?"} <= set(
+        _turned("The meeting got moved to Thursday.", "thursday"))
+    assert "When is my dentist appointment?" in _turned("They rescheduled my dentist appointment to the 10th.", "10th")
+    assert "When is our flight now?" in _turned("Our flight was pushed back to 9:30.", "9", "30")
+    # a verb after the user's thing ends it ("my train leaves", "my kids go", "my parents live")
+    assert handles("My train leaves at 7:15.") == ["my train"]
+    assert handles("My kids go to Ashgrove.") == ["my kids"] and handles("my parents live in Leeds") == ["my parents"]
+    assert handles("My running shoes are Asics.") == ["my running shoes", "my shoes"]
