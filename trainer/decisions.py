@@ -13,17 +13,17 @@ from trainer.episodes import answered_request, suggests, told
 from trainer.statements import LEAD
 from trainer.text import clauses, owner_lower
 
-_POLITE = (r"(?:(?:please|could you|can you|would you|will you|help me|now|let's|let us|"
+POLITE = (r"(?:(?:please|could you|can you|would you|will you|help me|now|let's|let us|"
            r"(?:i|we)\s*(?:want|need|'d like|would like)\s+you\s+to)\s+)*")
 _ASK_VERB = r"come up with|think of|think up|decide on|make up|dream up|suggest|pick|choose|recommend|find|propose|invent|" \
-            r"make|plan|write|create|draft|name|give|get"
+            r"make|plan|write|create|draft|name|give|get|set"
 # "Can you suggest a name for my new kitten?" -> "What name did you suggest for my new kitten?"
-_ASKED_FOR = re.compile(rf"^{_POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:a|an|the|some)\s+(?:good\s+|nice\s+)?"
+_ASKED_FOR = re.compile(rf"^{POLITE}(?P<verb>{_ASK_VERB})\s+(?:me\s+|us\s+)?(?:a|an|the|some)\s+(?:good\s+|nice\s+)?"
                         rf"(?P<thing>\w+(?:\s+\w+){{0,2}}?)\s+(?P<prep>for|to)\s+(?P<rest>.+?)(?:,?\s*please)?[.?!]*$",
                         re.IGNORECASE)
 # a kind of thing asked for, for nothing named: "Can you recommend a podcast about history?", "Suggest me a
 # good film." -> "Which podcast did you recommend?"
-_ASKED_KIND = re.compile(rf"^{_POLITE}(?P<verb>recommend|suggest|pick|choose|find)\s+(?:me\s+|us\s+)?(?:a|an|some)\s+"
+_ASKED_KIND = re.compile(rf"^{POLITE}(?P<verb>recommend|suggest|pick|choose|find)\s+(?:me\s+|us\s+)?(?:a|an|some)\s+"
                          rf"(?:good\s+|nice\s+|great\s+)?(?P<thing>\w+)(?:\s+(?P<about>(?:about|on|with|by|from|like)"
                          rf"\s+[^?,.!]+?))?(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
 # "What should I cook for the potluck?" -> "What did you suggest I cook for the potluck?"; a kind of two words:
@@ -61,14 +61,14 @@ _ANY_GOOD = re.compile(r"^any\s+(?:good|nice|decent|great)\s+(?P<thing>\w+(?:\s+
 # "We're driving to the coast, any stops worth making?", "Any cafés you'd recommend?"
 _ANY_WORTH = re.compile(r"^any\s+(?P<thing>\w+)\s+(?:worth|you'd|you\s+would)\b[^?]*?[.?!]*$", re.IGNORECASE)
 # "Plan my Saturday in town, please." -> "What did you plan for my Saturday in town?"
-_PLAN_MY = re.compile(rf"^{_POLITE}(?P<verb>plan|organi[sz]e|schedule|map\s+out)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)"
+_PLAN_MY = re.compile(rf"^{POLITE}(?P<verb>plan|organi[sz]e|schedule|map\s+out)\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)"
                       rf"(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
 # "What should my wifi password be?" -> "What did you suggest for my wifi password?"
 _SHOULD_BE = re.compile(r"^(?:what|(?:which|what)\s+(?P<kind>\w+))\s+should\s+(?P<np>(?:my|our|the)\s+[\w\s'-]+?)\s+be[.?!]*$", re.IGNORECASE)
 # "What would you call a robot butler?"
 _YOU_CALL = re.compile(r"^what\s+would\s+you\s+(?:call|name)\s+(?P<rest>[^?]+?)[.?!]*$", re.IGNORECASE)
 # "Give our book club a name, please." -> "What name did you give our book club?"
-_GIVE_A = re.compile(rf"^{_POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:my|our|the)\s+[\w\s'&-]+?)\s+(?:a|an)\s+"
+_GIVE_A = re.compile(rf"^{POLITE}(?P<verb>give|find|pick|choose)\s+(?P<rest>(?:my|our|the)\s+[\w\s'&-]+?)\s+(?:a|an)\s+"
                      rf"(?P<thing>\w+)(?:,?\s*please)?[.?!]*$", re.IGNORECASE)
 
 
@@ -107,7 +107,7 @@ _DECIDE_WH = re.compile(r"^(?:(?:please|could you|can you|help me)\s+)*"
                         r"(?P<wh>what|which|where|who|when)(?P<noun>(?:\s+\w+){1,2}?)?\s+(?P<who>i|we)\s+should\s+",
                         re.IGNORECASE)
 # "Name the villain for me." -> "What did you name the villain?"
-_NAME_THE = re.compile(rf"^{_POLITE}name\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)(?:\s+for\s+(?:me|us))?[.?!]*$",
+_NAME_THE = re.compile(rf"^{POLITE}name\s+(?P<rest>(?:my|our|the)\s+[\w\s'-]+?)(?:\s+for\s+(?:me|us))?[.?!]*$",
                        re.IGNORECASE)
 # what a request's "it" stands for, told just before: "I just got a kitten." -> "my kitten"
 _GOT_A = re.compile(r"\b(?P<who>i|we)\b.*?\b(?:got|adopted|bought|have|planning|writing|building|"

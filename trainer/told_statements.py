@@ -13,6 +13,7 @@ from collections.abc import Collection, Sequence
 from trainer.chat import Messages
 from trainer.decisions import request_questions, suggestion_questions
 from trainer.episodes import TAG_QUESTION, TELLING_QUESTION, TOLD_THEN_ASKED, told
+from trainer.plans import plan_questions
 from trainer.paraphrases import (DATE, NUMBER, age_questions, asked_otherwise, how_long_questions, is_date,
                                  is_duration, when_questions, who_questions)
 from trainer.pronouns import ADJECTIVES
@@ -25,13 +26,14 @@ from trainer.verbs import ADVERBS, PAST
 def rule_questions(messages: Messages, episode_id: str, told_by_id: dict[str, str],
                    values: Collection[str] = ()) -> list[str]:
     """Every question English word order reads from a window: its told statements turned (`turned_questions`),
-    what the user asked the assistant to decide and what it suggested unasked (`trainer.decisions`). A
+    what the user asked the assistant to decide and what it suggested unasked (`trainer.decisions`), what
+    it planned (`trainer.plans`). A
     sentence those rules cannot read is a bug of theirs, not the user's: it costs the window these questions,
     with a warning naming the episode, not the night (a night that raised would raise again on the same
     backlog every night)."""
     try:
         return (turned_questions(messages, episode_id, told_by_id, values) + request_questions(messages)
-                + suggestion_questions(messages))
+                + suggestion_questions(messages) + plan_questions(messages))
     except Exception as error:  # noqa: BLE001 - any error of the rules, whatever the sentence
         warnings.warn(f"episode {episode_id}: questions turned from its sentences skipped "
                       f"({type(error).__name__}: {error})", RuntimeWarning, stacklevel=2)

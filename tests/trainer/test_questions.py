@@ -1213,3 +1213,23 @@ def test_a_thing_set_or_moved_to_a_new_value_and_a_verb_after_my_thing():
     assert handles("My train leaves at 7:15.") == ["my train"]
     assert handles("My kids go to Ashgrove.") == ["my kids"] and handles("my parents live in Leeds") == ["my parents"]
     assert handles("My running shoes are Asics.") == ["my running shoes", "my shoes"]
+
+
+def test_a_plan_the_assistant_made_is_asked_item_by_item():
+    """Requests and replies written for this test (none from a data set); each asked nothing before."""
+    from trainer.plans import plan_questions
+
+    trip = chat("Plan a three-day trip to Ostrava for me.", "Day 1: the old town. Day 2: a day trip to Hradec "
+                "Falls. Day 3: the Brannik Brewery tour.")
+    assert plan_questions(trip) == [
+        "What did you plan for my three-day trip to Ostrava?", "What did you suggest for my three-day trip to Ostrava?",
+        *[f"What did you {verb} for day {n}?" for n in (1, 2, 3) for verb in ("plan", "suggest")]]
+    workout = plan_questions(chat("Make me a weekly workout plan.", "Monday: running. Wednesday: swimming at "
+                                  "Lakeside Pool."))
+    assert workout[:3] == ["What did you put in my weekly workout plan?",
+                           "What did you suggest for my weekly workout plan?", "What did you plan for Monday?"]
+    # a thing made that is no plan, one label alone, or no reply: nothing
+    assert plan_questions(chat("Make me a sandwich.", "Note: I can't make food.")) == []
+    assert plan_questions(chat("Plan my week.")) == []
+    assert asked("Can you set a budget for our holiday?", "Let's say £1,200.")[0] == \
+        "What budget did you set for our holiday?"
