@@ -1,7 +1,8 @@
 """The questions a night would ask of chats written by hand, no model needed: how new phrasings were found
 (sessions 36-38). Each chat is read among three lines of small talk, as `dreaming.candidates_of` reads a
 night's episodes; a pair (a fact, then its correction) also shows the questions both ask or that the night of
-the correction rechecks (`corrections.recheck_questions`): retiring the old value needs one.
+the correction rechecks (`corrections.recheck_questions`): retiring the old value needs one; and which of the
+fact's questions the correction would retire were each answer the told sentence itself.
 
     .venv/bin/python bench/question_shapes.py FILE [--pairs] [--model DIR] [--clozes]
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from trainer.config import SleepConfig
-from trainer.corrections import recheck_questions
+from trainer.corrections import recheck_questions, superseded
 from trainer.dreaming import Dream, candidates_of, told_values
 from trainer.episodes import episode_windows, told_text
 
@@ -48,6 +49,20 @@ def questions(tokenizer, config: SleepConfig, episode: dict, clozes: bool = Fals
     return [d.question for d in found if d.episode_id == episode["id"] and (clozes or not d.cloze)]
 
 
+def retired(tokenizer, turns: list[str], before: list[str], asked: list[str]) -> list[str]:
+    """The fact's questions the correction's night would retire (`corrections.superseded`) if every answer
+    were the told sentence itself, each night's values read on its own (the fact's night is an earlier one):
+    a reading of the rules, not of a model's answers."""
+    told = {"fact": turns[0], "correction": turns[1]}
+    values = {eid: told_values(tokenizer, {eid: text})[eid] for eid, text in told.items()}
+    earlier = [Dream("fact", q, turns[0], "template", key_terms=sorted(values["fact"]), night="1").to_dict()
+               for q in before]
+    answered = [Dream("correction", q, turns[1], "recheck", key_terms=sorted(values["correction"]))
+                for q in dict.fromkeys(asked)]
+    gone = superseded(earlier, answered, {"correction": turns[1]}, {"correction": "Noted."})
+    return sorted({r.old["question"] for r in gone if not r.old["question"].startswith(_TEMPLATE)})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", type=Path)
@@ -67,13 +82,14 @@ def main() -> None:
             continue
         fact, correction = chat("fact", [turns[0], "Noted."]), chat("correction", [turns[1], "Noted."])
         before = questions(tokenizer, config, fact)
-        after = set(questions(tokenizer, config, correction))
+        after = questions(tokenizer, config, correction)
         earlier = [Dream("fact", q, "", "template", key_terms=["value"]).to_dict() for q in before]
         told = {"correction": told_text(correction)}
         rechecked = recheck_questions(earlier, told, len(earlier)).get("correction", [])
         shared = [q for q in before if (q in after or q in rechecked) and not q.startswith(_TEMPLATE)]
         print("OK  " if shared else "NONE", line)
-        print("     asked again:", shared or sorted(after))
+        print("     asked again:", shared or sorted(set(after)))
+        print("     retires:", retired(tokenizer, turns, before, rechecked + after) or "nothing")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """bench/question_shapes.py prints the questions a night would ask of hand-written chats, and for a fact and
-its correction the questions the correction's night asks again."""
+its correction the questions the correction's night asks again and those it would retire."""
 
 import subprocess
 import sys
@@ -22,6 +22,8 @@ def test_a_chat_prints_its_questions_and_a_pair_the_ones_asked_again(tmp_path, t
     pairs = _run(tmp_path, "I work at Gorbel. || I left Gorbel last month, I'm at Lobel now.\n"
                            "I'm learning the cello. || I gave up the cello and started the harp.\n", "--pairs",
                  model=str(tiny_model_dir))
-    first, second = pairs.split("\n")[0:2], pairs.split("\n")[2:4]
+    first, second = pairs.split("\n")[0:3], pairs.split("\n")[3:6]
     assert first[0].startswith("OK ") and "Where do I work?" in first[1]
-    assert second[0].startswith("NONE")
+    # were the answer the told sentence, the correction retires where I work; the harp (no value) nothing
+    assert first[2].startswith("     retires:") and "Where do I work?" in first[2]
+    assert second[0].startswith("NONE") and second[2] == "     retires: nothing"
