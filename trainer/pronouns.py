@@ -76,11 +76,13 @@ def owner_of(who: str) -> str:
 
 
 def antecedent(text: str, person: bool = False) -> str | None:
-    """The user's own thing the text tells of last, as a question names it: what they told they have ("I
-    got a puppy last week" -> "my puppy", "We have a baby girl" -> "our baby girl") or named as theirs ("I
-    finally met my neighbour" -> "my neighbour"). None when none, or when something else is introduced
-    after it ("My sister has a dog, her" may be the dog's). `person`: the pronoun is he or she, which no job or
-    flat introduced after it stands for ("my sister got a new job, she's at" is my sister's)."""
+    """The thing the text tells of last, as a question names it: what the user, someone named or one of the
+    user's people told they have ("I got a puppy last week" -> "my puppy", "Lunara Vex has a parrot" ->
+    "Lunara Vex's parrot", "my best mate bought a house" -> "my best mate's house"), a thing told as there
+    ("There's a new café" -> "the café"), or the user's named as theirs ("I finally met my neighbour" -> "my
+    neighbour"; not after a place's preposition: "into our garden"). None when none, or when something else is
+    introduced after it ("He's a spaniel" introduces nothing). `person`: the pronoun is he or she, which no
+    job or flat stands for ("my sister got a new job, she's at" is my sister's)."""
     best, at = None, -1
     if new := _NEW_THING.match(text.strip()):  # "New phone number, it ends in": the user's
         best, at = f"my {new['kind'].lower()}", new.end()
