@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from trainer.questions import handles
+from trainer.questions import PLACE_BEFORE_MINE, handles
 from trainer.text import STOPWORDS, entities
 
 # words that describe a kind rather than name it: "a lovely old dog" is a dog
@@ -32,8 +32,7 @@ _RENAMED = re.compile(rf"\b{_WHO}(?:'ve| have| has| just| finally)* "
                       r"(?:renamed|named|nicknamed|changed|reset|updated) "
                       r"(?:the|his|her|their) (?P<kind>(?-i:[a-zà-ÿ]+(?: [a-zà-ÿ]+)?))\b", re.IGNORECASE)
 _MINE = re.compile(r"\b(?:my|our)\s+[a-z]", re.IGNORECASE)
-# a place's preposition just before "my"/"our": what follows is where, not who or what a pronoun names
-_PLACE_BEFORE = re.compile(r"\b(?:in|into|at|on|onto|from|near|to|around|outside)\s+$", re.IGNORECASE)
+_PLACE_BEFORE = re.compile(rf"{PLACE_BEFORE_MINE}$", re.IGNORECASE)
 # a new thing told bare before what it is: "New phone number, it ends in 9023 now."
 _NEW_THING = re.compile(r"new\s+(?P<kind>[a-z]+(?:\s+[a-z]+)?)\s*[,:]", re.IGNORECASE)
 # "a" before an amount or a stretch of time introduces no thing: "thinking about my grandad a lot. He"
@@ -113,7 +112,7 @@ _WOMEN = "woman|girl|lady|wife|girlfriend|sister|daughter|mum|mom|mother|aunt|ni
 def _at_place(name: str) -> re.Pattern:
     """A name after a place's preposition, or after a verb whose object is a firm or a thing, never a person
     ("Lysa Crane quit Harbinger Books, she's at" is Lysa's): nobody a pronoun stands for."""
-    return re.compile(rf"\b(?:in|at|from|near|into|quit|left|joined|sold|cancell?ed|canceled|founded)\s+(?:the\s+)?"
+    return re.compile(rf"\b(?:in|at|from|near|into|quit|left|joined|sold|cancell?ed|founded)\s+(?:the\s+)?"
                       rf"{re.escape(name)}\b")
 
 

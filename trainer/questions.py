@@ -170,6 +170,11 @@ PHRASE_END = set("""is are was were has have had be been and or but to in at on 
 NOT_THINGS = set("mistake bad fault god goodness gosh word guess apologies pleasure opinion".split())
 
 
+# a place's preposition just before "my"/"our": what follows is where the thing is, not what a pronoun or a
+# name after it names ("My neighbour's cat keeps getting into our garden. Its name is Smudge")
+PLACE_BEFORE_MINE = r"\b(?:in|into|at|on|onto|from|near|to|around|outside)\s+"
+
+
 # what follows a third-person verb, not a plural noun: "my train leaves at", "my daughter goes to"
 _VERB_THEN = {"at", "in", "on", "to", "from", "for", "with", "every", "into", "near"}
 
@@ -181,6 +186,14 @@ _PLURAL_VERBS = {"go", "live", "work", "need", "cost", "like", "love", "hate", "
 
 def _plural(word: str) -> bool:
     return word.endswith("s") and not word.endswith(("ss", "'s", "us")) and len(word) > 3
+
+
+def _verb_after(thing: str, word: str, after: str) -> bool:
+    """Whether `word`, after the user's `thing` and before `after`, is its verb and ends the thing: "my train
+    leaves at" (a third-person verb before a preposition), "my parents live in", "my kids go to", "my house
+    plants need water" (a plural thing's verb)."""
+    third_person = word.endswith("s") and not word.endswith(("ss", "'s"))
+    return third_person and after in _VERB_THEN or _plural(thing) and (after in _VERB_THEN or word in _PLURAL_VERBS)
 
 
 def handles(sentence: str) -> list[str]:
@@ -200,9 +213,8 @@ def handles(sentence: str) -> list[str]:
             after = tokens[j + 1].lower() if j + 1 < len(tokens) else ""
             if not bare or not bare[0].islower() or bare.lower() in PHRASE_END or (
                     len(bare) > 4 and bare.endswith("ed")) or (  # a verb: "my brother switched", "my landlord fixed"
-                    phrase and bare.endswith("s") and not bare.endswith(("ss", "'s")) and after in _VERB_THEN) or (
-                    phrase and _plural(phrase[-1]) and (after in _VERB_THEN or bare in _PLURAL_VERBS)):
-                break  # "my train leaves at 7:15": my train; "my parents live in", "my kids go to"
+                    phrase and _verb_after(phrase[-1], bare, after)):
+                break
             phrase.append(bare)
             if bare != word:  # punctuation ends the phrase
                 break
@@ -257,8 +269,7 @@ def _named(handle: str, sentence: str, about: str) -> bool:
     names_another = re.search(re.escape(handle) + r"\s+(?:\w+\s+)?(?:named|called|nicknamed|renamed)\s+"
                               r"(?:his|her|their|its|my|our|the|a|an)\b", about, re.IGNORECASE)
     # "getting into our garden. Its name is Smudge": a place named by where it is, not by the name after
-    at_place = re.search(r"\b(?:in|into|at|on|onto|from|near|to|around|outside)\s+" + re.escape(handle), sentence,
-                         re.IGNORECASE)
+    at_place = re.search(PLACE_BEFORE_MINE + re.escape(handle), sentence, re.IGNORECASE)
     # "My son started a new school. It's called Oakridge": "it" is the school told after my son
     its_thing = re.match(r"\s*It(?:'s|s| is|\b)", about[len(sentence):]) and re.search(
         re.escape(handle) + r"\b.*\b(?:a|an)\s+\w+", sentence, re.IGNORECASE)
